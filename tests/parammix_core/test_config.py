@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from parammix_core.config import ConfigError, Experiment, load_experiment, parse_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _error(data: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_experiment(data, "exp.yaml")
+    return str(info.value)
+
+
+def test_default_yaml_is_the_embedded_default():
+    assert load_experiment(ROOT / "configs" / "default.yaml") == Experiment()
+
+
+def test_yaml_round_trip():
+    exp = Experiment()
+    assert parse_experiment(yaml.safe_load(exp.to_yaml())) == exp
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"trainng": {}}, "trainng: Extra inputs are not permitted"),
+        ({"data": {"domains": [{"name": "m", "builtin": "math", "colour": 1}]}},
+         "data.domains.0.colour: Extra inputs are not permitted"),
+        ({"training": {"expert": {"steps": 0}}}, "training.expert.steps: Input should be greater"),
+        ({"training": {"expert": {"lr": "fast"}}}, "training.expert.lr: Input should be a valid"),
+        ({"training": {"expert": {"lr": float("nan")}}}, "training.expert.lr"),
+        ({"data": {"domains": [{"name": "a", "builtin": "math"}, {"name": "a", "builtin": "code"}]}},
+         "duplicate domain names: ['a']"),
+        ({"data": {"domains": []}}, "data.domains: List should have at least 1 item"),
+        ({"data": {"domains": [{"name": "a"}]}}, "set exactly one of 'builtin' or 'paths'"),
+        ({"search": {"bounds": {"poetry": {"min": 0.1}}}}, "search.bounds: unknown domains ['poetry']"),
+        ({"search": {"bounds": {"math": {"min": 0.7}, "code": {"min": 0.6}}}},
+         "minimums sum to 1.3 > 1"),
+        ({"search": {"group_weights": {"music": 1.0}}}, "unknown groups ['music']"),
+        ({"search": {"bounds": {"math": {"min": 0.5, "max": 0.2}}}}, "min must not exceed max"),
+        ({"model": {"hidden_size": 100, "num_heads": 3}}, "divisible by num_heads"),
+        ({"training": {"expert": {"warmup_steps": 500}}}, "warmup_steps must be smaller"),
+        ({"evaluation": {"tasks": [{"name": "x", "group": "g"}, {"name": "x", "group": "h"}]}},
+         "duplicate task names"),
+        ({"search": {"n_mixtures": 3}}, "cover the vertices"),
+    ],
+)
+def test_bad_values_name_the_field(data: dict, expected: str):
+    message = _error(data)
+    assert message.startswith("exp.yaml:")
+    assert expected in message
+
+
+def test_load_errors_name_the_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_experiment(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_experiment(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_experiment(scalar)
+
+
+def test_every_shipped_config_loads():
+    configs = sorted((ROOT / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_experiment(path)
