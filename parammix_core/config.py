@@ -309,6 +309,11 @@ class Experiment(Strict):
             raise ValueError(
                 f"search.group_weights: unknown groups {unknown}; groups are {sorted(groups)}"
             )
+        missing = sorted(groups - set(self.search.group_weights))
+        if self.search.group_weights and missing:
+            raise ValueError(
+                f"search.group_weights: no weight for groups {missing}; give every group or none"
+            )
         lo = sum(b.min for b in self.search.bounds.values())
         if lo > 1 + 1e-9:
             raise ValueError(f"search.bounds: the domain minimums sum to {lo:g} > 1")
@@ -372,4 +377,3 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return parse_experiment(data, str(path))
-

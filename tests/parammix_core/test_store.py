@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def test_unmanifested_artifact_is_not_trusted(store: Store):
     dest.mkdir(parents=True)
     (dest / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes())
     assert not store.exists(ref)
-    with pytest.raises(StoreError, match="not in the store"):
+    with pytest.raises(StoreError, match=re.escape("not in the store")):
         store.load_tensors(ref, "model.safetensors")
 
 
@@ -63,7 +64,7 @@ def test_tampered_file_is_refused(tmp_path: Path, verify: str):
     path = Path(store.root) / ref.path / "info.json"
     path.write_text(json.dumps({"a": 2}))  # same size, other content
     if verify == "sha256":
-        with pytest.raises(StoreError, match="info.json: sha256 does not match"):
+        with pytest.raises(StoreError, match=re.escape("info.json: sha256 does not match")):
             store.load_json(ref, "info.json")
     else:
         assert store.load_json(ref, "info.json") == {"a": 2}
@@ -76,13 +77,15 @@ def test_missing_file_and_foreign_manifest(store: Store):
     ref = ArtifactRef.for_spec("t", "x", {"v": 4})
     store.publish(ref, _artifact(store, ref))
     (Path(store.root) / ref.path / "sub" / "notes.json").unlink()
-    with pytest.raises(StoreError, match="sub/notes.json: listed in the manifest but missing"):
+    with pytest.raises(
+        StoreError, match=re.escape("sub/notes.json: listed in the manifest but missing")
+    ):
         store.check(ref)
     other = ArtifactRef.for_spec("t", "x", {"v": 5})
     (Path(store.root) / other.path).mkdir(parents=True)
     manifest = (Path(store.root) / ref.path / MANIFEST).read_text()
     (Path(store.root) / other.path / MANIFEST).write_text(manifest)
-    with pytest.raises(StoreError, match="manifest is for key"):
+    with pytest.raises(StoreError, match=re.escape("manifest is for key")):
         store.exists(other)
 
 
@@ -91,7 +94,9 @@ def test_refuses_to_load_pickles(store: Store, tmp_path: Path):
     src = store.staging(ref)
     torch.save({"w": torch.ones(2)}, src / "model.bin")
     store.publish(ref, src)
-    with pytest.raises(StoreError, match="refusing to load; only .safetensors, .json, .parquet"):
+    with pytest.raises(
+        StoreError, match=re.escape("refusing to load; only .safetensors, .json, .parquet")
+    ):
         store.load_tensors(ref, "model.bin")
 
 
@@ -100,7 +105,9 @@ def test_corrupt_safetensors_is_a_clear_error(store: Store):
     src = store.staging(ref)
     (src / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
     store.publish(ref, src)
-    with pytest.raises(StoreError, match="model.safetensors: not a valid safetensors file"):
+    with pytest.raises(
+        StoreError, match=re.escape("model.safetensors: not a valid safetensors file")
+    ):
         store.load_tensors(ref, "model.safetensors")
 
 
@@ -112,3 +119,24 @@ def test_publish_never_overwrites(store: Store):
     store.publish(ref, other)
     assert store.load_json(ref, "info.json") == {"a": 1}
     assert "model.safetensors" in store.manifest(ref)["files"]
+
+
+def test_store_identity_survives_reopening_but_not_wiping(tmp_path: Path):
+    first = Store(str(tmp_path / "s")).id
+    assert Store(str(tmp_path / "s")).id == first
+    (tmp_path / "s" / "STORE_ID").unlink()
+    assert Store(str(tmp_path / "s")).id != first
+
+
+def test_remote_filesystem_round_trip(tmp_path: Path):
+    """A non-local fsspec backend: artifacts are downloaded and verified in the cache."""
+    store = Store("memory://parammix-test/store", cache_dir=tmp_path / "cache")
+    ref = ArtifactRef.for_spec("t", "remote", {"v": 9})
+    store.publish(ref, _artifact(store, ref))
+    assert store.uri(ref).startswith("memory://")
+    assert store.load_json(ref, "info.json") == {"a": 1}
+    local = store.local_dir(ref)
+    assert local.is_relative_to(tmp_path / "cache")
+    store.fs.pipe_file(f"{store.root}/{ref.path}/info.json", b'{"a": 3}')
+    with pytest.raises(StoreError, match=re.escape("sha256 does not match")):
+        store.load_json(ref, "info.json")

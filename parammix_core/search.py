@@ -1,0 +1,215 @@
+"""Choose the mixture: maximise a utility over the surrogates' predicted group scores.
+
+The utility is a weighted mean of the capability-group scores (equal weights unless the config
+says otherwise). The search scores a large pool of mixtures sampled inside the per-domain
+floors and caps, then averages the top-k instead of taking the argmax: a tree surrogate is
+piecewise constant, so its single best point is mostly noise, while the mean of the best
+region is stable. The box ∩ simplex is convex, so that mean stays inside the bounds.
+
+The chosen mixture is reported beside the uniform and the natural-proportion mixtures, all
+scored by the same surrogates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from parammix_core import simplex
+from parammix_core.config import Bounds, SearchConfig
+from parammix_core.surrogate import SurrogateSet
+
+
+class SearchError(ValueError):
+    """A search that cannot run: unknown groups or domains, missing surrogates, bad bounds."""
+
+
+def resolve_weights(groups: list[str], weights: dict[str, float] | None) -> dict[str, float]:
+    """Weight per group: equal when `weights` is None or empty, else exactly the given ones."""
+    if not weights:
+        return dict.fromkeys(groups, 1.0)
+    unknown = sorted(set(weights) - set(groups))
+    missing = [g for g in groups if g not in weights]
+    if unknown or missing:
+        raise SearchError(
+            f"group weights: unknown group(s) {unknown}, missing group(s) {missing}; "
+            f"groups are {list(groups)}"
+        )
+    bad = [g for g in groups if not weights[g] > 0]
+    if bad:
+        raise SearchError(f"group weights must be positive; not for {bad}")
+    return {g: float(weights[g]) for g in groups}
+
+
+def utility(group_scores: dict[str, np.ndarray], weights: dict[str, float] | None) -> np.ndarray:
+    """Weighted mean of the group scores, shape (N,); equal weights when `weights` is None."""
+    if not group_scores:
+        raise SearchError("no group scores to combine")
+    w = resolve_weights(list(group_scores), weights)
+    scores = [np.asarray(s, dtype=float) for s in group_scores.values()]
+    shapes = {s.shape for s in scores}
+    if len(shapes) != 1:
+        raise SearchError(f"group scores differ in shape: {sorted(shapes)}")
+    total = sum(w.values())
+    return sum(w[g] * s for g, s in zip(group_scores, scores, strict=True)) / total
+
+
+@dataclass
+class Choice:
+    """The chosen mixture, its predicted scores, and the baselines scored the same way.
+
+    Attributes:
+        alpha: domain -> weight of the chosen mixture.
+        predicted: group -> predicted score at `alpha`.
+        predicted_utility: the utility of `predicted`.
+        weights: group -> utility weight used (resolved: equal unless configured).
+        baselines: name ("uniform", "natural") -> {"alpha", "predicted", "predicted_utility"}.
+        top_k: the averaged candidates, best first: {"alpha", "predicted", "predicted_utility"}.
+    """
+
+    alpha: dict[str, float]
+    predicted: dict[str, float]
+    predicted_utility: float
+    weights: dict[str, float]
+    baselines: dict[str, dict] = field(default_factory=dict)
+    top_k: list[dict] = field(default_factory=list)
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.alpha)
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self.predicted)
+
+    def to_json(self) -> dict:
+        return {
+            "alpha": dict(self.alpha),
+            "predicted": dict(self.predicted),
+            "predicted_utility": self.predicted_utility,
+            "weights": dict(self.weights),
+            "baselines": {k: _copy_point(v) for k, v in self.baselines.items()},
+            "top_k": [_copy_point(c) for c in self.top_k],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Choice:
+        keys = ("alpha", "predicted", "predicted_utility", "weights", "baselines", "top_k")
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise SearchError(f"choice JSON lacks key(s) {missing}")
+        return cls(
+            alpha={k: float(v) for k, v in d["alpha"].items()},
+            predicted={k: float(v) for k, v in d["predicted"].items()},
+            predicted_utility=float(d["predicted_utility"]),
+            weights={k: float(v) for k, v in d["weights"].items()},
+            baselines={k: _copy_point(v) for k, v in d["baselines"].items()},
+            top_k=[_copy_point(c) for c in d["top_k"]],
+        )
+
+
+def choose_mixture(
+    surrogates: SurrogateSet,
+    domains: list[str],
+    groups: list[str],
+    cfg: SearchConfig,
+    seed: int,
+    natural: dict[str, float] | None = None,
+) -> Choice:
+    """Average the top-k of a bounded candidate pool by predicted utility.
+
+    Args:
+        surrogates: fitted on mixtures in `domains` order, with targets `group.<g>`.
+        domains: domain names, the order of the surrogates' inputs.
+        groups: capability groups in the utility.
+        cfg: n_candidates, top_k, group_weights, bounds.
+        seed: seeds the candidate pool.
+        natural: domain -> natural proportion (or token count; normalised here), for the
+            "natural" baseline; None leaves that baseline out.
+    """
+    k = len(domains)
+    if surrogates.n_inputs != k:
+        raise SearchError(
+            f"surrogates take {surrogates.n_inputs} weights but there are {k} domains {domains}"
+        )
+    targets = [f"group.{g}" for g in groups]
+    absent = [t for t in targets if t not in surrogates.targets]
+    if absent:
+        raise SearchError(f"no surrogate for {absent}; fitted targets are {surrogates.targets}")
+    weights = resolve_weights(groups, cfg.group_weights)
+    lo, hi = _bounds(domains, cfg.bounds)
+
+    pool = simplex.sample_bounded(k, cfg.n_candidates, lo, hi, seed=seed)  # (C, K)
+    corners = np.vstack([simplex.vertices(k), simplex.uniform(k)])  # (K + 1, K)
+    pool = np.vstack([pool, corners[simplex.within_bounds(corners, lo, hi)]])
+
+    def score(x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        pred = surrogates.predict(x)
+        per_group = {g: pred[t] for g, t in zip(groups, targets, strict=True)}
+        return per_group, utility(per_group, weights)
+
+    per_group, u = score(pool)  # u: (C,)
+    best = np.argsort(-u, kind="stable")[: cfg.top_k]
+    top_k = [_point(domains, pool[i], {g: per_group[g][i] for g in groups}, u[i]) for i in best]
+    chosen = _evaluate(domains, pool[best].mean(axis=0), score)
+
+    baselines = {"uniform": _evaluate(domains, simplex.uniform(k), score)}
+    if natural is not None:
+        baselines["natural"] = _evaluate(domains, _natural(natural, domains), score)
+    return Choice(
+        alpha=chosen["alpha"],
+        predicted=chosen["predicted"],
+        predicted_utility=chosen["predicted_utility"],
+        weights=weights,
+        baselines=baselines,
+        top_k=top_k,
+    )
+
+
+def _bounds(domains: list[str], bounds: dict[str, Bounds]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-domain floors and caps (K,), (K,); a domain without bounds gets [0, 1]."""
+    unknown = sorted(set(bounds) - set(domains))
+    if unknown:
+        raise SearchError(f"bounds for unknown domain(s) {unknown}; domains are {domains}")
+    lo = np.array([bounds[d].min if d in bounds else 0.0 for d in domains])
+    hi = np.array([bounds[d].max if d in bounds else 1.0 for d in domains])
+    if lo.sum() > 1 + simplex.TOLERANCE or hi.sum() < 1 - simplex.TOLERANCE:
+        raise SearchError(
+            f"bounds leave no mixture: floors sum to {lo.sum():.6g}, caps to {hi.sum():.6g}"
+        )
+    return lo, hi
+
+
+def _natural(natural: dict[str, float], domains: list[str]) -> np.ndarray:
+    unknown = sorted(set(natural) - set(domains))
+    missing = [d for d in domains if d not in natural]
+    if unknown or missing:
+        raise SearchError(
+            f"natural proportions: unknown domain(s) {unknown}, missing domain(s) {missing}"
+        )
+    w = np.array([float(natural[d]) for d in domains])
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise SearchError(f"natural proportions must be non-negative and not all 0; got {natural}")
+    return w / w.sum()
+
+
+def _evaluate(domains: list[str], alpha: np.ndarray, score) -> dict:
+    per_group, u = score(alpha[None, :])
+    return _point(domains, alpha, {g: s[0] for g, s in per_group.items()}, u[0])
+
+
+def _point(domains: list[str], alpha: np.ndarray, predicted: dict, u: float) -> dict:
+    return {
+        "alpha": {d: float(a) for d, a in zip(domains, alpha, strict=True)},
+        "predicted": {g: float(s) for g, s in predicted.items()},
+        "predicted_utility": float(u),
+    }
+
+
+def _copy_point(p: dict) -> dict:
+    return {
+        "alpha": {k: float(v) for k, v in p["alpha"].items()},
+        "predicted": {k: float(v) for k, v in p["predicted"].items()},
+        "predicted_utility": float(p["predicted_utility"]),
+    }

@@ -1,0 +1,165 @@
+"""prepare_corpora: files, shapes, a clean held-out split, byte-for-byte determinism."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from parammix_core.config import DataConfig, DomainSpec
+from parammix_core.data import (
+    EOT,
+    DataError,
+    load_prepared,
+    natural_weights,
+    prepare_corpora,
+)
+
+SMALL = {
+    "max_train_tokens": 20_000,
+    "heldout_tokens": 1_024,
+    "vocab_size": 512,
+    "block_size": 64,
+}
+OUTPUTS = ("tokens.safetensors", "tokenizer/tokenizer.json", "heldout_texts.json", "stats.json")
+
+
+def small_config(**overrides) -> DataConfig:
+    return DataConfig(**{**SMALL, **overrides})
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared")
+    messages: list[str] = []
+    stats = prepare_corpora(small_config(), seed=7, out_dir=out, progress=messages.append)
+    return out, stats, messages
+
+
+def test_writes_files_with_shapes_and_dtypes(prepared):
+    out, stats, messages = prepared
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    assert all(p.suffix == ".json" for p in (out / "tokenizer").iterdir())
+    assert list(stats) == ["math", "code", "sft", "web"]
+    assert json.loads((out / "stats.json").read_text()) == stats
+    tensors = load_file(out / "tokens.safetensors")
+    assert sorted(tensors) == sorted(f"{d}.{p}" for d in stats for p in ("train", "heldout"))
+    for d, s in stats.items():
+        train, held = tensors[f"{d}.train"], tensors[f"{d}.heldout"]
+        assert train.dtype == held.dtype == torch.int32
+        assert train.shape == (s["train_blocks"], 64)
+        assert held.shape == (s["heldout_blocks"], 64)
+        assert s["train_tokens"] == 20_000 and s["train_blocks"] == 20_000 // 64
+        assert s["heldout_tokens"] >= 1_024 and s["heldout_blocks"] == s["heldout_tokens"] // 64
+        assert int(train.min()) >= 0 and int(train.max()) < 512
+    assert any(m.startswith("tokenizer:") for m in messages)
+
+
+def test_heldout_blocks_are_the_heldout_documents(prepared):
+    out, stats, _ = prepared
+    data = load_prepared(out)
+    assert data.domains == list(stats)
+    tok = data.tokenizer
+    for d in stats:
+        texts = data.heldout_texts[d]
+        assert len(texts) == stats[d]["heldout_documents"]
+        stream = tok.decode(data.heldout[d].flatten().tolist())
+        assert (EOT.join(texts) + EOT).startswith(stream)
+
+
+def test_heldout_disjoint_from_train(prepared):
+    out, stats, _ = prepared
+    data = load_prepared(out)
+    for d in stats:
+        train_docs = set(data.tokenizer.decode(data.train[d].flatten().tolist()).split(EOT))
+        assert len(train_docs) > 10
+        assert not train_docs & set(data.heldout_texts[d])
+
+
+def test_deterministic_across_processes(prepared, tmp_path):
+    out, _, _ = prepared
+    code = (
+        "import sys; from pathlib import Path; from parammix_core.config import DataConfig; "
+        "from parammix_core.data import prepare_corpora; "
+        f"prepare_corpora(DataConfig(**{SMALL!r}), seed=7, out_dir=Path(sys.argv[1]))"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=120)
+    for name in OUTPUTS:
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_seed_changes_the_data(tmp_path):
+    cfg = small_config(domains=[DomainSpec(name="m", builtin="math")])
+    a = prepare_corpora(cfg, seed=1, out_dir=tmp_path / "a")
+    b = prepare_corpora(cfg, seed=2, out_dir=tmp_path / "b")
+    assert a["m"]["documents"] > 0 and b["m"]["documents"] > 0
+    ta = load_file(tmp_path / "a" / "tokens.safetensors")["m.train"]
+    tb = load_file(tmp_path / "b" / "tokens.safetensors")["m.train"]
+    assert not torch.equal(ta, tb)
+
+
+def test_natural_weights(prepared):
+    _, stats, _ = prepared
+    w = natural_weights(stats)
+    total = sum(s["characters"] for s in stats.values())
+    assert w == pytest.approx({d: s["characters"] / total for d, s in stats.items()})
+    assert sum(w.values()) == pytest.approx(1.0)
+    assert natural_weights({"a": {"characters": 3}, "b": {"characters": 1}}) == {
+        "a": 0.75,
+        "b": 0.25,
+    }
+
+
+def _jsonl(path, texts):
+    path.write_text("".join(json.dumps({"body": t}) + "\n" for t in texts), encoding="utf-8")
+    return str(path)
+
+
+def test_user_corpus_with_existing_tokenizer(prepared, tmp_path):
+    out, _, _ = prepared
+    texts = [f"Document number {i} talks about topic {i % 7} at some length." for i in range(400)]
+    spec = DomainSpec(name="mine", paths=[_jsonl(tmp_path / "c.jsonl", texts)], text_field="body")
+    cfg = small_config(
+        domains=[spec.model_copy(update={"max_documents": 300})],
+        tokenizer=str(out / "tokenizer"),
+        heldout_tokens=128,
+    )
+    stats = prepare_corpora(cfg, seed=0, out_dir=tmp_path / "out")["mine"]
+    assert stats["documents"] == 300 and stats["dropped_duplicate"] == 0
+    assert stats["train_documents"] + stats["heldout_documents"] == 300
+    assert (tmp_path / "out" / "tokenizer" / "tokenizer.json").read_bytes() == (
+        out / "tokenizer" / "tokenizer.json"
+    ).read_bytes()
+
+
+def test_domain_empty_after_cleaning(tmp_path):
+    paths = [_jsonl(tmp_path / "t.jsonl", ["short", "also short"])]
+    spec = DomainSpec(name="tiny", paths=paths, text_field="body")
+    cfg = small_config(domains=[spec], tokenizer=None)
+    with pytest.raises(DataError, match=r"domain 'tiny': no text left .*2 documents, 2 shorter"):
+        prepare_corpora(cfg, seed=0, out_dir=tmp_path / "out")
+
+
+def test_too_few_tokens_for_a_block(tmp_path):
+    texts = [f"A short but valid document about things, number {i}." for i in range(6)]
+    spec = DomainSpec(name="small", paths=[_jsonl(tmp_path / "s.jsonl", texts)], text_field="body")
+    cfg = small_config(domains=[spec], vocab_size=300, block_size=256)
+    with pytest.raises(DataError, match=r"domain 'small': the held-out split has \d+ tokens"):
+        prepare_corpora(cfg, seed=0, out_dir=tmp_path / "out")
+
+
+def test_load_prepared_names_bad_tensor(prepared, tmp_path):
+    out, _, _ = prepared
+    for name in ("stats.json", "heldout_texts.json"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    tensors = load_file(out / "tokens.safetensors")
+    tensors["code.train"] = tensors["code.train"].long()
+    save_file(tensors, tmp_path / "tokens.safetensors")
+    with pytest.raises(DataError, match=r"tensor 'code.train' is torch.int64"):
+        load_prepared(tmp_path)
+    (tmp_path / "stats.json").unlink()
+    with pytest.raises(DataError, match=r"stats.json: missing"):
+        load_prepared(tmp_path)

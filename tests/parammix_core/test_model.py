@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+
+from parammix_core.config import ModelConfig
+from parammix_core.model import (
+    ModelLoadError,
+    build_model,
+    load_model,
+    parameter_count,
+    resolve_device,
+    save_model,
+)
+
+PICO = ModelConfig(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
+IDS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+
+
+def pico(seed: int = 0, cfg: ModelConfig = PICO):
+    return build_model(cfg, vocab_size=96, max_positions=32, seed=seed, **IDS)
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_build_is_deterministic_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a, b, c = pico(0), pico(0), pico(1)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert same_weights(a, b)
+    assert not same_weights(a, c)
+
+
+def test_build_follows_config():
+    model = pico()
+    cfg = model.config
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (32, 2, 4)
+    assert (cfg.num_key_value_heads, cfg.intermediate_size, cfg.vocab_size) == (2, 64, 96)
+    assert cfg.max_position_embeddings == 32
+    assert (cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id) == (1, 2, 0)
+    assert cfg.tie_word_embeddings is False
+    assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+    assert cfg._attn_implementation == "sdpa"
+    assert not model.training
+    eager = pico(cfg=PICO.model_copy(update={"attn_implementation": "eager"}))
+    assert eager.config._attn_implementation == "eager"
+    bf16 = pico(cfg=PICO.model_copy(update={"dtype": "bfloat16"}))
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+
+
+def test_parameter_count_matches_hand_count():
+    h, inter, vocab, kv = 32, 64, 96, 16  # kv: 2 kv heads x head_dim 8
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter + 2 * h
+    assert parameter_count(pico()) == 2 * vocab * h + 2 * per_layer + h == 24_736
+
+
+def test_save_load_round_trip(tmp_path):
+    model = pico()
+    save_model(model, tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "config.json").is_file()
+    assert (tmp_path / "ckpt" / "model.safetensors").is_file()
+    assert not list((tmp_path / "ckpt").glob("*.bin"))
+    loaded = load_model(tmp_path / "ckpt", PICO, "cpu")
+    assert same_weights(model, loaded)
+    assert not loaded.training
+    x = torch.tensor([[1, 5, 7, 9]])
+    assert torch.equal(model(x).logits, loaded(x).logits)
+
+
+def test_load_refuses_pickled_weights(tmp_path):
+    save_model(pico(), tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(ModelLoadError, match=r"only pickled weights \(pytorch_model.bin\)"):
+        load_model(tmp_path, PICO, "cpu")
+
+
+def test_load_refuses_incomplete_dirs(tmp_path):
+    with pytest.raises(ModelLoadError, match="not a checkpoint directory"):
+        load_model(tmp_path / "missing", PICO, "cpu")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        load_model(tmp_path, PICO, "cpu")
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ModelLoadError, match=r"no \*.safetensors weights"):
+        load_model(tmp_path, PICO, "cpu")
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")

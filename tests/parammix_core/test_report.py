@@ -1,0 +1,143 @@
+"""Report and figures: files that exist, say the chosen numbers, and draw deterministically."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from parammix_core import plots
+from parammix_core.config import SearchConfig
+from parammix_core.report import ReportError, markdown_table, summary_lines, write_report
+from parammix_core.search import choose_mixture
+from parammix_core.surrogate import fit_surrogates
+
+DOMAINS = ["math", "code", "web"]
+GROUPS = ["math", "code", "language"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def experiment():
+    """40 evaluated mixtures over 3 domains, the surrogates fitted on them, and the choice."""
+    rng = np.random.default_rng(0)
+    alpha = rng.dirichlet(np.ones(3), size=40)  # (40, 3)
+    rows = pd.DataFrame({f"alpha.{d}": alpha[:, i] for i, d in enumerate(DOMAINS)})
+    rows["group.math"] = 0.2 + 0.5 * alpha[:, 0] + rng.normal(0, 0.01, 40)
+    rows["group.code"] = 0.1 + 0.6 * alpha[:, 1] + rng.normal(0, 0.01, 40)
+    rows["group.language"] = 0.3 + 0.2 * alpha[:, 2] - 0.3 * (alpha[:, 2] - 0.5) ** 2
+    for g in GROUPS:
+        rows[f"group.{g}.stderr"] = 0.02
+    rows["loss.web"] = 3.0 - alpha[:, 2]
+    targets = [f"group.{g}" for g in GROUPS] + ["loss.web"]
+    surrogates = fit_surrogates(alpha, {t: rows[t].to_numpy() for t in targets}, folds=4, seed=0)
+    choice = choose_mixture(
+        surrogates,
+        DOMAINS,
+        GROUPS,
+        SearchConfig(n_candidates=2000, top_k=8),
+        seed=0,
+        natural={"math": 1, "code": 1, "web": 2},
+    )
+    return rows, surrogates, choice
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > 1024
+
+
+def test_projection_puts_vertices_on_the_polygon():
+    xy = plots.simplex_projection(np.vstack([np.eye(3), np.full((1, 3), 1 / 3)]))
+    assert np.allclose(xy[0], [0.0, 1.0])
+    assert np.allclose(np.linalg.norm(xy[:3], axis=1), 1.0)
+    # a ternary triangle: equilateral, uniform at the centre
+    sides = [np.linalg.norm(xy[i] - xy[(i + 1) % 3]) for i in range(3)]
+    assert np.allclose(sides, np.sqrt(3))
+    assert np.allclose(xy[3], 0.0, atol=1e-12)
+    # halfway between two domains lands halfway along the edge
+    assert np.allclose(plots.simplex_projection(np.array([[0.5, 0.5, 0.0]]))[0], xy[:2].mean(0))
+    assert plots.simplex_projection(np.full((5, 6), 1 / 6)).shape == (5, 2)
+
+
+def test_plots_write_pngs_deterministically(experiment, tmp_path):
+    rows, surrogates, choice = experiment
+    a = plots.plot_landscape(rows, DOMAINS, GROUPS, tmp_path / "a.png", chosen=choice.alpha)
+    b = plots.plot_landscape(rows, DOMAINS, GROUPS, tmp_path / "b.png", chosen=choice.alpha)
+    assert_png(a)
+    assert a.read_bytes() == b.read_bytes()
+    truth = {t: rows[t].to_numpy() for t in surrogates.targets}
+    assert_png(plots.plot_surrogate_fit(truth, surrogates.oof, surrogates.cv, tmp_path / "f.png"))
+    assert_png(plots.plot_choice(choice, tmp_path / "sub" / "c.png"))
+
+
+def test_plots_name_missing_columns(experiment, tmp_path):
+    rows, _, _ = experiment
+    with pytest.raises(plots.PlotError, match=r"lack column\(s\) \['group\.poetry'\]"):
+        plots.plot_landscape(rows, DOMAINS, ["poetry"], tmp_path / "x.png")
+
+
+def test_markdown_table_without_tabulate():
+    df = pd.DataFrame({"name": ["a|b", "c"], "score": [0.41234, float("nan")], "n": [1, 22]})
+    assert markdown_table(df) == (
+        "| name | score | n |\n| --- | ---: | ---: |\n| a\\|b | 0.412 | 1 |\n| c | n/a | 22 |"
+    )
+
+
+def test_report_states_choice_fit_and_best_measured(experiment, tmp_path):
+    rows, surrogates, choice = experiment
+    path = write_report(
+        tmp_path / "report",
+        "unit-test",
+        DOMAINS,
+        GROUPS,
+        rows,
+        surrogates,
+        choice,
+        extra={"Proxy validation": "Spearman 0.8 over 6 mixed runs."},
+    )
+    assert path == tmp_path / "report" / "report.md"
+    text = path.read_text()
+    assert text.startswith("# Param-Mix report: unit-test\n")
+    for name in ("landscape.png", "surrogate_fit.png", "choice.png"):
+        assert_png(path.parent / name)
+        assert f"]({name})" in text
+    # the chosen mixture and its predictions, beside both baselines
+    assert "|  | chosen | uniform | natural |" in text
+    for d in DOMAINS:
+        assert f"| α {d} | {choice.alpha[d]:.3f} | 0.333 | " in text
+    assert f"| utility (predicted) | {choice.predicted_utility:.3f} |" in text
+    # the CV table, LightGBM beside linear, one row per target
+    assert "| target | R² LightGBM | Spearman LightGBM | R² linear | Spearman linear |" in text
+    cv = surrogates.cv["group.math"]
+    assert f"| group.math | {cv['r2']:.3f} | {cv['spearman']:.3f} | {cv['r2_linear']:.3f} |" in text
+    # top 10 measured mixtures by measured utility, scores with their stderr
+    u = rows[[f"group.{g}" for g in GROUPS]].mean(axis=1)
+    best = int(u.idxmax())
+    assert f"| 1 | {rows.loc[best, 'alpha.math']:.3f} |" in text
+    assert f"{rows.loc[best, 'group.code']:.3f} ± 0.020" in text
+    assert "| 10 |" in text and "| 11 |" not in text
+    assert text.rstrip().endswith("## Proxy validation\n\nSpearman 0.8 over 6 mixed runs.")
+
+
+def test_report_refuses_rows_the_surrogates_did_not_see(experiment, tmp_path):
+    rows, surrogates, choice = experiment
+    with pytest.raises(
+        ReportError, match="39 evaluation rows but the surrogates were fitted on 40"
+    ):
+        write_report(tmp_path, "x", DOMAINS, GROUPS, rows.iloc[:-1], surrogates, choice)
+
+
+def test_summary_lines(experiment):
+    _, _, choice = experiment
+    lines = summary_lines(choice)
+    assert lines[0] == "chosen mixture: " + "  ".join(f"{d}={choice.alpha[d]:.3f}" for d in DOMAINS)
+    uniform = choice.baselines["uniform"]
+    assert f"(uniform {uniform['predicted_utility']:.3f})" in lines[1]
+    assert len(lines) == 2 + len(GROUPS)
+    assert lines[2].split() == [
+        "math",
+        "chosen",
+        f"{choice.predicted['math']:.3f}",
+        "uniform",
+        f"{uniform['predicted']['math']:.3f}",
+    ]

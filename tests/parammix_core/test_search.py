@@ -1,0 +1,141 @@
+"""Mixture choice: the utility, the top-k average, bounds and baselines."""
+
+import json
+
+import numpy as np
+import pytest
+
+from parammix_core.config import Bounds, SearchConfig
+from parammix_core.search import Choice, SearchError, choose_mixture, utility
+from parammix_core.surrogate import fit_surrogates
+
+DOMAINS = ["math", "code", "sft", "web"]
+GROUPS = ["reasoning", "knowledge"]
+# Each group peaks at its own mixture; with equal weights the utility peaks at their mean.
+OPTIMA = {"reasoning": np.array([0.5, 0.3, 0.1, 0.1]), "knowledge": np.array([0.3, 0.3, 0.3, 0.1])}
+BEST = np.array([0.4, 0.3, 0.2, 0.1])
+
+
+def true_scores(x: np.ndarray) -> dict[str, np.ndarray]:
+    return {g: -((x - o) ** 2).sum(axis=1) for g, o in OPTIMA.items()}
+
+
+@pytest.fixture(scope="module")
+def surrogates():
+    rng = np.random.default_rng(0)
+    x = rng.dirichlet(np.ones(4), size=300)  # (300, 4)
+    targets = {f"group.{g}": s + rng.normal(0, 0.003, 300) for g, s in true_scores(x).items()}
+    return fit_surrogates(x, targets, folds=3, seed=0)
+
+
+def config(**kw) -> SearchConfig:
+    return SearchConfig(n_candidates=4000, top_k=32, **kw)
+
+
+def l1(choice: Choice, target: np.ndarray) -> float:
+    return float(np.abs(np.array([choice.alpha[d] for d in DOMAINS]) - target).sum())
+
+
+def test_utility_by_hand():
+    scores = {"math": np.array([1.0, 0.0, 0.5]), "code": np.array([0.0, 1.0, 0.5])}
+    assert np.allclose(utility(scores, None), [0.5, 0.5, 0.5])
+    assert np.allclose(utility(scores, {}), [0.5, 0.5, 0.5])
+    assert np.allclose(utility(scores, {"math": 3.0, "code": 1.0}), [0.75, 0.25, 0.5])
+
+
+def test_utility_names_unknown_and_missing_groups():
+    scores = {"math": np.zeros(2), "code": np.zeros(2)}
+    with pytest.raises(
+        SearchError, match=r"unknown group\(s\) \['poetry'\], missing group\(s\) \['code'\]"
+    ):
+        utility(scores, {"math": 1.0, "poetry": 1.0})
+    with pytest.raises(SearchError, match="differ in shape"):
+        utility({"math": np.zeros(2), "code": np.zeros(3)}, None)
+
+
+def test_lands_near_the_known_maximiser(surrogates):
+    choice = choose_mixture(surrogates, DOMAINS, GROUPS, config(), seed=0)
+    assert l1(choice, BEST) < 0.1
+    assert sum(choice.alpha.values()) == pytest.approx(1.0, abs=1e-9)
+    assert len(choice.top_k) == 32
+    # the chosen mixture is truly better than uniform, and the report says so too
+    x = np.array([[choice.alpha[d] for d in DOMAINS], [0.25] * 4])
+    true_u = utility(true_scores(x), None)
+    assert true_u[0] > true_u[1]
+    assert choice.predicted_utility > choice.baselines["uniform"]["predicted_utility"]
+    assert choice.weights == {"reasoning": 1.0, "knowledge": 1.0}
+
+
+def test_group_weights_move_the_choice(surrogates):
+    weights = {"reasoning": 3.0, "knowledge": 1.0}
+    choice = choose_mixture(surrogates, DOMAINS, GROUPS, config(group_weights=weights), seed=0)
+    target = (3 * OPTIMA["reasoning"] + OPTIMA["knowledge"]) / 4  # [0.45, 0.3, 0.15, 0.1]
+    assert l1(choice, target) < 0.1
+    assert choice.alpha["math"] > 0.4
+    assert choice.weights == weights
+
+
+@pytest.mark.parametrize(
+    ("bounds", "target"),
+    [
+        # a floor on web: the bowl's best point with web = 0.3, the rest lowered equally
+        ({"web": Bounds(min=0.3)}, BEST + np.array([-0.2, -0.2, -0.2, 0.6]) / 3),
+        # a cap on math: math = 0.2, the rest raised equally
+        ({"math": Bounds(max=0.2)}, BEST + np.array([-0.6, 0.2, 0.2, 0.2]) / 3),
+    ],
+)
+def test_respects_floor_and_cap(surrogates, bounds, target):
+    choice = choose_mixture(surrogates, DOMAINS, GROUPS, config(bounds=bounds), seed=0)
+    points = [choice.alpha] + [c["alpha"] for c in choice.top_k]
+    for name, b in bounds.items():
+        assert all(b.min - 1e-9 <= p[name] <= b.max + 1e-9 for p in points)
+    assert l1(choice, target) < 0.1
+
+
+def test_baselines_uniform_and_natural(surrogates):
+    natural = {"math": 10, "code": 30, "sft": 20, "web": 40}  # token counts
+    choice = choose_mixture(surrogates, DOMAINS, GROUPS, config(), seed=0, natural=natural)
+    assert choice.baselines["uniform"]["alpha"] == dict.fromkeys(DOMAINS, 0.25)
+    assert choice.baselines["natural"]["alpha"] == pytest.approx(
+        {"math": 0.1, "code": 0.3, "sft": 0.2, "web": 0.4}
+    )
+    nat = np.array([[0.1, 0.3, 0.2, 0.4]])
+    predicted = surrogates.predict(nat)
+    for g in GROUPS:
+        assert choice.baselines["natural"]["predicted"][g] == pytest.approx(
+            predicted[f"group.{g}"][0]
+        )
+    with pytest.raises(SearchError, match=r"missing domain\(s\) \['code', 'sft', 'web'\]"):
+        choose_mixture(surrogates, DOMAINS, GROUPS, config(), seed=0, natural={"math": 1.0})
+
+
+def test_deterministic_and_json_round_trip(surrogates):
+    a = choose_mixture(
+        surrogates, DOMAINS, GROUPS, config(), seed=3, natural={d: 1 for d in DOMAINS}
+    )
+    b = choose_mixture(
+        surrogates, DOMAINS, GROUPS, config(), seed=3, natural={d: 1 for d in DOMAINS}
+    )
+    assert a == b
+    assert Choice.from_json(json.loads(json.dumps(a.to_json()))) == a
+    c = choose_mixture(surrogates, DOMAINS, GROUPS, config(), seed=4)
+    assert c.alpha != a.alpha
+
+
+def test_clear_errors(surrogates):
+    with pytest.raises(SearchError, match=r"no surrogate for \['group\.math'\]"):
+        choose_mixture(surrogates, DOMAINS, ["math"], config(), seed=0)
+    with pytest.raises(SearchError, match=r"4 weights but there are 3 domains"):
+        choose_mixture(surrogates, DOMAINS[:3], GROUPS, config(), seed=0)
+    with pytest.raises(SearchError, match=r"unknown domain\(s\) \['poetry'\]"):
+        choose_mixture(surrogates, DOMAINS, GROUPS, config(bounds={"poetry": Bounds()}), seed=0)
+    with pytest.raises(SearchError, match=r"floors sum to 1\.2"):
+        choose_mixture(
+            surrogates,
+            DOMAINS,
+            GROUPS,
+            config(bounds={"math": Bounds(min=0.6), "code": Bounds(min=0.6)}),
+            seed=0,
+        )
+    with pytest.raises(SearchError, match="choice JSON lacks"):
+        Choice.from_json({"alpha": {}})
