@@ -35,9 +35,7 @@ def dirichlet(k: int, n: int, concentration: float = 1.0, seed: int = 0) -> np.n
 
 def grid(k: int, resolution: int) -> np.ndarray:
     """Every mixture with weights in multiples of 1/resolution, shape (C(res+k-1, k-1), K)."""
-    points = [
-        c for c in itertools.product(range(resolution + 1), repeat=k) if sum(c) == resolution
-    ]
+    points = [c for c in itertools.product(range(resolution + 1), repeat=k) if sum(c) == resolution]
     return np.asarray(points, dtype=float) / resolution
 
 

@@ -102,6 +102,16 @@ class Store:
         default_cache = Path(os.environ.get("PARAMMIX_CACHE", Path.home() / ".cache/parammix"))
         self.cache_dir = cache_dir or default_cache
 
+    @property
+    def id(self) -> str:
+        """A random identity made when the store is first used: a wiped store is a new store."""
+        path = self._p("STORE_ID")
+        try:
+            return self.fs.cat_file(path).decode().strip()
+        except FileNotFoundError:
+            self._write_last(path, uuid.uuid4().hex.encode())
+            return self.fs.cat_file(path).decode().strip()
+
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
@@ -193,7 +203,9 @@ class Store:
     def load_json(self, ref: ArtifactRef, rel: str) -> Any:
         return json.loads(self._loadable(ref, rel).read_text())
 
-    def load_tensors(self, ref: ArtifactRef, rel: str, device: str = "cpu") -> dict[str, torch.Tensor]:
+    def load_tensors(
+        self, ref: ArtifactRef, rel: str, device: str = "cpu"
+    ) -> dict[str, torch.Tensor]:
         path = self._loadable(ref, rel)
         try:
             return load_file(path, device=device)
@@ -205,7 +217,9 @@ class Store:
 
     # --- writing -----------------------------------------------------------------------------
 
-    def publish(self, ref: ArtifactRef, src: Path, info: dict[str, Any] | None = None) -> ArtifactRef:
+    def publish(
+        self, ref: ArtifactRef, src: Path, info: dict[str, Any] | None = None
+    ) -> ArtifactRef:
         """Upload the files under `src`, then the manifest; no-op if already published."""
         if self.manifest(ref) is not None:
             return ref

@@ -1,0 +1,1 @@
+"""Prefect flows: the pipeline's DAG, wiring only (the work is in `tasks/` and `parammix_core`)."""

@@ -1,0 +1,262 @@
+"""Score the live merged model on lm-eval tasks and held-out loss, many times, fast.
+
+The fan-out evaluates ~10^2 merges of the same architecture, changing the weights in place
+between calls. Everything that does not depend on the weights is therefore built once per
+`Evaluator`: the task index (only our folder, not lm-eval's ~14k built-in YAMLs), the task
+objects with their loaded datasets, the `HFLM` wrapper around the model object, and the
+tokenisation of every (context, continuation) pair. Each `evaluate()` then runs lm-eval's own
+`evaluate` on the current weights, so any lm-eval task (MMLU, GSM8K, ...) works unchanged.
+
+Standard errors are part of the result, not decoration: a surrogate fitted to differences
+smaller than their noise learns the noise. For metrics aggregated by a mean (acc, acc_norm, the
+built-in suite's p_correct) lm-eval computes the closed-form standard error whenever
+`bootstrap_iters > 0`, without resampling, so that is what we ask for. Only if some task uses
+an aggregation lm-eval would bootstrap (F1, BLEU, ...: a process pool per call) do we pass 0;
+then 0/1 metrics get the binomial sqrt(p(1-p)/(n-1)) (equal to lm-eval's `mean_stderr` for
+0/1 values) and the others NaN rather than a made-up number.
+
+One `Evaluator` per thread: it holds per-instance state only (no module globals besides the
+logger levels, which are set idempotently).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from lm_eval.api.metrics import mean as lm_eval_mean
+from lm_eval.evaluator import evaluate as lm_eval_evaluate
+from lm_eval.models.huggingface import HFLM
+from lm_eval.tasks import TaskManager
+
+from parammix_core.config import EvalTask
+from parammix_core.evaluate.heldout import heldout_loss
+
+# Metrics whose per-document values are 0 or 1, so the binomial standard error applies.
+BINARY_METRICS = frozenset({"acc", "acc_norm", "acc_bytes", "acc_mutual_info", "exact_match"})
+# lm-eval re-seeds few-shot sampling with this before every call, so calls are reproducible.
+FEWSHOT_SEED = 1234
+_QUIET_LOGGERS = ("lm_eval", "lm-eval", "datasets", "transformers", "accelerate", "evaluate")
+
+
+class EvaluationError(ValueError):
+    """A task, metric or input the evaluator cannot use; the message lists what is available."""
+
+
+class _CachedHFLM(HFLM):
+    """`HFLM` that tokenises each (context, continuation) pair once per evaluator.
+
+    Every call asks for exactly the same pairs, and the tokenizer never changes, so re-encoding
+    them per candidate is pure overhead (about a fifth of a call on a tiny model). Progress
+    bars of the per-call model passes are off: one evaluation is one small step of a fan-out.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pair_cache: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        key = (context, continuation)
+        if key not in self._pair_cache:
+            self._pair_cache[key] = super()._encode_pair(context, continuation)
+        context_enc, continuation_enc = self._pair_cache[key]
+        return list(context_enc), list(continuation_enc)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = True):
+        return super().loglikelihood(requests, disable_tqdm=True)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = True):
+        return super().loglikelihood_rolling(requests, disable_tqdm=True)
+
+    def generate_until(self, requests, disable_tqdm: bool = True):
+        return super().generate_until(requests, disable_tqdm=True)
+
+
+def _quiet_loggers() -> None:
+    for name in _QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    # HFLM warns on every construction that it was handed a model object: that is the point.
+    logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
+
+
+def binomial_stderr(p: float, n: int) -> float:
+    """Standard error of a mean of n 0/1 values with mean p (sample std with n-1)."""
+    return math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else math.nan
+
+
+def aggregate_groups(
+    tasks: Sequence[EvalTask], scores: Mapping[str, tuple[float, float]]
+) -> dict[str, float]:
+    """`group.<g>`: mean of its tasks' scores; `group.<g>.stderr`: sqrt(sum se^2) / n_tasks.
+
+    The tasks' documents are independent, so the variance of the mean is the sum of the
+    tasks' variances over n_tasks^2.
+    """
+    members: dict[str, list[str]] = {}
+    for task in tasks:
+        members.setdefault(task.group, []).append(task.name)
+    out = {}
+    for group, names in members.items():
+        values = [scores[name][0] for name in names]
+        errors = [scores[name][1] for name in names]
+        out[f"group.{group}"] = sum(values) / len(values)
+        out[f"group.{group}.stderr"] = math.sqrt(sum(e * e for e in errors)) / len(errors)
+    return out
+
+
+class Evaluator:
+    """Evaluates one live model object again and again as its weights change in place.
+
+    Args:
+        model: a `transformers` causal LM, already on `device`. Only its weights may change
+            between `evaluate()` calls (same object, same shapes).
+        tokenizer: its tokenizer (a `PreTrainedTokenizerBase`).
+        tasks: lm-eval task (or group) names, their capability group and metric.
+        include_path: folder(s) of task YAMLs, indexed alone; None indexes lm-eval's built-in
+            tasks instead (about 25 s, once), for names like "gsm8k" or "mmlu".
+        batch_size: requests per forward pass (and held-out blocks per pass).
+        device: the model's device.
+        num_fewshot: in-context examples per document, for tasks whose YAML does not fix 0.
+        heldout: (N, T) token blocks per domain for `loss.<domain>`; None skips them.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        tasks: Sequence[EvalTask],
+        include_path: str | Path | Sequence[str | Path] | None,
+        batch_size: int,
+        device: torch.device | str,
+        num_fewshot: int = 0,
+        heldout: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        _quiet_loggers()
+        self.tasks = list(tasks)
+        if not self.tasks:
+            raise EvaluationError("no evaluation tasks given")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise EvaluationError(f"duplicate task names: {sorted(names)}")
+        if batch_size < 1:
+            raise EvaluationError(f"batch_size must be positive, got {batch_size}")
+        self.device = torch.device(device)
+        param = next(model.parameters())
+        if param.device.type != self.device.type or (
+            self.device.index is not None and param.device != self.device
+        ):
+            raise EvaluationError(f"the model is on {param.device}, not on device {self.device}")
+        self.model = model
+        self.batch_size = batch_size
+
+        manager = TaskManager(include_path=include_path, include_defaults=include_path is None)
+        self._check_names(manager, names, include_path)
+        self._task_dict = manager.load(names)
+        self._leaf_tasks = list(self._task_dict["tasks"].values())
+        for task in self._leaf_tasks:
+            if task.get_config("num_fewshot") != 0:  # a YAML's explicit 0 wins, as in lm-eval
+                task.set_config(key="num_fewshot", value=num_fewshot)
+        self._n_docs = {name: self._count_docs(name) for name in names}
+        # Any positive value: mean aggregations get lm-eval's closed-form stderr, no resampling.
+        closed_form = all(
+            agg is lm_eval_mean for task in self._leaf_tasks for agg in task.aggregation().values()
+        )
+        self._bootstrap_iters = 1 if closed_form else 0
+
+        self._lm = _CachedHFLM(
+            pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(self.device)
+        )
+        self._heldout = {
+            domain: self._check_blocks(domain, blocks) for domain, blocks in (heldout or {}).items()
+        }
+
+    @staticmethod
+    def _check_names(manager: TaskManager, names: Sequence[str], include_path) -> None:
+        known = manager.all_tasks
+        unknown = [name for name in names if name not in known]
+        if not unknown:
+            return
+        lines = [f"unknown lm-eval task(s) in {include_path or 'the built-in lm-eval tasks'}:"]
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            lines.append(f"  {name!r}" + (f" - did you mean {', '.join(close)}?" if close else ""))
+        shown = ", ".join(known[:40]) + (f", ... ({len(known)} in all)" if len(known) > 40 else "")
+        lines.append(f"available: {shown or 'none'}")
+        if include_path is not None:
+            lines.append("(standard lm-eval tasks need include_path=None)")
+        raise EvaluationError("\n".join(lines))
+
+    def _count_docs(self, name: str) -> int:
+        if name in self._task_dict["groups"]:
+            tasks = self._task_dict["groups"][name].get_all_tasks()
+        elif name in self._task_dict["tasks"]:
+            tasks = [self._task_dict["tasks"][name]]
+        else:  # a tag expands to tasks but reports no score of its own
+            expanded = ", ".join(sorted(self._task_dict["tasks"]))
+            raise EvaluationError(
+                f"{name!r} is an lm-eval tag, which has no score of its own; "
+                f"list its tasks instead: {expanded}"
+            )
+        return sum(len(task.eval_docs) for task in tasks)
+
+    def _check_blocks(self, domain: str, blocks: torch.Tensor) -> torch.Tensor:
+        if not isinstance(blocks, torch.Tensor) or blocks.ndim != 2:
+            raise EvaluationError(f"heldout[{domain!r}] must be an (N, T) tensor of token ids")
+        return blocks.to(self.device)
+
+    def evaluate(self) -> dict[str, float]:
+        """Score the model's current weights.
+
+        Returns:
+            Flat floats: `task.<name>` (the configured metric) and `task.<name>.stderr`,
+            `group.<g>` and `group.<g>.stderr`, and `loss.<domain>` and `loss.<domain>.stderr`
+            when held-out blocks were given.
+        """
+        for task in self._leaf_tasks:
+            task.set_fewshot_seed(seed=FEWSHOT_SEED)
+        results = lm_eval_evaluate(
+            lm=self._lm,
+            task_dict=self._task_dict,
+            bootstrap_iters=self._bootstrap_iters,
+            log_samples=False,
+        )["results"]
+        out: dict[str, float] = {}
+        scores = {task.name: self._score(task, results.get(task.name, {})) for task in self.tasks}
+        for name, (value, stderr) in scores.items():
+            out[f"task.{name}"] = value
+            out[f"task.{name}.stderr"] = stderr
+        out.update(aggregate_groups(self.tasks, scores))
+        for domain, blocks in self._heldout.items():
+            loss, stderr = heldout_loss(self.model, blocks, self.batch_size, self.device)
+            out[f"loss.{domain}"] = loss
+            out[f"loss.{domain}.stderr"] = stderr
+        return out
+
+    def _score(self, task: EvalTask, result: Mapping[str, object]) -> tuple[float, float]:
+        """The configured metric of one task result, and its standard error."""
+        metrics = {k: v for k, v in result.items() if "," in k and "_stderr," not in k}
+        if "," in task.metric:
+            key = task.metric
+        else:  # "acc" means "acc,none", or the one filter that produced it
+            keys = [k for k in metrics if k.split(",", 1)[0] == task.metric]
+            key = f"{task.metric},none" if f"{task.metric},none" in keys else None
+            if key is None and len(keys) == 1:
+                key = keys[0]
+        if key is None or not isinstance(metrics.get(key), int | float):
+            raise EvaluationError(
+                f"task {task.name!r} did not produce metric {task.metric!r}; "
+                f"it produced: {', '.join(sorted(metrics)) or 'nothing'}"
+            )
+        value = float(metrics[key])
+        metric, filter_key = key.split(",", 1)
+        stderr = result.get(f"{metric}_stderr,{filter_key}")
+        if not isinstance(stderr, int | float):
+            n = self._n_docs[task.name]
+            stderr = binomial_stderr(value, n) if metric in BINARY_METRICS else math.nan
+        return value, float(stderr)

@@ -1,0 +1,24 @@
+"""base_model: the shared start of every expert (a checkpoint, or a tiny pre-trained one)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from parammix_core import stages
+from parammix_core.config import Experiment
+from parammix_core.store import ArtifactRef
+from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+
+
+@task(name="base_model", cache_key_fn=store_key(stages.base_ref), **RESULTS, **RETRIES)
+def base_model(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
+    prepare(exp)
+    store = stages.open_store(exp)
+    progress = StageProgress(exp, "base model")
+    ref = stages.build_base(exp, store, data, progress)
+    progress.close()
+    info = store.manifest(ref)["info"]
+    lines = [f"- **{k}**: {v}" for k, v in info.items()]
+    create_markdown_artifact("# Base model\n\n" + "\n".join(lines), key="base-model")
+    return ref

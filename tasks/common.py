@@ -1,0 +1,80 @@
+"""What every stage task shares: the store-backed cache key, progress, result settings."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import datasets
+import torch
+import transformers
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
+from tqdm import tqdm
+
+from parammix_core.config import Experiment
+from parammix_core.stages import open_store
+from parammix_core.store import ArtifactRef
+
+# Results are small refs: JSON, never pickle. Stages that touch the store or train get retries.
+RESULTS = {"persist_result": True, "result_serializer": "json"}
+RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30]}
+
+
+def store_key(ref_fn: Callable[..., ArtifactRef]) -> Callable[[TaskRunContext, dict], str]:
+    """Prefect cache key = the store address of the task's output (one hash for both).
+
+    The store's identity is part of the key, so a result cached against one store is never
+    reused against another (or a wiped one). With a wiped Prefect database the task runs,
+    finds its artifact in the store and returns at once.
+    """
+
+    def cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+        exp: Experiment = parameters["exp"]
+        args = {k: v for k, v in parameters.items() if k not in ("exp", "index")}
+        return f"{open_store(exp).id}/{ref_fn(exp, **args).path}"
+
+    return cache_key
+
+
+def prepare(exp: Experiment) -> None:
+    """Per-task process settings (the pool's threads share one torch); library bars off."""
+    torch.set_num_threads(exp.runtime.torch_threads)
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+class StageProgress:
+    """Progress of a long stage: a Prefect progress artifact, log lines, a tqdm bar locally."""
+
+    def __init__(self, exp: Experiment, description: str, every_seconds: float = 2.0) -> None:
+        self.description = description
+        self.every = every_seconds
+        self.last = 0.0
+        self.last_logged = -1
+        self.logger = get_run_logger()
+        self.artifact = create_progress_artifact(0.0, description=description)
+        show = exp.runtime.progress and sys.stderr.isatty()
+        # An explicit `disable` wins over TQDM_DISABLE, which silences the libraries' bars.
+        self.bar = tqdm(desc=description, disable=not show, leave=False)
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+        now = time.monotonic()
+        if now - self.last < self.every and done < total:
+            return
+        self.last = now
+        update_progress_artifact(self.artifact, 100.0 * done / max(total, 1))
+        decile = int(10 * done / max(total, 1))
+        if decile != self.last_logged:
+            self.last_logged = decile
+            self.logger.info(message)
+
+    def close(self) -> None:
+        update_progress_artifact(self.artifact, 100.0)
+        self.bar.close()

@@ -1,0 +1,27 @@
+"""prepare_domains: per-domain corpora, tokenizer and packed token blocks."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+
+from parammix_core import stages
+from parammix_core.config import Experiment
+from parammix_core.store import ArtifactRef
+from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+
+
+@task(name="prepare_domains", cache_key_fn=store_key(stages.data_ref), **RESULTS, **RETRIES)
+def prepare_domains(exp: Experiment) -> ArtifactRef:
+    prepare(exp)
+    store = stages.open_store(exp)
+    progress = StageProgress(exp, "prepare_domains")
+    ref = stages.prepare_domains(exp, store, progress)
+    progress.close()
+    stats = store.load_json(ref, "stats.json")
+    create_table_artifact(
+        [{"domain": d, **s} for d, s in stats.items()],
+        key="domains",
+        description="Per-domain corpus statistics",
+    )
+    return ref

@@ -1,0 +1,47 @@
+"""merge_and_evaluate: a batch of mixtures merged in memory and scored with lm-eval."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+
+from parammix_core import stages
+from parammix_core.config import Experiment
+from parammix_core.store import ArtifactRef
+from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+
+
+@task(name="plan_mixtures")
+def plan_mixtures(exp: Experiment) -> list[list[list[float]]]:
+    """The mixtures to evaluate, in batches of `search.batch_size`."""
+    return stages.mixture_batches(exp)
+
+
+@task(
+    name="merge_and_evaluate",
+    task_run_name="merge_and_evaluate[batch {index}]",
+    cache_key_fn=store_key(stages.eval_ref),
+    **RESULTS,
+    **RETRIES,
+)
+def merge_and_evaluate(
+    exp: Experiment,
+    alphas: list[list[float]],
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: list[ArtifactRef],
+    index: int = 0,
+) -> ArtifactRef:
+    prepare(exp)
+    store = stages.open_store(exp)
+    progress = StageProgress(exp, f"merge_and_evaluate batch {index}")
+    ref = stages.merge_and_evaluate(exp, store, alphas, data, base, experts, progress)
+    progress.close()
+    rows = store.load_parquet(ref, "rows.parquet")
+    shown = [c for c in rows.columns if c.startswith(("alpha.", "group.")) and "stderr" not in c]
+    create_table_artifact(
+        rows[shown].round(4).to_dict(orient="records"),
+        key=f"evaluated-batch-{index}",
+        description=f"Merged mixtures of batch {index} and their capability-group scores",
+    )
+    return ref

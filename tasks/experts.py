@@ -1,0 +1,32 @@
+"""train_expert: one short-horizon expert per domain, from the shared base."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from parammix_core import stages
+from parammix_core.config import Experiment
+from parammix_core.store import ArtifactRef
+from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+
+
+@task(
+    name="train_expert",
+    task_run_name="train_expert[{domain}]",
+    cache_key_fn=store_key(stages.expert_ref),
+    **RESULTS,
+    **RETRIES,
+)
+def train_expert(exp: Experiment, domain: str, data: ArtifactRef, base: ArtifactRef) -> ArtifactRef:
+    prepare(exp)
+    store = stages.open_store(exp)
+    progress = StageProgress(exp, f"expert {domain}")
+    ref = stages.train_expert(exp, store, domain, data, base, progress)
+    progress.close()
+    info = store.manifest(ref)["info"]
+    create_markdown_artifact(
+        f"Expert **{domain}**: final loss {info['final_loss']:.4f}, {info['seconds']:.0f} s",
+        key=f"expert-{domain.lower().replace('_', '-')}",
+    )
+    return ref

@@ -1,0 +1,22 @@
+"""optimise_mixture: maximise the utility over surrogate predictions on the simplex."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from parammix_core import stages
+from parammix_core.config import Experiment
+from parammix_core.report import summary_lines
+from parammix_core.store import ArtifactRef
+from tasks.common import RESULTS, RETRIES, prepare, store_key
+
+
+@task(name="optimise_mixture", cache_key_fn=store_key(stages.choice_ref), **RESULTS, **RETRIES)
+def optimise_mixture(exp: Experiment, surrogates: ArtifactRef, data: ArtifactRef) -> ArtifactRef:
+    prepare(exp)
+    store = stages.open_store(exp)
+    ref = stages.optimise(exp, store, surrogates, data)
+    lines = summary_lines(stages.load_choice(store, ref))
+    create_markdown_artifact("# Chosen mixture\n\n" + "\n".join(lines), key="chosen-mixture")
+    return ref

@@ -1,0 +1,67 @@
+"""The whole flow on the micro config, in a Prefect test harness: run twice, second run cached."""
+
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.param_mix import param_mix
+from parammix_core import simplex, stages
+from parammix_core.config import Experiment, load_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def micro(store: Path) -> Experiment:
+    exp = load_experiment(ROOT / "configs" / "micro.yaml")
+    return exp.model_copy(update={"store": exp.store.model_copy(update={"url": str(store)})})
+
+
+def task_states(flow_run_id) -> dict[str, str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {r.name: r.state.name for r in runs}
+
+
+@pytest.mark.slow
+def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path):
+    exp = micro(tmp_path / "store")
+    start = time.perf_counter()
+    first = param_mix(exp, return_state=True)
+    first_seconds = time.perf_counter() - start
+    refs = first.result()
+    store = stages.open_store(exp)
+
+    rows = store.load_parquet(refs["surrogates"], "rows.parquet")
+    assert len(rows) == exp.search.n_mixtures
+    for group in exp.evaluation.groups:
+        assert rows[f"group.{group}"].between(0, 1).all()
+        assert (rows[f"group.{group}.stderr"] > 0).all()
+    for domain in exp.domains:
+        assert (rows[f"loss.{domain}"] > 0).all()
+    choice = stages.load_choice(store, refs["choice"])
+    simplex.from_mapping(choice.alpha, exp.domains)
+    report = Path(stages.report_path(store, refs["report"]))
+    assert report.is_file() and "Chosen mixture" in report.read_text()
+    published = {m["key"]: m["created"] for m in store.artifacts()}
+
+    start = time.perf_counter()
+    second = param_mix(exp, return_state=True)
+    second_seconds = time.perf_counter() - start
+    assert second.result() == refs
+    assert {m["key"]: m["created"] for m in store.artifacts()} == published
+    states = task_states(second.state_details.flow_run_id)
+    stage_runs = {n: s for n, s in states.items() if not n.startswith("plan_mixtures")}
+    assert stage_runs and set(stage_runs.values()) == {"Cached"}, stage_runs
+    assert second_seconds < first_seconds
