@@ -20,12 +20,13 @@ import numpy as np
 import pandas as pd
 
 from parammix_core import simplex
-from parammix_core.config import Experiment
+from parammix_core.config import EvalTask, Experiment
 from parammix_core.data import load_prepared, natural_weights, prepare_corpora
 from parammix_core.evaluate import Evaluator, write_builtin_suite
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import build_model, load_model, parameter_count, resolve_device, save_model
-from parammix_core.report import write_report
+from parammix_core.noise import group_noise
+from parammix_core.report import markdown_table, write_report
 from parammix_core.search import Choice, choose_mixture
 from parammix_core.store import ArtifactRef, Store, canonical_json
 from parammix_core.surrogate import SurrogateSet, fit_surrogates
@@ -236,6 +237,7 @@ def eval_ref(
     experts: Sequence[ArtifactRef],
 ) -> ArtifactRef:
     spec = {
+        "format": 2,  # rows.parquet + per-document docs.parquet
         "evaluation": _dump(exp.evaluation),
         "domains": exp.domains,
         "alphas": [list(map(float, a)) for a in alphas],
@@ -330,22 +332,36 @@ def merge_and_evaluate(
         return ref
     mixtures = [simplex.validate(a, exp.domains) for a in alphas]
     bench = _bench(exp, store, data, base, experts)
-    rows = []
+    rows, docs = [], []
     for i, alpha in enumerate(mixtures):
         start = time.perf_counter()
         bench.merger.apply(alpha)
-        metrics = bench.evaluator.evaluate()
+        metrics, per_doc = bench.evaluator.evaluate_docs()
         row = {f"alpha.{d}": float(w) for d, w in zip(exp.domains, alpha, strict=True)}
         rows.append({**row, **metrics, "seconds": time.perf_counter() - start})
+        docs.append({f"{t}.{j}": v for t, values in per_doc.items() for j, v in enumerate(values)})
         if progress is not None:
             progress(i + 1, len(mixtures), f"mixture {i + 1}/{len(mixtures)}")
     out = store.staging(ref)
     pd.DataFrame(rows).to_parquet(out / "rows.parquet", index=False)
+    pd.DataFrame(docs).astype("float32").to_parquet(out / "docs.parquet", index=False)
     return store.publish(ref, out, info={"mixtures": len(rows)})
 
 
 def load_rows(store: Store, evals: Sequence[ArtifactRef]) -> pd.DataFrame:
     return pd.concat([store.load_parquet(r, "rows.parquet") for r in evals], ignore_index=True)
+
+
+def load_doc_scores(store: Store, evals: Sequence[ArtifactRef], tasks: Sequence[EvalTask]):
+    """Per-document scores of every evaluated mixture: task -> (N, D_task)."""
+    docs = pd.concat([store.load_parquet(r, "docs.parquet") for r in evals], ignore_index=True)
+    out = {}
+    for task in tasks:
+        cols = [c for c in docs.columns if c.rsplit(".", 1)[0] == task.name]
+        if cols:
+            cols.sort(key=lambda c: int(c.rsplit(".", 1)[1]))
+            out[task.name] = docs[cols].to_numpy(dtype=float)
+    return out
 
 
 # --- fit_surrogates -------------------------------------------------------------------------
@@ -373,9 +389,12 @@ def fit(exp: Experiment, store: Store, evals: Sequence[ArtifactRef]) -> Artifact
     x = rows[[f"alpha.{d}" for d in exp.domains]].to_numpy()
     targets = {t: rows[t].to_numpy() for t in surrogate_targets(rows)}
     surrogates = fit_surrogates(x, targets, exp.search.cv_folds, exp.seed)
+    tasks = exp.evaluation.tasks
+    noise = group_noise(x, load_doc_scores(store, evals, tasks), tasks)
     out = store.staging(ref)
     (out / "surrogates.json").write_text(canonical_json(surrogates.to_json()))
     (out / "cv.json").write_text(canonical_json(surrogates.cv))
+    (out / "noise.json").write_text(canonical_json(noise))
     rows.to_parquet(out / "rows.parquet", index=False)
     return store.publish(ref, out, info={"rows": len(rows), "cv": surrogates.cv})
 
@@ -440,6 +459,8 @@ def report(
     ref = report_ref(exp, surrogates, choice)
     if store.exists(ref):
         return ref
+    noise = store.load_json(surrogates, "noise.json")
+    extra = {"Evaluation noise": noise_section(noise), **(extra or {})}
     out = store.staging(ref)
     write_report(
         out,
@@ -452,6 +473,30 @@ def report(
         extra=extra,
     )
     return store.publish(ref, out, info={"name": exp.name})
+
+
+def noise_section(noise: dict[str, dict[str, float]]) -> str:
+    """Markdown: is the spread of each group over the mixtures above the paired noise?"""
+    table = pd.DataFrame(
+        [
+            {
+                "group": g,
+                "sd over mixtures": f"{n['spread_sd']:.4f}",
+                "paired stderr vs uniform (median)": f"{n['paired_stderr']:.4f}",
+                "sd / paired stderr": f"{n['spread_sd'] / n['paired_stderr']:.1f}",
+                "split-half reliability": f"{n['split_half']:.3f}",
+            }
+            for g, n in noise.items()
+        ]
+    )
+    return (
+        "Every mixture is scored on the same documents, so differences between mixtures are "
+        "paired. The table compares the spread of each capability group over the evaluated "
+        "mixtures with the paired standard error of a mixture's difference to the uniform "
+        "mixture, and gives the split-half reliability of the group score across mixtures "
+        "(even vs odd documents, Spearman-Brown corrected): near 1, the ranking of mixtures "
+        "would survive a fresh draw of documents.\n\n" + markdown_table(table)
+    )
 
 
 def report_path(store: Store, ref: ArtifactRef) -> str:

@@ -27,6 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from lm_eval.api.metrics import mean as lm_eval_mean
 from lm_eval.evaluator import evaluate as lm_eval_evaluate
@@ -218,14 +219,26 @@ class Evaluator:
             `group.<g>` and `group.<g>.stderr`, and `loss.<domain>` and `loss.<domain>.stderr`
             when held-out blocks were given.
         """
+        return self._run(log_samples=False)[0]
+
+    def evaluate_docs(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """`evaluate()` plus each task's per-document metric, shape (n_docs,) by doc id.
+
+        Every candidate sees the same documents, so differences between candidates are
+        paired: their noise comes from the per-document scores, not from the aggregates.
+        """
+        return self._run(log_samples=True)
+
+    def _run(self, log_samples: bool) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         for task in self._leaf_tasks:
             task.set_fewshot_seed(seed=FEWSHOT_SEED)
-        results = lm_eval_evaluate(
+        output = lm_eval_evaluate(
             lm=self._lm,
             task_dict=self._task_dict,
             bootstrap_iters=self._bootstrap_iters,
-            log_samples=False,
-        )["results"]
+            log_samples=log_samples,
+        )
+        results = output["results"]
         out: dict[str, float] = {}
         scores = {task.name: self._score(task, results.get(task.name, {})) for task in self.tasks}
         for name, (value, stderr) in scores.items():
@@ -236,7 +249,14 @@ class Evaluator:
             loss, stderr = heldout_loss(self.model, blocks, self.batch_size, self.device)
             out[f"loss.{domain}"] = loss
             out[f"loss.{domain}.stderr"] = stderr
-        return out
+        per_doc = {}
+        for task in self.tasks:
+            samples = output.get("samples", {}).get(task.name)
+            if samples:  # a leaf task (groups have no samples of their own)
+                metric = task.metric.split(",", 1)[0]
+                ordered = sorted(samples, key=lambda s: s["doc_id"])
+                per_doc[task.name] = np.array([float(s[metric]) for s in ordered])
+        return out, per_doc
 
     def _score(self, task: EvalTask, result: Mapping[str, object]) -> tuple[float, float]:
         """The configured metric of one task result, and its standard error."""

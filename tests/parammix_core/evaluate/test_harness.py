@@ -192,3 +192,14 @@ def test_two_evaluators_in_two_threads(suite, tokenizer):
         t.join()
     assert together == alone
     assert alone[0] != alone[1]
+
+
+def test_per_document_scores_average_to_the_task_scores(suite, tokenizer):
+    evaluator = make_evaluator(pico_llama(tokenizer, seed=2), tokenizer, suite)
+    metrics, per_doc = evaluator.evaluate_docs()
+    assert metrics == evaluator.evaluate()
+    assert set(per_doc) == {t.name for t in evaluator.tasks}
+    for task in evaluator.tasks:
+        docs = per_doc[task.name]
+        assert docs.ndim == 1 and len(docs) == evaluator._n_docs[task.name]
+        assert docs.mean() == pytest.approx(metrics[f"task.{task.name}"], rel=1e-9)

@@ -1,0 +1,67 @@
+"""Is a difference between two mixtures' scores signal or evaluation noise?
+
+Every merged candidate is scored on the same documents, so the noise that matters when ranking
+mixtures is *paired*: the standard error of the mean per-document difference between two
+candidates, far smaller than either score's own standard error when the candidates agree on
+most documents. Two summaries per capability group:
+
+- the paired standard error of each mixture against the uniform one (median over mixtures),
+  next to the spread of the group score over the mixtures;
+- split-half reliability: the group score computed on even and on odd documents, correlated
+  across mixtures and Spearman-Brown corrected to the full set. Near 1: the ranking of
+  mixtures would survive a fresh draw of documents; near 0: it is noise.
+
+Arrays: `per_doc[task]` has shape (N, D_task): N mixtures by the task's documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from parammix_core.config import EvalTask
+
+
+def paired_stderr(per_doc: np.ndarray, reference: int) -> np.ndarray:
+    """Standard error of each row's mean difference to row `reference`, shape (N,)."""
+    diff = per_doc - per_doc[reference]  # (N, D)
+    return diff.std(axis=1, ddof=1) / np.sqrt(per_doc.shape[1])
+
+
+def split_half(per_doc_by_task: Sequence[np.ndarray]) -> float:
+    """Spearman-Brown corrected correlation, across rows, of even- vs odd-document means."""
+    even = np.mean([d[:, 0::2].mean(axis=1) for d in per_doc_by_task], axis=0)  # (N,)
+    odd = np.mean([d[:, 1::2].mean(axis=1) for d in per_doc_by_task], axis=0)  # (N,)
+    if even.std() == 0 or odd.std() == 0:
+        return float("nan")
+    r = float(np.corrcoef(even, odd)[0, 1])
+    return 2 * r / (1 + r)
+
+
+def reference_row(alphas: np.ndarray) -> int:
+    """The uniform mixture's row when it was evaluated, else the first row."""
+    uniform = np.full(alphas.shape[1], 1.0 / alphas.shape[1])
+    hits = np.flatnonzero(np.abs(alphas - uniform).max(axis=1) < 1e-9)
+    return int(hits[0]) if len(hits) else 0
+
+
+def group_noise(
+    alphas: np.ndarray, per_doc: Mapping[str, np.ndarray], tasks: Sequence[EvalTask]
+) -> dict[str, dict[str, float]]:
+    """Per capability group: spread over mixtures, paired stderr, split-half reliability."""
+    ref = reference_row(alphas)
+    out: dict[str, dict[str, float]] = {}
+    for group in dict.fromkeys(t.group for t in tasks):
+        docs = [per_doc[t.name] for t in tasks if t.group == group and t.name in per_doc]
+        if not docs:
+            continue
+        scores = np.mean([d.mean(axis=1) for d in docs], axis=0)  # (N,)
+        paired = np.sqrt(np.sum([paired_stderr(d, ref) ** 2 for d in docs], axis=0)) / len(docs)
+        others = np.delete(paired, ref)
+        out[group] = {
+            "spread_sd": float(scores.std(ddof=1)),
+            "paired_stderr": float(np.median(others)) if len(others) else float("nan"),
+            "split_half": split_half(docs),
+        }
+    return out

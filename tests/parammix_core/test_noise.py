@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from parammix_core.config import EvalTask
+from parammix_core.noise import group_noise, paired_stderr, reference_row, split_half
+
+
+def test_paired_stderr_by_hand():
+    per_doc = np.array([[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    se = paired_stderr(per_doc, reference=0)
+    assert se[0] == 0.0
+    # row 1 - row 0 = [0, 1, 0, 0]: sd (ddof 1) = 0.5, / sqrt(4) = 0.25
+    assert se[1] == pytest.approx(0.25)
+    assert se[2] == pytest.approx(0.25)
+
+
+def test_split_half_separates_signal_from_noise():
+    rng = np.random.default_rng(0)
+    quality = np.linspace(0.2, 0.8, 40)[:, None]  # (N, 1) true per-mixture score
+    signal = quality + 0.05 * rng.standard_normal((40, 400))
+    noise_only = 0.5 + 0.05 * rng.standard_normal((40, 400))
+    assert split_half([signal]) > 0.95
+    assert abs(split_half([noise_only])) < 0.5
+
+
+def test_reference_row_finds_uniform():
+    alphas = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    assert reference_row(alphas) == 2
+    assert reference_row(alphas[:2]) == 0
+
+
+def test_group_noise_combines_tasks():
+    alphas = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    a = np.array([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    tasks = [EvalTask(name="a", group="g"), EvalTask(name="b", group="g")]
+    out = group_noise(alphas, {"a": a, "b": a.copy()}, tasks)["g"]
+    scores = a.mean(axis=1)  # both tasks equal, so the group score is task a's
+    assert out["spread_sd"] == pytest.approx(scores.std(ddof=1))
+    per_task = paired_stderr(a, reference=1)
+    expected = np.sqrt(2 * per_task**2) / 2
+    assert out["paired_stderr"] == pytest.approx(np.median(np.delete(expected, 1)))
