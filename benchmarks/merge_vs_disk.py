@@ -63,7 +63,7 @@ def main() -> None:
     store = stages.open_store(exp)
     data, base, experts = refs_of(exp, store)
     prepared = load_prepared(store.local_dir(data))
-    suite = stages._suite_dir(exp, store, data, prepared.heldout_texts)
+    suite = stages._include_paths(exp, store, data, prepared.heldout_texts)
     alphas = simplex.dirichlet(len(exp.domains), args.candidates, seed=123)
     base_dir = store.local_dir(base)
     expert_dirs = [store.local_dir(e) for e in experts]

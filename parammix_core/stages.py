@@ -22,7 +22,7 @@ import pandas as pd
 from parammix_core import simplex
 from parammix_core.config import EvalTask, Experiment
 from parammix_core.data import load_prepared, natural_weights, prepare_corpora
-from parammix_core.evaluate import Evaluator, write_builtin_suite
+from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import build_model, load_model, parameter_count, resolve_device, save_model
 from parammix_core.noise import group_noise
@@ -284,7 +284,7 @@ def _bench(
         model,
         prepared.tokenizer,
         exp.evaluation.tasks,
-        _suite_dir(exp, store, data, prepared.heldout_texts),
+        _include_paths(exp, store, data, prepared.heldout_texts),
         exp.evaluation.batch_size,
         device,
         exp.evaluation.num_fewshot,
@@ -298,12 +298,22 @@ def _bench(
 _suite_lock = threading.Lock()
 
 
-def _suite_dir(
+def _include_paths(
     exp: Experiment, store: Store, data: ArtifactRef, heldout_texts: dict[str, list[str]]
 ) -> str | None:
-    """The user's lm-eval task folder, or the built-in suite generated once on this machine."""
+    """The task folder for lm-eval: the user's when set, else the built-in suite when a
+    built-in task is named; names not found there are looked up in lm-eval's own tasks."""
     if exp.evaluation.include_path is not None:
         return exp.evaluation.include_path
+    if any(t.name in BUILTIN_TASKS for t in exp.evaluation.tasks):
+        return _builtin_suite(exp, store, data, heldout_texts)
+    return None
+
+
+def _builtin_suite(
+    exp: Experiment, store: Store, data: ArtifactRef, heldout_texts: dict[str, list[str]]
+) -> str:
+    """The built-in suite, generated once per machine from the held-out texts."""
     spec = {"docs": exp.evaluation.builtin_docs_per_task, "seed": exp.seed, "data": data.key}
     key = ArtifactRef.for_spec("suite", "builtin", spec).key
     target = store.cache_dir / "suites" / key[:24]

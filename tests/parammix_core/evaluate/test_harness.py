@@ -151,8 +151,9 @@ def test_unknown_task_lists_close_matches_and_available(suite, tokenizer):
     with pytest.raises(EvaluationError) as err:
         make_evaluator(pico_llama(tokenizer, 0), tokenizer, suite, tasks)
     message = str(err.value)
-    assert "'pm_arithmetc' - did you mean pm_arithmetic?" in message
-    assert "available: " in message and "pm_word_order" in message
+    assert "'pm_arithmetc' - did you mean pm_arithmetic" in message  # the closest first
+    assert "available in " in message and "pm_word_order" in message
+    assert "lm-eval knows" in message  # its own tasks were searched too
 
 
 def test_a_tag_is_not_a_task(suite, tokenizer):
