@@ -208,6 +208,11 @@ class EvaluationConfig(Strict):
     batch_size: PositiveInt = 64
     num_fewshot: NonNegativeInt = 0
     heldout_loss: bool = Field(True, description="Also score held-out loss per domain.")
+    proxy: Literal["merge", "corrected"] = Field(
+        "merge",
+        description="merge: theta(alpha); corrected: theta(alpha) plus the interference "
+        "probe's predicted Delta(alpha), the second-order merge-vs-mix gap (needs the probe).",
+    )
 
     @field_validator("tasks")
     @classmethod
@@ -221,6 +226,23 @@ class EvaluationConfig(Strict):
     @property
     def groups(self) -> list[str]:
         return list(dict.fromkeys(t.group for t in self.tasks))
+
+
+# --- interference probe ---------------------------------------------------------------------
+
+
+class ProbeConfig(Strict):
+    """The second-order probe at the base: gradients g_k and Hessian-vector products H_k g_j."""
+
+    enabled: bool = Field(True, description="Run the interference_probe stage.")
+    batches_per_domain: PositiveInt = Field(2, description="Batches averaged per domain.")
+    batch_size: PositiveInt = Field(8, description="Blocks per probe batch.")
+    method: Literal["auto", "forward_over_reverse", "double_backward"] = Field(
+        "auto", description="HVP kernel; auto tries forward-over-reverse, then double backward."
+    )
+    chunk_size: PositiveInt | None = Field(
+        None, description="HVP vectors per vmap call (None: all K at once); lower bounds memory."
+    )
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -294,6 +316,7 @@ class Experiment(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -324,6 +347,8 @@ class Experiment(Strict):
             raise ValueError(f"search.bounds: the domain maximums sum to {hi:g} < 1")
         if self.search.n_mixtures < len(names) + 1:
             raise ValueError("search.n_mixtures must cover the vertices and the uniform mixture")
+        if self.evaluation.proxy == "corrected" and not self.probe.enabled:
+            raise ValueError("evaluation.proxy 'corrected' needs probe.enabled")
         if self.model.checkpoint is None and self.data.tokenizer is not None:
             raise ValueError("data.tokenizer needs model.checkpoint (a tokenizer fits a model)")
         return self

@@ -139,6 +139,7 @@ class _FlatGroup:
         self.base = base  # (P,)
         self.stack = stack  # (P, K) task vectors as columns
         self.alpha = torch.empty(stack.shape[1], dtype=flat.dtype, device=flat.device)  # (K,)
+        self.correction: torch.Tensor | None = None  # (P, M) optional directions
 
 
 class InMemoryMerger:
@@ -239,6 +240,31 @@ class InMemoryMerger:
         for g in self._groups:
             g.alpha.copy_(a)
             torch.addmv(g.base, g.stack, g.alpha, out=g.flat)  # flat = base + stack @ alpha
+
+    def set_correction(self, vectors: torch.Tensor) -> None:
+        """M correction directions (M, P), in `named_parameters()` order (tied ones once).
+
+        `correct(weights)` then adds vectors.T @ weights to the merged weights: the
+        curvature-corrected proxy theta(alpha) + Delta(alpha) is one more `addmv`.
+        """
+        if len(self._groups) != 1:
+            raise MergeError("a correction needs a model whose parameters share one dtype")
+        group = self._groups[0]
+        if vectors.ndim != 2 or vectors.shape[1] != group.flat.numel():
+            raise MergeError(
+                f"correction vectors have shape {tuple(vectors.shape)}; "
+                f"expected (M, {group.flat.numel()})"
+            )
+        group.correction = vectors.to(group.flat).T.contiguous()  # (P, M)
+
+    @torch.no_grad()
+    def correct(self, weights: Sequence[float] | np.ndarray) -> None:
+        """Add the correction directions with these weights (M,) to the current merge."""
+        group = self._groups[0]
+        if group.correction is None:
+            raise MergeError("no correction set; call set_correction first")
+        w = torch.as_tensor(np.asarray(weights), dtype=group.flat.dtype, device=group.flat.device)
+        group.flat.addmv_(group.correction, w)  # flat += C @ w
 
 
 # --- merging checkpoints on disk --------------------------------------------------------------

@@ -171,6 +171,56 @@ def plot_choice(choice: Choice, out: Path) -> Path:
     return _save(fig, out)
 
 
+def plot_interference(
+    domains: list[str], curvature: np.ndarray, cosines: np.ndarray, out: Path
+) -> Path:
+    """Heat maps: relative effective curvature ||H_k g_j|| / ||H_k g_k|| and task-vector cosines."""
+    fig = _figure(7.6, 3.4)
+    panels = (
+        (
+            curvature,
+            "relative curvature ||H_k g_j|| / ||H_k g_k||",
+            "magma",
+            "H of k (row), g of j",
+        ),
+        (cosines, "task-vector cosine", "coolwarm", ""),
+    )
+    for i, (matrix, title, cmap, label) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        limits = {"vmin": -1, "vmax": 1} if cmap == "coolwarm" else {}
+        image = ax.imshow(matrix, cmap=cmap, **limits)
+        fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+        ax.set_xticks(range(len(domains)), domains, fontsize=8, rotation=45)
+        ax.set_yticks(range(len(domains)), domains, fontsize=8)
+        for (r, c), v in np.ndenumerate(matrix):
+            ax.text(c, r, _fmt(float(v)), ha="center", va="center", fontsize=7, color="0.5")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(label, fontsize=8)
+    return _save(fig, out)
+
+
+def plot_discrepancy(rows: pd.DataFrame, domains: list[str], column: str, out: Path) -> Path:
+    """The evaluated mixtures on the K-gon, coloured by the probe's predicted ||Delta(alpha)||."""
+    alpha_cols = [f"alpha.{d}" for d in domains]
+    _require(rows, [*alpha_cols, column])
+    xy = simplex_projection(rows[alpha_cols].to_numpy(dtype=float))  # (N, 2)
+    corners = polygon_vertices(len(domains))  # (K, 2)
+    outline = np.vstack([corners, corners[:1]])
+    fig = _figure(4.0, 3.4)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(outline[:, 0], outline[:, 1], color="0.6", lw=0.8)
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=rows[column].to_numpy(dtype=float), cmap="inferno")
+    fig.colorbar(points, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+    for name, (cx, cy) in zip(domains, corners, strict=True):
+        ax.annotate(name, (cx, cy), xytext=(cx * 1.13, cy * 1.13), ha="center", fontsize=8)
+    ax.set_title("predicted merge-vs-mix distance ||Delta(alpha)||", fontsize=9)
+    ax.set_xlim(-1.35, 1.35)
+    ax.set_ylim(-1.35, 1.35)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return _save(fig, out)
+
+
 def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)

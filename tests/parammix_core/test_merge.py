@@ -296,3 +296,23 @@ def test_streaming_merge_errors_name_file_and_tensor(states, checkpoints, tmp_pa
     with pytest.raises(MergeError, match="full: output exists"):
         streaming_merge(base_dir, paths[:1], [1.0], tmp_path / "full")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_correction_adds_its_directions_to_the_merge(states):
+    base, experts = states
+    model = pico()
+    merger = InMemoryMerger(model, base, experts)
+    params = [p for _, p in model.named_parameters()]
+    size = sum(p.numel() for p in params)
+    directions = torch.randn(3, size, generator=torch.Generator().manual_seed(0))
+    merger.set_correction(directions)
+    merger.apply([0.2, 0.3, 0.5])
+    before = torch.cat([p.detach().reshape(-1).clone() for p in params])
+    merger.correct([0.1, -0.2, 0.3])
+    after = torch.cat([p.detach().reshape(-1) for p in params])
+    expected = before + directions.T @ torch.tensor([0.1, -0.2, 0.3])
+    torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-6)
+    merger.apply([0.2, 0.3, 0.5])  # a fresh apply drops the correction
+    torch.testing.assert_close(torch.cat([p.detach().reshape(-1) for p in params]), before)
+    with pytest.raises(MergeError, match="expected"):
+        merger.set_correction(torch.zeros(2, size + 1))
