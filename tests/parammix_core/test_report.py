@@ -70,6 +70,18 @@ def test_plots_write_pngs_deterministically(experiment, tmp_path):
     assert_png(plots.plot_choice(choice, tmp_path / "sub" / "c.png"))
 
 
+def test_interference_plots(experiment, tmp_path):
+    rows, _, _ = experiment
+    k = len(DOMAINS)
+    curvature = np.full((k, k), 0.3) + 0.7 * np.eye(k)
+    cosines = np.eye(k)
+    assert_png(plots.plot_interference(DOMAINS, curvature, cosines, tmp_path / "i.png"))
+    with_delta = rows.assign(delta=np.linspace(0, 1, len(rows)))
+    assert_png(plots.plot_discrepancy(with_delta, DOMAINS, "delta", tmp_path / "d.png"))
+    with pytest.raises(plots.PlotError, match=r"lack column\(s\) \['delta'\]"):
+        plots.plot_discrepancy(rows, DOMAINS, "delta", tmp_path / "x.png")
+
+
 def test_plots_name_missing_columns(experiment, tmp_path):
     rows, _, _ = experiment
     with pytest.raises(plots.PlotError, match=r"lack column\(s\) \['group\.poetry'\]"):
