@@ -1,7 +1,7 @@
 """The `param_mix` flow: the whole pipeline of DESIGN.md as one DAG.
 
 prepare_domains -> base_model -> train_expert[domain] -> merge_and_evaluate[batch]
--> fit_surrogates -> optimise_mixture -> report
+-> fit_surrogates -> optimise_mixture -> report, with interference_probe beside the fan-out
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from tasks.base import base_model
 from tasks.data import prepare_domains
 from tasks.evaluate import merge_and_evaluate, plan_mixtures
 from tasks.experts import train_expert
+from tasks.probe import interference_probe
 from tasks.report import report
 from tasks.search import optimise_mixture
 from tasks.surrogates import fit_surrogates
@@ -26,18 +27,24 @@ def param_mix(exp: Experiment = Experiment()) -> dict[str, ArtifactRef]:  # noqa
     data = prepare_domains(exp)
     base = base_model(exp, data)
     experts = train_expert.map(unmapped(exp), exp.domains, unmapped(data), unmapped(base))
+    probe = (
+        interference_probe.submit(exp, data, base, experts.result()) if exp.probe.enabled else None
+    )
     batches = plan_mixtures(exp)
+    corrected = exp.evaluation.proxy == "corrected"  # the probe's Delta(alpha) joins the merge
     evals = merge_and_evaluate.map(
         unmapped(exp),
         batches,
         unmapped(data),
         unmapped(base),
         unmapped(experts.result()),
+        unmapped(probe.result() if corrected else None),
         index=range(len(batches)),
     )
-    surrogates = fit_surrogates(exp, evals.result())
+    probe = probe.result() if probe is not None else None
+    surrogates = fit_surrogates(exp, evals.result(), probe)
     choice = optimise_mixture(exp, surrogates, data)
-    final = report(exp, surrogates, choice)
+    final = report(exp, surrogates, choice, probe)
     return {
         "data": data,
         "base": base,
@@ -45,6 +52,7 @@ def param_mix(exp: Experiment = Experiment()) -> dict[str, ArtifactRef]:  # noqa
         "surrogates": surrogates,
         "choice": choice,
         "report": final,
+        **({"probe": probe} if probe is not None else {}),
     }
 
 

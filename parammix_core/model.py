@@ -34,6 +34,9 @@ def build_model(
 
     The global RNG is forked, so building a model neither depends on nor disturbs the caller's
     random state. Embeddings are untied so every parameter is its own merge coordinate.
+    The pad id goes to generation only: as the model config's `pad_token_id` it would become
+    the embedding's `padding_idx`, whose row never trains, and our pad token is also the
+    end-of-text separator present in every packed block.
     """
     config = LlamaConfig(
         vocab_size=vocab_size,
@@ -46,13 +49,13 @@ def build_model(
         tie_word_embeddings=False,
         bos_token_id=bos_token_id,
         eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
         attn_implementation=cfg.attn_implementation,
         dtype=cfg.dtype,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)  # initialised in float32 on the CPU
+    model.generation_config.pad_token_id = pad_token_id
     return model.to(DTYPES[cfg.dtype]).eval()
 
 

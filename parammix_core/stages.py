@@ -14,23 +14,35 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from safetensors.torch import save_file
 
 from parammix_core import simplex
 from parammix_core.config import EvalTask, Experiment
 from parammix_core.data import load_prepared, natural_weights, prepare_corpora
 from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
+from parammix_core.interference import (
+    ProbeResult,
+    per_layer_cosines,
+    predicted_delta_norms,
+    probe,
+    step_scale,
+    task_vector_cosines,
+)
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import build_model, load_model, parameter_count, resolve_device, save_model
 from parammix_core.noise import group_noise
+from parammix_core.plots import plot_discrepancy, plot_interference
 from parammix_core.report import markdown_table, write_report
 from parammix_core.search import Choice, choose_mixture
 from parammix_core.store import ArtifactRef, Store, canonical_json
 from parammix_core.surrogate import SurrogateSet, fit_surrogates
-from parammix_core.train import train
+from parammix_core.train import sample_batch, train
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, message): how far a long stage has got."""
@@ -81,7 +93,12 @@ def base_ref(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
     if exp.model.checkpoint is not None:
         spec = {"checkpoint": exp.model.checkpoint, "fingerprint": _fingerprint(exp)}
     else:
-        spec = {"model": _dump(exp.model), "train": _dump(exp.training.base), "seed": exp.seed}
+        spec = {
+            "model": _dump(exp.model),
+            "train": _dump(exp.training.base),
+            "seed": exp.seed,
+            "init": 2,  # the end-of-text embedding row trains (no padding_idx)
+        }
     return ArtifactRef.for_spec("base", "base", {**spec, "data": data.key})
 
 
@@ -235,8 +252,10 @@ def eval_ref(
     data: ArtifactRef,
     base: ArtifactRef,
     experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
 ) -> ArtifactRef:
     spec = {
+        "probe": probe.key if exp.evaluation.proxy == "corrected" and probe else None,
         "format": 2,  # rows.parquet + per-document docs.parquet
         "evaluation": _dump(exp.evaluation),
         "domains": exp.domains,
@@ -255,6 +274,13 @@ class _Bench:
 
     merger: InMemoryMerger
     evaluator: Evaluator
+    step_scale: float | None = None  # set when the merge is curvature-corrected
+
+    def set_mixture(self, alpha: np.ndarray) -> None:
+        """theta(alpha), plus Delta(alpha) = scale * sum_kj a_k a_j v_kj for the corrected proxy."""
+        self.merger.apply(alpha)
+        if self.step_scale is not None:
+            self.merger.correct(self.step_scale * np.outer(alpha, alpha).reshape(-1))
 
 
 _benches = threading.local()
@@ -266,9 +292,20 @@ def _bench(
     data: ArtifactRef,
     base: ArtifactRef,
     experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None,
 ) -> _Bench:
+    corrected = exp.evaluation.proxy == "corrected"
+    if corrected and probe is None:
+        raise ValueError("evaluation.proxy 'corrected' needs the interference probe's output")
     ident = canonical_json(
-        [_dump(exp.evaluation), exp.seed, data.key, base.key, [e.key for e in experts]]
+        [
+            _dump(exp.evaluation),
+            exp.seed,
+            data.key,
+            base.key,
+            [e.key for e in experts],
+            probe.key if corrected else None,
+        ]
     )
     cached = getattr(_benches, "value", None)
     if cached is not None and cached[0] == ident:
@@ -291,6 +328,11 @@ def _bench(
         heldout=prepared.heldout if exp.evaluation.heldout_loss else None,
     )
     bench = _Bench(merger, evaluator)
+    if corrected:
+        result, info = load_probe(store, probe)
+        k = len(exp.domains)
+        merger.set_correction(result.v().reshape(k * k, -1))
+        bench.step_scale = info["step_scale"]
     _benches.value = (ident, bench)
     return bench
 
@@ -334,18 +376,19 @@ def merge_and_evaluate(
     data: ArtifactRef,
     base: ArtifactRef,
     experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
     progress: Progress | None = None,
 ) -> ArtifactRef:
     """Merge each mixture into one live model in place and evaluate it; rows to the store."""
-    ref = eval_ref(exp, alphas, data, base, experts)
+    ref = eval_ref(exp, alphas, data, base, experts, probe)
     if store.exists(ref):
         return ref
     mixtures = [simplex.validate(a, exp.domains) for a in alphas]
-    bench = _bench(exp, store, data, base, experts)
+    bench = _bench(exp, store, data, base, experts, probe)
     rows, docs = [], []
     for i, alpha in enumerate(mixtures):
         start = time.perf_counter()
-        bench.merger.apply(alpha)
+        bench.set_mixture(alpha)
         metrics, per_doc = bench.evaluator.evaluate_docs()
         row = {f"alpha.{d}": float(w) for d, w in zip(exp.domains, alpha, strict=True)}
         rows.append({**row, **metrics, "seconds": time.perf_counter() - start})
@@ -374,11 +417,93 @@ def load_doc_scores(store: Store, evals: Sequence[ArtifactRef], tasks: Sequence[
     return out
 
 
+# --- interference_probe --------------------------------------------------------------------
+
+
+def probe_ref(
+    exp: Experiment, data: ArtifactRef, base: ArtifactRef, experts: Sequence[ArtifactRef]
+) -> ArtifactRef:
+    spec = {
+        "probe": _dump(exp.probe),
+        "seed": exp.seed,
+        "expert_train": _dump(exp.training.expert),
+        "data": data.key,
+        "base": base.key,
+        "experts": [e.key for e in experts],
+    }
+    return ArtifactRef.for_spec("probe", "interference", spec)
+
+
+def interference_probe(
+    exp: Experiment,
+    store: Store,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: Sequence[ArtifactRef],
+    progress: Progress | None = None,
+) -> ArtifactRef:
+    """g_k and H_k g_j at the base, task-vector cosines, and the heat maps of both."""
+    ref = probe_ref(exp, data, base, experts)
+    if store.exists(ref):
+        return ref
+    start = time.perf_counter()
+    device = resolve_device(exp.runtime.device)
+    prepared = load_prepared(store.local_dir(data))
+    model = load_model(str(store.local_dir(base)), exp.model, device)
+    gen = torch.Generator().manual_seed(exp.seed)
+    one = torch.ones(1)
+    batches = {
+        d: [
+            sample_batch([prepared.train[d]], one, exp.probe.batch_size, gen).long().to(device)
+            for _ in range(exp.probe.batches_per_domain)
+        ]
+        for d in exp.domains
+    }
+    result = probe(model, batches, exp.probe.method, exp.probe.chunk_size, progress)
+    base_state = store.load_tensors(base, "model.safetensors")
+    expert_states = [store.load_tensors(e, "model.safetensors") for e in experts]
+    cosines = task_vector_cosines(base_state, expert_states)
+    per_layer = per_layer_cosines(base_state, expert_states)
+    curvature = result.relative_curvature()
+    info = {
+        "domains": exp.domains,
+        "method": result.method,
+        "step_scale": step_scale(exp.training.expert.lr, exp.training.expert.steps),
+        "relative_curvature": np.asarray(curvature).tolist(),
+        "task_vector_cosines": np.asarray(cosines).tolist(),
+        "per_layer_cosines": {k: np.asarray(v).tolist() for k, v in per_layer.items()},
+        "seconds": time.perf_counter() - start,
+    }
+    out = store.staging(ref)
+    save_file(
+        {k: v.contiguous() for k, v in result.to_tensors().items()}, out / "probe.safetensors"
+    )
+    (out / "probe.json").write_text(canonical_json(info))
+    plot_interference(
+        exp.domains, np.asarray(curvature), np.asarray(cosines), out / "interference.png"
+    )
+    return store.publish(ref, out, info={"method": result.method, "seconds": info["seconds"]})
+
+
+def load_probe(store: Store, ref: ArtifactRef) -> tuple[ProbeResult, dict[str, Any]]:
+    info = store.load_json(ref, "probe.json")
+    return ProbeResult.from_tensors(
+        info["domains"], store.load_tensors(ref, "probe.safetensors")
+    ), info
+
+
 # --- fit_surrogates -------------------------------------------------------------------------
 
 
-def surrogate_ref(exp: Experiment, evals: Sequence[ArtifactRef]) -> ArtifactRef:
-    spec = {"evals": [e.key for e in evals], "folds": exp.search.cv_folds, "seed": exp.seed}
+def surrogate_ref(
+    exp: Experiment, evals: Sequence[ArtifactRef], probe: ArtifactRef | None = None
+) -> ArtifactRef:
+    spec = {
+        "evals": [e.key for e in evals],
+        "folds": exp.search.cv_folds,
+        "seed": exp.seed,
+        "probe": probe.key if probe is not None else None,
+    }
     return ArtifactRef.for_spec("surrogates", "lightgbm", spec)
 
 
@@ -391,8 +516,14 @@ def surrogate_targets(rows: pd.DataFrame) -> list[str]:
     ]
 
 
-def fit(exp: Experiment, store: Store, evals: Sequence[ArtifactRef]) -> ArtifactRef:
-    ref = surrogate_ref(exp, evals)
+def fit(
+    exp: Experiment,
+    store: Store,
+    evals: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
+) -> ArtifactRef:
+    """Surrogates per metric; the rows gain the probe's predicted ||Delta(alpha)|| if probed."""
+    ref = surrogate_ref(exp, evals, probe)
     if store.exists(ref):
         return ref
     rows = load_rows(store, evals)
@@ -405,6 +536,9 @@ def fit(exp: Experiment, store: Store, evals: Sequence[ArtifactRef]) -> Artifact
     (out / "surrogates.json").write_text(canonical_json(surrogates.to_json()))
     (out / "cv.json").write_text(canonical_json(surrogates.cv))
     (out / "noise.json").write_text(canonical_json(noise))
+    if probe is not None:
+        result, info = load_probe(store, probe)
+        rows["predicted_delta_norm"] = predicted_delta_norms(x, result.gram(), info["step_scale"])
     rows.to_parquet(out / "rows.parquet", index=False)
     return store.publish(ref, out, info={"rows": len(rows), "cv": surrogates.cv})
 
@@ -454,8 +588,15 @@ def load_choice(store: Store, ref: ArtifactRef) -> Choice:
 # --- report ---------------------------------------------------------------------------------
 
 
-def report_ref(exp: Experiment, surrogates: ArtifactRef, choice: ArtifactRef) -> ArtifactRef:
-    spec = {"name": exp.name, "surrogates": surrogates.key, "choice": choice.key}
+def report_ref(
+    exp: Experiment, surrogates: ArtifactRef, choice: ArtifactRef, probe: ArtifactRef | None = None
+) -> ArtifactRef:
+    spec = {
+        "name": exp.name,
+        "surrogates": surrogates.key,
+        "choice": choice.key,
+        "probe": probe.key if probe is not None else None,
+    }
     return ArtifactRef.for_spec("report", "report", spec)
 
 
@@ -464,20 +605,22 @@ def report(
     store: Store,
     surrogates: ArtifactRef,
     choice: ArtifactRef,
-    extra: dict[str, str] | None = None,
+    probe: ArtifactRef | None = None,
 ) -> ArtifactRef:
-    ref = report_ref(exp, surrogates, choice)
+    ref = report_ref(exp, surrogates, choice, probe)
     if store.exists(ref):
         return ref
-    noise = store.load_json(surrogates, "noise.json")
-    extra = {"Evaluation noise": noise_section(noise), **(extra or {})}
     out = store.staging(ref)
+    rows = store.load_parquet(surrogates, "rows.parquet")
+    extra = {"Evaluation noise": noise_section(store.load_json(surrogates, "noise.json"))}
+    if probe is not None:
+        extra["Interference probe"] = probe_section(store, probe, rows, exp.domains, out)
     write_report(
         out,
         exp.name,
         exp.domains,
         exp.evaluation.groups,
-        store.load_parquet(surrogates, "rows.parquet"),
+        rows.drop(columns=["predicted_delta_norm"], errors="ignore"),
         load_surrogates(store, surrogates),
         load_choice(store, choice),
         extra=extra,
@@ -506,6 +649,42 @@ def noise_section(noise: dict[str, dict[str, float]]) -> str:
         "mixture, and gives the split-half reliability of the group score across mixtures "
         "(even vs odd documents, Spearman-Brown corrected): near 1, the ranking of mixtures "
         "would survive a fresh draw of documents.\n\n" + markdown_table(table)
+    )
+
+
+def probe_section(
+    store: Store, probe: ArtifactRef, rows: pd.DataFrame, domains: list[str], out: Path
+) -> str:
+    """Markdown and figures for the probe: curvature, cosines, where the proxy should break."""
+    info = store.load_json(probe, "probe.json")
+    (out / "interference.png").write_bytes(
+        (store.local_dir(probe) / "interference.png").read_bytes()
+    )
+    plot_discrepancy(rows, domains, "predicted_delta_norm", out / "discrepancy.png")
+    curvature = pd.DataFrame(info["relative_curvature"], columns=domains)
+    curvature.insert(0, "H of \\ g of", domains)
+    cosines = pd.DataFrame(info["task_vector_cosines"], columns=domains)
+    cosines.insert(0, "task vector", domains)
+    worst = rows.nlargest(5, "predicted_delta_norm")
+    shown = [f"alpha.{d}" for d in domains] + ["predicted_delta_norm"]
+    return "\n\n".join(
+        [
+            f"Hessian-vector products at the base ({info['method']}, "
+            f"{info['seconds']:.1f} s). Relative effective curvature ||H_k g_j|| / ||H_k g_k|| "
+            "(row k: the Hessian of domain k; column j: the gradient of domain j): off-diagonal "
+            "entries well below 1 mean cross-domain interference is small against each "
+            "domain's own dynamics, the regime where a merge stands in for mixed training.",
+            markdown_table(curvature),
+            "Cosine similarity of the experts' task vectors (near 0: near-orthogonal updates).",
+            markdown_table(cosines),
+            "![interference](interference.png)",
+            "Predicted distance between the merge and a model trained on the mixture, "
+            f"||Delta(alpha)|| = eta^2 T(T-1)/2 ||sum_kj a_k a_j (H_k g_j - H_k g_k)|| with "
+            f"eta^2 T(T-1)/2 = {info['step_scale']:.4g} (the experts' learning rate and steps). "
+            "Mixtures where the proxy is expected to be least faithful:",
+            markdown_table(worst[shown]),
+            "![predicted discrepancy](discrepancy.png)",
+        ]
     )
 
 

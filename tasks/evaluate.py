@@ -30,12 +30,13 @@ def merge_and_evaluate(
     data: ArtifactRef,
     base: ArtifactRef,
     experts: list[ArtifactRef],
+    probe: ArtifactRef | None = None,
     index: int = 0,
 ) -> ArtifactRef:
     prepare(exp)
     store = stages.open_store(exp)
     progress = StageProgress(exp, f"merge_and_evaluate batch {index}")
-    ref = stages.merge_and_evaluate(exp, store, alphas, data, base, experts, progress)
+    ref = stages.merge_and_evaluate(exp, store, alphas, data, base, experts, probe, progress)
     progress.close()
     rows = store.load_parquet(ref, "rows.parquet")
     shown = [c for c in rows.columns if c.startswith(("alpha.", "group.")) and "stderr" not in c]

@@ -12,10 +12,12 @@ from tasks.common import RESULTS, RETRIES, prepare, store_key
 
 
 @task(name="fit_surrogates", cache_key_fn=store_key(stages.surrogate_ref), **RESULTS, **RETRIES)
-def fit_surrogates(exp: Experiment, evals: list[ArtifactRef]) -> ArtifactRef:
+def fit_surrogates(
+    exp: Experiment, evals: list[ArtifactRef], probe: ArtifactRef | None = None
+) -> ArtifactRef:
     prepare(exp)
     store = stages.open_store(exp)
-    ref = stages.fit(exp, store, evals)
+    ref = stages.fit(exp, store, evals, probe)
     cv = store.load_json(ref, "cv.json")
     create_table_artifact(
         [{"metric": m, **{k: round(v, 4) for k, v in s.items()}} for m, s in cv.items()],

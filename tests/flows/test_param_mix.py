@@ -52,8 +52,12 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path):
         assert (rows[f"loss.{domain}"] > 0).all()
     choice = stages.load_choice(store, refs["choice"])
     simplex.from_mapping(choice.alpha, exp.domains)
+    assert rows["predicted_delta_norm"].ge(0).all()
+    assert rows.loc[: len(exp.domains) - 1, "predicted_delta_norm"].max() < 1e-9  # vertices
     report = Path(stages.report_path(store, refs["report"]))
-    assert report.is_file() and "Chosen mixture" in report.read_text()
+    text = report.read_text()
+    assert "Chosen mixture" in text and "Interference probe" in text
+    assert (report.parent / "interference.png").stat().st_size > 1000
     published = {m["key"]: m["created"] for m in store.artifacts()}
 
     start = time.perf_counter()

@@ -41,7 +41,8 @@ def test_build_follows_config():
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (32, 2, 4)
     assert (cfg.num_key_value_heads, cfg.intermediate_size, cfg.vocab_size) == (2, 64, 96)
     assert cfg.max_position_embeddings == 32
-    assert (cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id) == (1, 2, 0)
+    assert (cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id) == (1, 2, None)
+    assert model.generation_config.pad_token_id == 0
     assert cfg.tie_word_embeddings is False
     assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
     assert cfg._attn_implementation == "sdpa"
@@ -50,6 +51,15 @@ def test_build_follows_config():
     assert eager.config._attn_implementation == "eager"
     bf16 = pico(cfg=PICO.model_copy(update={"dtype": "bfloat16"}))
     assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+
+
+def test_every_embedding_row_trains():
+    """The pad/end-of-text row must get gradient: it separates documents in every block."""
+    model = pico()
+    tokens = torch.tensor([[0, 5, 2, 7, 0, 9]])
+    model(input_ids=tokens, labels=tokens).loss.backward()
+    grad = model.model.embed_tokens.weight.grad
+    assert grad[0].abs().sum() > 0 and grad[2].abs().sum() > 0
 
 
 def test_parameter_count_matches_hand_count():

@@ -11,16 +11,18 @@ def refs(exp: Experiment) -> dict[str, str]:
     base = stages.base_ref(exp, data)
     experts = [stages.expert_ref(exp, d, data, base) for d in exp.domains]
     evals = [stages.eval_ref(exp, b, data, base, experts) for b in stages.mixture_batches(exp)]
-    surrogates = stages.surrogate_ref(exp, evals)
+    probe = stages.probe_ref(exp, data, base, experts)
+    surrogates = stages.surrogate_ref(exp, evals, probe)
     choice = stages.choice_ref(exp, surrogates, data)
     return {
         "data": data.key,
         "base": base.key,
         "experts": "".join(e.key for e in experts),
         "evals": "".join(e.key for e in evals),
+        "probe": probe.key,
         "surrogates": surrogates.key,
         "choice": choice.key,
-        "report": stages.report_ref(exp, surrogates, choice).key,
+        "report": stages.report_ref(exp, surrogates, choice, probe).key,
     }
 
 
@@ -37,7 +39,7 @@ def changed(**overrides) -> set[str]:
     return {k for k in before if before[k] != after[k]}
 
 
-ALL = {"data", "base", "experts", "evals", "surrogates", "choice", "report"}
+ALL = {"data", "base", "experts", "evals", "probe", "surrogates", "choice", "report"}
 
 
 def test_same_config_same_keys():
@@ -55,10 +57,11 @@ def test_each_slice_invalidates_only_downstream():
     assert changed(data__vocab_size=1024) == ALL
     assert changed(training__base__steps=500) == ALL - {"data"}
     assert changed(training__expert__lr=5e-4) == ALL - {"data", "base"}
-    assert changed(evaluation__batch_size=8) == ALL - {"data", "base", "experts"}
+    assert changed(evaluation__batch_size=8) == {"evals", "surrogates", "choice", "report"}
+    assert changed(probe__batch_size=4) == {"probe", "surrogates", "choice", "report"}
     assert changed(search__cv_folds=4) == {"surrogates", "choice", "report"}
     assert changed(search__top_k=8) == {"choice", "report"}
-    assert changed(search__n_mixtures=64) == ALL - {"data", "base", "experts"}
+    assert changed(search__n_mixtures=64) == {"evals", "surrogates", "choice", "report"}
 
 
 def test_experts_are_keyed_by_domain():

@@ -1,0 +1,216 @@
+"""Gradients and Hessian-vector products of a causal LM's loss, on one flat parameter vector.
+
+Why flat: the interference probe needs inner products and linear combinations of whole-model
+vectors (g_k, H_k g_j), so every vector here is one tensor of shape (P,) in
+`model.named_parameters()` order (tied parameters once). `unflatten` turns such a vector back
+into views keyed by parameter name for `torch.func.functional_call`.
+
+Two HVP kernels, never materialising a Hessian:
+
+- forward_over_reverse (fast): `jvp` of `torch.func.grad` of the loss, batched over the V
+  vectors with `vmap` (in chunks of `chunk_size` to bound memory). One forward+backward pass
+  carries all tangents.
+- double_backward (reference): one backward pass with `create_graph=True`, then one more
+  backward per vector through that graph. Needs only twice-differentiable ops.
+
+PyTorch's CPU flash-attention kernel has neither forward-mode AD nor a double backward, so for
+models using SDPA both kernels run inside `sdpa_kernel([SDPBackend.MATH])` (checked with
+torch 2.13: without it jvp raises NotImplementedError, double backward RuntimeError).
+
+"auto" tries the first and falls back to the second, logging which ran; `HVPResult.method` says
+it too. Both give H v for a twice-differentiable loss. One exception matters for checkpoints
+whose embedding has a `padding_idx` (an HF config with `pad_token_id`): its row's gradient is
+masked although the forward uses it, so forward-over-reverse returns M H v and double backward
+M H M v (M masking that row). They agree whenever v's masked row is zero, which holds for every
+gradient, hence for everything the interference probe computes. Models built here set no
+`padding_idx`: the pad token is the end-of-text separator, which must train.
+
+The model must be in eval mode (dropout would make the loss, hence H, random). Nothing global
+is changed; the model's own parameters and `.grad` are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, grad, jvp, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+log = logging.getLogger(__name__)
+
+Method = Literal["auto", "forward_over_reverse", "double_backward"]
+METHODS = ("auto", "forward_over_reverse", "double_backward")
+
+
+class HVPError(ValueError):
+    """Bad input to a gradient/HVP call (shapes, dtypes, mode); the message names it."""
+
+
+@dataclass
+class HVPResult:
+    values: Tensor  # (V, P): H v_i for each input vector v_i
+    method: str  # the kernel that actually ran: "forward_over_reverse" or "double_backward"
+
+
+def param_names(model: torch.nn.Module) -> list[str]:
+    """Parameter names in flat-vector order; a tied parameter appears once (its first name)."""
+    return [name for name, _ in model.named_parameters()]
+
+
+def flat_params(model: torch.nn.Module) -> Tensor:
+    """All parameters as one detached vector, shape (P,)."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def unflatten(model: torch.nn.Module, flat: Tensor) -> dict[str, Tensor]:
+    """Views of `flat` (P,) shaped like the model's parameters, keyed by name."""
+    params = dict(model.named_parameters())
+    total = sum(p.numel() for p in params.values())
+    if flat.ndim != 1 or flat.shape[0] != total:
+        raise HVPError(f"flat vector has shape {tuple(flat.shape)}, the model has ({total},)")
+    chunks = torch.split(flat, [p.numel() for p in params.values()])
+    return {n: c.view(p.shape) for (n, p), c in zip(params.items(), chunks, strict=True)}
+
+
+def loss_at(model: torch.nn.Module, params: dict[str, Tensor], batch: Tensor) -> Tensor:
+    """The LM loss (scalar) of `model` with `params` substituted, on token blocks (B, T)."""
+    out = functional_call(
+        model, params, args=(), kwargs={"input_ids": batch, "labels": batch, "use_cache": False}
+    )
+    return out.loss
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _accumulate_dtype(model: torch.nn.Module) -> torch.dtype:
+    """float32 for bf16/fp16/fp32 weights, float64 for float64 weights."""
+    return torch.promote_types(next(model.parameters()).dtype, torch.float32)
+
+
+def _check(model: torch.nn.Module, batch: Tensor) -> None:
+    if model.training:
+        raise HVPError("model is in training mode; call model.eval() (dropout makes H random)")
+    if batch.ndim != 2 or batch.dtype != torch.int64:
+        raise HVPError(
+            f"batch must be int64 token blocks (B, T), got {batch.dtype} {tuple(batch.shape)}"
+        )
+
+
+def _autocast(
+    model: torch.nn.Module, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=_device(model).type, dtype=dtype)
+
+
+def _math_attention(model: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """The MATH SDPA backend for models using SDPA: the fused CPU flash kernel has neither
+    forward-mode AD nor a derivative of its backward (double backward)."""
+    if getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa":
+        return sdpa_kernel([SDPBackend.MATH])
+    return contextlib.nullcontext()
+
+
+def gradient(
+    model: torch.nn.Module, batches: Sequence[Tensor], autocast: torch.dtype | None = None
+) -> Tensor:
+    """Mean over `batches` (each (B, T)) of the loss gradient, shape (P,), float32 or wider."""
+    if not batches:
+        raise HVPError("gradient needs at least one batch")
+    flat = flat_params(model)
+    total = torch.zeros(flat.shape, dtype=_accumulate_dtype(model), device=flat.device)  # (P,)
+    for batch in batches:
+        _check(model, batch)
+        leaf = flat.clone().requires_grad_(True)  # (P,)
+        with _autocast(model, autocast):
+            loss = loss_at(model, unflatten(model, leaf), batch)
+        (g,) = torch.autograd.grad(loss, leaf)
+        total += g
+    return total / len(batches)
+
+
+def _forward_over_reverse(
+    model: torch.nn.Module,
+    batch: Tensor,
+    vectors: Tensor,
+    chunk_size: int | None,
+    autocast: torch.dtype | None,
+) -> Tensor:
+    flat = flat_params(model)  # (P,)
+
+    def loss_of(x: Tensor) -> Tensor:
+        return loss_at(model, unflatten(model, x), batch)
+
+    def hv(v: Tensor) -> Tensor:  # (P,) -> (P,)
+        return jvp(grad(loss_of), (flat,), (v.to(flat.dtype),))[1]
+
+    with _math_attention(model), _autocast(model, autocast):
+        return vmap(hv, chunk_size=chunk_size)(vectors)  # (V, P)
+
+
+def _double_backward(
+    model: torch.nn.Module, batch: Tensor, vectors: Tensor, autocast: torch.dtype | None
+) -> Tensor:
+    leaf = flat_params(model).clone().requires_grad_(True)  # (P,)
+    with _math_attention(model), _autocast(model, autocast):
+        loss = loss_at(model, unflatten(model, leaf), batch)
+    (g,) = torch.autograd.grad(loss, leaf, create_graph=True)  # (P,), differentiable
+    rows = []
+    for v in vectors:  # (P,) each: one backward pass of g·v through the kept graph
+        (h,) = torch.autograd.grad(g, leaf, grad_outputs=v.to(g.dtype), retain_graph=True)
+        rows.append(h.detach())
+    return torch.stack(rows)  # (V, P)
+
+
+def hvp(
+    model: torch.nn.Module,
+    batch: Tensor,
+    vectors: Tensor,
+    method: Method = "auto",
+    chunk_size: int | None = None,
+    autocast: torch.dtype | None = None,
+) -> HVPResult:
+    """H v for each row of `vectors` (V, P), H = Hessian of the loss on `batch` (B, T).
+
+    Args:
+        method: "forward_over_reverse", "double_backward", or "auto" (the first, falling back
+            to the second if it raises).
+        chunk_size: vectors per vmap call in forward-over-reverse (None: all V at once).
+        autocast: run the loss under `torch.autocast` with this dtype (e.g. torch.bfloat16).
+    Returns:
+        HVPResult with `.values` (V, P) in float32 (float64 for a float64 model) and `.method`.
+    """
+    _check(model, batch)
+    if method not in METHODS:
+        raise HVPError(f"unknown HVP method {method!r}; choose one of {list(METHODS)}")
+    if chunk_size is not None and chunk_size < 1:
+        raise HVPError(f"chunk_size must be a positive int or None, got {chunk_size}")
+    n_params = sum(p.numel() for p in model.parameters())
+    if vectors.ndim != 2 or vectors.shape[1] != n_params:
+        raise HVPError(f"vectors must have shape (V, {n_params}), got {tuple(vectors.shape)}")
+    vectors = vectors.to(_device(model))
+    out_dtype = _accumulate_dtype(model)
+    if method != "double_backward":
+        try:
+            values = _forward_over_reverse(model, batch, vectors, chunk_size, autocast)
+        except (RuntimeError, NotImplementedError) as err:
+            if method == "forward_over_reverse":
+                raise
+            log.warning(
+                "forward-over-reverse HVP failed (%s); falling back to double backward", err
+            )
+        else:
+            log.info("HVP of %d vector(s) by forward_over_reverse", len(vectors))
+            return HVPResult(values.detach().to(out_dtype), "forward_over_reverse")
+    values = _double_backward(model, batch, vectors, autocast)
+    log.info("HVP of %d vector(s) by double_backward", len(vectors))
+    return HVPResult(values.to(out_dtype), "double_backward")

@@ -1,0 +1,35 @@
+"""interference_probe: gradients and Hessian-vector products at the base, heat maps in the UI."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from parammix_core import stages
+from parammix_core.config import Experiment
+from parammix_core.store import ArtifactRef
+from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+
+
+@task(name="interference_probe", cache_key_fn=store_key(stages.probe_ref), **RESULTS, **RETRIES)
+def interference_probe(
+    exp: Experiment, data: ArtifactRef, base: ArtifactRef, experts: list[ArtifactRef]
+) -> ArtifactRef:
+    prepare(exp)
+    store = stages.open_store(exp)
+    progress = StageProgress(exp, "interference probe")
+    ref = stages.interference_probe(exp, store, data, base, experts, progress)
+    progress.close()
+    info = store.load_json(ref, "probe.json")
+    rows = [
+        f"| {d} | " + " | ".join(f"{v:.3f}" for v in row) + " |"
+        for d, row in zip(info["domains"], info["relative_curvature"], strict=True)
+    ]
+    header = "| H of \\ g of | " + " | ".join(info["domains"]) + " |"
+    rule = "| --- " * (len(info["domains"]) + 1) + "|"
+    create_markdown_artifact(
+        f"# Interference probe ({info['method']})\n\nRelative effective curvature "
+        "||H_k g_j|| / ||H_k g_k||:\n\n" + "\n".join([header, rule, *rows]),
+        key="interference-probe",
+    )
+    return ref
