@@ -197,3 +197,30 @@ def test_a_tampered_expert_is_refused_before_merging(user_setup):
     finally:
         weights.write_bytes(original)
     assert store.exists(expert)
+
+
+def test_corrected_proxy_moves_mixtures_but_not_vertices(user_setup):
+    """theta(alpha) + Delta(alpha): Delta vanishes at a vertex, so only mixtures change."""
+    exp = user_setup["exp"]
+    data_dump = exp.model_dump(mode="json")
+    data_dump["evaluation"]["proxy"] = "corrected"
+    corrected = parse_experiment(data_dump)
+    store = stages.open_store(exp)
+    data = stages.prepare_domains(exp, store)
+    base = stages.build_base(exp, store, data)
+    experts = [stages.train_expert(exp, store, d, data, base) for d in exp.domains]
+    probe = stages.interference_probe(exp, store, data, base, experts)
+    info = store.load_json(probe, "probe.json")
+    assert info["method"] in ("forward_over_reverse", "double_backward")
+    assert np.allclose(np.diag(info["relative_curvature"]), 1.0)
+    (batch,) = stages.mixture_batches(exp)
+    plain = store.load_parquet(
+        stages.merge_and_evaluate(exp, store, batch, data, base, experts), "rows.parquet"
+    )
+    ref = stages.merge_and_evaluate(corrected, store, batch, data, base, experts, probe)
+    assert ref != stages.eval_ref(exp, batch, data, base, experts)
+    fixed = store.load_parquet(ref, "rows.parquet")
+    losses = [f"loss.{d}" for d in exp.domains]
+    k = len(exp.domains)
+    np.testing.assert_allclose(fixed.loc[: k - 1, losses], plain.loc[: k - 1, losses], rtol=1e-6)
+    assert not np.allclose(fixed.loc[k:, losses], plain.loc[k:, losses], rtol=1e-9, atol=0)
