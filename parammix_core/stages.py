@@ -665,7 +665,8 @@ def probe_section(
     curvature.insert(0, "H of \\ g of", domains)
     cosines = pd.DataFrame(info["task_vector_cosines"], columns=domains)
     cosines.insert(0, "task vector", domains)
-    worst = rows.nlargest(5, "predicted_delta_norm")
+    worst = rows.nlargest(5, "predicted_delta_norm").copy()
+    worst["predicted_delta_norm"] = worst["predicted_delta_norm"].map("{:.3g}".format)
     shown = [f"alpha.{d}" for d in domains] + ["predicted_delta_norm"]
     return "\n\n".join(
         [
