@@ -3,6 +3,8 @@
 parammix run [--config FILE] [--set training.expert.steps=50 ...]
 parammix show-config [--config FILE] [--set ...]
 parammix validate-config FILE
+parammix import --ratios R.csv --metrics M.csv [--out rows.parquet]
+parammix surrogate --train A.parquet --test B.parquet [--metric NAME ...]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import yaml
 
 from parammix_core.config import ConfigError, Experiment, load_experiment, parse_experiment
+from parammix_core.runs import RunsError
 
 QUIET_ENV = {
     "DO_NOT_TRACK": "1",
@@ -89,6 +92,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from parammix_core.runs import load_runs
+
+    domains, table = load_runs(args.ratios, args.metrics)
+    metrics = [c for c in table.columns if c != "run_id" and not c.startswith("alpha.")]
+    print(f"{len(table)} runs, {len(domains)} domains: {', '.join(domains)}")
+    print(f"{len(metrics)} metric(s): {', '.join(metrics)}")
+    print(table.drop(columns="run_id").describe().T[["mean", "std", "min", "max"]].to_string())
+    if args.out:
+        table.to_parquet(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_surrogate(args: argparse.Namespace) -> int:
+    from parammix_core.runs import compare_surrogates, read_table
+
+    domains, metrics, train = read_table(args.train)
+    test_domains, _, test = read_table(args.test)
+    if test_domains != domains:
+        raise RunsError(f"{args.test}: domains {test_domains} differ from {args.train}: {domains}")
+    chosen = args.metric or metrics
+    unknown = [m for m in chosen if m not in metrics]
+    if unknown:
+        raise RunsError(f"{args.train}: no metric(s) {unknown}; metrics are {metrics}")
+    scores = compare_surrogates(train, test, domains, chosen, args.folds, args.seed)
+    print(
+        f"trained on {len(train)} rows of {args.train}, tested on {len(test)} rows of {args.test}"
+    )
+    print(scores.to_string(float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parammix", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -108,6 +144,18 @@ def parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate-config", help="check a config file and name any bad field")
     val.add_argument("file")
     val.set_defaults(func=cmd_validate)
+    imp = sub.add_parser("import", help="validate and join mixture -> metric tables from elsewhere")
+    imp.add_argument("--ratios", required=True, help="CSV: run_id, one weight column per domain")
+    imp.add_argument("--metrics", required=True, help="CSV: run_id, one column per metric")
+    imp.add_argument("--out", help="write the joined table as parquet")
+    imp.set_defaults(func=cmd_import)
+    sur = sub.add_parser("surrogate", help="score LightGBM and linear surrogates on held-out runs")
+    sur.add_argument("--train", required=True, help="joined table (parquet) to fit on")
+    sur.add_argument("--test", required=True, help="joined table (parquet) to score on")
+    sur.add_argument("--metric", action="append", help="metric column, repeatable (default: all)")
+    sur.add_argument("--folds", type=int, default=5, help="CV folds while fitting")
+    sur.add_argument("--seed", type=int, default=0)
+    sur.set_defaults(func=cmd_surrogate)
     return p
 
 
@@ -115,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as err:
+    except (ConfigError, RunsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -259,6 +259,55 @@ class Bounds(Strict):
         return self
 
 
+class RandomSettings(Strict):
+    """Random search: Dirichlet draws (the baseline)."""
+
+    concentration: PositiveFloat = Field(1.0, description="< 1 favours corners, > 1 the centre.")
+
+
+class SurrogateSettings(Strict):
+    """LightGBM on the evaluated rows, candidate rounds N -> N/2 -> N/4 around the best."""
+
+    n_candidates: PositiveInt = Field(8192, description="Candidates in the first round.")
+    rounds: PositiveInt = Field(3, description="Rounds; each halves the pool and the region.")
+    top_k: PositiveInt = Field(16, description="Averaged into each round's centre.")
+    min_rows: Annotated[int, Field(ge=2)] = Field(8, description="Random draws below this.")
+    spacing: UnitFloat = Field(0.05, description="Min L1 distance to evaluated mixtures.")
+    explore: UnitFloat = Field(
+        0.25, description="Share of proposals drawn near the best evaluated mixture."
+    )
+
+
+class BayesSettings(Strict):
+    """botorch GP + log expected improvement (per unit cost when costs are recorded)."""
+
+    n_init: Annotated[int, Field(ge=2)] | None = Field(
+        None, description="Random draws before the GP (None: number of domains + 1)."
+    )
+    num_restarts: PositiveInt = 8
+    raw_samples: PositiveInt = 256
+    cost_exponent: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        1.0, description="EI / cost^exponent; 0 ignores costs."
+    )
+
+
+class GradientSettings(Strict):
+    """Mirror-descent steps for MixMin and MergeMix."""
+
+    steps: PositiveInt = 500
+    lr: PositiveFloat = 1.0
+
+
+class StrategySettings(Strict):
+    """Settings of each search strategy; only the selected one is used."""
+
+    random: RandomSettings = Field(default_factory=RandomSettings)
+    surrogate: SurrogateSettings = Field(default_factory=SurrogateSettings)
+    bayes: BayesSettings = Field(default_factory=BayesSettings)
+    mixmin: GradientSettings = Field(default_factory=GradientSettings)
+    mergemix: GradientSettings = Field(default_factory=lambda: GradientSettings(steps=200, lr=0.5))
+
+
 class SearchConfig(Strict):
     """Which merges to evaluate, and how the surrogate picks the mixture."""
 
@@ -275,6 +324,12 @@ class SearchConfig(Strict):
     )
     bounds: dict[str, Bounds] = Field(
         default_factory=dict, description="Per-domain floor/cap on the chosen mixture."
+    )
+    strategy: Literal["surrogate", "random", "bayes", "mixmin", "mergemix"] = Field(
+        "surrogate", description="How mixtures to evaluate are proposed (parammix_core.search)."
+    )
+    strategies: StrategySettings = Field(
+        default_factory=StrategySettings, description="Settings per strategy."
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,44 @@
+"""Search: choose the mixture, and strategies that propose which mixtures to evaluate.
+
+`choice` holds the final pick over fitted surrogates (`choose_mixture`). The strategies share
+the `Strategy` interface of `base`: random (Dirichlet baseline), surrogate (LightGBM, shrinking
+candidate rounds), bayes (botorch GP with expected improvement, optionally per unit cost),
+mixmin (convex mixture of the experts' predictive distributions) and mergemix (gradient of a
+dev-set loss through the merge).
+"""
+
+from parammix_core.search.base import (
+    REGISTRY,
+    History,
+    Strategy,
+    UnknownStrategyError,
+    get_strategy,
+    kl_project,
+    project,
+    strategy_class,
+    strategy_from_config,
+)
+from parammix_core.search.choice import (
+    Choice,
+    SearchError,
+    choose_mixture,
+    resolve_weights,
+    utility,
+)
+
+__all__ = [
+    "REGISTRY",
+    "Choice",
+    "History",
+    "SearchError",
+    "Strategy",
+    "UnknownStrategyError",
+    "choose_mixture",
+    "get_strategy",
+    "kl_project",
+    "project",
+    "resolve_weights",
+    "strategy_class",
+    "strategy_from_config",
+    "utility",
+]

@@ -1,0 +1,97 @@
+"""MixMin: the mixture whose experts' predictive distributions, mixed, best explain target data.
+
+With per-sequence log-probabilities logp (K, S) of each domain expert on S target sequences,
+the objective
+
+    L(alpha) = -mean_s log sum_k alpha_k exp(logp[k, s])
+
+is convex in alpha (a log of a linear function, negated), so the MixMin seed's large-model
+argument turns the bi-level mixing problem into one convex minimisation over the simplex. It is
+solved by exponentiated gradient (mirror descent with the entropy mirror map), which stays on
+the simplex by construction; per-domain floors and caps are kept by a KL projection after each
+step. The experts are scored once; every step is O(K S).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from parammix_core import simplex
+from parammix_core.search.base import OneShotStrategy, kl_project
+from parammix_core.search.choice import SearchError
+
+
+def mixture_nll(logprobs: np.ndarray, alpha: np.ndarray) -> float:
+    """-mean_s log sum_k alpha_k exp(logprobs[k, s]) for logprobs (K, S), alpha (K,)."""
+    with np.errstate(divide="ignore"):
+        return float(-logsumexp(logprobs + np.log(alpha)[:, None], axis=0).mean())
+
+
+def mixmin(
+    logprobs: np.ndarray,
+    steps: int = 500,
+    lr: float = 1.0,
+    lo: np.ndarray | None = None,
+    hi: np.ndarray | None = None,
+) -> np.ndarray:
+    """The alpha (K,) minimising `mixture_nll`, by exponentiated gradient from the uniform mixture.
+
+    Args:
+        logprobs: (K, S) log-probability of each target sequence under each expert (any
+            consistent unit: per sequence or per token averaged; finite).
+        steps: mirror-descent steps.
+        lr: step size; the gradient's entries are -mean_s p_k(s) / p_alpha(s), O(1) near the
+            optimum, so lr ~ 1 is a good default.
+        lo, hi: per-domain floors and caps (K,); None means [0, 1].
+    """
+    lp = np.asarray(logprobs, dtype=float)
+    if lp.ndim != 2 or lp.shape[0] < 1 or lp.shape[1] < 1:
+        raise SearchError(f"mixmin: logprobs must have shape (K, S) with K, S >= 1; got {lp.shape}")
+    if not np.isfinite(lp).all():
+        k, s = np.argwhere(~np.isfinite(lp))[0]
+        raise SearchError(f"mixmin: logprobs are not finite (first at expert {k}, sequence {s})")
+    if steps < 1 or not lr > 0:
+        raise SearchError(f"mixmin: need steps >= 1 and lr > 0; got steps={steps}, lr={lr}")
+    k = lp.shape[0]
+    lo = np.zeros(k) if lo is None else np.asarray(lo, dtype=float)
+    hi = np.ones(k) if hi is None else np.asarray(hi, dtype=float)
+    # a per-sequence shift cancels in p_k(s) / p_alpha(s): keeps exp() in range
+    p = np.exp(lp - lp.max(axis=0, keepdims=True))  # (K, S), max 1 per sequence
+    alpha = kl_project(simplex.uniform(k), lo, hi)
+    for _ in range(steps):
+        grad = -(p / (alpha @ p)).mean(axis=1)  # (K,)
+        alpha = kl_project(alpha * np.exp(-lr * (grad - grad.min())), lo, hi)
+    return alpha
+
+
+class MixMinStrategy(OneShotStrategy):
+    """Proposes the MixMin optimum for the given experts' log-probabilities.
+
+    MixMin needs no evaluations: the first proposal is the optimum, further ones its
+    neighbourhood (see `OneShotStrategy`).
+
+    Args:
+        logprobs: (K, S) per-sequence log-probabilities of each expert on target data.
+        steps, lr: see `mixmin`.
+    """
+
+    name = "mixmin"
+
+    def __init__(
+        self,
+        k: int,
+        lo=None,
+        hi=None,
+        seed: int = 0,
+        logprobs: np.ndarray | None = None,
+        steps: int = 500,
+        lr: float = 1.0,
+    ):
+        super().__init__(k, lo, hi, seed)
+        if logprobs is None:
+            raise SearchError("mixmin: needs the experts' logprobs on target data, shape (K, S)")
+        lp = np.asarray(logprobs, dtype=float)
+        if lp.ndim != 2 or lp.shape[0] != k:
+            raise SearchError(f"mixmin: logprobs have shape {lp.shape}; expected ({k}, S)")
+        self.optimum = mixmin(lp, steps, lr, self.lo, self.hi)  # (K,)

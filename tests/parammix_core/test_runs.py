@@ -1,0 +1,157 @@
+"""Import of external runs: every malformed table is rejected naming file, line and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.cli import main
+from parammix_core.runs import RunsError, compare_surrogates, load_runs, read_table
+
+RATIOS = "run_id,math,code\nr1,0.25,0.75\nr2,0.5,0.5\nr3,0.333,0.667\n"
+METRICS = "run_id,acc,loss\nr2,0.6,2.0\nr1,0.5,2.5\nr3,0.55,2.2\n"
+
+
+def write(tmp_path: Path, ratios: str = RATIOS, metrics: str = METRICS) -> tuple[Path, Path]:
+    r, m = tmp_path / "ratios.csv", tmp_path / "metrics.csv"
+    r.write_text(ratios)
+    m.write_text(metrics)
+    return r, m
+
+
+def test_load_joins_on_run_id_in_ratio_order(tmp_path):
+    domains, table = load_runs(*write(tmp_path))
+    assert domains == ["math", "code"]
+    assert list(table.columns) == ["run_id", "alpha.math", "alpha.code", "acc", "loss"]
+    assert table["run_id"].tolist() == ["r1", "r2", "r3"]
+    np.testing.assert_allclose(table["acc"], [0.5, 0.6, 0.55])
+    np.testing.assert_allclose(table[["alpha.math", "alpha.code"]].sum(axis=1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("ratios", "metrics", "file", "message"),
+    [
+        (
+            RATIOS.replace("r3,0.333", "r2,0.333"),
+            METRICS,
+            "ratios.csv",
+            "line 4, column 'run_id': duplicated run id 'r2' (first on line 3)",
+        ),
+        (
+            RATIOS,
+            METRICS.replace("r3,0.55", "r9,0.55"),
+            "metrics.csv",
+            "line 4, column 'run_id': run id 'r9' is not in",
+        ),
+        (
+            RATIOS.replace("r2,0.5,0.5", "r2,0.5,0.6"),
+            METRICS,
+            "ratios.csv",
+            "line 3, columns ['math', 'code']: weights of run 'r2' sum to 1.1, not 1",
+        ),
+        (
+            RATIOS.replace("r1,0.25,0.75", "r1,-0.25,1.25"),
+            METRICS,
+            "ratios.csv",
+            "line 2, column 'math': negative weight -0.25",
+        ),
+        (
+            RATIOS.replace("r2,0.5,0.5", "r2,nan,0.5"),
+            METRICS,
+            "ratios.csv",
+            "line 3, column 'math': nan is not a finite number",
+        ),
+        (
+            RATIOS,
+            METRICS.replace("r1,0.5,2.5", "r1,,2.5"),
+            "metrics.csv",
+            "line 3, column 'acc': empty",
+        ),
+        (
+            RATIOS,
+            METRICS.replace("r1,0.5,2.5", "r1,0.5,high"),
+            "metrics.csv",
+            "line 3, column 'loss': not a number: 'high'",
+        ),
+        (RATIOS.replace("run_id", "run"), METRICS, "ratios.csv", "column 'run_id': missing"),
+        (
+            RATIOS,
+            METRICS.replace("r3,0.55,2.2\n", ""),
+            "ratios.csv",
+            "line 4, column 'run_id': run id 'r3' has no row in",
+        ),
+    ],
+    ids=[
+        "duplicate",
+        "unknown-id",
+        "sum",
+        "negative",
+        "nan",
+        "empty",
+        "text",
+        "no-id",
+        "no-metrics",
+    ],
+)
+def test_malformed_tables_name_file_line_and_column(tmp_path, ratios, metrics, file, message):
+    with pytest.raises(RunsError) as err:
+        load_runs(*write(tmp_path, ratios, metrics))
+    assert str(err.value).startswith(str(tmp_path / file))
+    assert message in str(err.value)
+
+
+def test_cli_import_then_surrogate(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.dirichlet(np.ones(3), 80)  # (N, 3)
+    y = x @ np.array([1.0, 0.2, -0.5]) + 0.5 * x[:, 0] * x[:, 1]
+    runs = [f"run{i}" for i in range(80)]
+    pd.DataFrame({"run_id": runs, "a": x[:, 0], "b": x[:, 1], "c": x[:, 2]}).to_csv(
+        tmp_path / "r.csv", index=False
+    )
+    pd.DataFrame({"run_id": runs[::-1], "score": y[::-1]}).to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "rows.parquet"
+    assert (
+        main(
+            [
+                "import",
+                "--ratios",
+                str(tmp_path / "r.csv"),
+                "--metrics",
+                str(tmp_path / "m.csv"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "80 runs, 3 domains: a, b, c" in capsys.readouterr().out
+    domains, metrics, table = read_table(out)
+    assert (domains, metrics) == (["a", "b", "c"], ["score"])
+    table.iloc[:60].to_parquet(tmp_path / "train.parquet")
+    table.iloc[60:].to_parquet(tmp_path / "test.parquet")
+    assert (
+        main(
+            [
+                "surrogate",
+                "--train",
+                str(tmp_path / "train.parquet"),
+                "--test",
+                str(tmp_path / "test.parquet"),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "lightgbm.spearman" in printed and "linear.r2" in printed
+    scores = compare_surrogates(table.iloc[:60], table.iloc[60:], domains, ["score"])
+    assert scores.loc["score", "linear.r2"] > 0.9  # nearly linear target
+    assert scores.loc["score", "lightgbm.spearman"] > 0.8
+
+
+def test_cli_reports_import_errors(tmp_path, capsys):
+    r, m = write(tmp_path, RATIOS.replace("r2,0.5,0.5", "r2,0.5,0.6"))
+    assert main(["import", "--ratios", str(r), "--metrics", str(m)]) == 2
+    assert "ratios.csv, line 3" in capsys.readouterr().err
