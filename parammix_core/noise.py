@@ -36,7 +36,9 @@ def split_half(per_doc_by_task: Sequence[np.ndarray]) -> float:
     if even.std() == 0 or odd.std() == 0:
         return float("nan")
     r = float(np.corrcoef(even, odd)[0, 1])
-    return 2 * r / (1 + r)
+    # Spearman-Brown extrapolates a positive correlation; a non-positive one means no signal
+    # and is returned as it is (the formula diverges as r -> -1).
+    return 2 * r / (1 + r) if r > 0 else r
 
 
 def reference_row(alphas: np.ndarray) -> int:

@@ -23,6 +23,13 @@ def test_split_half_separates_signal_from_noise():
     assert abs(split_half([noise_only])) < 0.5
 
 
+def test_split_half_does_not_extrapolate_a_negative_correlation():
+    even_high = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])  # even and odd docs disagree
+    r = np.corrcoef(even_high[:, 0], even_high[:, 1])[0, 1]
+    assert r < 0
+    assert split_half([even_high]) == pytest.approx(r)
+
+
 def test_reference_row_finds_uniform():
     alphas = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
     assert reference_row(alphas) == 2
