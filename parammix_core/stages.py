@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 import torch
@@ -104,8 +105,6 @@ def base_ref(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
 
 def _fingerprint(exp: Experiment) -> list[list[Any]]:
     """Names, sizes and modification stamps of the checkpoint's files: cheap change detection."""
-    import fsspec
-
     fs, root = fsspec.core.url_to_fs(exp.model.checkpoint, **exp.store.storage_options)
     if not fs.isdir(root):
         raise FileNotFoundError(f"model.checkpoint: no such checkpoint directory {root!r}")
@@ -162,8 +161,6 @@ def _local_checkpoint(exp: Experiment, store: Store) -> str:
     assert path is not None
     if "://" not in path:
         return path
-    import fsspec
-
     fs, root = fsspec.core.url_to_fs(path, **exp.store.storage_options)
     target = store.cache_dir / "checkpoints" / ArtifactRef.for_spec("ckpt", "c", {"p": path}).key
     if not (target / "config.json").exists():
