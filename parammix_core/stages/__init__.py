@@ -1,0 +1,68 @@
+"""The pipeline's stages as plain functions: store in, library call, store out.
+
+Each stage has a `*_ref` function (the content address of its output, computed from the config
+slice that matters and the upstream refs, without running anything) and a run function that
+returns that ref, computing and publishing the artifact only when the store does not have it
+yet. Prefect tasks (`tasks/`) wrap these one to one and use the same ref as cache key, so a
+rerun skips finished work with or without Prefect's database. One module per stage.
+"""
+
+from parammix_core.stages.base import base_ref, build_base
+from parammix_core.stages.common import Progress, open_store
+from parammix_core.stages.data import data_ref, prepare_domains, tokenizer_source
+from parammix_core.stages.evaluate import (
+    _include_paths,
+    eval_ref,
+    evaluation_mixtures,
+    load_doc_scores,
+    load_rows,
+    merge_and_evaluate,
+    mixture_batches,
+)
+from parammix_core.stages.experts import expert_ref, train_expert
+from parammix_core.stages.probe import interference_probe, load_probe, probe_ref
+from parammix_core.stages.report import (
+    noise_section,
+    probe_section,
+    report,
+    report_path,
+    report_ref,
+    report_text,
+)
+from parammix_core.stages.search import choice_ref, load_choice, optimise
+from parammix_core.stages.surrogates import fit, load_surrogates, surrogate_ref, surrogate_targets
+
+__all__ = [
+    "Progress",
+    "_include_paths",
+    "base_ref",
+    "build_base",
+    "choice_ref",
+    "data_ref",
+    "eval_ref",
+    "evaluation_mixtures",
+    "expert_ref",
+    "fit",
+    "interference_probe",
+    "load_choice",
+    "load_doc_scores",
+    "load_probe",
+    "load_rows",
+    "load_surrogates",
+    "merge_and_evaluate",
+    "mixture_batches",
+    "noise_section",
+    "open_store",
+    "optimise",
+    "prepare_domains",
+    "probe_ref",
+    "probe_section",
+    "report",
+    "report_path",
+    "report_ref",
+    "report_text",
+    "surrogate_ref",
+    "surrogate_targets",
+    "tokenizer_source",
+    "train_expert",
+]

@@ -1,0 +1,93 @@
+"""Stage base_model: the shared base, imported from a checkpoint or pre-trained here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fsspec
+
+from parammix_core import simplex
+from parammix_core.config import Experiment
+from parammix_core.data import load_prepared
+from parammix_core.model import build_model, load_model, parameter_count, resolve_device, save_model
+from parammix_core.stages.common import Progress, dump_config, train_progress
+from parammix_core.store import ArtifactRef, Store
+from parammix_core.train import train
+
+
+def base_ref(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
+    if exp.model.checkpoint is not None:
+        spec = {"checkpoint": exp.model.checkpoint, "fingerprint": _fingerprint(exp)}
+    else:
+        spec = {
+            "model": dump_config(exp.model),
+            "train": dump_config(exp.training.base),
+            "seed": exp.seed,
+            "init": 2,  # the end-of-text embedding row trains (no padding_idx)
+        }
+    return ArtifactRef.for_spec("base", "base", {**spec, "data": data.key})
+
+
+def _fingerprint(exp: Experiment) -> list[list[Any]]:
+    """Names, sizes and modification stamps of the checkpoint's files: cheap change detection."""
+    fs, root = fsspec.core.url_to_fs(exp.model.checkpoint, **exp.store.storage_options)
+    if not fs.isdir(root):
+        raise FileNotFoundError(f"model.checkpoint: no such checkpoint directory {root!r}")
+    out = []
+    for info in sorted(fs.ls(root, detail=True), key=lambda i: i["name"]):
+        stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
+        out.append([info["name"].rsplit("/", 1)[-1], info.get("size"), str(stamp)])
+    return out
+
+
+def build_base(
+    exp: Experiment, store: Store, data: ArtifactRef, progress: Progress | None = None
+) -> ArtifactRef:
+    ref = base_ref(exp, data)
+    if store.exists(ref):
+        return ref
+    device = resolve_device(exp.runtime.device)
+    prepared = load_prepared(store.local_dir(data))
+    out = store.staging(ref)
+    if exp.model.checkpoint is not None:
+        model = load_model(_local_checkpoint(exp, store), exp.model, device)
+        info: dict[str, Any] = {"source": exp.model.checkpoint}
+    else:
+        tok = prepared.tokenizer
+        model = build_model(
+            exp.model,
+            len(tok),
+            exp.data.block_size,
+            exp.seed,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        model.to(device)
+        weights = simplex.uniform(len(prepared.train))
+        result = train(
+            model,
+            prepared.train,
+            weights,
+            exp.training.base,
+            exp.seed,
+            store.work_dir(ref),
+            device,
+            train_progress(progress, "base"),
+        )
+        info = {"final_loss": result.final_loss, "steps": result.steps, "seconds": result.seconds}
+    info["parameters"] = parameter_count(model)
+    save_model(model, out)
+    return store.publish(ref, out, info=info)
+
+
+def _local_checkpoint(exp: Experiment, store: Store) -> str:
+    path = exp.model.checkpoint
+    assert path is not None
+    if "://" not in path:
+        return path
+    fs, root = fsspec.core.url_to_fs(path, **exp.store.storage_options)
+    target = store.cache_dir / "checkpoints" / ArtifactRef.for_spec("ckpt", "c", {"p": path}).key
+    if not (target / "config.json").exists():
+        fs.get(root.rstrip("/") + "/", str(target), recursive=True)
+    return str(target)

@@ -1,0 +1,206 @@
+"""Stage merge_and_evaluate: merges scored in one live model, rows to the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from parammix_core import simplex
+from parammix_core.config import EvalTask, Experiment
+from parammix_core.data import load_prepared
+from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
+from parammix_core.merge import InMemoryMerger
+from parammix_core.model import load_model, resolve_device
+from parammix_core.stages.common import Progress, dump_config
+from parammix_core.stages.probe import load_probe
+from parammix_core.store import ArtifactRef, Store, canonical_json
+
+
+def evaluation_mixtures(exp: Experiment) -> np.ndarray:
+    """The merges to evaluate, shape (n_mixtures, K): vertices, uniform, then Dirichlet draws."""
+    k = len(exp.domains)
+    rest = exp.search.n_mixtures - k - 1
+    draws = simplex.dirichlet(k, rest, exp.search.dirichlet_concentration, seed=exp.seed)
+    return np.vstack([simplex.vertices(k), simplex.uniform(k)[None], draws])
+
+
+def mixture_batches(exp: Experiment) -> list[list[list[float]]]:
+    mixtures = evaluation_mixtures(exp)
+    size = exp.search.batch_size
+    return [mixtures[i : i + size].tolist() for i in range(0, len(mixtures), size)]
+
+
+def eval_ref(
+    exp: Experiment,
+    alphas: Sequence[Sequence[float]],
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
+) -> ArtifactRef:
+    spec = {
+        "probe": probe.key if exp.evaluation.proxy == "corrected" and probe else None,
+        "format": 2,  # rows.parquet + per-document docs.parquet
+        "evaluation": dump_config(exp.evaluation),
+        "domains": exp.domains,
+        "alphas": [list(map(float, a)) for a in alphas],
+        "seed": exp.seed,
+        "data": data.key,
+        "base": base.key,
+        "experts": [e.key for e in experts],
+    }
+    return ArtifactRef.for_spec("evals", "batch", spec)
+
+
+@dataclass
+class _Bench:
+    """A live model with its merger and evaluator, reused by later batches on the same thread."""
+
+    merger: InMemoryMerger
+    evaluator: Evaluator
+    step_scale: float | None = None  # set when the merge is curvature-corrected
+
+    def set_mixture(self, alpha: np.ndarray) -> None:
+        """theta(alpha), plus Delta(alpha) = scale * sum_kj a_k a_j v_kj for the corrected proxy."""
+        self.merger.apply(alpha)
+        if self.step_scale is not None:
+            self.merger.correct(self.step_scale * np.outer(alpha, alpha).reshape(-1))
+
+
+_benches = threading.local()
+
+
+def _bench(
+    exp: Experiment,
+    store: Store,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None,
+) -> _Bench:
+    corrected = exp.evaluation.proxy == "corrected"
+    if corrected and probe is None:
+        raise ValueError("evaluation.proxy 'corrected' needs the interference probe's output")
+    ident = canonical_json(
+        [
+            dump_config(exp.evaluation),
+            exp.seed,
+            data.key,
+            base.key,
+            [e.key for e in experts],
+            probe.key if corrected else None,
+        ]
+    )
+    cached = getattr(_benches, "value", None)
+    if cached is not None and cached[0] == ident:
+        return cached[1]
+    device = resolve_device(exp.runtime.device)
+    prepared = load_prepared(store.local_dir(data))
+    model = load_model(str(store.local_dir(base)), exp.model, device)
+    base_state = store.load_tensors(base, "model.safetensors", str(device))
+    expert_states = [store.load_tensors(e, "model.safetensors", str(device)) for e in experts]
+    merger = InMemoryMerger(model, base_state, expert_states, names=exp.domains)
+    del base_state, expert_states
+    evaluator = Evaluator(
+        model,
+        prepared.tokenizer,
+        exp.evaluation.tasks,
+        _include_paths(exp, store, data, prepared.heldout_texts),
+        exp.evaluation.batch_size,
+        device,
+        exp.evaluation.num_fewshot,
+        heldout=prepared.heldout if exp.evaluation.heldout_loss else None,
+    )
+    bench = _Bench(merger, evaluator)
+    if corrected:
+        result, info = load_probe(store, probe)
+        k = len(exp.domains)
+        merger.set_correction(result.v().reshape(k * k, -1))
+        bench.step_scale = info["step_scale"]
+    _benches.value = (ident, bench)
+    return bench
+
+
+_suite_lock = threading.Lock()
+
+
+def _include_paths(
+    exp: Experiment, store: Store, data: ArtifactRef, heldout_texts: dict[str, list[str]]
+) -> str | None:
+    """The task folder for lm-eval: the user's when set, else the built-in suite when a
+    built-in task is named; names not found there are looked up in lm-eval's own tasks."""
+    if exp.evaluation.include_path is not None:
+        return exp.evaluation.include_path
+    if any(t.name in BUILTIN_TASKS for t in exp.evaluation.tasks):
+        return _builtin_suite(exp, store, data, heldout_texts)
+    return None
+
+
+def _builtin_suite(
+    exp: Experiment, store: Store, data: ArtifactRef, heldout_texts: dict[str, list[str]]
+) -> str:
+    """The built-in suite, generated once per machine from the held-out texts."""
+    spec = {"docs": exp.evaluation.builtin_docs_per_task, "seed": exp.seed, "data": data.key}
+    key = ArtifactRef.for_spec("suite", "builtin", spec).key
+    target = store.cache_dir / "suites" / key[:24]
+    with _suite_lock:
+        if not (target / ".complete").exists():
+            target.mkdir(parents=True, exist_ok=True)
+            write_builtin_suite(
+                target, exp.evaluation.builtin_docs_per_task, exp.seed, heldout_texts
+            )
+            (target / ".complete").write_text("ok")
+    return str(target)
+
+
+def merge_and_evaluate(
+    exp: Experiment,
+    store: Store,
+    alphas: Sequence[Sequence[float]],
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
+    progress: Progress | None = None,
+) -> ArtifactRef:
+    """Merge each mixture into one live model in place and evaluate it; rows to the store."""
+    ref = eval_ref(exp, alphas, data, base, experts, probe)
+    if store.exists(ref):
+        return ref
+    mixtures = [simplex.validate(a, exp.domains) for a in alphas]
+    bench = _bench(exp, store, data, base, experts, probe)
+    rows, docs = [], []
+    for i, alpha in enumerate(mixtures):
+        start = time.perf_counter()
+        bench.set_mixture(alpha)
+        metrics, per_doc = bench.evaluator.evaluate_docs()
+        row = {f"alpha.{d}": float(w) for d, w in zip(exp.domains, alpha, strict=True)}
+        rows.append({**row, **metrics, "seconds": time.perf_counter() - start})
+        docs.append({f"{t}.{j}": v for t, values in per_doc.items() for j, v in enumerate(values)})
+        if progress is not None:
+            progress(i + 1, len(mixtures), f"mixture {i + 1}/{len(mixtures)}")
+    out = store.staging(ref)
+    pd.DataFrame(rows).to_parquet(out / "rows.parquet", index=False)
+    pd.DataFrame(docs).astype("float32").to_parquet(out / "docs.parquet", index=False)
+    return store.publish(ref, out, info={"mixtures": len(rows)})
+
+
+def load_rows(store: Store, evals: Sequence[ArtifactRef]) -> pd.DataFrame:
+    return pd.concat([store.load_parquet(r, "rows.parquet") for r in evals], ignore_index=True)
+
+
+def load_doc_scores(store: Store, evals: Sequence[ArtifactRef], tasks: Sequence[EvalTask]):
+    """Per-document scores of every evaluated mixture: task -> (N, D_task)."""
+    docs = pd.concat([store.load_parquet(r, "docs.parquet") for r in evals], ignore_index=True)
+    out = {}
+    for task in tasks:
+        cols = [c for c in docs.columns if c.rsplit(".", 1)[0] == task.name]
+        if cols:
+            cols.sort(key=lambda c: int(c.rsplit(".", 1)[1]))
+            out[task.name] = docs[cols].to_numpy(dtype=float)
+    return out

@@ -1,0 +1,57 @@
+"""Stage train_expert: one expert per domain from the shared base."""
+
+from __future__ import annotations
+
+from parammix_core.config import Experiment
+from parammix_core.data import load_prepared
+from parammix_core.model import load_model, resolve_device, save_model
+from parammix_core.stages.common import Progress, dump_config, train_progress
+from parammix_core.store import ArtifactRef, Store
+from parammix_core.train import train
+
+
+def expert_ref(exp: Experiment, domain: str, data: ArtifactRef, base: ArtifactRef) -> ArtifactRef:
+    spec = {
+        "domain": domain,
+        "train": dump_config(exp.training.expert),
+        "seed": exp.seed,
+        "attn": exp.model.attn_implementation,
+        "dtype": exp.model.dtype,
+        "data": data.key,
+        "base": base.key,
+    }
+    return ArtifactRef.for_spec("expert", domain, spec)
+
+
+def train_expert(
+    exp: Experiment,
+    store: Store,
+    domain: str,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    progress: Progress | None = None,
+) -> ArtifactRef:
+    """Train one domain expert from the shared base (one-hot mixture, expert hyper-parameters)."""
+    if domain not in exp.domains:
+        raise ValueError(f"unknown domain {domain!r}; domains are {exp.domains}")
+    ref = expert_ref(exp, domain, data, base)
+    if store.exists(ref):
+        return ref
+    device = resolve_device(exp.runtime.device)
+    prepared = load_prepared(store.local_dir(data))
+    model = load_model(str(store.local_dir(base)), exp.model, device)
+    weights = [1.0 if d == domain else 0.0 for d in prepared.train]
+    result = train(
+        model,
+        prepared.train,
+        weights,
+        exp.training.expert,
+        exp.seed,
+        store.work_dir(ref),
+        device,
+        train_progress(progress, domain),
+    )
+    out = store.staging(ref)
+    save_model(model, out)
+    info = {"domain": domain, "final_loss": result.final_loss, "seconds": result.seconds}
+    return store.publish(ref, out, info=info)

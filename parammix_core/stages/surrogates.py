@@ -1,0 +1,69 @@
+"""Stage fit_surrogates: per-metric surrogates on the evaluated rows, with noise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from parammix_core.config import Experiment
+from parammix_core.interference import (
+    predicted_delta_norms,
+)
+from parammix_core.noise import group_noise
+from parammix_core.stages.evaluate import load_doc_scores, load_rows
+from parammix_core.stages.probe import load_probe
+from parammix_core.store import ArtifactRef, Store, canonical_json
+from parammix_core.surrogate import SurrogateSet, fit_surrogates
+
+
+def surrogate_ref(
+    exp: Experiment, evals: Sequence[ArtifactRef], probe: ArtifactRef | None = None
+) -> ArtifactRef:
+    spec = {
+        "evals": [e.key for e in evals],
+        "folds": exp.search.cv_folds,
+        "seed": exp.seed,
+        "probe": probe.key if probe is not None else None,
+    }
+    return ArtifactRef.for_spec("surrogates", "lightgbm", spec)
+
+
+def surrogate_targets(rows: pd.DataFrame) -> list[str]:
+    """Every measured metric: tasks, groups and per-domain losses (not their stderr)."""
+    return [
+        c
+        for c in rows.columns
+        if c.split(".")[0] in ("task", "group", "loss") and not c.endswith(".stderr")
+    ]
+
+
+def fit(
+    exp: Experiment,
+    store: Store,
+    evals: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
+) -> ArtifactRef:
+    """Surrogates per metric; the rows gain the probe's predicted ||Delta(alpha)|| if probed."""
+    ref = surrogate_ref(exp, evals, probe)
+    if store.exists(ref):
+        return ref
+    rows = load_rows(store, evals)
+    x = rows[[f"alpha.{d}" for d in exp.domains]].to_numpy()
+    targets = {t: rows[t].to_numpy() for t in surrogate_targets(rows)}
+    surrogates = fit_surrogates(x, targets, exp.search.cv_folds, exp.seed)
+    tasks = exp.evaluation.tasks
+    noise = group_noise(x, load_doc_scores(store, evals, tasks), tasks)
+    out = store.staging(ref)
+    (out / "surrogates.json").write_text(canonical_json(surrogates.to_json()))
+    (out / "cv.json").write_text(canonical_json(surrogates.cv))
+    (out / "noise.json").write_text(canonical_json(noise))
+    if probe is not None:
+        result, info = load_probe(store, probe)
+        rows["predicted_delta_norm"] = predicted_delta_norms(x, result.gram(), info["step_scale"])
+    rows.to_parquet(out / "rows.parquet", index=False)
+    return store.publish(ref, out, info={"rows": len(rows), "cv": surrogates.cv})
+
+
+def load_surrogates(store: Store, ref: ArtifactRef) -> SurrogateSet:
+    return SurrogateSet.from_json(store.load_json(ref, "surrogates.json"))
