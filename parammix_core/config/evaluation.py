@@ -1,0 +1,83 @@
+"""Config of evaluation (lm-eval tasks, held-out loss) and the interference probe."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from parammix_core.config.base import (
+    NonNegativeInt,
+    PositiveInt,
+    Strict,
+)
+
+
+class EvalTask(Strict):
+    """One lm-eval task, the capability group it counts for, and the metric read from it."""
+
+    name: str = Field(min_length=1)
+    group: str = Field(min_length=1)
+    metric: str = Field("acc", description="lm-eval metric name; higher is better.")
+
+
+def _default_tasks() -> list[EvalTask]:
+    # p_correct: probability of the right choice, normalised over the choices. Continuous, so
+    # it separates tiny models' mixtures where 0/1 accuracy is mostly noise.
+    return [
+        EvalTask(name="pm_arithmetic", group="math", metric="p_correct"),
+        EvalTask(name="pm_code_completion", group="code", metric="p_correct"),
+        EvalTask(name="pm_stdlib_knowledge", group="knowledge", metric="p_correct"),
+        EvalTask(name="pm_word_order", group="language", metric="p_correct"),
+        EvalTask(name="pm_sequences", group="reasoning", metric="p_correct"),
+    ]
+
+
+class EvaluationConfig(Strict):
+    """Benchmarks (lm-eval tasks grouped into capabilities) and per-domain held-out loss."""
+
+    tasks: list[EvalTask] = Field(default_factory=_default_tasks, min_length=1)
+    include_path: str | None = Field(
+        None, description="Directory of your own lm-eval task YAMLs; None uses the built-in suite."
+    )
+    builtin_docs_per_task: PositiveInt = Field(
+        300, description="Documents generated per built-in task."
+    )
+    batch_size: PositiveInt = 64
+    num_fewshot: NonNegativeInt = 0
+    heldout_loss: bool = Field(True, description="Also score held-out loss per domain.")
+    proxy: Literal["merge", "corrected"] = Field(
+        "merge",
+        description="merge: theta(alpha); corrected: theta(alpha) plus the interference "
+        "probe's predicted Delta(alpha), the second-order merge-vs-mix gap (needs the probe).",
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, tasks: list[EvalTask]) -> list[EvalTask]:
+        names = [t.name for t in tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate task names: {dupes}")
+        return tasks
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(t.group for t in self.tasks))
+
+
+# --- interference probe -------------------------------------------------------------------
+
+
+class ProbeConfig(Strict):
+    """The second-order probe at the base: gradients g_k and Hessian-vector products H_k g_j."""
+
+    enabled: bool = Field(True, description="Run the interference_probe stage.")
+    batches_per_domain: PositiveInt = Field(2, description="Batches averaged per domain.")
+    batch_size: PositiveInt = Field(8, description="Blocks per probe batch.")
+    method: Literal["auto", "forward_over_reverse", "double_backward"] = Field(
+        "auto", description="HVP kernel; auto tries forward-over-reverse, then double backward."
+    )
+    chunk_size: PositiveInt | None = Field(
+        None, description="HVP vectors per vmap call (None: all K at once); lower bounds memory."
+    )

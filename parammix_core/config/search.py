@@ -1,0 +1,105 @@
+"""Config of the search for a mixture and its strategies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from parammix_core.config.base import (
+    PositiveFloat,
+    PositiveInt,
+    Strict,
+    UnitFloat,
+)
+
+
+class Bounds(Strict):
+    min: UnitFloat = 0.0
+    max: UnitFloat = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class RandomSettings(Strict):
+    """Random search: Dirichlet draws (the baseline)."""
+
+    concentration: PositiveFloat = Field(1.0, description="< 1 favours corners, > 1 the centre.")
+
+
+class SurrogateSettings(Strict):
+    """LightGBM on the evaluated rows, candidate rounds N -> N/2 -> N/4 around the best."""
+
+    n_candidates: PositiveInt = Field(8192, description="Candidates in the first round.")
+    rounds: PositiveInt = Field(3, description="Rounds; each halves the pool and the region.")
+    top_k: PositiveInt = Field(16, description="Averaged into each round's centre.")
+    min_rows: Annotated[int, Field(ge=2)] = Field(8, description="Random draws below this.")
+    spacing: UnitFloat = Field(0.05, description="Min L1 distance to evaluated mixtures.")
+    explore: UnitFloat = Field(
+        0.25, description="Share of proposals drawn near the best evaluated mixture."
+    )
+
+
+class BayesSettings(Strict):
+    """botorch GP + log expected improvement (per unit cost when costs are recorded)."""
+
+    n_init: Annotated[int, Field(ge=2)] | None = Field(
+        None, description="Random draws before the GP (None: number of domains + 1)."
+    )
+    num_restarts: PositiveInt = 8
+    raw_samples: PositiveInt = 256
+    cost_exponent: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        1.0, description="EI / cost^exponent; 0 ignores costs."
+    )
+
+
+class GradientSettings(Strict):
+    """Mirror-descent steps for MixMin and MergeMix."""
+
+    steps: PositiveInt = 500
+    lr: PositiveFloat = 1.0
+
+
+class StrategySettings(Strict):
+    """Settings of each search strategy; only the selected one is used."""
+
+    random: RandomSettings = Field(default_factory=RandomSettings)
+    surrogate: SurrogateSettings = Field(default_factory=SurrogateSettings)
+    bayes: BayesSettings = Field(default_factory=BayesSettings)
+    mixmin: GradientSettings = Field(default_factory=GradientSettings)
+    mergemix: GradientSettings = Field(default_factory=lambda: GradientSettings(steps=200, lr=0.5))
+
+
+class SearchConfig(Strict):
+    """Which merges to evaluate, and how the surrogate picks the mixture."""
+
+    n_mixtures: PositiveInt = Field(
+        96, description="Merged mixtures evaluated (vertices and uniform included)."
+    )
+    dirichlet_concentration: PositiveFloat = Field(1.0, description="Sampling of the rest.")
+    batch_size: PositiveInt = Field(16, description="Mixtures per merge_and_evaluate task.")
+    n_candidates: PositiveInt = Field(20_000, description="Surrogate-scored candidate pool.")
+    top_k: PositiveInt = Field(16, description="Average the top-k predicted candidates.")
+    cv_folds: Annotated[int, Field(ge=2)] = 5
+    group_weights: dict[str, PositiveFloat] = Field(
+        default_factory=dict, description="Utility weight per capability group (default: equal)."
+    )
+    bounds: dict[str, Bounds] = Field(
+        default_factory=dict, description="Per-domain floor/cap on the chosen mixture."
+    )
+    strategy: Literal["surrogate", "random", "bayes", "mixmin", "mergemix"] = Field(
+        "surrogate", description="How mixtures to evaluate are proposed (parammix_core.search)."
+    )
+    strategies: StrategySettings = Field(
+        default_factory=StrategySettings, description="Settings per strategy."
+    )
+
+    @model_validator(mode="after")
+    def _sizes(self) -> SearchConfig:
+        if self.top_k > self.n_candidates:
+            raise ValueError("top_k must not exceed n_candidates")
+        return self
