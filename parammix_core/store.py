@@ -11,10 +11,17 @@ code version. Two runs that would compute the same thing get the same key, so a 
 artifact is found again by any later run, whatever Prefect's database remembers.
 
 When is an artifact there? Only when its `MANIFEST.json` is. A writer uploads the data files
-first and the manifest (sizes and sha256 of every file) last, itself through a temporary key,
-so a crash at any point leaves either a complete artifact or files that no reader trusts. A
-published artifact is never overwritten. Readers check the manifest against the files
+under a fresh upload folder of its own (`<path>/files-<id>/`, multipart for large files) and
+writes the manifest (sizes and sha256 of every file, and which upload folder holds them) last,
+with a conditional create (`If-None-Match: *` on S3, a hard link locally): two writers never
+mix their files, the first manifest wins, and a published artifact is never overwritten. A
+crash at any point leaves either a complete artifact or an upload folder no manifest points to
+(`garbage` lists those). Readers check the files against the manifest when they use them
 (`verify="sha256"` re-hashes, `"size"` only compares sizes) and refuse any mismatch.
+
+Credentials never pass through here as config: s3fs takes them from the environment (or the
+caller's `storage_options`, filled from a Prefect block by the tasks), and no message, repr or
+manifest ever contains them.
 
 Only safetensors, JSON and parquet are ever loaded from the store: never pickle.
 """
@@ -27,7 +34,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,11 +98,16 @@ class Store:
         storage_options: dict[str, Any] | None = None,
         verify: Verify = "sha256",
         cache_dir: Path | None = None,
+        part_size: int = 64 << 20,
     ) -> None:
         self.url = url
-        self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        except (ImportError, ValueError) as err:
+            raise StoreError(f"store {url!r}: cannot open ({err})") from None
         self.root = root.rstrip("/")
         self.verify = verify
+        self.part_size = part_size  # multipart upload part size for large files (S3)
         self.is_local = "file" in _protocols(self.fs)
         if self.is_local:
             self.root = os.path.abspath(self.root)
@@ -104,12 +117,22 @@ class Store:
 
     @property
     def id(self) -> str:
-        """A random identity made when the store is first used: a wiped store is a new store."""
+        """A random identity made when the store is first used: a wiped store is a new store.
+
+        The first call in every task; the place where an unreachable endpoint, wrong
+        credentials or a missing bucket surface, as a StoreError saying which.
+        """
         path = self._p("STORE_ID")
-        try:
-            return self.fs.cat_file(path).decode().strip()
-        except FileNotFoundError:
-            self._write_last(path, uuid.uuid4().hex.encode())
+        with self._explained("read"):
+            try:
+                return self.fs.cat_file(path).decode().strip()
+            except FileNotFoundError:
+                pass
+        with self._explained("write"):
+            try:
+                self._create(path, uuid.uuid4().hex.encode())
+            except FileExistsError:  # another process made it first: theirs stands
+                pass
             return self.fs.cat_file(path).decode().strip()
 
     def __repr__(self) -> str:
@@ -118,15 +141,42 @@ class Store:
     def _p(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
 
+    @contextmanager
+    def _explained(self, action: str) -> Iterator[None]:
+        """Turn backend errors into a StoreError naming the store and the likely cause."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except PermissionError as err:
+            raise StoreError(
+                f"store {self.url}: access denied on {action} ({err}); check the credentials "
+                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or store.credentials_block) and "
+                "that they may " + action
+            ) from None
+        except FileNotFoundError as err:
+            if "bucket" in str(err).lower():
+                raise StoreError(
+                    f"store {self.url}: the bucket does not exist ({err}); create it first"
+                ) from None
+            raise
+        except Exception as err:
+            if _is_connection_error(err):
+                raise StoreError(
+                    f"store {self.url}: cannot reach the endpoint ({type(err).__name__}: {err})"
+                ) from None
+            raise
+
     # --- reading -----------------------------------------------------------------------------
 
     def manifest(self, ref: ArtifactRef) -> dict[str, Any] | None:
         """The artifact's manifest, or None when it was never (completely) published."""
         path = self._p(ref.path, MANIFEST)
-        try:
-            raw = self.fs.cat_file(path)
-        except FileNotFoundError:
-            return None
+        with self._explained("read"):
+            try:
+                raw = self.fs.cat_file(path)
+            except FileNotFoundError:
+                return None
         try:
             manifest = json.loads(raw)
         except json.JSONDecodeError as err:
@@ -136,11 +186,20 @@ class Store:
         return manifest
 
     def exists(self, ref: ArtifactRef) -> bool:
-        """Published and intact (checked to the store's `verify` level)."""
+        """Published and complete: every listed file is there with its size.
+
+        Contents are re-hashed where they are used (`local_dir`), not on every lookup.
+        """
         if self.manifest(ref) is None:
             return False
-        self.check(ref)
+        self.check(ref, verify="size")
         return True
+
+    def file_path(self, ref: ArtifactRef, rel: str, manifest: dict[str, Any] | None = None) -> str:
+        """Where a published file lives in the store (inside its upload folder)."""
+        manifest = manifest or self.manifest(ref)
+        upload = (manifest or {}).get("upload")
+        return self._p(ref.path, upload, rel) if upload else self._p(ref.path, rel)
 
     def check(self, ref: ArtifactRef, verify: Verify | None = None) -> dict[str, Any]:
         """Compare every file with the manifest; raise StoreError naming the first mismatch."""
@@ -149,17 +208,12 @@ class Store:
             raise StoreError(f"{ref.path}: not in the store {self.url} (no {MANIFEST})")
         level = verify or self.verify
         for rel, want in manifest["files"].items():
-            path = self._p(ref.path, rel)
+            path = self.file_path(ref, rel, manifest)
             try:
                 size = self.fs.size(path)
             except FileNotFoundError:
                 raise StoreError(f"{ref.path}/{rel}: listed in the manifest but missing") from None
-            if size != want["size"]:
-                raise StoreError(
-                    f"{ref.path}/{rel}: size {size} does not match the manifest ({want['size']})"
-                )
-            if level == "sha256" and self._sha256(path) != want["sha256"]:
-                raise StoreError(f"{ref.path}/{rel}: sha256 does not match the manifest")
+            _compare(ref, rel, size, want, level, lambda p=path: self._sha256(p))
         return manifest
 
     def _sha256(self, path: str) -> str:
@@ -170,23 +224,47 @@ class Store:
         return h.hexdigest()
 
     def local_dir(self, ref: ArtifactRef) -> Path:
-        """A local folder holding the artifact's verified files (the store itself when local)."""
-        manifest = self.check(ref)
+        """A local folder holding the artifact's verified files (the store itself when local).
+
+        Remote artifacts are downloaded file by file (streamed: memory stays bounded by the
+        transfer block, not the file) into the cache, verified there, and re-verified at each
+        use: a damaged cached copy is fetched again.
+        """
         if self.is_local:
-            return Path(self._p(ref.path))
+            manifest = self.check(ref)
+            return Path(self.file_path(ref, "", manifest)).resolve()
+        manifest = self.manifest(ref)
+        if manifest is None:
+            raise StoreError(f"{ref.path}: not in the store {self.url} (no {MANIFEST})")
         target = self.cache_dir / "artifacts" / ref.path
-        done = target / MANIFEST
-        if not done.exists():
-            tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        if (target / MANIFEST).exists():
+            try:
+                _check_local(ref, target, manifest, self.verify)
+                return target
+            except StoreError:
+                shutil.rmtree(target, ignore_errors=True)  # damaged cached copy: fetch again
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        with self._explained("read"):
             for rel in manifest["files"]:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                self.fs.get_file(self._p(ref.path, rel), str(tmp / rel))
-            (tmp / MANIFEST).write_text(canonical_json(manifest))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                tmp.rename(target)
-            except OSError:  # another worker downloaded it first
-                shutil.rmtree(tmp, ignore_errors=True)
+                try:
+                    self.fs.get_file(self.file_path(ref, rel, manifest), str(tmp / rel))
+                except FileNotFoundError:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise StoreError(
+                        f"{ref.path}/{rel}: listed in the manifest but missing"
+                    ) from None
+        try:
+            _check_local(ref, tmp, manifest, self.verify)
+        except StoreError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (tmp / MANIFEST).write_text(canonical_json(manifest))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another worker downloaded it first
+            shutil.rmtree(tmp, ignore_errors=True)
         return target
 
     def _loadable(self, ref: ArtifactRef, rel: str) -> Path:
@@ -215,43 +293,83 @@ class Store:
     def load_parquet(self, ref: ArtifactRef, rel: str) -> pd.DataFrame:
         return pd.read_parquet(self._loadable(ref, rel))
 
+    def read_text(self, ref: ArtifactRef, rel: str) -> str:
+        """A text file of the artifact (a report), checked against the manifest first."""
+        manifest = self.check(ref)
+        if rel not in manifest["files"]:
+            raise StoreError(f"{ref.path}/{rel}: no such file in the artifact")
+        with self._explained("read"):
+            return self.fs.cat_file(self.file_path(ref, rel, manifest)).decode()
+
     # --- writing -----------------------------------------------------------------------------
 
     def publish(
         self, ref: ArtifactRef, src: Path, info: dict[str, Any] | None = None
     ) -> ArtifactRef:
-        """Upload the files under `src`, then the manifest; no-op if already published."""
+        """Upload the files under `src` to a fresh upload folder, then create the manifest.
+
+        A no-op if the artifact is already published; if another writer publishes it while
+        this one uploads, the other's manifest wins and this upload is removed.
+        """
         if self.manifest(ref) is not None:
             return ref
         files = sorted(p for p in Path(src).rglob("*") if p.is_file())
         if not files:
             raise StoreError(f"{ref.path}: nothing to publish in {src}")
+        upload = f"files-{uuid.uuid4().hex[:16]}"
         entries = {}
-        for f in files:
-            rel = f.relative_to(src).as_posix()
-            if rel == MANIFEST:
-                raise StoreError(f"{ref.path}: {MANIFEST} is a reserved file name")
-            entries[rel] = {"size": f.stat().st_size, "sha256": sha256_file(f)}
-            dest = self._p(ref.path, rel)
-            self.fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
-            self.fs.put_file(str(f), dest)
-        manifest = {
-            "format": 1,
-            "key": ref.key,
-            "stage": ref.stage,
-            "name": ref.name,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "code": __version__,
-            "info": info or {},
-            "files": entries,
-        }
-        self._write_last(self._p(ref.path, MANIFEST), canonical_json(manifest).encode())
+        with self._explained("write"):
+            for f in files:
+                rel = f.relative_to(src).as_posix()
+                if rel == MANIFEST:
+                    raise StoreError(f"{ref.path}: {MANIFEST} is a reserved file name")
+                entries[rel] = {"size": f.stat().st_size, "sha256": sha256_file(f)}
+                self._put(f, self._p(ref.path, upload, rel))
+            manifest = {
+                "format": 2,
+                "key": ref.key,
+                "stage": ref.stage,
+                "name": ref.name,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "code": __version__,
+                "info": info or {},
+                "upload": upload,
+                "files": entries,
+            }
+            try:
+                self._create(self._p(ref.path, MANIFEST), canonical_json(manifest).encode())
+            except FileExistsError:  # lost the race: the published artifact stands
+                self.fs.rm(self._p(ref.path, upload), recursive=True)
         return ref
 
-    def _write_last(self, path: str, data: bytes) -> None:
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        self.fs.pipe_file(tmp, data)
-        self.fs.mv(tmp, path)
+    def _put(self, local: Path, dest: str) -> None:
+        if self.is_local:
+            self.fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.put_file(str(local), dest)
+        elif "s3" in _protocols(self.fs):  # parts of part_size; S3 needs >= 5 MiB per part
+            self.fs.put_file(str(local), dest, chunksize=max(self.part_size, 5 << 20))
+        else:
+            self.fs.put_file(str(local), dest)
+
+    def _create(self, path: str, data: bytes) -> None:
+        """Write `path` only if it does not exist; FileExistsError if it does."""
+        if self.is_local:
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            Path(tmp).write_bytes(data)
+            try:
+                os.link(tmp, path)  # atomic, and fails if the target exists
+            finally:
+                os.unlink(tmp)
+            return
+        try:
+            self.fs.pipe_file(path, data, mode="create")
+        except FileExistsError:
+            raise
+        except OSError:  # some servers answer 412 without naming the condition
+            if self.fs.exists(path):
+                raise FileExistsError(path) from None
+            raise
 
     def staging(self, ref: ArtifactRef) -> Path:
         """A fresh local folder to build an artifact in before `publish`."""
@@ -273,12 +391,53 @@ class Store:
 
     def artifacts(self) -> Iterator[dict[str, Any]]:
         """Manifests of every published artifact."""
-        for path in sorted(self.fs.glob(self._p("*", "*", MANIFEST))):
-            yield json.loads(self.fs.cat_file(path))
+        with self._explained("list"):
+            paths = sorted(self.fs.glob(self._p("*", "*", MANIFEST)))
+            for path in paths:
+                yield json.loads(self.fs.cat_file(path))
 
     def uri(self, ref: ArtifactRef, rel: str = "") -> str:
-        path = self._p(ref.path, rel) if rel else self._p(ref.path)
+        path = self.file_path(ref, rel) if rel else self._p(ref.path)
         return path if self.is_local else self.fs.unstrip_protocol(path)
+
+
+def _compare(
+    ref: ArtifactRef,
+    rel: str,
+    size: int,
+    want: dict[str, Any],
+    level: Verify,
+    digest: Callable[[], str],
+) -> None:
+    if size != want["size"]:
+        raise StoreError(
+            f"{ref.path}/{rel}: size {size} does not match the manifest ({want['size']})"
+        )
+    if level == "sha256" and digest() != want["sha256"]:
+        raise StoreError(f"{ref.path}/{rel}: sha256 does not match the manifest")
+
+
+def _check_local(ref: ArtifactRef, root: Path, manifest: dict[str, Any], level: Verify) -> None:
+    for rel, want in manifest["files"].items():
+        path = root / rel
+        if not path.is_file():
+            raise StoreError(f"{ref.path}/{rel}: listed in the manifest but missing")
+        _compare(ref, rel, path.stat().st_size, want, level, lambda p=path: sha256_file(p))
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    names = {type(e).__name__ for e in (err, err.__cause__, err.__context__) if e is not None}
+    return bool(
+        names
+        & {
+            "EndpointConnectionError",
+            "ConnectionError",
+            "ConnectTimeoutError",
+            "ClientConnectorError",
+            "ServerDisconnectedError",
+            "ConnectionRefusedError",
+        }
+    )
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

@@ -12,3 +12,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 torch.set_num_threads(1)
+
+import pytest  # noqa: E402
+
+from parammix_core.s3local import LocalS3  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real SeaweedFS S3 server on 127.0.0.1 for the whole session."""
+    server = LocalS3(tmp_path_factory.mktemp("seaweedfs")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: LocalS3) -> str:
+    """A fresh, empty bucket on the session's S3 server."""
+    return s3_server.bucket("test")

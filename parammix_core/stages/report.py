@@ -121,5 +121,4 @@ def report_path(store: Store, ref: ArtifactRef) -> str:
 
 def report_text(store: Store, ref: ArtifactRef) -> str:
     """The report's markdown (read as text; nothing is deserialised)."""
-    store.check(ref, verify="size")
-    return store.fs.cat_file(f"{store.root}/{ref.path}/report.md").decode()
+    return store.read_text(ref, "report.md")

@@ -186,7 +186,7 @@ def test_a_tampered_expert_is_refused_before_merging(user_setup):
     data = stages.prepare_domains(exp, store)
     base = stages.build_base(exp, store, data)
     expert = stages.train_expert(exp, store, "chat", data, base)
-    weights = Path(store.root) / expert.path / "model.safetensors"
+    weights = Path(store.file_path(expert, "model.safetensors"))
     original = weights.read_bytes()
     tampered = bytearray(original)
     tampered[-1] ^= 0xFF
