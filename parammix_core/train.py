@@ -8,14 +8,20 @@ Checkpoints make a retried task resume instead of restart, and resuming is exact
 crashes and resumes ends with weights bit-identical to an uninterrupted run. A checkpoint is
 the directory `step-{step:07d}/` holding
 
-    model.safetensors      the weights
-    optimizer.safetensors  AdamW state tensors; param groups in the header metadata (JSON)
+    model.safetensors      the weights (full, whatever the engine)
+    optimizer.safetensors  AdamW state tensors and metadata (JSON) in the engine's layout:
+                           by parameter index for the plain engine, full moments by
+                           parameter name for DeepSpeed (`parammix_core.engines`)
     rng.safetensors        torch CPU RNG state and the batch generator state (uint8)
     state.json             step, losses so far, seed, tokens seen, the run's identity
 
 It is written under a temporary name, `state.json` last, then renamed: a directory without
 `state.json` is never trusted. The newest two complete ones are kept, everything else is
 removed. No pickles: everything is safetensors or JSON.
+
+How a step runs is the engine's business (`training.engine`: plain, or DeepSpeed ZeRO across
+processes; bf16 autocast, fused AdamW, torch.compile): the loop, the batches and the schedule
+are the same for all. Under several processes every one runs this loop; only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ import torch
 from safetensors import safe_open
 
 from parammix_core import simplex
-from parammix_core.config import TrainConfig
+from parammix_core.config import TrainConfig, TrainingConfig
+from parammix_core.engines import Engine, make_engine, process_device, system_spec
 
 KEEP_CHECKPOINTS = 2
 _CHECKPOINT_RE = re.compile(r"^step-(\d{7})$")
@@ -116,13 +123,16 @@ def _check_inputs(
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def _identity(cfg: TrainConfig, seed: int, names: list[str], alpha: np.ndarray) -> dict:
+def _identity(
+    cfg: TrainConfig, system: TrainingConfig, seed: int, names: list[str], alpha: np.ndarray
+) -> dict:
     """What a checkpoint must match to be resumed by this run."""
     return {
         "seed": seed,
         "domains": names,
         "weights": [float(a) for a in alpha],
         "config": cfg.model_dump(mode="json", exclude={"checkpoint_every"}),
+        "system": system_spec(system),
     }
 
 
@@ -138,50 +148,23 @@ def _complete_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Flatten the optimizer state: tensors as 'param_index.name', the rest as JSON."""
-    state = opt.state_dict()
-    tensors, scalars = {}, {}
-    for index, per_param in state["state"].items():
-        for key, value in per_param.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{key}"] = value.detach().to("cpu").contiguous()
-            else:
-                scalars[f"{index}.{key}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
-    with safe_open(path, framework="pt") as f:
-        meta = json.loads(f.metadata()["optimizer"])
-        state: dict[int, dict] = {}
-        names = f.keys()
-        for name in names:
-            index, key = name.split(".", 1)
-            state.setdefault(int(index), {})[key] = f.get_tensor(name)
-    for name, value in meta["scalars"].items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def _save_checkpoint(
-    checkpoint_dir: Path,
-    step: int,
-    model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    gen: torch.Generator,
-    state: dict,
+    checkpoint_dir: Path, step: int, engine: Engine, gen: torch.Generator, state: dict
 ) -> None:
     final = checkpoint_dir / f"step-{step:07d}"
     tmp = checkpoint_dir / f".tmp-step-{step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
-    tensors, meta = _optimizer_tensors(opt)
-    safetensors.torch.save_file(
-        tensors, tmp / "optimizer.safetensors", metadata={"optimizer": json.dumps(meta)}
-    )
+    if engine.is_writer:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    engine.save(tmp)  # collective under DeepSpeed: every process gathers, the writer writes
+    if engine.is_writer:
+        _finish_checkpoint(checkpoint_dir, tmp, final, gen, state)
+    engine.barrier()  # nobody runs ahead of a checkpoint it might have to resume from
+
+
+def _finish_checkpoint(
+    checkpoint_dir: Path, tmp: Path, final: Path, gen: torch.Generator, state: dict
+) -> None:
     safetensors.torch.save_file(
         {"torch_cpu": torch.get_rng_state(), "batch": gen.get_state()}, tmp / "rng.safetensors"
     )
@@ -196,42 +179,24 @@ def _save_checkpoint(
             shutil.rmtree(d)
 
 
-def _resume(
-    path: Path,
-    identity: dict,
-    model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    gen: torch.Generator,
-    device: torch.device,
-) -> dict:
-    """Restore weights, optimizer and RNG from `path`; return its state.json."""
+def _read_state(path: Path, identity: dict) -> dict:
+    """The checkpoint's state.json, refused unless this run wrote it."""
     state = json.loads((path / "state.json").read_text())
     if state.get("identity") != identity:
         raise CheckpointError(
-            f"{path}: written by a different run (seed, domains, weights or training config "
-            "differ); use another checkpoint_dir or delete it"
+            f"{path}: written by a different run (seed, domains, weights, training config or "
+            "engine differ); use another checkpoint_dir or delete it"
         )
-    safetensors.torch.load_model(model, str(path / "model.safetensors"), device=str(device))
-    _load_optimizer(opt, path / "optimizer.safetensors")
-    with safe_open(path / "rng.safetensors", framework="pt") as f:
-        torch.set_rng_state(f.get_tensor("torch_cpu"))
-        gen.set_state(f.get_tensor("batch"))
     return state
 
 
+def _restore_rng(path: Path, gen: torch.Generator) -> None:
+    with safe_open(path / "rng.safetensors", framework="pt") as f:
+        torch.set_rng_state(f.get_tensor("torch_cpu"))
+        gen.set_state(f.get_tensor("batch"))
+
+
 # --- the loop ---------------------------------------------------------------------------------
-
-
-def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device):
-    # nanoGPT's split: decay matrices and embeddings, never norm gains or biases
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    # foreach on the CPU: measured slightly faster there (torch picks it itself on CUDA)
-    foreach = True if device.type == "cpu" else None
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=foreach)
 
 
 def train(
@@ -243,6 +208,8 @@ def train(
     checkpoint_dir: Path,
     device: torch.device,
     progress: Callable[[int, int, float], None] | None = None,
+    *,
+    system: TrainingConfig | None = None,
 ) -> TrainResult:
     """Train `model` in place for cfg.steps on batches drawn by `weights` over the domains.
 
@@ -252,42 +219,43 @@ def train(
         weights: a mixture on the simplex over the domains (zero weights allowed).
         checkpoint_dir: resumable checkpoints; a complete one found here is resumed.
         progress: called as progress(step, total, loss) after every step.
+        system: the experiment's `training` section, for its engine and GPU settings
+            (engine, deepspeed, precision, fused_adamw, compile); None is the plain fp32 engine.
     Returns:
         TrainResult; the model is left on `device`, in eval mode, with the final weights.
     """
     start_time = time.perf_counter()
     domain_blocks, alpha = _check_inputs(blocks, weights)
     names = list(blocks)
-    identity = _identity(cfg, seed, names, alpha)
+    system = system if system is not None else TrainingConfig()
+    identity = _identity(cfg, system, seed, names, alpha)
     checkpoint_dir = Path(checkpoint_dir)
     tokens_per_step = cfg.batch_size * domain_blocks[0].shape[1]
     probs = torch.as_tensor(alpha, dtype=torch.float64)  # (K,)
 
+    device = process_device(system, device)
     model.to(device)
-    opt = _make_optimizer(model, cfg, device)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # the caller's CPU RNG is left as it was
         torch.default_generator.manual_seed(seed)
         step, losses, resumed_from = 0, [], None
         existing = _complete_checkpoints(checkpoint_dir)
-        if existing:
+        if existing:  # weights first: DeepSpeed shards them when the engine starts
             resumed_from, path = existing[-1]
-            state = _resume(path, identity, model, opt, gen, device)
+            state = _read_state(path, identity)
+            safetensors.torch.load_model(model, str(path / "model.safetensors"), device=str(device))
             step, losses = state["step"], state["losses"]
+        model.train()  # before the engine starts: ZeRO-3 trains a copy of the model
+        engine = make_engine(model, cfg, system, device)
+        if resumed_from is not None:
+            engine.load_optimizer(path)
+            _restore_rng(path, gen)
 
-        model.train()
         while step < cfg.steps:
-            lr = lr_at(step, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            batch = sample_batch(domain_blocks, probs, cfg.batch_size, gen)
-            batch = batch.to(device=device, dtype=torch.long)  # (B, T)
-            loss = model(input_ids=batch, labels=batch, use_cache=False).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())  # .item() syncs with the device once per step
+            engine.set_lr(lr_at(step, cfg))
+            # every process draws the same global batch; an engine trains on its share
+            batch = sample_batch(domain_blocks, probs, cfg.batch_size, gen)  # (B, T)
+            losses.append(engine.train_step(batch))
             step += 1
 
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
@@ -298,9 +266,10 @@ def train(
                     "tokens_seen": step * tokens_per_step,
                     "identity": identity,
                 }
-                _save_checkpoint(checkpoint_dir, step, model, opt, gen, state)
+                _save_checkpoint(checkpoint_dir, step, engine, gen, state)
             if progress is not None:
                 progress(step, cfg.steps, losses[-1])
+        engine.finish()
     model.eval()
     return TrainResult(
         steps=step,

@@ -39,6 +39,32 @@ class TrainConfig(Strict):
         return self
 
 
+class DeepSpeedConfig(Strict):
+    """DeepSpeed settings; used only with `training.engine: deepspeed` (the `deepspeed` extra)."""
+
+    zero_stage: Literal[0, 1, 2, 3] = Field(
+        2, description="ZeRO stage: 1 shards optimizer states, 2 also gradients, 3 also weights."
+    )
+    offload_optimizer: bool = Field(
+        False, description="ZeRO-Offload: optimizer states in host memory (stages 1-3)."
+    )
+    offload_param: bool = Field(False, description="Weights in host memory (stage 3 only).")
+    overlap_comm: bool = Field(False, description="Overlap gradient reduction with backward.")
+    bucket_size: PositiveInt = Field(
+        50_000_000,
+        description="Elements per gradient-reduce / all-gather bucket (DeepSpeed's own default, "
+        "5e8, is 2 GB of fp32 buffers).",
+    )
+
+    @model_validator(mode="after")
+    def _offload(self) -> DeepSpeedConfig:
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
+        if self.offload_param and self.zero_stage != 3:
+            raise ValueError("offload_param needs zero_stage 3")
+        return self
+
+
 class TrainingConfig(Strict):
     base: TrainConfig = Field(
         default_factory=lambda: TrainConfig(steps=600, lr=3e-3, schedule="cosine", warmup_steps=30),
@@ -49,3 +75,13 @@ class TrainingConfig(Strict):
         default_factory=lambda: TrainConfig(steps=120, lr=1e-3, warmup_steps=10),
         description="Short-horizon training of each domain expert from the base.",
     )
+    # system: how runs execute (the same for base, experts, mixed and final runs)
+    engine: Literal["plain", "deepspeed"] = Field(
+        "plain", description="plain: one process, torch AdamW; deepspeed: ZeRO data parallel."
+    )
+    deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: forward/backward under bf16 autocast, fp32 weights and Adam."
+    )
+    fused_adamw: bool = Field(False, description="torch's fused AdamW kernel (for GPUs).")
+    compile: bool = Field(False, description="torch.compile the forward pass (opt-in; GPUs).")

@@ -316,3 +316,94 @@ def test_correction_adds_its_directions_to_the_merge(states):
     torch.testing.assert_close(torch.cat([p.detach().reshape(-1) for p in params]), before)
     with pytest.raises(MergeError, match="expected"):
         merger.set_correction(torch.zeros(2, size + 1))
+
+
+def test_in_memory_merger_stacks_task_vectors_as_rows_and_handles_two_dtypes():
+    """A bfloat16 layer beside a float32 one: one flat group per dtype, each its own addmv."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3))
+    model[1].to(torch.bfloat16)
+    base = {n: t.clone() for n, t in model.state_dict().items()}
+    experts = [{n: t + 0.5 * (k + 1) for n, t in base.items()} for k in range(3)]
+    merger = InMemoryMerger(model, base, experts)
+    assert [tuple(g.stack.shape) for g in merger._groups] == [(3, 24), (3, 15)]
+    assert all(g.stack.is_contiguous() for g in merger._groups)
+    merger.apply([0.2, 0.3, 0.5])
+    expected = linear_merge(base, experts, [0.2, 0.3, 0.5])
+    for name, t in model.state_dict().items():
+        assert t.dtype == base[name].dtype
+        torch.testing.assert_close(
+            t, expected[name], rtol=0, atol=1e-6 if t.dtype == torch.float32 else 0.02
+        )
+    with pytest.raises(MergeError, match="share one dtype"):
+        merger.set_correction(torch.zeros(1, 39))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_in_memory_merge_on_cuda_equals_cpu(states):
+    base, experts = states
+    model = pico().to("cuda")
+    merger = InMemoryMerger(model, base, experts)
+    for alpha in ALPHAS:
+        merger.apply(alpha)
+        expected = linear_merge(base, experts, alpha)
+        for name, t in model.state_dict().items():
+            torch.testing.assert_close(t.cpu(), expected[name], rtol=0, atol=1e-5)
+
+
+def test_streaming_merge_slices_big_tensors_and_keeps_dtypes(tmp_path, monkeypatch):
+    """Tensors longer than a slice, bfloat16, a scalar and an integer buffer, merged bit for bit."""
+    import parammix_core.merge.streaming as streaming
+
+    monkeypatch.setattr(streaming, "CHUNK_ELEMENTS", 7)
+    g = torch.Generator().manual_seed(3)
+    base = {
+        "w": torch.randn(5, 9, generator=g),
+        "h": torch.randn(30, generator=g).to(torch.bfloat16),
+        "s": torch.tensor(1.5),
+        "i": torch.arange(10),
+        "e": torch.zeros(0, 4),
+    }
+    experts = [
+        {
+            n: t + torch.randn(t.shape, generator=g).to(t.dtype) if t.is_floating_point() else t
+            for n, t in base.items()
+        }
+        for _ in range(2)
+    ]
+    for k, state in enumerate([base, *experts]):
+        safetensors.torch.save_file(state, tmp_path / f"m{k}.safetensors")
+    paths = [tmp_path / f"m{k}.safetensors" for k in (1, 2)]
+    out = streaming_merge(tmp_path / "m0.safetensors", paths, [0.3, 0.7], tmp_path / "o")
+    merged = safetensors.torch.load_file(out / "model.safetensors")
+    expected = linear_merge(base, experts, [0.3, 0.7])
+    assert merged.keys() == expected.keys()
+    for n in expected:
+        assert merged[n].dtype == expected[n].dtype and merged[n].shape == expected[n].shape
+        assert torch.equal(merged[n], expected[n]), n
+    odd = {**experts[1], "i": torch.arange(10) + 1}
+    safetensors.torch.save_file(odd, tmp_path / "odd.safetensors")
+    with pytest.raises(MergeError, match=r"tensor 'i' \(torch.int64\) cannot be merged"):
+        streaming_merge(
+            tmp_path / "m0.safetensors",
+            [paths[0], tmp_path / "odd.safetensors"],
+            [0.5, 0.5],
+            tmp_path / "o2",
+        )
+    assert not (tmp_path / "o2").exists()
+
+
+def test_streaming_merge_names_broken_files(checkpoints, tmp_path):
+    base_dir, paths = checkpoints
+    raw = paths[0].read_bytes()
+    (tmp_path / "short.safetensors").write_bytes(raw[:-10])
+    with pytest.raises(MergeError, match=r"short\.safetensors: tensor '.*' is truncated"):
+        streaming_merge(base_dir, [tmp_path / "short.safetensors"], [1.0], tmp_path / "o")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(MergeError, match=r"junk\.safetensors: not a readable safetensors file"):
+        streaming_merge(base_dir, [tmp_path / "junk.safetensors"], [1.0], tmp_path / "o")
+    (tmp_path / "huge.safetensors").write_bytes(b"\xff" * 8 + b"{}")
+    with pytest.raises(MergeError, match=r"huge\.safetensors: not a readable.*header of"):
+        streaming_merge(base_dir, [tmp_path / "huge.safetensors"], [1.0], tmp_path / "o")
+    assert not (tmp_path / "o").exists()
