@@ -7,18 +7,31 @@ into views keyed by parameter name for `torch.func.functional_call`.
 
 Two HVP kernels, never materialising a Hessian:
 
-- forward_over_reverse (fast): `jvp` of `torch.func.grad` of the loss, batched over the V
-  vectors with `vmap` (in chunks of `chunk_size` to bound memory). One forward+backward pass
-  carries all tangents.
-- double_backward (reference): one backward pass with `create_graph=True`, then one more
-  backward per vector through that graph. Needs only twice-differentiable ops.
+- forward_over_reverse: `jvp` of `torch.func.grad` of the loss, batched over the V vectors
+  with `vmap` (in chunks of `chunk_size` to bound memory). One forward+backward pass carries
+  all tangents.
+- double_backward: one backward pass with `create_graph=True`, then one more backward per
+  vector through that kept graph.
+
+Both do the same matmul work: per linear layer 9 matmuls for the first vector (forward,
+tangent forward 2, backward 2, tangent backward 4) and 6 for each further one, against 3 for
+a gradient; `benchmarks/hvp.py` counts the FLOPs (one HVP = 3.1-3.4 gradients on its two
+models, four sequential HVPs = 1.33 batched ones of four). What differs is the elementwise
+work: under torch.profiler the forward-mode formulas spend about twice as long in small
+mul/add/sub ops, where the backward-of-backward calls fused kernels such as
+`_log_softmax_backward_data` and `_softmax_backward_data`. So "auto" is device-aware: on the
+CPU it runs double backward first (against forward-over-reverse it took 24% less CPU time
+for one vector and 34% less for a batch of four on the default model, 2% and 9% less on a 27M
+one, and half or less of the memory for the batch); elsewhere (CUDA) forward-over-reverse
+first, whose vmapped tangents make large batched kernels (an unmeasured choice: no GPU
+here). Either way it falls back to the other kernel if the first raises, logs which ran, and
+`HVPResult.method` says it too.
 
 PyTorch's CPU flash-attention kernel has neither forward-mode AD nor a double backward, so for
 models using SDPA both kernels run inside `sdpa_kernel([SDPBackend.MATH])` (checked with
 torch 2.13: without it jvp raises NotImplementedError, double backward RuntimeError).
 
-"auto" tries the first and falls back to the second, logging which ran; `HVPResult.method` says
-it too. Both give H v for a twice-differentiable loss. One exception matters for checkpoints
+Both kernels give H v for a twice-differentiable loss. One exception matters for checkpoints
 whose embedding has a `padding_idx` (an HF config with `pad_token_id`): its row's gradient is
 masked although the forward uses it, so forward-over-reverse returns M H v and double backward
 M H M v (M masking that row). They agree whenever v's masked row is zero, which holds for every
@@ -171,6 +184,13 @@ def _double_backward(
     return torch.stack(rows)  # (V, P)
 
 
+def auto_order(device: torch.device) -> tuple[str, str]:
+    """The kernels "auto" tries on `device`, fastest first (see the module docstring)."""
+    if device.type == "cpu":
+        return ("double_backward", "forward_over_reverse")
+    return ("forward_over_reverse", "double_backward")
+
+
 def hvp(
     model: torch.nn.Module,
     batch: Tensor,
@@ -182,9 +202,10 @@ def hvp(
     """H v for each row of `vectors` (V, P), H = Hessian of the loss on `batch` (B, T).
 
     Args:
-        method: "forward_over_reverse", "double_backward", or "auto" (the first, falling back
-            to the second if it raises).
-        chunk_size: vectors per vmap call in forward-over-reverse (None: all V at once).
+        method: "forward_over_reverse", "double_backward", or "auto" (by device, `auto_order`:
+            double backward on the CPU, forward-over-reverse elsewhere; the other if it raises).
+        chunk_size: vectors per vmap call in forward-over-reverse (None: all V at once);
+            double backward takes one vector at a time and ignores it.
         autocast: run the loss under `torch.autocast` with this dtype (e.g. torch.bfloat16).
     Returns:
         HVPResult with `.values` (V, P) in float32 (float64 for a float64 model) and `.method`.
@@ -198,19 +219,19 @@ def hvp(
     if vectors.ndim != 2 or vectors.shape[1] != n_params:
         raise HVPError(f"vectors must have shape (V, {n_params}), got {tuple(vectors.shape)}")
     vectors = vectors.to(_device(model))
-    out_dtype = _accumulate_dtype(model)
-    if method != "double_backward":
-        try:
-            values = _forward_over_reverse(model, batch, vectors, chunk_size, autocast)
-        except (RuntimeError, NotImplementedError) as err:
-            if method == "forward_over_reverse":
-                raise
-            log.warning(
-                "forward-over-reverse HVP failed (%s); falling back to double backward", err
-            )
-        else:
-            log.info("HVP of %d vector(s) by forward_over_reverse", len(vectors))
-            return HVPResult(values.detach().to(out_dtype), "forward_over_reverse")
-    values = _double_backward(model, batch, vectors, autocast)
-    log.info("HVP of %d vector(s) by double_backward", len(vectors))
-    return HVPResult(values.to(out_dtype), "double_backward")
+    kernels = {
+        "forward_over_reverse": lambda: _forward_over_reverse(
+            model, batch, vectors, chunk_size, autocast
+        ),
+        "double_backward": lambda: _double_backward(model, batch, vectors, autocast),
+    }
+    first, second = auto_order(_device(model)) if method == "auto" else (method, None)
+    try:
+        values, ran = kernels[first](), first
+    except (RuntimeError, NotImplementedError) as err:
+        if second is None:
+            raise
+        log.warning("%s HVP failed (%s); falling back to %s", first, err, second)
+        values, ran = kernels[second](), second
+    log.info("HVP of %d vector(s) by %s", len(vectors), ran)
+    return HVPResult(values.detach().to(_accumulate_dtype(model)), ran)

@@ -93,7 +93,7 @@ def probe(
 
     Each batch is int64 token blocks (B, T) on the model's device; g_k and H_k are means over
     domain k's batches. Results are stored on the CPU. With method "auto" the kernel that ran on
-    the first HVP is used for the rest, so a failing forward-over-reverse is tried once.
+    the first HVP is used for the rest, so a failing first kernel is tried once.
     """
     domains = list(batches)
     if not domains:

@@ -9,6 +9,7 @@ from parammix_core import hvp as hvp_module
 from parammix_core.config import ModelConfig
 from parammix_core.hvp import (
     HVPError,
+    auto_order,
     flat_params,
     gradient,
     hvp,
@@ -142,37 +143,51 @@ def test_vmap_chunked_and_double_backward_agree_and_are_symmetric():
     assert rel(full, v) > 0.5
 
 
-def test_auto_on_sdpa_llama_runs_forward_over_reverse_and_matches_eager(caplog):
+def test_auto_order_is_device_aware():
+    assert auto_order(torch.device("cpu")) == ("double_backward", "forward_over_reverse")
+    assert auto_order(torch.device("cuda", 0)) == ("forward_over_reverse", "double_backward")
+
+
+def test_auto_on_cpu_runs_double_backward_and_both_match_eager(caplog):
     sdpa = llama(PICO)
     eager = llama(PICO.model_copy(update={"attn_implementation": "eager"}))
     assert sdpa.config._attn_implementation == "sdpa"
     assert torch.equal(flat_params(sdpa), flat_params(eager))
     batch = tokens(2, 8, 7)
     v = vectors(2, flat_params(sdpa).numel(), torch.float32, seed=3)
+    reference = hvp(eager, batch, v, "double_backward").values
     with caplog.at_level(logging.INFO, logger="parammix_core.hvp"):
         result = hvp(sdpa, batch, v)
-    assert result.method == "forward_over_reverse"
-    assert "by forward_over_reverse" in caplog.text
-    assert rel(result.values, hvp(eager, batch, v, "double_backward").values) < 1e-4
+    assert result.method == "double_backward"
+    assert "by double_backward" in caplog.text
+    assert rel(result.values, reference) < 1e-4
+    assert rel(hvp(sdpa, batch, v, "forward_over_reverse").values, reference) < 1e-4
 
 
-def test_auto_falls_back_to_double_backward_and_says_so(monkeypatch, caplog):
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("double_backward", "forward_over_reverse"), ("forward_over_reverse", "double_backward")],
+)
+def test_auto_falls_back_to_the_other_kernel_and_says_so(monkeypatch, caplog, first, second):
+    """Both orders: the CPU one, and the CUDA one simulated by patching `auto_order`."""
     model = llama(PICO)
     batch = tokens(2, 8, 8)
     v = vectors(2, flat_params(model).numel(), torch.float32, seed=4)
-    expected = hvp(model, batch, v, "double_backward").values
+    expected = hvp(model, batch, v, second).values
 
     def broken(*args, **kwargs):
-        raise NotImplementedError("no forward AD for this op")
+        raise NotImplementedError("no derivative for this op")
 
-    monkeypatch.setattr(hvp_module, "_forward_over_reverse", broken)
+    monkeypatch.setattr(hvp_module, "auto_order", lambda device: (first, second))
+    monkeypatch.setattr(hvp_module, "_" + first, broken)
     with caplog.at_level(logging.INFO, logger="parammix_core.hvp"):
         result = hvp(model, batch, v, "auto")
-    assert result.method == "double_backward"
-    assert "falling back to double backward" in caplog.text
+    assert result.method == second
+    assert f"{first} HVP failed" in caplog.text
+    assert f"falling back to {second}" in caplog.text
     assert torch.equal(result.values, expected)
-    with pytest.raises(NotImplementedError, match="no forward AD"):
-        hvp(model, batch, v, "forward_over_reverse")
+    with pytest.raises(NotImplementedError, match="no derivative"):
+        hvp(model, batch, v, first)
 
 
 def test_end_of_text_tokens_in_the_batch_leave_both_methods_equal():
