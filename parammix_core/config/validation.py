@@ -1,0 +1,46 @@
+"""Config of proxy validation (real mixed runs) and of the final mid-training."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from parammix_core.config.base import NonNegativeInt, PositiveFloat, PositiveInt, Strict
+from parammix_core.config.training import TrainConfig
+
+
+class ValidationConfig(Strict):
+    """Really train on sampled mixtures (expert budget) and compare with the merges' ranking."""
+
+    enabled: bool = Field(True, description="Run the validate_proxy stage.")
+    n_mixtures: Annotated[int, Field(ge=3)] = Field(
+        12,
+        description="Non-vertex mixtures trained for real (uniform + Dirichlet draws), "
+        "plus the chosen one.",
+    )
+    concentration: PositiveFloat = Field(1.0, description="Dirichlet concentration of the draws.")
+    reruns: NonNegativeInt = Field(
+        2, description="Mixtures trained again with another data order: the noise ceiling."
+    )
+    metrics: Literal["all", "loss"] = Field(
+        "all",
+        description="all: benchmarks and held-out loss, as the merges; loss: held-out "
+        "loss only (cheap).",
+    )
+
+
+def _final_train() -> TrainConfig:
+    return TrainConfig(steps=360, lr=1e-3, warmup_steps=20, schedule="cosine")
+
+
+class FinalConfig(Strict):
+    """Mid-train the base on the chosen mixture and on the uniform and natural baselines."""
+
+    enabled: bool = Field(True, description="Run the final_training stage.")
+    train: TrainConfig = Field(
+        default_factory=_final_train,
+        description="Hyper-parameters of the final runs (the same for the chosen mixture and "
+        "the baselines); several times an expert's budget.",
+    )
+    seeds: PositiveInt = Field(2, description="Data-order seeds per mixture (the spread).")

@@ -1,0 +1,229 @@
+"""Does a proxy rank mixtures the way real mixed training does?
+
+Every figure compares two score vectors over the same N mixtures, both oriented so that higher
+is better (negate losses first): rank correlations (Spearman with average ranks for ties,
+Kendall tau-b), Pearson, and the overlap of the top quarter. The trivial rankings a sceptic
+tries first are scores too: a domain's own weight alpha_d for that domain's metric, the entropy
+of alpha (balanced mixtures do well on average), and the alpha-weighted mean of the experts'
+scores (linear interpolation between the corners). The noise ceiling says how well two real
+runs of the same mixtures with different data orders agree: no proxy can be expected to beat it.
+
+Shapes: N mixtures, K domains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from parammix_core import simplex
+
+TOP_FRACTION = 0.25
+
+
+class RankingError(ValueError):
+    """Score vectors that cannot be compared (lengths differ, too few, not finite)."""
+
+
+def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise RankingError(f"score vectors must be 1-D of equal length, got {a.shape}, {b.shape}")
+    if len(a) < 2:
+        raise RankingError(f"need at least 2 mixtures to rank, got {len(a)}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise RankingError("score vectors hold NaN or inf")
+    return a, b
+
+
+def _constant(*arrays: np.ndarray) -> bool:
+    return any(np.ptp(a) == 0 for a in arrays)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation of the average ranks (ties share their mean rank); NaN if constant."""
+    a, b = _pair(x, y)
+    if _constant(a, b):
+        return math.nan
+    return float(np.corrcoef(stats.rankdata(a), stats.rankdata(b))[0, 1])
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    a, b = _pair(x, y)
+    if _constant(a, b):
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def kendall(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall tau-b: (concordant - discordant) pairs, corrected for ties in either vector."""
+    a, b = _pair(x, y)
+    if _constant(a, b):
+        return math.nan
+    return float(stats.kendalltau(a, b, variant="b").statistic)
+
+
+def top_overlap(x: Sequence[float], y: Sequence[float], fraction: float = TOP_FRACTION) -> float:
+    """|top(x) & top(y)| / k with k = ceil(fraction * N): do both pick the same best mixtures?
+
+    Ties at the cut are broken by position (the first listed wins), the same way for both.
+    """
+    a, b = _pair(x, y)
+    if not 0 < fraction <= 1:
+        raise RankingError(f"fraction must be in (0, 1], got {fraction}")
+    k = max(1, math.ceil(fraction * len(a)))
+    top_a = set(np.argsort(-a, kind="stable")[:k].tolist())
+    top_b = set(np.argsort(-b, kind="stable")[:k].tolist())
+    return len(top_a & top_b) / k
+
+
+def compare(proxy: Sequence[float], real: Sequence[float]) -> dict[str, float]:
+    """Every agreement figure of `proxy` against `real` (both higher-is-better)."""
+    return {
+        "spearman": spearman(proxy, real),
+        "pearson": pearson(proxy, real),
+        "kendall": kendall(proxy, real),
+        "top25": top_overlap(proxy, real),
+    }
+
+
+# --- trivial rankings ------------------------------------------------------------------------
+
+
+def own_weight(alphas: np.ndarray, k: int) -> np.ndarray:
+    """(N,) alpha_k: more of domain k, better on domain k."""
+    return np.asarray(alphas, dtype=float)[:, k]
+
+
+def alpha_entropy(alphas: np.ndarray) -> np.ndarray:
+    """(N,) entropy of alpha: the balanced mixture wins on an average over domains."""
+    return simplex.entropy(np.asarray(alphas, dtype=float))
+
+
+def expert_interpolation(alphas: np.ndarray, expert_scores: Sequence[float]) -> np.ndarray:
+    """(N,) sum_k alpha_k score(expert_k): the corners' scores, linearly interpolated."""
+    a = np.asarray(alphas, dtype=float)
+    e = np.asarray(expert_scores, dtype=float)
+    if a.ndim != 2 or e.shape != (a.shape[1],):
+        raise RankingError(f"alphas (N, K) and K expert scores needed, got {a.shape}, {e.shape}")
+    return a @ e
+
+
+# --- noise ceiling ---------------------------------------------------------------------------
+
+
+def noise_ceiling(runs: np.ndarray, first: np.ndarray, rerun: np.ndarray) -> dict[str, float]:
+    """How well two real runs of the same mixtures agree, from a few reruns.
+
+    `runs` (N,) is the metric of every mixture's first run; `first` and `rerun` (R,) are the
+    first run and the rerun (another data order) of the R rerun mixtures. The run-to-run noise
+    variance is mean((first - rerun)^2) / 2; the reliability 1 - noise / var(runs) is the
+    expected Pearson correlation of two independent runs over the N mixtures, and
+    (6/pi) asin(r/2) its Spearman equivalent for Gaussian scores. With R >= 3 the direct
+    Spearman of first vs rerun is given too (over R mixtures only: a rough check).
+    """
+    runs, first, rerun = (np.asarray(v, dtype=float) for v in (runs, first, rerun))
+    if first.shape != rerun.shape or first.ndim != 1 or len(first) < 1:
+        raise RankingError(f"first and rerun must be 1-D of equal length >= 1, got {first.shape}")
+    noise_var = float(np.mean((first - rerun) ** 2) / 2)
+    total_var = float(np.var(runs, ddof=1)) if len(runs) > 1 else math.nan
+    reliability = 1 - noise_var / total_var if total_var > 0 else math.nan
+    pearson_ceiling = max(0.0, reliability) if math.isfinite(reliability) else math.nan
+    out = {
+        "reruns": float(len(first)),
+        "noise_sd": math.sqrt(noise_var),
+        "spread_sd": math.sqrt(total_var) if math.isfinite(total_var) else math.nan,
+        "pearson": pearson_ceiling,
+        "spearman": 6 / math.pi * math.asin(pearson_ceiling / 2)
+        if math.isfinite(pearson_ceiling)
+        else math.nan,
+        "direct_spearman": spearman(first, rerun) if len(first) >= 3 else math.nan,
+    }
+    return out
+
+
+# --- a validation table ----------------------------------------------------------------------
+
+PROXIES = ("merge", "corrected", "rescaled")
+
+
+def _derived(rows, domains: Sequence[str], groups: Sequence[str], weights) -> None:
+    """Add `utility` (the search's weighted group mean) and `mean_loss` columns in place."""
+    from parammix_core.search import utility  # here: search imports the surrogate stack
+
+    rows["mean_loss"] = rows[[f"loss.{d}" for d in domains]].mean(axis=1)
+    if groups:
+        scores = {g: rows[f"group.{g}"].to_numpy(dtype=float) for g in groups}
+        rows["utility"] = utility(scores, weights)
+
+
+def metric_list(domains: Sequence[str], tasks) -> list[tuple[str, float, str | None]]:
+    """(column, sign that makes higher better, the domain whose weight is the trivial rank)."""
+    groups = list(dict.fromkeys(t.group for t in tasks))
+    out: list[tuple[str, float, str | None]] = []
+    if groups:
+        out.append(("utility", 1.0, None))
+    out.append(("mean_loss", -1.0, None))
+    out += [(f"group.{g}", 1.0, g if g in domains else None) for g in groups]
+    out += [(f"task.{t.name}", 1.0, t.group if t.group in domains else None) for t in tasks]
+    out += [(f"loss.{d}", -1.0, d) for d in domains]
+    return out
+
+
+def analyse(rows, domains: Sequence[str], tasks, weights=None) -> dict[str, dict]:
+    """Per metric: each proxy and each trivial ranking against the real runs, and the ceiling.
+
+    `rows` has a `kind` column ("expert", "merge", "corrected", "mix", "rerun"), `mixture`
+    (index), `alpha.<domain>` and the metric columns. Only non-vertex mixtures are ranked.
+    """
+    rows = rows.copy()
+    groups = list(dict.fromkeys(t.group for t in tasks))
+    _derived(rows, domains, groups, weights)
+    alpha_cols = [f"alpha.{d}" for d in domains]
+    by_kind = {kind: part.set_index("mixture").sort_index() for kind, part in rows.groupby("kind")}
+    if "mix" not in by_kind or "expert" not in by_kind:
+        raise RankingError("validation rows need 'mix' and 'expert' rows")
+    mix = by_kind["mix"]
+    keep = [i for i in mix.index if mix.loc[i, alpha_cols].max() < 1 - 1e-9]
+    if len(keep) < 3:
+        raise RankingError(f"need at least 3 non-vertex mixtures to rank, got {len(keep)}")
+    alphas = mix.loc[keep, alpha_cols].to_numpy(dtype=float)  # (N, K)
+    rerun = by_kind.get("rerun")
+    out: dict[str, dict] = {}
+    for column, sign, own in metric_list(domains, tasks):
+        real = sign * mix.loc[keep, column].to_numpy(dtype=float)
+        entry: dict[str, Any] = {"n": len(keep), "higher_is_better": sign > 0, "proxy": {}}
+        for kind in PROXIES:
+            if kind in by_kind:
+                proxy = by_kind[kind].loc[keep, column].to_numpy(dtype=float)
+                stats_ = compare(sign * proxy, real)
+                stats_["gap"] = float(np.mean(proxy - mix.loc[keep, column].to_numpy(float)))
+                entry["proxy"][kind] = stats_
+        experts = by_kind["expert"][column].to_numpy(dtype=float)
+        baselines = {"expert_interpolation": sign * expert_interpolation(alphas, experts)}
+        if own is not None:
+            baselines["own_weight"] = own_weight(alphas, list(domains).index(own))
+        if column in ("utility", "mean_loss"):
+            baselines["entropy"] = alpha_entropy(alphas)
+        entry["baselines"] = {
+            name: compare(b, real) if np.ptp(b) > 0 else {"spearman": math.nan}
+            for name, b in baselines.items()
+        }
+        if rerun is not None and len(rerun):
+            idx = [i for i in rerun.index if i in keep]
+            entry["ceiling"] = noise_ceiling(
+                real,
+                sign * mix.loc[idx, column].to_numpy(dtype=float),
+                sign * rerun.loc[idx, column].to_numpy(dtype=float),
+            )
+        best = max(
+            (s["spearman"] for s in entry["baselines"].values() if math.isfinite(s["spearman"])),
+            default=math.nan,
+        )
+        entry["best_trivial_spearman"] = best
+        out[column] = entry
+    return out

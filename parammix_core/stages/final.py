@@ -1,0 +1,209 @@
+"""Stage final_training: the mid-trained model the user wants, against the obvious baselines.
+
+The base is trained on the chosen mixture for the final budget (`final.train`, several times an
+expert's), and so are the uniform mixture and the natural proportions (domains in proportion to
+their corpus size), each with `final.seeds` data-order seeds and otherwise identical settings.
+Every run is scored like the merges (benchmarks and held-out loss), so the summary says per
+capability group whether the chosen mixture wins, with the seed spread. Each run is a
+`transformers` checkpoint (safetensors, config, tokenizer) that `from_pretrained` loads; the
+chosen mixture's first seed is *the* final model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from parammix_core import simplex
+from parammix_core.config import Experiment
+from parammix_core.data import load_prepared, natural_weights
+from parammix_core.engines import system_spec
+from parammix_core.model import load_model, resolve_device, save_model
+from parammix_core.search import utility
+from parammix_core.stages.common import Progress, dump_config, train_progress
+from parammix_core.stages.evaluate import make_evaluator
+from parammix_core.store import ArtifactRef, Store, canonical_json
+from parammix_core.train import train
+
+BASELINES = ("uniform", "natural")
+
+
+def final_mixtures(
+    exp: Experiment, chosen: Mapping[str, float], stats: Mapping[str, Any]
+) -> dict[str, list[float]]:
+    """name -> mixture: the chosen one, uniform, natural proportions (from the data stats)."""
+    natural = natural_weights(dict(stats))
+    return {
+        "chosen": simplex.from_mapping(dict(chosen), exp.domains).tolist(),
+        "uniform": simplex.uniform(len(exp.domains)).tolist(),
+        "natural": simplex.from_mapping(natural, exp.domains).tolist(),
+    }
+
+
+def final_seeds(exp: Experiment) -> list[int]:
+    return [exp.seed + i for i in range(exp.final.seeds)]
+
+
+def final_run_ref(
+    exp: Experiment, alpha: Sequence[float], seed: int, data: ArtifactRef, base: ArtifactRef
+) -> ArtifactRef:
+    spec = {
+        "alpha": [float(a) for a in alpha],
+        "domains": exp.domains,
+        "train": dump_config(exp.final.train),
+        "system": system_spec(exp.training),
+        "evaluation": dump_config(exp.evaluation),
+        "seed": seed,
+        "attn": exp.model.attn_implementation,
+        "dtype": exp.model.dtype,
+        "data": data.key,
+        "base": base.key,
+    }
+    return ArtifactRef.for_spec("final", "run", spec)
+
+
+def final_run(
+    exp: Experiment,
+    store: Store,
+    alpha: Sequence[float],
+    seed: int,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    progress: Progress | None = None,
+) -> ArtifactRef:
+    """Train the base on `alpha` for the final budget, score it, save it with its tokenizer."""
+    weights = simplex.validate(alpha, exp.domains)
+    ref = final_run_ref(exp, alpha, seed, data, base)
+    if store.exists(ref):
+        return ref
+    device = resolve_device(exp.runtime.device)
+    prepared = load_prepared(store.local_dir(data))
+    model = load_model(str(store.local_dir(base)), exp.model, device)
+    result = train(
+        model,
+        prepared.train,
+        weights.tolist(),
+        exp.final.train,
+        seed,
+        store.work_dir(ref),
+        device,
+        train_progress(progress, "final run"),
+        system=exp.training,
+    )
+    metrics = make_evaluator(exp, store, data, prepared, model, device).evaluate()
+    out = store.staging(ref)
+    save_model(model, out)
+    prepared.tokenizer.save_pretrained(out)
+    info = {
+        "alpha": weights.tolist(),
+        "seed": seed,
+        "final_loss": result.final_loss,
+        "seconds": result.seconds,
+        "metrics": metrics,
+    }
+    (out / "final_run.json").write_text(canonical_json(info))
+    return store.publish(ref, out, info={"seed": seed, "seconds": result.seconds})
+
+
+def final_summary_ref(exp: Experiment, runs: Mapping[str, Sequence[ArtifactRef]]) -> ArtifactRef:
+    spec = {
+        "runs": {name: [r.key for r in refs] for name, refs in runs.items()},
+        "group_weights": exp.search.group_weights,
+        "groups": exp.evaluation.groups,
+    }
+    return ArtifactRef.for_spec("final", "summary", spec)
+
+
+def compare_runs(
+    metrics: Mapping[str, Sequence[Mapping[str, float]]],
+    domains: Sequence[str],
+    groups: Sequence[str],
+    weights: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Per metric (utility, groups, mean loss, losses): the chosen mixture's mean and seed sd,
+    each baseline's, and the chosen-minus-baseline gain oriented so that positive is better."""
+    rows = []
+    columns = ["utility"] * bool(groups) + [f"group.{g}" for g in groups]
+    columns += ["mean_loss"] + [f"loss.{d}" for d in domains]
+
+    def values(name: str, column: str) -> np.ndarray:
+        out = []
+        for m in metrics[name]:
+            if column == "utility":
+                out.append(
+                    float(
+                        utility(
+                            {g: np.array([m[f"group.{g}"]]) for g in groups},
+                            dict(weights) if weights else None,
+                        )[0]
+                    )
+                )
+            elif column == "mean_loss":
+                out.append(float(np.mean([m[f"loss.{d}"] for d in domains])))
+            else:
+                out.append(float(m[column]))
+        return np.array(out)
+
+    for column in columns:
+        sign = -1.0 if "loss" in column else 1.0
+        chosen = values("chosen", column)
+        row: dict[str, Any] = {
+            "metric": column,
+            "chosen": chosen.mean(),
+            "chosen sd": _sd(chosen),
+        }
+        for name in BASELINES:
+            if name not in metrics:
+                continue
+            base = values(name, column)
+            gain = sign * (chosen.mean() - base.mean())
+            spread = math.sqrt(_sd(chosen) ** 2 + _sd(base) ** 2) if len(chosen) > 1 else math.nan
+            row[name] = base.mean()
+            row[f"{name} sd"] = _sd(base)
+            row[f"gain vs {name}"] = gain
+            row[f"wins vs {name}"] = (
+                ("yes" if gain > spread else "no" if gain < -spread else "within spread")
+                if math.isfinite(spread)
+                else ("yes" if gain > 0 else "no")
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _sd(v: np.ndarray) -> float:
+    return float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
+
+
+def final_training(
+    exp: Experiment, store: Store, runs: Mapping[str, Sequence[ArtifactRef]]
+) -> ArtifactRef:
+    """The comparison table of the final runs and the address of the final model."""
+    ref = final_summary_ref(exp, runs)
+    if store.exists(ref):
+        return ref
+    if "chosen" not in runs or not runs["chosen"]:
+        raise ValueError("final_training: no runs of the chosen mixture")
+    metrics = {
+        name: [store.load_json(r, "final_run.json")["metrics"] for r in refs]
+        for name, refs in runs.items()
+    }
+    table = compare_runs(
+        metrics, exp.domains, exp.evaluation.groups, exp.search.group_weights or None
+    )
+    out = store.staging(ref)
+    table.to_parquet(out / "comparison.parquet", index=False)
+    model = runs["chosen"][0]
+    summary = {
+        "model": model.path,
+        "model_uri": store.uri(model),
+        "alphas": {
+            name: store.load_json(refs[0], "final_run.json")["alpha"] for name, refs in runs.items()
+        },
+        "seeds": len(runs["chosen"]),
+    }
+    (out / "final.json").write_text(canonical_json(summary))
+    return store.publish(ref, out, info={"model": model.path})

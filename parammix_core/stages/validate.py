@@ -1,0 +1,384 @@
+"""Stage validate_proxy: do merge scores rank mixtures as real mixed training does?
+
+For M non-vertex mixtures (uniform, Dirichlet draws, the chosen one) a model is really trained
+from the base on batches drawn by alpha, with the experts' steps, batch and hyper-parameters
+(`train_mixed`, one mapped task each); a few are trained again with another data order to
+measure the run-to-run noise. `validate_proxy` scores the merges and the trained models with
+the same evaluator and compares the rankings (`parammix_core.ranking`).
+
+When the interference probe ran, the stage also measures what the second-order analysis
+predicts: the merge-vs-mix parameter gap theta_mix - theta_merge(alpha) of every run against the
+predicted direction d(alpha) = sum_kj a_k a_j v_kj. One effective step scale s is fitted by least
+squares, s = sum <gap, d> / sum <d, d> (for Adam, eta^2 T(T-1)/2 of plain gradient descent is
+only an order of magnitude), and the merges corrected by s d(alpha) are scored too, each with s
+fitted on the *other* mixtures (leave-one-out), so the corrected proxy is never fitted on the
+mixture it ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import save_file
+
+from parammix_core import ranking, simplex
+from parammix_core.config import Experiment
+from parammix_core.data import load_prepared
+from parammix_core.engines import system_spec
+from parammix_core.hvp import flat_params
+from parammix_core.interference import predicted_delta_norms
+from parammix_core.merge import InMemoryMerger
+from parammix_core.model import load_model, resolve_device, save_model
+from parammix_core.plots import plot_validation
+from parammix_core.stages.common import Progress, dump_config, train_progress
+from parammix_core.stages.evaluate import _bench
+from parammix_core.stages.probe import load_probe
+from parammix_core.store import ArtifactRef, Store, canonical_json
+from parammix_core.train import train
+
+DRAW_SEED = 7919  # validation draws are independent of the search's evaluated mixtures
+RERUN_SEED = 1_000_003  # seed offset of the reruns: another data order, same everything else
+
+
+def validation_mixtures(
+    exp: Experiment, chosen: Sequence[float] | None = None
+) -> list[list[float]]:
+    """Uniform, then n_mixtures - 1 Dirichlet draws, then the chosen mixture when given."""
+    k = len(exp.domains)
+    cfg = exp.validation
+    draws = simplex.dirichlet(k, cfg.n_mixtures - 1, cfg.concentration, seed=exp.seed + DRAW_SEED)
+    mixtures = [simplex.uniform(k).tolist(), *draws.tolist()]
+    if chosen is not None:
+        mixtures.append([float(a) for a in simplex.validate(chosen, exp.domains)])
+    return mixtures
+
+
+def run_plan(exp: Experiment, n_mixtures: int) -> list[tuple[int, int]]:
+    """(mixture index, seed) of every real run: each mixture once with the experiments' seed,
+    then the first `reruns` Dirichlet draws (not uniform) again with another data order."""
+    plan = [(i, exp.seed) for i in range(n_mixtures)]
+    reruns = list(range(1, n_mixtures))[: exp.validation.reruns]
+    return plan + [(i, exp.seed + RERUN_SEED) for i in reruns]
+
+
+def mixed_ref(
+    exp: Experiment, alpha: Sequence[float], seed: int, data: ArtifactRef, base: ArtifactRef
+) -> ArtifactRef:
+    spec = {
+        "alpha": [float(a) for a in alpha],
+        "domains": exp.domains,
+        "train": dump_config(exp.training.expert),
+        "system": system_spec(exp.training),
+        "seed": seed,
+        "attn": exp.model.attn_implementation,
+        "dtype": exp.model.dtype,
+        "data": data.key,
+        "base": base.key,
+    }
+    return ArtifactRef.for_spec("mixed", "run", spec)
+
+
+def train_mixed(
+    exp: Experiment,
+    store: Store,
+    alpha: Sequence[float],
+    seed: int,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    progress: Progress | None = None,
+) -> ArtifactRef:
+    """One real run on the mixture alpha with the experts' budget: what a merge stands in for."""
+    weights = simplex.validate(alpha, exp.domains)
+    ref = mixed_ref(exp, alpha, seed, data, base)
+    if store.exists(ref):
+        return ref
+    device = resolve_device(exp.runtime.device)
+    prepared = load_prepared(store.local_dir(data))
+    model = load_model(str(store.local_dir(base)), exp.model, device)
+    result = train(
+        model,
+        prepared.train,
+        weights.tolist(),
+        exp.training.expert,
+        seed,
+        store.work_dir(ref),
+        device,
+        train_progress(progress, "mixed run"),
+        system=exp.training,
+    )
+    out = store.staging(ref)
+    save_model(model, out)
+    info = {"alpha": weights.tolist(), "seed": seed, "final_loss": result.final_loss}
+    return store.publish(ref, out, info={**info, "seconds": result.seconds})
+
+
+def validation_ref(
+    exp: Experiment,
+    mixtures: Sequence[Sequence[float]],
+    runs: Sequence[ArtifactRef],
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
+) -> ArtifactRef:
+    spec = {
+        "validation": dump_config(exp.validation),
+        "evaluation": dump_config(exp.evaluation),
+        "group_weights": exp.search.group_weights,
+        "mixtures": [[float(a) for a in m] for m in mixtures],
+        "runs": [r.key for r in runs],
+        "seed": exp.seed,
+        "data": data.key,
+        "base": base.key,
+        "experts": [e.key for e in experts],
+        "probe": probe.key if probe is not None else None,
+    }
+    return ArtifactRef.for_spec("validation", "proxy", spec)
+
+
+class _Scorer:
+    """One live model: merges set in place, real runs loaded into it, every one scored alike."""
+
+    def __init__(self, exp, store, data, base, experts, probe) -> None:
+        self.exp = exp
+        self.device = resolve_device(exp.runtime.device)
+        self.prepared = load_prepared(store.local_dir(data))
+        if exp.validation.metrics == "all":
+            self.bench = _bench(exp, store, data, base, experts, probe)
+            self.merger, self.model = self.bench.merger, self.bench.evaluator.model
+        else:
+            self.bench = None
+            self.model = load_model(str(store.local_dir(base)), exp.model, self.device)
+            base_state = store.load_tensors(base, "model.safetensors", str(self.device))
+            states = [store.load_tensors(e, "model.safetensors", str(self.device)) for e in experts]
+            self.merger = InMemoryMerger(self.model, base_state, states, names=exp.domains)
+
+    def proxy(self, alpha: np.ndarray) -> None:
+        """The merge as the search scored it (corrected when evaluation.proxy says so)."""
+        if self.bench is not None:
+            self.bench.set_mixture(alpha)
+        else:
+            self.merger.apply(alpha)
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(state[name])
+
+    def score(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """Metrics as the merges were scored, plus per-block held-out losses (for noise)."""
+        metrics: dict[str, float] = {}
+        if self.bench is not None:
+            metrics = self.bench.evaluator.evaluate()
+        blocks = {}
+        for domain, held in self.prepared.heldout.items():
+            losses = _block_losses(self.model, held, self.exp.evaluation.batch_size, self.device)
+            blocks[domain] = losses
+            metrics.setdefault(f"loss.{domain}", float(losses.mean()))
+        return metrics, blocks
+
+
+def _block_losses(model, blocks: torch.Tensor, batch_size: int, device) -> np.ndarray:
+    """(N,) mean loss of each held-out block (heldout_loss's per-block means)."""
+    means = []
+    with torch.inference_mode():
+        for start in range(0, blocks.shape[0], batch_size):
+            batch = blocks[start : start + batch_size].to(device, torch.long)  # (B, T)
+            logits = model(batch).logits[:, :-1].float()  # (B, T-1, V)
+            losses = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none"
+            ).view(batch.shape[0], -1)  # (B, T-1)
+            means.append(losses.mean(dim=1).double().cpu())
+    return torch.cat(means).numpy()
+
+
+def validate_proxy(
+    exp: Experiment,
+    store: Store,
+    mixtures: Sequence[Sequence[float]],
+    runs: Sequence[ArtifactRef],
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
+    progress: Progress | None = None,
+) -> ArtifactRef:
+    """Score merges (and corrected merges) and real runs alike; rank them against each other.
+
+    `runs` are the refs of `run_plan(exp, len(mixtures))`, in that order.
+    """
+    ref = validation_ref(exp, mixtures, runs, data, base, experts, probe)
+    if store.exists(ref):
+        return ref
+    start = time.perf_counter()
+    plan = run_plan(exp, len(mixtures))
+    if len(runs) != len(plan):
+        raise ValueError(f"validate_proxy: {len(runs)} runs for a plan of {len(plan)}")
+    alphas = [simplex.validate(m, exp.domains) for m in mixtures]
+    k = len(exp.domains)
+    scorer = _Scorer(exp, store, data, base, experts, probe)
+    direction = _directions(store, probe, alphas) if probe is not None else None
+    rows: list[dict[str, Any]] = []
+    blocks: list[dict[str, np.ndarray]] = []
+    total = k + 3 * len(alphas) + len(plan)
+    done = 0
+
+    def record(kind: str, index: int, seed: int | None, alpha: np.ndarray, extra=None) -> None:
+        nonlocal done
+        metrics, per_block = scorer.score()
+        row = {"kind": kind, "mixture": index, "seed": seed}
+        row.update({f"alpha.{d}": float(a) for d, a in zip(exp.domains, alpha, strict=True)})
+        rows.append({**row, **metrics, **(extra or {})})
+        blocks.append(per_block)
+        done += 1
+        if progress is not None:
+            progress(done, total, f"validation: {kind} {index}")
+
+    for j, vertex in enumerate(simplex.vertices(k)):  # the experts: the merge at each corner
+        scorer.proxy(vertex)
+        record("expert", j, exp.seed, vertex)
+    base_state = store.load_tensors(base, "model.safetensors", str(scorer.device))
+    theta0 = torch.cat([base_state[n].reshape(-1) for n, _ in scorer.model.named_parameters()])
+    del base_state
+    merges: list[torch.Tensor] = []
+    for i, alpha in enumerate(alphas):
+        scorer.proxy(alpha)
+        record("merge", i, None, alpha)
+        scorer.merger.apply(alpha)  # the plain merge, whatever the proxy, for the gaps
+        merges.append(flat_params(scorer.model).clone())
+    for (i, seed), run in zip(plan, runs, strict=True):
+        state = store.load_tensors(run, "model.safetensors", str(scorer.device))
+        scorer.load(state)
+        theta = flat_params(scorer.model)
+        gap = (theta - merges[i]).double()
+        extra = {"gap_norm": float(gap.norm()), "update_norm": float((theta - theta0).norm())}
+        if direction is not None and seed == exp.seed:
+            d = direction[i].double()
+            extra.update(gap_dot=float(gap @ d), dir_sq=float(d @ d))
+        record("mix" if seed == exp.seed else "rerun", i, seed, alphas[i], extra)
+    fit: dict[str, Any] = {}
+    if direction is not None:
+        fit = _fit_scale(store, probe, rows, alphas)
+        for i, alpha in enumerate(alphas):
+            scorer.merger.apply(alpha)
+            with torch.no_grad():
+                _add_flat(scorer.model, fit["loo_scale"][i] * direction[i])
+            record("corrected", i, None, alpha)
+    # norm-matched merge: the merged update stretched to the alpha-weighted experts' length
+    tau = [float((e - theta0).norm()) for e in _vertex_flats(scorer, k)]  # ||theta_k - theta_0||
+    for i, alpha in enumerate(alphas):
+        update = merges[i] - theta0
+        stretch = float(np.dot(alpha, tau)) / max(float(update.norm()), 1e-30)
+        with torch.no_grad():
+            _set_flat(scorer.model, theta0 + stretch * update)
+        record("rescaled", i, None, alpha, {"stretch": stretch})
+    frame = pd.DataFrame(rows)
+    analysis = ranking.analyse(
+        frame,
+        exp.domains,
+        exp.evaluation.tasks if exp.validation.metrics == "all" else [],
+        exp.search.group_weights or None,
+    )
+    out = store.staging(ref)
+    frame.to_parquet(out / "rows.parquet", index=False)
+    save_file(
+        {
+            d: torch.from_numpy(np.stack([b[d] for b in blocks])).float().contiguous()
+            for d in exp.domains
+        },
+        out / "heldout_blocks.safetensors",
+    )
+    info = {"analysis": analysis, "step_scale_fit": fit, "seconds": time.perf_counter() - start}
+    (out / "validation.json").write_text(canonical_json(_finite(info)))
+    plot_validation(frame, analysis, out / "validation.png")
+    return store.publish(ref, out, info={"seconds": info["seconds"]})
+
+
+def _directions(
+    store: Store, probe: ArtifactRef, alphas: Sequence[np.ndarray]
+) -> list[torch.Tensor]:
+    """d(alpha) = sum_kj a_k a_j v_kj (P,) per mixture: the unscaled predicted gap."""
+    result, _ = load_probe(store, probe)
+    v = result.v()  # (K, K, P)
+    k = v.shape[0]
+    flat = v.reshape(k * k, -1).double()
+    return [(torch.from_numpy(np.outer(a, a).reshape(-1)) @ flat).float() for a in alphas]
+
+
+def _vertex_flats(scorer: _Scorer, k: int) -> list[torch.Tensor]:
+    """The experts' flat weights (K of (P,)), read from the merger at the corners."""
+    out = []
+    for vertex in simplex.vertices(k):
+        scorer.merger.apply(vertex)
+        out.append(flat_params(scorer.model).clone())
+    return out
+
+
+def _set_flat(model: torch.nn.Module, flat: torch.Tensor) -> None:
+    offset = 0
+    for p in model.parameters():
+        n = p.numel()
+        p.copy_(flat[offset : offset + n].view(p.shape).to(p.dtype))
+        offset += n
+
+
+def _add_flat(model: torch.nn.Module, delta: torch.Tensor) -> None:
+    offset = 0
+    for p in model.parameters():
+        n = p.numel()
+        p.add_(delta[offset : offset + n].view(p.shape).to(p.dtype))
+        offset += n
+
+
+def _fit_scale(
+    store: Store, probe: ArtifactRef, rows: list[dict[str, Any]], alphas: Sequence[np.ndarray]
+) -> dict[str, Any]:
+    """Least-squares step scale of the measured gaps onto d(alpha), all and leave-one-out."""
+    mix = {r["mixture"]: r for r in rows if r["kind"] == "mix"}
+    idx = sorted(mix)
+    dot = np.array([mix[i]["gap_dot"] for i in idx])
+    sq = np.array([mix[i]["dir_sq"] for i in idx])
+    norms = np.array([mix[i]["gap_norm"] for i in idx])
+    scale = float(dot.sum() / sq.sum()) if sq.sum() > 0 else 0.0
+    loo = [
+        float((dot.sum() - dot[j]) / (sq.sum() - sq[j])) if sq.sum() > sq[j] else 0.0
+        for j in range(len(idx))
+    ]
+    result, info = load_probe(store, probe)
+    predicted = predicted_delta_norms(np.stack([alphas[i] for i in idx]), result.gram(), 1.0)
+    cosine = dot / np.maximum(norms * np.sqrt(sq), 1e-30)
+    # share of the measured gap the fitted correction explains: 1 - |gap - s d|^2 / |gap|^2
+    residual = norms**2 - 2 * scale * dot + scale**2 * sq
+    explained = 1 - residual.sum() / max((norms**2).sum(), 1e-30)
+    return {
+        "scale": scale,
+        "theory_scale": info["step_scale"],
+        "scale_over_theory": scale / info["step_scale"],
+        "loo_scale": loo,
+        "cosine_mean": float(cosine.mean()),
+        "cosine_min": float(cosine.min()),
+        "explained": float(explained),
+        "norm_spearman": ranking.spearman(predicted, norms) if len(idx) > 1 else math.nan,
+        "norm_pearson": ranking.pearson(predicted, norms) if len(idx) > 1 else math.nan,
+    }
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf as None: canonical JSON has no NaN."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def load_validation(store: Store, ref: ArtifactRef) -> dict[str, Any]:
+    return store.load_json(ref, "validation.json")

@@ -1,0 +1,83 @@
+"""final_training: the base mid-trained on the chosen mixture and on the baselines."""
+
+from __future__ import annotations
+
+from prefect import task, unmapped
+from prefect.artifacts import create_markdown_artifact
+
+from parammix_core import stages
+from parammix_core.config import Experiment
+from parammix_core.report import final_section
+from parammix_core.stages import final
+from parammix_core.store import ArtifactRef
+from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
+
+
+def plan_final(exp: Experiment, choice: ArtifactRef, data: ArtifactRef) -> list[list]:
+    """[name, alpha, seed] of every final run: chosen, uniform and natural, each seed."""
+    store = open_store(exp)
+    chosen = stages.load_choice(store, choice).alpha
+    mixtures = final.final_mixtures(exp, chosen, store.load_json(data, "stats.json"))
+    return [[n, a, s] for n, a in mixtures.items() for s in final.final_seeds(exp)]
+
+
+@task(
+    name="final_run",
+    task_run_name="final_run[{index}]",
+    cache_key_fn=store_key(final.final_run_ref),
+    **RESULTS,
+    **RETRIES,
+)
+def final_run(
+    exp: Experiment,
+    alpha: list[float],
+    seed: int,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    index: int = 0,
+) -> ArtifactRef:
+    prepare(exp)
+    store = open_store(exp)
+    progress = StageProgress(exp, f"final run {index} (seed {seed})")
+    ref = final.final_run(exp, store, alpha, seed, data, base, progress)
+    progress.close()
+    return ref
+
+
+@task(
+    name="final_training",
+    task_run_name="final_training",
+    cache_key_fn=store_key(final.final_summary_ref),
+    **RESULTS,
+    **RETRIES,
+)
+def final_training(exp: Experiment, runs: dict[str, list[ArtifactRef]]) -> ArtifactRef:
+    store = open_store(exp)
+    ref = final.final_training(exp, store, runs)
+    table = store.load_parquet(ref, "comparison.parquet")
+    summary = store.load_json(ref, "final.json")
+    create_markdown_artifact(
+        "# Final mid-training\n\n" + final_section(table, summary), key="final-training"
+    )
+    return ref
+
+
+def run_final(
+    exp: Experiment, choice: ArtifactRef, data: ArtifactRef, base: ArtifactRef
+) -> ArtifactRef | None:
+    """Inside the flow: the mapped final runs, then their comparison (None when disabled)."""
+    if not exp.final.enabled:
+        return None
+    plan = plan_final(exp, choice, data)
+    refs = final_run.map(
+        unmapped(exp),
+        [alpha for _, alpha, _ in plan],
+        [seed for _, _, seed in plan],
+        unmapped(data),
+        unmapped(base),
+        index=range(len(plan)),
+    ).result()
+    runs: dict[str, list[ArtifactRef]] = {}
+    for (name, _, _), ref in zip(plan, refs, strict=True):
+        runs.setdefault(name, []).append(ref)
+    return final_training(exp, runs)

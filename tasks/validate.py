@@ -1,0 +1,96 @@
+"""validate_proxy: real mixed runs from the base, ranked against the merges standing in."""
+
+from __future__ import annotations
+
+from prefect import task, unmapped
+from prefect.artifacts import create_markdown_artifact
+
+from parammix_core import stages
+from parammix_core.config import Experiment
+from parammix_core.report import validation_section
+from parammix_core.stages import validate
+from parammix_core.store import ArtifactRef
+from tasks.artifacts import publish_figures
+from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
+
+
+def plan_validation(exp: Experiment, choice: ArtifactRef) -> list[list[float]]:
+    """The validation mixtures: uniform, Dirichlet draws and the chosen mixture."""
+    chosen = stages.load_choice(open_store(exp), choice).alpha
+    return validate.validation_mixtures(exp, [chosen[d] for d in exp.domains])
+
+
+@task(
+    name="train_mixed",
+    task_run_name="train_mixed[{index}]",
+    cache_key_fn=store_key(validate.mixed_ref),
+    **RESULTS,
+    **RETRIES,
+)
+def train_mixed(
+    exp: Experiment,
+    alpha: list[float],
+    seed: int,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    index: int = 0,
+) -> ArtifactRef:
+    prepare(exp)
+    store = open_store(exp)
+    progress = StageProgress(exp, f"mixed run {index}")
+    ref = validate.train_mixed(exp, store, alpha, seed, data, base, progress)
+    progress.close()
+    return ref
+
+
+@task(
+    name="validate_proxy",
+    task_run_name="validate_proxy",
+    cache_key_fn=store_key(validate.validation_ref),
+    **RESULTS,
+    **RETRIES,
+)
+def validate_proxy(
+    exp: Experiment,
+    mixtures: list[list[float]],
+    runs: list[ArtifactRef],
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: list[ArtifactRef],
+    probe: ArtifactRef | None = None,
+) -> ArtifactRef:
+    prepare(exp)
+    store = open_store(exp)
+    progress = StageProgress(exp, "validate proxy")
+    ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts, probe, progress)
+    progress.close()
+    create_markdown_artifact(
+        "# Proxy validation\n\n" + validation_section(validate.load_validation(store, ref)),
+        key="proxy-validation",
+    )
+    publish_figures(store, ref, "validation")
+    return ref
+
+
+def run_validation(
+    exp: Experiment,
+    choice: ArtifactRef,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: list[ArtifactRef],
+    probe: ArtifactRef | None,
+) -> ArtifactRef | None:
+    """Inside the flow: plan, the mapped real runs, then the comparison (None when disabled)."""
+    if not exp.validation.enabled:
+        return None
+    mixtures = plan_validation(exp, choice)
+    plan = validate.run_plan(exp, len(mixtures))
+    runs = train_mixed.map(
+        unmapped(exp),
+        [mixtures[i] for i, _ in plan],
+        [seed for _, seed in plan],
+        unmapped(data),
+        unmapped(base),
+        index=range(len(plan)),
+    )
+    return validate_proxy(exp, mixtures, runs.result(), data, base, experts, probe)

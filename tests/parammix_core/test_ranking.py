@@ -1,0 +1,151 @@
+"""Rank agreement figures against hand-computed values, trivial rankings, the noise ceiling."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from parammix_core import ranking
+from parammix_core.config import EvalTask
+
+
+def test_spearman_with_ties_matches_hand_value():
+    # ranks x = [1, 2.5, 2.5, 4], y = [1, 3, 2, 4]: cov 4.5 / sqrt(4.5 * 5) = 3 / sqrt(10)
+    assert ranking.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(3 / math.sqrt(10))
+    assert ranking.spearman([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(-1.0)
+    assert ranking.spearman([1, 2, 3], [1, 4, 9]) == pytest.approx(1.0)  # monotone, not linear
+
+
+def test_kendall_tau_b_with_ties_matches_hand_value():
+    # 5 concordant pairs, 0 discordant, one pair tied in x only: 5 / sqrt((6 - 1) * 6)
+    assert ranking.kendall([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(5 / math.sqrt(30))
+    # 3 concordant, 3 discordant
+    assert ranking.kendall([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(4 / 6 - 2 / 6)
+
+
+def test_pearson_and_constant_inputs():
+    assert ranking.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert ranking.pearson([1, 2, 3], [1, 4, 9]) < 0.999  # linear, unlike Spearman
+    assert math.isnan(ranking.spearman([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(ranking.kendall([1, 2, 3], [5, 5, 5]))
+
+
+def test_top_overlap_on_constructed_cases():
+    x = [5, 4, 3, 2, 1, 0, -1, -2]  # n = 8: top quarter = 2 mixtures, {0, 1}
+    assert ranking.top_overlap(x, [4, 5, 0, 0, 0, 0, 0, 1]) == 1.0  # same two, order swapped
+    assert ranking.top_overlap(x, [5, 0, 4, 0, 0, 0, 0, 0]) == 0.5  # {0, 2}
+    assert ranking.top_overlap(x, [-5, -4, 3, 2, 1, 0, 0, 0]) == 0.0  # {2, 3}
+    # n = 5: k = ceil(1.25) = 2
+    assert ranking.top_overlap([1, 2, 3, 4, 5], [5, 4, 3, 2, 1]) == 0.0
+    # ties at the cut go to the first listed, the same way for both vectors
+    assert ranking.top_overlap([1, 1, 1, 0], [1, 0, 0, 0]) == 1.0
+    assert ranking.top_overlap([1, 1, 1, 0], [0, 1, 0, 0]) == 0.0
+    assert ranking.top_overlap(x, x, fraction=0.5) == 1.0
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ranking.RankingError, match="equal length"):
+        ranking.spearman([1, 2, 3], [1, 2])
+    with pytest.raises(ranking.RankingError, match="at least 2"):
+        ranking.pearson([1], [1])
+    with pytest.raises(ranking.RankingError, match="NaN"):
+        ranking.kendall([1, float("nan")], [1, 2])
+    with pytest.raises(ranking.RankingError, match="fraction"):
+        ranking.top_overlap([1, 2], [1, 2], fraction=0)
+
+
+def test_trivial_rankings():
+    alphas = np.array([[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.8, 0.1, 0.1]])
+    np.testing.assert_allclose(ranking.own_weight(alphas, 0), [0.5, 1 / 3, 0.8])
+    np.testing.assert_allclose(
+        ranking.alpha_entropy(alphas),
+        [math.log(2), math.log(3), -(0.8 * math.log(0.8) + 0.2 * math.log(0.1))],
+    )
+    np.testing.assert_allclose(
+        ranking.expert_interpolation(alphas, [1.0, 2.0, 4.0]), [1.5, 7 / 3, 1.4]
+    )
+    with pytest.raises(ranking.RankingError, match="K expert scores"):
+        ranking.expert_interpolation(alphas, [1.0, 2.0])
+
+
+def test_noise_ceiling_from_reruns():
+    runs = np.array([1.0, 2.0, 3.0, 4.0])  # sample variance 5/3
+    out = ranking.noise_ceiling(runs, np.array([1.0, 2.0]), np.array([1.2, 1.8]))
+    noise = (0.04 + 0.04) / 2 / 2  # mean squared difference / 2
+    reliability = 1 - noise / (5 / 3)
+    assert out["noise_sd"] == pytest.approx(math.sqrt(noise))
+    assert out["pearson"] == pytest.approx(reliability)
+    assert out["spearman"] == pytest.approx(6 / math.pi * math.asin(reliability / 2))
+    assert math.isnan(out["direct_spearman"])  # two reruns: too few for a rank correlation
+    # noise as large as the spread: no reliable ranking at all
+    assert ranking.noise_ceiling(runs, np.array([1.0]), np.array([4.0]))["spearman"] == 0.0
+
+
+def _rows(domains=("a", "b")) -> pd.DataFrame:
+    """Experts, 4 mixtures; the merge ranks loss.a perfectly and loss.b backwards."""
+    mixes = [[0.2, 0.8], [0.4, 0.6], [0.6, 0.4], [0.8, 0.2]]
+    rows = []
+    for j, e in enumerate(np.eye(2)):
+        rows.append(
+            {
+                "kind": "expert",
+                "mixture": j,
+                "alpha.a": e[0],
+                "alpha.b": e[1],
+                "loss.a": 3 - j,
+                "loss.b": 2 + j,
+            }
+        )
+    for i, (a, b) in enumerate(mixes):
+        real = {"loss.a": 3 - a, "loss.b": 3 - b}
+        rows.append({"kind": "mix", "mixture": i, "alpha.a": a, "alpha.b": b, **real})
+        rows.append(
+            {
+                "kind": "merge",
+                "mixture": i,
+                "alpha.a": a,
+                "alpha.b": b,
+                "loss.a": 3.1 - a,
+                "loss.b": 3 + b,
+            }
+        )
+    rows.append(
+        {
+            "kind": "rerun",
+            "mixture": 1,
+            "alpha.a": 0.4,
+            "alpha.b": 0.6,
+            "loss.a": 2.61,
+            "loss.b": 2.41,
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+def test_analyse_orients_losses_and_reports_baselines():
+    out = ranking.analyse(_rows(), ["a", "b"], [])
+    assert set(out) == {"mean_loss", "loss.a", "loss.b"}
+    a, b = out["loss.a"], out["loss.b"]
+    assert a["proxy"]["merge"]["spearman"] == pytest.approx(1.0)
+    assert a["proxy"]["merge"]["gap"] == pytest.approx(0.1)
+    assert b["proxy"]["merge"]["spearman"] == pytest.approx(-1.0)
+    assert a["baselines"]["own_weight"]["spearman"] == pytest.approx(1.0)  # more a, lower loss
+    assert a["best_trivial_spearman"] == pytest.approx(1.0)
+    assert "ceiling" in a and a["ceiling"]["reruns"] == 1
+    assert "entropy" in out["mean_loss"]["baselines"]
+
+
+def test_analyse_adds_utility_over_groups():
+    rows = _rows()
+    rows["group.g"] = -rows["loss.a"]
+    rows["task.t"] = rows["group.g"]
+    out = ranking.analyse(rows, ["a", "b"], [EvalTask(name="t", group="g")])
+    assert list(out)[:2] == ["utility", "mean_loss"]
+    assert out["utility"]["proxy"]["merge"]["spearman"] == pytest.approx(1.0)
+    assert out["utility"]["higher_is_better"]
+
+
+def test_analyse_needs_real_runs():
+    with pytest.raises(ranking.RankingError, match="'mix'"):
+        ranking.analyse(_rows().query("kind != 'mix'"), ["a", "b"], [])

@@ -1,0 +1,203 @@
+"""validate_proxy and final_training on a micro setup: real runs, scores, checkpoints."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from parammix_core import simplex, stages
+from parammix_core.config import Experiment, load_experiment
+from parammix_core.data import load_prepared
+from parammix_core.evaluate import heldout_loss
+from parammix_core.model import load_model
+from parammix_core.stages import final, validate
+from parammix_core.train import sample_batch, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    torch.set_num_threads(1)
+    exp = load_experiment(ROOT / "configs" / "micro.yaml")
+    store_url = str(tmp_path_factory.mktemp("store"))
+    exp = exp.model_copy(
+        update={
+            "store": exp.store.model_copy(update={"url": store_url}),
+            "validation": exp.validation.model_copy(update={"metrics": "loss", "reruns": 1}),
+            "runtime": exp.runtime.model_copy(update={"device": "cpu"}),
+        }
+    )
+    store = stages.open_store(exp)
+    data = stages.prepare_domains(exp, store)
+    base = stages.build_base(exp, store, data)
+    experts = [stages.train_expert(exp, store, d, data, base) for d in exp.domains]
+    probe = stages.interference_probe(exp, store, data, base, experts)
+    return exp, store, data, base, experts, probe
+
+
+def test_validation_mixtures_and_plan():
+    exp = Experiment()
+    mixtures = validate.validation_mixtures(exp, [0.1, 0.2, 0.3, 0.4])
+    assert len(mixtures) == exp.validation.n_mixtures + 1
+    np.testing.assert_allclose(mixtures[0], [0.25] * 4)
+    assert mixtures[-1] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    for m in mixtures:
+        assert sum(m) == pytest.approx(1.0) and max(m) < 1
+    plan = validate.run_plan(exp, len(mixtures))
+    assert plan[: len(mixtures)] == [(i, exp.seed) for i in range(len(mixtures))]
+    reruns = plan[len(mixtures) :]
+    assert [i for i, _ in reruns] == list(range(1, exp.validation.reruns + 1))
+    assert all(seed != exp.seed for _, seed in reruns)
+
+
+def test_sampler_draws_domains_in_proportion_alpha():
+    # domain k's blocks hold only token k, so a row's first token names its domain
+    blocks = [torch.full((50, 4), k) for k in range(3)]
+    alpha = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.cat([sample_batch(blocks, alpha, 64, gen)[:, 0] for _ in range(100)])
+    counts = np.bincount(rows.numpy(), minlength=3)  # 6400 draws
+    assert stats.chisquare(counts, alpha.numpy() * counts.sum()).pvalue > 0.01
+    # the same counts are far from a uniform mixture: the test can fail
+    assert stats.chisquare(counts, np.full(3, counts.sum() / 3)).pvalue < 1e-6
+
+
+def test_mixed_run_at_a_vertex_is_the_expert(setup):
+    exp, store, data, base, experts, _ = setup
+    ref = validate.train_mixed(exp, store, [1.0, 0.0], exp.seed, data, base)
+    mixed = store.load_tensors(ref, "model.safetensors")
+    expert = store.load_tensors(experts[0], "model.safetensors")
+    assert mixed.keys() == expert.keys()
+    for name, tensor in mixed.items():
+        assert torch.equal(tensor, expert[name]), name
+
+
+def test_validate_proxy_scores_runs_like_merges(setup):
+    exp, store, data, base, experts, probe = setup
+    mixtures = validate.validation_mixtures(exp)
+    plan = validate.run_plan(exp, len(mixtures))
+    runs = [validate.train_mixed(exp, store, mixtures[i], s, data, base) for i, s in plan]
+    ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts, probe)
+    rows = store.load_parquet(ref, "rows.parquet")
+    counts = rows["kind"].value_counts().to_dict()
+    n = len(mixtures)
+    assert counts == {"expert": 2, "merge": n, "mix": n, "rerun": 1, "corrected": n, "rescaled": n}
+    # triangle inequality: the merged update is never longer than the experts' weighted mean
+    assert (rows.loc[rows["kind"] == "rescaled", "stretch"] >= 1 - 1e-6).all()
+    # a real run's row is its held-out loss, scored independently here
+    prepared = load_prepared(store.local_dir(data))
+    model = load_model(str(store.local_dir(runs[1])), exp.model, "cpu")
+    row = rows[(rows["kind"] == "mix") & (rows["mixture"] == 1)].iloc[0]
+    for d in exp.domains:
+        loss, _ = heldout_loss(model, prepared.heldout[d], 32, "cpu")
+        assert row[f"loss.{d}"] == pytest.approx(loss, rel=1e-5)
+    # the merge at a corner is the expert
+    expert = load_model(str(store.local_dir(experts[1])), exp.model, "cpu")
+    corner = rows[(rows["kind"] == "expert") & (rows["mixture"] == 1)].iloc[0]
+    loss, _ = heldout_loss(expert, prepared.heldout[exp.domains[0]], 32, "cpu")
+    assert corner[f"loss.{exp.domains[0]}"] == pytest.approx(loss, rel=1e-5)
+    info = validate.load_validation(store, ref)
+    assert set(info["analysis"]) == {"mean_loss", *(f"loss.{d}" for d in exp.domains)}
+    assert info["analysis"]["mean_loss"]["n"] == n
+    fit = info["step_scale_fit"]
+    assert len(fit["loo_scale"]) == n and fit["theory_scale"] > 0
+    mix = rows[rows["kind"] == "mix"]
+    # the fitted scale is the least-squares projection of the measured gaps
+    assert fit["scale"] == pytest.approx(mix["gap_dot"].sum() / mix["dir_sq"].sum())
+    assert (store.local_dir(ref) / "validation.png").stat().st_size > 1000
+
+
+def test_compare_runs_gains_and_verdicts():
+    def m(u, loss):
+        return {"group.g": u, "loss.a": loss}
+
+    metrics = {
+        "chosen": [m(0.60, 1.0), m(0.62, 1.2)],
+        "uniform": [m(0.50, 1.1), m(0.52, 1.1)],
+        "natural": [m(0.61, 0.5), m(0.61, 0.7)],
+    }
+    table = final.compare_runs(metrics, ["a"], ["g"]).set_index("metric")
+    assert table.loc["utility", "gain vs uniform"] == pytest.approx(0.10)
+    assert table.loc["utility", "wins vs uniform"] == "yes"
+    assert table.loc["utility", "wins vs natural"] == "within spread"
+    assert table.loc["loss.a", "gain vs natural"] == pytest.approx(-0.5)  # losses: lower wins
+    assert table.loc["loss.a", "wins vs natural"] == "no"
+    assert table.loc["utility", "chosen sd"] == pytest.approx(np.std([0.60, 0.62], ddof=1))
+
+
+def test_final_run_checkpoint_reloads_with_identical_logits(setup):
+    exp, store, data, base, _, _ = setup
+    exp = exp.model_copy(
+        update={"validation": exp.validation.model_copy(update={"metrics": "all"})}
+    )
+    alpha = [0.3, 0.7]
+    ref = final.final_run(exp, store, alpha, exp.seed, data, base)
+    folder = store.local_dir(ref)
+    reloaded = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    # the same run again in memory (training is deterministic given the seed)
+    prepared = load_prepared(store.local_dir(data))
+    model = load_model(str(store.local_dir(base)), exp.model, "cpu")
+    train(
+        model,
+        prepared.train,
+        alpha,
+        exp.final.train,
+        exp.seed,
+        folder.parent / "again",
+        torch.device("cpu"),
+    )
+    ids = torch.tensor([tokenizer("def add(a, b): return a + b")["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(reloaded(ids).logits, model(ids).logits)
+    info = store.load_json(ref, "final_run.json")
+    assert info["alpha"] == pytest.approx(alpha)
+    assert set(info["metrics"]) >= {f"group.{g}" for g in exp.evaluation.groups}
+    summary_ref = final.final_training(exp, store, {"chosen": [ref], "uniform": [ref]})
+    table = store.load_parquet(summary_ref, "comparison.parquet")
+    assert isinstance(table, pd.DataFrame) and (table["gain vs uniform"] == 0).all()
+
+
+def test_final_mixtures_include_the_baselines():
+    exp = Experiment()
+    stats_ = {d: {"characters": c} for d, c in zip(exp.domains, [1, 1, 2, 4], strict=True)}
+    chosen = dict(zip(exp.domains, [0.1, 0.2, 0.3, 0.4], strict=True))
+    out = final.final_mixtures(exp, chosen, stats_)
+    assert out["natural"] == pytest.approx([0.125, 0.125, 0.25, 0.5])
+    assert out["uniform"] == pytest.approx([0.25] * 4)
+    assert out["chosen"] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(simplex.SimplexError, match="no weight"):
+        final.final_mixtures(exp, {"math": 1.0}, stats_)
+
+
+def test_validation_and_final_settings_leave_upstream_keys_alone():
+    exp = Experiment()
+    other = exp.model_copy(
+        update={
+            "validation": exp.validation.model_copy(update={"n_mixtures": 5, "reruns": 0}),
+            "final": exp.final.model_copy(update={"seeds": 3}),
+        }
+    )
+
+    def keys(e: Experiment) -> list[str]:
+        data = stages.data_ref(e)
+        base = stages.base_ref(e, data)
+        return [data.key, base.key, stages.expert_ref(e, "math", data, base).key]
+
+    assert keys(exp) == keys(other)
+    data = stages.data_ref(exp)
+    base = stages.base_ref(exp, data)
+    alpha = [0.25] * 4
+    slower = exp.model_copy(deep=True)
+    slower.training.expert.lr = 5e-4
+    assert validate.mixed_ref(exp, alpha, 0, data, base) != validate.mixed_ref(
+        slower, alpha, 0, data, base
+    )
+    assert validate.mixed_ref(exp, alpha, 0, data, base) != validate.mixed_ref(
+        exp, alpha, 1, data, base
+    )
