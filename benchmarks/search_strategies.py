@@ -20,6 +20,7 @@ the known optimum). A run that does not reach it within the budget counts as the
 (marked with '>' in the output).
 
     python benchmarks/search_strategies.py [--pool PATH] [--seeds 10] [--budget 256] [--batch 4]
+    python benchmarks/search_strategies.py --only round-cost   # seconds per flow round
 """
 
 from __future__ import annotations
@@ -265,6 +266,26 @@ def mixture_nll_benchmark(seeds: int, budget: int, batch: int) -> None:
     )
 
 
+def round_cost_benchmark(rows: int = 80) -> None:
+    """Seconds one flow round costs each model-free strategy at the default config's settings:
+    `search.batch_size` proposals from `rows` scored mixtures (the flow's fifth round)."""
+    from parammix_core.config import Experiment
+    from parammix_core.search import History, strategy_from_config
+
+    exp = Experiment()
+    k, n = len(exp.domains), exp.search.batch_size
+    x = simplex.dirichlet(k, rows, seed=1)  # (rows, K)
+    y = -((x - np.array([0.4, 0.3, 0.2, 0.1])) ** 2).sum(axis=1)
+    print(f"\n== one round at the default settings: {n} proposals from {rows} rows, K={k}")
+    for name in MODEL_FREE:
+        strategy = strategy_from_config(
+            exp.search.model_copy(update={"strategy": name}), exp.domains, 0
+        )
+        start = time.perf_counter()
+        strategy.propose(History(x, y), n)
+        print(f"{name:<10} {time.perf_counter() - start:8.2f} s per round")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pool", help="rows.parquet (default: newest with --pool-rows rows)")
@@ -272,7 +293,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--budget", type=int, default=256)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--only", choices=["pool", "quadratic", "mixture-nll"], action="append")
+    ap.add_argument(
+        "--only", choices=["pool", "quadratic", "mixture-nll", "round-cost"], action="append"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     only = set(args.only or ["pool", "quadratic", "mixture-nll"])
@@ -286,6 +309,8 @@ def main() -> None:
         quadratic_benchmark(args.seeds, args.budget, args.batch)
     if "mixture-nll" in only:
         mixture_nll_benchmark(args.seeds, args.budget, args.batch)
+    if "round-cost" in only:
+        round_cost_benchmark()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import pandas as pd
 RUN_ID = "run_id"
 ALPHA = "alpha."
 SUM_TOLERANCE = 1e-3
-NOT_METRICS = {RUN_ID, "seconds"}  # bookkeeping columns of the pipeline's rows.parquet
+NOT_METRICS = {RUN_ID, "seconds", "round", "proposal", "position"}  # bookkeeping of rows.parquet
 
 
 class RunsError(ValueError):

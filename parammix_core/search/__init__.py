@@ -23,6 +23,7 @@ from parammix_core.search.choice import (
     SearchError,
     choose_mixture,
     resolve_weights,
+    search_bounds,
     utility,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "kl_project",
     "project",
     "resolve_weights",
+    "search_bounds",
     "strategy_class",
     "strategy_from_config",
     "utility",

@@ -21,8 +21,7 @@ import numpy as np
 
 from parammix_core import simplex
 from parammix_core.config import SearchConfig
-from parammix_core.search.choice import SearchError
-from parammix_core.search.choice import _bounds as choice_bounds
+from parammix_core.search.choice import SearchError, search_bounds
 
 
 class UnknownStrategyError(SearchError):
@@ -242,6 +241,6 @@ def strategy_from_config(
     `inputs` are what a strategy needs beyond settings: `logprobs` (mixmin), `objective`
     (mergemix).
     """
-    lo, hi = choice_bounds(domains, cfg.bounds)
+    lo, hi = search_bounds(domains, cfg.bounds)
     settings = {**getattr(cfg.strategies, cfg.strategy).model_dump(), **inputs}
     return get_strategy(cfg.strategy, k=len(domains), lo=lo, hi=hi, seed=seed, **settings)

@@ -138,7 +138,7 @@ def choose_mixture(
     if absent:
         raise SearchError(f"no surrogate for {absent}; fitted targets are {surrogates.targets}")
     weights = resolve_weights(groups, cfg.group_weights)
-    lo, hi = _bounds(domains, cfg.bounds)
+    lo, hi = search_bounds(domains, cfg.bounds)
 
     pool = simplex.sample_bounded(k, cfg.n_candidates, lo, hi, seed=seed)  # (C, K)
     corners = np.vstack([simplex.vertices(k), simplex.uniform(k)])  # (K + 1, K)
@@ -167,7 +167,7 @@ def choose_mixture(
     )
 
 
-def _bounds(domains: list[str], bounds: dict[str, Bounds]) -> tuple[np.ndarray, np.ndarray]:
+def search_bounds(domains: list[str], bounds: dict[str, Bounds]) -> tuple[np.ndarray, np.ndarray]:
     """Per-domain floors and caps (K,), (K,); a domain without bounds gets [0, 1]."""
     unknown = sorted(set(bounds) - set(domains))
     if unknown:

@@ -22,7 +22,7 @@ import torch
 from torch.func import functional_call
 
 from parammix_core import simplex
-from parammix_core.search.base import OneShotStrategy, kl_project
+from parammix_core.search.base import OneShotStrategy, kl_project, project
 from parammix_core.search.choice import SearchError
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # alpha (K,) float64 -> scalar loss
@@ -127,6 +127,9 @@ class MergeMixStrategy(OneShotStrategy):
     Args:
         objective: e.g. `merged_loss_objective(...)` on benchmark-like dev data.
         steps, lr: see `learn_merge_weights`.
+        optimum: weights learned before, instead of `objective`: learning costs `steps`
+            forward/backward passes of the merged model, so the flow learns them once per
+            experiment and proposes from them round after round.
     """
 
     name = "mergemix"
@@ -140,8 +143,15 @@ class MergeMixStrategy(OneShotStrategy):
         objective: Objective | None = None,
         steps: int = 200,
         lr: float = 0.5,
+        optimum: np.ndarray | None = None,
     ):
         super().__init__(k, lo, hi, seed)
-        if objective is None:
-            raise SearchError("mergemix: needs a differentiable objective of alpha")
-        self.optimum = learn_merge_weights(objective, k, steps, lr, seed, self.lo, self.hi)
+        if (objective is None) == (optimum is None):
+            raise SearchError("mergemix: needs a differentiable objective of alpha or an optimum")
+        if optimum is not None:
+            w = np.asarray(optimum, dtype=float)
+            if w.shape != (k,):
+                raise SearchError(f"mergemix: optimum has shape {w.shape}; expected ({k},)")
+            self.optimum = project(w, self.lo, self.hi)[0]  # (K,)
+        else:
+            self.optimum = learn_merge_weights(objective, k, steps, lr, seed, self.lo, self.hi)

@@ -9,17 +9,45 @@ is convex in alpha (a log of a linear function, negated), so the MixMin seed's l
 argument turns the bi-level mixing problem into one convex minimisation over the simplex. It is
 solved by exponentiated gradient (mirror descent with the entropy mirror map), which stays on
 the simplex by construction; per-domain floors and caps are kept by a KL projection after each
-step. The experts are scored once; every step is O(K S).
+step. The experts are scored once (`sequence_logprobs`); every step is O(K S).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.special import logsumexp
 
 from parammix_core import simplex
 from parammix_core.search.base import OneShotStrategy, kl_project
 from parammix_core.search.choice import SearchError
+
+
+def sequence_logprobs(
+    model: torch.nn.Module, blocks: torch.Tensor, batch_size: int, device: torch.device | str
+) -> np.ndarray:
+    """log p(block) under a causal LM, the sum over its T-1 predicted tokens, shape (S,).
+
+    Args:
+        model: a causal LM whose forward returns `.logits` of shape (B, T, V).
+        blocks: (S, T) integer token ids, T >= 2.
+        batch_size: blocks per forward pass.
+    """
+    if blocks.ndim != 2 or blocks.shape[0] < 1 or blocks.shape[1] < 2:
+        raise SearchError(f"mixmin: target blocks must be (S>=1, T>=2); got {tuple(blocks.shape)}")
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, blocks.shape[0], batch_size):
+                batch = blocks[start : start + batch_size].to(device, torch.long)  # (B, T)
+                logits = model(batch).logits[:, :-1].float()  # (B, T-1, V)
+                lp = torch.log_softmax(logits, dim=-1).gather(-1, batch[:, 1:, None])  # (B, T-1, 1)
+                out.append(lp[..., 0].double().sum(dim=1).cpu())  # (B,)
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy()
 
 
 def mixture_nll(logprobs: np.ndarray, alpha: np.ndarray) -> float:

@@ -1,0 +1,109 @@
+"""The flow's evaluation fan-out driven by each search strategy, on the micro config.
+
+One store for the module: data, base and experts are trained once and shared by every strategy
+(their keys do not depend on the strategy), so each run adds only its proposals and merges.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.cli import apply_overrides
+from flows.param_mix import param_mix
+from parammix_core import stages
+from parammix_core.config import Experiment, load_experiment
+from parammix_core.search.mixmin import mixmin
+
+ROOT = Path(__file__).resolve().parents[2]
+STRATEGIES = ["random", "surrogate", "bayes", "mixmin", "mergemix"]
+FAST = [  # micro budgets: no validation, final training or probe; cheap strategy settings
+    "validation.enabled=false",
+    "final.enabled=false",
+    "probe.enabled=false",
+    "search.strategies.surrogate.min_rows=4",
+    "search.strategies.bayes.num_restarts=2",
+    "search.strategies.bayes.raw_samples=32",
+    "search.strategies.mergemix.steps=20",
+    "search.target_sequences=8",
+]
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("search") / "store"
+
+
+def micro(store: Path, strategy: str, *overrides: str) -> Experiment:
+    exp = load_experiment(ROOT / "configs" / "micro.yaml")
+    settings = [*FAST, f"search.strategy={strategy}", f"store.url={store}", *overrides]
+    return apply_overrides(exp, settings, "configs/micro.yaml")
+
+
+def imports(root: Path, exp: Experiment) -> list[str]:
+    """Three runs made elsewhere, as CSV files, and the override that imports them."""
+    ids = ["ext-a", "ext-b", "ext-c"]
+    pd.DataFrame({"run_id": ids, "math": [0.6, 0.8, 0.3], "sft": [0.4, 0.2, 0.7]}).to_csv(
+        root / "ratios.csv", index=False
+    )
+    scores = {f"group.{g}": [0.30, 0.31, 0.32] for g in exp.evaluation.groups}
+    pd.DataFrame({"run_id": ids, **scores}).to_csv(root / "metrics.csv", index=False)
+    return [f"search.import_runs={{ratios: {root}/ratios.csv, metrics: {root}/metrics.csv}}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_strategy_drives_the_fan_out(prefect_api, store_dir: Path, tmp_path: Path, strategy):
+    plain = micro(store_dir, strategy)
+    exp = (
+        micro(store_dir, strategy, *imports(tmp_path, plain)) if strategy == "surrogate" else plain
+    )
+    refs = param_mix(exp, return_state=True).result()
+    store = stages.open_store(exp)
+    rows = store.load_parquet(refs["surrogates"], "rows.parquet")
+    k, n = len(exp.domains), exp.search.n_mixtures
+
+    merged = rows[rows["strategy"] != "imported"]
+    assert len(merged) == n
+    assert set(merged["strategy"]) == {strategy}
+    assert merged["round"].tolist() == [0] * 4 + [1] * 4
+    assert merged["proposal"].tolist() == [0, 1, 2, 3] * 2
+    assert merged["source"].tolist() == ["initial"] * (k + 1) + ["proposed"] * (n - k - 1)
+    x = merged[[f"alpha.{d}" for d in exp.domains]].to_numpy()
+    np.testing.assert_allclose(x.sum(axis=1), 1.0, atol=1e-9)
+    assert (x >= -1e-12).all()
+    for g in exp.evaluation.groups:  # every proposal has its scores beside it
+        assert merged[f"group.{g}"].between(0, 1).all()
+    proposals = [m for m in store.artifacts() if m["stage"] == "proposals"]
+    assert sum(m["info"]["strategy"] == strategy for m in proposals) == 2  # one per round
+
+    data, base = refs["data"], refs["base"]
+    experts = [refs[f"expert.{d}"] for d in exp.domains]
+    if strategy == "random":  # exactly the fixed plan, in the fixed plan's batches and keys
+        np.testing.assert_array_equal(x, stages.evaluation_mixtures(exp))
+        for batch in stages.mixture_batches(exp):
+            assert store.exists(stages.eval_ref(exp, batch, data, base, experts))
+    if strategy == "surrogate":
+        outside = rows[rows["strategy"] == "imported"]
+        assert outside["run_id"].tolist() == ["ext-a", "ext-b", "ext-c"]
+        fitted = store.load_json(refs["surrogates"], "cv.json")
+        assert f"group.{exp.evaluation.groups[0]}" in fitted
+        assert not any(t.startswith("loss.") for t in fitted)  # the imports have no losses
+    if strategy in ("mixmin", "mergemix"):  # the first proposal is the strategy's optimum
+        inputs = stages.inputs_ref(exp, data, base, experts)
+        if strategy == "mixmin":
+            logprobs = store.load_tensors(inputs, "logprobs.safetensors")["logprobs"].numpy()
+            assert logprobs.shape == (k, k * exp.search.target_sequences)
+            np.testing.assert_allclose(x[k + 1], mixmin(logprobs), atol=1e-9)
+        else:
+            learned = store.load_json(inputs, "mergemix.json")
+            np.testing.assert_allclose(x[k + 1], learned["optimum"], atol=1e-9)
+            assert store.manifest(inputs)["info"]["dev_loss"] <= (
+                store.manifest(inputs)["info"]["uniform_dev_loss"] + 1e-9
+            )
+
+    keys = {m["key"] for m in store.artifacts()}
+    again = param_mix(exp, return_state=True).result()
+    assert again == refs
+    assert {m["key"] for m in store.artifacts()} == keys  # a rerun publishes nothing new
