@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from parammix_core.config import ModelConfig
@@ -74,15 +75,52 @@ def load_model(path: str | Path, cfg: ModelConfig, device: torch.device | str) -
                 "loaded - convert the checkpoint to safetensors first"
             )
         raise ModelLoadError(f"{path}: no *.safetensors weights")
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        use_safetensors=True,
-        local_files_only=True,
-        trust_remote_code=cfg.trust_remote_code,
-        attn_implementation=cfg.attn_implementation,
-        dtype=DTYPES[cfg.dtype],
+    for file in sorted(path.glob("*.safetensors")):
+        _check_safetensors(file)
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            path,
+            use_safetensors=True,
+            local_files_only=True,
+            trust_remote_code=cfg.trust_remote_code,
+            attn_implementation=cfg.attn_implementation,
+            dtype=DTYPES[cfg.dtype],
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,  # reported below, with the names, instead of a log
+        )
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{path}: cannot load the checkpoint: {err}") from None
+    # transformers only logs weights that are absent or of another shape and initialises them
+    # at random; a base or expert with random tensors must never be used.
+    missing = sorted(info["missing_keys"])
+    mismatched = sorted(
+        f"{k}: file {tuple(a)}, config {tuple(b)}" for k, a, b in info["mismatched_keys"]
     )
+    if missing or mismatched:
+        problems = [f"{len(missing)} tensor(s) missing, e.g. {missing[:3]}"] if missing else []
+        if mismatched:
+            problems.append(f"{len(mismatched)} of another shape, e.g. {mismatched[:3]}")
+        raise ModelLoadError(
+            f"{path}: the weights do not fit config.json ({type(model).__name__}): "
+            + "; ".join(problems)
+        )
     return model.to(torch.device(device)).eval()
+
+
+def _check_safetensors(file: Path) -> None:
+    """Refuse a weights file that is not safetensors (never unpickled) before transformers
+    reads it, with the file named."""
+    try:
+        with safe_open(file, framework="pt"):
+            return
+    except (SafetensorError, OSError) as err:
+        problem = f"not a valid safetensors file ({err})"
+    # only now: a safetensors header length may start with these bytes too (0x80 = 128)
+    with open(file, "rb") as f:
+        head = f.read(4)
+    if head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save zip, or a raw pickle stream
+        problem = "a pickle (torch.save) file under a .safetensors name; pickles are never loaded"
+    raise ModelLoadError(f"{file}: {problem}")
 
 
 def save_model(model: PreTrainedModel, out_dir: Path) -> None:

@@ -35,7 +35,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,12 +49,20 @@ from parammix_core import __version__
 
 MANIFEST = "MANIFEST.json"
 KEY_CHARS = 24
+# Transfers on S3 move `CONCURRENCY` parts at a time, so a process holds at most
+# CONCURRENCY x part size of a file in memory, however large the checkpoint.
+CONCURRENCY = 4
+DOWNLOAD_PART = 8 << 20
 LOADABLE = (".safetensors", ".json", ".parquet")
 Verify = Literal["sha256", "size"]
 
 
 class StoreError(RuntimeError):
     """A missing, torn, tampered or unloadable artifact; the message names key and file."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's endpoint cannot be reached: may pass, worth a retry."""
 
 
 def canonical_json(obj: Any) -> str:
@@ -98,7 +106,7 @@ class Store:
         storage_options: dict[str, Any] | None = None,
         verify: Verify = "sha256",
         cache_dir: Path | None = None,
-        part_size: int = 64 << 20,
+        part_size: int = 16 << 20,
     ) -> None:
         self.url = url
         try:
@@ -129,10 +137,8 @@ class Store:
             except FileNotFoundError:
                 pass
         with self._explained("write"):
-            try:
+            with suppress(FileExistsError):  # another process made it first: theirs stands
                 self._create(path, uuid.uuid4().hex.encode())
-            except FileExistsError:  # another process made it first: theirs stands
-                pass
             return self.fs.cat_file(path).decode().strip()
 
     def __repr__(self) -> str:
@@ -161,8 +167,14 @@ class Store:
                 ) from None
             raise
         except Exception as err:
-            if _is_connection_error(err):
+            if type(err).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
                 raise StoreError(
+                    f"store {self.url}: no credentials found; set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY or name a Prefect Secret block in "
+                    "store.credentials_block"
+                ) from None
+            if _is_connection_error(err):
+                raise StoreUnavailable(
                     f"store {self.url}: cannot reach the endpoint ({type(err).__name__}: {err})"
                 ) from None
             raise
@@ -248,7 +260,7 @@ class Store:
             for rel in manifest["files"]:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    self.fs.get_file(self.file_path(ref, rel, manifest), str(tmp / rel))
+                    self._get(self.file_path(ref, rel, manifest), tmp / rel)
                 except FileNotFoundError:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise StoreError(
@@ -347,9 +359,20 @@ class Store:
             self.fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
             self.fs.put_file(str(local), dest)
         elif "s3" in _protocols(self.fs):  # parts of part_size; S3 needs >= 5 MiB per part
-            self.fs.put_file(str(local), dest, chunksize=max(self.part_size, 5 << 20))
+            self.fs.put_file(
+                str(local),
+                dest,
+                chunksize=max(self.part_size, 5 << 20),
+                max_concurrency=CONCURRENCY,
+            )
         else:
             self.fs.put_file(str(local), dest)
+
+    def _get(self, path: str, local: Path) -> None:
+        if "s3" in _protocols(self.fs):  # ranged parts, a few at a time: bounded memory
+            self.fs.get_file(path, str(local), chunksize=DOWNLOAD_PART, max_concurrency=CONCURRENCY)
+        else:
+            self.fs.get_file(path, str(local))
 
     def _create(self, path: str, data: bytes) -> None:
         """Write `path` only if it does not exist; FileExistsError if it does."""

@@ -84,7 +84,12 @@ def _domain_texts(spec: DomainSpec, cfg: DataConfig, seed: int) -> list[str]:
         want = (cfg.max_train_tokens + cfg.heldout_tokens) * CHARS_PER_TOKEN
         docs = builtin_texts(spec.builtin, domain_seed(seed, spec.name), want)
     else:
-        docs = load_texts(spec.paths, spec.text_field)
+        try:
+            docs = load_texts(spec.paths, spec.text_field)
+        except DataError as err:
+            raise DataError(f"domain {spec.name!r}: {err}") from None
+        if not docs:
+            raise DataError(f"domain {spec.name!r}: no documents in {spec.paths} (empty files)")
     return docs[: spec.max_documents] if spec.max_documents else docs
 
 
@@ -156,6 +161,13 @@ def prepare_corpora(
                 f"domain {spec.name!r}: no text left after cleaning ({len(raw)} documents, "
                 f"{counts['dropped_short']} shorter than min_chars={cfg.min_chars}, "
                 f"{counts['dropped_duplicate']} duplicates)"
+            )
+        if len(docs) < 2:
+            raise DataError(
+                f"domain {spec.name!r}: 1 document left after cleaning ({len(raw)} documents, "
+                f"{counts['dropped_short']} shorter than min_chars={cfg.min_chars}, "
+                f"{counts['dropped_duplicate']} duplicates); the held-out split and the "
+                "training text need one each"
             )
         random.Random(domain_seed(seed, spec.name)).shuffle(docs)
         docs_by_domain[spec.name] = docs

@@ -82,6 +82,9 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     A missing pad token is set to eos, because packed batches need one and eos is the
     document separator anyway.
     """
+    local = Path(path)
+    if (local.is_absolute() or str(path).startswith(".")) and not local.exists():
+        raise DataError(f"{path}: cannot load a tokenizer: no such directory")  # not "Repo id ..."
     try:
         tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except (OSError, ValueError) as err:

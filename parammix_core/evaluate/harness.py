@@ -148,6 +148,10 @@ class Evaluator:
             raise EvaluationError(f"duplicate task names: {sorted(names)}")
         if batch_size < 1:
             raise EvaluationError(f"batch_size must be positive, got {batch_size}")
+        folders = [include_path] if isinstance(include_path, str | Path) else include_path or []
+        missing = [str(f) for f in folders if not Path(f).is_dir()]
+        if missing:  # lm-eval would skip it, index its own ~14k tasks and report unknown names
+            raise EvaluationError(f"include_path: no such task folder(s) {missing}")
         self.device = torch.device(device)
         param = next(model.parameters())
         if param.device.type != self.device.type or (

@@ -1,0 +1,64 @@
+"""`parammix store list|verify|gc` as a user runs it."""
+
+import json
+from pathlib import Path
+
+import s3fs
+
+from flows.cli import main
+from parammix_core.store import ArtifactRef, Store
+
+
+def _store_with_leftover(root: Path) -> tuple[Store, ArtifactRef]:
+    store = Store(str(root), cache_dir=root.parent / "cache")
+    ref = ArtifactRef.for_spec("expert", "math", {"v": 1})
+    src = store.staging(ref)
+    (src / "info.json").write_text(json.dumps({"a": 1}))
+    store.publish(ref, src)
+    leftover = root / "expert" / "math-deadbeef" / "files-x" / "model.safetensors"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"0" * 10)
+    return store, ref
+
+
+def test_store_commands(tmp_path: Path, capsys):
+    store, ref = _store_with_leftover(tmp_path / "store")
+    opts = ["--set", f"store.url={tmp_path / 'store'}"]
+
+    assert main(["store", "list", *opts]) == 0
+    out = capsys.readouterr().out
+    assert ref.path in out and ref.key[:12] in out and "1 artifact(s)" in out
+
+    assert main(["store", "gc", *opts, "--older-than", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "expert/math-deadbeef" in out and "dry run, nothing deleted" in out
+    assert (tmp_path / "store" / "expert" / "math-deadbeef").exists()
+
+    assert main(["store", "gc", *opts, "--older-than", "0", "--delete"]) == 0
+    assert "deleted 1 leftover(s)" in capsys.readouterr().out
+    assert not (tmp_path / "store" / "expert" / "math-deadbeef").exists()
+
+    assert main(["store", "verify", *opts]) == 0
+    Path(store.file_path(ref, "info.json")).write_text('{"a": 2}')
+    assert main(["store", "verify", *opts]) == 1
+    assert f"BAD  {ref.path}: {ref.path}/info.json: sha256 does not match" in (
+        capsys.readouterr().out
+    )
+
+
+def test_store_errors_are_one_line(tmp_path: Path, capsys, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    opts = ["--set", "store.url=s3://no-such-bucket-cli/x"]
+    fast = "config_kwargs: {connect_timeout: 1, retries: {max_attempts: 1}}"
+    opts += ["--set", f"store.storage_options={{endpoint_url: 'http://127.0.0.1:9', {fast}}}"]
+    assert main(["store", "list", *opts]) == 2
+    assert "s3://no-such-bucket-cli/x: no credentials found" in capsys.readouterr().err
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-printed-secret")
+    s3fs.S3FileSystem.clear_instance_cache()  # the cached client resolved no credentials
+    assert main(["store", "list", *opts]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the endpoint" in err and "never-printed-secret" not in err
