@@ -1,0 +1,61 @@
+"""The `evaluate-mixtures` flow: score given mixtures with the experts of a config.
+
+Every stage before the merge is content-addressed, so with a config that already ran the
+experts come from the store at once; with a changed base checkpoint or corpus they are
+retrained first. Run it nightly and it costs nothing until something upstream changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from parammix_core import simplex
+from parammix_core.config import Experiment
+from tasks.base import base_model
+from tasks.data import prepare_domains
+from tasks.evaluate import merge_and_evaluate, plan_mixtures
+from tasks.experts import train_expert
+from tasks.probe import interference_probe
+
+
+@flow(
+    name="evaluate-mixtures",
+    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    log_prints=True,
+    validate_parameters=True,
+)
+def evaluate_mixtures(
+    exp: Experiment = Experiment(),  # noqa: B008
+    mixtures: list[dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """Merge and score `mixtures` ({domain: weight}; default: the planned vertices, uniform
+    and Dirichlet draws of `stages.mixture_batches`).
+
+    Returns the refs the caller needs to go on: data, base, experts, probe, evals.
+    """
+    if mixtures is not None:
+        if not mixtures:
+            raise ValueError("mixtures: give at least one {domain: weight} mapping, or null")
+        alphas = [simplex.from_mapping(m, exp.domains).tolist() for m in mixtures]
+        size = exp.search.batch_size
+        batches = [alphas[i : i + size] for i in range(0, len(alphas), size)]
+    else:
+        batches = plan_mixtures(exp)
+    data = prepare_domains(exp)
+    base = base_model(exp, data)
+    experts = train_expert.map(unmapped(exp), exp.domains, unmapped(data), unmapped(base)).result()
+    probe = interference_probe(exp, data, base, experts) if exp.probe.enabled else None
+    corrected = exp.evaluation.proxy == "corrected"
+    evals = merge_and_evaluate.map(
+        unmapped(exp),
+        batches,
+        unmapped(data),
+        unmapped(base),
+        unmapped(experts),
+        unmapped(probe if corrected else None),
+        index=range(len(batches)),
+    ).result()
+    return {"data": data, "base": base, "experts": experts, "probe": probe, "evals": evals}

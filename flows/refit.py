@@ -1,0 +1,37 @@
+"""The `refit-surrogates` flow: more rows, new surrogates, a new choice and report.
+
+New rows are mixtures evaluated now with the config's experts, and/or runs made elsewhere
+(`search.import_runs`). The config's planned mixtures come from the store when an earlier run
+evaluated them. More rows where the surrogates were unsure is the cheap way to a
+better-founded choice.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.evaluate_mixtures import evaluate_mixtures
+from parammix_core.config import Experiment
+from parammix_core.store import ArtifactRef
+from tasks.proposals import import_runs
+from tasks.report import report
+from tasks.search import optimise_mixture
+from tasks.surrogates import fit_surrogates
+
+
+@flow(name="refit-surrogates", log_prints=True, validate_parameters=True)
+def refit_surrogates(
+    exp: Experiment = Experiment(),  # noqa: B008
+    mixtures: list[dict[str, float]] | None = None,
+) -> dict[str, ArtifactRef]:
+    """Surrogates on the planned plus `mixtures` ({domain: weight}) rows; the new choice."""
+    planned = evaluate_mixtures(exp)
+    evals = list(planned["evals"])
+    if mixtures:
+        evals += evaluate_mixtures(exp, mixtures)["evals"]
+    imported = import_runs(exp) if exp.search.import_runs is not None else None
+    probe = planned["probe"]
+    surrogates = fit_surrogates(exp, evals, probe, None, imported)
+    choice = optimise_mixture(exp, surrogates, planned["data"])
+    final = report(exp, surrogates, choice, probe)
+    return {"surrogates": surrogates, "choice": choice, "report": final}

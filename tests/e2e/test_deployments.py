@@ -1,0 +1,173 @@
+"""The product as users run it: deployed flows, a worker, retries, artifacts, the UI, schedules."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateName,
+)
+
+from tests.e2e.conftest import FAULT, FinishedRun, Stack
+from tests.e2e.servers import BIN, child, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1440,1100",
+    "--virtual-time-budget=20000",
+]
+
+
+def test_run_completes_with_its_stages(finished_run: FinishedRun):
+    run = finished_run.run
+    assert run.state.name == "Completed", run.state
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+    names = {t.name for t in tasks}
+    for domain in finished_run.exp.domains:
+        assert f"train_expert[{domain}]" in names
+    n_batches = -(-finished_run.exp.search.n_mixtures // finished_run.exp.search.batch_size)
+    assert {f"merge_and_evaluate[batch {i}]" for i in range(n_batches)} <= names
+    # Completed, or Cached where the run asks the same question twice (e.g. a refit).
+    assert all(t.state.is_completed() for t in tasks), {t.name: t.state.name for t in tasks}
+
+
+def test_injected_fault_was_retried(finished_run: FinishedRun):
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[finished_run.run.id]))
+        )
+        faulty = next(t for t in tasks if t.name == FAULT)
+        history = [s.name for s in client.read_task_run_states(faulty.id)]
+    assert faulty.run_count == 2
+    assert history[-3:] == ["AwaitingRetry", "Retrying", "Completed"], history
+    others = [t for t in tasks if t.name != FAULT]
+    assert all(t.run_count == 1 for t in others), {t.name: t.run_count for t in others}
+
+
+def test_artifacts_published(finished_run: FinishedRun):
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[finished_run.run.id])
+            )
+        )
+    by_key = {a.key: a for a in artifacts if a.key}
+    for key in ("domains", "evaluated-batch-0", "surrogate-fit", "chosen-mixture", "report"):
+        assert key in by_key, sorted(by_key)
+    assert "Chosen mixture" in by_key["report"].data
+    progress = [a for a in artifacts if a.type == "progress"]
+    assert progress and all(float(a.data) == 100.0 for a in progress)
+    images = [a for a in artifacts if a.type == "markdown" and "data:image/png;base64," in a.data]
+    assert len(images) >= 3, [a.key for a in artifacts]
+
+
+def test_ui_shows_run(finished_run: FinishedRun):
+    """Headless Chromium renders the run page (its DOM names the run and its state) and a
+    figure artifact's page (the PNG is an image in the page)."""
+    stack: Stack = finished_run.stack
+    if stack.server.database != "sqlite":
+        pytest.skip("the UI reads the same API on either database; checked once, on SQLite")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    flags = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={stack.workdir / 'chromium-profile'}"]
+
+    def browse(page: str, *what: str) -> str:
+        done = subprocess.run([*flags, *what, page], capture_output=True, text=True, timeout=120)
+        return done.stdout
+
+    page = f"{stack.server.ui}/runs/flow-run/{finished_run.run.id}"
+    dom = browse(page, "--dump-dom")
+    assert finished_run.run.name in dom
+    assert "Completed" in dom
+    shot = stack.workdir / "flow-run.png"
+    browse(page, f"--screenshot={shot}")
+    assert shot.stat().st_size > 20_000
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[finished_run.run.id])
+            )
+        )
+    landscape = next(a for a in artifacts if a.key == "plot-landscape")
+    figure = f"{stack.server.ui}/artifacts/artifact/{landscape.id}"
+    assert re.search(r"<img[^>]+src=\"data:image/png;base64,", browse(figure, "--dump-dom"))
+
+    keep = os.environ.get("PARAMMIX_E2E_SCREENSHOTS")  # e.g. /tmp/shots, to refresh the docs
+    if keep:
+        shutil.copy(shot, Path(keep) / "flow-run.png")
+        browse(figure, f"--screenshot={Path(keep) / 'artifact-landscape.png'}")
+
+
+def test_parameters_validated(stack: Stack):
+    """The experiment config is the deployment's parameter schema: bad values are refused."""
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("param-mix/on-demand")
+        schema = deployment.parameter_openapi_schema
+        assert "exp" in schema["properties"]
+        with pytest.raises(Exception, match=r"exp\.search\.n_mixtures"):
+            client.create_flow_run_from_deployment(
+                deployment.id, parameters={"exp": {"search": {"n_mixtures": 0}}}
+            )
+
+
+def test_cron_deployment_has_scheduled_runs(stack: Stack):
+    with get_client(sync_client=True) as client:
+        weekly = client.read_deployment_by_name("param-mix/weekly-full-run")
+        assert [s.schedule.cron for s in weekly.schedules] == ["0 2 * * 0"]
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[weekly.id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Scheduled"]))
+            ),
+        )
+    assert len(runs) >= 3
+    times = sorted(r.expected_start_time for r in runs)
+    assert all(t.weekday() == 6 and t.hour == 2 and t.minute == 0 for t in times)
+
+
+def test_parammix_serve_registers_its_deployments(stack: Stack):
+    """`parammix serve` against the real server: its deployments appear with the config."""
+    if stack.server.database != "sqlite":
+        pytest.skip("the serve path does not depend on the server's database")
+    cmd = [str(BIN / "parammix"), "serve", "--config", "configs/micro.yaml", "--weekly", "none"]
+    log = stack.workdir / "serve.log"
+    with child(cmd, log, stack.server.env), get_client(sync_client=True) as client:
+
+        def served() -> bool:
+            client.read_deployment_by_name("evaluate-mixtures/served-nightly")
+            return True
+
+        wait_for("parammix serve", served, 120, log)
+        nightly = client.read_deployment_by_name("evaluate-mixtures/served-nightly")
+        on_demand = client.read_deployment_by_name("param-mix/served")
+    assert [s.schedule.cron for s in nightly.schedules] == ["0 3 * * *"]
+    assert on_demand.parameters["exp"]["name"] == "micro"
+    assert not on_demand.schedules

@@ -1,0 +1,49 @@
+"""evaluate-mixtures and refit-surrogates on the micro config, reusing one set of experts."""
+
+from pathlib import Path
+
+import pytest
+
+from flows.cli import apply_overrides
+from flows.evaluate_mixtures import evaluate_mixtures
+from flows.refit import refit_surrogates
+from parammix_core import stages
+from parammix_core.config import Experiment, load_experiment
+from parammix_core.simplex import SimplexError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def micro(store: Path) -> Experiment:
+    exp = load_experiment(ROOT / "configs" / "micro.yaml")
+    overrides = ["validation.enabled=false", "final.enabled=false", f"store.url={store}"]
+    return apply_overrides(exp, overrides, "configs/micro.yaml")
+
+
+@pytest.mark.slow
+def test_evaluate_given_mixtures_then_refit_with_them(prefect_api, tmp_path: Path):
+    exp = micro(tmp_path / "store")
+    store = stages.open_store(exp)
+    extra = [{"math": 0.9, "sft": 0.1}, {"math": 0.1, "sft": 0.9}, {"math": 0.3, "sft": 0.7}]
+
+    scored = evaluate_mixtures(exp, extra)
+    rows = stages.load_rows(store, scored["evals"])
+    assert rows[["alpha.math", "alpha.sft"]].round(6).values.tolist() == [
+        [m["math"], m["sft"]] for m in extra
+    ]
+    for group in exp.evaluation.groups:
+        assert rows[f"group.{group}"].between(0, 1).all()
+    experts_before = {m["key"] for m in store.artifacts() if m["stage"] == "expert"}
+
+    refs = refit_surrogates(exp, extra)
+    fitted = store.load_parquet(refs["surrogates"], "rows.parquet")
+    assert len(fitted) == exp.search.n_mixtures + len(extra)  # planned + the new rows
+    experts_after = {m["key"] for m in store.artifacts() if m["stage"] == "expert"}
+    assert experts_after == experts_before  # the experts were reused, not retrained
+    assert "Chosen mixture" in stages.report_text(store, refs["report"])
+
+
+def test_evaluate_rejects_a_mixture_off_the_simplex(prefect_api, tmp_path: Path):
+    exp = micro(tmp_path / "store")
+    with pytest.raises(SimplexError, match="sum"):
+        evaluate_mixtures(exp, [{"math": 0.9, "sft": 0.9}])
