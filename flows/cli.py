@@ -3,8 +3,10 @@
 parammix run [--config FILE] [--set training.expert.steps=50 ...]
 parammix show-config [--config FILE] [--set ...]
 parammix validate-config FILE
+parammix serve [--config FILE] [--set ...] [--weekly CRON] [--nightly CRON]
 parammix import --ratios R.csv --metrics M.csv [--out rows.parquet]
 parammix surrogate --train A.parquet --test B.parquet [--metric NAME ...]
+parammix store list|verify|gc [--config FILE] [--set ...] [--older-than S] [--delete]
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 
 import yaml
 
+from flows import store_cli
 from parammix_core.config import ConfigError, Experiment, load_experiment, parse_experiment
 from parammix_core.runs import RunsError
+from parammix_core.store import StoreError
 
 QUIET_ENV = {
     "DO_NOT_TRACK": "1",
@@ -40,16 +44,24 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
         path, sep, raw = item.partition("=")
         if not sep or not path:
             raise ConfigError(f"--set {item!r}: expected dotted.path=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({err})") from None
         node: Any = data
         keys = path.split(".")
-        for k in keys[:-1]:
-            node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
-        last = keys[-1]
-        value = yaml.safe_load(raw)
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
+        try:
+            for k in keys[:-1]:
+                node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
+            if isinstance(node, list):
+                node[int(keys[-1])] = value
+            else:
+                node[keys[-1]] = value
+        except (ValueError, IndexError, TypeError, AttributeError):
+            raise ConfigError(
+                f"--set {item!r}: the config has no field {path!r} (list items take an index, "
+                "e.g. data.domains.0.name)"
+            ) from None
     return parse_experiment(data, f"{source} with --set")
 
 
@@ -82,13 +94,61 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(exp.runtime.torch_threads)
     start = time.perf_counter()
-    refs = with_workers(exp.runtime.max_workers)(exp)
+    refs = with_workers(exp.runtime.max_workers, exp.runtime)(exp)
     store = stages.open_store(exp)
     print()
     print(f"Param-Mix finished in {time.perf_counter() - start:.0f} s")
     for line in summary_lines(stages.load_choice(store, refs["choice"])):
         print(line)
     print(f"Report: {stages.report_path(store, refs['report'])}")
+    return 0
+
+
+def served_deployments(exp: Experiment, weekly: str, nightly: str) -> list[Any]:
+    """The flows as deployments of this process, `exp` as their default parameters."""
+    from flows.evaluate_mixtures import evaluate_mixtures
+    from flows.param_mix import param_mix
+    from flows.refit import refit_surrogates
+
+    params = {"exp": exp.model_dump(mode="json")}
+    tags = ["parammix", exp.name]
+    deployments = [
+        param_mix.to_deployment("served", parameters=params, tags=tags),
+        refit_surrogates.to_deployment("served", parameters=params, tags=tags),
+        evaluate_mixtures.to_deployment("served", parameters=params, tags=tags),
+    ]
+    if weekly != "none":
+        deployments.append(
+            param_mix.to_deployment("served-weekly", parameters=params, cron=weekly, tags=tags)
+        )
+    if nightly != "none":
+        deployments.append(
+            evaluate_mixtures.to_deployment(
+                "served-nightly", parameters=params, cron=nightly, tags=tags
+            )
+        )
+    return deployments
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    exp = _load(args)
+
+    from prefect import serve
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        print(
+            "error: no Prefect server: start one (`prefect server start`) and set "
+            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)",
+            file=sys.stderr,
+        )
+        return 2
+    import torch
+
+    torch.set_num_threads(exp.runtime.torch_threads)
+    serve(*served_deployments(exp, args.weekly, args.nightly), limit=args.limit)
     return 0
 
 
@@ -144,6 +204,21 @@ def parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate-config", help="check a config file and name any bad field")
     val.add_argument("file")
     val.set_defaults(func=cmd_validate)
+    srv = sub.add_parser(
+        "serve", help="serve the flows as deployments from this process (runs start from the UI)"
+    )
+    with_config(srv)
+    srv.add_argument(
+        "--weekly", default="0 2 * * 0", metavar="CRON", help="full run ('none': no schedule)"
+    )
+    srv.add_argument(
+        "--nightly",
+        default="0 3 * * *",
+        metavar="CRON",
+        help="evaluate-mixtures, a no-op unless inputs changed ('none': no schedule)",
+    )
+    srv.add_argument("--limit", type=int, default=1, help="flow runs at once in this process")
+    srv.set_defaults(func=cmd_serve)
     imp = sub.add_parser("import", help="validate and join mixture -> metric tables from elsewhere")
     imp.add_argument("--ratios", required=True, help="CSV: run_id, one weight column per domain")
     imp.add_argument("--metrics", required=True, help="CSV: run_id, one column per metric")
@@ -156,14 +231,20 @@ def parser() -> argparse.ArgumentParser:
     sur.add_argument("--folds", type=int, default=5, help="CV folds while fitting")
     sur.add_argument("--seed", type=int, default=0)
     sur.set_defaults(func=cmd_surrogate)
+    store_cli.add_parser(sub, with_config)
+    sub.choices["store"].set_defaults(func=cmd_store)
     return p
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    return args.store_func(_load(args), args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, RunsError) as err:
+    except (ConfigError, RunsError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

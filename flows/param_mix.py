@@ -1,7 +1,8 @@
 """The `param_mix` flow: the whole pipeline of DESIGN.md as one DAG.
 
-prepare_domains -> base_model -> train_expert[domain] -> merge_and_evaluate[batch]
--> fit_surrogates -> optimise_mixture -> report, with interference_probe beside the fan-out
+prepare_domains -> base_model -> train_expert[domain] -> rounds of (propose_mixtures[round]
+-> merge_and_evaluate[batch]) -> fit_surrogates -> optimise_mixture -> validate_proxy (real
+mixed runs) -> final_training -> report, with interference_probe beside the fan-out
 """
 
 from __future__ import annotations
@@ -9,16 +10,21 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from parammix_core.config import Experiment
+from flows.runners import task_runner
+from parammix_core import stages
+from parammix_core.config import Experiment, RuntimeConfig
 from parammix_core.store import ArtifactRef
 from tasks.base import base_model
 from tasks.data import prepare_domains
-from tasks.evaluate import merge_and_evaluate, plan_mixtures
+from tasks.evaluate import merge_and_evaluate
 from tasks.experts import train_expert
+from tasks.final import run_final
 from tasks.probe import interference_probe
+from tasks.proposals import import_runs, propose_mixtures, search_inputs
 from tasks.report import report
 from tasks.search import optimise_mixture
 from tasks.surrogates import fit_surrogates
+from tasks.validate import run_validation
 
 
 @flow(name="param-mix", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
@@ -30,21 +36,32 @@ def param_mix(exp: Experiment = Experiment()) -> dict[str, ArtifactRef]:  # noqa
     probe = (
         interference_probe.submit(exp, data, base, experts.result()) if exp.probe.enabled else None
     )
-    batches = plan_mixtures(exp)
+    inputs = search_inputs(exp, data, base, experts.result()) if stages.needs_inputs(exp) else None
+    imported = import_runs(exp) if exp.search.import_runs is not None else None
     corrected = exp.evaluation.proxy == "corrected"  # the probe's Delta(alpha) joins the merge
-    evals = merge_and_evaluate.map(
-        unmapped(exp),
-        batches,
-        unmapped(data),
-        unmapped(base),
-        unmapped(experts.result()),
-        unmapped(probe.result() if corrected else None),
-        index=range(len(batches)),
-    )
+    merge_probe = probe.result() if corrected else None
+    # Rounds of search.strategy: random's are fixed, so all are submitted at once; an adaptive
+    # round waits for the scores of every round before it.
+    rounds, evals = [], []
+    for r in range(stages.n_rounds(exp)):
+        seen = [e.result() for e in evals] if stages.adaptive(exp) else []
+        proposed = propose_mixtures(exp, r, seen, inputs, imported)
+        rounds.append(proposed.ref)
+        evals += merge_and_evaluate.map(
+            unmapped(exp),
+            proposed.batches,
+            unmapped(data),
+            unmapped(base),
+            unmapped(experts.result()),
+            unmapped(merge_probe),
+            index=range(len(evals), len(evals) + len(proposed.batches)),
+        )
     probe = probe.result() if probe is not None else None
-    surrogates = fit_surrogates(exp, evals.result(), probe)
+    surrogates = fit_surrogates(exp, [e.result() for e in evals], probe, rounds, imported)
     choice = optimise_mixture(exp, surrogates, data)
-    final = report(exp, surrogates, choice, probe)
+    validation = run_validation(exp, choice, data, base, experts.result(), probe)
+    final_model = run_final(exp, choice, data, base)
+    final = report(exp, surrogates, choice, probe, validation, final_model)
     return {
         "data": data,
         "base": base,
@@ -53,9 +70,13 @@ def param_mix(exp: Experiment = Experiment()) -> dict[str, ArtifactRef]:  # noqa
         "choice": choice,
         "report": final,
         **({"probe": probe} if probe is not None else {}),
+        **({"validation": validation} if validation is not None else {}),
+        **({"final": final_model} if final_model is not None else {}),
     }
 
 
-def with_workers(max_workers: int):
-    """The flow with a thread pool of the configured size."""
+def with_workers(max_workers: int, runtime: RuntimeConfig | None = None):
+    """The flow with a thread pool of max_workers, or with `runtime.task_runner` if given."""
+    if runtime is not None:
+        return param_mix.with_options(task_runner=task_runner(runtime))
     return param_mix.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_workers))

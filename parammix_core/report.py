@@ -178,3 +178,120 @@ def _cell(v: object) -> str:
     if isinstance(v, float | np.floating):
         return "n/a" if not math.isfinite(v) else f"{v:.3f}"
     return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+# --- proxy validation and final mid-training ----------------------------------------------
+
+
+def _num(v: object) -> float:
+    return math.nan if v is None else float(v)  # type: ignore[arg-type]
+
+
+def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
+    """One row per ranked metric: the proxies' and trivial rankings' Spearman, the ceiling."""
+    rows = []
+    for metric, a in analysis.items():
+        proxy = a["proxy"]
+        merge = proxy.get("merge", {})
+        row = {
+            "metric": metric,
+            "merge ρ": _num(merge.get("spearman")),
+            "merge r": _num(merge.get("pearson")),
+            "merge τ": _num(merge.get("kendall")),
+            "top-25 %": _num(merge.get("top25")),
+            "gap merge − mix": _num(merge.get("gap")),
+        }
+        for kind in ("corrected", "rescaled"):
+            if kind in proxy:
+                row[f"{kind} ρ"] = _num(proxy[kind].get("spearman"))
+        for name, b in a["baselines"].items():
+            row[f"{name} ρ"] = _num(b.get("spearman"))
+        row["ceiling ρ"] = _num(a.get("ceiling", {}).get("spearman"))
+        best = _num(a.get("best_trivial_spearman"))
+        rho = row["merge ρ"]
+        row["merge beats trivial"] = (
+            "n/a"
+            if not (math.isfinite(rho) and math.isfinite(best))
+            else "yes"
+            if rho > best
+            else "no"
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def validation_section(info: dict) -> str:
+    """Markdown: how the merge ranks mixtures against real mixed runs, said plainly."""
+    analysis = info["analysis"]
+    table = validation_table(analysis)
+    n = next(iter(analysis.values()))["n"]
+    lines = [
+        f"{n} non-vertex mixtures trained for real from the base with the experts' steps, "
+        "batch and hyper-parameters, scored exactly like the merges. ρ: Spearman, r: Pearson, "
+        "τ: Kendall of the proxy against the real runs (higher-is-better orientation); top-25 %: "
+        "share of the real top quarter the proxy also puts there; gap: mean merge − mix in the "
+        "metric's units. Trivial rankings: own_weight = α of the metric's domain, entropy = "
+        "entropy of α, expert_interpolation = α-weighted mean of the experts' scores. Ceiling: "
+        "expected Spearman between two real runs with different data orders (from the reruns).",
+        markdown_table(table),
+    ]
+    head = "utility" if "utility" in analysis else "mean_loss"
+    a = analysis[head]
+    rho = _num(a["proxy"]["merge"]["spearman"])
+    best = _num(a["best_trivial_spearman"])
+    ceiling = _num(a.get("ceiling", {}).get("spearman"))
+    verdict = (
+        f"On the {head.replace('_', ' ')}, the merge ranks mixtures at ρ = {rho:.2f} against "
+        f"the real runs; the best trivial ranking reaches {best:.2f} and two real runs agree "
+        f"at about {ceiling:.2f}. "
+    )
+    if not (rho > best):
+        verdict += "**The merge is no better than a trivial ranking here.** "
+    if math.isfinite(ceiling) and rho < ceiling - 0.05:
+        verdict += "It stays more than 0.05 below the noise ceiling."
+    lines.append(verdict)
+    fit = info.get("step_scale_fit") or {}
+    if fit:
+        corrected = _num(a["proxy"].get("corrected", {}).get("spearman"))
+        lines.append(
+            "Second-order correction: the measured merge-vs-mix parameter gaps projected on the "
+            f"probe's predicted direction give an effective step scale {fit['scale']:.3g} "
+            f"({fit['scale_over_theory']:.3g} × the plain-gradient-descent η²T(T−1)/2 = "
+            f"{fit['theory_scale']:.3g}); mean cosine of measured and predicted gap "
+            f"{fit['cosine_mean']:.2f}, share of the gap explained {fit['explained']:.2f}, "
+            f"Spearman of predicted vs measured ||Δ|| {_num(fit['norm_spearman']):.2f}. The merge "
+            f"corrected with this scale (fitted leave-one-out) ranks the {head.replace('_', ' ')} "
+            f"at ρ = {corrected:.2f} against {rho:.2f} for the plain merge."
+        )
+    lines.append("![proxy vs real](validation.png)")
+    return "\n\n".join(lines)
+
+
+def final_section(table: pd.DataFrame, summary: dict) -> str:
+    """Markdown: the chosen mixture's final model against uniform and natural, per group."""
+    alphas = "; ".join(
+        f"{name}: " + ", ".join(f"{a:.3f}" for a in alpha)
+        for name, alpha in summary["alphas"].items()
+    )
+    lost = [
+        f"{row['metric']} vs {b}"
+        for _, row in table.iterrows()
+        for b in ("uniform", "natural")
+        if row.get(f"wins vs {b}") in ("no", "within spread")
+    ]
+    verdict = (
+        "The chosen mixture does not win on: " + ", ".join(lost) + "."
+        if lost
+        else "The chosen mixture wins on every metric against both baselines."
+    )
+    return "\n\n".join(
+        [
+            f"The base trained on each mixture for the final budget, {summary['seeds']} data-order "
+            f"seed(s) each (mixtures {alphas}). Means over seeds, sd = seed spread; gain is "
+            "chosen − baseline, positive = better (losses negated); a win counts only beyond "
+            "the combined seed spread.",
+            markdown_table(table),
+            verdict,
+            f"Final model (`transformers` checkpoint with tokenizer): `{summary['model_uri']}`",
+        ]
+    )

@@ -8,13 +8,19 @@ from prefect.artifacts import create_markdown_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
 
 
-@task(name="base_model", cache_key_fn=store_key(stages.base_ref), **RESULTS, **RETRIES)
+@task(
+    name="base_model",
+    task_run_name="base_model",
+    cache_key_fn=store_key(stages.base_ref),
+    **RESULTS,
+    **RETRIES,
+)
 def base_model(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
     prepare(exp)
-    store = stages.open_store(exp)
+    store = open_store(exp)
     progress = StageProgress(exp, "base model")
     ref = stages.build_base(exp, store, data, progress)
     progress.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -11,17 +13,51 @@ import datasets
 import torch
 import transformers
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.blocks.system import Secret
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
+from prefect.states import State
 from tqdm import tqdm
 
+from parammix_core import stages
 from parammix_core.config import Experiment
-from parammix_core.stages import open_store
-from parammix_core.store import ArtifactRef
+from parammix_core.store import ArtifactRef, Store, StoreError, StoreUnavailable
 
 # Results are small refs: JSON, never pickle. Stages that touch the store or train get retries.
 RESULTS = {"persist_result": True, "result_serializer": "json"}
-RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30]}
+PERMANENT = (ValueError, TypeError, KeyError, PermissionError, FileNotFoundError)
+
+
+def is_transient(task: Any, task_run: Any, state: State) -> bool:
+    """Retry what may pass (a dropped connection, a busy worker), never a bad input or a
+    damaged artifact: those fail the run at once with their cause."""
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if exc is None:
+        return True
+    if isinstance(exc, StoreError):
+        return isinstance(exc, StoreUnavailable)
+    return not isinstance(exc, PERMANENT)
+
+
+RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": is_transient}
+
+
+def open_store(exp: Experiment) -> Store:
+    """The experiment's store, with credentials from its Prefect Secret block if it names one."""
+    return stages.open_store(exp, block_credentials(exp.store.credentials_block))
+
+
+@functools.cache
+def block_credentials(name: str | None) -> dict[str, str] | None:
+    """{key, secret[, token]} from a Prefect Secret block (JSON); never logged."""
+    if name is None:
+        return None
+    value = Secret.load(name).get()
+    if not isinstance(value, dict) or not {"key", "secret"} <= set(value):
+        raise ValueError(
+            f"store.credentials_block {name!r}: the Secret must be JSON with 'key' and 'secret'"
+        )
+    return {k: str(value[k]) for k in ("key", "secret", "token") if k in value}
 
 
 def store_key(ref_fn: Callable[..., ArtifactRef]) -> Callable[[TaskRunContext, dict], str]:
@@ -40,8 +76,29 @@ def store_key(ref_fn: Callable[..., ArtifactRef]) -> Callable[[TaskRunContext, d
     return cache_key
 
 
+# Fault drill: task run names (comma-separated) whose first attempt fails, so a deployment
+# can prove that its workers retry. Read from the flow run's environment, never from a config.
+FAIL_ONCE_ENV = "PARAMMIX_FAIL_ONCE"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the first attempt of a task named in PARAMMIX_FAIL_ONCE."""
+
+
+def fail_once_if_asked() -> None:
+    """Fail this task run's first attempt if its name is listed in PARAMMIX_FAIL_ONCE."""
+    wanted = {n.strip() for n in os.environ.get(FAIL_ONCE_ENV, "").split(",") if n.strip()}
+    context = TaskRunContext.get()
+    if not wanted or context is None:
+        return
+    run = context.task_run
+    if run.name in wanted and run.run_count <= 1:
+        raise InjectedFault(f"{FAIL_ONCE_ENV}: first attempt of {run.name} fails on purpose")
+
+
 def prepare(exp: Experiment) -> None:
     """Per-task process settings (the pool's threads share one torch); library bars off."""
+    fail_once_if_asked()
     torch.set_num_threads(exp.runtime.torch_threads)
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()

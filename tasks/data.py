@@ -8,13 +8,19 @@ from prefect.artifacts import create_table_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
 
 
-@task(name="prepare_domains", cache_key_fn=store_key(stages.data_ref), **RESULTS, **RETRIES)
+@task(
+    name="prepare_domains",
+    task_run_name="prepare_domains",
+    cache_key_fn=store_key(stages.data_ref),
+    **RESULTS,
+    **RETRIES,
+)
 def prepare_domains(exp: Experiment) -> ArtifactRef:
     prepare(exp)
-    store = stages.open_store(exp)
+    store = open_store(exp)
     progress = StageProgress(exp, "prepare_domains")
     ref = stages.prepare_domains(exp, store, progress)
     progress.close()

@@ -8,10 +8,10 @@ from prefect.artifacts import create_table_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
 
 
-@task(name="plan_mixtures")
+@task(name="plan_mixtures", task_run_name="plan_mixtures")
 def plan_mixtures(exp: Experiment) -> list[list[list[float]]]:
     """The mixtures to evaluate, in batches of `search.batch_size`."""
     return stages.mixture_batches(exp)
@@ -34,7 +34,7 @@ def merge_and_evaluate(
     index: int = 0,
 ) -> ArtifactRef:
     prepare(exp)
-    store = stages.open_store(exp)
+    store = open_store(exp)
     progress = StageProgress(exp, f"merge_and_evaluate batch {index}")
     ref = stages.merge_and_evaluate(exp, store, alphas, data, base, experts, probe, progress)
     progress.close()

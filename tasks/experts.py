@@ -8,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
 
 
 @task(
@@ -20,7 +20,7 @@ from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
 )
 def train_expert(exp: Experiment, domain: str, data: ArtifactRef, base: ArtifactRef) -> ArtifactRef:
     prepare(exp)
-    store = stages.open_store(exp)
+    store = open_store(exp)
     progress = StageProgress(exp, f"expert {domain}")
     ref = stages.train_expert(exp, store, domain, data, base, progress)
     progress.close()

@@ -8,15 +8,21 @@ from prefect.artifacts import create_markdown_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, prepare, store_key
+from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
 
 
-@task(name="interference_probe", cache_key_fn=store_key(stages.probe_ref), **RESULTS, **RETRIES)
+@task(
+    name="interference_probe",
+    task_run_name="interference_probe",
+    cache_key_fn=store_key(stages.probe_ref),
+    **RESULTS,
+    **RETRIES,
+)
 def interference_probe(
     exp: Experiment, data: ArtifactRef, base: ArtifactRef, experts: list[ArtifactRef]
 ) -> ArtifactRef:
     prepare(exp)
-    store = stages.open_store(exp)
+    store = open_store(exp)
     progress = StageProgress(exp, "interference probe")
     ref = stages.interference_probe(exp, store, data, base, experts, progress)
     progress.close()

@@ -9,13 +9,19 @@ from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.report import summary_lines
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, prepare, store_key
+from tasks.common import RESULTS, RETRIES, open_store, prepare, store_key
 
 
-@task(name="optimise_mixture", cache_key_fn=store_key(stages.choice_ref), **RESULTS, **RETRIES)
+@task(
+    name="optimise_mixture",
+    task_run_name="optimise_mixture",
+    cache_key_fn=store_key(stages.choice_ref),
+    **RESULTS,
+    **RETRIES,
+)
 def optimise_mixture(exp: Experiment, surrogates: ArtifactRef, data: ArtifactRef) -> ArtifactRef:
     prepare(exp)
-    store = stages.open_store(exp)
+    store = open_store(exp)
     ref = stages.optimise(exp, store, surrogates, data)
     lines = summary_lines(stages.load_choice(store, ref))
     create_markdown_artifact("# Chosen mixture\n\n" + "\n".join(lines), key="chosen-mixture")

@@ -18,3 +18,10 @@ def test_readme_example_config_loads():
         exp = parse_experiment(yaml.safe_load(block), "README.md example")
         assert exp.model.checkpoint is not None
         assert exp.store.url.startswith("s3://")
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"^pip install torch==2\.13\.0 -e \"\.\[dev[^\n]*pytest$", readme, re.M)
+    assert command, "no test command in README.md"
+    assert command.group(0) in (ROOT / ".ci" / "run").read_text()

@@ -23,8 +23,9 @@ from parammix_core.config.experiment import (
 )
 from parammix_core.config.model import ModelConfig
 from parammix_core.config.runtime import RuntimeConfig, StoreConfig
-from parammix_core.config.search import Bounds, SearchConfig, StrategySettings
-from parammix_core.config.training import TrainConfig, TrainingConfig
+from parammix_core.config.search import Bounds, ImportedRuns, SearchConfig, StrategySettings
+from parammix_core.config.training import DeepSpeedConfig, TrainConfig, TrainingConfig
+from parammix_core.config.validation import FinalConfig, ValidationConfig
 
 __all__ = [
     "BUILTIN_DOMAINS",
@@ -33,10 +34,13 @@ __all__ = [
     "Bounds",
     "ConfigError",
     "DataConfig",
+    "DeepSpeedConfig",
     "DomainSpec",
     "EvalTask",
     "EvaluationConfig",
     "Experiment",
+    "FinalConfig",
+    "ImportedRuns",
     "ModelConfig",
     "ProbeConfig",
     "RuntimeConfig",
@@ -46,6 +50,7 @@ __all__ = [
     "Strict",
     "TrainConfig",
     "TrainingConfig",
+    "ValidationConfig",
     "load_experiment",
     "parse_experiment",
 ]

@@ -76,7 +76,9 @@ class ProbeConfig(Strict):
     batches_per_domain: PositiveInt = Field(2, description="Batches averaged per domain.")
     batch_size: PositiveInt = Field(8, description="Blocks per probe batch.")
     method: Literal["auto", "forward_over_reverse", "double_backward"] = Field(
-        "auto", description="HVP kernel; auto tries forward-over-reverse, then double backward."
+        "auto",
+        description="HVP kernel; auto: double backward on CPU, forward-over-reverse elsewhere, "
+        "then the other if the first raises.",
     )
     chunk_size: PositiveInt | None = Field(
         None, description="HVP vectors per vmap call (None: all K at once); lower bounds memory."

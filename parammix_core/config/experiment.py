@@ -17,6 +17,7 @@ from parammix_core.config.model import ModelConfig
 from parammix_core.config.runtime import RuntimeConfig, StoreConfig
 from parammix_core.config.search import Bounds, SearchConfig
 from parammix_core.config.training import TrainingConfig
+from parammix_core.config.validation import FinalConfig, ValidationConfig
 
 
 class Experiment(Strict):
@@ -30,6 +31,8 @@ class Experiment(Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    final: FinalConfig = Field(default_factory=FinalConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
@@ -102,6 +105,21 @@ def parse_experiment(data: dict, source: str = "<config>") -> Experiment:
         raise ConfigError(_format_errors(source, err)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_experiment(path: str | Path | None = None) -> Experiment:
     """Load a YAML experiment; None gives the embedded default."""
     if path is None:
@@ -110,7 +128,7 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # a SafeLoader
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):

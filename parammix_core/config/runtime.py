@@ -2,25 +2,96 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from parammix_core.config.base import (
+    NotBool,
     PositiveInt,
     Strict,
 )
 
+# Option names that would carry a secret: never accepted in a config (configs are flow
+# parameters, shown in the UI and stored in Prefect's database).
+SECRET_OPTIONS = ("key", "secret", "token", "password", "access_key", "secret_key", "session")
+
+
+def _secret_keys(options: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of options (at any depth) that look like they carry a secret."""
+    out = []
+    for key, value in options.items():
+        name = f"{prefix}{key}"
+        if any(s in str(key).lower() for s in SECRET_OPTIONS):
+            out.append(name)
+        elif isinstance(value, dict):
+            out += _secret_keys(value, f"{name}.")
+    return out
+
 
 class StoreConfig(Strict):
+    """Where artifacts live. Credentials come from the environment or a Prefect Secret block."""
+
     url: str = Field(".parammix/store", description="Local folder or fsspec URL (s3://b/p).")
-    storage_options: dict[str, str | int | float | bool] = Field(
+    storage_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="fsspec options without secrets (endpoint_url, ...); keys come from the env.",
+        description="fsspec options without secrets (endpoint_url, ...); keys come from the env "
+        "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or credentials_block.",
+    )
+    credentials_block: str | None = Field(
+        None,
+        description="Name of a Prefect Secret block holding {key, secret[, token]} for the store.",
     )
     verify: Literal["sha256", "size"] = Field(
-        "sha256", description="What readers check against the manifest."
+        "sha256", description="What readers check against the manifest when they use a file."
     )
+    part_size_mb: Annotated[int, Field(ge=5)] = Field(
+        16, description="Multipart upload part size for large files on S3 (>= 5 MiB)."
+    )
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_secrets(cls, options: dict) -> dict:
+        bad = sorted(_secret_keys(options))
+        if bad:
+            raise ValueError(
+                f"secrets are not accepted in a config ({', '.join(bad)}): set "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment or name a Prefect "
+                "Secret block in store.credentials_block"
+            )
+        return options
+
+
+NonNegativeFloat = Annotated[float, NotBool, Field(ge=0, allow_inf_nan=False)]
+
+
+class RayTaskResources(Strict):
+    """What one task reserves on a Ray cluster (Ray's `@ray.remote` options)."""
+
+    num_cpus: NonNegativeFloat = Field(1, description="CPUs reserved per task (fractions allowed).")
+    num_gpus: NonNegativeFloat = Field(0, description="GPUs reserved per task (fractions allowed).")
+    memory_mb: PositiveInt | None = Field(None, description="Memory reserved per task, MiB.")
+
+
+class RayConfig(Strict):
+    """Where tasks run with runtime.task_runner: ray, and what each kind reserves there."""
+
+    address: str | None = Field(
+        None,
+        description="A running cluster (ray://head:10001, or auto inside one); none starts a "
+        "local Ray instance for the flow.",
+    )
+    local_num_cpus: PositiveInt | None = Field(
+        None, description="CPUs of a local instance started for the flow (none: all)."
+    )
+    runtime_env: dict[str, object] = Field(
+        default_factory=dict,
+        description="Ray runtime_env for a remote cluster (working_dir, pip, env_vars without "
+        "secrets).",
+    )
+    train_expert: RayTaskResources = Field(default_factory=RayTaskResources)
+    merge_and_evaluate: RayTaskResources = Field(default_factory=RayTaskResources)
+    other_tasks: RayTaskResources = Field(default_factory=RayTaskResources)
 
 
 class RuntimeConfig(Strict):
@@ -30,3 +101,7 @@ class RuntimeConfig(Strict):
     )
     max_workers: PositiveInt = Field(2, description="Tasks run at once in the flow.")
     progress: bool = Field(True, description="tqdm bars in the terminal.")
+    task_runner: Literal["thread", "ray"] = Field(
+        "thread", description="thread: a pool of max_workers here; ray: tasks on a Ray cluster."
+    )
+    ray: RayConfig = Field(default_factory=RayConfig)

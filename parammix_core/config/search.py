@@ -74,14 +74,24 @@ class StrategySettings(Strict):
     mergemix: GradientSettings = Field(default_factory=lambda: GradientSettings(steps=200, lr=0.5))
 
 
+class ImportedRuns(Strict):
+    """Runs made elsewhere (`parammix import` checks the same files): `run_id` + one weight
+    column per domain in `ratios`, `run_id` + `group.<group>` (required) and any other metric
+    of the experiment (`task.<name>`, `loss.<domain>`) in `metrics`."""
+
+    ratios: str = Field(description="CSV file of mixtures: run_id, one column per domain.")
+    metrics: str = Field(description="CSV file of measured metrics: run_id, group.<g>, ...")
+
+
 class SearchConfig(Strict):
     """Which merges to evaluate, and how the surrogate picks the mixture."""
 
     n_mixtures: PositiveInt = Field(
         96, description="Merged mixtures evaluated (vertices and uniform included)."
     )
-    dirichlet_concentration: PositiveFloat = Field(1.0, description="Sampling of the rest.")
-    batch_size: PositiveInt = Field(16, description="Mixtures per merge_and_evaluate task.")
+    batch_size: PositiveInt = Field(
+        16, description="Mixtures proposed per round (per merge_and_evaluate task for random)."
+    )
     n_candidates: PositiveInt = Field(20_000, description="Surrogate-scored candidate pool.")
     top_k: PositiveInt = Field(16, description="Average the top-k predicted candidates.")
     cv_folds: Annotated[int, Field(ge=2)] = 5
@@ -89,13 +99,23 @@ class SearchConfig(Strict):
         default_factory=dict, description="Utility weight per capability group (default: equal)."
     )
     bounds: dict[str, Bounds] = Field(
-        default_factory=dict, description="Per-domain floor/cap on the chosen mixture."
+        default_factory=dict, description="Per-domain floor/cap on proposals and the choice."
     )
-    strategy: Literal["surrogate", "random", "bayes", "mixmin", "mergemix"] = Field(
-        "surrogate", description="How mixtures to evaluate are proposed (parammix_core.search)."
+    strategy: Literal["random", "surrogate", "bayes", "mixmin", "mergemix"] = Field(
+        "random",
+        description="How the mixtures to evaluate are proposed (parammix_core.search); random "
+        "is a fixed plan evaluated all at once, the others propose round by round.",
     )
     strategies: StrategySettings = Field(
         default_factory=StrategySettings, description="Settings per strategy."
+    )
+    target_sequences: PositiveInt = Field(
+        32,
+        description="Held-out blocks per domain that mixmin (experts' log-probabilities) and "
+        "mergemix (dev loss of the merge) optimise on.",
+    )
+    import_runs: ImportedRuns | None = Field(
+        None, description="Mixture -> metric tables from elsewhere, joined to the evaluated rows."
     )
 
     @model_validator(mode="after")

@@ -20,7 +20,16 @@ from parammix_core.stages.evaluate import (
     mixture_batches,
 )
 from parammix_core.stages.experts import expert_ref, train_expert
+from parammix_core.stages.imports import import_runs, imports_ref, load_imported
 from parammix_core.stages.probe import interference_probe, load_probe, probe_ref
+from parammix_core.stages.proposals import (
+    adaptive,
+    load_proposals,
+    n_rounds,
+    proposals_ref,
+    propose,
+    round_batches,
+)
 from parammix_core.stages.report import (
     noise_section,
     probe_section,
@@ -30,11 +39,13 @@ from parammix_core.stages.report import (
     report_text,
 )
 from parammix_core.stages.search import choice_ref, load_choice, optimise
+from parammix_core.stages.search_inputs import inputs_ref, needs_inputs, search_inputs
 from parammix_core.stages.surrogates import fit, load_surrogates, surrogate_ref, surrogate_targets
 
 __all__ = [
     "Progress",
     "_include_paths",
+    "adaptive",
     "base_ref",
     "build_base",
     "choice_ref",
@@ -43,24 +54,35 @@ __all__ = [
     "evaluation_mixtures",
     "expert_ref",
     "fit",
+    "import_runs",
+    "imports_ref",
+    "inputs_ref",
     "interference_probe",
     "load_choice",
     "load_doc_scores",
+    "load_imported",
     "load_probe",
+    "load_proposals",
     "load_rows",
     "load_surrogates",
     "merge_and_evaluate",
     "mixture_batches",
+    "n_rounds",
+    "needs_inputs",
     "noise_section",
     "open_store",
     "optimise",
     "prepare_domains",
     "probe_ref",
     "probe_section",
+    "proposals_ref",
+    "propose",
     "report",
     "report_path",
     "report_ref",
     "report_text",
+    "round_batches",
+    "search_inputs",
     "surrogate_ref",
     "surrogate_targets",
     "tokenizer_source",

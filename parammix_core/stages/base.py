@@ -9,8 +9,15 @@ import fsspec
 from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
+from parammix_core.engines import system_spec
 from parammix_core.model import build_model, load_model, parameter_count, resolve_device, save_model
-from parammix_core.stages.common import Progress, dump_config, train_progress
+from parammix_core.stages.common import (
+    Progress,
+    check_batches_fit,
+    checkpoint_root,
+    dump_config,
+    train_progress,
+)
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import train
 
@@ -22,6 +29,7 @@ def base_ref(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
         spec = {
             "model": dump_config(exp.model),
             "train": dump_config(exp.training.base),
+            "system": system_spec(exp.training),  # engine, precision: they change weights
             "seed": exp.seed,
             "init": 2,  # the end-of-text embedding row trains (no padding_idx)
         }
@@ -30,9 +38,7 @@ def base_ref(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
 
 def _fingerprint(exp: Experiment) -> list[list[Any]]:
     """Names, sizes and modification stamps of the checkpoint's files: cheap change detection."""
-    fs, root = fsspec.core.url_to_fs(exp.model.checkpoint, **exp.store.storage_options)
-    if not fs.isdir(root):
-        raise FileNotFoundError(f"model.checkpoint: no such checkpoint directory {root!r}")
+    fs, root = checkpoint_root(exp)
     out = []
     for info in sorted(fs.ls(root, detail=True), key=lambda i: i["name"]):
         stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
@@ -48,6 +54,7 @@ def build_base(
         return ref
     device = resolve_device(exp.runtime.device)
     prepared = load_prepared(store.local_dir(data))
+    check_batches_fit(exp, prepared.stats)
     out = store.staging(ref)
     if exp.model.checkpoint is not None:
         model = load_model(_local_checkpoint(exp, store), exp.model, device)
@@ -74,6 +81,7 @@ def build_base(
             store.work_dir(ref),
             device,
             train_progress(progress, "base"),
+            system=exp.training,
         )
         info = {"final_loss": result.final_loss, "steps": result.steps, "seconds": result.seconds}
     info["parameters"] = parameter_count(model)

@@ -5,15 +5,47 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import fsspec
+
 from parammix_core.config import Experiment
+from parammix_core.data import DataError
 from parammix_core.store import Store
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, message): how far a long stage has got."""
 
 
-def open_store(exp: Experiment) -> Store:
-    return Store(exp.store.url, exp.store.storage_options, exp.store.verify)
+def open_store(exp: Experiment, credentials: dict[str, str] | None = None) -> Store:
+    """The experiment's store; `credentials` (from a Prefect block) join the fsspec options."""
+    options = {**exp.store.storage_options, **(credentials or {})}
+    return Store(exp.store.url, options, exp.store.verify, part_size=exp.store.part_size_mb << 20)
+
+
+def checkpoint_root(exp: Experiment) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and folder of model.checkpoint; a missing folder is an error naming it."""
+    assert exp.model.checkpoint is not None
+    fs, root = fsspec.core.url_to_fs(exp.model.checkpoint, **exp.store.storage_options)
+    if not fs.isdir(root):
+        raise FileNotFoundError(f"model.checkpoint: no such checkpoint directory {root!r}")
+    return fs, root
+
+
+def check_batches_fit(exp: Experiment, stats: dict[str, dict[str, int]]) -> None:
+    """Every domain must hold at least one batch of each run that samples it, or its batches
+    would repeat blocks; checked before any training, with the domain named."""
+    sizes = {"training.expert.batch_size": exp.training.expert.batch_size}
+    if exp.model.checkpoint is None:
+        sizes["training.base.batch_size"] = exp.training.base.batch_size
+    if exp.probe.enabled:
+        sizes["probe.batch_size"] = exp.probe.batch_size
+    for field, batch in sizes.items():
+        small = {d: s["train_blocks"] for d, s in stats.items() if s["train_blocks"] < batch}
+        if small:
+            raise DataError(
+                f"{field}={batch} is larger than the training corpus of domain(s) {small} "
+                f"(blocks of {exp.data.block_size} tokens); lower it or give those domains "
+                "more text"
+            )
 
 
 def dump_config(model: Any) -> Any:

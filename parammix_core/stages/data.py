@@ -6,7 +6,7 @@ import platform
 
 from parammix_core.config import Experiment
 from parammix_core.data import prepare_corpora
-from parammix_core.stages.common import Progress, dump_config
+from parammix_core.stages.common import Progress, checkpoint_root, dump_config
 from parammix_core.store import ArtifactRef, Store
 
 
@@ -27,6 +27,8 @@ def tokenizer_source(exp: Experiment) -> str | None:
 
 
 def prepare_domains(exp: Experiment, store: Store, progress: Progress | None = None) -> ArtifactRef:
+    if exp.model.checkpoint is not None:  # its tokenizer is read here: name the field
+        checkpoint_root(exp)
     ref = data_ref(exp)
     if store.exists(ref):
         return ref

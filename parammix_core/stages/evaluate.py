@@ -9,24 +9,36 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from parammix_core import simplex
 from parammix_core.config import EvalTask, Experiment
-from parammix_core.data import load_prepared
+from parammix_core.data import PreparedData, load_prepared
 from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, resolve_device
+from parammix_core.search import search_bounds
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.probe import load_probe
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
 
 def evaluation_mixtures(exp: Experiment) -> np.ndarray:
-    """The merges to evaluate, shape (n_mixtures, K): vertices, uniform, then Dirichlet draws."""
+    """The fixed plan (the random strategy's), shape (n_mixtures, K): the initial design, then
+    Dirichlet draws inside the per-domain bounds."""
     k = len(exp.domains)
+    lo, hi = search_bounds(exp.domains, exp.search.bounds)
     rest = exp.search.n_mixtures - k - 1
-    draws = simplex.dirichlet(k, rest, exp.search.dirichlet_concentration, seed=exp.seed)
-    return np.vstack([simplex.vertices(k), simplex.uniform(k)[None], draws])
+    concentration = exp.search.strategies.random.concentration
+    draws = simplex.sample_bounded(k, rest, lo, hi, concentration, seed=exp.seed)
+    return np.vstack([initial_design(k), draws])
+
+
+def initial_design(k: int) -> np.ndarray:
+    """Vertices (the experts themselves) and uniform, (K + 1, K): evaluated whatever the
+    bounds, which constrain the proposals and the choice, because they anchor the surrogates
+    and the report."""
+    return np.vstack([simplex.vertices(k), simplex.uniform(k)[None]])
 
 
 def mixture_batches(exp: Experiment) -> list[list[list[float]]]:
@@ -106,7 +118,27 @@ def _bench(
     expert_states = [store.load_tensors(e, "model.safetensors", str(device)) for e in experts]
     merger = InMemoryMerger(model, base_state, expert_states, names=exp.domains)
     del base_state, expert_states
-    evaluator = Evaluator(
+    bench = _Bench(merger, make_evaluator(exp, store, data, prepared, model, device))
+    if corrected:
+        result, info = load_probe(store, probe)
+        k = len(exp.domains)
+        merger.set_correction(result.v().reshape(k * k, -1))
+        bench.step_scale = info["step_scale"]
+    _benches.value = (ident, bench)
+    return bench
+
+
+def make_evaluator(
+    exp: Experiment,
+    store: Store,
+    data: ArtifactRef,
+    prepared: PreparedData,
+    model: torch.nn.Module,
+    device: torch.device,
+) -> Evaluator:
+    """The configured benchmarks and held-out loss around `model`: how every model is scored
+    (merges, real mixed runs, final runs), so their figures are comparable."""
+    return Evaluator(
         model,
         prepared.tokenizer,
         exp.evaluation.tasks,
@@ -116,14 +148,6 @@ def _bench(
         exp.evaluation.num_fewshot,
         heldout=prepared.heldout if exp.evaluation.heldout_loss else None,
     )
-    bench = _Bench(merger, evaluator)
-    if corrected:
-        result, info = load_probe(store, probe)
-        k = len(exp.domains)
-        merger.set_correction(result.v().reshape(k * k, -1))
-        bench.step_scale = info["step_scale"]
-    _benches.value = (ident, bench)
-    return bench
 
 
 _suite_lock = threading.Lock()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
+from parammix_core.engines import system_spec
 from parammix_core.model import load_model, resolve_device, save_model
-from parammix_core.stages.common import Progress, dump_config, train_progress
+from parammix_core.stages.common import Progress, check_batches_fit, dump_config, train_progress
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import train
 
@@ -14,6 +15,7 @@ def expert_ref(exp: Experiment, domain: str, data: ArtifactRef, base: ArtifactRe
     spec = {
         "domain": domain,
         "train": dump_config(exp.training.expert),
+        "system": system_spec(exp.training),  # engine, precision: they change weights
         "seed": exp.seed,
         "attn": exp.model.attn_implementation,
         "dtype": exp.model.dtype,
@@ -39,6 +41,7 @@ def train_expert(
         return ref
     device = resolve_device(exp.runtime.device)
     prepared = load_prepared(store.local_dir(data))
+    check_batches_fit(exp, prepared.stats)
     model = load_model(str(store.local_dir(base)), exp.model, device)
     weights = [1.0 if d == domain else 0.0 for d in prepared.train]
     result = train(
@@ -50,6 +53,7 @@ def train_expert(
         store.work_dir(ref),
         device,
         train_progress(progress, domain),
+        system=exp.training,
     )
     out = store.staging(ref)
     save_model(model, out)

@@ -8,14 +8,19 @@ import pandas as pd
 
 from parammix_core.config import Experiment
 from parammix_core.plots import plot_discrepancy
-from parammix_core.report import markdown_table, write_report
+from parammix_core.report import final_section, markdown_table, validation_section, write_report
 from parammix_core.stages.search import load_choice
 from parammix_core.stages.surrogates import load_surrogates
 from parammix_core.store import ArtifactRef, Store
 
 
 def report_ref(
-    exp: Experiment, surrogates: ArtifactRef, choice: ArtifactRef, probe: ArtifactRef | None = None
+    exp: Experiment,
+    surrogates: ArtifactRef,
+    choice: ArtifactRef,
+    probe: ArtifactRef | None = None,
+    validation: ArtifactRef | None = None,
+    final: ArtifactRef | None = None,
 ) -> ArtifactRef:
     spec = {
         "name": exp.name,
@@ -23,6 +28,8 @@ def report_ref(
         "choice": choice.key,
         "probe": probe.key if probe is not None else None,
     }
+    # only when present, so reports without these stages keep their addresses
+    spec.update({k: r.key for k, r in (("validation", validation), ("final", final)) if r})
     return ArtifactRef.for_spec("report", "report", spec)
 
 
@@ -32,8 +39,10 @@ def report(
     surrogates: ArtifactRef,
     choice: ArtifactRef,
     probe: ArtifactRef | None = None,
+    validation: ArtifactRef | None = None,
+    final: ArtifactRef | None = None,
 ) -> ArtifactRef:
-    ref = report_ref(exp, surrogates, choice, probe)
+    ref = report_ref(exp, surrogates, choice, probe, validation, final)
     if store.exists(ref):
         return ref
     out = store.staging(ref)
@@ -41,6 +50,17 @@ def report(
     extra = {"Evaluation noise": noise_section(store.load_json(surrogates, "noise.json"))}
     if probe is not None:
         extra["Interference probe"] = probe_section(store, probe, rows, exp.domains, out)
+    if validation is not None:
+        (out / "validation.png").write_bytes(
+            (store.local_dir(validation) / "validation.png").read_bytes()
+        )
+        extra["Proxy validation"] = validation_section(
+            store.load_json(validation, "validation.json")
+        )
+    if final is not None:
+        extra["Final mid-training"] = final_section(
+            store.load_parquet(final, "comparison.parquet"), store.load_json(final, "final.json")
+        )
     write_report(
         out,
         exp.name,

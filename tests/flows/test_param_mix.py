@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.param_mix import param_mix
 from parammix_core import simplex, stages
@@ -15,22 +14,21 @@ from parammix_core.config import Experiment, load_experiment
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def prefect_api():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def micro(store: Path) -> Experiment:
     exp = load_experiment(ROOT / "configs" / "micro.yaml")
     return exp.model_copy(update={"store": exp.store.model_copy(update={"url": str(store)})})
 
 
 def task_states(flow_run_id) -> dict[str, str]:
+    """Task run name -> state; states reach the server as events, so wait until all are final."""
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
+        for _ in range(50):
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if all(r.state is not None and r.state.is_final() for r in runs):
+                break
+            time.sleep(0.2)
     return {r.name: r.state.name for r in runs}
 
 
@@ -58,6 +56,10 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path):
     text = report.read_text()
     assert "Chosen mixture" in text and "Interference probe" in text
     assert (report.parent / "interference.png").stat().st_size > 1000
+    assert "Proxy validation" in text and "Final mid-training" in text
+    assert (report.parent / "validation.png").stat().st_size > 1000
+    final = store.load_json(refs["final"], "final.json")
+    assert set(final["alphas"]) == {"chosen", "uniform", "natural"}
     published = {m["key"]: m["created"] for m in store.artifacts()}
 
     start = time.perf_counter()

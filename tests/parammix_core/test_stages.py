@@ -57,6 +57,8 @@ def test_each_slice_invalidates_only_downstream():
     assert changed(data__vocab_size=1024) == ALL
     assert changed(training__base__steps=500) == ALL - {"data"}
     assert changed(training__expert__lr=5e-4) == ALL - {"data", "base"}
+    assert changed(training__precision="bf16") == ALL - {"data"}  # weights differ
+    assert changed(training__engine="deepspeed") == ALL - {"data"}
     assert changed(evaluation__batch_size=8) == {"evals", "surrogates", "choice", "report"}
     assert changed(probe__batch_size=4) == {"probe", "surrogates", "choice", "report"}
     assert changed(search__cv_folds=4) == {"surrogates", "choice", "report"}
