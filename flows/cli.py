@@ -32,6 +32,9 @@ QUIET_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     # lm-eval draws a bar per task per candidate; our own progress bars opt back in.
     "TQDM_DISABLE": "1",
+    # The first run with a fresh PREFECT_HOME migrates the temporary server's database: on a
+    # small machine that takes longer than Prefect's default wait.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600",
 }
 
 
