@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import fsspec
+import torch
 
-from parammix_core.config import Experiment
-from parammix_core.data import DataError
-from parammix_core.store import Store
+from parammix_core.config import Experiment, TrainConfig
+from parammix_core.data import DataError, PreparedData, load_prepared
+from parammix_core.model import load_model, resolve_device
+from parammix_core.store import ArtifactRef, Store
+from parammix_core.train import TrainResult, train
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, message): how far a long stage has got."""
@@ -58,3 +61,35 @@ def train_progress(progress: Progress | None, what: str) -> Callable[[int, int, 
             progress(step, total, f"{what}: step {step}/{total} loss {loss:.4f}")
 
     return report
+
+
+def train_from_base(
+    exp: Experiment,
+    store: Store,
+    ref: ArtifactRef,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    weights: Sequence[float],
+    cfg: TrainConfig,
+    seed: int,
+    progress: Progress | None,
+    what: str,
+) -> tuple[torch.nn.Module, PreparedData, TrainResult]:
+    """The shared base trained on the domain weights (an expert, a mixed run, a final run),
+    resumable from the checkpoints under the artifact's work folder."""
+    device = resolve_device(exp.runtime.device)
+    prepared = load_prepared(store.local_dir(data))
+    check_batches_fit(exp, prepared.stats)
+    model = load_model(str(store.local_dir(base)), exp.model, device)
+    result = train(
+        model,
+        prepared.train,
+        list(weights),
+        cfg,
+        seed,
+        store.work_dir(ref),
+        device,
+        train_progress(progress, what),
+        system=exp.training,
+    )
+    return model, prepared, result

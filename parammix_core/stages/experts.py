@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from parammix_core.config import Experiment
-from parammix_core.data import load_prepared
 from parammix_core.engines import system_spec
-from parammix_core.model import load_model, resolve_device, save_model
-from parammix_core.stages.common import Progress, check_batches_fit, dump_config, train_progress
+from parammix_core.model import save_model
+from parammix_core.stages.common import (
+    Progress,
+    dump_config,
+    train_from_base,
+)
 from parammix_core.store import ArtifactRef, Store
-from parammix_core.train import train
 
 
 def expert_ref(exp: Experiment, domain: str, data: ArtifactRef, base: ArtifactRef) -> ArtifactRef:
@@ -39,21 +41,9 @@ def train_expert(
     ref = expert_ref(exp, domain, data, base)
     if store.exists(ref):
         return ref
-    device = resolve_device(exp.runtime.device)
-    prepared = load_prepared(store.local_dir(data))
-    check_batches_fit(exp, prepared.stats)
-    model = load_model(str(store.local_dir(base)), exp.model, device)
-    weights = [1.0 if d == domain else 0.0 for d in prepared.train]
-    result = train(
-        model,
-        prepared.train,
-        weights,
-        exp.training.expert,
-        exp.seed,
-        store.work_dir(ref),
-        device,
-        train_progress(progress, domain),
-        system=exp.training,
+    weights = [1.0 if d == domain else 0.0 for d in exp.domains]
+    model, _, result = train_from_base(
+        exp, store, ref, data, base, weights, exp.training.expert, exp.seed, progress, domain
     )
     out = store.staging(ref)
     save_model(model, out)

@@ -20,14 +20,13 @@ import pandas as pd
 
 from parammix_core import simplex
 from parammix_core.config import Experiment
-from parammix_core.data import load_prepared, natural_weights
+from parammix_core.data import natural_weights
 from parammix_core.engines import system_spec
-from parammix_core.model import load_model, resolve_device, save_model
+from parammix_core.model import resolve_device, save_model
 from parammix_core.search import utility
-from parammix_core.stages.common import Progress, dump_config, train_progress
+from parammix_core.stages.common import Progress, dump_config, train_from_base
 from parammix_core.stages.evaluate import make_evaluator
 from parammix_core.store import ArtifactRef, Store, canonical_json
-from parammix_core.train import train
 
 BASELINES = ("uniform", "natural")
 
@@ -80,20 +79,10 @@ def final_run(
     ref = final_run_ref(exp, alpha, seed, data, base)
     if store.exists(ref):
         return ref
-    device = resolve_device(exp.runtime.device)
-    prepared = load_prepared(store.local_dir(data))
-    model = load_model(str(store.local_dir(base)), exp.model, device)
-    result = train(
-        model,
-        prepared.train,
-        weights.tolist(),
-        exp.final.train,
-        seed,
-        store.work_dir(ref),
-        device,
-        train_progress(progress, "final run"),
-        system=exp.training,
+    model, prepared, result = train_from_base(
+        exp, store, ref, data, base, weights.tolist(), exp.final.train, seed, progress, "final run"
     )
+    device = resolve_device(exp.runtime.device)
     metrics = make_evaluator(exp, store, data, prepared, model, device).evaluate()
     out = store.staging(ref)
     save_model(model, out)

@@ -36,11 +36,10 @@ from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, resolve_device, save_model
 from parammix_core.plots import plot_validation
-from parammix_core.stages.common import Progress, dump_config, train_progress
+from parammix_core.stages.common import Progress, dump_config, train_from_base
 from parammix_core.stages.evaluate import _bench
 from parammix_core.stages.probe import load_probe
 from parammix_core.store import ArtifactRef, Store, canonical_json
-from parammix_core.train import train
 
 DRAW_SEED = 7919  # validation draws are independent of the search's evaluated mixtures
 RERUN_SEED = 1_000_003  # seed offset of the reruns: another data order, same everything else
@@ -98,19 +97,17 @@ def train_mixed(
     ref = mixed_ref(exp, alpha, seed, data, base)
     if store.exists(ref):
         return ref
-    device = resolve_device(exp.runtime.device)
-    prepared = load_prepared(store.local_dir(data))
-    model = load_model(str(store.local_dir(base)), exp.model, device)
-    result = train(
-        model,
-        prepared.train,
+    model, _, result = train_from_base(
+        exp,
+        store,
+        ref,
+        data,
+        base,
         weights.tolist(),
         exp.training.expert,
         seed,
-        store.work_dir(ref),
-        device,
-        train_progress(progress, "mixed run"),
-        system=exp.training,
+        progress,
+        "mixed run",
     )
     out = store.staging(ref)
     save_model(model, out)
