@@ -5,13 +5,14 @@ import re
 
 import pytest
 
-from parammix_core.data import DataError, builtin_texts, sources
+from parammix_core.data import DataError, builtin_texts
 from parammix_core.data.sources import (
     CHUNK_CHARS,
     _chunks,
     _read_text_file,
     local_text_files,
     looks_english,
+    prose,
     split_python,
     stdlib_files,
 )
@@ -130,6 +131,7 @@ def test_local_text_files_and_reading(tmp_path, monkeypatch):
     assert [f.name for f in files] == ["README", "changelog.Debian.gz", "notes.txt"]
     assert _read_text_file(pkg / "changelog.Debian.gz") == "zipped log é"
     assert _read_text_file(pkg / "notes.txt") is None
-    monkeypatch.setattr(sources, "FILE_CHARS", 3)  # reads 12 bytes: cuts "é" (2 bytes) in half
+    # FILE_CHARS is read in prose, where _read_text_file lives
+    monkeypatch.setattr(prose, "FILE_CHARS", 3)  # reads 12 bytes: cuts "é" (2 bytes) in half
     (pkg / "long.txt").write_text("abcdefghijk\u00e9xyz", encoding="utf-8")
     assert _read_text_file(pkg / "long.txt") == "abc"
