@@ -8,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
+from tasks.common import RESULTS, RETRIES, run_stage, store_key
 
 
 @task(
@@ -19,11 +19,7 @@ from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, s
     **RETRIES,
 )
 def base_model(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
-    prepare(exp)
-    store = open_store(exp)
-    progress = StageProgress(exp, "base model")
-    ref = stages.build_base(exp, store, data, progress)
-    progress.close()
+    store, ref = run_stage(exp, "base model", stages.build_base, data)
     info = store.manifest(ref)["info"]
     lines = [f"- **{k}**: {v}" for k, v in info.items()]
     create_markdown_artifact("# Base model\n\n" + "\n".join(lines), key="base-model")

@@ -104,6 +104,19 @@ def prepare(exp: Experiment) -> None:
     datasets.disable_progress_bars()
 
 
+def run_stage(
+    exp: Experiment, description: str, stage: Callable[..., ArtifactRef], *args: Any
+) -> tuple[Store, ArtifactRef]:
+    """Run `stage(exp, store, *args, progress)` in a prepared task with a progress artifact;
+    returns (store, ref) so the caller can publish artifacts from the result."""
+    prepare(exp)
+    store = open_store(exp)
+    progress = StageProgress(exp, description)
+    ref = stage(exp, store, *args, progress)
+    progress.close()
+    return store, ref
+
+
 class StageProgress:
     """Progress of a long stage: a Prefect progress artifact, log lines, a tqdm bar locally."""
 

@@ -8,7 +8,7 @@ from prefect.artifacts import create_table_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
+from tasks.common import RESULTS, RETRIES, run_stage, store_key
 
 
 @task(
@@ -19,11 +19,7 @@ from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, s
     **RETRIES,
 )
 def prepare_domains(exp: Experiment) -> ArtifactRef:
-    prepare(exp)
-    store = open_store(exp)
-    progress = StageProgress(exp, "prepare_domains")
-    ref = stages.prepare_domains(exp, store, progress)
-    progress.close()
+    store, ref = run_stage(exp, "prepare_domains", stages.prepare_domains)
     stats = store.load_json(ref, "stats.json")
     create_table_artifact(
         [{"domain": d, **s} for d, s in stats.items()],

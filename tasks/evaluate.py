@@ -8,7 +8,7 @@ from prefect.artifacts import create_table_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
+from tasks.common import RESULTS, RETRIES, run_stage, store_key
 
 
 @task(name="plan_mixtures", task_run_name="plan_mixtures")
@@ -33,11 +33,16 @@ def merge_and_evaluate(
     probe: ArtifactRef | None = None,
     index: int = 0,
 ) -> ArtifactRef:
-    prepare(exp)
-    store = open_store(exp)
-    progress = StageProgress(exp, f"merge_and_evaluate batch {index}")
-    ref = stages.merge_and_evaluate(exp, store, alphas, data, base, experts, probe, progress)
-    progress.close()
+    store, ref = run_stage(
+        exp,
+        f"merge_and_evaluate batch {index}",
+        stages.merge_and_evaluate,
+        alphas,
+        data,
+        base,
+        experts,
+        probe,
+    )
     rows = store.load_parquet(ref, "rows.parquet")
     shown = [c for c in rows.columns if c.startswith(("alpha.", "group.")) and "stderr" not in c]
     create_table_artifact(

@@ -8,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
+from tasks.common import RESULTS, RETRIES, run_stage, store_key
 
 
 @task(
@@ -19,11 +19,7 @@ from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, s
     **RETRIES,
 )
 def train_expert(exp: Experiment, domain: str, data: ArtifactRef, base: ArtifactRef) -> ArtifactRef:
-    prepare(exp)
-    store = open_store(exp)
-    progress = StageProgress(exp, f"expert {domain}")
-    ref = stages.train_expert(exp, store, domain, data, base, progress)
-    progress.close()
+    store, ref = run_stage(exp, f"expert {domain}", stages.train_expert, domain, data, base)
     info = store.manifest(ref)["info"]
     create_markdown_artifact(
         f"Expert **{domain}**: final loss {info['final_loss']:.4f}, {info['seconds']:.0f} s",

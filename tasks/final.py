@@ -10,7 +10,7 @@ from parammix_core.config import Experiment
 from parammix_core.report import final_section
 from parammix_core.stages import final
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
+from tasks.common import RESULTS, RETRIES, open_store, run_stage, store_key
 
 
 def plan_final(exp: Experiment, choice: ArtifactRef, data: ArtifactRef) -> list[list]:
@@ -36,11 +36,9 @@ def final_run(
     base: ArtifactRef,
     index: int = 0,
 ) -> ArtifactRef:
-    prepare(exp)
-    store = open_store(exp)
-    progress = StageProgress(exp, f"final run {index} (seed {seed})")
-    ref = final.final_run(exp, store, alpha, seed, data, base, progress)
-    progress.close()
+    _, ref = run_stage(
+        exp, f"final run {index} (seed {seed})", final.final_run, alpha, seed, data, base
+    )
     return ref
 
 

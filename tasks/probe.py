@@ -8,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
+from tasks.common import RESULTS, RETRIES, run_stage, store_key
 
 
 @task(
@@ -21,11 +21,9 @@ from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, s
 def interference_probe(
     exp: Experiment, data: ArtifactRef, base: ArtifactRef, experts: list[ArtifactRef]
 ) -> ArtifactRef:
-    prepare(exp)
-    store = open_store(exp)
-    progress = StageProgress(exp, "interference probe")
-    ref = stages.interference_probe(exp, store, data, base, experts, progress)
-    progress.close()
+    store, ref = run_stage(
+        exp, "interference probe", stages.interference_probe, data, base, experts
+    )
     info = store.load_json(ref, "probe.json")
     rows = [
         f"| {d} | " + " | ".join(f"{v:.3f}" for v in row) + " |"

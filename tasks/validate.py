@@ -11,7 +11,7 @@ from parammix_core.report import validation_section
 from parammix_core.stages import validate
 from parammix_core.store import ArtifactRef
 from tasks.artifacts import publish_figures
-from tasks.common import RESULTS, RETRIES, StageProgress, open_store, prepare, store_key
+from tasks.common import RESULTS, RETRIES, open_store, run_stage, store_key
 
 
 def plan_validation(exp: Experiment, choice: ArtifactRef) -> list[list[float]]:
@@ -35,11 +35,7 @@ def train_mixed(
     base: ArtifactRef,
     index: int = 0,
 ) -> ArtifactRef:
-    prepare(exp)
-    store = open_store(exp)
-    progress = StageProgress(exp, f"mixed run {index}")
-    ref = validate.train_mixed(exp, store, alpha, seed, data, base, progress)
-    progress.close()
+    _, ref = run_stage(exp, f"mixed run {index}", validate.train_mixed, alpha, seed, data, base)
     return ref
 
 
@@ -59,11 +55,9 @@ def validate_proxy(
     experts: list[ArtifactRef],
     probe: ArtifactRef | None = None,
 ) -> ArtifactRef:
-    prepare(exp)
-    store = open_store(exp)
-    progress = StageProgress(exp, "validate proxy")
-    ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts, probe, progress)
-    progress.close()
+    store, ref = run_stage(
+        exp, "validate proxy", validate.validate_proxy, mixtures, runs, data, base, experts, probe
+    )
     create_markdown_artifact(
         "# Proxy validation\n\n" + validation_section(validate.load_validation(store, ref)),
         key="proxy-validation",
