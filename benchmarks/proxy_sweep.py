@@ -37,6 +37,7 @@ from parammix_core.stages import validate
 POINTS: dict[str, tuple[dict, bool, bool]] = {
     "default": ({}, False, True),
     "default-s1": ({"seed": 1}, False, True),
+    "bench": ({}, True, False),
     "T40": ({"training": {"expert": {"steps": 40}}}, False, False),
     "lr3e-3": ({"training": {"expert": {"lr": 3e-3}}}, False, False),
     "cosine": ({"training": {"expert": {"schedule": "cosine"}}}, False, False),
@@ -73,7 +74,7 @@ def experiment(name: str, store: str) -> Experiment:
         {
             "store": {"url": store},
             "probe": {"enabled": probe},
-            "validation": {"metrics": "all" if full else "loss"},
+            "validation": {"metrics": "all" if full else "loss", "rescaled": True},
         },
     )
     return Experiment.model_validate(data)

@@ -28,6 +28,11 @@ class ValidationConfig(Strict):
         description="all: benchmarks and held-out loss, as the merges; loss: held-out "
         "loss only (cheap).",
     )
+    rescaled: bool = Field(
+        False,
+        description="Also score the norm-matched merge (the merged update stretched to the "
+        "alpha-weighted experts' length), a diagnostic of the proxy sweep.",
+    )
 
 
 def _final_train() -> TrainConfig:

@@ -223,7 +223,8 @@ def validate_proxy(
     direction = _directions(store, probe, alphas) if probe is not None else None
     rows: list[dict[str, Any]] = []
     blocks: list[dict[str, np.ndarray]] = []
-    total = k + 3 * len(alphas) + len(plan)
+    proxies = 1 + (direction is not None) + exp.validation.rescaled
+    total = k + proxies * len(alphas) + len(plan)
     done = 0
 
     def record(kind: str, index: int, seed: int | None, alpha: np.ndarray, extra=None) -> None:
@@ -267,14 +268,15 @@ def validate_proxy(
             with torch.no_grad():
                 _add_flat(scorer.model, fit["loo_scale"][i] * direction[i])
             record("corrected", i, None, alpha)
-    # norm-matched merge: the merged update stretched to the alpha-weighted experts' length
-    tau = [float((e - theta0).norm()) for e in _vertex_flats(scorer, k)]  # ||theta_k - theta_0||
-    for i, alpha in enumerate(alphas):
-        update = merges[i] - theta0
-        stretch = float(np.dot(alpha, tau)) / max(float(update.norm()), 1e-30)
-        with torch.no_grad():
-            _set_flat(scorer.model, theta0 + stretch * update)
-        record("rescaled", i, None, alpha, {"stretch": stretch})
+    if exp.validation.rescaled:
+        # the merged update stretched to the alpha-weighted experts' length ||theta_k - theta_0||
+        tau = [float((e - theta0).norm()) for e in _vertex_flats(scorer, k)]
+        for i, alpha in enumerate(alphas):
+            update = merges[i] - theta0
+            stretch = float(np.dot(alpha, tau)) / max(float(update.norm()), 1e-30)
+            with torch.no_grad():
+                _set_flat(scorer.model, theta0 + stretch * update)
+            record("rescaled", i, None, alpha, {"stretch": stretch})
     frame = pd.DataFrame(rows)
     analysis = ranking.analyse(
         frame,

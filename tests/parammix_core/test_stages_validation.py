@@ -28,7 +28,9 @@ def setup(tmp_path_factory):
     exp = exp.model_copy(
         update={
             "store": exp.store.model_copy(update={"url": store_url}),
-            "validation": exp.validation.model_copy(update={"metrics": "loss", "reruns": 1}),
+            "validation": exp.validation.model_copy(
+                update={"metrics": "loss", "reruns": 1, "rescaled": True}
+            ),
             "runtime": exp.runtime.model_copy(update={"device": "cpu"}),
         }
     )
