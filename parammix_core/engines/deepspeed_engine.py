@@ -1,28 +1,7 @@
-"""Training engines: how one optimisation step runs under the single loop in `train.py`.
-
-`train()` owns the schedule, the batches and the checkpoint directory; an engine owns the
-model's forward/backward, the optimizer and the weight/optimizer files of a checkpoint:
-
-    PlainEngine      one process, torch AdamW (foreach on the CPU, or fused), optional bf16
-                     autocast and torch.compile.
-    DeepSpeedEngine  the same step as DeepSpeed ZeRO data parallelism (stages 0-3) over the
-                     processes a launcher started (torchrun, the `deepspeed` launcher), or one
-                     process when started without one.
-
-Both engines run *the same optimisation*, whatever the number of processes: every process
-draws the same global batch from the same generator and trains on its contiguous slice
-(gradients are averaged across processes, so the update is the full batch's), and reports the
-global batch's mean loss. The optimizer is always a client `torch.optim.AdamW` with the same
-two parameter groups, so DeepSpeed never JIT-compiles its FusedAdam. A DeepSpeed checkpoint
-holds *consolidated* tensors in safetensors (full weights, full Adam moments by parameter
-name), gathered from every process, so it resumes under another world size, and the weights
-file is the same as the plain engine's. DeepSpeed's own checkpoint files are pickles; they are
-never written or read here.
-"""
+"""`DeepSpeedEngine`: ZeRO data parallelism, with the process group and device it runs on."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
@@ -30,56 +9,16 @@ import socket
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
 
 import safetensors.torch
 import torch
 from safetensors import safe_open
 
 from parammix_core.config import TrainConfig, TrainingConfig
+from parammix_core.engines.base import autocast, make_optimizer
 
 ADAM_STATES = ("exp_avg", "exp_avg_sq")
 LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-class Engine(Protocol):
-    device: torch.device
-    is_writer: bool  # the one process that writes checkpoint files
-
-    def set_lr(self, lr: float) -> None: ...
-
-    def train_step(self, batch: torch.Tensor) -> float:
-        """One update from the global batch (B, T); returns its mean loss."""
-        ...
-
-    def save(self, out_dir: Path) -> None:
-        """Write model.safetensors and optimizer.safetensors (collective; the writer writes)."""
-        ...
-
-    def load_optimizer(self, ckpt_dir: Path) -> None: ...
-
-    def barrier(self) -> None: ...
-
-    def finish(self) -> None:
-        """Leave the caller's model with the final, full weights."""
-        ...
-
-
-SYSTEM_FIELDS = {"engine", "deepspeed", "precision", "fused_adamw", "compile"}
-
-
-def system_spec(system: TrainingConfig) -> dict:
-    """The engine settings: part of a run's checkpoint identity (resume only with the same)."""
-    return system.model_dump(mode="json", include=SYSTEM_FIELDS)
-
-
-def make_engine(
-    model: torch.nn.Module, cfg: TrainConfig, system: TrainingConfig, device: torch.device
-) -> Engine:
-    """The engine `system.engine` names; the model's weights must already be final for a resume."""
-    if system.engine == "deepspeed":
-        return DeepSpeedEngine(model, cfg, system, device)
-    return PlainEngine(model, cfg, system, device)
 
 
 def process_device(system: TrainingConfig, device: torch.device) -> torch.device:
@@ -87,105 +26,6 @@ def process_device(system: TrainingConfig, device: torch.device) -> torch.device
     if system.engine == "deepspeed" and device.type == "cuda":
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
-
-
-def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    # nanoGPT's split: decay matrices and embeddings, never norm gains or biases
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-
-
-def make_optimizer(
-    model: torch.nn.Module, cfg: TrainConfig, device: torch.device, fused: bool = False
-) -> torch.optim.AdamW:
-    betas = (cfg.beta1, cfg.beta2)
-    if fused:
-        return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=betas, fused=True)
-    # foreach on the CPU: measured slightly faster there (torch picks it itself on CUDA)
-    foreach = True if device.type == "cpu" else None
-    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=betas, foreach=foreach)
-
-
-def autocast(system: TrainingConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast of forward and loss (weights, gradients and Adam stay fp32), or nothing."""
-    if system.precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-# --- plain ------------------------------------------------------------------------------------
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Flatten the optimizer state: tensors as 'param_index.name', the rest as JSON."""
-    state = opt.state_dict()
-    tensors, scalars = {}, {}
-    for index, per_param in state["state"].items():
-        for key, value in per_param.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{key}"] = value.detach().to("cpu").contiguous()
-            else:
-                scalars[f"{index}.{key}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-class PlainEngine:
-    """One process: the loop nanoGPT has (forward, backward, clip, step, zero_grad)."""
-
-    is_writer = True
-
-    def __init__(
-        self, model: torch.nn.Module, cfg: TrainConfig, system: TrainingConfig, device: torch.device
-    ):
-        self.model, self.cfg, self.system, self.device = model, cfg, system, device
-        self.opt = make_optimizer(model, cfg, device, fused=system.fused_adamw)
-        # the compiled wrapper shares the parameters; checkpoints still name them as `model`
-        self.forward = torch.compile(model) if system.compile else model
-
-    def set_lr(self, lr: float) -> None:
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-
-    def train_step(self, batch: torch.Tensor) -> float:
-        batch = batch.to(device=self.device, dtype=torch.long)  # (B, T)
-        with autocast(self.system, self.device):
-            loss = self.forward(input_ids=batch, labels=batch, use_cache=False).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        return loss.item()  # .item() syncs with the device once per step
-
-    def save(self, out_dir: Path) -> None:
-        safetensors.torch.save_model(self.model, str(out_dir / "model.safetensors"))
-        tensors, meta = _optimizer_tensors(self.opt)
-        safetensors.torch.save_file(
-            tensors, out_dir / "optimizer.safetensors", metadata={"optimizer": json.dumps(meta)}
-        )
-
-    def load_optimizer(self, ckpt_dir: Path) -> None:
-        with safe_open(ckpt_dir / "optimizer.safetensors", framework="pt") as f:
-            meta = json.loads(f.metadata()["optimizer"])
-            state: dict[int, dict] = {}
-            for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                index, key = name.split(".", 1)
-                state.setdefault(int(index), {})[key] = f.get_tensor(name)
-        for name, value in meta["scalars"].items():
-            index, key = name.split(".", 1)
-            state.setdefault(int(index), {})[key] = value
-        self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-    def barrier(self) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
-# --- DeepSpeed --------------------------------------------------------------------------------
 
 
 def micro_batch(batch_size: int, world: int) -> int:

@@ -1,30 +1,4 @@
-"""The artifact store: content-addressed folders on any fsspec filesystem.
-
-Every artifact (prepared corpora, a checkpoint, a batch of evaluation rows) is addressed by a
-hash of everything that determines it:
-
-    key  = sha256(canonical_json({stage, name, spec}))
-    path = <root>/<stage>/<name>-<key[:24]>/
-
-where `spec` holds the config slice that matters, the keys of the upstream artifacts and the
-code version. Two runs that would compute the same thing get the same key, so a finished
-artifact is found again by any later run, whatever Prefect's database remembers.
-
-When is an artifact there? Only when its `MANIFEST.json` is. A writer uploads the data files
-under a fresh upload folder of its own (`<path>/files-<id>/`, multipart for large files) and
-writes the manifest (sizes and sha256 of every file, and which upload folder holds them) last,
-with a conditional create (`If-None-Match: *` on S3, a hard link locally): two writers never
-mix their files, the first manifest wins, and a published artifact is never overwritten. A
-crash at any point leaves either a complete artifact or an upload folder no manifest points to
-(`garbage` lists those). Readers check the files against the manifest when they use them
-(`verify="sha256"` re-hashes, `"size"` only compares sizes) and refuse any mismatch.
-
-Credentials never pass through here as config: s3fs takes them from the environment (or the
-caller's `storage_options`, filled from a Prefect block by the tasks), and no message, repr or
-manifest ever contains them.
-
-Only safetensors, JSON and parquet are ever loaded from the store: never pickle.
-"""
+"""`Store`: reading, publishing and listing artifacts in a folder of any fsspec filesystem."""
 
 from __future__ import annotations
 
@@ -34,67 +8,26 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import fsspec
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict
 from safetensors.torch import load_file
 
 from parammix_core import __version__
+from parammix_core.store.address import KEY_CHARS, ArtifactRef, canonical_json
+from parammix_core.store.errors import StoreError, StoreUnavailable, _is_connection_error
+from parammix_core.store.manifest import MANIFEST, Verify, _check_local, _compare, sha256_file
 
-MANIFEST = "MANIFEST.json"
-KEY_CHARS = 24
 # Transfers on S3 move `CONCURRENCY` parts at a time, so a process holds at most
 # CONCURRENCY x part size of a file in memory, however large the checkpoint.
 CONCURRENCY = 4
 DOWNLOAD_PART = 8 << 20
 LOADABLE = (".safetensors", ".json", ".parquet")
-Verify = Literal["sha256", "size"]
-
-
-class StoreError(RuntimeError):
-    """A missing, torn, tampered or unloadable artifact; the message names key and file."""
-
-
-class StoreUnavailable(StoreError):
-    """The store's endpoint cannot be reached: may pass, worth a retry."""
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-class ArtifactRef(BaseModel):
-    """The address of an artifact; small and JSON-able, what tasks pass between each other."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    stage: str
-    name: str
-    key: str
-
-    @classmethod
-    def for_spec(cls, stage: str, name: str, spec: dict[str, Any]) -> ArtifactRef:
-        body = {"stage": stage, "name": name, "spec": spec, "code": __version__}
-        key = hashlib.sha256(canonical_json(body).encode()).hexdigest()
-        return cls(stage=stage, name=name, key=key)
-
-    @property
-    def path(self) -> str:
-        return f"{self.stage}/{self.name}-{self.key[:KEY_CHARS]}"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Store:
@@ -422,45 +355,6 @@ class Store:
     def uri(self, ref: ArtifactRef, rel: str = "") -> str:
         path = self.file_path(ref, rel) if rel else self._p(ref.path)
         return path if self.is_local else self.fs.unstrip_protocol(path)
-
-
-def _compare(
-    ref: ArtifactRef,
-    rel: str,
-    size: int,
-    want: dict[str, Any],
-    level: Verify,
-    digest: Callable[[], str],
-) -> None:
-    if size != want["size"]:
-        raise StoreError(
-            f"{ref.path}/{rel}: size {size} does not match the manifest ({want['size']})"
-        )
-    if level == "sha256" and digest() != want["sha256"]:
-        raise StoreError(f"{ref.path}/{rel}: sha256 does not match the manifest")
-
-
-def _check_local(ref: ArtifactRef, root: Path, manifest: dict[str, Any], level: Verify) -> None:
-    for rel, want in manifest["files"].items():
-        path = root / rel
-        if not path.is_file():
-            raise StoreError(f"{ref.path}/{rel}: listed in the manifest but missing")
-        _compare(ref, rel, path.stat().st_size, want, level, lambda p=path: sha256_file(p))
-
-
-def _is_connection_error(err: BaseException) -> bool:
-    names = {type(e).__name__ for e in (err, err.__cause__, err.__context__) if e is not None}
-    return bool(
-        names
-        & {
-            "EndpointConnectionError",
-            "ConnectionError",
-            "ConnectTimeoutError",
-            "ClientConnectorError",
-            "ServerDisconnectedError",
-            "ConnectionRefusedError",
-        }
-    )
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
