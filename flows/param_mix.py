@@ -60,7 +60,9 @@ def param_mix(exp: Experiment = Experiment()) -> dict[str, ArtifactRef]:  # noqa
     surrogates = fit_surrogates(exp, [e.result() for e in evals], probe, rounds, imported)
     choice = optimise_mixture(exp, surrogates, data)
     validation = run_validation(exp, choice, data, base, experts.result(), probe)
-    final_model = run_final(exp, choice, data, base)
+    final_model = run_final(exp, choice, data, base)  # trains while validation scores
+    validation = validation.result() if validation is not None else None
+    final_model = final_model.result() if final_model is not None else None
     final = report(exp, surrogates, choice, probe, validation, final_model)
     return {
         "data": data,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task, unmapped
 from prefect.artifacts import create_markdown_artifact
+from prefect.futures import PrefectFuture
 
 from parammix_core import stages
 from parammix_core.config import Experiment
@@ -62,20 +63,21 @@ def final_training(exp: Experiment, runs: dict[str, list[ArtifactRef]]) -> Artif
 
 def run_final(
     exp: Experiment, choice: ArtifactRef, data: ArtifactRef, base: ArtifactRef
-) -> ArtifactRef | None:
-    """Inside the flow: the mapped final runs, then their comparison (None when disabled)."""
+) -> PrefectFuture | None:
+    """Inside the flow: the mapped final runs, then their comparison, submitted (None when
+    disabled)."""
     if not exp.final.enabled:
         return None
     plan = plan_final(exp, choice, data)
-    refs = final_run.map(
+    futures = final_run.map(
         unmapped(exp),
         [alpha for _, alpha, _ in plan],
         [seed for _, _, seed in plan],
         unmapped(data),
         unmapped(base),
         index=range(len(plan)),
-    ).result()
-    runs: dict[str, list[ArtifactRef]] = {}
-    for (name, _, _), ref in zip(plan, refs, strict=True):
-        runs.setdefault(name, []).append(ref)
-    return final_training(exp, runs)
+    )
+    runs: dict[str, list[PrefectFuture]] = {}
+    for (name, _, _), future in zip(plan, futures, strict=True):
+        runs.setdefault(name, []).append(future)
+    return final_training.submit(exp, runs)

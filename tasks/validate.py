@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task, unmapped
 from prefect.artifacts import create_markdown_artifact
+from prefect.futures import PrefectFuture
 
 from parammix_core import stages
 from parammix_core.config import Experiment
@@ -73,8 +74,10 @@ def run_validation(
     base: ArtifactRef,
     experts: list[ArtifactRef],
     probe: ArtifactRef | None,
-) -> ArtifactRef | None:
-    """Inside the flow: plan, the mapped real runs, then the comparison (None when disabled)."""
+) -> PrefectFuture | None:
+    """Inside the flow: plan, the mapped real runs, then the comparison, all submitted (None when
+    disabled). Nothing waits here, so the final runs queued next train while the comparison
+    scores on one worker."""
     if not exp.validation.enabled:
         return None
     mixtures = plan_validation(exp, choice)
@@ -87,4 +90,4 @@ def run_validation(
         unmapped(base),
         index=range(len(plan)),
     )
-    return validate_proxy(exp, mixtures, runs.result(), data, base, experts, probe)
+    return validate_proxy.submit(exp, mixtures, list(runs), data, base, experts, probe)
