@@ -43,7 +43,11 @@ class EvaluationConfig(Strict):
     builtin_docs_per_task: PositiveInt = Field(
         300, description="Documents generated per built-in task."
     )
-    batch_size: PositiveInt = 64
+    batch_size: PositiveInt = Field(
+        16,
+        description="Requests or held-out blocks per forward pass; 16 is ~20 % faster than 64 on "
+        "one CPU thread (cache-sized logits), raise it on a GPU.",
+    )
     num_fewshot: NonNegativeInt = 0
     heldout_loss: bool = Field(True, description="Also score held-out loss per domain.")
     proxy: Literal["merge", "corrected"] = Field(
