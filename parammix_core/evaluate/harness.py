@@ -35,7 +35,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 
 from parammix_core.config import EvalTask
-from parammix_core.evaluate.heldout import heldout_loss
+from parammix_core.evaluate.heldout import block_losses, mean_and_stderr
 
 # Metrics whose per-document values are 0 or 1, so the binomial standard error applies.
 BINARY_METRICS = frozenset({"acc", "acc_norm", "acc_bytes", "acc_mutual_info", "exact_match"})
@@ -233,15 +233,24 @@ class Evaluator:
         """
         return self._run(log_samples=False)[0]
 
+    def evaluate_blocks(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """`evaluate()` plus each held-out domain's per-block losses, shape (N,), for callers
+        that resample the held-out set (evaluation-set noise) without a second forward pass."""
+        out, _, blocks = self._run(log_samples=False, keep_blocks=True)
+        return out, blocks
+
     def evaluate_docs(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """`evaluate()` plus each task's per-document metric, shape (n_docs,) by doc id.
 
         Every candidate sees the same documents, so differences between candidates are
         paired: their noise comes from the per-document scores, not from the aggregates.
         """
-        return self._run(log_samples=True)
+        out, per_doc, _ = self._run(log_samples=True)
+        return out, per_doc
 
-    def _run(self, log_samples: bool) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    def _run(
+        self, log_samples: bool, keep_blocks: bool = False
+    ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, np.ndarray]]:
         for task in self._leaf_tasks:
             task.set_fewshot_seed(seed=FEWSHOT_SEED)
         output = lm_eval_evaluate(
@@ -257,10 +266,12 @@ class Evaluator:
             out[f"task.{name}"] = value
             out[f"task.{name}.stderr"] = stderr
         out.update(aggregate_groups(self.tasks, scores))
+        kept = {}
         for domain, blocks in self._heldout.items():
-            loss, stderr = heldout_loss(self.model, blocks, self.batch_size, self.device)
-            out[f"loss.{domain}"] = loss
-            out[f"loss.{domain}.stderr"] = stderr
+            means = block_losses(self.model, blocks, self.batch_size, self.device)  # (N,)
+            out[f"loss.{domain}"], out[f"loss.{domain}.stderr"] = mean_and_stderr(means)
+            if keep_blocks:
+                kept[domain] = means.numpy()
         per_doc = {}
         for task in self.tasks:
             samples = output.get("samples", {}).get(task.name)
@@ -268,7 +279,7 @@ class Evaluator:
                 metric = task.metric.split(",", 1)[0]
                 ordered = sorted(samples, key=lambda s: s["doc_id"])
                 per_doc[task.name] = np.array([float(s[metric]) for s in ordered])
-        return out, per_doc
+        return out, per_doc, kept
 
     def _score(self, task: EvalTask, result: Mapping[str, object]) -> tuple[float, float]:
         """The configured metric of one task result, and its standard error."""

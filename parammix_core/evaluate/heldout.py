@@ -25,14 +25,28 @@ def heldout_loss(
     (std of the per-block means / sqrt(N)), because tokens within a block are correlated; with a
     single block it is NaN.
 
+    Returns:
+        (mean loss, standard error of the mean).
+    """
+    return mean_and_stderr(block_losses(model, blocks, batch_size, device))
+
+
+def mean_and_stderr(means: torch.Tensor) -> tuple[float, float]:
+    """Mean of the (N,) per-block losses and its standard error over blocks (NaN for N = 1)."""
+    stderr = (means.std() / math.sqrt(len(means))).item() if len(means) > 1 else math.nan
+    return means.mean().item(), stderr
+
+
+def block_losses(
+    model: torch.nn.Module, blocks: torch.Tensor, batch_size: int, device: torch.device | str
+) -> torch.Tensor:
+    """(N,) float64 mean next-token cross-entropy of each block: the loss's per-document values.
+
     Args:
         model: a causal LM whose forward returns `.logits` of shape (B, T, V).
         blocks: (N, T) integer token ids, T >= 2.
         batch_size: blocks per forward pass.
         device: where the model lives; blocks are moved there batch by batch.
-
-    Returns:
-        (mean loss, standard error of the mean).
     """
     if blocks.ndim != 2 or blocks.shape[0] < 1 or blocks.shape[1] < 2:
         raise HeldoutError(f"held-out blocks must be (N>=1, T>=2), got {tuple(blocks.shape)}")
@@ -61,6 +75,4 @@ def heldout_loss(
                 per_block.append(losses.mean(dim=1).cpu())  # (B,)
     finally:
         model.train(was_training)
-    means = torch.cat(per_block).double()  # (N,)
-    stderr = (means.std() / math.sqrt(len(means))).item() if len(means) > 1 else math.nan
-    return means.mean().item(), stderr
+    return torch.cat(per_block).double()  # (N,)

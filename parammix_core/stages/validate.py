@@ -31,6 +31,7 @@ from parammix_core import ranking, simplex
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
 from parammix_core.engines import system_spec
+from parammix_core.evaluate.heldout import block_losses
 from parammix_core.hvp import flat_params
 from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
@@ -171,28 +172,15 @@ class _Scorer:
     def score(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """Metrics as the merges were scored, plus per-block held-out losses (for noise)."""
         metrics: dict[str, float] = {}
-        if self.bench is not None:
-            metrics = self.bench.evaluator.evaluate()
-        blocks = {}
+        blocks: dict[str, np.ndarray] = {}
+        if self.bench is not None:  # one forward pass over the held-out set gives both
+            metrics, blocks = self.bench.evaluator.evaluate_blocks()
+        batch = self.exp.evaluation.batch_size
         for domain, held in self.prepared.heldout.items():
-            losses = _block_losses(self.model, held, self.exp.evaluation.batch_size, self.device)
-            blocks[domain] = losses
-            metrics.setdefault(f"loss.{domain}", float(losses.mean()))
+            if domain not in blocks:
+                blocks[domain] = block_losses(self.model, held, batch, self.device).numpy()
+            metrics.setdefault(f"loss.{domain}", float(blocks[domain].mean()))
         return metrics, blocks
-
-
-def _block_losses(model, blocks: torch.Tensor, batch_size: int, device) -> np.ndarray:
-    """(N,) mean loss of each held-out block (heldout_loss's per-block means)."""
-    means = []
-    with torch.inference_mode():
-        for start in range(0, blocks.shape[0], batch_size):
-            batch = blocks[start : start + batch_size].to(device, torch.long)  # (B, T)
-            logits = model(batch).logits[:, :-1].float()  # (B, T-1, V)
-            losses = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none"
-            ).view(batch.shape[0], -1)  # (B, T-1)
-            means.append(losses.mean(dim=1).double().cpu())
-    return torch.cat(means).numpy()
 
 
 def validate_proxy(

@@ -127,6 +127,23 @@ def test_result_keys_metrics_and_group_aggregation(suite, tokenizer, heldout):
     )
 
 
+def test_evaluate_blocks_gives_the_per_block_losses_of_the_same_pass(suite, tokenizer, heldout):
+    model = pico_llama(tokenizer, seed=3)
+    evaluator = make_evaluator(
+        model, tokenizer, suite, [EvalTask(name="pm_arithmetic", group="math")], heldout
+    )
+    out, blocks = evaluator.evaluate_blocks()
+    assert out == evaluator.evaluate()
+    assert set(blocks) == {"web"} and blocks["web"].shape == (heldout["web"].shape[0],)
+    # block k's value is the mean next-token loss of block k alone
+    alone, _ = heldout_loss(model, heldout["web"][1:2], 1, "cpu")
+    assert blocks["web"][1] == pytest.approx(alone, rel=1e-5)
+    assert out["loss.web"] == pytest.approx(blocks["web"].mean(), rel=1e-12)
+    assert out["loss.web.stderr"] == pytest.approx(
+        blocks["web"].std(ddof=1) / math.sqrt(len(blocks["web"])), rel=1e-9
+    )
+
+
 def test_aggregate_groups_math():
     tasks = [EvalTask(name=n, group=g) for n, g in (("a", "g"), ("b", "g"), ("c", "h"))]
     out = aggregate_groups(tasks, {"a": (0.2, 0.03), "b": (0.6, 0.04), "c": (0.5, 0.01)})
