@@ -41,6 +41,7 @@ POINTS: dict[str, tuple[dict, bool, bool]] = {
     "T40": ({"training": {"expert": {"steps": 40}}}, False, False),
     "lr3e-3": ({"training": {"expert": {"lr": 3e-3}}}, False, False),
     "cosine": ({"training": {"expert": {"schedule": "cosine"}}}, False, False),
+    "cosine-s1": ({"seed": 1, "training": {"expert": {"schedule": "cosine"}}}, False, False),
     "base1800": ({"training": {"base": {"steps": 1800}}}, False, False),
     "T40-s1": ({"seed": 1, "training": {"expert": {"steps": 40}}}, False, False),
     "lr3e-3-s1": ({"seed": 1, "training": {"expert": {"lr": 3e-3}}}, False, False),
@@ -54,7 +55,7 @@ POINTS: dict[str, tuple[dict, bool, bool]] = {
 }
 # Seed points that keep the seed-0 data and base: the spread of expert and mixed-run data orders
 # and of the validation mixtures, without pre-training a second base.
-SHARED_BASE = {"T40-s1", "default-s1"}
+SHARED_BASE = {"T40-s1", "default-s1", "cosine-s1"}
 EVAL_FRACTIONS = (0.125, 0.5, 1.0)  # share of the held-out blocks: evaluation-set noise
 
 
