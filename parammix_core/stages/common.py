@@ -10,6 +10,7 @@ import torch
 
 from parammix_core.config import Experiment, TrainConfig
 from parammix_core.data import DataError, PreparedData, load_prepared
+from parammix_core.engines import system_spec
 from parammix_core.model import load_model, resolve_device
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import TrainResult, train
@@ -53,6 +54,21 @@ def check_batches_fit(exp: Experiment, stats: dict[str, dict[str, int]]) -> None
 
 def dump_config(model: Any) -> Any:
     return model.model_dump(mode="json")
+
+
+def training_spec(
+    exp: Experiment, train: TrainConfig, seed: int, data: ArtifactRef, base: ArtifactRef
+) -> dict[str, Any]:
+    """Everything that changes the weights of a run trained from the base (the key's core)."""
+    return {
+        "train": dump_config(train),
+        "system": system_spec(exp.training),  # engine, precision: they change weights
+        "seed": seed,
+        "attn": exp.model.attn_implementation,
+        "dtype": exp.model.dtype,
+        "data": data.key,
+        "base": base.key,
+    }
 
 
 def train_progress(progress: Progress | None, what: str) -> Callable[[int, int, float], None]:

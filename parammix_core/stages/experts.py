@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 from parammix_core.config import Experiment
-from parammix_core.engines import system_spec
 from parammix_core.model import save_model
-from parammix_core.stages.common import (
-    Progress,
-    dump_config,
-    train_from_base,
-)
+from parammix_core.stages.common import Progress, train_from_base, training_spec
 from parammix_core.store import ArtifactRef, Store
 
 
 def expert_ref(exp: Experiment, domain: str, data: ArtifactRef, base: ArtifactRef) -> ArtifactRef:
-    spec = {
-        "domain": domain,
-        "train": dump_config(exp.training.expert),
-        "system": system_spec(exp.training),  # engine, precision: they change weights
-        "seed": exp.seed,
-        "attn": exp.model.attn_implementation,
-        "dtype": exp.model.dtype,
-        "data": data.key,
-        "base": base.key,
-    }
+    spec = {"domain": domain, **training_spec(exp, exp.training.expert, exp.seed, data, base)}
     return ArtifactRef.for_spec("expert", domain, spec)
 
 

@@ -21,10 +21,9 @@ import pandas as pd
 from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.data import natural_weights
-from parammix_core.engines import system_spec
 from parammix_core.model import resolve_device, save_model
 from parammix_core.search import utility
-from parammix_core.stages.common import Progress, dump_config, train_from_base
+from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
 from parammix_core.stages.evaluate import make_evaluator
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
@@ -53,14 +52,8 @@ def final_run_ref(
     spec = {
         "alpha": [float(a) for a in alpha],
         "domains": exp.domains,
-        "train": dump_config(exp.final.train),
-        "system": system_spec(exp.training),
         "evaluation": dump_config(exp.evaluation),
-        "seed": seed,
-        "attn": exp.model.attn_implementation,
-        "dtype": exp.model.dtype,
-        "data": data.key,
-        "base": base.key,
+        **training_spec(exp, exp.final.train, seed, data, base),
     }
     return ArtifactRef.for_spec("final", "run", spec)
 

@@ -30,14 +30,13 @@ from safetensors.torch import save_file
 from parammix_core import ranking, simplex
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
-from parammix_core.engines import system_spec
 from parammix_core.evaluate.heldout import block_losses
 from parammix_core.hvp import flat_params
 from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, resolve_device, save_model
 from parammix_core.plots import plot_validation
-from parammix_core.stages.common import Progress, dump_config, train_from_base
+from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
 from parammix_core.stages.evaluate import _bench
 from parammix_core.stages.probe import load_probe
 from parammix_core.store import ArtifactRef, Store, canonical_json
@@ -73,13 +72,7 @@ def mixed_ref(
     spec = {
         "alpha": [float(a) for a in alpha],
         "domains": exp.domains,
-        "train": dump_config(exp.training.expert),
-        "system": system_spec(exp.training),
-        "seed": seed,
-        "attn": exp.model.attn_implementation,
-        "dtype": exp.model.dtype,
-        "data": data.key,
-        "base": base.key,
+        **training_spec(exp, exp.training.expert, seed, data, base),
     }
     return ArtifactRef.for_spec("mixed", "run", spec)
 
