@@ -67,7 +67,9 @@ class DeepSpeedConfig(Strict):
 
 class TrainingConfig(Strict):
     base: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(steps=1800, lr=3e-3, schedule="cosine", warmup_steps=30),
+        default_factory=lambda: TrainConfig(
+            steps=1800, lr=3e-3, schedule="cosine", warmup_steps=30
+        ),
         description="Pre-training of the tiny base on the uniform mixture (unused with a "
         "checkpoint).",
     )
