@@ -4,8 +4,10 @@
 
 A model of a few Linear layers with `--params` float32 parameters gets an `InMemoryMerger` over
 K random experts; `apply(alpha)` is timed against `dst.copy_(src)` of a buffer the size of the
-model (the same number of bytes written) and against the obvious per-parameter Python loop,
-all called in turn so they share the machine's load.
+model (the same number of bytes written), against the obvious per-parameter Python loop and
+against `torch.addmv(base, deltas.T, alpha, out=flat)` (the merger's former formulation, base as
+the bias: the output is first a copy of the base), all called in turn so they share the
+machine's load.
 
 Two ratios are printed. `merged/copy` is merged bytes per second over copied bytes per second,
 as issue 8 words it; a merge has to read K+1 buffers to write one, so a memory-bound merge tops
@@ -65,6 +67,9 @@ def main() -> None:
     params = list(model.parameters())
     bases = [base[n] for n in base]
     deltas = [[e[n] - base[n] for n in base] for e in experts]
+    base_flat = torch.cat([b.reshape(-1) for b in bases])  # (P,)
+    delta_rows = torch.stack([torch.cat([t.reshape(-1) for t in d]) for d in deltas])  # (K, P)
+    out = torch.empty(size)
 
     @torch.no_grad()
     def loop() -> None:
@@ -79,10 +84,13 @@ def main() -> None:
             "copy": lambda: dst.copy_(src),
             "merge": lambda: merger.apply(next(it)),
             "loop": loop,
+            "addmv": lambda: torch.addmv(
+                base_flat, delta_rows.T, torch.from_numpy(next(it)).float(), out=out
+            ),
         },
         args.repeats,
     )
-    copy_s, merge_s, loop_s = (secs[n] for n in ("copy", "merge", "loop"))
+    copy_s, merge_s, loop_s, addmv_s = (secs[n] for n in ("copy", "merge", "loop", "addmv"))
     merger.apply(alphas[0])
     check = torch.cat([q.detach().reshape(-1) for q in params])
     expected = torch.cat([b.reshape(-1) for b in bases]) + sum(
@@ -96,9 +104,13 @@ def main() -> None:
     print(f"copy  : {copy_s * 1e3:7.2f} ms  {nbytes / copy_s / 1e9:5.2f} GB/s copied")
     print(f"merge : {merge_s * 1e3:7.2f} ms  {nbytes / merge_s / 1e9:5.2f} GB/s merged (apply)")
     print(f"loop  : {loop_s * 1e3:7.2f} ms  {nbytes / loop_s / 1e9:5.2f} GB/s merged (Python loop)")
+    print(
+        f"addmv : {addmv_s * 1e3:7.2f} ms  {nbytes / addmv_s / 1e9:5.2f} GB/s merged (base as bias)"
+    )
     print(f"merged/copy  : {copy_s / merge_s:.2f} (memory-bound limit 2/(K+2) = {2 / (k + 2):.2f})")
     print(f"traffic/copy : {(k + 2) * copy_s / (2 * merge_s):.2f} (goal >= 0.8)")
     print(f"per-parameter loop / apply time: {loop_s / merge_s:.2f}x")
+    print(f"addmv with the base as bias / apply time: {addmv_s / merge_s:.2f}x")
     print(f"max |apply - float32 reference|: {err:.1e}")
 
 

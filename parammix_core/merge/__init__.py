@@ -5,7 +5,7 @@
 Three ways to compute the same thing, for three jobs:
 
 - `linear.py`, `linear_merge`: the reference, on state dicts, per tensor in float64.
-- `in_memory.py`, `InMemoryMerger`: the hot path of the mixture fan-out; one `addmv` per dtype
+- `in_memory.py`, `InMemoryMerger`: the hot path of the mixture fan-out; one `mv` per dtype
   rewrites the live model's flat parameter buffer.
 - `streaming.py`, `streaming_merge`: a merged checkpoint on disk for models bigger than memory,
   slice by slice from safetensors inputs to HF-style shards (`safetensors_files.py`).

@@ -1,16 +1,18 @@
 """The hot path of the mixture fan-out: rewrite a live model to theta(alpha) in place.
 
-The model's parameters become views into one contiguous buffer per dtype, and the K task vectors
-are the rows of one (K, P) buffer beside it, so a candidate is one BLAS call per dtype:
+The model's parameters become views into one contiguous buffer per dtype. Beside it lies one
+(K+1, P) buffer whose first row is the base and whose other rows are the K task vectors, so a
+candidate is one BLAS call per dtype:
 
-    flat = base + stack.T @ alpha          # torch.addmv, (P,) = (P,) + (P, K) @ (K,)
+    flat = rows.T @ [1, alpha]             # torch.mv, (P,) = (P, K+1) @ (K+1,)
 
-No Python loop over parameters, no allocation, no disk. The (K, P) layout makes the product a
-column-major gemv that streams each task vector once; in half precision it accumulates in
-float32 and rounds once. On CUDA the only transfer per candidate is the K weights, staged in
-pinned memory and copied without blocking the host. benchmarks/merge_bandwidth.py measures it
-against a plain copy; cache-blocked elementwise passes were tried and were no faster on the CPU
-(equal at K = 3, slower at K = 8).
+No Python loop over parameters, no allocation, no disk. Folding the base into the product
+(instead of `addmv(base, ...)`, which first copies the base into the output and then reads it
+back) leaves the minimum memory traffic: K+1 rows read once, the output written once. The
+(K+1, P) layout makes the product a column-major gemv that streams each row once; in half
+precision it accumulates in float32 and rounds once. On CUDA the only transfer per candidate is
+the K weights, staged in pinned memory and copied without blocking the host.
+benchmarks/merge_bandwidth.py measures it against a plain copy.
 """
 
 from __future__ import annotations
@@ -25,18 +27,17 @@ from parammix_core.merge.linear import MergeError, check_compatible, check_specs
 
 
 class _FlatGroup:
-    """All parameters of one dtype: the live flat buffer, the base and the task-vector stack."""
+    """All parameters of one dtype: the live flat buffer and the base + task-vector rows."""
 
-    def __init__(self, flat: torch.Tensor, base: torch.Tensor, stack: torch.Tensor) -> None:
+    def __init__(self, flat: torch.Tensor, stack: torch.Tensor) -> None:
         self.flat = flat  # (P,) the model's parameters are views into this
-        self.base = base  # (P,)
-        self.stack = stack  # (K, P) one task vector per row
-        self.alpha = torch.empty(stack.shape[0], dtype=flat.dtype, device=flat.device)  # (K,)
+        self.stack = stack  # (K+1, P) the base, then one task vector per row
+        self.weights = torch.ones(stack.shape[0], dtype=flat.dtype, device=flat.device)  # (K+1,)
         self.correction: torch.Tensor | None = None  # (M, P) optional directions
 
 
 class InMemoryMerger:
-    """Rewrites a live model's parameters to theta(alpha) in place, one `addmv` per dtype.
+    """Rewrites a live model's parameters to theta(alpha) in place, one `mv` per dtype.
 
     After construction the model holds the base weights, and its parameters are views into one
     contiguous buffer per dtype; do not move the model to another device or dtype afterwards.
@@ -112,11 +113,11 @@ class InMemoryMerger:
             self._copied.synchronize()  # the previous candidate's weights have left the buffer
         self._alpha_host.copy_(torch.from_numpy(a))
         for g in self._groups:
-            g.alpha.copy_(self._alpha_host, non_blocking=True)
+            g.weights[1:].copy_(self._alpha_host, non_blocking=True)  # weights[0] = 1: the base
         if self._copied is not None:
             self._copied.record()
         for g in self._groups:
-            torch.addmv(g.base, g.stack.T, g.alpha, out=g.flat)  # flat = base + stack.T @ alpha
+            torch.mv(g.stack.T, g.weights, out=g.flat)  # flat = base + deltas.T @ alpha
 
     def set_correction(self, vectors: torch.Tensor) -> None:
         """M correction directions (M, P), in `named_parameters()` order (tied ones once).
@@ -155,17 +156,16 @@ def _flatten(
     """Move `params` into one flat buffer and lay out the base and the task vectors beside it."""
     size = sum(p.numel() for p in params)
     flat = torch.empty(size, dtype=dtype, device=device)  # (P,)
-    base_flat = torch.empty_like(flat)  # (P,)
-    stack = torch.empty(len(experts), size, dtype=dtype, device=device)  # (K, P)
+    stack = torch.empty(len(experts) + 1, size, dtype=dtype, device=device)  # (K+1, P)
     offset = 0
     for p, key in zip(params, keys, strict=True):
         n = p.numel()
         b = base[key].to(device=device, dtype=torch.float64).reshape(-1)  # (n,)
-        base_flat[offset : offset + n].copy_(b)
-        for k, expert in enumerate(experts):
+        stack[0, offset : offset + n].copy_(b)
+        for k, expert in enumerate(experts, start=1):
             delta = expert[key].to(device=device, dtype=torch.float64).reshape(-1) - b
             stack[k, offset : offset + n].copy_(delta)
         p.data = flat[offset : offset + n].view(p.shape)
         offset += n
-    flat.copy_(base_flat)
-    return _FlatGroup(flat, base_flat, stack)
+    flat.copy_(stack[0])
+    return _FlatGroup(flat, stack)

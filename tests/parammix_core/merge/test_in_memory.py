@@ -102,14 +102,14 @@ def test_correction_adds_its_directions_to_the_merge(states):
 
 
 def test_in_memory_merger_stacks_task_vectors_as_rows_and_handles_two_dtypes():
-    """A bfloat16 layer beside a float32 one: one flat group per dtype, each its own addmv."""
+    """A bfloat16 layer beside a float32 one: one flat group per dtype, base + 3 rows each."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3))
     model[1].to(torch.bfloat16)
     base = {n: t.clone() for n, t in model.state_dict().items()}
     experts = [{n: t + 0.5 * (k + 1) for n, t in base.items()} for k in range(3)]
     merger = InMemoryMerger(model, base, experts)
-    assert [tuple(g.stack.shape) for g in merger._groups] == [(3, 24), (3, 15)]
+    assert [tuple(g.stack.shape) for g in merger._groups] == [(4, 24), (4, 15)]
     assert all(g.stack.is_contiguous() for g in merger._groups)
     merger.apply([0.2, 0.3, 0.5])
     expected = linear_merge(base, experts, [0.2, 0.3, 0.5])
