@@ -66,7 +66,25 @@ class Experiment(Strict):
             raise ValueError("evaluation.proxy 'corrected' needs probe.enabled")
         if self.model.checkpoint is None and self.data.tokenizer is not None:
             raise ValueError("data.tokenizer needs model.checkpoint (a tokenizer fits a model)")
+        self._batches_split_over_processes()
         return self
+
+    def _batches_split_over_processes(self) -> None:
+        """Every trained run's global batch splits evenly over training.processes."""
+        n = self.training.processes
+        batches = {
+            "training.expert.batch_size": self.training.expert.batch_size,  # experts, mixed runs
+        }
+        if self.final.enabled:
+            batches["final.train.batch_size"] = self.final.train.batch_size
+        if self.model.checkpoint is None:  # the base is pre-trained here
+            batches["training.base.batch_size"] = self.training.base.batch_size
+        for field, size in batches.items():
+            if size % n:
+                raise ValueError(
+                    f"{field}={size} is not divisible by training.processes={n}; "
+                    "choose a multiple of the number of processes"
+                )
 
     @property
     def domains(self) -> list[str]:

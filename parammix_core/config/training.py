@@ -82,8 +82,23 @@ class TrainingConfig(Strict):
         "plain", description="plain: one process, torch AdamW; deepspeed: ZeRO data parallel."
     )
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
+    processes: PositiveInt = Field(
+        1,
+        description="Processes per training run on this node (one per GPU): > 1 runs every "
+        "training stage under torchrun, data parallel with DeepSpeed. Not in artifact keys: "
+        "the global batch, hence the run, is the same.",
+    )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: forward/backward under bf16 autocast, fp32 weights and Adam."
     )
     fused_adamw: bool = Field(False, description="torch's fused AdamW kernel (for GPUs).")
     compile: bool = Field(False, description="torch.compile the forward pass (opt-in; GPUs).")
+
+    @model_validator(mode="after")
+    def _processes(self) -> TrainingConfig:
+        if self.processes > 1 and self.engine != "deepspeed":
+            raise ValueError(
+                f"training.processes {self.processes} needs training.engine 'deepspeed' "
+                f"(the {self.engine} engine trains in one process)"
+            )
+        return self

@@ -6,8 +6,8 @@ model's forward/backward, the optimizer and the weight/optimizer files of a chec
     PlainEngine      one process, torch AdamW (foreach on the CPU, or fused), optional bf16
                      autocast and torch.compile.
     DeepSpeedEngine  the same step as DeepSpeed ZeRO data parallelism (stages 0-3) over the
-                     processes a launcher started (torchrun, the `deepspeed` launcher), or one
-                     process when started without one.
+                     processes a launcher started (torchrun, the `deepspeed` launcher, or the
+                     flow itself: `training.processes`), or one process without a launcher.
 
 Both engines run *the same optimisation*, whatever the number of processes: every process
 draws the same global batch from the same generator and trains on its contiguous slice

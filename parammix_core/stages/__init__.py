@@ -5,6 +5,9 @@ slice that matters and the upstream refs, without running anything) and a run fu
 returns that ref, computing and publishing the artifact only when the store does not have it
 yet. Prefect tasks (`tasks/`) wrap these one to one and use the same ref as cache key, so a
 rerun skips finished work with or without Prefect's database. One module per stage.
+
+With `training.processes` > 1 the training stages (base, experts, mixed and final runs) run
+themselves on that many processes under torchrun (`launch.py`); only rank 0 publishes.
 """
 
 from parammix_core.stages.base import base_ref, build_base

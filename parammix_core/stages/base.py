@@ -18,6 +18,7 @@ from parammix_core.stages.common import (
     dump_config,
     train_progress,
 )
+from parammix_core.stages.launch import is_writer, launch, should_launch
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import train
 
@@ -52,10 +53,11 @@ def build_base(
     ref = base_ref(exp, data)
     if store.exists(ref):
         return ref
+    if exp.model.checkpoint is None and should_launch(exp):  # importing needs no processes
+        return launch("build_base", exp, store, ref, data, progress=progress)
     device = resolve_device(exp.runtime.device)
     prepared = load_prepared(store.local_dir(data))
     check_batches_fit(exp, prepared.stats)
-    out = store.staging(ref)
     if exp.model.checkpoint is not None:
         model = load_model(_local_checkpoint(exp, store), exp.model, device)
         info: dict[str, Any] = {"source": exp.model.checkpoint}
@@ -84,7 +86,10 @@ def build_base(
             system=exp.training,
         )
         info = {"final_loss": result.final_loss, "steps": result.steps, "seconds": result.seconds}
+    if not is_writer():  # another rank of a launched run: rank 0 publishes
+        return ref
     info["parameters"] = parameter_count(model)
+    out = store.staging(ref)
     save_model(model, out)
     return store.publish(ref, out, info=info)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from parammix_core.config import Experiment
 from parammix_core.model import save_model
 from parammix_core.stages.common import Progress, train_from_base, training_spec
+from parammix_core.stages.launch import is_writer, launch, should_launch
 from parammix_core.store import ArtifactRef, Store
 
 
@@ -27,10 +28,14 @@ def train_expert(
     ref = expert_ref(exp, domain, data, base)
     if store.exists(ref):
         return ref
+    if should_launch(exp):
+        return launch("train_expert", exp, store, ref, domain, data, base, progress=progress)
     weights = [1.0 if d == domain else 0.0 for d in exp.domains]
     model, _, result = train_from_base(
         exp, store, ref, data, base, weights, exp.training.expert, exp.seed, progress, domain
     )
+    if not is_writer():  # another rank of a launched run: rank 0 publishes
+        return ref
     out = store.staging(ref)
     save_model(model, out)
     info = {"domain": domain, "final_loss": result.final_loss, "seconds": result.seconds}

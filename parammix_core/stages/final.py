@@ -25,6 +25,7 @@ from parammix_core.model import resolve_device, save_model
 from parammix_core.search import utility
 from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
 from parammix_core.stages.evaluate import make_evaluator
+from parammix_core.stages.launch import is_writer, launch, should_launch
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
 BASELINES = ("uniform", "natural")
@@ -72,9 +73,14 @@ def final_run(
     ref = final_run_ref(exp, alpha, seed, data, base)
     if store.exists(ref):
         return ref
+    if should_launch(exp):
+        alpha = [float(a) for a in alpha]  # JSON; the same floats the ref was computed from
+        return launch("final_run", exp, store, ref, alpha, seed, data, base, progress=progress)
     model, prepared, result = train_from_base(
         exp, store, ref, data, base, weights.tolist(), exp.final.train, seed, progress, "final run"
     )
+    if not is_writer():  # another rank of a launched run: rank 0 scores and publishes
+        return ref
     device = resolve_device(exp.runtime.device)
     metrics = make_evaluator(exp, store, data, prepared, model, device).evaluate()
     out = store.staging(ref)

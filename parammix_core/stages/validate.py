@@ -38,6 +38,7 @@ from parammix_core.model import load_model, resolve_device, save_model
 from parammix_core.plots import plot_validation
 from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
 from parammix_core.stages.evaluate import _bench
+from parammix_core.stages.launch import is_writer, launch, should_launch
 from parammix_core.stages.probe import load_probe
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
@@ -91,6 +92,9 @@ def train_mixed(
     ref = mixed_ref(exp, alpha, seed, data, base)
     if store.exists(ref):
         return ref
+    if should_launch(exp):
+        alpha = [float(a) for a in alpha]  # JSON; the same floats the ref was computed from
+        return launch("train_mixed", exp, store, ref, alpha, seed, data, base, progress=progress)
     model, _, result = train_from_base(
         exp,
         store,
@@ -103,6 +107,8 @@ def train_mixed(
         progress,
         "mixed run",
     )
+    if not is_writer():  # another rank of a launched run: rank 0 publishes
+        return ref
     out = store.staging(ref)
     save_model(model, out)
     info = {"alpha": weights.tolist(), "seed": seed, "final_loss": result.final_loss}
