@@ -33,9 +33,11 @@ from parammix_core import ranking, stages
 from parammix_core.config import Experiment
 from parammix_core.stages import validate
 
-# Every point but the base1800 ones starts from SWEEP_BASE, the 600-step base pre-training the
-# embedded default had when the sweep ran; base1800 ranked best and became the default.
+# Points without a base length of their own (base1800/3600, wide1800) start from SWEEP_BASE, the
+# 600-step base pre-training the embedded default had when the sweep ran; base1800 ranked best
+# and became the default.
 SWEEP_BASE = {"training": {"base": {"steps": 600}}}
+WIDE = {"hidden_size": 192, "intermediate_size": 512, "num_heads": 4}
 # name -> (overrides of SWEEP_BASE + the embedded default, score benchmarks too, probe)
 POINTS: dict[str, tuple[dict, bool, bool]] = {
     "default": ({}, False, True),
@@ -47,19 +49,33 @@ POINTS: dict[str, tuple[dict, bool, bool]] = {
     "cosine-s1": ({"seed": 1, "training": {"expert": {"schedule": "cosine"}}}, False, False),
     "base1800": ({"training": {"base": {"steps": 1800}}}, False, False),
     "base1800-s1": ({"seed": 1, "training": {"base": {"steps": 1800}}}, False, False),
+    "base1800-s2": ({"seed": 2, "training": {"base": {"steps": 1800}}}, False, False),
+    "base1800-s3": ({"seed": 3, "training": {"base": {"steps": 1800}}}, False, False),
+    "base3600": ({"training": {"base": {"steps": 3600}}}, False, False),
+    "base3600-s1": ({"seed": 1, "training": {"base": {"steps": 3600}}}, False, False),
     "T40-s1": ({"seed": 1, "training": {"expert": {"steps": 40}}}, False, False),
     "lr3e-3-s1": ({"seed": 1, "training": {"expert": {"lr": 3e-3}}}, False, False),
     "T40-lr3e-3": ({"training": {"expert": {"steps": 40, "lr": 3e-3}}}, False, False),
     "T360": ({"training": {"expert": {"steps": 360}}}, False, False),
-    "wide": (
-        {"model": {"hidden_size": 192, "intermediate_size": 512, "num_heads": 4}},
+    "wide": ({"model": WIDE}, False, False),
+    "wide1800": ({"model": WIDE, "training": {"base": {"steps": 1800}}}, False, False),
+    "wide1800-s1": (
+        {"seed": 1, "model": WIDE, "training": {"base": {"steps": 1800}}},
         False,
         False,
     ),
 }
 # Seed points that keep the seed-0 data and base: the spread of expert and mixed-run data orders
 # and of the validation mixtures, without pre-training a second base.
-SHARED_BASE = {"T40-s1", "default-s1", "cosine-s1", "base1800-s1"}
+SHARED_BASE = {
+    "T40-s1",
+    "default-s1",
+    "cosine-s1",
+    "base1800-s1",
+    "base1800-s2",
+    "base1800-s3",
+    "base3600-s1",
+}
 EVAL_FRACTIONS = (0.125, 0.5, 1.0)  # share of the held-out blocks: evaluation-set noise
 
 
