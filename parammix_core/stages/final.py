@@ -74,7 +74,6 @@ def final_run(
     if store.exists(ref):
         return ref
     if should_launch(exp):
-        alpha = [float(a) for a in alpha]  # JSON; the same floats the ref was computed from
         return launch("final_run", exp, store, ref, alpha, seed, data, base, progress=progress)
     model, prepared, result = train_from_base(
         exp, store, ref, data, base, weights.tolist(), exp.final.train, seed, progress, "final run"

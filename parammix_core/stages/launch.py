@@ -39,6 +39,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from parammix_core.config import Experiment
@@ -150,6 +151,8 @@ def launch(
 def _encode(arg: Any) -> dict[str, Any]:
     if isinstance(arg, ArtifactRef):
         return {"ref": arg.model_dump(mode="json")}
+    if isinstance(arg, np.ndarray | list | tuple):  # a mixture: the same values, JSON numbers
+        return {"value": np.asarray(arg).tolist()}
     return {"value": arg}
 
 

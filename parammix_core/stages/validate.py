@@ -93,7 +93,6 @@ def train_mixed(
     if store.exists(ref):
         return ref
     if should_launch(exp):
-        alpha = [float(a) for a in alpha]  # JSON; the same floats the ref was computed from
         return launch("train_mixed", exp, store, ref, alpha, seed, data, base, progress=progress)
     model, _, result = train_from_base(
         exp,
