@@ -11,6 +11,7 @@ import argparse
 
 from parammix_core.config import Experiment
 from parammix_core.stages.common import open_store
+from parammix_core.store import StoreError
 from parammix_core.store_admin import collect, find_garbage, list_artifacts, verify_all
 
 
@@ -31,12 +32,15 @@ def _store(exp: Experiment):
 
 
 def cmd_list(exp: Experiment, args: argparse.Namespace) -> int:
-    rows = list_artifacts(_store(exp))
+    rows, damaged = list_artifacts(_store(exp))
     print(f"{'stage':<11} {'config hash':<13} {'size':>10}  {'created':<20}  path")
     for r in rows:
         line = f"{r['stage']:<11} {r['config_hash']:<13} {_size(r['bytes']):>10}  "
         print(line + f"{r['created']:<20}  {r['path']}")
-    print(f"{len(rows)} artifact(s), {_size(sum(r['bytes'] for r in rows))}")
+    for path, err in damaged:
+        print(f"DAMAGED  {path}: {err}")
+    extra = f", {len(damaged)} damaged (parammix store verify)" if damaged else ""
+    print(f"{len(rows)} artifact(s), {_size(sum(r['bytes'] for r in rows))}{extra}")
     return 0
 
 
@@ -50,10 +54,13 @@ def cmd_verify(exp: Experiment, args: argparse.Namespace) -> int:
 
 
 def cmd_gc(exp: Experiment, args: argparse.Namespace) -> int:
+    if args.older_than < 0:
+        raise StoreError(f"--older-than {args.older_than:g}: must be 0 or more seconds")
     store = _store(exp)
-    garbage = find_garbage(store, args.older_than)
-    for item in garbage:
+    found = find_garbage(store, args.older_than)
+    for item in found:
         print(f"{_size(item.bytes):>10}  {item.path}  ({item.reason})")
+    garbage = [i for i in found if i.deletable]
     total = _size(sum(i.bytes for i in garbage))
     if not args.delete:
         print(f"{len(garbage)} leftover(s), {total}: dry run, nothing deleted (--delete deletes)")

@@ -31,9 +31,9 @@ The package, by what each module holds: `address.py` (keys and `ArtifactRef`), `
 `CONCURRENCY` and `DOWNLOAD_PART`: patch them there).
 """
 
-from parammix_core.store.address import KEY_CHARS, ArtifactRef, canonical_json
+from parammix_core.store.address import KEY_CHARS, STAGES, ArtifactRef, canonical_json
 from parammix_core.store.errors import StoreError, StoreUnavailable
-from parammix_core.store.fsspec_store import CONCURRENCY, DOWNLOAD_PART, LOADABLE, Store
+from parammix_core.store.fsspec_store import CONCURRENCY, DOWNLOAD_PART, LOADABLE, MARKER, Store
 from parammix_core.store.manifest import MANIFEST, Verify, sha256_file
 
 __all__ = [
@@ -42,6 +42,8 @@ __all__ = [
     "KEY_CHARS",
     "LOADABLE",
     "MANIFEST",
+    "MARKER",
+    "STAGES",
     "ArtifactRef",
     "Store",
     "StoreError",

@@ -4,13 +4,37 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from parammix_core import __version__
 
 KEY_CHARS = 24
+
+# The stages whose artifacts the pipeline publishes (`<stage>/<name>-<key>/`): `store gc`
+# looks for leftovers of crashed writes in these folders and nowhere else.
+STAGES = (
+    "data",
+    "base",
+    "expert",
+    "probe",
+    "search_inputs",
+    "imports",
+    "proposals",
+    "evals",
+    "surrogates",
+    "choice",
+    "mixed",
+    "validation",
+    "final",
+    "report",
+)
+
+# One path segment: never empty, `.`, `..` or anything with a separator, so `ref.path` always
+# stays inside the store whatever a manifest or a listing says.
+Segment = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")]
+Key = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 def canonical_json(obj: Any) -> str:
@@ -22,9 +46,9 @@ class ArtifactRef(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stage: str
-    name: str
-    key: str
+    stage: Segment
+    name: Segment
+    key: Key
 
     @classmethod
     def for_spec(cls, stage: str, name: str, spec: dict[str, Any]) -> ArtifactRef:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -19,15 +20,28 @@ import torch
 from safetensors.torch import load_file
 
 from parammix_core import __version__
-from parammix_core.store.address import KEY_CHARS, ArtifactRef, canonical_json
+from parammix_core.store.address import KEY_CHARS, STAGES, ArtifactRef, canonical_json
 from parammix_core.store.errors import StoreError, StoreUnavailable, _is_connection_error
-from parammix_core.store.manifest import MANIFEST, Verify, _check_local, _compare, sha256_file
+from parammix_core.store.manifest import (
+    MANIFEST,
+    Verify,
+    _check_local,
+    _compare,
+    inside,
+    parse_manifest,
+    sha256_file,
+    unsafe_name,
+)
 
 # Transfers on S3 move `CONCURRENCY` parts at a time, so a process holds at most
 # CONCURRENCY x part size of a file in memory, however large the checkpoint.
 CONCURRENCY = 4
 DOWNLOAD_PART = 8 << 20
 LOADABLE = (".safetensors", ".json", ".parquet")
+# A store's identity and marker: a folder without it is not a store, and nothing but a
+# store is ever written into (besides a new or empty folder, which becomes one).
+MARKER = "STORE_ID"
+_STORE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class Store:
@@ -40,6 +54,7 @@ class Store:
         verify: Verify = "sha256",
         cache_dir: Path | None = None,
         part_size: int = 16 << 20,
+        lookup: Verify = "size",
     ) -> None:
         self.url = url
         try:
@@ -48,11 +63,12 @@ class Store:
             raise StoreError(f"store {url!r}: cannot open ({err})") from None
         self.root = root.rstrip("/")
         self.verify = verify
+        self.lookup = lookup  # what `exists` checks: sizes, or sha256 to trust nothing cached
         self.part_size = part_size  # multipart upload part size for large files (S3)
         self.is_local = "file" in _protocols(self.fs)
         if self.is_local:
             self.root = os.path.abspath(self.root)
-            self.fs.makedirs(self.root, exist_ok=True)
+        self._ready = False  # the marker was seen or made: writes may go ahead
         default_cache = Path(os.environ.get("PARAMMIX_CACHE", Path.home() / ".cache/parammix"))
         self.cache_dir = cache_dir or default_cache
 
@@ -61,18 +77,70 @@ class Store:
         """A random identity made when the store is first used: a wiped store is a new store.
 
         The first call in every task; the place where an unreachable endpoint, wrong
-        credentials or a missing bucket surface, as a StoreError saying which.
+        credentials, a missing bucket or a folder that is not a store surface, as a
+        StoreError saying which.
         """
-        path = self._p("STORE_ID")
+        marker = self._read_marker()
+        if marker is None:
+            self._ensure_store()
+            marker = self._read_marker()
+        assert marker is not None
+        return marker
+
+    def _read_marker(self) -> str | None:
         with self._explained("read"):
             try:
-                return self.fs.cat_file(path).decode().strip()
-            except FileNotFoundError:
-                pass
-        with self._explained("write"):
-            with suppress(FileExistsError):  # another process made it first: theirs stands
-                self._create(path, uuid.uuid4().hex.encode())
-            return self.fs.cat_file(path).decode().strip()
+                raw = self.fs.cat_file(self._p(MARKER))
+            except (FileNotFoundError, IsADirectoryError):
+                return None
+        marker = raw.decode(errors="replace").strip()
+        if not _STORE_ID.match(marker):
+            raise StoreError(f"store {self.url}: {MARKER} is damaged (not a store identity)")
+        return marker
+
+    def require_store(self) -> None:
+        """Refuse anything but an existing store: what admin commands act on."""
+        if self._read_marker() is not None:
+            return
+        with self._explained("list"):
+            exists = self.fs.exists(self.root) and bool(self._entries())
+        what = (
+            f"not a Param-Mix store (no {MARKER} marker); refusing to touch it"
+            if exists
+            else "no store here (nothing at this location)"
+        )
+        raise StoreError(f"store {self.url}: {what}")
+
+    def _ensure_store(self) -> None:
+        """Before the first write: a new or empty folder becomes a store (its marker is
+        created); a folder holding anything else is refused, so a mistyped `store.url`
+        never fills a user's folder with artifacts."""
+        if self._ready:
+            return
+        if self._read_marker() is None:
+            with self._explained("list"):
+                ours = {*STAGES, "_work"}  # and the marker being created by another writer
+                foreign = sorted(
+                    e for e in self._entries() if e not in ours and not e.startswith(MARKER)
+                )
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                raise StoreError(
+                    f"store {self.url}: the folder is not empty and is not a Param-Mix store "
+                    f"(no {MARKER}; it holds {shown}); point store.url at a new or empty folder"
+                )
+            with self._explained("write"), suppress(FileExistsError):
+                self._create(self._p(MARKER), uuid.uuid4().hex.encode())
+        self._ready = True
+
+    def _entries(self) -> list[str]:
+        """Names at the top of the store's folder; [] when there is no folder."""
+        try:
+            paths = [p.rstrip("/") for p in self.fs.ls(self.root, detail=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        # some S3 servers list an emptied prefix as an entry of itself
+        return [p.rsplit("/", 1)[-1] for p in paths if p != self.root]
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -122,22 +190,23 @@ class Store:
                 raw = self.fs.cat_file(path)
             except FileNotFoundError:
                 return None
-        try:
-            manifest = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise StoreError(f"{ref.path}: {MANIFEST} is not valid JSON ({err})") from None
-        if manifest.get("key") != ref.key:
-            raise StoreError(f"{ref.path}: manifest is for key {manifest.get('key')!r}")
+        manifest = parse_manifest(ref.path, raw)
+        if (manifest["key"], manifest["stage"], manifest["name"]) != (ref.key, ref.stage, ref.name):
+            raise StoreError(
+                f"{ref.path}: manifest is for key {manifest['key']!r} "
+                f"of {manifest['stage']}/{manifest['name']}"
+            )
         return manifest
 
     def exists(self, ref: ArtifactRef) -> bool:
-        """Published and complete: every listed file is there with its size.
+        """Published and complete: every listed file is there with its size (and its sha256
+        with `lookup="sha256"`); a damaged artifact is a StoreError naming the file.
 
-        Contents are re-hashed where they are used (`local_dir`), not on every lookup.
+        Contents are otherwise re-hashed where they are used (`local_dir`), not on every lookup.
         """
         if self.manifest(ref) is None:
             return False
-        self.check(ref, verify="size")
+        self.check(ref, verify=self.lookup)
         return True
 
     def file_path(self, ref: ArtifactRef, rel: str, manifest: dict[str, Any] | None = None) -> str:
@@ -152,8 +221,11 @@ class Store:
         if manifest is None:
             raise StoreError(f"{ref.path}: not in the store {self.url} (no {MANIFEST})")
         level = verify or self.verify
+        folder = Path(self.file_path(ref, "", manifest)) if self.is_local else None
         for rel, want in manifest["files"].items():
             path = self.file_path(ref, rel, manifest)
+            if folder is not None:
+                inside(folder, rel)  # a symbolic link out of the store is not its file
             try:
                 size = self.fs.size(path)
             except FileNotFoundError:
@@ -191,9 +263,10 @@ class Store:
         tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
         with self._explained("read"):
             for rel in manifest["files"]:
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                local = inside(tmp, rel)
+                local.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    self._get(self.file_path(ref, rel, manifest), tmp / rel)
+                    self._get(self.file_path(ref, rel, manifest), local)
                 except FileNotFoundError:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise StoreError(
@@ -213,12 +286,15 @@ class Store:
         return target
 
     def _loadable(self, ref: ArtifactRef, rel: str) -> Path:
+        why = unsafe_name(rel)
+        if why is not None:
+            raise StoreError(f"{ref.path}/{rel}: not a file name inside the artifact ({why})")
         if not rel.endswith(LOADABLE):
             raise StoreError(
                 f"{ref.path}/{rel}: refusing to load; only {', '.join(LOADABLE)} files are "
                 "loaded from the store"
             )
-        path = self.local_dir(ref) / rel
+        path = inside(self.local_dir(ref), rel)
         if not path.is_file():
             raise StoreError(f"{ref.path}/{rel}: no such file in the artifact")
         return path
@@ -258,6 +334,7 @@ class Store:
         """
         if self.manifest(ref) is not None:
             return ref
+        self._ensure_store()
         files = sorted(p for p in Path(src).rglob("*") if p.is_file())
         if not files:
             raise StoreError(f"{ref.path}: nothing to publish in {src}")
@@ -338,6 +415,8 @@ class Store:
 
         Inside the store when it is local, so a retried or re-run task resumes from it.
         """
+        if self.is_local:
+            self._ensure_store()
         base = Path(self.root) / "_work" if self.is_local else self.cache_dir / "work"
         path = base / ref.path
         path.mkdir(parents=True, exist_ok=True)
@@ -346,11 +425,35 @@ class Store:
     # --- listing -----------------------------------------------------------------------------
 
     def artifacts(self) -> Iterator[dict[str, Any]]:
-        """Manifests of every published artifact."""
+        """Manifests of every published artifact (damaged ones are skipped: `manifests`)."""
+        for _, manifest in self.manifests():
+            if not isinstance(manifest, StoreError):
+                yield manifest
+
+    def manifests(self) -> Iterator[tuple[str, dict[str, Any] | StoreError]]:
+        """(artifact folder, its manifest or why it cannot be read) for every manifest."""
+        root = self.root.rstrip("/") + "/"
         with self._explained("list"):
             paths = sorted(self.fs.glob(self._p("*", "*", MANIFEST)))
-            for path in paths:
-                yield json.loads(self.fs.cat_file(path))
+        for path in paths:
+            folder = path.removeprefix(root).rsplit("/", 1)[0]
+            with self._explained("read"):
+                raw = self.fs.cat_file(path)
+            try:
+                manifest = parse_manifest(folder, raw)
+                ref = ArtifactRef(
+                    stage=manifest["stage"], name=manifest["name"], key=manifest["key"]
+                )
+            except StoreError as err:
+                yield folder, err
+                continue
+            except ValueError:  # pydantic: a stage, name or key no artifact can have
+                yield folder, StoreError(f"{folder}: {MANIFEST} names an invalid address")
+                continue
+            if ref.path != folder:
+                yield folder, StoreError(f"{folder}: {MANIFEST} is for {ref.path}")
+                continue
+            yield folder, manifest
 
     def uri(self, ref: ArtifactRef, rel: str = "") -> str:
         path = self.file_path(ref, rel) if rel else self._p(ref.path)

@@ -9,20 +9,21 @@ from flows.cli import main
 from parammix_core.store import ArtifactRef, Store
 
 
-def _store_with_leftover(root: Path) -> tuple[Store, ArtifactRef]:
+def _store_with_leftover(root: Path) -> tuple[Store, ArtifactRef, ArtifactRef]:
     store = Store(str(root), cache_dir=root.parent / "cache")
     ref = ArtifactRef.for_spec("expert", "math", {"v": 1})
     src = store.staging(ref)
     (src / "info.json").write_text(json.dumps({"a": 1}))
     store.publish(ref, src)
-    leftover = root / "expert" / "math-deadbeef" / "files-x" / "model.safetensors"
+    crashed = ArtifactRef.for_spec("expert", "math", {"v": 2})
+    leftover = root / crashed.path / "files-00000000deadbeef" / "model.safetensors"
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"0" * 10)
-    return store, ref
+    return store, ref, crashed
 
 
 def test_store_commands(tmp_path: Path, capsys):
-    store, ref = _store_with_leftover(tmp_path / "store")
+    store, ref, crashed = _store_with_leftover(tmp_path / "store")
     opts = ["--set", f"store.url={tmp_path / 'store'}"]
 
     assert main(["store", "list", *opts]) == 0
@@ -31,12 +32,12 @@ def test_store_commands(tmp_path: Path, capsys):
 
     assert main(["store", "gc", *opts, "--older-than", "0"]) == 0
     out = capsys.readouterr().out
-    assert "expert/math-deadbeef" in out and "dry run, nothing deleted" in out
-    assert (tmp_path / "store" / "expert" / "math-deadbeef").exists()
+    assert f"{crashed.path}/files-00000000deadbeef" in out and "dry run, nothing deleted" in out
+    assert (tmp_path / "store" / crashed.path).exists()
 
     assert main(["store", "gc", *opts, "--older-than", "0", "--delete"]) == 0
     assert "deleted 1 leftover(s)" in capsys.readouterr().out
-    assert not (tmp_path / "store" / "expert" / "math-deadbeef").exists()
+    assert not (tmp_path / "store" / crashed.path).exists()
 
     assert main(["store", "verify", *opts]) == 0
     Path(store.file_path(ref, "info.json")).write_text('{"a": 2}')
