@@ -19,6 +19,7 @@ from parammix_core.config.experiment import (
     ConfigError,
     Experiment,
     load_experiment,
+    load_yaml,
     parse_experiment,
 )
 from parammix_core.config.model import ModelConfig
@@ -52,5 +53,6 @@ __all__ = [
     "TrainingConfig",
     "ValidationConfig",
     "load_experiment",
+    "load_yaml",
     "parse_experiment",
 ]

@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from parammix_core.config.base import (
     BUILTIN_DOMAINS,
+    Count,
     PositiveInt,
     Strict,
+    Text,
 )
+from parammix_core.config.urls import known_scheme
+
+# Domain names become parts of file and folder names (`expert/<name>-<key>/`): short ones.
+MAX_DOMAIN_NAME = 64
 
 
 class DomainSpec(Strict):
     """One training domain: where its text comes from."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", description="Domain name, used in keys.")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        max_length=MAX_DOMAIN_NAME,
+        description="Domain name, used in keys and file names.",
+    )
     builtin: Literal["math", "code", "sft", "web"] | None = Field(
         None, description="Generate this domain on the machine (no downloads)."
     )
-    paths: list[str] = Field(
+    paths: list[Annotated[Text, AfterValidator(known_scheme)]] = Field(
         default_factory=list,
+        max_length=10_000,
         description="Local paths, globs or fsspec URLs of .txt, .jsonl or .parquet files.",
     )
-    text_field: str = Field("text", description="Column/key holding the text in JSONL/parquet.")
+    text_field: str = Field(
+        "text", max_length=256, description="Column/key holding the text in JSONL/parquet."
+    )
     max_documents: PositiveInt | None = Field(None, description="Keep at most this many docs.")
 
     @model_validator(mode="after")
@@ -41,24 +54,26 @@ def _default_domains() -> list[DomainSpec]:
 class DataConfig(Strict):
     """Per-domain corpora: cleaning, tokenizer, packing and the held-out split."""
 
-    domains: list[DomainSpec] = Field(default_factory=_default_domains, min_length=1)
+    domains: list[DomainSpec] = Field(
+        default_factory=_default_domains, min_length=1, max_length=256
+    )
     # cleaning
     min_chars: PositiveInt = Field(40, description="Drop documents shorter than this.")
     max_chars: PositiveInt = Field(6000, description="Truncate documents longer than this.")
     dedup: bool = Field(True, description="Drop exact duplicate documents (after whitespace norm).")
     # size
-    max_train_tokens: PositiveInt = Field(
+    max_train_tokens: Count(10**12) = Field(
         400_000, description="Cap on training tokens per domain (the rest is not used)."
     )
     heldout_tokens: PositiveInt = Field(
         32_768, description="Held-out tokens per domain (per-domain loss, built-in benchmarks)."
     )
     # tokenizer and packing
-    tokenizer: str | None = Field(
+    tokenizer: Annotated[Text, AfterValidator(known_scheme)] | None = Field(
         None, description="Path of an existing HF tokenizer; None trains a BPE tokenizer here."
     )
-    vocab_size: PositiveInt = Field(2048, description="BPE vocabulary when training one here.")
-    block_size: PositiveInt = Field(128, description="Tokens per packed training sequence.")
+    vocab_size: Count(1 << 20) = Field(2048, description="BPE vocabulary when training one here.")
+    block_size: Count(1 << 20) = Field(128, description="Tokens per packed training sequence.")
 
     @field_validator("domains")
     @classmethod

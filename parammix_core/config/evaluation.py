@@ -6,19 +6,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from parammix_core.config.base import (
-    NonNegativeInt,
-    PositiveInt,
-    Strict,
-)
+from parammix_core.config.base import Count, Strict, Text
 
 
 class EvalTask(Strict):
     """One lm-eval task, the capability group it counts for, and the metric read from it."""
 
-    name: str = Field(min_length=1)
-    group: str = Field(min_length=1)
-    metric: str = Field("acc", description="lm-eval metric name; higher is better.")
+    name: str = Field(min_length=1, max_length=256)
+    group: str = Field(min_length=1, max_length=64)
+    metric: str = Field("acc", max_length=256, description="lm-eval metric name; higher is better.")
 
 
 def _default_tasks() -> list[EvalTask]:
@@ -36,19 +32,19 @@ def _default_tasks() -> list[EvalTask]:
 class EvaluationConfig(Strict):
     """Benchmarks (lm-eval tasks grouped into capabilities) and per-domain held-out loss."""
 
-    tasks: list[EvalTask] = Field(default_factory=_default_tasks, min_length=1)
-    include_path: str | None = Field(
+    tasks: list[EvalTask] = Field(default_factory=_default_tasks, min_length=1, max_length=1000)
+    include_path: Text | None = Field(
         None, description="Directory of your own lm-eval task YAMLs; None uses the built-in suite."
     )
-    builtin_docs_per_task: PositiveInt = Field(
+    builtin_docs_per_task: Count(100_000) = Field(
         300, description="Documents generated per built-in task."
     )
-    batch_size: PositiveInt = Field(
+    batch_size: Count(1 << 16) = Field(
         16,
         description="Requests or held-out blocks per forward pass; 16 is ~20 % faster than 64 on "
         "one CPU thread (cache-sized logits), raise it on a GPU.",
     )
-    num_fewshot: NonNegativeInt = 0
+    num_fewshot: Count(100, lo=0) = 0
     heldout_loss: bool = Field(True, description="Also score held-out loss per domain.")
     proxy: Literal["merge", "corrected"] = Field(
         "merge",
@@ -77,13 +73,13 @@ class ProbeConfig(Strict):
     """The second-order probe at the base: gradients g_k and Hessian-vector products H_k g_j."""
 
     enabled: bool = Field(True, description="Run the interference_probe stage.")
-    batches_per_domain: PositiveInt = Field(2, description="Batches averaged per domain.")
-    batch_size: PositiveInt = Field(8, description="Blocks per probe batch.")
+    batches_per_domain: Count(10_000) = Field(2, description="Batches averaged per domain.")
+    batch_size: Count(1 << 16) = Field(8, description="Blocks per probe batch.")
     method: Literal["auto", "forward_over_reverse", "double_backward"] = Field(
         "auto",
         description="HVP kernel; auto: double backward on CPU, forward-over-reverse elsewhere, "
         "then the other if the first raises.",
     )
-    chunk_size: PositiveInt | None = Field(
+    chunk_size: Count(10_000) | None = Field(
         None, description="HVP vectors per vmap call (None: all K at once); lower bounds memory."
     )

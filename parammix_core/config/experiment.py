@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from parammix_core.config.base import (
-    NonNegativeInt,
-    Strict,
-)
+from parammix_core.config.base import Count, Strict
 from parammix_core.config.data import DataConfig
 from parammix_core.config.evaluation import EvaluationConfig, ProbeConfig
 from parammix_core.config.model import ModelConfig
@@ -23,8 +21,8 @@ from parammix_core.config.validation import FinalConfig, ValidationConfig
 class Experiment(Strict):
     """A whole Param-Mix experiment; the parameter of the `param_mix` flow."""
 
-    name: str = Field("embedded-default", min_length=1)
-    seed: NonNegativeInt = 0
+    name: str = Field("embedded-default", min_length=1, max_length=200)
+    seed: Count(2**31 - 1, lo=0) = 0
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -123,8 +121,30 @@ def parse_experiment(data: dict, source: str = "<config>") -> Experiment:
         raise ConfigError(_format_errors(source, err)) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one)."""
+# A config is a few kilobytes of YAML. Anchors and aliases are allowed for sharing a block,
+# within a budget, so a "billion laughs" file cannot expand into gigabytes at load.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_ALIASES = 64
+MAX_NODES = 100_000
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one)
+    and documents whose aliases expand past the budget."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_ALIASES} aliases", mark
+                )
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
@@ -138,6 +158,51 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _expanded_size(node: yaml.Node, memo: dict[int, int], open_: set[int]) -> int:
+    """Nodes of the document once every alias is expanded (shared nodes counted once each
+    time they are referenced); stops as soon as the budget is passed."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if id(node) in open_:
+        raise ValueError("an alias refers to its own anchor (a recursive document)")
+    open_.add(id(node))
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    for child in children:
+        size += _expanded_size(child, memo, open_)
+        if size > MAX_NODES:
+            raise ValueError(f"the document expands to more than {MAX_NODES} values")
+    open_.discard(id(node))
+    memo[id(node)] = size
+    return size
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML with the config's limits; ConfigError naming `source` if it is refused."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES >> 10} KiB; not a config")
+    loader = _ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    except ValueError as err:
+        raise ConfigError(f"{source}: refused: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: refused: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
 def load_experiment(path: str | Path | None = None) -> Experiment:
     """Load a YAML experiment; None gives the embedded default."""
     if path is None:
@@ -146,9 +211,19 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # a SafeLoader
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte offset {err.start})") from None
+    data = load_yaml(text, str(path))
+    if data is None:
+        raise ConfigError(
+            f"{path}: the file is empty; write the fields to change (parammix show-config "
+            "prints them all), or leave out --config for the embedded default"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return parse_experiment(data, str(path))

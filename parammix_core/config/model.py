@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from parammix_core.config.base import (
-    PositiveInt,
-    Strict,
-)
+from parammix_core.config.base import Count, Strict, Text
+from parammix_core.config.urls import known_scheme
 
 
 class ModelConfig(Strict):
     """The shared base: a checkpoint, or a tiny Llama built from these shapes and pre-trained."""
 
-    checkpoint: str | None = Field(
+    checkpoint: Annotated[Text, AfterValidator(known_scheme)] | None = Field(
         None, description="HF checkpoint dir or fsspec URL; None builds and pre-trains a tiny one."
     )
     trust_remote_code: bool = Field(False, description="Allow custom modeling code (off).")
-    hidden_size: PositiveInt = 96
-    num_layers: PositiveInt = 3
-    num_heads: PositiveInt = 4
-    num_kv_heads: PositiveInt = 4
-    intermediate_size: PositiveInt = 256
+    hidden_size: Count(1 << 16) = 96
+    num_layers: Count(1024) = 3
+    num_heads: Count(1024) = 4
+    num_kv_heads: Count(1024) = 4
+    intermediate_size: Count(1 << 20) = 256
     attn_implementation: Literal["eager", "sdpa"] = "sdpa"
     dtype: Literal["float32", "bfloat16"] = Field(
         "float32", description="Weights and merge dtype; bfloat16 is for GPUs."

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from parammix_core.config.base import (
-    NotBool,
-    PositiveInt,
-    Strict,
-)
+from parammix_core.config.base import Count, FreeForm, NotBool, Strict, Text
+from parammix_core.config.urls import known_scheme
 
 # Option names that would carry a secret: never accepted in a config (configs are flow
 # parameters, shown in the UI and stored in Prefect's database).
@@ -32,20 +29,22 @@ def _secret_keys(options: dict[str, Any], prefix: str = "") -> list[str]:
 class StoreConfig(Strict):
     """Where artifacts live. Credentials come from the environment or a Prefect Secret block."""
 
-    url: str = Field(".parammix/store", description="Local folder or fsspec URL (s3://b/p).")
-    storage_options: dict[str, Any] = Field(
+    url: Annotated[Text, AfterValidator(known_scheme)] = Field(
+        ".parammix/store", min_length=1, description="Local folder or fsspec URL (s3://b/p)."
+    )
+    storage_options: FreeForm = Field(
         default_factory=dict,
         description="fsspec options without secrets (endpoint_url, ...); keys come from the env "
         "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or credentials_block.",
     )
-    credentials_block: str | None = Field(
+    credentials_block: Annotated[str, Field(max_length=256)] | None = Field(
         None,
         description="Name of a Prefect Secret block holding {key, secret[, token]} for the store.",
     )
     verify: Literal["sha256", "size"] = Field(
         "sha256", description="What readers check against the manifest when they use a file."
     )
-    part_size_mb: Annotated[int, Field(ge=5)] = Field(
+    part_size_mb: Count(5120, lo=5) = Field(
         16, description="Multipart upload part size for large files on S3 (>= 5 MiB)."
     )
 
@@ -62,7 +61,7 @@ class StoreConfig(Strict):
         return options
 
 
-NonNegativeFloat = Annotated[float, NotBool, Field(ge=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, NotBool, Field(ge=0, le=10_000, allow_inf_nan=False)]
 
 
 class RayTaskResources(Strict):
@@ -70,21 +69,21 @@ class RayTaskResources(Strict):
 
     num_cpus: NonNegativeFloat = Field(1, description="CPUs reserved per task (fractions allowed).")
     num_gpus: NonNegativeFloat = Field(0, description="GPUs reserved per task (fractions allowed).")
-    memory_mb: PositiveInt | None = Field(None, description="Memory reserved per task, MiB.")
+    memory_mb: Count(1 << 30) | None = Field(None, description="Memory reserved per task, MiB.")
 
 
 class RayConfig(Strict):
     """Where tasks run with runtime.task_runner: ray, and what each kind reserves there."""
 
-    address: str | None = Field(
+    address: Text | None = Field(
         None,
         description="A running cluster (ray://head:10001, or auto inside one); none starts a "
         "local Ray instance for the flow.",
     )
-    local_num_cpus: PositiveInt | None = Field(
+    local_num_cpus: Count(100_000) | None = Field(
         None, description="CPUs of a local instance started for the flow (none: all)."
     )
-    runtime_env: dict[str, object] = Field(
+    runtime_env: FreeForm = Field(
         default_factory=dict,
         description="Ray runtime_env for a remote cluster (working_dir, pip, env_vars without "
         "secrets).",
@@ -96,11 +95,16 @@ class RayConfig(Strict):
 
 class RuntimeConfig(Strict):
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    torch_threads: PositiveInt = Field(
+    torch_threads: Count(1024) = Field(
         1, description="Intra-op threads per task; 1 is fastest for tiny models on small CPUs."
     )
-    max_workers: PositiveInt = Field(2, description="Tasks run at once in the flow.")
+    max_workers: Count(1024) = Field(2, description="Tasks run at once in the flow.")
     progress: bool = Field(True, description="tqdm bars in the terminal.")
+    verify_cached: bool = Field(
+        False,
+        description="Re-hash (sha256) every stored artifact a stage would reuse instead of "
+        "trusting Prefect's cache (parammix run --verify).",
+    )
     task_runner: Literal["thread", "ray"] = Field(
         "thread", description="thread: a pool of max_workers here; ray: tasks on a Ray cluster."
     )

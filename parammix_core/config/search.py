@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from parammix_core.config.base import (
+    Count,
     PositiveFloat,
-    PositiveInt,
     Strict,
+    Text,
     UnitFloat,
 )
 
@@ -34,10 +35,10 @@ class RandomSettings(Strict):
 class SurrogateSettings(Strict):
     """LightGBM on the evaluated rows, candidate rounds N -> N/2 -> N/4 around the best."""
 
-    n_candidates: PositiveInt = Field(8192, description="Candidates in the first round.")
-    rounds: PositiveInt = Field(3, description="Rounds; each halves the pool and the region.")
-    top_k: PositiveInt = Field(16, description="Averaged into each round's centre.")
-    min_rows: Annotated[int, Field(ge=2)] = Field(8, description="Random draws below this.")
+    n_candidates: Count(1_000_000) = Field(8192, description="Candidates in the first round.")
+    rounds: Count(100) = Field(3, description="Rounds; each halves the pool and the region.")
+    top_k: Count(100_000) = Field(16, description="Averaged into each round's centre.")
+    min_rows: Count(100_000, lo=2) = Field(8, description="Random draws below this.")
     spacing: UnitFloat = Field(0.05, description="Min L1 distance to evaluated mixtures.")
     explore: UnitFloat = Field(
         0.25, description="Share of proposals drawn near the best evaluated mixture."
@@ -47,11 +48,11 @@ class SurrogateSettings(Strict):
 class BayesSettings(Strict):
     """botorch GP + log expected improvement (per unit cost when costs are recorded)."""
 
-    n_init: Annotated[int, Field(ge=2)] | None = Field(
+    n_init: Count(10_000, lo=2) | None = Field(
         None, description="Random draws before the GP (None: number of domains + 1)."
     )
-    num_restarts: PositiveInt = 8
-    raw_samples: PositiveInt = 256
+    num_restarts: Count(1000) = 8
+    raw_samples: Count(100_000) = 256
     cost_exponent: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         1.0, description="EI / cost^exponent; 0 ignores costs."
     )
@@ -60,7 +61,7 @@ class BayesSettings(Strict):
 class GradientSettings(Strict):
     """Mirror-descent steps for MixMin and MergeMix."""
 
-    steps: PositiveInt = 500
+    steps: Count(1_000_000) = 500
     lr: PositiveFloat = 1.0
 
 
@@ -79,27 +80,31 @@ class ImportedRuns(Strict):
     column per domain in `ratios`, `run_id` + `group.<group>` (required) and any other metric
     of the experiment (`task.<name>`, `loss.<domain>`) in `metrics`."""
 
-    ratios: str = Field(description="CSV file of mixtures: run_id, one column per domain.")
-    metrics: str = Field(description="CSV file of measured metrics: run_id, group.<g>, ...")
+    ratios: Text = Field(description="CSV file of mixtures: run_id, one column per domain.")
+    metrics: Text = Field(description="CSV file of measured metrics: run_id, group.<g>, ...")
 
 
 class SearchConfig(Strict):
     """Which merges to evaluate, and how the surrogate picks the mixture."""
 
-    n_mixtures: PositiveInt = Field(
+    n_mixtures: Count(100_000) = Field(
         96, description="Merged mixtures evaluated (vertices and uniform included)."
     )
-    batch_size: PositiveInt = Field(
+    batch_size: Count(10_000) = Field(
         16, description="Mixtures proposed per round (per merge_and_evaluate task for random)."
     )
-    n_candidates: PositiveInt = Field(20_000, description="Surrogate-scored candidate pool.")
-    top_k: PositiveInt = Field(16, description="Average the top-k predicted candidates.")
-    cv_folds: Annotated[int, Field(ge=2)] = 5
+    n_candidates: Count(1_000_000) = Field(20_000, description="Surrogate-scored candidate pool.")
+    top_k: Count(100_000) = Field(16, description="Average the top-k predicted candidates.")
+    cv_folds: Count(100, lo=2) = 5
     group_weights: dict[str, PositiveFloat] = Field(
-        default_factory=dict, description="Utility weight per capability group (default: equal)."
+        default_factory=dict,
+        max_length=1000,
+        description="Utility weight per capability group (default: equal).",
     )
     bounds: dict[str, Bounds] = Field(
-        default_factory=dict, description="Per-domain floor/cap on proposals and the choice."
+        default_factory=dict,
+        max_length=256,
+        description="Per-domain floor/cap on proposals and the choice.",
     )
     strategy: Literal["random", "surrogate", "bayes", "mixmin", "mergemix"] = Field(
         "random",
@@ -109,7 +114,7 @@ class SearchConfig(Strict):
     strategies: StrategySettings = Field(
         default_factory=StrategySettings, description="Settings per strategy."
     )
-    target_sequences: PositiveInt = Field(
+    target_sequences: Count(100_000) = Field(
         32,
         description="Held-out blocks per domain that mixmin (experts' log-probabilities) and "
         "mergemix (dev loss of the merge) optimise on.",

@@ -7,9 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from parammix_core.config.base import (
-    NonNegativeInt,
+    Count,
     PositiveFloat,
-    PositiveInt,
     Strict,
     UnitFloat,
 )
@@ -18,10 +17,10 @@ from parammix_core.config.base import (
 class TrainConfig(Strict):
     """Hyper-parameters of one training run (the same for every expert)."""
 
-    steps: PositiveInt = 200
-    batch_size: PositiveInt = 16
+    steps: Count(10**8) = 200
+    batch_size: Count(1 << 20) = 16
     lr: PositiveFloat = 2e-3
-    warmup_steps: NonNegativeInt = 10
+    warmup_steps: Count(10**8, lo=0) = 10
     schedule: Literal["constant", "cosine"] = Field(
         "constant", description="LR after warm-up; constant keeps experts mergeable."
     )
@@ -30,7 +29,7 @@ class TrainConfig(Strict):
     beta1: UnitFloat = 0.9
     beta2: UnitFloat = 0.95
     grad_clip: PositiveFloat = 1.0
-    checkpoint_every: PositiveInt = Field(50, description="Steps between resumable checkpoints.")
+    checkpoint_every: Count(10**8) = Field(50, description="Steps between resumable checkpoints.")
 
     @model_validator(mode="after")
     def _warmup(self) -> TrainConfig:
@@ -50,7 +49,7 @@ class DeepSpeedConfig(Strict):
     )
     offload_param: bool = Field(False, description="Weights in host memory (stage 3 only).")
     overlap_comm: bool = Field(False, description="Overlap gradient reduction with backward.")
-    bucket_size: PositiveInt = Field(
+    bucket_size: Count(10**11) = Field(
         50_000_000,
         description="Elements per gradient-reduce / all-gather bucket (DeepSpeed's own default, "
         "5e8, is 2 GB of fp32 buffers).",
@@ -82,7 +81,7 @@ class TrainingConfig(Strict):
         "plain", description="plain: one process, torch AdamW; deepspeed: ZeRO data parallel."
     )
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
-    processes: PositiveInt = Field(
+    processes: Count(1024) = Field(
         1,
         description="Processes per training run on this node (one per GPU): > 1 runs every "
         "training stage under torchrun, data parallel with DeepSpeed. Not in artifact keys: "

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from parammix_core.config.base import NonNegativeInt, PositiveFloat, PositiveInt, Strict
+from parammix_core.config.base import Count, PositiveFloat, Strict
 from parammix_core.config.training import TrainConfig
 
 
@@ -14,13 +14,13 @@ class ValidationConfig(Strict):
     """Really train on sampled mixtures (expert budget) and compare with the merges' ranking."""
 
     enabled: bool = Field(True, description="Run the validate_proxy stage.")
-    n_mixtures: Annotated[int, Field(ge=3)] = Field(
+    n_mixtures: Count(1000, lo=3) = Field(
         12,
         description="Non-vertex mixtures trained for real (uniform + Dirichlet draws), "
         "plus the chosen one.",
     )
     concentration: PositiveFloat = Field(1.0, description="Dirichlet concentration of the draws.")
-    reruns: NonNegativeInt = Field(
+    reruns: Count(100, lo=0) = Field(
         2, description="Mixtures trained again with another data order: the noise ceiling."
     )
     metrics: Literal["all", "loss"] = Field(
@@ -48,4 +48,4 @@ class FinalConfig(Strict):
         description="Hyper-parameters of the final runs (the same for the chosen mixture and "
         "the baselines); several times an expert's budget.",
     )
-    seeds: PositiveInt = Field(2, description="Data-order seeds per mixture (the spread).")
+    seeds: Count(100) = Field(2, description="Data-order seeds per mixture (the spread).")

@@ -213,7 +213,7 @@ def test_missing_config_file(tmp_path, capsys, no_flow):
         ("data.domains.x.name=foo", "the config has no field 'data.domains.x.name'"),
         ("data.domains.9.name=foo", "the config has no field 'data.domains.9.name'"),
         ("seed.offset=1", "the config has no field 'seed.offset'"),
-        ("training.expert.steps=[1", "the value is not valid YAML"),
+        ("training.expert.steps=[1", "the value: not valid YAML"),
     ],
     ids=["list-index-not-a-number", "list-index-out-of-range", "below-a-number", "bad-yaml"],
 )
@@ -221,3 +221,149 @@ def test_override_of_a_path_that_does_not_exist(tmp_path, capsys, no_flow, overr
     assert main(["run", "--set", f"store.url={tmp_path / 'store'}", "--set", override]) == 2
     assert f"error: --set {override!r}: {expected}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"search": {"n_mixtures": 10**12}}, "search.n_mixtures: Input should be less than or"),
+        ({"search": {"n_candidates": 10**9}}, "search.n_candidates: Input should be less than"),
+        ({"training": {"expert": {"steps": 10**10}}}, "training.expert.steps: Input should be"),
+        ({"data": {"block_size": 1 << 30}}, "data.block_size: Input should be less than or equal"),
+        ({"model": {"hidden_size": 10**6}}, "model.hidden_size: Input should be less than or"),
+        ({"validation": {"reruns": 10**4}}, "validation.reruns: Input should be less than or"),
+        ({"seed": 2**40}, "seed: Input should be less than or equal to 2147483647"),
+        (
+            {"data": {"domains": [{"name": "d" * 65, "builtin": "math"}]}},
+            "data.domains.0.name: String should have at most 64 characters",
+        ),
+        (
+            {"store": {"url": "nosuchscheme://bucket/prefix"}},
+            "store.url: unknown URL scheme 'nosuchscheme'",
+        ),
+        (
+            {"model": {"checkpoint": "s4://models/base"}},
+            "model.checkpoint: unknown URL scheme 's4'",
+        ),
+        (
+            {"data": {"domains": [{"name": "a", "paths": ["htps2://x/a.jsonl"]}]}},
+            "data.domains.0.paths.0: unknown URL scheme 'htps2'",
+        ),
+        (
+            {"store": {"storage_options": {f"k{i}": i for i in range(300)}}},
+            "store.storage_options: more than 256 entries in all",
+        ),
+        (
+            {"store": {"storage_options": {"a": {"b": {"c": {"d": {"e": 1}}}}}}},
+            "store.storage_options: a.b.c.d: nested deeper than 4 levels",
+        ),
+        (
+            {"store": {"storage_options": {"endpoint_url": "x" * 5000}}},
+            "store.storage_options: endpoint_url: string longer than 4096 characters",
+        ),
+        (
+            {"runtime": {"ray": {"runtime_env": {"env_vars": {str(i): "x" for i in range(300)}}}}},
+            "runtime.ray.runtime_env: more than 256 entries in all",
+        ),
+    ],
+    ids=[
+        "n-mixtures-1e12",
+        "n-candidates-1e9",
+        "steps-1e10",
+        "block-size-1g",
+        "hidden-size-1e6",
+        "reruns-1e4",
+        "seed-2e40",
+        "domain-name-too-long-for-a-file",
+        "unknown-store-scheme",
+        "unknown-checkpoint-scheme",
+        "unknown-corpus-scheme",
+        "storage-options-too-many",
+        "storage-options-too-deep",
+        "storage-options-huge-string",
+        "runtime-env-too-many",
+    ],
+)
+def test_counts_names_and_free_form_mappings_are_bounded(data, expected):
+    assert expected in _error(data)
+
+
+def _bomb(levels: int, width: int) -> str:
+    """A "billion laughs": each level holds `width` aliases of the one before."""
+    lines = ["store:", "  storage_options:", "    l0: &l0 [lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append(f"    l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("levels", "width", "expected"),
+    [
+        (9, 10, "not valid YAML: more than 64 aliases"),  # 4.8e8 leaves from 80 aliases
+        (24, 2, "refused: the document expands to more than 100000 values"),  # 46 aliases
+    ],
+    ids=["many-aliases", "few-aliases-deep"],
+)
+def test_yaml_alias_bomb_is_refused_fast_and_small(
+    tmp_path, capsys, no_flow, monkeypatch, levels, width, expected
+):
+    import resource
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_bomb(levels, width))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    assert main(["validate-config", str(path)]) == 2
+    assert time.perf_counter() - start < 5  # refused before any expansion, not after
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: {expected}")
+    assert main(["run", "--config", str(path)]) == 2
+    assert expected in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_many_aliases_are_refused_and_a_few_allowed(tmp_path):
+    few = tmp_path / "few.yaml"
+    few.write_text(
+        "training:\n  base: &t {steps: 40, batch_size: 8, warmup_steps: 2}\n  expert: *t\n"
+    )
+    exp = load_experiment(few)
+    assert exp.training.expert.steps == exp.training.base.steps == 40
+    many = tmp_path / "many.yaml"
+    many.write_text("a: &a 1\nb: [" + ", ".join(["*a"] * 70) + "]\n")
+    with pytest.raises(ConfigError, match=r"many\.yaml: not valid YAML: more than 64 aliases"):
+        load_experiment(many)
+
+
+def test_override_values_have_the_same_limits(capsys, no_flow):
+    bomb = "{a: &a [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
+        f"b{i}: &b{i} [" + ", ".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]"
+        for i in range(7)
+    ) + "}"
+    assert main(["show-config", "--set", f"store.storage_options={bomb}"]) == 2
+    assert "the value: not valid YAML: more than 64 aliases" in capsys.readouterr().err
+
+
+def test_non_utf8_config_is_a_config_error(tmp_path, capsys, no_flow):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    for argv in (["validate-config", str(path)], ["run", "--config", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {path}: not UTF-8 text (byte offset 9)\n"
+    assert not (tmp_path / ".parammix").exists()
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
+def test_empty_config_file_is_refused(tmp_path, capsys, no_flow, monkeypatch, text):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: the file is empty;")
+    assert "leave out --config for the embedded default" in err
+    assert list(tmp_path.iterdir()) == [path]  # no store made in the working directory
