@@ -12,6 +12,7 @@ The joined table has `run_id`, `alpha.<domain>` per domain and the metric column
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -37,10 +38,30 @@ def _where(path: Path, row: int | None = None, column: str | None = None) -> str
     return out
 
 
+def _check_fields(path: Path, kind: str) -> None:
+    """Every line has as many fields as the header (pandas would quietly turn a first column
+    into the index when all rows have one more, and then blame the wrong column)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            for row in reader:
+                if row and len(row) != len(header or []):
+                    raise RunsError(
+                        f"{path}, line {reader.line_num}: {len(row)} fields, but the header "
+                        f"has {len(header or [])}"
+                    )
+    except UnicodeDecodeError as err:
+        raise RunsError(f"{path}: not UTF-8 text (byte offset {err.start})") from None
+    except csv.Error as err:
+        raise RunsError(f"{path}: not a readable CSV {kind} table: {err}") from None
+
+
 def _read(path: str | Path, kind: str) -> tuple[Path, pd.DataFrame]:
     path = Path(path)
     if not path.is_file():
         raise RunsError(f"{path}: no such {kind} file")
+    _check_fields(path, kind)
     try:
         df = pd.read_csv(
             path, dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False

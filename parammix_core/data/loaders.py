@@ -9,6 +9,8 @@ not depend on listing order. Every error names the file, and the line, row or co
 from __future__ import annotations
 
 import json
+import lzma
+import zlib
 
 import fsspec
 import pyarrow as pa
@@ -19,6 +21,9 @@ from parammix_core.data.errors import DataError
 
 SUPPORTED = (".txt", ".jsonl", ".parquet")
 _COMPRESSED = (".gz", ".bz2", ".xz")
+# What a damaged compressed stream raises (gzip.BadGzipFile and bz2's are OSErrors): a bad
+# file, never worth a retry.
+_DAMAGED = (zlib.error, EOFError, lzma.LZMAError)
 
 
 def load_texts(
@@ -71,6 +76,8 @@ def _read(f: OpenFile, text_field: str) -> list[str]:
         raise DataError(f"{name}: no such file") from err
     except IsADirectoryError as err:
         raise DataError(f"{name}: is a directory; use a glob such as {name}/*.jsonl") from err
+    except _DAMAGED as err:
+        raise DataError(f"{name}: damaged compressed data ({err or type(err).__name__})") from err
     except OSError as err:
         raise DataError(f"{name}: cannot read: {err}") from err
     try:

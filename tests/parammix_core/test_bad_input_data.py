@@ -1,7 +1,10 @@
 """Bad corpora and too-small corpora, through the stages a run calls: each error names the
 domain and the file (line, column), and the store is unchanged afterwards."""
 
+import bz2
+import gzip
 import json
+import lzma
 import re
 from pathlib import Path
 
@@ -70,6 +73,32 @@ def test_corrupt_gzip_names_domain_and_file(tmp_path):
     bad.write_bytes(b"this was never gzipped")
     corpus = {"a": _good(tmp_path), "b": [str(bad)]}
     _refused(tmp_path, corpus, DataError, r"domain 'b': .*corpus\.jsonl\.gz: cannot read")
+
+
+def _damaged(raw: bytes) -> bytes:
+    """A compressed stream with its header intact and bytes flipped further in."""
+    return raw[:20] + bytes(b ^ 0xFF for b in raw[20:60]) + raw[60:]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "damage"),
+    [
+        (".gz", lambda data: _damaged(gzip.compress(data))),
+        (".gz", lambda data: gzip.compress(data)[:-30]),  # truncated
+        (".xz", lambda data: _damaged(lzma.compress(data))),
+        (".bz2", lambda data: _damaged(bz2.compress(data))),
+    ],
+    ids=["gz-damaged-stream", "gz-truncated", "xz-damaged-stream", "bz2-damaged-stream"],
+)
+def test_damaged_compressed_stream_names_domain_and_file(tmp_path, suffix, damage):
+    """A valid header over a damaged stream is a data error (never retried), not a zlib
+    error naming neither file nor domain."""
+    raw = write_jsonl(tmp_path / "plain.jsonl", n_docs=200).read_bytes()
+    bad = tmp_path / f"corpus.jsonl{suffix}"
+    bad.write_bytes(damage(raw))
+    corpus = {"a": _good(tmp_path), "b": [str(bad)]}
+    message = rf"domain 'b': .*corpus\.jsonl\{suffix}: (damaged compressed data|cannot read)"
+    _refused(tmp_path, corpus, DataError, message)
 
 
 def test_parquet_without_the_text_column_names_domain_file_and_columns(tmp_path):

@@ -83,6 +83,24 @@ def test_load_joins_on_run_id_in_ratio_order(tmp_path):
             "ratios.csv",
             "line 4, column 'run_id': run id 'r3' has no row in",
         ),
+        (
+            RATIOS.replace("r2,0.5,0.5", "r2,0.5,0.5,7"),
+            METRICS,
+            "ratios.csv",
+            "line 3: 4 fields, but the header has 3",
+        ),
+        (
+            "run_id,math,code\nr1,0.25,0.75,1\nr2,0.5,0.5,2\n",  # pandas: run_id as the index
+            METRICS,
+            "ratios.csv",
+            "line 2: 4 fields, but the header has 3",
+        ),
+        (
+            RATIOS,
+            METRICS.replace("r1,0.5,2.5", "r1,0.5"),
+            "metrics.csv",
+            "line 3: 2 fields, but the header has 3",
+        ),
     ],
     ids=[
         "duplicate",
@@ -94,6 +112,9 @@ def test_load_joins_on_run_id_in_ratio_order(tmp_path):
         "text",
         "no-id",
         "no-metrics",
+        "extra-field",
+        "extra-field-on-every-row",
+        "missing-field",
     ],
 )
 def test_malformed_tables_name_file_line_and_column(tmp_path, ratios, metrics, file, message):
