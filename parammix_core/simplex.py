@@ -89,7 +89,7 @@ def sample_bounded(
         draw = lo + max(free, 0.0) * rng.dirichlet(np.full(k, concentration), size=4 * n)
         out.extend(draw[within_bounds(draw, lo, hi)])
         if len(out) >= n:
-            return np.asarray(out[:n])
+            return np.asarray(out[:n]).reshape(n, k)  # (0, K) when none are asked for
     raise SimplexError("could not sample mixtures inside the bounds; are they feasible?")
 
 

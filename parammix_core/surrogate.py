@@ -206,8 +206,12 @@ def _check_inputs(x: np.ndarray, targets: dict[str, np.ndarray], folds: int) -> 
     n = x.shape[0]
     if folds < 2:
         raise SurrogateError(f"cv folds must be at least 2; got {folds}")
-    if n < folds:
-        raise SurrogateError(f"{n} mixture(s) are too few for {folds}-fold cross-validation")
+    smallest_train = n - -(-n // folds)  # rows left to fit on when the largest fold is held out
+    if n < folds or smallest_train < 2:
+        raise SurrogateError(
+            f"{n} mixture(s) are too few for {folds}-fold cross-validation (each fit needs 2 "
+            "rows): raise search.n_mixtures or lower search.cv_folds"
+        )
     bad = ~np.isfinite(x).all(axis=1) | (x < -TOLERANCE).any(axis=1)
     bad |= np.abs(x.sum(axis=1) - 1.0) > TOLERANCE
     if bad.any():

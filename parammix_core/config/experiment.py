@@ -60,6 +60,12 @@ class Experiment(Strict):
             raise ValueError(f"search.bounds: the domain maximums sum to {hi:g} < 1")
         if self.search.n_mixtures < len(names) + 1:
             raise ValueError("search.n_mixtures must cover the vertices and the uniform mixture")
+        n, folds = self.search.n_mixtures, self.search.cv_folds
+        if self.search.import_runs is None and n - -(-n // folds) < 2:
+            raise ValueError(
+                f"search.n_mixtures={n} is too few for search.cv_folds={folds}: every "
+                "cross-validation fit needs 2 mixtures; raise n_mixtures or lower cv_folds"
+            )
         if self.evaluation.proxy == "corrected" and not self.probe.enabled:
             raise ValueError("evaluation.proxy 'corrected' needs probe.enabled")
         if self.model.checkpoint is None and self.data.tokenizer is not None:

@@ -253,12 +253,20 @@ class Evaluator:
     ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, np.ndarray]]:
         for task in self._leaf_tasks:
             task.set_fewshot_seed(seed=FEWSHOT_SEED)
-        output = lm_eval_evaluate(
-            lm=self._lm,
-            task_dict=self._task_dict,
-            bootstrap_iters=self._bootstrap_iters,
-            log_samples=log_samples,
-        )
+        try:
+            output = lm_eval_evaluate(
+                lm=self._lm,
+                task_dict=self._task_dict,
+                bootstrap_iters=self._bootstrap_iters,
+                log_samples=log_samples,
+            )
+        except AssertionError as err:  # lm-eval asserts that a continuation fits the context
+            raise EvaluationError(
+                f"lm-eval refused a request of tasks {[t.name for t in self.tasks]} "
+                f"({err or 'an answer longer than the context'}); the model's context is "
+                f"{self._lm.max_length} tokens: raise data.block_size (or the checkpoint's "
+                "context) or use tasks with shorter answers"
+            ) from err
         results = output["results"]
         out: dict[str, float] = {}
         scores = {task.name: self._score(task, results.get(task.name, {})) for task in self.tasks}

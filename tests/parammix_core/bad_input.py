@@ -66,7 +66,7 @@ def config(corpus: dict[str, list[str]], store: Path, **overrides: Any) -> dict:
             "expert": {"steps": 2, "batch_size": 4, "warmup_steps": 1},
         },
         "probe": {"batch_size": 4},
-        "search": {"n_mixtures": 3, "n_candidates": 10, "top_k": 2, "cv_folds": 2},
+        "search": {"n_mixtures": 4, "n_candidates": 10, "top_k": 2, "cv_folds": 2},
         "store": {"url": str(store)},
         "runtime": {"device": "cpu"},
     }

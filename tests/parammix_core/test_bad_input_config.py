@@ -265,6 +265,15 @@ def test_override_of_a_path_that_does_not_exist(tmp_path, capsys, no_flow, overr
             {"runtime": {"ray": {"runtime_env": {"env_vars": {str(i): "x" for i in range(300)}}}}},
             "runtime.ray.runtime_env: more than 256 entries in all",
         ),
+        (
+            {
+                "data": {
+                    "domains": [{"name": "a", "builtin": "math"}, {"name": "b", "builtin": "sft"}]
+                },
+                "search": {"n_mixtures": 3, "cv_folds": 2},
+            },
+            "search.n_mixtures=3 is too few for search.cv_folds=2",
+        ),
     ],
     ids=[
         "n-mixtures-1e12",
@@ -282,6 +291,7 @@ def test_override_of_a_path_that_does_not_exist(tmp_path, capsys, no_flow, overr
         "storage-options-too-deep",
         "storage-options-huge-string",
         "runtime-env-too-many",
+        "mixtures-too-few-for-the-folds",
     ],
 )
 def test_counts_names_and_free_form_mappings_are_bounded(data, expected):
@@ -339,10 +349,14 @@ def test_many_aliases_are_refused_and_a_few_allowed(tmp_path):
 
 
 def test_override_values_have_the_same_limits(capsys, no_flow):
-    bomb = "{a: &a [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
-        f"b{i}: &b{i} [" + ", ".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]"
-        for i in range(7)
-    ) + "}"
+    bomb = (
+        "{a: &a [x, x, x, x, x, x, x, x, x, x], "
+        + ", ".join(
+            f"b{i}: &b{i} [" + ", ".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]"
+            for i in range(7)
+        )
+        + "}"
+    )
     assert main(["show-config", "--set", f"store.storage_options={bomb}"]) == 2
     assert "the value: not valid YAML: more than 64 aliases" in capsys.readouterr().err
 

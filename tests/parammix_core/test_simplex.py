@@ -61,3 +61,9 @@ def test_bounded_sampling_respects_bounds():
 def test_entropy():
     np.testing.assert_allclose(simplex.entropy(simplex.vertices(3)), 0.0, atol=1e-9)
     np.testing.assert_allclose(simplex.entropy(simplex.uniform(4)[None]), [np.log(4)])
+
+
+def test_no_draws_is_an_empty_plan_of_the_right_width():
+    """n_mixtures = K + 1 (the vertices and uniform only) asks for no draws."""
+    none = simplex.sample_bounded(3, 0, np.zeros(3), np.ones(3))
+    assert none.shape == (0, 3)

@@ -117,3 +117,10 @@ def test_target_length_must_match(data):
 def test_predict_checks_width(fitted):
     with pytest.raises(SurrogateError, match=r"take \(N, 4\)"):
         fitted.predict(np.full((2, 3), 1 / 3))
+
+
+def test_too_few_rows_for_the_folds_is_named():
+    """3 mixtures in 2 folds leave a fit of 1 row: refused with the fields to change."""
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    with pytest.raises(SurrogateError, match=r"3 mixture\(s\) are too few for 2-fold .* raise"):
+        fit_surrogates(x, {"loss": np.array([1.0, 2.0, 1.5])}, folds=2, seed=0)
