@@ -15,12 +15,20 @@ import argparse
 import os
 import sys
 import time
+import traceback
+from contextlib import nullcontext
 from typing import Any
 
-import yaml
-
 from flows import store_cli
-from parammix_core.config import ConfigError, Experiment, load_experiment, parse_experiment
+from flows.debug_log import DebugLog, quiet_console
+from parammix_core.config import (
+    ConfigError,
+    Experiment,
+    load_experiment,
+    load_yaml,
+    parse_experiment,
+)
+from parammix_core.failure import STAGE, describe
 from parammix_core.runs import RunsError
 from parammix_core.store import StoreError
 
@@ -47,10 +55,7 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
         path, sep, raw = item.partition("=")
         if not sep or not path:
             raise ConfigError(f"--set {item!r}: expected dotted.path=value")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({err})") from None
+        value = load_yaml(raw, f"--set {item!r}: the value")
         node: Any = data
         keys = path.split(".")
         try:
@@ -88,16 +93,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
     exp = _load(args)
+    if args.verify:
+        exp = apply_overrides(exp, ["runtime.verify_cached=true"], "--verify")
 
     import torch
 
     from flows.param_mix import with_workers
+    from flows.server import prefect_api
     from parammix_core import stages
     from parammix_core.report import summary_lines
 
+    log_path = args.log.start()  # after Prefect set up its console handlers
+
+    if exp.store.credentials_block is None:  # a folder that is no store: refused before all
+        _ = stages.open_store(exp).id
     torch.set_num_threads(exp.runtime.torch_threads)
     start = time.perf_counter()
-    refs = with_workers(exp.runtime.max_workers, exp.runtime)(exp)
+    with _console(args), prefect_api(log_path):
+        try:
+            refs = with_workers(exp.runtime.max_workers, exp.runtime)(exp)
+        except Exception as err:
+            if not hasattr(err, STAGE):
+                setattr(err, STAGE, "param-mix flow")
+            raise
     store = stages.open_store(exp)
     print()
     print(f"Param-Mix finished in {time.perf_counter() - start:.0f} s")
@@ -105,6 +123,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line)
     print(f"Report: {stages.report_path(store, refs['report'])}")
     return 0
+
+
+def _console(args: argparse.Namespace):
+    """Terminal log lines without tracebacks (they are in the debug log), unless --debug."""
+    return nullcontext() if args.debug else quiet_console()
 
 
 def served_deployments(exp: Experiment, weekly: str, nightly: str) -> list[Any]:
@@ -188,6 +211,12 @@ def cmd_surrogate(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_debug(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--debug", action="store_true", help="show tracebacks here, not only in the debug log"
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="parammix", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -197,15 +226,23 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--set", action="append", metavar="PATH=VALUE", help="override one field, repeatable"
         )
+        with_debug(sp)
 
     run = sub.add_parser("run", help="run the whole pipeline")
     with_config(run)
+    run.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-hash (sha256) every stored artifact a stage would reuse instead of trusting "
+        "the cache (runtime.verify_cached)",
+    )
     run.set_defaults(func=cmd_run)
     show = sub.add_parser("show-config", help="print the resolved config as YAML")
     with_config(show)
     show.set_defaults(func=cmd_show)
     val = sub.add_parser("validate-config", help="check a config file and name any bad field")
     val.add_argument("file")
+    with_debug(val)
     val.set_defaults(func=cmd_validate)
     srv = sub.add_parser(
         "serve", help="serve the flows as deployments from this process (runs start from the UI)"
@@ -226,6 +263,7 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--ratios", required=True, help="CSV: run_id, one weight column per domain")
     imp.add_argument("--metrics", required=True, help="CSV: run_id, one column per metric")
     imp.add_argument("--out", help="write the joined table as parquet")
+    with_debug(imp)
     imp.set_defaults(func=cmd_import)
     sur = sub.add_parser("surrogate", help="score LightGBM and linear surrogates on held-out runs")
     sur.add_argument("--train", required=True, help="joined table (parquet) to fit on")
@@ -233,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     sur.add_argument("--metric", action="append", help="metric column, repeatable (default: all)")
     sur.add_argument("--folds", type=int, default=5, help="CV folds while fitting")
     sur.add_argument("--seed", type=int, default=0)
+    with_debug(sur)
     sur.set_defaults(func=cmd_surrogate)
     store_cli.add_parser(sub, with_config)
     sub.choices["store"].set_defaults(func=cmd_store)
@@ -245,11 +284,30 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.log = DebugLog()
     try:
         return args.func(args)
-    except (ConfigError, RunsError, StoreError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the contract: one line, exit 2, the traceback in the log
+        return _fail(err, args)
+    finally:
+        args.log.close()
+
+
+EXPECTED = (ConfigError, RunsError, StoreError)  # a bad config, table or store: no traceback
+
+
+def _fail(err: BaseException, args: argparse.Namespace) -> int:
+    logged = args.log.path is not None or not isinstance(err, EXPECTED)
+    path = args.log.record(err) if logged else None
+    print(f"error: {describe(err)}", file=sys.stderr)
+    if args.debug:
+        traceback.print_exception(err, file=sys.stderr)
+    elif path is not None:
+        print(f"  details: {path} (or run again with --debug)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, run_stage, store_key
+from tasks.common import RESULTS, RETRIES, run_stage, stage_task, store_key
 
 
-@task(
+@stage_task(
     name="base_model",
     task_run_name="base_model",
     cache_key_fn=store_key(stages.base_ref),

@@ -12,6 +12,7 @@ from typing import Any
 import datasets
 import torch
 import transformers
+from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.blocks.system import Secret
 from prefect.context import TaskRunContext
@@ -21,22 +22,29 @@ from tqdm import tqdm
 
 from parammix_core import stages
 from parammix_core.config import Experiment
-from parammix_core.store import ArtifactRef, Store, StoreError, StoreUnavailable
+from parammix_core.failure import STAGE
+from parammix_core.store import ArtifactRef, Store, StoreUnavailable
 
 # Results are small refs: JSON, never pickle. Stages that touch the store or train get retries.
 RESULTS = {"persist_result": True, "result_serializer": "json"}
-PERMANENT = (ValueError, TypeError, KeyError, PermissionError, FileNotFoundError)
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the first attempt of a task named in PARAMMIX_FAIL_ONCE."""
+
+
+# What may pass by itself: an unreachable store or endpoint, a dropped connection, a timeout,
+# the fault drill. Anything else (bad input, a damaged artifact, a corrupt file, a name the
+# filesystem refuses, a bug) fails the run at once with its cause: a retry would only repeat it.
+TRANSIENT = (StoreUnavailable, ConnectionError, TimeoutError, InjectedFault)
 
 
 def is_transient(task: Any, task_run: Any, state: State) -> bool:
-    """Retry what may pass (a dropped connection, a busy worker), never a bad input or a
-    damaged artifact: those fail the run at once with their cause."""
+    """Retry only what may pass; never a bad input or a damaged artifact."""
     exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
+    if exc is None:  # a crashed run (no exception in hand): worth another attempt
         return True
-    if isinstance(exc, StoreError):
-        return isinstance(exc, StoreUnavailable)
-    return not isinstance(exc, PERMANENT)
+    return isinstance(exc, TRANSIENT)
 
 
 RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": is_transient}
@@ -68,21 +76,39 @@ def store_key(ref_fn: Callable[..., ArtifactRef]) -> Callable[[TaskRunContext, d
     finds its artifact in the store and returns at once.
     """
 
-    def cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    def cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
         exp: Experiment = parameters["exp"]
+        if exp.runtime.verify_cached:  # no cache hit: the stage re-hashes what it reuses
+            return None
         args = {k: v for k, v in parameters.items() if k not in ("exp", "index")}
         return f"{open_store(exp).id}/{ref_fn(exp, **args).path}"
 
     return cache_key
 
 
+def stage_task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """`@task(**options)` whose failures carry the task run's name (`train_expert[math]`)
+    as `STAGE`, so the CLI can say which stage failed without a traceback."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        @functools.wraps(fn)
+        def named(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:
+                context = TaskRunContext.get()
+                if context is not None and not hasattr(err, STAGE):
+                    setattr(err, STAGE, context.task_run.name)
+                raise
+
+        return task(**options)(named)
+
+    return decorate
+
+
 # Fault drill: task run names (comma-separated) whose first attempt fails, so a deployment
 # can prove that its workers retry. Read from the flow run's environment, never from a config.
 FAIL_ONCE_ENV = "PARAMMIX_FAIL_ONCE"
-
-
-class InjectedFault(RuntimeError):
-    """Raised by the first attempt of a task named in PARAMMIX_FAIL_ONCE."""
 
 
 def fail_once_if_asked() -> None:

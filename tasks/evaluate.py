@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, run_stage, store_key
+from tasks.common import RESULTS, RETRIES, run_stage, stage_task, store_key
 
 
-@task(name="plan_mixtures", task_run_name="plan_mixtures")
+@stage_task(name="plan_mixtures", task_run_name="plan_mixtures")
 def plan_mixtures(exp: Experiment) -> list[list[list[float]]]:
     """The mixtures to evaluate, in batches of `search.batch_size`."""
     return stages.mixture_batches(exp)
 
 
-@task(
+@stage_task(
     name="merge_and_evaluate",
     task_run_name="merge_and_evaluate[batch {index}]",
     cache_key_fn=store_key(stages.eval_ref),

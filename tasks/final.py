@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import task, unmapped
+from prefect import unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 
@@ -11,7 +11,7 @@ from parammix_core.config import Experiment
 from parammix_core.report import final_section
 from parammix_core.stages import final
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, open_store, run_stage, store_key
+from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
 
 
 def plan_final(exp: Experiment, choice: ArtifactRef, data: ArtifactRef) -> list[list]:
@@ -22,7 +22,7 @@ def plan_final(exp: Experiment, choice: ArtifactRef, data: ArtifactRef) -> list[
     return [[n, a, s] for n, a in mixtures.items() for s in final.final_seeds(exp)]
 
 
-@task(
+@stage_task(
     name="final_run",
     task_run_name="final_run[{index}]",
     cache_key_fn=store_key(final.final_run_ref),
@@ -43,7 +43,7 @@ def final_run(
     return ref
 
 
-@task(
+@stage_task(
     name="final_training",
     task_run_name="final_training",
     cache_key_fn=store_key(final.final_summary_ref),

@@ -3,14 +3,13 @@ search_inputs (MixMin's log-probabilities, MergeMix's learned weights) and impor
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, open_store, prepare, store_key
+from tasks.common import RESULTS, RETRIES, open_store, prepare, stage_task, store_key
 
 
 class ProposedRound(BaseModel):
@@ -24,7 +23,7 @@ def _proposed_round_key(context, parameters) -> str:
     return store_key(stages.proposals_ref)(context, parameters) + "/batches"
 
 
-@task(
+@stage_task(
     name="propose_mixtures",
     task_run_name="propose_mixtures[round {round_index}]",
     cache_key_fn=_proposed_round_key,
@@ -50,7 +49,7 @@ def propose_mixtures(
     return ProposedRound(ref=ref, batches=stages.round_batches(exp, store, ref))
 
 
-@task(
+@stage_task(
     name="search_inputs",
     task_run_name="search_inputs",
     cache_key_fn=store_key(stages.inputs_ref),
@@ -64,7 +63,7 @@ def search_inputs(
     return stages.search_inputs(exp, open_store(exp), data, base, experts)
 
 
-@task(
+@stage_task(
     name="import_runs",
     task_run_name="import_runs",
     cache_key_fn=store_key(stages.imports_ref),

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
 from tasks.artifacts import publish_figures
-from tasks.common import RESULTS, RETRIES, open_store, store_key
+from tasks.common import RESULTS, RETRIES, open_store, stage_task, store_key
 
 
-@task(
+@stage_task(
     name="report",
     task_run_name="report",
     cache_key_fn=store_key(stages.report_ref),

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.report import summary_lines
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, open_store, prepare, store_key
+from tasks.common import RESULTS, RETRIES, open_store, prepare, stage_task, store_key
 
 
-@task(
+@stage_task(
     name="optimise_mixture",
     task_run_name="optimise_mixture",
     cache_key_fn=store_key(stages.choice_ref),

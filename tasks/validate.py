@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import task, unmapped
+from prefect import unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 
@@ -12,7 +12,7 @@ from parammix_core.report import validation_section
 from parammix_core.stages import validate
 from parammix_core.store import ArtifactRef
 from tasks.artifacts import publish_figures
-from tasks.common import RESULTS, RETRIES, open_store, run_stage, store_key
+from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
 
 
 def plan_validation(exp: Experiment, choice: ArtifactRef) -> list[list[float]]:
@@ -21,7 +21,7 @@ def plan_validation(exp: Experiment, choice: ArtifactRef) -> list[list[float]]:
     return validate.validation_mixtures(exp, [chosen[d] for d in exp.domains])
 
 
-@task(
+@stage_task(
     name="train_mixed",
     task_run_name="train_mixed[{index}]",
     cache_key_fn=store_key(validate.mixed_ref),
@@ -40,7 +40,7 @@ def train_mixed(
     return ref
 
 
-@task(
+@stage_task(
     name="validate_proxy",
     task_run_name="validate_proxy",
     cache_key_fn=store_key(validate.validation_ref),

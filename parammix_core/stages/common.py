@@ -22,7 +22,13 @@ Progress = Callable[[int, int, str], None]
 def open_store(exp: Experiment, credentials: dict[str, str] | None = None) -> Store:
     """The experiment's store; `credentials` (from a Prefect block) join the fsspec options."""
     options = {**exp.store.storage_options, **(credentials or {})}
-    return Store(exp.store.url, options, exp.store.verify, part_size=exp.store.part_size_mb << 20)
+    return Store(
+        exp.store.url,
+        options,
+        exp.store.verify,
+        part_size=exp.store.part_size_mb << 20,
+        lookup="sha256" if exp.runtime.verify_cached else "size",
+    )
 
 
 def checkpoint_root(exp: Experiment) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -1,8 +1,16 @@
+import types
+import zlib
 from pathlib import Path
+
+import pytest
+from prefect import flow
 
 from parammix_core import stages
 from parammix_core.config import Experiment
-from tasks.common import store_key
+from parammix_core.data import DataError
+from parammix_core.failure import STAGE, describe
+from parammix_core.store import StoreError, StoreUnavailable
+from tasks.common import InjectedFault, is_transient, stage_task, store_key
 
 
 def with_store(path: Path) -> Experiment:
@@ -24,3 +32,52 @@ def test_cache_key_differs_between_stores_not_between_runs(tmp_path: Path):
     assert key(None, {"exp": a}) == key(None, {"exp": a})
     assert key(None, {"exp": a}) != key(None, {"exp": b})
     assert key(None, {"exp": a}).split("/", 1)[1] == key(None, {"exp": b}).split("/", 1)[1]
+
+
+def _state(exc: BaseException):
+    return types.SimpleNamespace(data=exc)
+
+
+@pytest.mark.parametrize(
+    ("exc", "retried"),
+    [
+        (StoreUnavailable("store s3://b: cannot reach the endpoint"), True),
+        (ConnectionResetError("peer reset"), True),
+        (TimeoutError("read timed out"), True),
+        (InjectedFault("drill"), True),
+        (StoreError("expert/x: sha256 does not match the manifest"), False),
+        (DataError("domain 'b': c.jsonl.gz: damaged compressed data"), False),
+        (zlib.error("Error -3 while decompressing data"), False),
+        (OSError(36, "File name too long", "/store/expert/" + "d" * 300), False),
+        (FileNotFoundError(2, "No such file or directory", "/data/x.jsonl"), False),
+        (MemoryError(), False),
+        (RuntimeError("a bug"), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_only_what_may_pass_is_retried(exc, retried):
+    assert is_transient(None, None, _state(exc)) is retried
+
+
+def test_a_failing_stage_names_itself_on_its_exception(prefect_api, tmp_path: Path):
+    @stage_task(name="boom", task_run_name="boom[{what}]")
+    def boom(what: str) -> None:
+        raise DataError(f"{what}: bad")
+
+    @flow
+    def run() -> None:
+        boom("corpus")
+
+    with pytest.raises(DataError) as info:
+        run()
+    assert getattr(info.value, STAGE) == "boom[corpus]"
+    assert describe(info.value) == "boom[corpus]: corpus: bad"
+
+
+def test_verify_cached_turns_off_cache_hits(tmp_path: Path):
+    exp = with_store(tmp_path / "a")
+    key = store_key(stages.data_ref)
+    assert key(None, {"exp": exp}) is not None
+    exp = exp.model_copy(update={"runtime": exp.runtime.model_copy(update={"verify_cached": True})})
+    assert key(None, {"exp": exp}) is None  # the stage runs and re-hashes what it reuses
+    assert stages.open_store(exp).lookup == "sha256"

@@ -1,0 +1,112 @@
+"""What the terminal shows and what goes to the debug log.
+
+The contract of the CLI: a failure prints one `error:` line naming the stage and the field
+or file, and no traceback. Tracebacks (ours, Prefect's task and flow logs, the temporary
+server's output) go to a debug log, one file per command under `$PARAMMIX_CACHE/logs`;
+`--debug` shows them in the terminal as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+def log_dir() -> Path:
+    return Path(os.environ.get("PARAMMIX_CACHE", Path.home() / ".cache/parammix")) / "logs"
+
+
+class DebugLog:
+    """A file of this command's logs with their tracebacks, made on first use."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.handler: logging.Handler | None = None
+
+    def start(self) -> Path | None:
+        """Attach the file to the root logger; None if it cannot be written (no crash)."""
+        if self.path is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = log_dir() / f"parammix-{stamp}-{os.getpid()}.log"
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.handler = logging.FileHandler(path, encoding="utf-8")
+            except OSError:
+                return None
+            self.handler.setLevel(logging.DEBUG)
+            self.handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            logging.getLogger().addHandler(self.handler)
+            self.path = path
+        return self.path
+
+    def record(self, err: BaseException) -> Path | None:
+        """Write `err` with its traceback to the file only; where it went."""
+        path = self.start()
+        if self.handler is not None:
+            logger = logging.getLogger("parammix.cli")
+            logger.propagate = False  # the terminal gets the one-line error instead
+            logger.addHandler(self.handler)
+            try:
+                logger.error("command failed", exc_info=err)
+            finally:
+                logger.removeHandler(self.handler)
+        return path
+
+    def close(self) -> None:
+        if self.handler is not None:
+            logging.getLogger().removeHandler(self.handler)
+            self.handler.close()
+            self.handler = None
+
+
+class _NoTraceback(logging.Formatter):
+    """Formats a record as `inner` does, minus its traceback and stack."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            text = self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        return text.split(_TRACEBACK, 1)[0].rstrip()
+
+
+def _console_handlers() -> Iterator[logging.Handler]:
+    """Every handler that writes to a terminal stream (Prefect's console handler included)."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    seen: set[int] = set()
+    for logger in loggers:
+        for handler in logger.handlers:
+            if id(handler) in seen or isinstance(handler, logging.FileHandler):
+                continue
+            seen.add(id(handler))
+            if isinstance(handler, logging.StreamHandler):
+                yield handler
+
+
+@contextmanager
+def quiet_console() -> Iterator[None]:
+    """Console handlers print log lines without tracebacks while this is open."""
+    changed = [(h, h.formatter) for h in _console_handlers()]
+    for handler, formatter in changed:
+        handler.setFormatter(_NoTraceback(formatter))
+    try:
+        yield
+    finally:
+        for handler, formatter in changed:
+            handler.setFormatter(formatter)

@@ -1,0 +1,75 @@
+"""`parammix run` as a user starts it: a separate process, no Prefect server configured, so
+the CLI starts its own temporary one. Successful runs (the first and a fully cached one) and a
+failing one end without a traceback on the terminal; tracebacks go to the debug log."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.parammix_core.bad_input import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAME = re.compile(r'^\s*File ".*", line \d+', re.M)
+
+
+def parammix(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PYTEST"))}
+    env.update(PREFECT_HOME=str(tmp / "prefect"), PARAMMIX_CACHE=str(tmp / "cache"))
+    command = [sys.executable, "-c", "from flows.cli import main; raise SystemExit(main())"]
+    return subprocess.run(
+        [*command, *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+def clean(result: subprocess.CompletedProcess) -> str:
+    text = result.stdout + result.stderr
+    for noise in ("Traceback", "Error flushing", "CancelledError", "Logging error"):
+        assert noise not in text, text
+    assert not FRAME.search(text), text
+    return text
+
+
+@pytest.mark.slow
+def test_successful_and_cached_runs_end_without_tracebacks(tmp_path: Path):
+    argv = ["run", "--config", str(ROOT / "configs" / "micro.yaml")]
+    argv += ["--set", f"store.url={tmp_path / 'store'}", "--set", "validation.enabled=false"]
+    argv += ["--set", "final.enabled=false"]
+    first = parammix(tmp_path, *argv)
+    assert first.returncode == 0, first.stderr
+    second = parammix(tmp_path, *argv)  # every task a cache hit: the shutdown race case
+    assert second.returncode == 0, second.stderr
+    for result in (first, second):
+        text = clean(result)
+        assert "Param-Mix finished in" in text and "Report: " in text
+    assert first.stdout.splitlines()[-1] == second.stdout.splitlines()[-1]  # the same report
+    logs = list((tmp_path / "cache" / "logs").glob("parammix-*.log"))
+    assert len(logs) == 2  # the server's output went there, not to the terminal
+
+
+@pytest.mark.slow
+def test_a_failing_run_prints_one_error_line_and_logs_the_traceback(tmp_path: Path):
+    good = write_jsonl(tmp_path / "a.jsonl")
+    bad = tmp_path / "b.jsonl"
+    bad.write_text('{"text": "fine"}\n{"body": "no text here"}\n')
+    config = {
+        "data": {
+            "domains": [{"name": "a", "paths": [str(good)]}, {"name": "b", "paths": [str(bad)]}]
+        },
+        "store": {"url": str(tmp_path / "store")},
+    }
+    (tmp_path / "exp.yaml").write_text(json.dumps(config))
+    result = parammix(tmp_path, "run", "--config", "exp.yaml")
+    assert result.returncode == 2
+    text = clean(result)
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    cause = f"{bad}:2: no key 'text' (keys: ['body']); set the domain's text_field"
+    assert errors == [f"error: prepare_domains: domain 'b': {cause}"]
+    details = re.search(r"details: (\S+\.log)", result.stderr)
+    assert details and "Traceback" in Path(details.group(1)).read_text()
+    debug = parammix(tmp_path, "run", "--config", "exp.yaml", "--debug")
+    assert debug.returncode == 2 and "Traceback (most recent call last)" in debug.stderr
