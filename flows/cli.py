@@ -174,7 +174,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(exp.runtime.torch_threads)
-    serve(*served_deployments(exp, args.weekly, args.nightly), limit=args.limit)
+    args.log.start()  # the runs' tracebacks go there; their one-line logs to the terminal
+    with _console(args):
+        serve(*served_deployments(exp, args.weekly, args.nightly), limit=args.limit)
     return 0
 
 

@@ -63,3 +63,28 @@ def test_store_errors_are_one_line(tmp_path: Path, capsys, monkeypatch):
     assert main(["store", "list", *opts]) == 2
     err = capsys.readouterr().err
     assert "cannot reach the endpoint" in err and "never-printed-secret" not in err
+
+
+def test_a_damaged_manifest_is_reported_by_every_store_command(tmp_path: Path, capsys):
+    store, ref, _ = _store_with_leftover(tmp_path / "store")
+    other = ArtifactRef.for_spec("expert", "code", {"v": 3})
+    src = store.staging(other)
+    (src / "info.json").write_text("{}")
+    store.publish(other, src)
+    (tmp_path / "store" / other.path / "MANIFEST.json").write_text("{not json")
+    opts = ["--set", f"store.url={tmp_path / 'store'}"]
+
+    assert main(["store", "list", *opts]) == 0
+    out = capsys.readouterr().out
+    assert f"DAMAGED  {other.path}: {other.path}: MANIFEST.json is not valid JSON" in out
+    assert ref.path in out and "1 artifact(s)" in out and "1 damaged" in out
+
+    assert main(["store", "verify", *opts]) == 1  # a finding, not a failure: it goes on
+    out = capsys.readouterr().out
+    assert f"BAD  {other.path}: {other.path}: MANIFEST.json is not valid JSON" in out
+    assert "1 intact, 1 damaged" in out
+
+    assert main(["store", "gc", *opts, "--older-than", "0", "--delete"]) == 0
+    out = capsys.readouterr().out
+    assert f"{other.path}  (left alone: {other.path}: MANIFEST.json is not valid JSON" in out
+    assert (tmp_path / "store" / other.path / "MANIFEST.json").read_text() == "{not json"
