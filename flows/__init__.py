@@ -1,1 +1,10 @@
-"""Prefect flows: the pipeline's DAG, wiring only (the work is in `tasks/` and `parammix_core`)."""
+"""Prefect flows: the pipeline's DAG, wiring only (the work is in `tasks/` and `parammix_core`).
+
+Library progress bars off before anything imports tqdm (it reads TQDM_* at import): lm-eval
+draws one per task per candidate, hundreds of lines in a worker's terminal per run. The
+stages' own progress goes to the Prefect UI and the log, one line per tenth of a stage.
+"""
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")

@@ -17,17 +17,12 @@ import sys
 import time
 import traceback
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from flows import store_cli
 from flows.debug_log import DebugLog, quiet_console
-from parammix_core.config import (
-    ConfigError,
-    Experiment,
-    load_experiment,
-    load_yaml,
-    parse_experiment,
-)
+from parammix_core.config import ConfigError, Experiment, apply_overrides, load_experiment
 from parammix_core.failure import STAGE, describe
 from parammix_core.runs import RunsError
 from parammix_core.store import StoreError
@@ -44,33 +39,6 @@ QUIET_ENV = {
     # small machine that takes longer than Prefect's default wait.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600",
 }
-
-
-def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Experiment:
-    """`--set a.b.c=value` (value parsed as YAML) on top of a loaded config."""
-    if not overrides:
-        return exp
-    data: dict[str, Any] = exp.model_dump(mode="json")
-    for item in overrides:
-        path, sep, raw = item.partition("=")
-        if not sep or not path:
-            raise ConfigError(f"--set {item!r}: expected dotted.path=value")
-        value = load_yaml(raw, f"--set {item!r}: the value")
-        node: Any = data
-        keys = path.split(".")
-        try:
-            for k in keys[:-1]:
-                node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
-            if isinstance(node, list):
-                node[int(keys[-1])] = value
-            else:
-                node[keys[-1]] = value
-        except (ValueError, IndexError, TypeError, AttributeError):
-            raise ConfigError(
-                f"--set {item!r}: the config has no field {path!r} (list items take an index, "
-                "e.g. data.domains.0.name)"
-            ) from None
-    return parse_experiment(data, f"{source} with --set")
 
 
 def _load(args: argparse.Namespace) -> Experiment:
@@ -101,7 +69,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.param_mix import with_workers
     from flows.server import prefect_api
     from parammix_core import stages
-    from parammix_core.report import summary_lines
 
     log_path = args.log.start()  # after Prefect set up its console handlers
 
@@ -116,12 +83,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not hasattr(err, STAGE):
                 setattr(err, STAGE, "param-mix flow")
             raise
-    store = stages.open_store(exp)
     print()
     print(f"Param-Mix finished in {time.perf_counter() - start:.0f} s")
-    for line in summary_lines(stages.load_choice(store, refs["choice"])):
+    for line in stages.summary(stages.open_store(exp), refs):
         print(line)
-    print(f"Report: {stages.report_path(store, refs['report'])}")
     return 0
 
 
@@ -130,13 +95,23 @@ def _console(args: argparse.Namespace):
     return nullcontext() if args.debug else quiet_console()
 
 
-def served_deployments(exp: Experiment, weekly: str, nightly: str) -> list[Any]:
-    """The flows as deployments of this process, `exp` as their default parameters."""
+def served_deployments(
+    exp: Experiment,
+    weekly: str,
+    nightly: str,
+    config: str | None = None,
+    sets: list[str] | None = None,
+) -> list[Any]:
+    """The flows as deployments of this process. Their default parameters are the config
+    file and overrides given (a short run form, the file read when a run starts), or the whole
+    experiment when it came from elsewhere."""
     from flows.evaluate_mixtures import evaluate_mixtures
     from flows.param_mix import param_mix
     from flows.refit import refit_surrogates
 
-    params = {"exp": exp.model_dump(mode="json")}
+    params: dict[str, Any] = {"overrides": list(sets or [])}
+    if config is not None:
+        params["config"] = str(Path(config).resolve())
     tags = ["parammix", exp.name]
     deployments = [
         param_mix.to_deployment("served", parameters=params, tags=tags),
@@ -176,7 +151,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     torch.set_num_threads(exp.runtime.torch_threads)
     args.log.start()  # the runs' tracebacks go there; their one-line logs to the terminal
     with _console(args):
-        serve(*served_deployments(exp, args.weekly, args.nightly), limit=args.limit)
+        deployments = served_deployments(exp, args.weekly, args.nightly, args.config, args.set)
+        serve(*deployments, limit=args.limit)
     return 0
 
 

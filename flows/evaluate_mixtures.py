@@ -13,12 +13,13 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from parammix_core import simplex
-from parammix_core.config import Experiment
+from parammix_core.config import Experiment, resolve_experiment
 from tasks.base import base_model
 from tasks.data import prepare_domains
 from tasks.evaluate import merge_and_evaluate, plan_mixtures
 from tasks.experts import train_expert
 from tasks.probe import interference_probe
+from tasks.report import summarise_evaluations
 
 
 @flow(
@@ -28,14 +29,17 @@ from tasks.probe import interference_probe
     validate_parameters=True,
 )
 def evaluate_mixtures(
-    exp: Experiment = Experiment(),  # noqa: B008
+    exp: Experiment | None = None,
     mixtures: list[dict[str, float]] | None = None,
+    config: str | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Merge and score `mixtures` ({domain: weight}; default: the planned vertices, uniform
-    and Dirichlet draws of `stages.mixture_batches`).
+    and Dirichlet draws of `stages.mixture_batches`). The experiment as in `param_mix`.
 
     Returns the refs the caller needs to go on: data, base, experts, probe, evals.
     """
+    exp = resolve_experiment(exp, config, overrides)
     if mixtures is not None:
         if not mixtures:
             raise ValueError("mixtures: give at least one {domain: weight} mapping, or null")
@@ -58,4 +62,5 @@ def evaluate_mixtures(
         unmapped(probe if corrected else None),
         index=range(len(batches)),
     ).result()
+    summarise_evaluations(exp, evals)
     return {"data": data, "base": base, "experts": experts, "probe": probe, "evals": evals}

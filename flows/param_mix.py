@@ -12,7 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.runners import task_runner
 from parammix_core import stages
-from parammix_core.config import Experiment, RuntimeConfig
+from parammix_core.config import Experiment, RuntimeConfig, resolve_experiment
 from parammix_core.store import ArtifactRef
 from tasks.base import base_model
 from tasks.data import prepare_domains
@@ -21,15 +21,24 @@ from tasks.experts import train_expert
 from tasks.final import run_final
 from tasks.probe import interference_probe
 from tasks.proposals import import_runs, propose_mixtures, search_inputs
-from tasks.report import report
+from tasks.report import report, summarise
 from tasks.search import optimise_mixture
 from tasks.surrogates import fit_surrogates
 from tasks.validate import run_validation
 
 
 @flow(name="param-mix", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
-def param_mix(exp: Experiment = Experiment()) -> dict[str, ArtifactRef]:  # noqa: B008
-    """Find a data mixture by merging per-domain experts; returns the refs of every stage."""
+def param_mix(
+    exp: Experiment | None = None,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+) -> dict[str, ArtifactRef]:
+    """Find a data mixture by merging per-domain experts; returns the refs of every stage.
+
+    The experiment: `config` (a preset such as `micro`, or a YAML file) or `exp` (a whole
+    experiment; default the embedded one), then `overrides` (`search.n_mixtures=48`, ...).
+    """
+    exp = resolve_experiment(exp, config, overrides)
     data = prepare_domains(exp)
     base = base_model(exp, data)
     experts = train_expert.map(unmapped(exp), exp.domains, unmapped(data), unmapped(base))
@@ -64,7 +73,7 @@ def param_mix(exp: Experiment = Experiment()) -> dict[str, ArtifactRef]:  # noqa
     validation = validation.result() if validation is not None else None
     final_model = final_model.result() if final_model is not None else None
     final = report(exp, surrogates, choice, probe, validation, final_model)
-    return {
+    refs = {
         "data": data,
         "base": base,
         **{f"expert.{d}": e for d, e in zip(exp.domains, experts.result(), strict=True)},
@@ -75,6 +84,8 @@ def param_mix(exp: Experiment = Experiment()) -> dict[str, ArtifactRef]:  # noqa
         **({"validation": validation} if validation is not None else {}),
         **({"final": final_model} if final_model is not None else {}),
     }
+    summarise(exp, refs)
+    return refs
 
 
 def with_workers(max_workers: int, runtime: RuntimeConfig | None = None):

@@ -11,20 +11,24 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.evaluate_mixtures import evaluate_mixtures
-from parammix_core.config import Experiment
+from parammix_core.config import Experiment, resolve_experiment
 from parammix_core.store import ArtifactRef
 from tasks.proposals import import_runs
-from tasks.report import report
+from tasks.report import report, summarise
 from tasks.search import optimise_mixture
 from tasks.surrogates import fit_surrogates
 
 
 @flow(name="refit-surrogates", log_prints=True, validate_parameters=True)
 def refit_surrogates(
-    exp: Experiment = Experiment(),  # noqa: B008
+    exp: Experiment | None = None,
     mixtures: list[dict[str, float]] | None = None,
+    config: str | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, ArtifactRef]:
-    """Surrogates on the planned plus `mixtures` ({domain: weight}) rows; the new choice."""
+    """Surrogates on the planned plus `mixtures` ({domain: weight}) rows; the new choice.
+    The experiment as in `param_mix`."""
+    exp = resolve_experiment(exp, config, overrides)
     planned = evaluate_mixtures(exp)
     evals = list(planned["evals"])
     if mixtures:
@@ -34,4 +38,6 @@ def refit_surrogates(
     surrogates = fit_surrogates(exp, evals, probe, None, imported)
     choice = optimise_mixture(exp, surrogates, planned["data"])
     final = report(exp, surrogates, choice, probe)
-    return {"surrogates": surrogates, "choice": choice, "report": final}
+    refs = {"surrogates": surrogates, "choice": choice, "report": final}
+    summarise(exp, refs)
+    return refs

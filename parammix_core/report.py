@@ -235,21 +235,10 @@ def validation_section(info: dict) -> str:
         "expected Spearman between two real runs with different data orders (from the reruns).",
         markdown_table(table),
     ]
-    head = "utility" if "utility" in analysis else "mean_loss"
+    head = _validation_head(analysis)
     a = analysis[head]
     rho = _num(a["proxy"]["merge"]["spearman"])
-    best = _num(a["best_trivial_spearman"])
-    ceiling = _num(a.get("ceiling", {}).get("spearman"))
-    verdict = (
-        f"On the {head.replace('_', ' ')}, the merge ranks mixtures at ρ = {rho:.2f} against "
-        f"the real runs; the best trivial ranking reaches {best:.2f} and two real runs agree "
-        f"at about {ceiling:.2f}. "
-    )
-    if not (rho > best):
-        verdict += "**The merge is no better than a trivial ranking here.** "
-    if math.isfinite(ceiling) and rho < ceiling - 0.05:
-        verdict += "It stays more than 0.05 below the noise ceiling."
-    lines.append(verdict)
+    lines.append(validation_verdict(info))
     fit = info.get("step_scale_fit") or {}
     if fit:
         corrected = _num(a["proxy"].get("corrected", {}).get("spearman"))
@@ -267,23 +256,69 @@ def validation_section(info: dict) -> str:
     return "\n\n".join(lines)
 
 
-def final_section(table: pd.DataFrame, summary: dict) -> str:
-    """Markdown: the chosen mixture's final model against uniform and natural, per group."""
-    alphas = "; ".join(
-        f"{name}: " + ", ".join(f"{a:.3f}" for a in alpha)
-        for name, alpha in summary["alphas"].items()
+def _validation_head(analysis: dict) -> str:
+    return "utility" if "utility" in analysis else "mean_loss"
+
+
+def validation_verdict(info: dict, emphasis: str = "**") -> str:
+    """One plain paragraph: the merge's rank correlation against the real runs, the best
+    trivial ranking and the noise ceiling, and whether the merge beats them."""
+    analysis = info["analysis"]
+    head = _validation_head(analysis)
+    a = analysis[head]
+    rho = _num(a["proxy"]["merge"]["spearman"])
+    best = _num(a["best_trivial_spearman"])
+    ceiling = _num(a.get("ceiling", {}).get("spearman"))
+    verdict = (
+        f"On the {head.replace('_', ' ')}, the merge ranks mixtures at ρ = {rho:.2f} against "
+        f"the real runs; the best trivial ranking reaches {best:.2f} and two real runs agree "
+        f"at about {ceiling:.2f}. "
     )
+    if not (rho > best):
+        verdict += f"{emphasis}The merge is no better than a trivial ranking here.{emphasis} "
+    if math.isfinite(ceiling) and rho < ceiling - 0.05:
+        verdict += "It stays more than 0.05 below the noise ceiling."
+    return verdict.strip()
+
+
+def final_verdict(table: pd.DataFrame) -> str:
+    """Where the chosen mixture's final model does not beat a baseline beyond the seeds."""
     lost = [
         f"{row['metric']} vs {b}"
         for _, row in table.iterrows()
         for b in ("uniform", "natural")
         if row.get(f"wins vs {b}") in ("no", "within spread")
     ]
-    verdict = (
-        "The chosen mixture does not win on: " + ", ".join(lost) + "."
-        if lost
-        else "The chosen mixture wins on every metric against both baselines."
+    if lost:
+        return "The chosen mixture does not win on: " + ", ".join(lost) + "."
+    return "The chosen mixture wins on every metric against both baselines."
+
+
+def run_summary(
+    choice: Choice,
+    report: str,
+    validation: dict | None = None,
+    final: pd.DataFrame | None = None,
+) -> list[str]:
+    """What every run ends with, cached or not (terminal, log and the run's summary
+    artifact): the chosen mixture against uniform, the validation's and the final
+    training's verdicts when they ran, and where the report is."""
+    lines = summary_lines(choice)
+    if validation is not None:
+        lines.append("validation: " + validation_verdict(validation, emphasis=""))
+    if final is not None:
+        lines.append("final training: " + final_verdict(final))
+    lines.append(f"report: {report}")
+    return lines
+
+
+def final_section(table: pd.DataFrame, summary: dict) -> str:
+    """Markdown: the chosen mixture's final model against uniform and natural, per group."""
+    alphas = "; ".join(
+        f"{name}: " + ", ".join(f"{a:.3f}" for a in alpha)
+        for name, alpha in summary["alphas"].items()
     )
+    verdict = final_verdict(table)
     return "\n\n".join(
         [
             f"The base trained on each mixture for the final budget, {summary['seeds']} data-order "

@@ -1,36 +1,36 @@
-"""Figures as Prefect artifacts: the UI shows a markdown artifact's inline PNG, not a store path."""
+"""Figures in Prefect artifacts: the UI renders a markdown artifact's images only from URLs a
+browser can load, never from a path on the worker's disk or in the store."""
 
 from __future__ import annotations
 
 import base64
 import re
 
-from prefect.artifacts import create_markdown_artifact
-
 from parammix_core.store import ArtifactRef, Store
 
-# Above this a figure is linked by its store address instead of inlined (the API stores the
-# artifact in one database row; every UI visit downloads it).
+# Above this a figure is not inlined (the API stores the artifact in one database row; every
+# UI visit downloads it): a presigned URL on S3, its store address otherwise.
 MAX_INLINE_BYTES = 1_500_000
+SIGNED_SECONDS = 7 * 24 * 3600
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 
 
-def publish_figures(store: Store, ref: ArtifactRef, prefix: str) -> list[str]:
-    """One markdown artifact per PNG of a published store artifact; returns the keys."""
+def inline_figures(store: Store, ref: ArtifactRef, markdown: str) -> str:
+    """`markdown` with each `![alt](name.png)` of the artifact `ref` made loadable by a browser:
+    a data URI when small, a presigned URL (S3) or a note with its address when large."""
     manifest = store.check(ref, verify="size")
     folder = store.local_dir(ref)
-    keys = []
-    for rel in sorted(r for r in manifest["files"] if r.endswith(".png")):
-        stem = rel.rsplit("/", 1)[-1].removesuffix(".png")
-        key = re.sub(r"[^a-z0-9-]+", "-", f"{prefix}-{stem}".lower()).strip("-")
+
+    def loadable(match: re.Match[str]) -> str:
+        alt, rel = match.group(1), match.group(2)
+        if rel not in manifest["files"]:
+            return match.group(0)
         data = (folder / rel).read_bytes()
         if len(data) <= MAX_INLINE_BYTES:
-            image = f"![{stem}](data:image/png;base64,{base64.b64encode(data).decode()})"
-        else:
-            image = f"[{stem}.png]({store.uri(ref, rel)}) ({len(data) / 1e6:.1f} MB)"
-        create_markdown_artifact(
-            f"### {stem.replace('_', ' ')}\n\n{image}\n\n`{store.uri(ref, rel)}`",
-            key=key,
-            description=f"{rel} of {ref.path}",
-        )
-        keys.append(key)
-    return keys
+            return f"![{alt}](data:image/png;base64,{base64.b64encode(data).decode()})"
+        path = store.file_path(ref, rel, manifest)
+        if not store.is_local and hasattr(store.fs, "sign"):
+            return f"![{alt}]({store.fs.sign(path, expiration=SIGNED_SECONDS)})"
+        return f"*{alt}: {len(data) / 1e6:.1f} MB, too large to show here; `{store.uri(ref, rel)}`*"
+
+    return _IMAGE.sub(loadable, markdown)

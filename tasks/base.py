@@ -21,5 +21,9 @@ def base_model(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
     store, ref = run_stage(exp, "base model", stages.build_base, data)
     info = store.manifest(ref)["info"]
     lines = [f"- **{k}**: {v}" for k, v in info.items()]
-    create_markdown_artifact("# Base model\n\n" + "\n".join(lines), key="base-model")
+    create_markdown_artifact(
+        "# Base model\n\n" + "\n".join(lines),
+        key="base-model",
+        description="The shared base every expert starts from",
+    )
     return ref

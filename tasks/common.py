@@ -68,6 +68,10 @@ def block_credentials(name: str | None) -> dict[str, str] | None:
     return {k: str(value[k]) for k in ("key", "secret", "token") if k in value}
 
 
+# Parameters that only name a task run (`train_mixed[uniform]`): never part of a key.
+NAMING = ("exp", "index", "label")
+
+
 def store_key(ref_fn: Callable[..., ArtifactRef]) -> Callable[[TaskRunContext, dict], str]:
     """Prefect cache key = the store address of the task's output (one hash for both).
 
@@ -80,8 +84,11 @@ def store_key(ref_fn: Callable[..., ArtifactRef]) -> Callable[[TaskRunContext, d
         exp: Experiment = parameters["exp"]
         if exp.runtime.verify_cached:  # no cache hit: the stage re-hashes what it reuses
             return None
-        args = {k: v for k, v in parameters.items() if k not in ("exp", "index")}
-        return f"{open_store(exp).id}/{ref_fn(exp, **args).path}"
+        args = {k: v for k, v in parameters.items() if k not in NAMING}
+        store, ref = open_store(exp), ref_fn(exp, **args)
+        if context is not None and context.task_run.name in drilled():
+            _warn_if_drill_is_moot(context.task_run.name, store, ref)
+        return f"{store.id}/{ref.path}"
 
     return cache_key
 
@@ -111,9 +118,24 @@ def stage_task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
 FAIL_ONCE_ENV = "PARAMMIX_FAIL_ONCE"
 
 
+def drilled() -> set[str]:
+    """The task run names PARAMMIX_FAIL_ONCE lists."""
+    return {n.strip() for n in os.environ.get(FAIL_ONCE_ENV, "").split(",") if n.strip()}
+
+
+def _warn_if_drill_is_moot(name: str, store: Store, ref: ArtifactRef) -> None:
+    """A drilled task whose artifact is already published is a cache hit: it never runs, so
+    the drill injects nothing and the run still reads Completed. Say so."""
+    if store.manifest(ref) is not None:
+        get_run_logger().warning(
+            f"{FAIL_ONCE_ENV}: {name} is already in the store ({ref.path}), so it is a cache "
+            "hit and no fault is injected; drill on a new store.url to see the retry"
+        )
+
+
 def fail_once_if_asked() -> None:
     """Fail this task run's first attempt if its name is listed in PARAMMIX_FAIL_ONCE."""
-    wanted = {n.strip() for n in os.environ.get(FAIL_ONCE_ENV, "").split(",") if n.strip()}
+    wanted = drilled()
     context = TaskRunContext.get()
     if not wanted or context is None:
         return

@@ -23,5 +23,6 @@ def train_expert(exp: Experiment, domain: str, data: ArtifactRef, base: Artifact
     create_markdown_artifact(
         f"Expert **{domain}**: final loss {info['final_loss']:.4f}, {info['seconds']:.0f} s",
         key=f"expert-{domain.lower().replace('_', '-')}",
+        description=f"Expert of domain {domain}: final training loss and time",
     )
     return ref

@@ -24,7 +24,7 @@ def plan_final(exp: Experiment, choice: ArtifactRef, data: ArtifactRef) -> list[
 
 @stage_task(
     name="final_run",
-    task_run_name="final_run[{index}]",
+    task_run_name="final_run[{label}]",
     cache_key_fn=store_key(final.final_run_ref),
     **RESULTS,
     **RETRIES,
@@ -35,11 +35,9 @@ def final_run(
     seed: int,
     data: ArtifactRef,
     base: ArtifactRef,
-    index: int = 0,
+    label: str = "run",
 ) -> ArtifactRef:
-    _, ref = run_stage(
-        exp, f"final run {index} (seed {seed})", final.final_run, alpha, seed, data, base
-    )
+    _, ref = run_stage(exp, f"final run {label}", final.final_run, alpha, seed, data, base)
     return ref
 
 
@@ -56,7 +54,9 @@ def final_training(exp: Experiment, runs: dict[str, list[ArtifactRef]]) -> Artif
     table = store.load_parquet(ref, "comparison.parquet")
     summary = store.load_json(ref, "final.json")
     create_markdown_artifact(
-        "# Final mid-training\n\n" + final_section(table, summary), key="final-training"
+        "# Final mid-training\n\n" + final_section(table, summary),
+        key="final-training",
+        description="The chosen mixture mid-trained against uniform and natural, per group",
     )
     return ref
 
@@ -75,7 +75,7 @@ def run_final(
         [seed for _, _, seed in plan],
         unmapped(data),
         unmapped(base),
-        index=range(len(plan)),
+        label=[f"{name}, seed {seed}" for name, _, seed in plan],
     )
     runs: dict[str, list[PrefectFuture]] = {}
     for (name, _, _), future in zip(plan, futures, strict=True):

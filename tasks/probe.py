@@ -34,5 +34,6 @@ def interference_probe(
         f"# Interference probe ({info['method']})\n\nRelative effective curvature "
         "||H_k g_j|| / ||H_k g_k||:\n\n" + "\n".join([header, rule, *rows]),
         key="interference-probe",
+        description="Cross-domain curvature at the base: where merging stands in for mixing",
     )
     return ref

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact
+from prefect.logging import get_run_logger
 
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.artifacts import publish_figures
+from tasks.artifacts import inline_figures
 from tasks.common import RESULTS, RETRIES, open_store, stage_task, store_key
 
 
@@ -29,7 +30,46 @@ def report(
     store = open_store(exp)
     ref = stages.report(exp, store, surrogates, choice, probe, validation, final)
     path = stages.report_path(store, ref)
-    body = (stages.report_text(store, ref)).replace("](", f"]({store.uri(ref)}/")
-    create_markdown_artifact(f"Report: `{path}`\n\n{body}", key="report")
-    publish_figures(store, ref, "plot")
+    body = inline_figures(store, ref, stages.report_text(store, ref))
+    create_markdown_artifact(
+        f"Report: `{path}`\n\n{body}",
+        key="report",
+        description="The report with its figures: chosen mixture, surrogate fit, landscapes",
+    )
     return ref
+
+
+def summarise(exp: Experiment, refs: dict[str, ArtifactRef]) -> list[str]:
+    """Inside the flow, after every stage (run or cached): the run's summary as a flow-run
+    artifact and log lines, so no run, cached or served, ends without its answer."""
+    lines = stages.summary(open_store(exp), refs)
+    logger = get_run_logger()
+    for line in lines:
+        logger.info(line)
+    create_markdown_artifact(
+        "# Param-Mix summary\n\n" + "\n".join(f"- {line.strip()}" for line in lines),
+        key="summary",
+        description="The chosen mixture, how sure the run is of it, and where the report is",
+    )
+    return lines
+
+
+def summarise_evaluations(exp: Experiment, evals: list[ArtifactRef]) -> list[str]:
+    """Inside evaluate-mixtures: how many mixtures the store now holds scores for, as a
+    flow-run artifact and log lines (a nightly run with nothing new says so)."""
+    store = open_store(exp)
+    created = sorted(store.manifest(ref)["created"] for ref in evals)
+    rows = len(stages.load_rows(store, evals)) if evals else 0
+    lines = [
+        f"{rows} mixture(s) scored in {len(evals)} batch(es) for experiment {exp.name!r}",
+        f"newest batch published {created[-1]}" if created else "no batches",
+    ]
+    logger = get_run_logger()
+    for line in lines:
+        logger.info(line)
+    create_markdown_artifact(
+        "# Evaluated mixtures\n\n" + "\n".join(f"- {line}" for line in lines),
+        key="evaluated-mixtures",
+        description="How many mixtures have scores in the store, and since when",
+    )
+    return lines

@@ -23,5 +23,9 @@ def optimise_mixture(exp: Experiment, surrogates: ArtifactRef, data: ArtifactRef
     store = open_store(exp)
     ref = stages.optimise(exp, store, surrogates, data)
     lines = summary_lines(stages.load_choice(store, ref))
-    create_markdown_artifact("# Chosen mixture\n\n" + "\n".join(lines), key="chosen-mixture")
+    create_markdown_artifact(
+        "# Chosen mixture\n\n" + "\n".join(lines),
+        key="chosen-mixture",
+        description="The mixture maximising the predicted utility, against the baselines",
+    )
     return ref

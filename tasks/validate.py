@@ -11,7 +11,7 @@ from parammix_core.config import Experiment
 from parammix_core.report import validation_section
 from parammix_core.stages import validate
 from parammix_core.store import ArtifactRef
-from tasks.artifacts import publish_figures
+from tasks.artifacts import inline_figures
 from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
 
 
@@ -23,7 +23,7 @@ def plan_validation(exp: Experiment, choice: ArtifactRef) -> list[list[float]]:
 
 @stage_task(
     name="train_mixed",
-    task_run_name="train_mixed[{index}]",
+    task_run_name="train_mixed[{label}]",
     cache_key_fn=store_key(validate.mixed_ref),
     **RESULTS,
     **RETRIES,
@@ -34,9 +34,9 @@ def train_mixed(
     seed: int,
     data: ArtifactRef,
     base: ArtifactRef,
-    index: int = 0,
+    label: str = "run",
 ) -> ArtifactRef:
-    _, ref = run_stage(exp, f"mixed run {index}", validate.train_mixed, alpha, seed, data, base)
+    _, ref = run_stage(exp, f"mixed run {label}", validate.train_mixed, alpha, seed, data, base)
     return ref
 
 
@@ -59,11 +59,13 @@ def validate_proxy(
     store, ref = run_stage(
         exp, "validate proxy", validate.validate_proxy, mixtures, runs, data, base, experts, probe
     )
+    section = validation_section(validate.load_validation(store, ref))
     create_markdown_artifact(
-        "# Proxy validation\n\n" + validation_section(validate.load_validation(store, ref)),
+        "# Proxy validation\n\n" + inline_figures(store, ref, section),
         key="proxy-validation",
+        description="How the merge ranks mixtures against real mixed runs, beside trivial "
+        "rankings and the noise ceiling",
     )
-    publish_figures(store, ref, "validation")
     return ref
 
 
@@ -88,6 +90,6 @@ def run_validation(
         [seed for _, seed in plan],
         unmapped(data),
         unmapped(base),
-        index=range(len(plan)),
+        label=validate.run_labels(exp, len(mixtures), plan),
     )
     return validate_proxy.submit(exp, mixtures, list(runs), data, base, experts, probe)

@@ -23,6 +23,7 @@ from parammix_core.config.experiment import (
     parse_experiment,
 )
 from parammix_core.config.model import ModelConfig
+from parammix_core.config.overrides import apply_overrides, presets, resolve_experiment
 from parammix_core.config.runtime import RuntimeConfig, StoreConfig
 from parammix_core.config.search import Bounds, ImportedRuns, SearchConfig, StrategySettings
 from parammix_core.config.training import DeepSpeedConfig, TrainConfig, TrainingConfig
@@ -52,7 +53,10 @@ __all__ = [
     "TrainConfig",
     "TrainingConfig",
     "ValidationConfig",
+    "apply_overrides",
     "load_experiment",
     "load_yaml",
     "parse_experiment",
+    "presets",
+    "resolve_experiment",
 ]

@@ -40,6 +40,7 @@ from parammix_core.stages.report import (
     report_path,
     report_ref,
     report_text,
+    summary,
 )
 from parammix_core.stages.search import choice_ref, load_choice, optimise
 from parammix_core.stages.search_inputs import inputs_ref, needs_inputs, search_inputs
@@ -86,6 +87,7 @@ __all__ = [
     "report_text",
     "round_batches",
     "search_inputs",
+    "summary",
     "surrogate_ref",
     "surrogate_targets",
     "tokenizer_source",

@@ -8,9 +8,16 @@ import pandas as pd
 
 from parammix_core.config import Experiment
 from parammix_core.plots import plot_discrepancy
-from parammix_core.report import final_section, markdown_table, validation_section, write_report
+from parammix_core.report import (
+    final_section,
+    markdown_table,
+    run_summary,
+    validation_section,
+    write_report,
+)
 from parammix_core.stages.search import load_choice
 from parammix_core.stages.surrogates import load_surrogates
+from parammix_core.stages.validate import load_validation
 from parammix_core.store import ArtifactRef, Store
 
 
@@ -142,3 +149,11 @@ def report_path(store: Store, ref: ArtifactRef) -> str:
 def report_text(store: Store, ref: ArtifactRef) -> str:
     """The report's markdown (read as text; nothing is deserialised)."""
     return store.read_text(ref, "report.md")
+
+
+def summary(store: Store, refs: dict[str, ArtifactRef]) -> list[str]:
+    """The lines every run ends with, from the refs the flow returns (cached or not)."""
+    validation = load_validation(store, refs["validation"]) if "validation" in refs else None
+    final = store.load_parquet(refs["final"], "comparison.parquet") if "final" in refs else None
+    choice = load_choice(store, refs["choice"])
+    return run_summary(choice, report_path(store, refs["report"]), validation, final)

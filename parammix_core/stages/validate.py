@@ -67,6 +67,16 @@ def run_plan(exp: Experiment, n_mixtures: int) -> list[tuple[int, int]]:
     return plan + [(i, exp.seed + RERUN_SEED) for i in reruns]
 
 
+def run_labels(exp: Experiment, n_mixtures: int, plan: list[tuple[int, int]]) -> list[str]:
+    """What each planned run is, for people: `uniform`, `draw 3`, `chosen`, `draw 1, rerun`."""
+    chosen = n_mixtures - 1 if n_mixtures > exp.validation.n_mixtures else None
+
+    def name(i: int) -> str:
+        return "uniform" if i == 0 else "chosen" if i == chosen else f"draw {i}"
+
+    return [name(i) + (", rerun" if seed != exp.seed else "") for i, seed in plan]
+
+
 def mixed_ref(
     exp: Experiment, alpha: Sequence[float], seed: int, data: ArtifactRef, base: ArtifactRef
 ) -> ArtifactRef:

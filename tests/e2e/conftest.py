@@ -18,8 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.cli import apply_overrides
-from parammix_core.config import Experiment, load_experiment
+from parammix_core.config import Experiment, apply_overrides, load_experiment
 from tests.e2e.servers import ROOT, Server, postgres_cluster, prefect_server, process_worker
 
 POOL = "parammix-process"
@@ -67,12 +66,15 @@ def stack(request, tmp_path_factory) -> Iterator[Stack]:
     print(f"\ne2e {request.param}: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
 
-def micro(store: Path) -> Experiment:
+def micro_overrides(store: Path) -> list[str]:
     """The micro config without the real-training stages (the in-process flow test runs them):
     this test is about orchestration, and must stay within its time budget."""
+    return ["validation.enabled=false", "final.enabled=false", f"store.url={store}"]
+
+
+def micro(store: Path) -> Experiment:
     exp = load_experiment(ROOT / "configs" / "micro.yaml")
-    overrides = ["validation.enabled=false", "final.enabled=false", f"store.url={store}"]
-    return apply_overrides(exp, overrides, "configs/micro.yaml")
+    return apply_overrides(exp, micro_overrides(store), "configs/micro.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,12 @@ def finished_run(stack: Stack) -> FinishedRun:
         deployment = client.read_deployment_by_name("param-mix/on-demand")
         run = client.create_flow_run_from_deployment(
             deployment.id,
-            parameters={"exp": exp.model_dump(mode="json")},
+            # the short run form: a config file (relative to the worker's PARAMMIX_HOME) and
+            # overrides, as `prefect deployment run --param config=configs/micro.yaml` sends
+            parameters={
+                "config": "configs/micro.yaml",
+                "overrides": micro_overrides(stack.workdir / "store"),
+            },
             job_variables={"env": {"PARAMMIX_FAIL_ONCE": FAULT}},
             name=f"e2e-micro-{stack.server.database}",
         )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -22,7 +24,7 @@ from prefect.client.schemas.filters import (
 )
 
 from tests.e2e.conftest import FAULT, FinishedRun, Stack
-from tests.e2e.servers import BIN, child, wait_for
+from tests.e2e.servers import BIN, ROOT, child, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -83,8 +85,10 @@ def test_artifacts_published(finished_run: FinishedRun):
     assert "Chosen mixture" in by_key["report"].data
     progress = [a for a in artifacts if a.type == "progress"]
     assert progress and all(float(a.data) == 100.0 for a in progress)
-    images = [a for a in artifacts if a.type == "markdown" and "data:image/png;base64," in a.data]
-    assert len(images) >= 3, [a.key for a in artifacts]
+    images = by_key["report"].data.count("](data:image/png;base64,")
+    assert images >= 3, images
+    assert not [a.key for a in artifacts if not a.description]  # every card says what it is
+    assert "summary" in by_key and "chosen mixture:" in by_key["summary"].data
 
 
 def test_ui_shows_run(finished_run: FinishedRun):
@@ -116,14 +120,29 @@ def test_ui_shows_run(finished_run: FinishedRun):
                 flow_run_id=ArtifactFilterFlowRunId(any_=[finished_run.run.id])
             )
         )
-    landscape = next(a for a in artifacts if a.key == "plot-landscape")
-    figure = f"{stack.server.ui}/artifacts/artifact/{landscape.id}"
-    assert re.search(r"<img[^>]+src=\"data:image/png;base64,", browse(figure, "--dump-dom"))
+    report = next(a for a in artifacts if a.key == "report")
+    figure = f"{stack.server.ui}/artifacts/artifact/{report.id}"
+    images = re.findall(r"<img[^>]+src=\"([^\"]+)\"", browse(figure, "--dump-dom"))
+    assert len(images) >= 3, images  # chosen mixture, surrogate fit, landscapes, probe
+    broken = [src[:80] for src in images if not loadable_image(src)]
+    assert broken == [], broken
 
     keep = os.environ.get("PARAMMIX_E2E_SCREENSHOTS")  # e.g. /tmp/shots, to refresh the docs
     if keep:
         shutil.copy(shot, Path(keep) / "flow-run.png")
         browse(figure, f"--screenshot={Path(keep) / 'artifact-landscape.png'}")
+
+
+def loadable_image(src: str) -> bool:
+    """Would a browser show this `<img src>`: a valid PNG data URI, or an http(s) URL that
+    answers with an image (never a path on the worker's disk or a relative store path)."""
+    if src.startswith("data:image/png;base64,"):
+        data = base64.b64decode(src.split(",", 1)[1])
+        return data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+    if src.startswith(("http://", "https://")):
+        answer = httpx.get(src, timeout=30)
+        return answer.status_code == 200 and answer.headers["content-type"].startswith("image/")
+    return False
 
 
 def test_parameters_validated(stack: Stack):
@@ -169,5 +188,5 @@ def test_parammix_serve_registers_its_deployments(stack: Stack):
         nightly = client.read_deployment_by_name("evaluate-mixtures/served-nightly")
         on_demand = client.read_deployment_by_name("param-mix/served")
     assert [s.schedule.cron for s in nightly.schedules] == ["0 3 * * *"]
-    assert on_demand.parameters["exp"]["name"] == "micro"
+    assert on_demand.parameters == {"config": str(ROOT / "configs" / "micro.yaml"), "overrides": []}
     assert not on_demand.schedules

@@ -45,7 +45,7 @@ def test_successful_and_cached_runs_end_without_tracebacks(tmp_path: Path):
     assert second.returncode == 0, second.stderr
     for result in (first, second):
         text = clean(result)
-        assert "Param-Mix finished in" in text and "Report: " in text
+        assert "Param-Mix finished in" in text and "report: " in text
     assert first.stdout.splitlines()[-1] == second.stdout.splitlines()[-1]  # the same report
     logs = list((tmp_path / "cache" / "logs").glob("parammix-*.log"))
     assert len(logs) == 2  # the server's output went there, not to the terminal

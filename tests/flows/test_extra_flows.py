@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import apply_overrides
 from flows.evaluate_mixtures import evaluate_mixtures
 from flows.refit import refit_surrogates
 from parammix_core import stages
-from parammix_core.config import Experiment, load_experiment
+from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.simplex import SimplexError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,11 +1,19 @@
 """The whole flow on the micro config, in a Prefect test harness: run twice, second run cached."""
 
+import re
 import time
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 
 from flows.param_mix import param_mix
 from parammix_core import simplex, stages
@@ -33,7 +41,7 @@ def task_states(flow_run_id) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path):
+def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
     exp = micro(tmp_path / "store")
     start = time.perf_counter()
     first = param_mix(exp, return_state=True)
@@ -63,6 +71,7 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path):
     published = {m["key"]: m["created"] for m in store.artifacts()}
 
     start = time.perf_counter()
+    monkeypatch.setenv("PARAMMIX_FAIL_ONCE", "train_expert[math]")  # a drill on a cached run
     second = param_mix(exp, return_state=True)
     second_seconds = time.perf_counter() - start
     assert second.result() == refs
@@ -71,3 +80,46 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path):
     stage_runs = {n: s for n, s in states.items() if not n.startswith("plan_mixtures")}
     assert stage_runs and set(stage_runs.values()) == {"Cached"}, stage_runs
     assert second_seconds < first_seconds
+    names = set(states)
+    assert {"train_mixed[uniform]", "train_mixed[chosen]", "train_mixed[draw 1, rerun]"} <= names
+    assert {
+        f"final_run[{m}, seed {s}]" for m in ("chosen", "uniform", "natural") for s in (0, 1)
+    } <= names
+
+    # every run, the cached one too, ends with its answer: a flow-run summary and log lines
+    for state in (first, second):
+        summary = run_artifacts(state.state_details.flow_run_id)["summary"]
+        assert summary.task_run_id is None and summary.description
+        expected = stages.summary(store, refs)
+        assert [f"- {line.strip()}" for line in expected] == summary.data.splitlines()[2:]
+        assert any(line.startswith("validation: On the ") for line in expected)
+        assert expected[-1] == f"report: {report}"
+    logs = run_logs(second.state_details.flow_run_id)
+    assert any("train_expert[math] is already in the store" in m and "no fault" in m for m in logs)
+    artifacts = run_artifacts(first.state_details.flow_run_id)
+    assert "validation-validation" not in artifacts
+    for key in ("report", "proxy-validation"):
+        body = artifacts[key].data
+        assert "](data:image/png;base64," in body and not re.search(r"\]\([^)]*\.png\)", body)
+    assert all(a.description for a in artifacts.values()), [
+        k for k, a in artifacts.items() if not a.description
+    ]
+
+
+def run_artifacts(flow_run_id) -> dict:
+    """Key -> the latest artifact of that key the flow run made (unkeyed ones under their id)."""
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key or str(a.id): a for a in sorted(found, key=lambda a: a.created)}
+
+
+def run_logs(flow_run_id) -> list[str]:
+    with get_client(sync_client=True) as client:
+        for _ in range(50):  # logs reach the API in batches
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            if any("Finished in state" in log.message for log in logs):
+                break
+            time.sleep(0.2)
+    return [log.message for log in logs]

@@ -29,3 +29,14 @@ def test_schema_documents_the_fields():
     search = schema["definitions"]["SearchConfig"]["properties"]
     assert search["n_mixtures"]["exclusiveMinimum"] == 0
     assert search["n_mixtures"]["description"]
+
+
+@pytest.mark.parametrize("flow", [param_mix, evaluate_mixtures, refit_surrogates])
+def test_the_run_form_is_short_by_default(flow):
+    """A preset or file and a few overrides; the whole experiment only if asked for."""
+    schema = parameter_schema(flow).model_dump_for_openapi()
+    props = schema["properties"]
+    assert props["exp"]["default"] is None  # not 176 pre-filled fields
+    assert {"type": "null"} in props["exp"]["anyOf"]
+    assert props["config"]["default"] is None and props["overrides"]["default"] is None
+    validate({"config": "micro", "overrides": ["seed=1"]}, schema, raise_on_error=True)

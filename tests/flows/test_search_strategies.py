@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.cli import apply_overrides
 from flows.param_mix import param_mix
 from parammix_core import stages
-from parammix_core.config import Experiment, load_experiment
+from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.search.mixmin import mixmin
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from flows.cli import apply_overrides
 from parammix_core import simplex, stages
-from parammix_core.config import Experiment, load_experiment
+from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.evaluate.heldout import heldout_loss
 from parammix_core.model import build_model
 from parammix_core.runs import RunsError

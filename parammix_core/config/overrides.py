@@ -1,0 +1,74 @@
+"""An experiment from what a user gives: a config file or preset, dotted overrides, or a
+whole experiment (the run form of a deployment, the CLI's --config/--set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from parammix_core.config.experiment import (
+    ConfigError,
+    Experiment,
+    load_experiment,
+    load_yaml,
+    parse_experiment,
+)
+
+# The shipped configs (configs/<name>.yaml beside the package): named presets.
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Experiment:
+    """`a.b.c=value` items (value parsed as YAML) on top of a loaded config."""
+    if not overrides:
+        return exp
+    data: dict[str, Any] = exp.model_dump(mode="json")
+    for item in overrides:
+        path, sep, raw = item.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--set {item!r}: expected dotted.path=value")
+        value = load_yaml(raw, f"--set {item!r}: the value")
+        node: Any = data
+        keys = path.split(".")
+        try:
+            for k in keys[:-1]:
+                node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
+            if isinstance(node, list):
+                node[int(keys[-1])] = value
+            else:
+                node[keys[-1]] = value
+        except (ValueError, IndexError, TypeError, AttributeError):
+            raise ConfigError(
+                f"--set {item!r}: the config has no field {path!r} (list items take an index, "
+                "e.g. data.domains.0.name)"
+            ) from None
+    return parse_experiment(data, f"{source} with --set")
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def config_path(config: str) -> Path:
+    """A preset's file (`micro`) or the path given (`configs/micro.yaml`, `/abs/exp.yaml`)."""
+    if "/" not in config and not config.endswith((".yaml", ".yml")):
+        path = PRESETS_DIR / f"{config}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"config {config!r}: no such preset; presets are {presets()}")
+        return path
+    return Path(config)
+
+
+def resolve_experiment(
+    exp: Experiment | None = None,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+) -> Experiment:
+    """The experiment of a flow run: `config` (a preset name or YAML path) or `exp` (a whole
+    experiment) or the embedded default, then `overrides` on top."""
+    if exp is not None and config is not None:
+        raise ConfigError("give either config (a preset or file) or exp (a whole experiment)")
+    if config is not None:
+        exp = load_experiment(config_path(config))
+    base = exp if exp is not None else Experiment()
+    return apply_overrides(base, list(overrides or []), config or "the experiment")
