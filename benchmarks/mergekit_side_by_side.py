@@ -1,12 +1,12 @@
 """`streaming_merge` beside mergekit's linear merge on the same random checkpoints.
 
-    python benchmarks/mergekit_side_by_side.py [--mergekit PATH/TO/mergekit-yaml]
+    python benchmarks/mergekit_side_by_side.py --mergekit ~/mergekit-venv/bin/mergekit-yaml
 
 mergekit lives in its own scratch venv (it pins its own transformers), never in the project's:
-    python3.11 -m venv /work/scratch/mergekit-venv
-    /work/scratch/mergekit-venv/bin/pip install torch==2.13.0 mergekit   # 0.1.5 tested
+    python3.11 -m venv ~/mergekit-venv
+    ~/mergekit-venv/bin/pip install torch==2.13.0 mergekit   # 0.1.5 tested
 
-A random 134M-parameter Llama base and 3 experts (float32 safetensors, built in /tmp and deleted
+A random 134M-parameter Llama base and 3 experts (float32 safetensors, built in a temporary folder and deleted
 after) are merged with alpha = (0.2, 0.3, 0.5) by both tools, each in a fresh process with one
 thread: wall time of the whole process, resident-set peak, and the max |difference| between the
 two outputs, tensor by tensor. mergekit's `linear` computes sum_k w_k theta_k / sum_k w_k,
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -59,10 +60,19 @@ def max_difference(a: Path, b: Path) -> tuple[float, int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mergekit", default="/work/scratch/mergekit-venv/bin/mergekit-yaml")
+    p.add_argument(
+        "--mergekit",
+        default=shutil.which("mergekit-yaml"),
+        help="mergekit's mergekit-yaml (default: the one on PATH)",
+    )
     args = p.parse_args()
+    if args.mergekit is None or not Path(args.mergekit).is_file():
+        raise SystemExit(
+            "error: --mergekit: no mergekit-yaml found; install mergekit in a venv of its own "
+            "(see the top of this file) and pass its bin/mergekit-yaml"
+        )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         dirs = write_checkpoints(root, len(ALPHA))
         params, largest = parameter_count(dirs)

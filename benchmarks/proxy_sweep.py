@@ -12,8 +12,8 @@ norm-matched merge ("rescaled"); with the probe on, the merge corrected by the f
 (leave-one-out) too. The held-out blocks are re-averaged over 1/8, 1/2 and all of the set to show
 what evaluation-set noise does to the ranking.
 
-    python benchmarks/proxy_sweep.py --store /work/scratch/sweep-store \
-        --out /work/scratch/sweep.jsonl [--points default,T40,...]
+    python benchmarks/proxy_sweep.py --store sweep-store --out sweep.jsonl \
+        [--points default,T40,...]
 
 One JSON line per point goes to --out (appended; finished points are skipped on a rerun).
 """

@@ -31,6 +31,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,11 +149,19 @@ def report(
         print(f"{name:<10} {cell:>16} {ratio:>15.2f}x{vs} {o.seconds_per_proposal:>11.3f}{note}")
 
 
-def find_pool(path: str | None, rows: int) -> str | None:
+def find_pool(path: str | None, store: str | None, rows: int) -> str | None:
+    """The pool to search: `--pool`, else the newest evaluated-rows table of `--store` with
+    `rows` rows (a store a `parammix run --set search.n_mixtures=ROWS` filled)."""
     if path:
+        if not Path(path).is_file():
+            raise SystemExit(f"error: --pool {path}: no such file")
         return path
+    if store is None:
+        return None
+    if not Path(store).is_dir():
+        raise SystemExit(f"error: --store {store}: no such folder")
     found = sorted(
-        glob.glob("/tmp/bench-store2/surrogates/*/rows.parquet"), key=os.path.getmtime, reverse=True
+        glob.glob(f"{store}/surrogates/*/*/rows.parquet"), key=os.path.getmtime, reverse=True
     )
     return next((p for p in found if len(pd.read_parquet(p, columns=None)) == rows), None)
 
@@ -288,7 +297,10 @@ def round_cost_benchmark(rows: int = 80) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pool", help="rows.parquet (default: newest with --pool-rows rows)")
+    ap.add_argument("--pool", help="a rows.parquet of evaluated merges to search")
+    ap.add_argument(
+        "--store", help="or a local store: its newest rows.parquet with --pool-rows rows"
+    )
     ap.add_argument("--pool-rows", type=int, default=256)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--budget", type=int, default=256)
@@ -300,9 +312,10 @@ def main() -> None:
     torch.set_num_threads(1)
     only = set(args.only or ["pool", "quadratic", "mixture-nll"])
     if "pool" in only:
-        path = find_pool(args.pool, args.pool_rows)
+        path = find_pool(args.pool, args.store, args.pool_rows)
         if path is None:
-            print(f"\npool: no rows.parquet with {args.pool_rows} rows found; skipped")
+            where = f"in {args.store}" if args.store else "(give --pool or --store)"
+            print(f"\npool: no rows.parquet with {args.pool_rows} rows {where}; skipped")
         else:
             pool_benchmark(path, args.seeds, args.budget, args.batch)
     if "quadratic" in only:
