@@ -6,10 +6,11 @@ mergekit lives in its own scratch venv (it pins its own transformers), never in 
     python3.11 -m venv ~/mergekit-venv
     ~/mergekit-venv/bin/pip install torch==2.13.0 mergekit   # 0.1.5 tested
 
-A random 134M-parameter Llama base and 3 experts (float32 safetensors, built in a temporary folder and deleted
-after) are merged with alpha = (0.2, 0.3, 0.5) by both tools, each in a fresh process with one
-thread: wall time of the whole process, resident-set peak, and the max |difference| between the
-two outputs, tensor by tensor. mergekit's `linear` computes sum_k w_k theta_k / sum_k w_k,
+A random 134M-parameter Llama base and 3 experts (float32 safetensors, built in a temporary
+folder and deleted after) are merged with alpha = (0.2, 0.3, 0.5) by both tools, each in a fresh
+process with one thread: wall time of the whole process, resident-set peak, and the max
+|difference| between the two outputs, tensor by tensor. mergekit's `linear` computes sum_k w_k
+theta_k / sum_k w_k,
 which equals theta_base + sum_k alpha_k (theta_k - theta_base) on the simplex.
 """
 
