@@ -9,9 +9,9 @@ mergekit lives in its own scratch venv (it pins its own transformers), never in 
 A random 134M-parameter Llama base and 3 experts (float32 safetensors, built in a temporary
 folder and deleted after) are merged with alpha = (0.2, 0.3, 0.5) by both tools, each in a fresh
 process with one thread: wall time of the whole process, resident-set peak, and the max
-|difference| between the two outputs, tensor by tensor. mergekit's `linear` computes sum_k w_k
-theta_k / sum_k w_k,
-which equals theta_base + sum_k alpha_k (theta_k - theta_base) on the simplex.
+|difference| between the two outputs, tensor by tensor. mergekit's `linear` computes
+sum_k w_k theta_k / sum_k w_k, which equals theta_base + sum_k alpha_k (theta_k - theta_base)
+on the simplex.
 """
 
 from __future__ import annotations
