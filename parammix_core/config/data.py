@@ -74,6 +74,11 @@ class DataConfig(Strict):
     )
     vocab_size: Count(1 << 20) = Field(2048, description="BPE vocabulary when training one here.")
     block_size: Count(1 << 20) = Field(128, description="Tokens per packed training sequence.")
+    fingerprint: Literal["metadata", "content"] = Field(
+        "metadata",
+        description="How a change of a corpus file is noticed: metadata (size and mtime or "
+        "ETag, one listing) or content (sha256 of the bytes).",
+    )
 
     @field_validator("domains")
     @classmethod

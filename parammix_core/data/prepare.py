@@ -79,13 +79,15 @@ def domain_seed(seed: int, name: str) -> int:
     return zlib.crc32(f"{seed}:{name}".encode())
 
 
-def _domain_texts(spec: DomainSpec, cfg: DataConfig, seed: int) -> list[str]:
+def _domain_texts(
+    spec: DomainSpec, cfg: DataConfig, seed: int, storage_options: dict | None
+) -> list[str]:
     if spec.builtin is not None:
         want = (cfg.max_train_tokens + cfg.heldout_tokens) * CHARS_PER_TOKEN
         docs = builtin_texts(spec.builtin, domain_seed(seed, spec.name), want)
     else:
         try:
-            docs = load_texts(spec.paths, spec.text_field)
+            docs = load_texts(spec.paths, spec.text_field, storage_options)
         except DataError as err:
             raise DataError(f"domain {spec.name!r}: {err}") from None
         if not docs:
@@ -140,8 +142,10 @@ def prepare_corpora(
     seed: int,
     out_dir: Path,
     progress: Callable[[str], None] | None = None,
+    storage_options: dict | None = None,
 ) -> dict:
     """Build, tokenise and pack every domain of `cfg` into `out_dir`; return the stats.
+    Corpus URLs are read with `storage_options` (the store's endpoint and credentials).
 
     Raises DataError for a domain with no text after cleaning, or with too few tokens for
     one held-out block or one training block.
@@ -154,7 +158,7 @@ def prepare_corpora(
     docs_by_domain: dict[str, list[str]] = {}
     pool_sizes: dict[str, int] = {}
     for spec in cfg.domains:
-        raw = _domain_texts(spec, cfg, seed)
+        raw = _domain_texts(spec, cfg, seed, storage_options)
         docs, counts = clean_documents(raw, cfg.min_chars, cfg.max_chars, cfg.dedup)
         if not docs:
             raise DataError(

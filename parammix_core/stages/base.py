@@ -19,22 +19,27 @@ from parammix_core.stages.common import (
     train_progress,
 )
 from parammix_core.stages.launch import is_writer, launch, should_launch
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import train
 
 
 def base_ref(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
-    if exp.model.checkpoint is not None:
-        spec = {"checkpoint": exp.model.checkpoint, "fingerprint": _fingerprint(exp)}
-    else:
+    if exp.model.checkpoint is not None:  # the checkpoint's weights, whatever the corpora
+        spec: dict[str, Any] = {
+            "checkpoint": exp.model.checkpoint,
+            "fingerprint": _fingerprint(exp),
+        }
+    else:  # pre-trained here on every domain
         spec = {
             "model": dump_config(exp.model),
             "train": dump_config(exp.training.base),
             "system": system_spec(exp.training),  # engine, precision: they change weights
             "seed": exp.seed,
             "init": 2,  # the end-of-text embedding row trains (no padding_idx)
+            "data": data.key,
         }
-    return ArtifactRef.for_spec("base", "base", {**spec, "data": data.key})
+    return ArtifactRef.for_spec("base", "base", spec, code=code_version("base"))
 
 
 def _fingerprint(exp: Experiment) -> list[list[Any]]:

@@ -63,16 +63,17 @@ def dump_config(model: Any) -> Any:
 
 
 def training_spec(
-    exp: Experiment, train: TrainConfig, seed: int, data: ArtifactRef, base: ArtifactRef
+    exp: Experiment, train: TrainConfig, seed: int, data: ArtifactRef | str, base: ArtifactRef
 ) -> dict[str, Any]:
-    """Everything that changes the weights of a run trained from the base (the key's core)."""
+    """Everything that changes the weights of a run trained from the base (the key's core).
+    `data`: the prepared data, or the identity of the only corpus the run reads."""
     return {
         "train": dump_config(train),
         "system": system_spec(exp.training),  # engine, precision: they change weights
         "seed": seed,
         "attn": exp.model.attn_implementation,
         "dtype": exp.model.dtype,
-        "data": data.key,
+        "data": data if isinstance(data, str) else data.key,
         "base": base.key,
     }
 

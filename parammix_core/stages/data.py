@@ -1,29 +1,87 @@
-"""Stage prepare_domains: the tokenised domain corpora."""
+"""Stage prepare_domains: the tokenised domain corpora.
+
+Keys notice change: the data artifact's key covers every corpus file's fingerprint (path,
+size, mtime or ETag; sha256 with `data.fingerprint: content`) and the tokenizer's files, and
+an expert's key covers only its own domain's corpus (`corpus_identity`), so editing one
+corpus file, or adding a domain on a user's checkpoint, retrains only the experts it touches.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import platform
+from typing import Any
 
 from parammix_core.config import Experiment
-from parammix_core.data import prepare_corpora
+from parammix_core.data import DataError, prepare_corpora
+from parammix_core.data.fingerprint import fingerprint
 from parammix_core.stages.common import Progress, checkpoint_root, dump_config
-from parammix_core.store import ArtifactRef, Store
+from parammix_core.stages.versions import code_version
+from parammix_core.store import ArtifactRef, Store, canonical_json
+
+NOT_IN_KEYS = {"fingerprint"}  # how change is noticed does not change the data
 
 
 def data_ref(exp: Experiment) -> ArtifactRef:
-    # The built-in code and web domains read this machine's Python sources and docs.
     spec = {
-        "data": dump_config(exp.data),
+        "data": _data_config(exp),
         "seed": exp.seed,
-        "tokenizer": tokenizer_source(exp),
-        "python": platform.python_version(),
+        "tokenizer": tokenizer_identity(exp),
+        "files": {d.name: _domain_files(exp, d.name) for d in exp.data.domains},
+        "python": platform.python_version(),  # built-in code and web read this Python's files
     }
-    return ArtifactRef.for_spec("data", "domains", spec)
+    return ArtifactRef.for_spec("data", "domains", spec, code=code_version("data"))
+
+
+def corpus_identity(exp: Experiment, domain: str) -> str:
+    """What determines one domain's token blocks: its source and files, the shared cleaning,
+    caps and block size, the seed, the tokenizer and the data code. Another domain's corpus
+    does not enter unless the tokenizer is trained on it."""
+    spec = next(d for d in exp.data.domains if d.name == domain)
+    body = {
+        "domain": spec.model_dump(mode="json"),
+        "data": {k: v for k, v in _data_config(exp).items() if k != "domains"},
+        "files": _domain_files(exp, domain),
+        "seed": exp.seed,
+        "tokenizer": tokenizer_identity(exp),
+        "python": platform.python_version(),
+        "code": code_version("data"),
+    }
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 def tokenizer_source(exp: Experiment) -> str | None:
     """A user base checkpoint brings its own tokenizer unless one is named."""
     return exp.data.tokenizer or exp.model.checkpoint
+
+
+def tokenizer_identity(exp: Experiment) -> Any:
+    """A given tokenizer: its path and files. One trained here depends on every domain."""
+    source = tokenizer_source(exp)
+    if source is None:
+        return {
+            "trained": _data_config(exp),
+            "files": {d.name: _domain_files(exp, d.name) for d in exp.data.domains},
+        }
+    try:
+        files = fingerprint([f"{source.rstrip('/')}/*"], exp.store.storage_options, "metadata")
+    except DataError:  # missing: prepare_domains names the field when it loads it
+        files = "missing"
+    return {"path": source, "files": files}
+
+
+def _data_config(exp: Experiment) -> dict[str, Any]:
+    return {k: v for k, v in dump_config(exp.data).items() if k not in NOT_IN_KEYS}
+
+
+def _domain_files(exp: Experiment, domain: str) -> list:
+    spec = next(d for d in exp.data.domains if d.name == domain)
+    if not spec.paths:
+        return []
+    try:
+        return fingerprint(spec.paths, exp.store.storage_options, exp.data.fingerprint)
+    except DataError as err:
+        raise DataError(f"domain {domain!r}: {err}") from None
 
 
 def prepare_domains(exp: Experiment, store: Store, progress: Progress | None = None) -> ArtifactRef:
@@ -35,5 +93,5 @@ def prepare_domains(exp: Experiment, store: Store, progress: Progress | None = N
     out = store.staging(ref)
     cfg = exp.data.model_copy(update={"tokenizer": tokenizer_source(exp)})
     log = (lambda msg: progress(0, 1, msg)) if progress else None
-    stats = prepare_corpora(cfg, exp.seed, out, progress=log)
+    stats = prepare_corpora(cfg, exp.seed, out, progress=log, storage_options=store.options)
     return store.publish(ref, out, info={"domains": exp.domains, "stats": stats})

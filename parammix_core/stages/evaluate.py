@@ -14,12 +14,14 @@ import torch
 from parammix_core import simplex
 from parammix_core.config import EvalTask, Experiment
 from parammix_core.data import PreparedData, load_prepared
+from parammix_core.data.fingerprint import folder_fingerprint
 from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, resolve_device
 from parammix_core.search import search_bounds
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.probe import load_probe
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
 
@@ -59,6 +61,7 @@ def eval_ref(
         "probe": probe.key if exp.evaluation.proxy == "corrected" and probe else None,
         "format": 2,  # rows.parquet + per-document docs.parquet
         "evaluation": dump_config(exp.evaluation),
+        "tasks_folder": tasks_folder_fingerprint(exp),
         "domains": exp.domains,
         "alphas": [list(map(float, a)) for a in alphas],
         "seed": exp.seed,
@@ -66,7 +69,14 @@ def eval_ref(
         "base": base.key,
         "experts": [e.key for e in experts],
     }
-    return ArtifactRef.for_spec("evals", "batch", spec)
+    return ArtifactRef.for_spec("evals", "batch", spec, code=code_version("evals"))
+
+
+def tasks_folder_fingerprint(exp: Experiment) -> list | None:
+    """The files of the user's lm-eval task folder (YAMLs, their data), hashed: editing a task
+    gives new evaluation keys."""
+    folder = exp.evaluation.include_path
+    return None if folder is None else folder_fingerprint(folder, exp.store.storage_options)
 
 
 @dataclass
@@ -101,6 +111,7 @@ def _bench(
     ident = canonical_json(
         [
             dump_config(exp.evaluation),
+            tasks_folder_fingerprint(exp),
             exp.seed,
             data.key,
             base.key,
@@ -170,7 +181,7 @@ def _builtin_suite(
 ) -> str:
     """The built-in suite, generated once per machine from the held-out texts."""
     spec = {"docs": exp.evaluation.builtin_docs_per_task, "seed": exp.seed, "data": data.key}
-    key = ArtifactRef.for_spec("suite", "builtin", spec).key
+    key = ArtifactRef.for_spec("suite", "builtin", spec, code=code_version("evals")).key
     target = store.cache_dir / "suites" / key[:24]
     with _suite_lock:
         if not (target / ".complete").exists():

@@ -5,13 +5,16 @@ from __future__ import annotations
 from parammix_core.config import Experiment
 from parammix_core.model import save_model
 from parammix_core.stages.common import Progress, train_from_base, training_spec
+from parammix_core.stages.data import corpus_identity
 from parammix_core.stages.launch import is_writer, launch, should_launch
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store
 
 
 def expert_ref(exp: Experiment, domain: str, data: ArtifactRef, base: ArtifactRef) -> ArtifactRef:
-    spec = {"domain": domain, **training_spec(exp, exp.training.expert, exp.seed, data, base)}
-    return ArtifactRef.for_spec("expert", domain, spec)
+    corpus = corpus_identity(exp, domain)  # not the other domains': they do not train it
+    spec = {"domain": domain, **training_spec(exp, exp.training.expert, exp.seed, corpus, base)}
+    return ArtifactRef.for_spec("expert", domain, spec, code=code_version("expert"))
 
 
 def train_expert(

@@ -26,6 +26,7 @@ from parammix_core.search import utility
 from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
 from parammix_core.stages.evaluate import make_evaluator
 from parammix_core.stages.launch import is_writer, launch, should_launch
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
 BASELINES = ("uniform", "natural")
@@ -56,7 +57,7 @@ def final_run_ref(
         "evaluation": dump_config(exp.evaluation),
         **training_spec(exp, exp.final.train, seed, data, base),
     }
-    return ArtifactRef.for_spec("final", "run", spec)
+    return ArtifactRef.for_spec("final", "run", spec, code=code_version("final"))
 
 
 def final_run(
@@ -102,7 +103,7 @@ def final_summary_ref(exp: Experiment, runs: Mapping[str, Sequence[ArtifactRef]]
         "group_weights": exp.search.group_weights,
         "groups": exp.evaluation.groups,
     }
-    return ArtifactRef.for_spec("final", "summary", spec)
+    return ArtifactRef.for_spec("final", "summary", spec, code=code_version("final"))
 
 
 def compare_runs(

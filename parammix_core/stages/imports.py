@@ -19,6 +19,7 @@ import pandas as pd
 
 from parammix_core.config import Experiment
 from parammix_core.runs import ALPHA, RUN_ID, RunsError, load_runs
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store
 
 
@@ -32,7 +33,7 @@ def imports_ref(exp: Experiment) -> ArtifactRef:
         "domains": exp.domains,
         "groups": exp.evaluation.groups,
     }
-    return ArtifactRef.for_spec("imports", "runs", spec)
+    return ArtifactRef.for_spec("imports", "runs", spec, code=code_version("imports"))
 
 
 def _digest(path: str, kind: str) -> str:

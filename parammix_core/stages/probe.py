@@ -22,6 +22,7 @@ from parammix_core.interference import (
 from parammix_core.model import load_model, resolve_device
 from parammix_core.plots import plot_interference
 from parammix_core.stages.common import Progress, dump_config
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 from parammix_core.train import sample_batch
 
@@ -37,7 +38,7 @@ def probe_ref(
         "base": base.key,
         "experts": [e.key for e in experts],
     }
-    return ArtifactRef.for_spec("probe", "interference", spec)
+    return ArtifactRef.for_spec("probe", "interference", spec, code=code_version("probe"))
 
 
 def interference_probe(

@@ -37,6 +37,7 @@ from parammix_core.stages.common import dump_config
 from parammix_core.stages.evaluate import evaluation_mixtures, initial_design, load_rows
 from parammix_core.stages.imports import load_imported
 from parammix_core.stages.search_inputs import strategy_inputs
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store
 
 PROPOSAL_COLUMNS = ["strategy", "source", "round", "proposal", "position"]
@@ -89,7 +90,7 @@ def proposals_ref(
             inputs=inputs.key if inputs is not None else None,
             imported=imported.key if imported is not None else None,
         )
-    return ArtifactRef.for_spec("proposals", "round", spec)
+    return ArtifactRef.for_spec("proposals", "round", spec, code=code_version("proposals"))
 
 
 def history(

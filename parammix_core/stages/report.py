@@ -18,6 +18,7 @@ from parammix_core.report import (
 from parammix_core.stages.search import load_choice
 from parammix_core.stages.surrogates import load_surrogates
 from parammix_core.stages.validate import load_validation
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store
 
 
@@ -37,7 +38,7 @@ def report_ref(
     }
     # only when present, so reports without these stages keep their addresses
     spec.update({k: r.key for k, r in (("validation", validation), ("final", final)) if r})
-    return ArtifactRef.for_spec("report", "report", spec)
+    return ArtifactRef.for_spec("report", "report", spec, code=code_version("report"))
 
 
 def report(

@@ -7,6 +7,7 @@ from parammix_core.data import natural_weights
 from parammix_core.search import Choice, choose_mixture
 from parammix_core.stages.common import dump_config
 from parammix_core.stages.surrogates import load_surrogates
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
 
@@ -18,7 +19,7 @@ def choice_ref(exp: Experiment, surrogates: ArtifactRef, data: ArtifactRef) -> A
         "surrogates": surrogates.key,
         "data": data.key,
     }
-    return ArtifactRef.for_spec("choice", "mixture", spec)
+    return ArtifactRef.for_spec("choice", "mixture", spec, code=code_version("choice"))
 
 
 def optimise(

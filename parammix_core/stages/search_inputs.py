@@ -30,6 +30,7 @@ from parammix_core.search import SearchError, strategy_from_config
 from parammix_core.search.mergemix import merged_loss_objective
 from parammix_core.search.mixmin import mixture_nll, sequence_logprobs
 from parammix_core.stages.common import dump_config
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
 NEEDS_INPUTS = ("mixmin", "mergemix")
@@ -59,7 +60,7 @@ def inputs_ref(
             bounds={d: dump_config(b) for d, b in exp.search.bounds.items()},
             seed=exp.seed,
         )
-    return ArtifactRef.for_spec("search_inputs", strategy, spec)
+    return ArtifactRef.for_spec("search_inputs", strategy, spec, code=code_version("search_inputs"))
 
 
 def target_blocks(exp: Experiment, heldout: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -16,6 +16,7 @@ from parammix_core.stages.evaluate import load_doc_scores, load_rows
 from parammix_core.stages.imports import load_imported
 from parammix_core.stages.probe import load_probe
 from parammix_core.stages.proposals import PROPOSAL_COLUMNS, load_proposals
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 from parammix_core.surrogate import SurrogateSet, fit_surrogates
 
@@ -35,7 +36,7 @@ def surrogate_ref(
         "proposals": [p.key for p in proposals or ()],
         "imported": imported.key if imported is not None else None,
     }
-    return ArtifactRef.for_spec("surrogates", "lightgbm", spec)
+    return ArtifactRef.for_spec("surrogates", "lightgbm", spec, code=code_version("surrogates"))
 
 
 def surrogate_targets(rows: pd.DataFrame) -> list[str]:

@@ -40,6 +40,7 @@ from parammix_core.stages.common import Progress, dump_config, train_from_base, 
 from parammix_core.stages.evaluate import _bench
 from parammix_core.stages.launch import is_writer, launch, should_launch
 from parammix_core.stages.probe import load_probe
+from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
 DRAW_SEED = 7919  # validation draws are independent of the search's evaluated mixtures
@@ -85,7 +86,7 @@ def mixed_ref(
         "domains": exp.domains,
         **training_spec(exp, exp.training.expert, seed, data, base),
     }
-    return ArtifactRef.for_spec("mixed", "run", spec)
+    return ArtifactRef.for_spec("mixed", "run", spec, code=code_version("mixed"))
 
 
 def train_mixed(
@@ -145,7 +146,7 @@ def validation_ref(
         "experts": [e.key for e in experts],
         "probe": probe.key if probe is not None else None,
     }
-    return ArtifactRef.for_spec("validation", "proxy", spec)
+    return ArtifactRef.for_spec("validation", "proxy", spec, code=code_version("validation"))
 
 
 class _Scorer:

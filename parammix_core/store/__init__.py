@@ -3,12 +3,13 @@
 Every artifact (prepared corpora, a checkpoint, a batch of evaluation rows) is addressed by a
 hash of everything that determines it:
 
-    key  = sha256(canonical_json({stage, name, spec}))
+    key  = sha256(canonical_json({stage, name, spec, code}))
     path = <root>/<stage>/<name>-<key[:24]>/
 
 where `spec` holds the config slice that matters, the keys of the upstream artifacts and the
-code version. Two runs that would compute the same thing get the same key, so a finished
-artifact is found again by any later run, whatever Prefect's database remembers.
+fingerprints of the files read, and `code` the stage's code version (`stages.versions`). Two
+runs that would compute the same thing get the same key, so a finished artifact is found
+again by any later run, whatever Prefect's database remembers.
 
 When is an artifact there? Only when its `MANIFEST.json` is. A writer uploads the data files
 under a fresh upload folder of its own (`<path>/files-<id>/`, multipart for large files) and

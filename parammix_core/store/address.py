@@ -51,8 +51,12 @@ class ArtifactRef(BaseModel):
     key: Key
 
     @classmethod
-    def for_spec(cls, stage: str, name: str, spec: dict[str, Any]) -> ArtifactRef:
-        body = {"stage": stage, "name": name, "spec": spec, "code": __version__}
+    def for_spec(
+        cls, stage: str, name: str, spec: dict[str, Any], code: str = __version__
+    ) -> ArtifactRef:
+        """The address of what `stage` computes from `spec` with the code of version `code`
+        (the pipeline's stages pass `stages.versions.code_version(stage)`)."""
+        body = {"stage": stage, "name": name, "spec": spec, "code": code}
         key = hashlib.sha256(canonical_json(body).encode()).hexdigest()
         return cls(stage=stage, name=name, key=key)
 

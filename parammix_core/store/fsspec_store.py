@@ -57,6 +57,7 @@ class Store:
         lookup: Verify = "size",
     ) -> None:
         self.url = url
+        self.options = dict(storage_options or {})  # also how corpora on this endpoint are read
         try:
             self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         except (ImportError, ValueError) as err:

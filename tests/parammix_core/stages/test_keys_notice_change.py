@@ -1,0 +1,155 @@
+"""Caches that notice change: edit one corpus file and only what depends on it gets a new key
+(and recomputes); touch nothing and everything is reused; add a domain on a user's checkpoint
+and only the new expert trains."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from parammix_core import stages
+from parammix_core.data import load_prepared
+from tests.parammix_core.bad_input import (
+    build_pipeline_store,
+    experiment,
+    open_store,
+    write_jsonl,
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny pre-trained base with its tokenizer: a user's checkpoint folder."""
+    exp, refs = build_pipeline_store(tmp_path_factory.mktemp("pipeline"))
+    store = open_store(exp, tmp_path_factory.mktemp("cache"))
+    out = tmp_path_factory.mktemp("checkpoint") / "base"
+    shutil.copytree(store.local_dir(refs["base"]), out)
+    load_prepared(store.local_dir(refs["data"])).tokenizer.save_pretrained(out)
+    return out
+
+
+def corpora(root: Path, names: str) -> dict[str, list[str]]:
+    return {n: [str(write_jsonl(root / f"{n}.jsonl", seed=i))] for i, n in enumerate(names)}
+
+
+def run(exp, store) -> dict:
+    """The stages up to the experts, as a run calls them; each returns at once when its
+    artifact is published."""
+    data = stages.prepare_domains(exp, store)
+    base = stages.build_base(exp, store, data)
+    experts = {d: stages.train_expert(exp, store, d, data, base) for d in exp.domains}
+    return {"data": data, "base": base, **experts}
+
+
+def created(store) -> dict[str, str]:
+    return {m["key"]: m["created"] for m in store.artifacts()}
+
+
+def append_document(path: Path) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"text": "a new document " * 12}) + "\n")
+
+
+def test_on_a_users_checkpoint_only_what_a_change_touches_recomputes(checkpoint, tmp_path):
+    files = corpora(tmp_path, "ab")
+    exp = experiment(files, tmp_path / "store", model__checkpoint=str(checkpoint))
+    store = open_store(exp, tmp_path / "cache")
+    first = run(exp, store)
+    published = created(store)
+
+    assert run(exp, store) == first  # nothing touched: every key the same, nothing redone
+    assert created(store) == published
+
+    append_document(Path(files["b"][0]))
+    second = run(exp, store)
+    assert second["data"] != first["data"] and second["b"] != first["b"]
+    assert second["base"] == first["base"] and second["a"] == first["a"]  # reused, not retrained
+    assert {k: created(store)[k] for k in published} == published
+
+    (tmp_path / "c").mkdir()
+    more = {**files, **corpora(tmp_path / "c", "c")}
+    wider = experiment(more, tmp_path / "store", model__checkpoint=str(checkpoint))
+    third = run(wider, store)
+    assert third["a"] == second["a"] and third["b"] == second["b"]  # only c trains
+    assert third["c"] not in {v for v in second.values()}
+    assert {k: created(store)[k] for k in published} == published
+
+
+def test_a_base_trained_here_depends_on_every_corpus(tmp_path):
+    files = corpora(tmp_path, "ab")
+    exp = experiment(files, tmp_path / "store")
+    store = open_store(exp, tmp_path / "cache")
+    first = run(exp, store)
+    append_document(Path(files["b"][0]))
+    second = run(exp, store)
+    assert second["base"] != first["base"]
+    assert second["a"] != first["a"] and second["b"] != first["b"]
+
+
+def test_content_fingerprints_see_what_sizes_and_times_miss(tmp_path):
+    files = corpora(tmp_path, "ab")
+    path = Path(files["b"][0])
+    exp = experiment(files, tmp_path / "store")
+    content = experiment(files, tmp_path / "store", data__fingerprint="content")
+    before = stages.data_ref(exp), stages.data_ref(content)
+    stat = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("alpha", "omega", 1))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same modification time
+    assert stages.data_ref(exp) == before[0]  # metadata cannot see it
+    assert stages.data_ref(content) != before[1]
+    assert stages.expert_ref(content, "a", before[1], before[1]) == stages.expert_ref(
+        experiment(files, tmp_path / "s2", data__fingerprint="content"), "a", before[1], before[1]
+    )
+
+
+def test_editing_a_task_of_the_users_folder_gives_new_evaluation_keys(tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "mine.yaml").write_text("task: mine\n")
+    exp = experiment(
+        corpora(tmp_path, "ab"), tmp_path / "store", evaluation__include_path=str(folder)
+    )
+    data = stages.data_ref(exp)
+    base = stages.base_ref(exp, data)
+    key = stages.eval_ref(exp, [[0.5, 0.5]], data, base, [base, base])
+    assert stages.eval_ref(exp, [[0.5, 0.5]], data, base, [base, base]) == key
+    (folder / "mine.yaml").write_text("task: mine\nnum_fewshot: 1\n")
+    assert stages.eval_ref(exp, [[0.5, 0.5]], data, base, [base, base]) != key
+
+
+def test_corpora_on_a_private_s3_endpoint_are_read_with_the_stores_options(
+    s3_server, tmp_path, monkeypatch
+):
+    """`s3://` corpus paths go through the store's storage_options (the endpoint) with the
+    credentials from the environment, and their ETags are their fingerprints."""
+    import s3fs
+
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # only the config's storage_options name it
+    s3fs.S3FileSystem.clear_instance_cache()
+    bucket = s3_server.bucket("corpora")
+    fs = s3fs.S3FileSystem(**s3_server.storage_options(), skip_instance_cache=True)
+    local = corpora(tmp_path, "ab")
+    for name, (path,) in local.items():
+        fs.put_file(path, f"{bucket}/{name}/part-0.jsonl")
+    remote = {n: [f"s3://{bucket}/{n}/*.jsonl"] for n in local}
+    exp = experiment(
+        remote,
+        f"s3://{bucket}/store",
+        store__storage_options={"endpoint_url": s3_server.endpoint},
+    )
+    store = open_store(exp, tmp_path / "cache")
+    data = stages.prepare_domains(exp, store)
+    stats = store.load_json(data, "stats.json")
+    assert set(stats) == {"a", "b"} and all(s["train_blocks"] > 0 for s in stats.values())
+    same = experiment(local, tmp_path / "local-store")
+    here = stages.prepare_domains(same, open_store(same, tmp_path / "cache2"))
+    assert open_store(same, tmp_path / "c3").load_json(here, "stats.json") == stats
+
+    with fs.open(f"{bucket}/b/part-0.jsonl", "ab") as f:
+        f.write(json.dumps({"text": "one more document " * 10}).encode() + b"\n")
+    assert stages.data_ref(exp) != data  # the ETag moved

@@ -1,0 +1,69 @@
+"""Code versions in artifact keys: a change that can alter a stage's output gives the stages
+that depend on it new keys; comments, docstrings and formatting change nothing."""
+
+import re
+from pathlib import Path
+
+from parammix_core.stages.versions import (
+    STAGE_MODULES,
+    _installed_source,
+    closure,
+    code_version,
+    versions_with,
+)
+from parammix_core.store import STAGES
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _source(module: str) -> str:
+    text = _installed_source(module)
+    assert text is not None, module
+    return text
+
+
+def test_every_published_stage_has_a_version_and_uses_it():
+    assert set(STAGE_MODULES) == set(STAGES)
+    for stage in STAGES:
+        assert re.fullmatch(r"[0-9a-f]{16}", code_version(stage))
+    calls = []
+    for path in sorted((ROOT / "parammix_core" / "stages").glob("*.py")):
+        calls += re.findall(r"ArtifactRef\.for_spec\((.*?)\)\n", path.read_text(), re.S)
+    stage_calls = [c for c in calls if not c.startswith('"ckpt"')]
+    assert stage_calls and all("code=code_version(" in c for c in stage_calls), stage_calls
+
+
+def test_a_behaviour_change_moves_exactly_the_stages_that_import_it():
+    before = versions_with({})
+    train = _source("parammix_core.train")
+    floor = "floor = cfg.min_lr_ratio * cfg.lr"
+    assert floor in train
+    changed = versions_with({"parammix_core.train": train.replace(floor, floor + " * 0.5")})
+    moved = {s for s in STAGES if changed[s] != before[s]}
+    users = {
+        s
+        for s, m in STAGE_MODULES.items()
+        if "parammix_core.train" in closure(m, _installed_source)[0]
+    }
+    assert moved == users and {"base", "expert", "mixed", "final"} <= moved
+
+    report = _source("parammix_core.report")
+    edited = versions_with({"parammix_core.report": report + "\nEXTRA = 1\n"})
+    assert edited["report"] != before["report"]
+    assert edited["data"] == before["data"] and edited["expert"] == before["expert"]
+
+
+def test_comments_docstrings_and_formatting_change_nothing():
+    before = versions_with({})
+    train = _source("parammix_core.train")
+    cosmetic = '"""Another module docstring."""\n# a new comment\n' + train.split('"""', 2)[
+        2
+    ].replace("\n\n\n", "\n\n\n\n")
+    assert versions_with({"parammix_core.train": cosmetic}) == before
+
+
+def test_a_new_import_counts():
+    before = versions_with({})
+    model = _source("parammix_core.model")
+    added = versions_with({"parammix_core.model": model + "\nimport parammix_core.ranking\n"})
+    assert added["expert"] != before["expert"]
