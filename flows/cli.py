@@ -29,7 +29,6 @@ from parammix_core.config import (
     parse_experiment,
 )
 from parammix_core.failure import STAGE, describe
-from parammix_core.runs import RunsError
 from parammix_core.store import StoreError
 
 QUIET_ENV = {
@@ -195,7 +194,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_surrogate(args: argparse.Namespace) -> int:
-    from parammix_core.runs import compare_surrogates, read_table
+    from parammix_core.runs import RunsError, compare_surrogates, read_table
 
     domains, metrics, train = read_table(args.train)
     test_domains, _, test = read_table(args.test)
@@ -298,11 +297,15 @@ def main(argv: list[str] | None = None) -> int:
         args.log.close()
 
 
-EXPECTED = (ConfigError, RunsError, StoreError)  # a bad config, table or store: no traceback
+def _expected(err: BaseException) -> bool:
+    """A bad config, table or store: the one-line error says it all, no traceback is logged."""
+    from parammix_core.runs import RunsError  # here: it loads pandas, which --help never needs
+
+    return isinstance(err, (ConfigError, RunsError, StoreError))
 
 
 def _fail(err: BaseException, args: argparse.Namespace) -> int:
-    logged = args.log.path is not None or not isinstance(err, EXPECTED)
+    logged = args.log.path is not None or not _expected(err)
     path = args.log.record(err) if logged else None
     print(f"error: {describe(err)}", file=sys.stderr)
     if args.debug:

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -46,3 +49,20 @@ def test_bad_override_is_a_config_error(capsys):
     assert "training.expert.steps: Input should be greater than 0" in capsys.readouterr().err
     assert main(["show-config", "--set", "nonsense"]) == 2
     assert "expected dotted.path=value" in capsys.readouterr().err
+
+
+def test_importing_the_cli_loads_no_heavy_library():
+    """`parammix --help` and `parammix import` start in well under a second only if the CLI
+    module leaves torch, transformers, LightGBM, Prefect and pandas to the commands that use
+    them; a fresh interpreter shows what importing it really loads."""
+    heavy = ["torch", "transformers", "lightgbm", "prefect", "pandas"]
+    code = f"import sys, flows.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
