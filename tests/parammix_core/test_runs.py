@@ -31,6 +31,23 @@ def test_load_joins_on_run_id_in_ratio_order(tmp_path):
     np.testing.assert_allclose(table[["alpha.math", "alpha.code"]].sum(axis=1), 1.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("weights", ["0.499,0.5", "0.101,0.9"], ids=["0.999", "1.001"])
+def test_sums_at_the_tolerance_are_accepted(tmp_path, weights):
+    """The tolerance bound is inclusive, whatever the float error of the sum."""
+    _, table = load_runs(*write(tmp_path, RATIOS.replace("0.25,0.75", weights)))
+    raw = np.array([float(w) for w in weights.split(",")])
+    np.testing.assert_allclose(table.loc[0, ["alpha.math", "alpha.code"]], raw / raw.sum())
+
+
+@pytest.mark.parametrize(("weights", "total"), [("0.4989,0.5", "0.9989"), ("0.5011,0.5", "1.0011")])
+def test_sums_beyond_the_tolerance_are_refused(tmp_path, weights, total):
+    with pytest.raises(RunsError) as err:
+        load_runs(*write(tmp_path, RATIOS.replace("0.25,0.75", weights)))
+    assert f"line 2, columns ['math', 'code']: weights of run 'r1' sum to {total}, not 1" in str(
+        err.value
+    )
+
+
 @pytest.mark.parametrize(
     ("ratios", "metrics", "file", "message"),
     [
