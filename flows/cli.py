@@ -4,7 +4,8 @@ parammix run [--config FILE] [--set training.expert.steps=50 ...]
 parammix show-config [--config FILE] [--set ...]
 parammix validate-config FILE
 parammix serve [--config FILE] [--set ...] [--weekly CRON] [--nightly CRON]
-parammix import --ratios R.csv --metrics M.csv [--out rows.parquet]
+parammix import --ratios R.csv --metrics M.csv [--out rows.parquet] [--id-column NAME]
+                [--sum-tolerance X | --renormalise] [--strip-prefix PREFIX]
 parammix surrogate --train A.parquet --test B.parquet [--metric NAME ...]
 parammix store list|verify|gc [--config FILE] [--set ...] [--older-than S] [--delete]
 """
@@ -12,10 +13,12 @@ parammix store list|verify|gc [--config FILE] [--set ...] [--older-than S] [--de
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 import traceback
+import warnings
 from contextlib import nullcontext
 from typing import Any
 
@@ -180,9 +183,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from parammix_core.runs import load_runs
+    from parammix_core.runs import RunsWarning, load_runs
 
-    domains, table = load_runs(args.ratios, args.metrics)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunsWarning)
+        domains, table = load_runs(
+            args.ratios,
+            args.metrics,
+            id_column=args.id_column,
+            sum_tolerance=_tolerance(args.sum_tolerance),
+            renormalise=args.renormalise,
+            strip_prefix=args.strip_prefix,
+        )
+    _show_warnings(caught)
     metrics = [c for c in table.columns if c != "run_id" and not c.startswith("alpha.")]
     print(f"{len(table)} runs, {len(domains)} domains: {', '.join(domains)}")
     print(f"{len(metrics)} metric(s): {', '.join(metrics)}")
@@ -191,6 +204,30 @@ def cmd_import(args: argparse.Namespace) -> int:
         table.to_parquet(args.out, index=False)
         print(f"wrote {args.out}")
     return 0
+
+
+def _tolerance(raw: str) -> float:
+    """--sum-tolerance as a number >= 0; anything else is an error naming the option."""
+    from parammix_core.runs import RunsError
+
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise RunsError(f"--sum-tolerance {raw!r}: must be a number >= 0 (e.g. 0.001)")
+    return value
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Our warnings as one `warning:` line each; other libraries' as Python shows them."""
+    from parammix_core.runs import RunsWarning
+
+    for w in caught:
+        if issubclass(w.category, RunsWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def cmd_surrogate(args: argparse.Namespace) -> int:
@@ -261,9 +298,33 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--limit", type=int, default=1, help="flow runs at once in this process")
     srv.set_defaults(func=cmd_serve)
     imp = sub.add_parser("import", help="validate and join mixture -> metric tables from elsewhere")
-    imp.add_argument("--ratios", required=True, help="CSV: run_id, one weight column per domain")
-    imp.add_argument("--metrics", required=True, help="CSV: run_id, one column per metric")
+    imp.add_argument("--ratios", required=True, help="CSV: run id, one weight column per domain")
+    imp.add_argument("--metrics", required=True, help="CSV: run id, one column per metric")
     imp.add_argument("--out", help="write the joined table as parquet")
+    imp.add_argument(
+        "--id-column",
+        default="run_id",
+        metavar="NAME",
+        help="the column holding the run id in both tables (default run_id; e.g. index)",
+    )
+    sums = imp.add_mutually_exclusive_group()
+    sums.add_argument(
+        "--sum-tolerance",
+        default="0.001",
+        metavar="X",
+        help="how far from 1 a row's weights may sum; such rows are scaled to 1 (default 0.001)",
+    )
+    sums.add_argument(
+        "--renormalise",
+        action="store_true",
+        help="accept any positive row sum and scale each row to 1 (rounded published tables); "
+        "a warning names the row furthest from 1",
+    )
+    imp.add_argument(
+        "--strip-prefix",
+        metavar="PREFIX",
+        help="remove PREFIX from every weight column to name the domain (ratio_math -> math)",
+    )
     with_debug(imp)
     imp.set_defaults(func=cmd_import)
     sur = sub.add_parser("surrogate", help="score LightGBM and linear surrogates on held-out runs")

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+import pytest
 import yaml
 
 from flows.cli import main
@@ -66,3 +68,46 @@ def test_importing_the_cli_loads_no_heavy_library():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+PAPER_RATIOS = "index,ratio_math,ratio_code\n0,0.498,0.498\n1,0.5,0.5\n2,0.7,0.302\n"
+PAPER_METRICS = "index,acc\n0,0.5\n1,0.6\n2,0.55\n"
+
+
+def paper_tables(tmp_path: Path) -> list[str]:
+    (tmp_path / "r.csv").write_text(PAPER_RATIOS)
+    (tmp_path / "m.csv").write_text(PAPER_METRICS)
+    return ["import", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv")]
+
+
+def test_import_renormalises_a_rounded_table_with_one_warning_line(tmp_path: Path, capsys):
+    out = tmp_path / "rows.parquet"
+    argv = [*paper_tables(tmp_path), "--id-column", "index", "--strip-prefix", "ratio_"]
+    assert main([*argv, "--renormalise", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert printed.err.splitlines() == [
+        f"warning: {tmp_path / 'r.csv'}: renormalised 2 row(s); the worst summed to 0.996 (line 2)"
+    ]
+    assert "3 runs, 2 domains: math, code" in printed.out
+    table = pd.read_parquet(out)
+    assert list(table.columns) == ["run_id", "alpha.math", "alpha.code", "acc"]
+    assert table["alpha.math"].tolist() == pytest.approx([0.5, 0.5, 0.7 / 1.002])
+
+
+def test_import_without_renormalise_names_every_row_off_one(tmp_path: Path, capsys):
+    assert main([*paper_tables(tmp_path), "--id-column", "index"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {tmp_path / 'r.csv'}: 2 bad rows:",
+        "  line 2: weights of run '0' sum to 0.996, not 1 (tolerance 0.001)",
+        "  line 4: weights of run '2' sum to 1.002, not 1 (tolerance 0.001)",
+    ]
+    assert main([*paper_tables(tmp_path), "--id-column", "index", "--sum-tolerance", "0.004"]) == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "nan", "inf"])
+def test_a_bad_sum_tolerance_is_one_error_line(tmp_path: Path, capsys, value):
+    argv = [*paper_tables(tmp_path), "--id-column", "index", "--sum-tolerance", value]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --sum-tolerance {value!r}: must be a number >= 0 (e.g. 0.001)"
+    ]
