@@ -6,13 +6,15 @@ parammix validate-config FILE
 parammix serve [--config FILE] [--set ...] [--weekly CRON] [--nightly CRON]
 parammix import --ratios R.csv --metrics M.csv [--out rows.parquet] [--id-column NAME]
                 [--sum-tolerance X | --renormalise] [--strip-prefix PREFIX]
-parammix surrogate --train A.parquet --test B.parquet [--metric NAME ...]
+parammix surrogate --train A.parquet --test B.parquet [--test C.parquet ...] [--metric NAME ...]
+                   [--folds K] [--json]
 parammix store list|verify|gc [--config FILE] [--set ...] [--older-than S] [--delete]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -231,22 +233,91 @@ def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
 
 
 def cmd_surrogate(args: argparse.Namespace) -> int:
-    from parammix_core.runs import RunsError, compare_surrogates, read_table
+    from parammix_core.runs import (
+        RunsError,
+        cv_scores,
+        fit_on_table,
+        read_table,
+        scale_differs,
+        score_on_table,
+    )
 
     domains, metrics, train = read_table(args.train)
-    test_domains, _, test = read_table(args.test)
-    if test_domains != domains:
-        raise RunsError(f"{args.test}: domains {test_domains} differ from {args.train}: {domains}")
     chosen = args.metric or metrics
     unknown = [m for m in chosen if m not in metrics]
     if unknown:
         raise RunsError(f"{args.train}: no metric(s) {unknown}; metrics are {metrics}")
-    scores = compare_surrogates(train, test, domains, chosen, args.folds, args.seed)
-    print(
-        f"trained on {len(train)} rows of {args.train}, tested on {len(test)} rows of {args.test}"
-    )
-    print(scores.to_string(float_format=lambda v: f"{v:.3f}"))
+    _check_folds(args.folds, len(train), args.train)
+    tests = {path: _test_table(path, domains, args.train) for path in args.test}
+    fitted = fit_on_table(train, domains, chosen, args.folds, args.seed, name=args.train)
+    cv = cv_scores(fitted)
+    scores = {path: score_on_table(fitted, t, domains, name=path) for path, t in tests.items()}
+    differ = {path: scale_differs(train, t, chosen) for path, t in tests.items()}
+    if args.json:
+        train_info = {"table": args.train, "rows": len(train), "folds": args.folds}
+        out = {
+            "train": {**train_info, "seed": args.seed, "cv": _scores_json(cv)},
+            "tests": [
+                {
+                    "table": p,
+                    "rows": len(t),
+                    "scores": _scores_json(scores[p]),
+                    "scale_differs": differ[p],
+                }
+                for p, t in tests.items()
+            ],
+        }
+        print(json.dumps(out, allow_nan=False))
+    else:
+        table = {"float_format": lambda v: f"{v:.3f}"}
+        print(f"trained on {len(train)} rows of {args.train}; {args.folds}-fold cross-validation:")
+        print(cv.to_string(**table))
+        for path, t in tests.items():
+            print(f"\ntested on {len(t)} rows of {path}:")
+            print(scores[path].to_string(**table))
+    for path, names in differ.items():
+        if names:
+            print(
+                f"note: {path}: {', '.join(names)} on another scale than {args.train} (mean or "
+                "spread): R² across scales is meaningless, only the ranking (spearman) counts",
+                file=sys.stderr,
+            )
     return 0
+
+
+def _check_folds(folds: int, rows: int, path: str) -> None:
+    """Every fit of the cross-validation needs 2 rows or more: --folds in 2..rows, rows >= 4."""
+    from parammix_core.runs import RunsError
+
+    if rows < 4:
+        raise RunsError(f"{path}: {rows} row(s) are too few to cross-validate (4 or more)")
+    if not 2 <= folds <= rows:
+        raise RunsError(
+            f"--folds {folds}: must be at least 2 and at most the {rows} rows of {path}"
+        )
+
+
+def _test_table(path: str, domains: list[str], train: str) -> Any:
+    """A table to score on: the train table's domains, in any column order."""
+    from parammix_core.runs import RunsError, read_table
+
+    test_domains, _, test = read_table(path)
+    if sorted(test_domains) != sorted(domains):
+        raise RunsError(f"{path}: domains {test_domains} differ from those of {train}: {domains}")
+    return test
+
+
+def _scores_json(frame: Any) -> dict[str, dict[str, dict[str, float | None]]]:
+    """{metric: {model: {score: value}}}; NaN (undefined, e.g. a constant metric) as null."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for metric, row in frame.iterrows():
+        for column, value in row.items():
+            model, score = column.split(".", 1)
+            number = float(value)
+            out.setdefault(metric, {}).setdefault(model, {})[score] = (
+                number if math.isfinite(number) else None
+            )
+    return out
 
 
 def with_debug(sp: argparse.ArgumentParser) -> None:
@@ -329,10 +400,20 @@ def parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_import)
     sur = sub.add_parser("surrogate", help="score LightGBM and linear surrogates on held-out runs")
     sur.add_argument("--train", required=True, help="joined table (parquet) to fit on")
-    sur.add_argument("--test", required=True, help="joined table (parquet) to score on")
+    sur.add_argument(
+        "--test",
+        required=True,
+        action="append",
+        help="joined table (parquet) to score on; repeatable (fitted once, each table scored)",
+    )
     sur.add_argument("--metric", action="append", help="metric column, repeatable (default: all)")
-    sur.add_argument("--folds", type=int, default=5, help="CV folds while fitting")
+    sur.add_argument(
+        "--folds", type=int, default=5, help="CV folds on the train table (2 to its rows)"
+    )
     sur.add_argument("--seed", type=int, default=0)
+    sur.add_argument(
+        "--json", action="store_true", help="print one JSON object: train CV and test scores"
+    )
     with_debug(sur)
     sur.set_defaults(func=cmd_surrogate)
     store_cli.add_parser(sub, with_config)

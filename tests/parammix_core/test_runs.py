@@ -10,7 +10,17 @@ import pandas as pd
 import pytest
 
 from flows.cli import main
-from parammix_core.runs import RunsError, RunsWarning, compare_surrogates, load_runs, read_table
+from parammix_core.runs import (
+    RunsError,
+    RunsWarning,
+    compare_surrogates,
+    cv_scores,
+    fit_on_table,
+    load_runs,
+    read_table,
+    scale_differs,
+    score_on_table,
+)
 
 RATIOS = "run_id,math,code\nr1,0.25,0.75\nr2,0.5,0.5\nr3,0.333,0.667\n"
 METRICS = "run_id,acc,loss\nr2,0.6,2.0\nr1,0.5,2.5\nr3,0.55,2.2\n"
@@ -303,3 +313,54 @@ def test_a_metric_named_run_id_clashes_with_the_joined_id(tmp_path):
     metrics = "index,run_id\n0,1\n1,2\n2,3\n"
     with pytest.raises(RunsError, match=r"metric column\(s\) \['run_id'\] clash"):
         load_runs(*write(tmp_path, PAPER_RATIOS, metrics), id_column="index", renormalise=True)
+
+
+def scored_rows(n: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    x = rng.dirichlet(np.ones(2), n)  # (n, 2)
+    return pd.DataFrame({"alpha.a": x[:, 0], "alpha.b": x[:, 1], "score": 2 * x[:, 0] + 0.1})
+
+
+def test_cv_scores_lay_out_the_cross_validation_of_the_fit():
+    fitted = fit_on_table(scored_rows(), ["a", "b"], ["score"], folds=4, seed=3)
+    cv = cv_scores(fitted)
+    assert list(cv.index) == ["score"]
+    assert list(cv.columns) == [
+        f"{m}.{k}" for m in ("lightgbm", "linear") for k in ("spearman", "pearson", "r2")
+    ]
+    assert cv.loc["score", "lightgbm.spearman"] == fitted.cv["score"]["spearman"]
+    assert cv.loc["score", "linear.r2"] == fitted.cv["score"]["r2_linear"]
+    assert cv.loc["score", "linear.r2"] > 0.99  # a linear target
+
+
+def test_scale_differs_flags_a_shift_or_a_stretch_not_a_split_of_the_same_runs():
+    rows = scored_rows()
+    train, test = rows.iloc[:30], rows.iloc[30:]
+    assert scale_differs(train, test, ["score"]) == []
+    assert scale_differs(train, test.assign(score=test["score"] + 1), ["score"]) == ["score"]
+    mean = test["score"].mean()
+    stretched = test.assign(score=mean + 3 * (test["score"] - mean))
+    assert scale_differs(train, stretched, ["score"]) == ["score"]
+
+
+def test_a_nan_metric_or_a_mixture_off_the_simplex_is_refused_naming_the_table():
+    rows = scored_rows(20)
+    fitted = fit_on_table(rows, ["a", "b"], ["score"], folds=2)
+    with pytest.raises(RunsError) as err:
+        score_on_table(
+            fitted, rows.assign(score=[*[0.5] * 2, math.nan, *[0.5] * 17]), ["a", "b"], "B.parquet"
+        )
+    assert (
+        str(err.value)
+        == "B.parquet: metric 'score' is NaN or inf in 1 row(s) (the first: row 3 of 20)"
+    )
+    with pytest.raises(
+        RunsError, match=r"^A\.parquet: mixture row\(s\) \[0\] are not on the simplex"
+    ):
+        fit_on_table(
+            rows.assign(**{"alpha.a": [0.9, *rows["alpha.a"][1:]]}),
+            ["a", "b"],
+            ["score"],
+            2,
+            name="A.parquet",
+        )
