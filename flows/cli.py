@@ -22,7 +22,7 @@ import time
 import traceback
 import warnings
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows import store_cli
 from flows.debug_log import DebugLog, quiet_console
@@ -35,6 +35,9 @@ from parammix_core.config import (
 )
 from parammix_core.failure import STAGE, describe
 from parammix_core.store import StoreError
+
+if TYPE_CHECKING:  # pandas takes a while to import: only the table commands load it
+    import pandas as pd
 
 QUIET_ENV = {
     "DO_NOT_TRACK": "1",
@@ -254,27 +257,10 @@ def cmd_surrogate(args: argparse.Namespace) -> int:
     scores = {path: score_on_table(fitted, t, domains, name=path) for path, t in tests.items()}
     differ = {path: scale_differs(train, t, chosen) for path, t in tests.items()}
     if args.json:
-        train_info = {"table": args.train, "rows": len(train), "folds": args.folds}
-        out = {
-            "train": {**train_info, "seed": args.seed, "cv": _scores_json(cv)},
-            "tests": [
-                {
-                    "table": p,
-                    "rows": len(t),
-                    "scores": _scores_json(scores[p]),
-                    "scale_differs": differ[p],
-                }
-                for p, t in tests.items()
-            ],
-        }
+        out = _surrogate_json(args, len(train), cv, tests, scores, differ)
         print(json.dumps(out, allow_nan=False))
     else:
-        table = {"float_format": lambda v: f"{v:.3f}"}
-        print(f"trained on {len(train)} rows of {args.train}; {args.folds}-fold cross-validation:")
-        print(cv.to_string(**table))
-        for path, t in tests.items():
-            print(f"\ntested on {len(t)} rows of {path}:")
-            print(scores[path].to_string(**table))
+        _print_scores(args, len(train), cv, tests, scores)
     for path, names in differ.items():
         if names:
             print(
@@ -283,6 +269,45 @@ def cmd_surrogate(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+def _print_scores(
+    args: argparse.Namespace,
+    rows: int,
+    cv: pd.DataFrame,
+    tests: dict[str, pd.DataFrame],
+    scores: dict[str, pd.DataFrame],
+) -> None:
+    """The cross-validation on the train table, then the scores on each test table."""
+    print(f"trained on {rows} rows of {args.train}; {args.folds}-fold cross-validation:")
+    print(cv.to_string(float_format=lambda v: f"{v:.3f}"))
+    for path, test in tests.items():
+        print(f"\ntested on {len(test)} rows of {path}:")
+        print(scores[path].to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+def _surrogate_json(
+    args: argparse.Namespace,
+    rows: int,
+    cv: pd.DataFrame,
+    tests: dict[str, pd.DataFrame],
+    scores: dict[str, pd.DataFrame],
+    differ: dict[str, list[str]],
+) -> dict[str, Any]:
+    """What `_print_scores` and the notes say, as one JSON-ready object."""
+    train = {"table": args.train, "rows": rows, "folds": args.folds, "seed": args.seed}
+    return {
+        "train": {**train, "cv": _scores_json(cv)},
+        "tests": [
+            {
+                "table": path,
+                "rows": len(test),
+                "scores": _scores_json(scores[path]),
+                "scale_differs": differ[path],
+            }
+            for path, test in tests.items()
+        ],
+    }
 
 
 def _check_folds(folds: int, rows: int, path: str) -> None:
@@ -297,7 +322,7 @@ def _check_folds(folds: int, rows: int, path: str) -> None:
         )
 
 
-def _test_table(path: str, domains: list[str], train: str) -> Any:
+def _test_table(path: str, domains: list[str], train: str) -> pd.DataFrame:
     """A table to score on: the train table's domains, in any column order."""
     from parammix_core.runs import RunsError, read_table
 
@@ -307,7 +332,7 @@ def _test_table(path: str, domains: list[str], train: str) -> Any:
     return test
 
 
-def _scores_json(frame: Any) -> dict[str, dict[str, dict[str, float | None]]]:
+def _scores_json(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, float | None]]]:
     """{metric: {model: {score: value}}}; NaN (undefined, e.g. a constant metric) as null."""
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for metric, row in frame.iterrows():

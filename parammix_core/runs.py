@@ -251,6 +251,7 @@ def load_runs(
     domains = _domains(columns, rpath, strip_prefix)
     weights = _numbers(ratios, columns, rfaults)
     _check_sums(weights, ratios[id_column], rfaults, sum_tolerance, renormalise)
+    rfaults.raise_any()
 
     names = [c for c in metrics.columns if c != id_column]
     clash = [c for c in names if c.startswith(ALPHA) or c == RUN_ID]
@@ -261,9 +262,8 @@ def load_runs(
         )
     values = _numbers(metrics, names, mfaults)
     known, measured = set(ratios[id_column]), set(metrics[id_column])
-    rfaults.raise_any()
     for i, run in enumerate(metrics[id_column]):
-        if run and run not in known:
+        if run not in known:
             mfaults.add_row(i, f"run id {run!r} is not in {rpath}", id_column)
     mfaults.raise_any()
     for i, run in enumerate(ratios[id_column]):
