@@ -4,28 +4,35 @@ parammix run [--config FILE] [--set training.expert.steps=50 ...]
 parammix show-config [--config FILE] [--set ...]
 parammix validate-config FILE
 parammix serve [--config FILE] [--set ...] [--weekly CRON] [--nightly CRON]
-parammix import --ratios R.csv --metrics M.csv [--out rows.parquet]
-parammix surrogate --train A.parquet --test B.parquet [--metric NAME ...]
+parammix import --ratios R.csv --metrics M.csv [--out rows.parquet] [--id-column NAME]
+                [--sum-tolerance X | --renormalise] [--strip-prefix PREFIX]
+parammix surrogate --train A.parquet --test B.parquet [--test C.parquet ...] [--metric NAME ...]
+                   [--folds K] [--json]
 parammix store list|verify|gc [--config FILE] [--set ...] [--older-than S] [--delete]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import time
 import traceback
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows import store_cli
 from flows.debug_log import DebugLog, quiet_console
 from parammix_core.config import ConfigError, Experiment, apply_overrides, load_experiment
 from parammix_core.failure import STAGE, describe
-from parammix_core.runs import RunsError
 from parammix_core.store import StoreError
+
+if TYPE_CHECKING:  # pandas takes a while to import: only the table commands load it
+    import pandas as pd
 
 QUIET_ENV = {
     "DO_NOT_TRACK": "1",
@@ -157,9 +164,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from parammix_core.runs import load_runs
+    from parammix_core.runs import RunsWarning, load_runs
 
-    domains, table = load_runs(args.ratios, args.metrics)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunsWarning)
+        domains, table = load_runs(
+            args.ratios,
+            args.metrics,
+            id_column=args.id_column,
+            sum_tolerance=_tolerance(args.sum_tolerance),
+            renormalise=args.renormalise,
+            strip_prefix=args.strip_prefix,
+        )
+    _show_warnings(caught)
     metrics = [c for c in table.columns if c != "run_id" and not c.startswith("alpha.")]
     print(f"{len(table)} runs, {len(domains)} domains: {', '.join(domains)}")
     print(f"{len(metrics)} metric(s): {', '.join(metrics)}")
@@ -170,23 +187,138 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tolerance(raw: str) -> float:
+    """--sum-tolerance as a number >= 0; anything else is an error naming the option."""
+    from parammix_core.runs import RunsError
+
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise RunsError(f"--sum-tolerance {raw!r}: must be a number >= 0 (e.g. 0.001)")
+    return value
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Our warnings as one `warning:` line each; other libraries' as Python shows them."""
+    from parammix_core.runs import RunsWarning
+
+    for w in caught:
+        if issubclass(w.category, RunsWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def cmd_surrogate(args: argparse.Namespace) -> int:
-    from parammix_core.runs import compare_surrogates, read_table
+    from parammix_core.runs import (
+        RunsError,
+        cv_scores,
+        fit_on_table,
+        read_table,
+        scale_differs,
+        score_on_table,
+    )
 
     domains, metrics, train = read_table(args.train)
-    test_domains, _, test = read_table(args.test)
-    if test_domains != domains:
-        raise RunsError(f"{args.test}: domains {test_domains} differ from {args.train}: {domains}")
     chosen = args.metric or metrics
     unknown = [m for m in chosen if m not in metrics]
     if unknown:
         raise RunsError(f"{args.train}: no metric(s) {unknown}; metrics are {metrics}")
-    scores = compare_surrogates(train, test, domains, chosen, args.folds, args.seed)
-    print(
-        f"trained on {len(train)} rows of {args.train}, tested on {len(test)} rows of {args.test}"
-    )
-    print(scores.to_string(float_format=lambda v: f"{v:.3f}"))
+    _check_folds(args.folds, len(train), args.train)
+    tests = {path: _test_table(path, domains, args.train) for path in args.test}
+    fitted = fit_on_table(train, domains, chosen, args.folds, args.seed, name=args.train)
+    cv = cv_scores(fitted)
+    scores = {path: score_on_table(fitted, t, domains, name=path) for path, t in tests.items()}
+    differ = {path: scale_differs(train, t, chosen) for path, t in tests.items()}
+    if args.json:
+        out = _surrogate_json(args, len(train), cv, tests, scores, differ)
+        print(json.dumps(out, allow_nan=False))
+    else:
+        _print_scores(args, len(train), cv, tests, scores)
+    for path, names in differ.items():
+        if names:
+            print(
+                f"note: {path}: {', '.join(names)} on another scale than {args.train} (mean or "
+                "spread): R² across scales is meaningless, only the ranking (spearman) counts",
+                file=sys.stderr,
+            )
     return 0
+
+
+def _print_scores(
+    args: argparse.Namespace,
+    rows: int,
+    cv: pd.DataFrame,
+    tests: dict[str, pd.DataFrame],
+    scores: dict[str, pd.DataFrame],
+) -> None:
+    """The cross-validation on the train table, then the scores on each test table."""
+    print(f"trained on {rows} rows of {args.train}; {args.folds}-fold cross-validation:")
+    print(cv.to_string(float_format=lambda v: f"{v:.3f}"))
+    for path, test in tests.items():
+        print(f"\ntested on {len(test)} rows of {path}:")
+        print(scores[path].to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+def _surrogate_json(
+    args: argparse.Namespace,
+    rows: int,
+    cv: pd.DataFrame,
+    tests: dict[str, pd.DataFrame],
+    scores: dict[str, pd.DataFrame],
+    differ: dict[str, list[str]],
+) -> dict[str, Any]:
+    """What `_print_scores` and the notes say, as one JSON-ready object."""
+    train = {"table": args.train, "rows": rows, "folds": args.folds, "seed": args.seed}
+    return {
+        "train": {**train, "cv": _scores_json(cv)},
+        "tests": [
+            {
+                "table": path,
+                "rows": len(test),
+                "scores": _scores_json(scores[path]),
+                "scale_differs": differ[path],
+            }
+            for path, test in tests.items()
+        ],
+    }
+
+
+def _check_folds(folds: int, rows: int, path: str) -> None:
+    """Every fit of the cross-validation needs 2 rows or more: --folds in 2..rows, rows >= 4."""
+    from parammix_core.runs import RunsError
+
+    if rows < 4:
+        raise RunsError(f"{path}: {rows} row(s) are too few to cross-validate (4 or more)")
+    if not 2 <= folds <= rows:
+        raise RunsError(
+            f"--folds {folds}: must be at least 2 and at most the {rows} rows of {path}"
+        )
+
+
+def _test_table(path: str, domains: list[str], train: str) -> pd.DataFrame:
+    """A table to score on: the train table's domains, in any column order."""
+    from parammix_core.runs import RunsError, read_table
+
+    test_domains, _, test = read_table(path)
+    if sorted(test_domains) != sorted(domains):
+        raise RunsError(f"{path}: domains {test_domains} differ from those of {train}: {domains}")
+    return test
+
+
+def _scores_json(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, float | None]]]:
+    """{metric: {model: {score: value}}}; NaN (undefined, e.g. a constant metric) as null."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for metric, row in frame.iterrows():
+        for column, value in row.items():
+            model, score = column.split(".", 1)
+            number = float(value)
+            out.setdefault(metric, {}).setdefault(model, {})[score] = (
+                number if math.isfinite(number) else None
+            )
+    return out
 
 
 def with_debug(sp: argparse.ArgumentParser) -> None:
@@ -238,17 +370,51 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--limit", type=int, default=1, help="flow runs at once in this process")
     srv.set_defaults(func=cmd_serve)
     imp = sub.add_parser("import", help="validate and join mixture -> metric tables from elsewhere")
-    imp.add_argument("--ratios", required=True, help="CSV: run_id, one weight column per domain")
-    imp.add_argument("--metrics", required=True, help="CSV: run_id, one column per metric")
+    imp.add_argument("--ratios", required=True, help="CSV: run id, one weight column per domain")
+    imp.add_argument("--metrics", required=True, help="CSV: run id, one column per metric")
     imp.add_argument("--out", help="write the joined table as parquet")
+    imp.add_argument(
+        "--id-column",
+        default="run_id",
+        metavar="NAME",
+        help="the column holding the run id in both tables (default run_id; e.g. index)",
+    )
+    sums = imp.add_mutually_exclusive_group()
+    sums.add_argument(
+        "--sum-tolerance",
+        default="0.001",
+        metavar="X",
+        help="how far from 1 a row's weights may sum; such rows are scaled to 1 (default 0.001)",
+    )
+    sums.add_argument(
+        "--renormalise",
+        action="store_true",
+        help="accept any positive row sum and scale each row to 1 (rounded published tables); "
+        "a warning names the row furthest from 1",
+    )
+    imp.add_argument(
+        "--strip-prefix",
+        metavar="PREFIX",
+        help="remove PREFIX from every weight column to name the domain (ratio_math -> math)",
+    )
     with_debug(imp)
     imp.set_defaults(func=cmd_import)
     sur = sub.add_parser("surrogate", help="score LightGBM and linear surrogates on held-out runs")
     sur.add_argument("--train", required=True, help="joined table (parquet) to fit on")
-    sur.add_argument("--test", required=True, help="joined table (parquet) to score on")
+    sur.add_argument(
+        "--test",
+        required=True,
+        action="append",
+        help="joined table (parquet) to score on; repeatable (fitted once, each table scored)",
+    )
     sur.add_argument("--metric", action="append", help="metric column, repeatable (default: all)")
-    sur.add_argument("--folds", type=int, default=5, help="CV folds while fitting")
+    sur.add_argument(
+        "--folds", type=int, default=5, help="CV folds on the train table (2 to its rows)"
+    )
     sur.add_argument("--seed", type=int, default=0)
+    sur.add_argument(
+        "--json", action="store_true", help="print one JSON object: train CV and test scores"
+    )
     with_debug(sur)
     sur.set_defaults(func=cmd_surrogate)
     store_cli.add_parser(sub, with_config)
@@ -274,11 +440,15 @@ def main(argv: list[str] | None = None) -> int:
         args.log.close()
 
 
-EXPECTED = (ConfigError, RunsError, StoreError)  # a bad config, table or store: no traceback
+def _expected(err: BaseException) -> bool:
+    """A bad config, table or store: the one-line error says it all, no traceback is logged."""
+    from parammix_core.runs import RunsError  # here: it loads pandas, which --help never needs
+
+    return isinstance(err, (ConfigError, RunsError, StoreError))
 
 
 def _fail(err: BaseException, args: argparse.Namespace) -> int:
-    logged = args.log.path is not None or not isinstance(err, EXPECTED)
+    logged = args.log.path is not None or not _expected(err)
     path = args.log.record(err) if logged else None
     print(f"error: {describe(err)}", file=sys.stderr)
     if args.debug:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 
 from parammix_core.config import Experiment
-from parammix_core.stages.common import open_store
 from parammix_core.store import StoreError
 from parammix_core.store_admin import collect, find_garbage, list_artifacts, verify_all
 
@@ -25,6 +24,9 @@ def _size(n: int) -> str:
 
 def _store(exp: Experiment):
     if exp.store.credentials_block is None:
+        # imported here: parammix_core.stages loads torch and transformers (seconds)
+        from parammix_core.stages.common import open_store
+
         return open_store(exp)
     from tasks.common import open_store as with_block  # Prefect only when a block is named
 

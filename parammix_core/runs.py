@@ -1,10 +1,13 @@
 """Import mixture -> metric tables produced elsewhere, and score surrogates on them.
 
-Two CSV files: ratios (one row per run: `run_id`, then one weight column per domain, each row
-summing to 1) and metrics (`run_id`, then one numeric column per metric). Every problem is
-reported with the file, the 1-based line (the header is line 1) and the column, because these
-tables are usually hand-edited or exported from someone else's tracker. Weights whose sum is
-within `SUM_TOLERANCE` of 1 (rounded exports: 0.333, 0.333, 0.333) are renormalised.
+Two CSV files: ratios (one row per run: the run id, then one weight column per domain, each
+row summing to 1) and metrics (the run id, then one numeric column per metric). Every problem
+is reported with the file, the 1-based line (the header is line 1) and the column, because
+these tables are usually hand-edited or exported from someone else's tracker; every bad row
+is counted and the first `SHOWN` are listed, so one pass finds them all. Weights whose sum is
+within `SUM_TOLERANCE` of 1 (rounded exports: 0.333, 0.333, 0.333) are renormalised; tables
+released with papers are rounded further (rows summing to 0.996-1.003), and
+`renormalise=True` accepts any positive sum, with a `RunsWarning` naming the worst row.
 
 The joined table has `run_id`, `alpha.<domain>` per domain and the metric columns: the same
 `alpha.` layout as the pipeline's own evaluated rows, so both feed the same surrogates.
@@ -14,19 +17,34 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from parammix_core.surrogate import SurrogateSet
+
 RUN_ID = "run_id"
 ALPHA = "alpha."
 SUM_TOLERANCE = 1e-3
+# Row sums of weights parsed from decimal text are off by ~1e-16 per weight (0.499 + 0.5 is
+# 0.99899999999999999911): the tolerance is widened by this much so its bound is inclusive.
+FLOAT_SLACK = 1e-9
+SHOWN = 5  # bad rows listed in one error; the rest are counted
+SCORES = ("spearman", "pearson", "r2")  # of a surrogate's predictions; the ranking first
+MODELS = (("lightgbm", ""), ("linear", "_linear"))  # model, suffix of its keys in SurrogateSet.cv
 NOT_METRICS = {RUN_ID, "seconds", "round", "proposal", "position"}  # bookkeeping of rows.parquet
 
 
 class RunsError(ValueError):
     """A ratios/metrics table that cannot be used; the message names file, line and column."""
+
+
+class RunsWarning(UserWarning):
+    """A table accepted after a change its author should know of (renormalised weights)."""
 
 
 def _where(path: Path, row: int | None = None, column: str | None = None) -> str:
@@ -38,26 +56,58 @@ def _where(path: Path, row: int | None = None, column: str | None = None) -> str
     return out
 
 
+def _names(columns: list[str]) -> str:
+    """The first few column names: a wide table's full header would drown the message."""
+    shown = ", ".join(repr(c) for c in columns[:SHOWN])
+    return shown + (f" and {len(columns) - SHOWN} more" if len(columns) > SHOWN else "")
+
+
+class _Faults:
+    """Every bad line of one file, raised together: the count and the first `SHOWN`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.by_line: dict[int, str] = {}
+
+    def add(self, line: int, text: str, column: str | None = None) -> None:
+        """Keep the first fault of a line: later ones usually follow from it."""
+        where = f"line {line}" + ("" if column is None else f", column {column!r}")
+        self.by_line.setdefault(line, f"{where}: {text}")
+
+    def add_row(self, row: int, text: str, column: str | None = None) -> None:
+        self.add(row + 2, text, column)  # row 0 is line 2: line 1 is the header
+
+    def raise_any(self) -> None:
+        faults = [self.by_line[line] for line in sorted(self.by_line)]
+        if len(faults) == 1:
+            raise RunsError(f"{self.path}, {faults[0]}")
+        if faults:
+            first = f", the first {SHOWN}" if len(faults) > SHOWN else ""
+            listed = "".join(f"\n  {f}" for f in faults[:SHOWN])
+            raise RunsError(f"{self.path}: {len(faults)} bad rows{first}:{listed}")
+
+
 def _check_fields(path: Path, kind: str) -> None:
     """Every line has as many fields as the header (pandas would quietly turn a first column
     into the index when all rows have one more, and then blame the wrong column)."""
+    faults = _Faults(path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
             header = next(reader, None)
+            width = len(header or [])
             for row in reader:
-                if row and len(row) != len(header or []):
-                    raise RunsError(
-                        f"{path}, line {reader.line_num}: {len(row)} fields, but the header "
-                        f"has {len(header or [])}"
-                    )
+                if row and len(row) != width:
+                    faults.add(reader.line_num, f"{len(row)} fields, but the header has {width}")
     except UnicodeDecodeError as err:
         raise RunsError(f"{path}: not UTF-8 text (byte offset {err.start})") from None
     except csv.Error as err:
         raise RunsError(f"{path}: not a readable CSV {kind} table: {err}") from None
+    faults.raise_any()
 
 
-def _read(path: str | Path, kind: str) -> tuple[Path, pd.DataFrame]:
+def _read(path: str | Path, kind: str, id_column: str) -> tuple[pd.DataFrame, _Faults]:
+    """The table as text, its ids stripped; structural problems raise, bad ids are collected."""
     path = Path(path)
     if not path.is_file():
         raise RunsError(f"{path}: no such {kind} file")
@@ -69,33 +119,36 @@ def _read(path: str | Path, kind: str) -> tuple[Path, pd.DataFrame]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise RunsError(f"{path}: not a readable CSV {kind} table: {err}") from None
     df.columns = [c.strip() for c in df.columns]
-    if RUN_ID not in df.columns:
-        raise RunsError(f"{_where(path, column=RUN_ID)}: missing; columns are {list(df.columns)}")
+    if id_column not in df.columns:
+        raise RunsError(
+            f"{_where(path, column=id_column)}: missing (the run id column); the columns are "
+            f"{_names(list(df.columns))}"
+        )
     if len(df.columns) < 2:
-        raise RunsError(f"{path}: no {kind} columns besides {RUN_ID!r}")
+        raise RunsError(f"{path}: no {kind} columns besides {id_column!r}")
     dupes = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dupes:
         raise RunsError(f"{path}: duplicated column(s) {dupes}")
     if df.empty:
         raise RunsError(f"{path}: no rows")
-    ids = df[RUN_ID].str.strip()
-    for i, run in enumerate(ids):
-        if not run:
-            raise RunsError(f"{_where(path, i, RUN_ID)}: empty run id")
+    faults = _Faults(path)
+    ids = df[id_column].str.strip()
     seen: dict[str, int] = {}
     for i, run in enumerate(ids):
-        if run in seen:
-            raise RunsError(
-                f"{_where(path, i, RUN_ID)}: duplicated run id {run!r} "
-                f"(first on line {seen[run] + 2})"
+        if not run:
+            faults.add_row(i, "empty run id", id_column)
+        elif run in seen:
+            faults.add_row(
+                i, f"duplicated run id {run!r} (first on line {seen[run] + 2})", id_column
             )
-        seen[run] = i
-    df[RUN_ID] = ids
-    return path, df
+        else:
+            seen[run] = i
+    df[id_column] = ids
+    return df, faults
 
 
-def _numbers(path: Path, df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The columns as floats; the first non-numeric or NaN/inf cell is an error."""
+def _numbers(df: pd.DataFrame, columns: list[str], faults: _Faults) -> pd.DataFrame:
+    """The columns as floats; a non-numeric, NaN or inf cell is a fault, and NaN here."""
     out = {}
     for c in columns:
         values = []
@@ -104,57 +157,130 @@ def _numbers(path: Path, df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
             try:
                 v = float(text)
             except ValueError:
-                what = "empty" if not text else f"not a number: {raw!r}"
-                raise RunsError(f"{_where(path, i, c)}: {what}") from None
-            if not math.isfinite(v):
-                raise RunsError(f"{_where(path, i, c)}: {text} is not a finite number")
+                faults.add_row(i, "empty" if not text else f"not a number: {raw!r}", c)
+                v = math.nan
+            else:
+                if not math.isfinite(v):
+                    faults.add_row(i, f"{text} is not a finite number", c)
+                    v = math.nan
             values.append(v)
         out[c] = values
     return pd.DataFrame(out, index=df.index)
 
 
-def load_runs(ratios_csv: str | Path, metrics_csv: str | Path) -> tuple[list[str], pd.DataFrame]:
-    """Validate and join a ratios table and a metrics table on `run_id`.
+def _domains(columns: list[str], path: Path, strip_prefix: str | None) -> dict[str, str]:
+    """Weight column -> domain name: the column, or the column without `strip_prefix`."""
+    if not strip_prefix:
+        return {c: c for c in columns}
+    bare = [c for c in columns if not c.startswith(strip_prefix)]
+    if bare:
+        more = f" (nor do {len(bare) - 1} more weight column(s))" if len(bare) > 1 else ""
+        raise RunsError(
+            f"{_where(path, column=bare[0])}: does not start with the prefix {strip_prefix!r}{more}"
+        )
+    if strip_prefix in columns:
+        raise RunsError(f"{_where(path, column=strip_prefix)}: no domain name after the prefix")
+    return {c: c.removeprefix(strip_prefix) for c in columns}
+
+
+def _check_sums(
+    weights: pd.DataFrame, ids: pd.Series, faults: _Faults, tolerance: float, renormalise: bool
+) -> None:
+    """Negative weights and row sums off 1 (or not positive, when renormalising) are faults."""
+    totals = weights.sum(axis=1, skipna=False)
+    for i, total in enumerate(totals):
+        row = weights.iloc[i]
+        neg = [c for c in weights.columns if row[c] < 0]
+        if neg:
+            faults.add_row(i, f"negative weight {row[neg[0]]:g}", neg[0])
+        elif not math.isfinite(total):
+            continue  # a cell of the row is not a number: already a fault
+        elif total <= 0:
+            faults.add_row(i, f"weights of run {ids.iloc[i]!r} sum to 0: no mixture to scale")
+        elif not renormalise and abs(total - 1.0) > tolerance + FLOAT_SLACK:
+            faults.add_row(
+                i,
+                f"weights of run {ids.iloc[i]!r} sum to {total:.10g}, not 1 "
+                f"(tolerance {tolerance:g})",
+            )
+
+
+def _warn_renormalised(totals: pd.Series, path: Path) -> None:
+    """Name how far from 1 the rows were, so a badly rounded table is not taken silently."""
+    off = (totals - 1.0).abs()
+    changed = int((off > FLOAT_SLACK).sum())
+    if changed:
+        worst = int(off.to_numpy().argmax())
+        warnings.warn(
+            f"{path}: renormalised {changed} row(s); the worst summed to "
+            f"{totals.iloc[worst]:.6g} (line {worst + 2})",
+            RunsWarning,
+            stacklevel=3,
+        )
+
+
+def load_runs(
+    ratios_csv: str | Path,
+    metrics_csv: str | Path,
+    *,
+    id_column: str = RUN_ID,
+    sum_tolerance: float = SUM_TOLERANCE,
+    renormalise: bool = False,
+    strip_prefix: str | None = None,
+) -> tuple[list[str], pd.DataFrame]:
+    """Validate and join a ratios table and a metrics table on their run ids.
+
+    Args:
+        id_column: the column holding the run id in both tables (`index` in some papers').
+        sum_tolerance: how far from 1 a row's weights may sum (>= 0); such rows are scaled to 1.
+        renormalise: accept any positive sum and scale every row to 1, warning (`RunsWarning`)
+            with the worst row; for rounded published tables. `sum_tolerance` is then unused.
+        strip_prefix: removed from every weight column to give the domain (`ratio_math` ->
+            `math`), so domains match the pipeline's own rows.
 
     Returns:
         domains (the ratio columns, in file order) and the joined table: `run_id`,
         `alpha.<domain>` (rows summing to 1), the metric columns; in the ratios' row order.
     """
-    rpath, ratios = _read(ratios_csv, "ratios")
-    mpath, metrics = _read(metrics_csv, "metrics")
-    domains = [c for c in ratios.columns if c != RUN_ID]
-    weights = _numbers(rpath, ratios, domains)
-    for i in range(len(weights)):
-        row = weights.iloc[i]
-        neg = [d for d in domains if row[d] < 0]
-        if neg:
-            raise RunsError(f"{_where(rpath, i, neg[0])}: negative weight {row[neg[0]]:g}")
-        total = float(row.sum())
-        if abs(total - 1.0) > SUM_TOLERANCE:
-            raise RunsError(
-                f"{_where(rpath, i)}, columns {domains}: weights of run {ratios[RUN_ID].iloc[i]!r} "
-                f"sum to {total:.6g}, not 1 (tolerance {SUM_TOLERANCE:g})"
-            )
-    weights = weights.div(weights.sum(axis=1), axis=0)
+    if not (math.isfinite(sum_tolerance) and sum_tolerance >= 0):
+        raise RunsError(f"sum tolerance {sum_tolerance!r}: must be a finite number >= 0")
+    ratios, rfaults = _read(ratios_csv, "ratios", id_column)
+    metrics, mfaults = _read(metrics_csv, "metrics", id_column)
+    rpath, mpath = rfaults.path, mfaults.path
+    columns = [c for c in ratios.columns if c != id_column]
+    domains = _domains(columns, rpath, strip_prefix)
+    weights = _numbers(ratios, columns, rfaults)
+    _check_sums(weights, ratios[id_column], rfaults, sum_tolerance, renormalise)
+    rfaults.raise_any()
 
-    names = [c for c in metrics.columns if c != RUN_ID]
-    clash = [c for c in names if c.startswith(ALPHA)]
+    names = [c for c in metrics.columns if c != id_column]
+    clash = [c for c in names if c.startswith(ALPHA) or c == RUN_ID]
     if clash:
-        raise RunsError(f"{mpath}: metric column(s) {clash} clash with the {ALPHA}<domain> columns")
-    values = _numbers(mpath, metrics, names)
-    known = set(ratios[RUN_ID])
-    for i, run in enumerate(metrics[RUN_ID]):
+        raise RunsError(
+            f"{mpath}: metric column(s) {clash} clash with the joined table's {RUN_ID!r} and "
+            f"{ALPHA}<domain> columns"
+        )
+    values = _numbers(metrics, names, mfaults)
+    known, measured = set(ratios[id_column]), set(metrics[id_column])
+    for i, run in enumerate(metrics[id_column]):
         if run not in known:
-            raise RunsError(f"{_where(mpath, i, RUN_ID)}: run id {run!r} is not in {rpath}")
-    measured = set(metrics[RUN_ID])
-    for i, run in enumerate(ratios[RUN_ID]):
+            mfaults.add_row(i, f"run id {run!r} is not in {rpath}", id_column)
+    mfaults.raise_any()
+    for i, run in enumerate(ratios[id_column]):
         if run not in measured:
-            raise RunsError(f"{_where(rpath, i, RUN_ID)}: run id {run!r} has no row in {mpath}")
+            rfaults.add_row(i, f"run id {run!r} has no row in {mpath}", id_column)
+    rfaults.raise_any()
 
-    table = pd.concat(
-        [ratios[[RUN_ID]], weights.rename(columns=lambda d: f"{ALPHA}{d}")], axis=1
-    ).merge(pd.concat([metrics[[RUN_ID]], values], axis=1), on=RUN_ID, how="left")
-    return domains, table
+    totals = weights.sum(axis=1)
+    if renormalise:
+        _warn_renormalised(totals, rpath)
+    weights = weights.div(totals, axis=0).rename(columns=lambda c: f"{ALPHA}{domains[c]}")
+    ids = ratios[[id_column]].rename(columns={id_column: RUN_ID})
+    measured_rows = pd.concat(
+        [metrics[[id_column]].rename(columns={id_column: RUN_ID}), values], axis=1
+    )
+    table = pd.concat([ids, weights], axis=1).merge(measured_rows, on=RUN_ID, how="left")
+    return list(domains.values()), table
 
 
 def read_table(path: str | Path) -> tuple[list[str], list[str], pd.DataFrame]:
@@ -184,6 +310,55 @@ def read_table(path: str | Path) -> tuple[list[str], list[str], pd.DataFrame]:
     return domains, metrics, df
 
 
+def fit_on_table(
+    train: pd.DataFrame,
+    domains: list[str],
+    metrics: list[str],
+    folds: int = 5,
+    seed: int = 0,
+    name: str = "train table",
+) -> SurrogateSet:
+    """LightGBM and the linear baseline per metric, fitted on every row of `train`; their
+    `folds`-fold cross-validation on those rows comes with them (`cv_scores` lays it out).
+    `name` (the file) starts every error."""
+    # imported here: lightgbm takes seconds to load, and `parammix import` never needs it
+    from parammix_core.surrogate import SurrogateError, fit_surrogates
+
+    x = _inputs(train, domains, metrics, name)
+    targets = {m: train[m].to_numpy(dtype=float) for m in metrics}
+    try:
+        return fit_surrogates(x, targets, folds, seed)
+    except SurrogateError as err:
+        raise RunsError(f"{name}: {err}") from None
+
+
+def cv_scores(fitted: SurrogateSet) -> pd.DataFrame:
+    """The out-of-fold scores of `fit_on_table`, one row per metric, in `score_on_table`'s
+    layout: what the surrogates are worth on the rows they were fitted on."""
+    rows = {
+        m: {f"{model}.{k}": fitted.cv[m][k + suffix] for model, suffix in MODELS for k in SCORES}
+        for m in fitted.targets
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
+
+
+def score_on_table(
+    fitted: SurrogateSet, test: pd.DataFrame, domains: list[str], name: str = "test table"
+) -> pd.DataFrame:
+    """Spearman, Pearson and R² of both models on the rows of `test`, one row per metric
+    (columns `lightgbm.spearman`, ..., `linear.r2`)."""
+    from parammix_core.surrogate import _scores
+
+    x = _inputs(test, domains, fitted.targets, name)
+    predicted = {"lightgbm": fitted.predict(x), "linear": fitted.predict_linear(x)}
+    rows = {}
+    for m in fitted.targets:
+        y = test[m].to_numpy(dtype=float)
+        scores = {model: _scores(y, pred[m]) for model, pred in predicted.items()}
+        rows[m] = {f"{model}.{k}": scores[model][k] for model, _ in MODELS for k in SCORES}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
+
+
 def compare_surrogates(
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -192,31 +367,36 @@ def compare_surrogates(
     folds: int = 5,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Fit LightGBM and the linear baseline per metric on `train`, score them on `test`.
+    """Fit on `train` (at most one fold per row), score on `test`: `score_on_table`'s frame."""
+    fitted = fit_on_table(train, domains, metrics, min(folds, len(train)), seed)
+    return score_on_table(fitted, test, domains)
 
-    Returns one row per metric: spearman, pearson, r2 for each model (`lightgbm`, `linear`)
-    on the test rows.
-    """
-    # imported here: lightgbm takes seconds to load, and `parammix import` never needs it
-    from parammix_core.surrogate import _scores, fit_surrogates
 
-    cols = [f"{ALPHA}{d}" for d in domains]
-    for name, df in (("train", train), ("test", test)):
-        absent = [c for c in [*cols, *metrics] if c not in df.columns]
-        if absent:
-            raise RunsError(f"{name} table lacks column(s) {absent}")
-    x_train = train[cols].to_numpy(dtype=float)  # (N, K)
-    x_test = test[cols].to_numpy(dtype=float)  # (M, K)
-    targets = {m: train[m].to_numpy(dtype=float) for m in metrics}
-    fitted = fit_surrogates(x_train, targets, min(folds, len(train)), seed)
-    trees, linear = fitted.predict(x_test), fitted.predict_linear(x_test)
-    rows = []
+def scale_differs(train: pd.DataFrame, test: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics whose test values sit on another scale than the train values: means apart
+    by more than the larger spread, or one spread over twice the other (merges against real
+    runs, another model size). R² then measures the offset between the tables, not the model;
+    only the ranking (Spearman) still says how good the surrogate is."""
+    out = []
     for m in metrics:
-        y = test[m].to_numpy(dtype=float)
-        if not np.isfinite(y).all():
-            raise RunsError(f"test table: metric {m!r} has NaN or inf")
-        row = {"metric": m}
-        for model, pred in (("lightgbm", trees[m]), ("linear", linear[m])):
-            row.update({f"{model}.{k}": v for k, v in _scores(y, pred).items()})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("metric")
+        a, b = train[m].to_numpy(dtype=float), test[m].to_numpy(dtype=float)
+        wide, narrow = max(a.std(), b.std()), min(a.std(), b.std())
+        if abs(a.mean() - b.mean()) > wide or wide > 2 * narrow:
+            out.append(m)
+    return out
+
+
+def _inputs(df: pd.DataFrame, domains: list[str], metrics: list[str], name: str) -> np.ndarray:
+    """The mixtures (N, K) of a table that has every domain and metric, metrics finite."""
+    cols = [f"{ALPHA}{d}" for d in domains]
+    absent = [c for c in [*cols, *metrics] if c not in df.columns]
+    if absent:
+        raise RunsError(f"{name}: no column(s) {absent}")
+    for m in metrics:
+        bad = np.flatnonzero(~np.isfinite(df[m].to_numpy(dtype=float)))
+        if bad.size:
+            raise RunsError(
+                f"{name}: metric {m!r} is NaN or inf in {bad.size} row(s) (the first: row "
+                f"{bad[0] + 1} of {len(df)})"
+            )
+    return df[cols].to_numpy(dtype=float)

@@ -12,12 +12,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-import pandas as pd
-import torch
-from safetensors.torch import load_file
 
 from parammix_core import __version__
 from parammix_core.store.address import KEY_CHARS, STAGES, ArtifactRef, canonical_json
@@ -32,6 +29,10 @@ from parammix_core.store.manifest import (
     sha256_file,
     unsafe_name,
 )
+
+if TYPE_CHECKING:  # torch and pandas take seconds to import: only the loaders below need them
+    import pandas as pd
+    import torch
 
 # Transfers on S3 move `CONCURRENCY` parts at a time, so a process holds at most
 # CONCURRENCY x part size of a file in memory, however large the checkpoint.
@@ -306,6 +307,8 @@ class Store:
     def load_tensors(
         self, ref: ArtifactRef, rel: str, device: str = "cpu"
     ) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
         path = self._loadable(ref, rel)
         try:
             return load_file(path, device=device)
@@ -313,6 +316,8 @@ class Store:
             raise StoreError(f"{ref.path}/{rel}: not a valid safetensors file ({err})") from None
 
     def load_parquet(self, ref: ArtifactRef, rel: str) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_parquet(self._loadable(ref, rel))
 
     def read_text(self, ref: ArtifactRef, rel: str) -> str:

@@ -245,7 +245,8 @@ TABLE_CASES = {
         "ratios.csv, line 3: 4 fields, but the header has 3",
     ),
     "extra-field-every-row": case(
-        tables("run_id,math,code\nr1,0.2,0.8,1\nr2,0.5,0.5,2\n"), "ratios.csv, line 2: 4 fields"
+        tables("run_id,math,code\nr1,0.2,0.8,1\nr2,0.5,0.5,2\n"),
+        "ratios.csv: 2 bad rows:\n  line 2: 4 fields, but the header has 3\n  line 3: 4 fields",
     ),
     "duplicate-run": case(
         tables(RATIOS.replace("r3,", "r2,")),

@@ -236,7 +236,10 @@ def _import(tmp_path: Path, pipeline, ratios: str, metrics: str | None = None):
 @pytest.mark.parametrize(
     ("ratios", "message"),
     [
-        ("run_id,a,b\nr1,0.5,0.5\nr2,0.7,0.2\n", r"ratios\.csv, line 3, .*sum to 0\.9, not 1"),
+        (
+            "run_id,a,b\nr1,0.5,0.5\nr2,0.7,0.2\n",
+            r"ratios\.csv, line 3: weights of run 'r2' sum to 0\.9, not 1",
+        ),
         ("run_id,a,b\nr1,0.5,0.5\nr2,-0.5,1.5\n", r"ratios\.csv, line 3, column 'a': negative"),
         ("run_id,a,b\nr1,nan,0.5\nr2,0.5,0.5\n", r"ratios\.csv, line 2, column 'a': nan is not"),
         ("run_id,a,b\nr1,inf,0.5\nr2,0.5,0.5\n", r"ratios\.csv, line 2, column 'a': inf is not"),
