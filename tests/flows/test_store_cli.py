@@ -52,6 +52,7 @@ def test_store_errors_are_one_line(tmp_path: Path, capsys, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    s3fs.S3FileSystem.clear_instance_cache()  # no client resolved by an earlier test's keys
     opts = ["--set", "store.url=s3://no-such-bucket-cli/x"]
     fast = "config_kwargs: {connect_timeout: 1, retries: {max_attempts: 1}}"
     opts += ["--set", f"store.storage_options={{endpoint_url: 'http://127.0.0.1:9', {fast}}}"]
