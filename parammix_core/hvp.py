@@ -31,6 +31,10 @@ PyTorch's CPU flash-attention kernel has neither forward-mode AD nor a double ba
 models using SDPA both kernels run inside `sdpa_kernel([SDPBackend.MATH])` (checked with
 torch 2.13: without it jvp raises NotImplementedError, double backward RuntimeError).
 
+The loss is the training objective (`loss_at`): for a sparse MoE the LM loss plus the weighted
+router load-balancing loss. Top-k routing makes it piecewise smooth in the router weights; H
+is that of the piece the base sits on (the routing choice has no derivative).
+
 Both kernels give H v for a twice-differentiable loss. One exception matters for checkpoints
 whose embedding has a `padding_idx` (an HF config with `pad_token_id`): its row's gradient is
 masked although the forward uses it, so forward-over-reverse returns M H v and double backward
@@ -54,6 +58,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from parammix_core.objective import training_inputs
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +98,10 @@ def unflatten(model: torch.nn.Module, flat: Tensor) -> dict[str, Tensor]:
 
 
 def loss_at(model: torch.nn.Module, params: dict[str, Tensor], batch: Tensor) -> Tensor:
-    """The LM loss (scalar) of `model` with `params` substituted, on token blocks (B, T)."""
-    out = functional_call(
-        model, params, args=(), kwargs={"input_ids": batch, "labels": batch, "use_cache": False}
-    )
+    """The training loss (scalar) of `model` with `params` substituted, on token blocks (B, T):
+    the LM loss, plus the weighted router auxiliary loss for a sparse MoE
+    (`parammix_core.objective`)."""
+    out = functional_call(model, params, args=(), kwargs=training_inputs(model, batch))
     return out.loss
 
 
