@@ -23,6 +23,7 @@ from parammix_core.evaluate.heldout import block_losses, heldout_loss
 from parammix_core.model import load_model, load_state, module_state
 from parammix_core.objective import is_sparse_moe, lm_inputs, training_inputs
 from parammix_core.search.mergemix import merged_loss_objective
+from parammix_core.stages import validate
 from parammix_core.train import sample_batch, train
 from tests.parammix_core.architectures import (
     CPU,
@@ -191,6 +192,34 @@ def test_the_final_model_loads_back_with_from_pretrained(run):
     for d in DOMAINS:
         loss, _ = heldout_loss(exported, heldout[d], 16, CPU)
         assert loss == pytest.approx(reported[f"loss.{d}"], rel=1e-6), d
+
+
+def test_validate_proxy_scores_real_mixed_runs_of_every_family(run):
+    """Real mixed runs (the experts' budget) are loaded into the live merge model by name."""
+    exp = run.exp.model_copy(
+        update={
+            "validation": run.exp.validation.model_copy(
+                update={"n_mixtures": 3, "reruns": 1, "metrics": "loss"}
+            )
+        }
+    )
+    store = run.store
+    mixtures = validate.validation_mixtures(exp)
+    plan = validate.run_plan(exp, len(mixtures))
+    runs = [validate.train_mixed(exp, store, mixtures[i], s, run.data, run.base) for i, s in plan]
+    ref = validate.validate_proxy(exp, store, mixtures, runs, run.data, run.base, run.experts)
+    rows = store.load_parquet(ref, "rows.parquet")
+    assert rows["kind"].value_counts().to_dict() == {"expert": 3, "merge": 3, "mix": 3, "rerun": 1}
+    losses = rows[[f"loss.{d}" for d in exp.domains]].to_numpy()
+    assert np.isfinite(losses).all()
+    mix = rows[rows["kind"] == "mix"]
+    assert (mix["gap_norm"] > 0).all() and (mix["update_norm"] > mix["gap_norm"] / 100).all()
+    heldout = load_prepared(store.local_dir(run.data)).heldout
+    model = load_model(store.local_dir(runs[1]), exp.model, CPU)
+    row = mix[mix["mixture"] == 1].iloc[0]
+    for d in exp.domains:
+        loss, _ = heldout_loss(model, heldout[d], 16, CPU)
+        assert row[f"loss.{d}"] == pytest.approx(loss, rel=1e-5), d
 
 
 # --- MoE: the router's load-balancing loss -------------------------------------------------
