@@ -29,7 +29,14 @@ here). Either way it falls back to the other kernel if the first raises, logs wh
 
 PyTorch's CPU flash-attention kernel has neither forward-mode AD nor a double backward, so for
 models using SDPA both kernels run inside `sdpa_kernel([SDPBackend.MATH])` (checked with
-torch 2.13: without it jvp raises NotImplementedError, double backward RuntimeError).
+torch 2.13: without it jvp raises NotImplementedError, double backward RuntimeError). Likewise
+a sparse MoE's routed experts (`torch._grouped_mm` in transformers 5) have no forward-mode AD:
+forward-over-reverse switches the model to transformers' eager expert loop while it runs
+(double backward through `_grouped_mm` works and matches the loop to 5e-9 relative).
+
+The loss is the training objective (`loss_at`): for a sparse MoE the LM loss plus the weighted
+router load-balancing loss. Top-k routing makes it piecewise smooth in the router weights; H
+is that of the piece the base sits on (the routing choice has no derivative).
 
 Both kernels give H v for a twice-differentiable loss. One exception matters for checkpoints
 whose embedding has a `padding_idx` (an HF config with `pad_token_id`): its row's gradient is
@@ -39,14 +46,16 @@ gradient, hence for everything the interference probe computes. Models built her
 `padding_idx`: the pad token is the end-of-text separator, which must train.
 
 The model must be in eval mode (dropout would make the loss, hence H, random). Nothing global
-is changed; the model's own parameters and `.grad` are never touched.
+is changed; the model's own parameters and `.grad` are never touched (forward-over-reverse
+switches an MoE's expert kernel for its duration and restores it, so do not run other work on
+the same model object at the same time).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,6 +63,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from parammix_core.objective import training_inputs
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +103,10 @@ def unflatten(model: torch.nn.Module, flat: Tensor) -> dict[str, Tensor]:
 
 
 def loss_at(model: torch.nn.Module, params: dict[str, Tensor], batch: Tensor) -> Tensor:
-    """The LM loss (scalar) of `model` with `params` substituted, on token blocks (B, T)."""
-    out = functional_call(
-        model, params, args=(), kwargs={"input_ids": batch, "labels": batch, "use_cache": False}
-    )
+    """The training loss (scalar) of `model` with `params` substituted, on token blocks (B, T):
+    the LM loss, plus the weighted router auxiliary loss for a sparse MoE
+    (`parammix_core.objective`)."""
+    out = functional_call(model, params, args=(), kwargs=training_inputs(model, batch))
     return out.loss
 
 
@@ -133,6 +144,22 @@ def _math_attention(model: torch.nn.Module) -> contextlib.AbstractContextManager
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def _eager_experts(model: torch.nn.Module) -> Iterator[None]:
+    """Eager expert loops in a sparse MoE for the duration: transformers 5 runs routed experts
+    with `torch._grouped_mm` by default, which has no forward-mode AD (torch 2.13); its double
+    backward works and agrees with the eager loop, so only forward-over-reverse needs this."""
+    current = getattr(getattr(model, "config", None), "_experts_implementation", None)
+    if current in (None, "eager"):
+        yield
+        return
+    model.set_experts_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_experts_implementation(current)
+
+
 def gradient(
     model: torch.nn.Module, batches: Sequence[Tensor], autocast: torch.dtype | None = None
 ) -> Tensor:
@@ -166,7 +193,7 @@ def _forward_over_reverse(
     def hv(v: Tensor) -> Tensor:  # (P,) -> (P,)
         return jvp(grad(loss_of), (flat,), (v.to(flat.dtype),))[1]
 
-    with _math_attention(model), _autocast(model, autocast):
+    with _math_attention(model), _eager_experts(model), _autocast(model, autocast):
         return vmap(hv, chunk_size=chunk_size)(vectors)  # (V, P)
 
 

@@ -1,7 +1,9 @@
 """The shared base model: a tiny Llama built here, or a local Hugging Face checkpoint.
 
 Weights only ever travel as safetensors: `load_model` refuses pickled `.bin` checkpoints, and
-`save_model` writes `config.json` + `model.safetensors` (sharded only past 50 GB).
+`save_model` writes `config.json` + `model.safetensors` (sharded only past 50 GB) in the
+checkpoint layout transformers writes for the family, which need not be the module's own
+names: stored weights are read back by name through `load_state`, never straight from the file.
 """
 
 from __future__ import annotations
@@ -105,6 +107,28 @@ def load_model(path: str | Path, cfg: ModelConfig, device: torch.device | str) -
             + "; ".join(problems)
         )
     return model.to(torch.device(device)).eval()
+
+
+def load_state(
+    path: str | Path, cfg: ModelConfig, device: torch.device | str
+) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights keyed as the live model names them (`module_state`).
+
+    Not the file's own names: transformers 5 writes some families in their hub layout and
+    converts them on loading (a sparse MoE's routed experts: one 2-D tensor per expert in the
+    file, one 3-D `mlp.experts.gate_up_proj` / `down_proj` per layer in the module, Mixtral's
+    `block_sparse_moe` renamed `mlp`; GPT-NeoX's `embed_out` is the module's `lm_head`). Only
+    transformers' own loading knows these conversions, so the merge, the live model and
+    `functional_call` get their tensors through it.
+    """
+    return module_state(load_model(path, cfg, device))
+
+
+def module_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict (detached) with each tied parameter under its first name only."""
+    every = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    aliases = every - {name for name, _ in model.named_parameters()}
+    return {name: t for name, t in model.state_dict().items() if name not in aliases}
 
 
 def _check_safetensors(file: Path) -> None:

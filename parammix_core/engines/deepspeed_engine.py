@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 from parammix_core.config import TrainConfig, TrainingConfig
 from parammix_core.engines.base import autocast, make_optimizer
+from parammix_core.objective import training_inputs
 
 ADAM_STATES = ("exp_avg", "exp_avg_sq")
 LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -181,7 +182,7 @@ class DeepSpeedEngine:
         rows = batch[self.rank * self.micro : (self.rank + 1) * self.micro]  # (B / world, T)
         rows = rows.to(device=self.device, dtype=torch.long)
         with autocast(self.system, self.device):
-            loss = self.engine(input_ids=rows, labels=rows, use_cache=False).loss
+            loss = self.engine(**training_inputs(self.module, rows)).loss  # MoE: LM + aux
         self.engine.backward(loss)
         self.engine.step()
         mean = loss.detach().float().clone()

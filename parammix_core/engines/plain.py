@@ -11,6 +11,7 @@ from safetensors import safe_open
 
 from parammix_core.config import TrainConfig, TrainingConfig
 from parammix_core.engines.base import autocast, make_optimizer
+from parammix_core.objective import training_inputs
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -46,7 +47,7 @@ class PlainEngine:
     def train_step(self, batch: torch.Tensor) -> float:
         batch = batch.to(device=self.device, dtype=torch.long)  # (B, T)
         with autocast(self.system, self.device):
-            loss = self.forward(input_ids=batch, labels=batch, use_cache=False).loss
+            loss = self.forward(**training_inputs(self.model, batch)).loss  # MoE: LM + aux
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()

@@ -22,6 +22,7 @@ import torch
 from torch.func import functional_call
 
 from parammix_core import simplex
+from parammix_core.objective import lm_inputs
 from parammix_core.search.base import OneShotStrategy, kl_project, project
 from parammix_core.search.choice import SearchError
 
@@ -85,9 +86,11 @@ def merged_loss_objective(
     Args:
         model: a transformers causal LM with the base's architecture (its weights are unused
             for every merged tensor, never modified); put it in eval mode to switch off dropout.
-        base_state, expert_states: state dicts; every floating-point tensor of the base is
-            merged, the rest (integer buffers) are taken from the base.
-        batches: token ids (B, T) (labels = the ids), or dicts of model inputs with `labels`.
+        base_state, expert_states: state dicts keyed as the model names its tensors (each tied
+            parameter once; `parammix_core.model.load_state`); every floating-point tensor of
+            the base is merged, the rest (integer buffers) are taken from the base.
+        batches: token ids (B, T) (labels = the ids; the LM loss alone, no MoE router loss),
+            or dicts of model inputs with `labels`.
     """
     if not expert_states:
         raise SearchError("mergemix: no expert states")
@@ -104,7 +107,7 @@ def merged_loss_objective(
     base = {n: base_state[n].detach() for n in names}
     taus = {n: torch.stack([e[n].detach() - base[n] for e in expert_states]) for n in names}
     fixed = {n: t for n, t in base_state.items() if not t.is_floating_point()}
-    inputs = [b if isinstance(b, Mapping) else {"input_ids": b, "labels": b} for b in batches]
+    inputs = [b if isinstance(b, Mapping) else lm_inputs(model, b) for b in batches]
 
     def objective(alpha: torch.Tensor) -> torch.Tensor:
         if alpha.shape != (len(expert_states),):

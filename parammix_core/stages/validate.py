@@ -34,7 +34,7 @@ from parammix_core.evaluate.heldout import block_losses
 from parammix_core.hvp import flat_params
 from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
-from parammix_core.model import load_model, resolve_device, save_model
+from parammix_core.model import load_model, load_state, resolve_device, save_model
 from parammix_core.plots import plot_validation
 from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
 from parammix_core.stages.evaluate import _bench
@@ -162,8 +162,8 @@ class _Scorer:
         else:
             self.bench = None
             self.model = load_model(str(store.local_dir(base)), exp.model, self.device)
-            base_state = store.load_tensors(base, "model.safetensors", str(self.device))
-            states = [store.load_tensors(e, "model.safetensors", str(self.device)) for e in experts]
+            base_state = load_state(store.local_dir(base), exp.model, self.device)
+            states = [load_state(store.local_dir(e), exp.model, self.device) for e in experts]
             self.merger = InMemoryMerger(self.model, base_state, states, names=exp.domains)
 
     def proxy(self, alpha: np.ndarray) -> None:
@@ -238,7 +238,7 @@ def validate_proxy(
     for j, vertex in enumerate(simplex.vertices(k)):  # the experts: the merge at each corner
         scorer.proxy(vertex)
         record("expert", j, exp.seed, vertex)
-    base_state = store.load_tensors(base, "model.safetensors", str(scorer.device))
+    base_state = load_state(store.local_dir(base), exp.model, scorer.device)
     theta0 = torch.cat([base_state[n].reshape(-1) for n, _ in scorer.model.named_parameters()])
     del base_state
     merges: list[torch.Tensor] = []
@@ -248,7 +248,7 @@ def validate_proxy(
         scorer.merger.apply(alpha)  # the plain merge, whatever the proxy, for the gaps
         merges.append(flat_params(scorer.model).clone())
     for (i, seed), run in zip(plan, runs, strict=True):
-        state = store.load_tensors(run, "model.safetensors", str(scorer.device))
+        state = load_state(store.local_dir(run), exp.model, scorer.device)
         scorer.load(state)
         theta = flat_params(scorer.model)
         gap = (theta - merges[i]).double()
