@@ -66,8 +66,9 @@ def param_mix(
             index=range(len(evals), len(evals) + len(proposed.batches)),
         )
     probe = probe.result() if probe is not None else None
-    surrogates = fit_surrogates(exp, [e.result() for e in evals], probe, rounds, imported)
-    choice = optimise_mixture(exp, surrogates, data)
+    evaluated = [e.result() for e in evals]
+    surrogates = fit_surrogates(exp, evaluated, probe, rounds, imported)
+    choice = optimise_mixture(exp, surrogates, data, evaluated)
     validation = run_validation(exp, choice, data, base, experts.result(), probe)
     final_model = run_final(exp, choice, data, base)  # trains while validation scores
     validation = validation.result() if validation is not None else None

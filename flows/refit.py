@@ -36,7 +36,7 @@ def refit_surrogates(
     imported = import_runs(exp) if exp.search.import_runs is not None else None
     probe = planned["probe"]
     surrogates = fit_surrogates(exp, evals, probe, None, imported)
-    choice = optimise_mixture(exp, surrogates, planned["data"])
+    choice = optimise_mixture(exp, surrogates, planned["data"], evals)
     final = report(exp, surrogates, choice, probe)
     refs = {"surrogates": surrogates, "choice": choice, "report": final}
     summarise(exp, refs)

@@ -43,15 +43,20 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def summary_lines(choice: Choice) -> list[str]:
-    """Short terminal lines: the chosen mixture, then per group chosen vs uniform."""
+    """Short terminal lines: how sure the choice is, the chosen mixture, then per group chosen
+    vs uniform and the group's share of the margin."""
     uniform = choice.baselines.get("uniform")
-    lines = ["chosen mixture: " + "  ".join(f"{d}={w:.3f}" for d, w in choice.alpha.items())]
+    lines = [choice.verdict] if choice.verdict else []
+    lines.append("chosen mixture: " + "  ".join(f"{d}={w:.3f}" for d, w in choice.alpha.items()))
     vs = f"  (uniform {uniform['predicted_utility']:.3f})" if uniform else ""
-    lines.append(f"predicted utility: {choice.predicted_utility:.3f}{vs}")
+    scale = "" if choice.normalise == "raw" else f", groups on the {choice.normalise} scale"
+    lines.append(f"predicted utility{scale}: {choice.predicted_utility:.3f}{vs}")
     width = max(len(g) for g in choice.groups)
     for g in choice.groups:
         vs = f"  uniform {uniform['predicted'][g]:.3f}" if uniform else ""
-        lines.append(f"  {g:<{width}}  chosen {choice.predicted[g]:.3f}{vs}")
+        share = choice.contributions.get(g)
+        margin = f"  margin share {share:+.4f}" if share is not None else ""
+        lines.append(f"  {g:<{width}}  chosen {choice.predicted[g]:.3f}{vs}{margin}")
     return lines
 
 
@@ -97,7 +102,8 @@ def write_report(
         f"# Param-Mix report: {experiment_name}",
         f"{len(rows)} merged mixtures evaluated over {len(domains)} domains "
         f"({', '.join(domains)}); utility = weighted mean of the capability groups "
-        f"({weights}).",
+        f"({weights}; groups {_scale_text(choice.normalise)}).",
+        *([f"**{choice.verdict}**"] if choice.verdict else []),
         "## Chosen mixture",
         "Mean of the top "
         f"{len(choice.top_k)} of the candidate mixtures by predicted utility, beside the "
@@ -120,6 +126,15 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n\n".join(sections) + "\n")
     return path
+
+
+def _scale_text(normalise: str) -> str:
+    return {
+        "raw": "as measured",
+        "zscore": "as z-scores over the evaluated mixtures",
+        "rank": "as percentile ranks among the evaluated mixtures",
+        "noise": "in units of their paired standard error against uniform",
+    }.get(normalise, normalise)
 
 
 def _choice_table(choice: Choice) -> pd.DataFrame:

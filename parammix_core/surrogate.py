@@ -15,6 +15,7 @@ through the same `Booster.predict` and the same matrix product.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm
@@ -92,6 +93,17 @@ class SurrogateSet:
         """LightGBM predictions per target for mixtures x (N, K); each (N,)."""
         x = self._check(x)
         return {t: self.boosters[t].predict(x, num_threads=1) for t in self.targets}
+
+    def uses_linear(self, target: str) -> bool:
+        """The linear baseline predicts `target` better out of fold (higher R²) than
+        LightGBM: then it is the one the choice trusts."""
+        cv = self.cv[target]
+        return bool(cv.get("r2_linear", -np.inf) > cv.get("r2", -np.inf))
+
+    def predict_best(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Per target, the prediction of the model that wins cross-validation."""
+        lgbm, linear = self.predict(x), self.predict_linear(x)
+        return {t: linear[t] if self.uses_linear(t) else lgbm[t] for t in self.targets}
 
     def predict_linear(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Linear-baseline predictions per target for mixtures x (N, K); each (N,)."""
@@ -230,6 +242,21 @@ def _check_inputs(x: np.ndarray, targets: dict[str, np.ndarray], folds: int) -> 
             rows = np.flatnonzero(~np.isfinite(y))[:10].tolist()
             raise SurrogateError(f"target {name!r} has NaN or inf at row(s) {rows}")
     return x
+
+
+def lightgbm_predictor(seed: int) -> Callable[[np.ndarray, np.ndarray], Callable]:
+    """fit(x, y) -> predict(x): one target's LightGBM with the pipeline's settings."""
+
+    def fit(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        booster = _fit_lightgbm(x, y, lightgbm_params(seed))
+        return lambda at: booster.predict(at, num_threads=1)
+
+    return fit
+
+
+def linear_fit(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """fit(x, y) -> predict(x): one target's linear baseline."""
+    return _fit_linear(x, y).predict
 
 
 def _fit_lightgbm(x: np.ndarray, y: np.ndarray, params: dict) -> lightgbm.Booster:

@@ -18,10 +18,12 @@ from tasks.common import RESULTS, RETRIES, open_store, prepare, stage_task, stor
     **RESULTS,
     **RETRIES,
 )
-def optimise_mixture(exp: Experiment, surrogates: ArtifactRef, data: ArtifactRef) -> ArtifactRef:
+def optimise_mixture(
+    exp: Experiment, surrogates: ArtifactRef, data: ArtifactRef, evals: list[ArtifactRef]
+) -> ArtifactRef:
     prepare(exp)
     store = open_store(exp)
-    ref = stages.optimise(exp, store, surrogates, data)
+    ref = stages.optimise(exp, store, surrogates, data, evals)
     lines = summary_lines(stages.load_choice(store, ref))
     create_markdown_artifact(
         "# Chosen mixture\n\n" + "\n".join(lines),

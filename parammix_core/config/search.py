@@ -84,6 +84,28 @@ class ImportedRuns(Strict):
     metrics: Text = Field(description="CSV file of measured metrics: run_id, group.<g>, ...")
 
 
+class UtilitySettings(Strict):
+    """How capability groups are put on one scale before their weighted mean."""
+
+    normalise: Literal["raw", "zscore", "rank", "noise"] = Field(
+        "raw",
+        description="raw: the scores as measured (the group with the widest spread decides); "
+        "zscore: over the evaluated mixtures; rank: percentile among them (DeMix); noise: "
+        "spread in units of the paired standard error against uniform.",
+    )
+
+
+class IntervalSettings(Strict):
+    """The interval around the chosen mixture's predicted gain over the baselines."""
+
+    replicates: Count(10_000, lo=0) = Field(
+        100, description="Bootstrap replicates over mixtures and documents (0: no interval)."
+    )
+    level: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
+        0.9, description="Central share of the replicates the interval holds."
+    )
+
+
 class SearchConfig(Strict):
     """Which merges to evaluate, and how the surrogate picks the mixture."""
 
@@ -119,6 +141,8 @@ class SearchConfig(Strict):
         description="Held-out blocks per domain that mixmin (experts' log-probabilities) and "
         "mergemix (dev loss of the merge) optimise on.",
     )
+    utility: UtilitySettings = Field(default_factory=UtilitySettings)
+    interval: IntervalSettings = Field(default_factory=IntervalSettings)
     import_runs: ImportedRuns | None = Field(
         None, description="Mixture -> metric tables from elsewhere, joined to the evaluated rows."
     )

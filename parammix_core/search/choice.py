@@ -12,6 +12,7 @@ scored by the same surrogates.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,40 @@ def resolve_weights(groups: list[str], weights: dict[str, float] | None) -> dict
     return {g: float(weights[g]) for g in groups}
 
 
+Transform = Callable[[str, np.ndarray], np.ndarray]
+"""transform(group, scores) -> the scores on the utility's common scale."""
+
+
+def normaliser(
+    mode: str,
+    measured: Mapping[str, np.ndarray] | None = None,
+    paired_se: Mapping[str, float] | None = None,
+) -> Transform:
+    """Put each group on a common scale, from its scores over the evaluated mixtures: as
+    measured (raw), z-scores, percentile ranks (DeMix), or distances in units of the paired
+    standard error against uniform (noise). Every mode is increasing in the score, so it
+    changes how groups weigh against each other, never the order within a group."""
+    if mode == "raw":
+        return lambda group, y: np.asarray(y, dtype=float)
+    if measured is None:
+        raise SearchError(f"search.utility.normalise {mode!r} needs the evaluated scores")
+
+    def spread(group: str) -> float:
+        sd = float(np.std(measured[group], ddof=1)) if len(measured[group]) > 1 else 0.0
+        if mode == "noise" and paired_se and paired_se.get(group, 0) > 0:
+            return float(paired_se[group])
+        return sd if sd > 0 else 1.0
+
+    if mode in ("zscore", "noise"):
+        centre = {g: float(np.mean(v)) for g, v in measured.items()}
+        scale = {g: spread(g) for g in measured}
+        return lambda group, y: (np.asarray(y, dtype=float) - centre[group]) / scale[group]
+    if mode == "rank":
+        ref = {g: np.sort(np.asarray(v, dtype=float)) for g, v in measured.items()}
+        return lambda group, y: np.interp(y, ref[group], np.linspace(0, 1, len(ref[group])))
+    raise SearchError(f"unknown normalisation {mode!r}")
+
+
 def utility(group_scores: dict[str, np.ndarray], weights: dict[str, float] | None) -> np.ndarray:
     """Weighted mean of the group scores, shape (N,); equal weights when `weights` is None."""
     if not group_scores:
@@ -66,6 +101,10 @@ class Choice:
         weights: group -> utility weight used (resolved: equal unless configured).
         baselines: name ("uniform", "natural") -> {"alpha", "predicted", "predicted_utility"}.
         top_k: the averaged candidates, best first: {"alpha", "predicted", "predicted_utility"}.
+        normalise: how groups were put on one scale (`predicted_utility` is in its units).
+        contributions: group -> its weighted share of the utility margin over uniform.
+        intervals: baseline -> the gain over it with a bootstrap interval (`GainInterval`).
+        verdict: one sentence on whether the choice beats the baselines beyond the noise.
     """
 
     alpha: dict[str, float]
@@ -74,6 +113,10 @@ class Choice:
     weights: dict[str, float]
     baselines: dict[str, dict] = field(default_factory=dict)
     top_k: list[dict] = field(default_factory=list)
+    normalise: str = "raw"
+    contributions: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, dict] = field(default_factory=dict)
+    verdict: str = ""
 
     @property
     def domains(self) -> list[str]:
@@ -91,6 +134,10 @@ class Choice:
             "weights": dict(self.weights),
             "baselines": {k: _copy_point(v) for k, v in self.baselines.items()},
             "top_k": [_copy_point(c) for c in self.top_k],
+            "normalise": self.normalise,
+            "contributions": dict(self.contributions),
+            "intervals": {k: dict(v) for k, v in self.intervals.items()},
+            "verdict": self.verdict,
         }
 
     @classmethod
@@ -106,6 +153,10 @@ class Choice:
             weights={k: float(v) for k, v in d["weights"].items()},
             baselines={k: _copy_point(v) for k, v in d["baselines"].items()},
             top_k=[_copy_point(c) for c in d["top_k"]],
+            normalise=str(d.get("normalise", "raw")),
+            contributions={k: float(v) for k, v in d.get("contributions", {}).items()},
+            intervals={k: dict(v) for k, v in d.get("intervals", {}).items()},
+            verdict=str(d.get("verdict", "")),
         )
 
 
@@ -116,6 +167,8 @@ def choose_mixture(
     cfg: SearchConfig,
     seed: int,
     natural: dict[str, float] | None = None,
+    measured: Mapping[str, np.ndarray] | None = None,
+    paired_se: Mapping[str, float] | None = None,
 ) -> Choice:
     """Average the top-k of a bounded candidate pool by predicted utility.
 
@@ -127,6 +180,9 @@ def choose_mixture(
         seed: seeds the candidate pool.
         natural: domain -> natural proportion (or token count; normalised here), for the
             "natural" baseline; None leaves that baseline out.
+        measured, paired_se: group -> scores over the evaluated mixtures and the paired
+            standard error against uniform, for `cfg.utility.normalise` (`normaliser`).
+    Each group is predicted by the model that wins its cross-validation (LightGBM or linear).
     """
     k = len(domains)
     if surrogates.n_inputs != k:
@@ -144,10 +200,12 @@ def choose_mixture(
     corners = np.vstack([simplex.vertices(k), simplex.uniform(k)])  # (K + 1, K)
     pool = np.vstack([pool, corners[simplex.within_bounds(corners, lo, hi)]])
 
+    scale = normaliser(cfg.utility.normalise, measured, paired_se)
+
     def score(x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        pred = surrogates.predict(x)
+        pred = surrogates.predict_best(x)
         per_group = {g: pred[t] for g, t in zip(groups, targets, strict=True)}
-        return per_group, utility(per_group, weights)
+        return per_group, utility({g: scale(g, v) for g, v in per_group.items()}, weights)
 
     per_group, u = score(pool)  # u: (C,)
     best = np.argsort(-u, kind="stable")[: cfg.top_k]
@@ -157,6 +215,16 @@ def choose_mixture(
     baselines = {"uniform": _evaluate(domains, simplex.uniform(k), score)}
     if natural is not None:
         baselines["natural"] = _evaluate(domains, _natural(natural, domains), score)
+    total = sum(weights.values())
+    contributions = {
+        g: weights[g]
+        * float(
+            scale(g, np.array([chosen["predicted"][g]]))[0]
+            - scale(g, np.array([baselines["uniform"]["predicted"][g]]))[0]
+        )
+        / total
+        for g in groups
+    }
     return Choice(
         alpha=chosen["alpha"],
         predicted=chosen["predicted"],
@@ -164,6 +232,8 @@ def choose_mixture(
         weights=weights,
         baselines=baselines,
         top_k=top_k,
+        normalise=cfg.utility.normalise,
+        contributions=contributions,
     )
 
 

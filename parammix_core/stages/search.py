@@ -1,45 +1,122 @@
-"""Stage optimise_mixture: the chosen mixture from the surrogates."""
+"""Stage optimise_mixture: the chosen mixture from the surrogates, and how sure it is."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from parammix_core.config import Experiment
 from parammix_core.data import natural_weights
-from parammix_core.search import Choice, choose_mixture
+from parammix_core.search import Choice, choose_mixture, normaliser
+from parammix_core.search.choice import Transform
+from parammix_core.search.uncertainty import gain_intervals, verdict
 from parammix_core.stages.common import dump_config
+from parammix_core.stages.evaluate import load_doc_scores, load_rows
 from parammix_core.stages.surrogates import load_surrogates
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
+from parammix_core.surrogate import SurrogateSet, lightgbm_predictor, linear_fit
 
 
-def choice_ref(exp: Experiment, surrogates: ArtifactRef, data: ArtifactRef) -> ArtifactRef:
+def choice_ref(
+    exp: Experiment,
+    surrogates: ArtifactRef,
+    data: ArtifactRef,
+    evals: Sequence[ArtifactRef] = (),
+) -> ArtifactRef:
     spec = {
         "search": dump_config(exp.search),
         "groups": exp.evaluation.groups,
         "seed": exp.seed,
-        "surrogates": surrogates.key,
+        "surrogates": surrogates.key,  # covers the evaluated rows the interval resamples
         "data": data.key,
     }
     return ArtifactRef.for_spec("choice", "mixture", spec, code=code_version("choice"))
 
 
 def optimise(
-    exp: Experiment, store: Store, surrogates: ArtifactRef, data: ArtifactRef
+    exp: Experiment,
+    store: Store,
+    surrogates: ArtifactRef,
+    data: ArtifactRef,
+    evals: Sequence[ArtifactRef] = (),
 ) -> ArtifactRef:
-    ref = choice_ref(exp, surrogates, data)
+    """The chosen mixture; with the evaluated batches, its gain over the baselines gets a
+    bootstrap interval and a plain verdict."""
+    ref = choice_ref(exp, surrogates, data, evals)
     if store.exists(ref):
         return ref
-    stats = store.load_json(data, "stats.json")
+    fitted = load_surrogates(store, surrogates)
+    groups = exp.evaluation.groups
+    rows = store.load_parquet(surrogates, "rows.parquet")
+    measured = {g: rows[f"group.{g}"].to_numpy() for g in groups if f"group.{g}" in rows}
+    noise = store.load_json(surrogates, "noise.json")
+    paired = {g: n["paired_stderr"] for g, n in noise.items()}
     choice = choose_mixture(
-        load_surrogates(store, surrogates),
+        fitted,
         exp.domains,
-        exp.evaluation.groups,
+        groups,
         exp.search,
         exp.seed,
-        natural=natural_weights(stats),
+        natural=natural_weights(store.load_json(data, "stats.json")),
+        measured=measured,
+        paired_se=paired,
     )
+    if evals and exp.search.interval.replicates > 0:
+        _interval(exp, store, choice, fitted, evals, normaliser(choice.normalise, measured, paired))
     out = store.staging(ref)
     (out / "choice.json").write_text(canonical_json(choice.to_json()))
     return store.publish(ref, out, info={"alpha": choice.alpha})
+
+
+def _interval(
+    exp: Experiment,
+    store: Store,
+    choice: Choice,
+    fitted: SurrogateSet,
+    evals: Sequence[ArtifactRef],
+    transform: Transform,
+) -> None:
+    """Set `choice.intervals` and `choice.verdict` from a bootstrap over the evaluated
+    mixtures and their documents."""
+    tasks = exp.evaluation.tasks
+    per_doc = load_doc_scores(store, evals, tasks)
+    if any(t.name not in per_doc for t in tasks):
+        return  # runs imported from elsewhere carry no per-document scores
+    alphas = load_rows(store, evals)[[f"alpha.{d}" for d in exp.domains]].to_numpy()
+    fits = {
+        g: linear_fit if fitted.uses_linear(f"group.{g}") else lightgbm_predictor(exp.seed)
+        for g in exp.evaluation.groups
+    }
+    baselines = {
+        b: np.array([p["alpha"][d] for d in exp.domains]) for b, p in choice.baselines.items()
+    }
+    point = {
+        b: choice.predicted_utility - p["predicted_utility"] for b, p in choice.baselines.items()
+    }
+    intervals = gain_intervals(
+        alphas,
+        per_doc,
+        tasks,
+        choice.weights,
+        np.array([choice.alpha[d] for d in exp.domains]),
+        baselines,
+        point,
+        fits,
+        transform,
+        seed=exp.seed,
+        replicates=exp.search.interval.replicates,
+        level=exp.search.interval.level,
+    )
+    choice.intervals = {b: iv.to_json() for b, iv in intervals.items()}
+    docs = exp.evaluation.builtin_docs_per_task
+    choice.verdict = verdict(
+        intervals,
+        f"More evaluation documents (evaluation.builtin_docs_per_task, {docs} now, or larger "
+        "task sets), longer experts (training.expert.steps, "
+        f"{exp.training.expert.steps} now) or a larger model would narrow it.",
+    )
 
 
 def load_choice(store: Store, ref: ArtifactRef) -> Choice:

@@ -58,6 +58,12 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
         assert (rows[f"loss.{domain}"] > 0).all()
     choice = stages.load_choice(store, refs["choice"])
     simplex.from_mapping(choice.alpha, exp.domains)
+    for baseline in ("uniform", "natural"):  # how sure the choice is, and said so
+        iv = choice.intervals[baseline]
+        assert iv["replicates"] == exp.search.interval.replicates and iv["low"] <= iv["high"]
+        gain = choice.predicted_utility - choice.baselines[baseline]["predicted_utility"]
+        assert iv["gain"] == pytest.approx(gain)
+    assert choice.verdict.startswith("predicted utility gain of the chosen mixture (90% interval)")
     assert rows["predicted_delta_norm"].ge(0).all()
     assert rows.loc[: len(exp.domains) - 1, "predicted_delta_norm"].max() < 1e-9  # vertices
     report = Path(stages.report_path(store, refs["report"]))
@@ -94,7 +100,7 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
         assert [f"- {line.strip()}" for line in expected] == summary.data.splitlines()[2:]
         assert any(line.startswith("validation: On the ") for line in expected)
         assert expected[-1] == f"report: {report}"
-    logs = run_logs(second.state_details.flow_run_id)
+    logs = run_logs(second.state_details.flow_run_id, until="PARAMMIX_FAIL_ONCE")
     assert any("train_expert[math] is already in the store" in m and "no fault" in m for m in logs)
     artifacts = run_artifacts(first.state_details.flow_run_id)
     assert "validation-validation" not in artifacts
@@ -115,11 +121,13 @@ def run_artifacts(flow_run_id) -> dict:
     return {a.key or str(a.id): a for a in sorted(found, key=lambda a: a.created)}
 
 
-def run_logs(flow_run_id) -> list[str]:
+def run_logs(flow_run_id, until: str) -> list[str]:
+    """The flow run's log messages, once one containing `until` arrived (or after 30 s):
+    logs reach the API in batches, after the run's state."""
+    deadline = time.monotonic() + 30
     with get_client(sync_client=True) as client:
-        for _ in range(50):  # logs reach the API in batches
+        while True:
             logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            if any("Finished in state" in log.message for log in logs):
-                break
-            time.sleep(0.2)
-    return [log.message for log in logs]
+            if any(until in log.message for log in logs) or time.monotonic() > deadline:
+                return [log.message for log in logs]
+            time.sleep(0.5)

@@ -146,10 +146,18 @@ def test_summary_lines(experiment):
     uniform = choice.baselines["uniform"]
     assert f"(uniform {uniform['predicted_utility']:.3f})" in lines[1]
     assert len(lines) == 2 + len(GROUPS)
+    share = (choice.predicted["math"] - uniform["predicted"]["math"]) / len(GROUPS)  # raw, equal
+    assert abs(choice.contributions["math"] - share) < 1e-12
+    assert sum(choice.contributions.values()) == pytest.approx(
+        choice.predicted_utility - uniform["predicted_utility"], abs=1e-12
+    )
     assert lines[2].split() == [
         "math",
         "chosen",
         f"{choice.predicted['math']:.3f}",
         "uniform",
         f"{uniform['predicted']['math']:.3f}",
+        "margin",
+        "share",
+        f"{share:+.4f}",
     ]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from parammix_core.config import Bounds, SearchConfig
-from parammix_core.search import Choice, SearchError, choose_mixture, utility
+from parammix_core.search import Choice, SearchError, choose_mixture, normaliser, utility
 from parammix_core.surrogate import fit_surrogates
 
 DOMAINS = ["math", "code", "sft", "web"]
@@ -139,3 +139,56 @@ def test_clear_errors(surrogates):
         )
     with pytest.raises(SearchError, match="choice JSON lacks"):
         Choice.from_json({"alpha": {}})
+
+
+def test_each_normalisation_on_a_hand_made_table():
+    measured = {"a": np.array([0.1, 0.2, 0.3, 0.4]), "b": np.array([10.0, 10.0, 12.0, 14.0])}
+    raw = normaliser("raw", measured)
+    np.testing.assert_array_equal(raw("a", np.array([0.25])), [0.25])
+    z = normaliser("zscore", measured)
+    sd_a = np.std([0.1, 0.2, 0.3, 0.4], ddof=1)
+    np.testing.assert_allclose(z("a", np.array([0.25, 0.4])), [0.0, 0.15 / sd_a])
+    rank = normaliser("rank", measured)
+    np.testing.assert_allclose(rank("a", np.array([0.1, 0.25, 0.4, 9.0])), [0, 0.5, 1, 1])
+    np.testing.assert_allclose(rank("b", np.array([13.0])), [5 / 6])  # between 2/3 and 1
+    noise = normaliser("noise", measured, {"a": 0.05, "b": 0.0})
+    np.testing.assert_allclose(noise("a", np.array([0.35])), [(0.35 - 0.25) / 0.05])
+    sd_b = np.std([10.0, 10.0, 12.0, 14.0], ddof=1)
+    np.testing.assert_allclose(noise("b", np.array([12.5])), [(12.5 - 11.5) / sd_b])  # no se
+    with pytest.raises(SearchError, match="needs the evaluated scores"):
+        normaliser("zscore")
+
+
+def test_normalising_lets_a_narrow_group_count(surrogates):
+    """Raw, the wide group decides; z-scored, both groups pull equally."""
+    x = np.random.default_rng(3).dirichlet(np.ones(3), size=200)
+    wide = 10 * x[:, 0]  # spread 10x wider, best at domain 0
+    narrow = x[:, 1]  # best at domain 1
+    fitted = fit_surrogates(x, {"group.wide": wide, "group.narrow": narrow}, 3, 0)
+    measured = {"wide": wide, "narrow": narrow}
+    choices = {
+        mode: choose_mixture(
+            fitted,
+            ["d0", "d1", "d2"],
+            ["wide", "narrow"],
+            SearchConfig(n_candidates=2000, top_k=8, utility={"normalise": mode}),
+            0,
+            measured=measured,
+        )
+        for mode in ("raw", "zscore")
+    }
+    assert choices["raw"].alpha["d0"] > 0.8
+    assert choices["zscore"].alpha["d1"] > choices["raw"].alpha["d1"] + 0.1
+    assert choices["zscore"].normalise == "zscore"
+
+
+def test_the_linear_surrogate_is_used_where_it_wins_cross_validation():
+    x = np.random.default_rng(0).dirichlet(np.ones(3), size=40)
+    y = x @ np.array([1.0, 2.0, 3.0])  # exactly linear: the linear model wins
+    fitted = fit_surrogates(x, {"group.g": y}, 4, 0)
+    assert fitted.uses_linear("group.g")
+    at = np.array([[0.2, 0.3, 0.5]])
+    np.testing.assert_allclose(fitted.predict_best(at)["group.g"], [2.3], atol=1e-2)
+    np.testing.assert_allclose(
+        fitted.predict_best(at)["group.g"], fitted.predict_linear(at)["group.g"]
+    )
