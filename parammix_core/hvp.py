@@ -184,6 +184,7 @@ def _forward_over_reverse(
     vectors: Tensor,
     chunk_size: int | None,
     autocast: torch.dtype | None,
+    out: Tensor,
 ) -> Tensor:
     flat = flat_params(model)  # (P,)
 
@@ -194,21 +195,24 @@ def _forward_over_reverse(
         return jvp(grad(loss_of), (flat,), (v.to(flat.dtype),))[1]
 
     with _math_attention(model), _eager_experts(model), _autocast(model, autocast):
-        return vmap(hv, chunk_size=chunk_size)(vectors)  # (V, P)
+        return out.add_(vmap(hv, chunk_size=chunk_size)(vectors))  # (V, P)
 
 
 def _double_backward(
-    model: torch.nn.Module, batch: Tensor, vectors: Tensor, autocast: torch.dtype | None
+    model: torch.nn.Module,
+    batch: Tensor,
+    vectors: Tensor,
+    autocast: torch.dtype | None,
+    out: Tensor,
 ) -> Tensor:
-    leaf = flat_params(model).clone().requires_grad_(True)  # (P,)
+    leaf = flat_params(model).requires_grad_(True)  # (P,), a fresh tensor
     with _math_attention(model), _autocast(model, autocast):
         loss = loss_at(model, unflatten(model, leaf), batch)
     (g,) = torch.autograd.grad(loss, leaf, create_graph=True)  # (P,), differentiable
-    rows = []
-    for v in vectors:  # (P,) each: one backward pass of g·v through the kept graph
+    for row, v in zip(out, vectors, strict=True):  # one backward pass of g·v per vector
         (h,) = torch.autograd.grad(g, leaf, grad_outputs=v.to(g.dtype), retain_graph=True)
-        rows.append(h.detach())
-    return torch.stack(rows)  # (V, P)
+        row.add_(h)  # one (P,) result alive at a time, not V of them and their stack
+    return out  # (V, P)
 
 
 def auto_order(device: torch.device) -> tuple[str, str]:
@@ -225,6 +229,7 @@ def hvp(
     method: Method = "auto",
     chunk_size: int | None = None,
     autocast: torch.dtype | None = None,
+    out: Tensor | None = None,
 ) -> HVPResult:
     """H v for each row of `vectors` (V, P), H = Hessian of the loss on `batch` (B, T).
 
@@ -234,8 +239,13 @@ def hvp(
         chunk_size: vectors per vmap call in forward-over-reverse (None: all V at once);
             double backward takes one vector at a time and ignores it.
         autocast: run the loss under `torch.autocast` with this dtype (e.g. torch.bfloat16).
+        out: add H v into the rows of this (V, P) tensor (the result's dtype, on the model's
+            device) instead of a new one, so summing over batches needs no second (V, P)
+            buffer. It needs a named method: a kernel failing half way through would leave
+            `out` partly summed for the fallback to add to again.
     Returns:
-        HVPResult with `.values` (V, P) in float32 (float64 for a float64 model) and `.method`.
+        HVPResult with `.values` (V, P) in float32 (float64 for a float64 model) and `.method`;
+        `.values` is `out` when given.
     """
     _check(model, batch)
     if method not in METHODS:
@@ -245,12 +255,13 @@ def hvp(
     n_params = sum(p.numel() for p in model.parameters())
     if vectors.ndim != 2 or vectors.shape[1] != n_params:
         raise HVPError(f"vectors must have shape (V, {n_params}), got {tuple(vectors.shape)}")
+    out = _output(model, vectors, method, out)
     vectors = vectors.to(_device(model))
     kernels = {
         "forward_over_reverse": lambda: _forward_over_reverse(
-            model, batch, vectors, chunk_size, autocast
+            model, batch, vectors, chunk_size, autocast, out
         ),
-        "double_backward": lambda: _double_backward(model, batch, vectors, autocast),
+        "double_backward": lambda: _double_backward(model, batch, vectors, autocast, out),
     }
     first, second = auto_order(_device(model)) if method == "auto" else (method, None)
     try:
@@ -259,6 +270,22 @@ def hvp(
         if second is None:
             raise
         log.warning("%s HVP failed (%s); falling back to %s", first, err, second)
+        out.zero_()  # ours ("auto" takes no `out`): drop what the failed kernel added
         values, ran = kernels[second](), second
     log.info("HVP of %d vector(s) by %s", len(vectors), ran)
-    return HVPResult(values.detach().to(_accumulate_dtype(model)), ran)
+    return HVPResult(values, ran)
+
+
+def _output(model: torch.nn.Module, vectors: Tensor, method: str, out: Tensor | None) -> Tensor:
+    """`out` checked, or zeros of the result's dtype and shape on the model's device."""
+    dtype, device = _accumulate_dtype(model), _device(model)
+    if out is None:
+        return torch.zeros(vectors.shape, dtype=dtype, device=device)
+    if method == "auto":
+        raise HVPError("out needs a named method, not 'auto' (a fallback would add twice)")
+    if out.shape != vectors.shape or out.dtype != dtype or out.device != device:
+        raise HVPError(
+            f"out must be {dtype} of shape {tuple(vectors.shape)} on {device}, got "
+            f"{out.dtype} of shape {tuple(out.shape)} on {out.device}"
+        )
+    return out

@@ -190,6 +190,50 @@ def test_auto_falls_back_to_the_other_kernel_and_says_so(monkeypatch, caplog, fi
         hvp(model, batch, v, first)
 
 
+def test_auto_fallback_discards_what_the_failed_kernel_added(monkeypatch):
+    """A kernel may raise after adding some rows into the output: the fallback starts clean."""
+    model = llama(PICO)
+    batch = tokens(2, 8, 8)
+    v = vectors(2, flat_params(model).numel(), torch.float32, seed=4)
+    expected = hvp(model, batch, v, "forward_over_reverse").values
+
+    def half_done(*args):
+        out = args[-1]
+        out[0].add_(1.0)
+        raise RuntimeError("double backward not implemented for this op")
+
+    monkeypatch.setattr(hvp_module, "_double_backward", half_done)
+    result = hvp(model, batch, v, "auto")
+    assert result.method == "forward_over_reverse"
+    assert torch.equal(result.values, expected)
+
+
+@pytest.mark.parametrize("method", ["forward_over_reverse", "double_backward"])
+def test_out_sums_over_batches_in_place(method):
+    """`out` adds H_b v into an existing buffer: two batches summed equal the two results."""
+    model = llama(PICO)
+    batches = [tokens(2, 8, 11), tokens(2, 8, 12)]
+    v = vectors(2, flat_params(model).numel(), torch.float32, seed=5)
+    separate = [hvp(model, b, v, method).values for b in batches]
+    out = separate[0].clone()
+    result = hvp(model, batches[1], v, method, out=out)
+    assert result.values is out and not out.requires_grad
+    torch.testing.assert_close(out, separate[0] + separate[1], rtol=0, atol=0)
+    assert not torch.allclose(separate[0], separate[1], rtol=0.1)
+
+
+def test_out_is_checked():
+    model = llama(PICO)
+    batch = tokens(2, 8, 10)
+    v = vectors(2, flat_params(model).numel(), torch.float32)
+    with pytest.raises(HVPError, match="out needs a named method"):
+        hvp(model, batch, v, "auto", out=torch.zeros_like(v))
+    with pytest.raises(HVPError, match=r"out must be torch.float32 of shape \(2, \d+\)"):
+        hvp(model, batch, v, "double_backward", out=torch.zeros_like(v[:1]))
+    with pytest.raises(HVPError, match=r"got torch\.float64"):
+        hvp(model, batch, v, "double_backward", out=torch.zeros_like(v, dtype=torch.float64))
+
+
 def test_end_of_text_tokens_in_the_batch_leave_both_methods_equal():
     """The end-of-text id (0 here, also the pad id) trains like any token: no masked row."""
     model = llama(PICO)
