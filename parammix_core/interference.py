@@ -13,13 +13,21 @@ the first-order loss effect g_j . Delta(a) needs only the K x K^2 inner products
 The expansion is exact to second order for plain gradient descent with fixed batches; with
 Adam or sampled batches it is a diagnostic, checked against measured merge-vs-mix distances.
 
+At any model size: K^2 vectors of P parameters do not fit in memory (K = 4 at 1B parameters is
+64 GB in float32), so nothing here holds them all. `probe_vectors` hands each H_k g_j to a sink
+as soon as it is complete (the stage writes it to a safetensors file, `probe_shards`), holding
+the K gradients and at most `chunk_size` vectors being summed; every reduction (norms, the
+Gram matrix, d(alpha)) runs over parameter slices (`chunk_length`) of all K^2 vectors at once;
+the task-vector Gram matrices hold at most two experts. `probe` and `ProbeResult` keep all
+vectors in memory, for small models.
+
 Shapes: K domains, P parameters (flat, `hvp.param_names` order), N mixtures.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +44,73 @@ class ProbeError(ValueError):
     """Inconsistent probe input or stored probe tensors; the message names the tensor."""
 
 
+Chunk = tuple[int, Tensor]  # (start, hg[:, :, start:start + n]) of shape (K, K, n)
+Sink = Callable[[int, int, Tensor], None]  # receives (k, j, H_k g_j (P,)) once complete
+
+# Parameters per reduction step, summed over the K^2 vectors: float32 slices of 16 MiB, and
+# their float64 copies, whatever the model's size.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def chunk_length(k: int) -> int:
+    """Parameters per slice of each of the K^2 vectors in a reduction step."""
+    return max(1, CHUNK_ELEMENTS // (k * k))
+
+
+def v_of(hg: Tensor) -> Tensor:
+    """(K, K, n) -> (K, K, n): v[k, j] = hg[k, j] - hg[k, k], in hg's dtype."""
+    return hg - hg.diagonal(dim1=0, dim2=1).T[:, None, :]
+
+
+@dataclass
+class ProbeSummary:
+    """What later stages need from the K^2 vectors, reduced in one pass over them."""
+
+    hg_norms: Tensor  # (K, K) float64: ||H_k g_j||
+    gram: Tensor  # (K^2, K^2) float64: <v_kj, v_lm>, row index k * K + j
+
+    def relative_curvature(self) -> np.ndarray:
+        """(K, K): ||H_k g_j|| / ||H_k g_k||, cross-domain against self-domain curvature."""
+        return (self.hg_norms / self.hg_norms.diagonal()[:, None]).cpu().numpy()
+
+    def to_tensors(self) -> dict[str, Tensor]:
+        return {"hg_norms": self.hg_norms, "gram": self.gram}
+
+    @classmethod
+    def from_tensors(cls, k: int, tensors: Mapping[str, Tensor]) -> ProbeSummary:
+        missing = [name for name in ("hg_norms", "gram") if name not in tensors]
+        if missing:
+            raise ProbeError(f"stored probe lacks tensor(s) {missing}; has {sorted(tensors)}")
+        norms, gram = tensors["hg_norms"], tensors["gram"]
+        if tuple(norms.shape) != (k, k) or tuple(gram.shape) != (k * k, k * k):
+            raise ProbeError(
+                f"stored probe of {k} domains has hg_norms {tuple(norms.shape)} and gram "
+                f"{tuple(gram.shape)}; expected {(k, k)} and {(k * k, k * k)}"
+            )
+        return cls(norms, gram)
+
+
+def summarise(chunks: Iterable[Chunk], k: int) -> ProbeSummary:
+    """Norms and Gram matrix of the K^2 vectors, accumulated in float64 slice by slice, so a
+    reduction holds one slice of each vector (`chunk_length`) instead of K^2 whole ones.
+
+    v = H_k g_j - H_k g_k is formed in the vectors' own dtype, then widened (as before it was
+    chunked): the results differ from one whole-vector product only in summation order.
+    """
+    sq = torch.zeros(k, k, dtype=torch.float64)
+    gram = torch.zeros(k * k, k * k, dtype=torch.float64)
+    for _, hg in chunks:  # (K, K, n)
+        flat = v_of(hg).reshape(k * k, -1).double()  # (K^2, n)
+        gram += (flat @ flat.T).cpu()
+        sq += hg.double().square().sum(dim=-1).cpu()
+    return ProbeSummary(sq.sqrt(), gram)
+
+
 @dataclass
 class ProbeResult:
+    """All K^2 vectors in memory: for small models (tests, benchmarks/probe_theory.py). The
+    interference_probe stage never holds them; it streams them to files (`probe_shards`)."""
+
     domains: list[str]
     grads: Tensor  # (K, P): g_k, domain k's loss gradient at the base
     hg: Tensor  # (K, K, P): hg[k, j] = H_k g_j
@@ -52,33 +125,101 @@ class ProbeResult:
                 f"hg must be (K, K, P) = {(k, k, self.grads.shape[1])}, got {tuple(self.hg.shape)}"
             )
 
+    def chunks(self, length: int | None = None) -> Iterator[Chunk]:
+        """(start, hg[:, :, start:start + length]) views over the parameters."""
+        k, p = len(self.domains), self.hg.shape[-1]
+        length = length or chunk_length(k)
+        for start in range(0, p, length):
+            yield start, self.hg[:, :, start : start + length]
+
+    def summary(self, length: int | None = None) -> ProbeSummary:
+        return summarise(self.chunks(length), len(self.domains))
+
     def relative_curvature(self) -> np.ndarray:
         """(K, K): ||H_k g_j|| / ||H_k g_k||, cross-domain against self-domain curvature."""
-        norms = torch.linalg.vector_norm(self.hg.double(), dim=-1)  # (K, K)
-        return (norms / norms.diagonal()[:, None]).cpu().numpy()
+        return self.summary().relative_curvature()
 
     def v(self) -> Tensor:
         """(K, K, P): v[k, j] = H_k g_j - H_k g_k (zero on the diagonal)."""
-        return self.hg - self.hg.diagonal(dim1=0, dim2=1).T[:, None, :]
+        return v_of(self.hg)
 
     def gram(self) -> np.ndarray:
         """(K^2, K^2) float64: inner products of the flattened v_kj, row index k * K + j."""
-        k, p = len(self.domains), self.hg.shape[-1]
-        flat = self.v().reshape(k * k, p).double()  # (K^2, P)
-        return (flat @ flat.T).cpu().numpy()
+        return self.summary().gram.numpy()
 
-    def to_tensors(self) -> dict[str, Tensor]:
-        """Tensors for safetensors; the method name is stored as its UTF-8 bytes (uint8)."""
-        method = torch.tensor(list(self.method.encode()), dtype=torch.uint8)
-        return {"grads": self.grads, "hg": self.hg, "method": method}
 
-    @classmethod
-    def from_tensors(cls, domains: Sequence[str], tensors: Mapping[str, Tensor]) -> ProbeResult:
-        missing = [name for name in ("grads", "hg", "method") if name not in tensors]
-        if missing:
-            raise ProbeError(f"stored probe lacks tensor(s) {missing}; has {sorted(tensors)}")
-        method = bytes(tensors["method"].tolist()).decode()
-        return cls(list(domains), tensors["grads"], tensors["hg"], method)
+def probe_vectors(
+    model: torch.nn.Module,
+    batches: Mapping[str, Sequence[Tensor]],
+    sink: Sink,
+    method: Method = "auto",
+    chunk_size: int | None = None,
+    progress: Progress | None = None,
+    autocast: torch.dtype | None = None,
+) -> tuple[Tensor, str]:
+    """g_k on each domain's batches, then H_k g_j for every k, j, handed to `sink(k, j, vector)`
+    as each is complete (the mean over domain k's batches); returns (grads (K, P), method).
+
+    Each batch is int64 token blocks (B, T) on the model's device. With method "auto" the
+    kernel that ran on the first HVP is used for the rest, so a failing first kernel is tried
+    once. Memory, besides the model and the kernel's own work: the K gradients and the
+    `chunk_size` (None: K) vectors being summed over a domain's batches, on the model's device;
+    never K^2 vectors. A smaller chunk_size costs time: each batch's graph (double backward)
+    or forward pass (forward-over-reverse) is rebuilt once per group of vectors.
+    """
+    domains = list(batches)
+    if not domains:
+        raise ProbeError("probe needs at least one domain")
+    total, step = 2 * len(domains), chunk_size or len(domains)
+    grads = _gradients(model, batches, autocast, progress, total)  # (K, P)
+    for i, d in enumerate(domains):
+        for start in range(0, len(domains), step):
+            acc, method = _mean_hvp(
+                model, batches[d], grads[start : start + step], method, chunk_size, autocast
+            )
+            for j, row in enumerate(acc, start=start):
+                sink(i, j, row)
+            del acc
+        if progress is not None:
+            progress(len(domains) + i + 1, total, f"H of {d} times every gradient")
+    return grads, method
+
+
+def _gradients(
+    model: torch.nn.Module,
+    batches: Mapping[str, Sequence[Tensor]],
+    autocast: torch.dtype | None,
+    progress: Progress | None,
+    total: int,
+) -> Tensor:
+    """(K, P): each domain's mean gradient, written into one buffer (no list and its stack)."""
+    grads: Tensor | None = None
+    for i, d in enumerate(batches):
+        g = gradient(model, batches[d], autocast)  # (P,)
+        if grads is None:
+            grads = g.new_empty(len(batches), g.numel())
+        grads[i] = g
+        del g
+        if progress is not None:
+            progress(i + 1, total, f"gradient of {d}")
+    assert grads is not None  # at least one domain
+    return grads
+
+
+def _mean_hvp(
+    model: torch.nn.Module,
+    batches: Sequence[Tensor],
+    vectors: Tensor,
+    method: Method,
+    chunk_size: int | None,
+    autocast: torch.dtype | None,
+) -> tuple[Tensor, str]:
+    """(V, P) mean over `batches` of H_b v for each row of `vectors`, summed in place."""
+    first = hvp(model, batches[0], vectors, method, chunk_size, autocast)
+    acc, ran = first.values, first.method
+    for batch in batches[1:]:
+        hvp(model, batch, vectors, ran, chunk_size, autocast, out=acc)
+    return acc.div_(len(batches)), ran
 
 
 def probe(
@@ -89,65 +230,80 @@ def probe(
     progress: Progress | None = None,
     autocast: torch.dtype | None = None,
 ) -> ProbeResult:
-    """g_k on each domain's batches, then H_k [g_1 .. g_K] with one batched HVP per batch of k.
-
-    Each batch is int64 token blocks (B, T) on the model's device; g_k and H_k are means over
-    domain k's batches. Results are stored on the CPU. With method "auto" the kernel that ran on
-    the first HVP is used for the rest, so a failing first kernel is tried once.
-    """
-    domains = list(batches)
-    if not domains:
-        raise ProbeError("probe needs at least one domain")
-    total = 2 * len(domains)
-    grads = []
-    for i, d in enumerate(domains):
-        grads.append(gradient(model, batches[d], autocast))  # (P,)
-        if progress is not None:
-            progress(i + 1, total, f"gradient of {d}")
-    g = torch.stack(grads)  # (K, P)
-    rows = []
-    for i, d in enumerate(domains):
-        acc = torch.zeros_like(g)  # (K, P)
-        for batch in batches[d]:
-            result = hvp(model, batch, g, method, chunk_size, autocast)
-            method = result.method
-            acc += result.values
-        rows.append((acc / len(batches[d])).cpu())
-        if progress is not None:
-            progress(len(domains) + i + 1, total, f"H of {d} times every gradient")
-    return ProbeResult(domains, g.cpu(), torch.stack(rows), method)
+    """`probe_vectors` with every vector kept in memory, on the CPU (small models only)."""
+    kept: dict[tuple[int, int], Tensor] = {}
+    grads, ran = probe_vectors(
+        model,
+        batches,
+        lambda k, j, vector: kept.__setitem__((k, j), vector.cpu()),
+        method,
+        chunk_size,
+        progress,
+        autocast,
+    )
+    k = len(batches)
+    hg = torch.stack([torch.stack([kept[i, j] for j in range(k)]) for i in range(k)])
+    return ProbeResult(list(batches), grads.cpu(), hg, ran)
 
 
 # --- task-vector geometry ------------------------------------------------------------------
 
 
-def _group_grams(
-    base: Mapping[str, Tensor],
-    experts: Sequence[Mapping[str, Tensor]],
-    group_of: Callable[[str], str],
+def task_vector_grams(
+    base: Mapping[str, Tensor], expert: Callable[[int], Mapping[str, Tensor]], k: int
 ) -> dict[str, Tensor]:
-    """Per group, the (K, K) float64 Gram matrix of the task vectors theta_k - theta_base."""
-    if not experts:
+    """Per layer group (`layer_group`), the (K, K) float64 Gram matrix of the task vectors
+    theta_k - theta_base; the whole model's is their sum.
+
+    At most two experts are held at once: `expert(i)` is called K(K+1)/2 times (expert j again
+    for every i > j), trading loads for memory. Groups appear in the order of their first
+    tensor in `base`.
+    """
+    if k < 1:
         raise ProbeError("need at least one expert")
     grams: dict[str, Tensor] = {}
-    for name, b in base.items():
-        diffs = []
-        for i, e in enumerate(experts):
-            if name not in e:
-                raise ProbeError(f"expert {i} lacks tensor {name!r} of the base")
-            if e[name].shape != b.shape:
-                raise ProbeError(
-                    f"expert {i} tensor {name!r} has shape {tuple(e[name].shape)}, "
-                    f"base has {tuple(b.shape)}"
-                )
-            diffs.append((e[name].double() - b.double()).reshape(-1))
-        d = torch.stack(diffs)  # (K, n)
-        group = group_of(name)
-        grams[group] = grams.get(group, 0) + d @ d.T  # (K, K)
+    for i in range(k):
+        first = _checked(base, expert(i), i)
+        for j in range(i + 1):
+            second = first if j == i else _checked(base, expert(j), j)
+            for group, dot in _task_dots(base, first, second).items():
+                gram = grams.setdefault(group, torch.zeros(k, k, dtype=torch.float64))
+                gram[i, j] = gram[j, i] = dot
+            del second
     return grams
 
 
-def _cosines(gram: Tensor) -> np.ndarray:
+def _checked(base: Mapping[str, Tensor], expert: Mapping[str, Tensor], i: int) -> Mapping:
+    for name, b in base.items():
+        if name not in expert:
+            raise ProbeError(f"expert {i} lacks tensor {name!r} of the base")
+        if expert[name].shape != b.shape:
+            raise ProbeError(
+                f"expert {i} tensor {name!r} has shape {tuple(expert[name].shape)}, "
+                f"base has {tuple(b.shape)}"
+            )
+    return expert
+
+
+def _task_dots(
+    base: Mapping[str, Tensor], a: Mapping[str, Tensor], b: Mapping[str, Tensor]
+) -> dict[str, float]:
+    """Per layer group, <a - base, b - base> in float64, a slice of each tensor at a time."""
+    dots: dict[str, float] = {}
+    for name, t in base.items():
+        flat, x, y = t.reshape(-1), a[name].reshape(-1), b[name].reshape(-1)
+        dot = 0.0
+        for s in range(0, flat.numel(), CHUNK_ELEMENTS):
+            origin = flat[s : s + CHUNK_ELEMENTS].double()
+            dx = x[s : s + CHUNK_ELEMENTS].double() - origin
+            dy = dx if y is x else y[s : s + CHUNK_ELEMENTS].double() - origin
+            dot += float(dx @ dy)
+        group = layer_group(name)
+        dots[group] = dots.get(group, 0.0) + dot
+    return dots
+
+
+def gram_cosines(gram: Tensor) -> np.ndarray:
     """(K, K) cosines from a Gram matrix; NaN where a task vector is zero."""
     norms = gram.diagonal().sqrt()  # (K,)
     return (gram / (norms[:, None] * norms[None, :])).cpu().numpy()
@@ -157,8 +313,8 @@ def task_vector_cosines(
     base: Mapping[str, Tensor], experts: Sequence[Mapping[str, Tensor]]
 ) -> np.ndarray:
     """(K, K) cosine similarity of the whole-model task vectors theta_k - theta_base."""
-    grams = _group_grams(base, experts, lambda name: "all")
-    return _cosines(grams["all"])
+    grams = task_vector_grams(base, experts.__getitem__, len(experts))
+    return gram_cosines(sum(grams.values()))
 
 
 def layer_group(name: str) -> str:
@@ -175,7 +331,8 @@ def per_layer_cosines(
 
     Groups appear in the order of their first tensor in `base`.
     """
-    return {g: _cosines(m) for g, m in _group_grams(base, experts, layer_group).items()}
+    grams = task_vector_grams(base, experts.__getitem__, len(experts))
+    return {g: gram_cosines(m) for g, m in grams.items()}
 
 
 # --- predictions ---------------------------------------------------------------------------
@@ -188,7 +345,7 @@ def step_scale(lr: float, steps: int) -> float:
     return lr * lr * steps * (steps - 1) / 2
 
 
-def _outer(alphas: np.ndarray | Tensor, k: int) -> np.ndarray:
+def outer_weights(alphas: np.ndarray | Tensor, k: int) -> np.ndarray:
     """(N, K) mixtures -> (N, K^2) vec(a a^T), after checking each row sums to 1."""
     a = np.asarray(alphas, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != k:
@@ -211,9 +368,20 @@ def predicted_delta_norms(
     k = round(float(np.sqrt(g.shape[0])))
     if g.ndim != 2 or g.shape[0] != g.shape[1] or k * k != g.shape[0]:
         raise ProbeError(f"gram must be (K^2, K^2), got {g.shape}")
-    m = _outer(alphas, k)  # (N, K^2)
+    m = outer_weights(alphas, k)  # (N, K^2)
     quad = np.einsum("na,ab,nb->n", m, g, m)  # (N,)
     return scale * np.sqrt(np.clip(quad, 0.0, None))
+
+
+def off_diagonal(k: int) -> list[tuple[int, int]]:
+    """The (k, j), k != j, in row order: the v_kj that are not zero by definition."""
+    return [(i, j) for i in range(k) for j in range(k) if i != j]
+
+
+def pair_weights(alpha: np.ndarray | Sequence[float]) -> np.ndarray:
+    """(K(K-1),) a_k a_j in `off_diagonal` order: the weights of the v_kj in Delta(alpha)."""
+    a = np.asarray(alpha, dtype=np.float64)
+    return np.array([a[i] * a[j] for i, j in off_diagonal(len(a))])
 
 
 def predicted_delta(alpha: np.ndarray | Tensor, v: Tensor, scale: float) -> Tensor:
@@ -222,7 +390,8 @@ def predicted_delta(alpha: np.ndarray | Tensor, v: Tensor, scale: float) -> Tens
     theta_merge + predicted_delta is the curvature-corrected proxy for theta_mix.
     """
     k, p = v.shape[0], v.shape[-1]
-    w = torch.as_tensor(_outer(np.asarray(alpha)[None, :], k)[0], dtype=v.dtype, device=v.device)
+    w = outer_weights(np.asarray(alpha)[None, :], k)[0]  # (K^2,)
+    w = torch.as_tensor(w, dtype=v.dtype, device=v.device)
     return scale * (w @ v.reshape(k * k, p))  # (P,)
 
 
@@ -237,4 +406,4 @@ def first_order_loss_effect(
     if tuple(grads.shape) != (k, p):
         raise ProbeError(f"grads must be (K, P) = {(k, p)}, got {tuple(grads.shape)}")
     inner = (grads.double() @ v.reshape(k * k, p).double().T).cpu().numpy()  # (K, K^2)
-    return scale * _outer(alphas, k) @ inner.T  # (N, K)
+    return scale * outer_weights(alphas, k) @ inner.T  # (N, K)

@@ -81,5 +81,8 @@ class ProbeConfig(Strict):
         "then the other if the first raises.",
     )
     chunk_size: Count(10_000) | None = Field(
-        None, description="HVP vectors per vmap call (None: all K at once); lower bounds memory."
+        None,
+        description="HVP vectors per kernel call (None: all K at once). Each is a parameter-"
+        "sized buffer while it is summed over a domain's batches; fewer use less memory but "
+        "rebuild each batch's graph once per group.",
     )

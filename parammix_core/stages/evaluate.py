@@ -16,6 +16,7 @@ from parammix_core.config import EvalTask, Experiment
 from parammix_core.data import PreparedData, load_prepared
 from parammix_core.data.fingerprint import folder_fingerprint
 from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
+from parammix_core.interference import pair_weights
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, load_state, resolve_device
 from parammix_core.search import search_bounds
@@ -91,7 +92,7 @@ class _Bench:
         """theta(alpha), plus Delta(alpha) = scale * sum_kj a_k a_j v_kj for the corrected proxy."""
         self.merger.apply(alpha)
         if self.step_scale is not None:
-            self.merger.correct(self.step_scale * np.outer(alpha, alpha).reshape(-1))
+            self.merger.correct(self.step_scale * pair_weights(alpha))
 
 
 _benches = threading.local()
@@ -131,9 +132,8 @@ def _bench(
     del base_state, expert_states
     bench = _Bench(merger, make_evaluator(exp, store, data, prepared, model, device))
     if corrected:
-        result, info = load_probe(store, probe)
-        k = len(exp.domains)
-        merger.set_correction(result.v().reshape(k * k, -1))
+        shards, _, info = load_probe(store, probe)
+        merger.set_correction(shards.correction(next(model.parameters()).dtype, device))
         bench.step_scale = info["step_scale"]
     _benches.value = (ident, bench)
     return bench

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,14 +15,14 @@ from safetensors.torch import save_file
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
 from parammix_core.interference import (
-    ProbeResult,
-    per_layer_cosines,
-    probe,
+    ProbeSummary,
+    gram_cosines,
     step_scale,
-    task_vector_cosines,
+    task_vector_grams,
 )
 from parammix_core.model import load_model, load_state, resolve_device
 from parammix_core.plots import plot_interference
+from parammix_core.probe_shards import ProbeShards, probe_to_shards
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
@@ -49,11 +51,55 @@ def interference_probe(
     experts: Sequence[ArtifactRef],
     progress: Progress | None = None,
 ) -> ArtifactRef:
-    """g_k and H_k g_j at the base, task-vector cosines, and the heat maps of both."""
+    """g_k and H_k g_j at the base, task-vector cosines, and the heat maps of both.
+
+    The K^2 vectors H_k g_j go to files in the artifact as they are computed
+    (`probe_shards`); their norms and Gram matrix are reduced from those files slice by slice
+    into probe.safetensors, so later stages read a small file unless they need the vectors.
+    """
     ref = probe_ref(exp, data, base, experts)
     if store.exists(ref):
         return ref
     start = time.perf_counter()
+    out = store.staging(ref)
+    shards = _probe_base(exp, store, data, base, out, progress)
+    summary = shards.summary()
+    base_state = load_state(store.local_dir(base), exp.model, "cpu")
+    grams = task_vector_grams(
+        base_state,
+        lambda i: load_state(store.local_dir(experts[i]), exp.model, "cpu"),
+        len(experts),
+    )
+    del base_state
+    cosines = gram_cosines(sum(grams.values()))
+    curvature = summary.relative_curvature()
+    info = {
+        "domains": exp.domains,
+        "method": shards.method,
+        "step_scale": step_scale(exp.training.expert.lr, exp.training.expert.steps),
+        "relative_curvature": np.asarray(curvature).tolist(),
+        "task_vector_cosines": np.asarray(cosines).tolist(),
+        "per_layer_cosines": {k: gram_cosines(v).tolist() for k, v in grams.items()},
+        "seconds": time.perf_counter() - start,
+    }
+    save_file(summary.to_tensors(), out / "probe.safetensors")
+    (out / "probe.json").write_text(canonical_json(info))
+    plot_interference(exp.domains, curvature, cosines, out / "interference.png")
+    try:
+        return store.publish(ref, out, info={"method": shards.method, "seconds": info["seconds"]})
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # K^2 vectors: not left twice on disk
+
+
+def _probe_base(
+    exp: Experiment,
+    store: Store,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    out: Path,
+    progress: Progress | None,
+) -> ProbeShards:
+    """The probe at the base model, written to `out`; the model is released on return."""
     device = resolve_device(exp.runtime.device)
     prepared = load_prepared(store.local_dir(data))
     model = load_model(str(store.local_dir(base)), exp.model, device)
@@ -66,34 +112,13 @@ def interference_probe(
         ]
         for d in exp.domains
     }
-    result = probe(model, batches, exp.probe.method, exp.probe.chunk_size, progress)
-    base_state = load_state(store.local_dir(base), exp.model, "cpu")
-    expert_states = [load_state(store.local_dir(e), exp.model, "cpu") for e in experts]
-    cosines = task_vector_cosines(base_state, expert_states)
-    per_layer = per_layer_cosines(base_state, expert_states)
-    curvature = result.relative_curvature()
-    info = {
-        "domains": exp.domains,
-        "method": result.method,
-        "step_scale": step_scale(exp.training.expert.lr, exp.training.expert.steps),
-        "relative_curvature": np.asarray(curvature).tolist(),
-        "task_vector_cosines": np.asarray(cosines).tolist(),
-        "per_layer_cosines": {k: np.asarray(v).tolist() for k, v in per_layer.items()},
-        "seconds": time.perf_counter() - start,
-    }
-    out = store.staging(ref)
-    save_file(
-        {k: v.contiguous() for k, v in result.to_tensors().items()}, out / "probe.safetensors"
-    )
-    (out / "probe.json").write_text(canonical_json(info))
-    plot_interference(
-        exp.domains, np.asarray(curvature), np.asarray(cosines), out / "interference.png"
-    )
-    return store.publish(ref, out, info={"method": result.method, "seconds": info["seconds"]})
+    return probe_to_shards(model, batches, out, exp.probe.method, exp.probe.chunk_size, progress)
 
 
-def load_probe(store: Store, ref: ArtifactRef) -> tuple[ProbeResult, dict[str, Any]]:
+def load_probe(store: Store, ref: ArtifactRef) -> tuple[ProbeShards, ProbeSummary, dict[str, Any]]:
+    """The probe's vectors (read on demand), their norms and Gram matrix, and probe.json."""
     info = store.load_json(ref, "probe.json")
-    return ProbeResult.from_tensors(
-        info["domains"], store.load_tensors(ref, "probe.safetensors")
-    ), info
+    summary = ProbeSummary.from_tensors(
+        len(info["domains"]), store.load_tensors(ref, "probe.safetensors")
+    )
+    return ProbeShards(store.local_dir(ref)), summary, info

@@ -80,8 +80,8 @@ def fit(
     (out / "cv.json").write_text(canonical_json(surrogates.cv))
     (out / "noise.json").write_text(canonical_json(noise))
     if probe is not None:
-        result, info = load_probe(store, probe)
-        rows["predicted_delta_norm"] = predicted_delta_norms(x, result.gram(), info["step_scale"])
+        _, summary, info = load_probe(store, probe)
+        rows["predicted_delta_norm"] = predicted_delta_norms(x, summary.gram, info["step_scale"])
     rows.to_parquet(out / "rows.parquet", index=False)
     return store.publish(ref, out, info={"rows": len(rows), "cv": surrogates.cv})
 

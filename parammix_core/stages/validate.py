@@ -300,11 +300,8 @@ def _directions(
     store: Store, probe: ArtifactRef, alphas: Sequence[np.ndarray]
 ) -> list[torch.Tensor]:
     """d(alpha) = sum_kj a_k a_j v_kj (P,) per mixture: the unscaled predicted gap."""
-    result, _ = load_probe(store, probe)
-    v = result.v()  # (K, K, P)
-    k = v.shape[0]
-    flat = v.reshape(k * k, -1).double()
-    return [(torch.from_numpy(np.outer(a, a).reshape(-1)) @ flat).float() for a in alphas]
+    shards, _, _ = load_probe(store, probe)
+    return list(shards.deltas(np.stack(alphas)))
 
 
 def _vertex_flats(scorer: _Scorer, k: int) -> list[torch.Tensor]:
@@ -346,8 +343,8 @@ def _fit_scale(
         float((dot.sum() - dot[j]) / (sq.sum() - sq[j])) if sq.sum() > sq[j] else 0.0
         for j in range(len(idx))
     ]
-    result, info = load_probe(store, probe)
-    predicted = predicted_delta_norms(np.stack([alphas[i] for i in idx]), result.gram(), 1.0)
+    _, summary, info = load_probe(store, probe)
+    predicted = predicted_delta_norms(np.stack([alphas[i] for i in idx]), summary.gram, 1.0)
     cosine = dot / np.maximum(norms * np.sqrt(sq), 1e-30)
     # share of the measured gap the fitted correction explains: 1 - |gap - s d|^2 / |gap|^2
     residual = norms**2 - 2 * scale * dot + scale**2 * sq

@@ -8,6 +8,7 @@ from parammix_core.hvp import flat_params, hvp, loss_at, unflatten
 from parammix_core.interference import (
     ProbeError,
     ProbeResult,
+    ProbeSummary,
     first_order_loss_effect,
     layer_group,
     per_layer_cosines,
@@ -161,15 +162,18 @@ def test_step_scale_and_bad_alphas():
         first_order_loss_effect(np.eye(3), result.grads[:2], result.v(), 1.0)
 
 
-def test_to_tensors_round_trip_through_safetensors(tmp_path):
+def test_summary_round_trip_through_safetensors(tmp_path):
+    """The stored form of the probe's reductions (probe.safetensors), and shapes checked."""
     result = synthetic()
     path = tmp_path / "probe.safetensors"
-    safetensors.torch.save_file(result.to_tensors(), path)
-    back = ProbeResult.from_tensors(result.domains, safetensors.torch.load_file(path))
-    assert back.domains == result.domains and back.method == "test"
-    assert torch.equal(back.grads, result.grads) and torch.equal(back.hg, result.hg)
-    with pytest.raises(ProbeError, match=r"lacks tensor\(s\) \['hg'\]"):
-        ProbeResult.from_tensors(result.domains, {"grads": result.grads, "method": back.grads})
+    safetensors.torch.save_file(result.summary().to_tensors(), path)
+    back = ProbeSummary.from_tensors(3, safetensors.torch.load_file(path))
+    np.testing.assert_array_equal(back.gram.numpy(), result.gram())
+    np.testing.assert_array_equal(back.relative_curvature(), result.relative_curvature())
+    with pytest.raises(ProbeError, match=r"lacks tensor\(s\) \['gram'\]"):
+        ProbeSummary.from_tensors(3, {"hg_norms": back.hg_norms})
+    with pytest.raises(ProbeError, match=r"of 2 domains has hg_norms \(3, 3\)"):
+        ProbeSummary.from_tensors(2, back.to_tensors())
     with pytest.raises(ProbeError, match=r"hg must be \(K, K, P\)"):
         ProbeResult(["a", "b", "c"], result.grads, result.hg[:2], "test")
 
