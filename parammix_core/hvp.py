@@ -163,19 +163,23 @@ def _eager_experts(model: torch.nn.Module) -> Iterator[None]:
 def gradient(
     model: torch.nn.Module, batches: Sequence[Tensor], autocast: torch.dtype | None = None
 ) -> Tensor:
-    """Mean over `batches` (each (B, T)) of the loss gradient, shape (P,), float32 or wider."""
+    """Mean over `batches` (each (B, T)) of the loss gradient, shape (P,), float32 or wider.
+
+    One flat copy of the parameters serves every batch, and the first batch's gradient
+    becomes the running sum: besides the model, two (P,) tensors and a backward pass.
+    """
     if not batches:
         raise HVPError("gradient needs at least one batch")
-    flat = flat_params(model)
-    total = torch.zeros(flat.shape, dtype=_accumulate_dtype(model), device=flat.device)  # (P,)
+    leaf = flat_params(model).requires_grad_(True)  # (P,), a fresh tensor
+    total: Tensor | None = None
     for batch in batches:
         _check(model, batch)
-        leaf = flat.clone().requires_grad_(True)  # (P,)
         with _autocast(model, autocast):
             loss = loss_at(model, unflatten(model, leaf), batch)
         (g,) = torch.autograd.grad(loss, leaf)
-        total += g
-    return total / len(batches)
+        total = g.to(_accumulate_dtype(model)) if total is None else total.add_(g)
+        del g
+    return total.div_(len(batches))
 
 
 def _forward_over_reverse(

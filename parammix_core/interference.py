@@ -14,12 +14,12 @@ The expansion is exact to second order for plain gradient descent with fixed bat
 Adam or sampled batches it is a diagnostic, checked against measured merge-vs-mix distances.
 
 At any model size: K^2 vectors of P parameters do not fit in memory (K = 4 at 1B parameters is
-64 GB in float32), so nothing here holds them all. `probe_vectors` hands each H_k g_j to a sink
-as soon as it is complete (the stage writes it to a safetensors file, `probe_shards`), holding
-the K gradients and at most `chunk_size` vectors being summed; every reduction (norms, the
-Gram matrix, d(alpha)) runs over parameter slices (`chunk_length`) of all K^2 vectors at once;
-the task-vector Gram matrices hold at most two experts. `probe` and `ProbeResult` keep all
-vectors in memory, for small models.
+64 GB in float32), so nothing here holds them all. `probe_vectors` puts each g_k and H_k g_j
+into a `VectorStore` as soon as it is complete (the stage's writes safetensors files,
+`probe_shards`) and holds only the group of `chunk_size` gradients it multiplies and their
+sums over the batches; every reduction (norms, the Gram matrix, d(alpha)) runs over parameter
+slices (`chunk_length`) of all K^2 vectors at once; the task-vector Gram matrices hold at most
+two experts. `probe` and `ProbeResult` keep all vectors in memory, for small models.
 
 Shapes: K domains, P parameters (flat, `hvp.param_names` order), N mixtures.
 """
@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -45,7 +46,6 @@ class ProbeError(ValueError):
 
 
 Chunk = tuple[int, Tensor]  # (start, hg[:, :, start:start + n]) of shape (K, K, n)
-Sink = Callable[[int, int, Tensor], None]  # receives (k, j, H_k g_j (P,)) once complete
 
 # Parameters per reduction step, summed over the K^2 vectors: float32 slices of 16 MiB, and
 # their float64 copies, whatever the model's size.
@@ -148,62 +148,62 @@ class ProbeResult:
         return self.summary().gram.numpy()
 
 
+class VectorStore(Protocol):
+    """Where `probe_vectors` puts each g_k and H_k g_j as soon as it is complete, and reads the
+    gradients back from, a group of rows at a time."""
+
+    def put_grad(self, k: int, grad: Tensor) -> None: ...
+
+    def grads(self, start: int, stop: int) -> Tensor: ...  # (stop - start, P)
+
+    def put_hg(self, k: int, j: int, vector: Tensor) -> None: ...
+
+
 def probe_vectors(
     model: torch.nn.Module,
     batches: Mapping[str, Sequence[Tensor]],
-    sink: Sink,
+    store: VectorStore,
     method: Method = "auto",
     chunk_size: int | None = None,
     progress: Progress | None = None,
     autocast: torch.dtype | None = None,
-) -> tuple[Tensor, str]:
-    """g_k on each domain's batches, then H_k g_j for every k, j, handed to `sink(k, j, vector)`
-    as each is complete (the mean over domain k's batches); returns (grads (K, P), method).
+) -> str:
+    """g_k on each domain's batches, then H_k g_j for every k, j (the mean over domain k's
+    batches), each put into `store` as soon as it is complete; returns the kernel that ran.
 
     Each batch is int64 token blocks (B, T) on the model's device. With method "auto" the
     kernel that ran on the first HVP is used for the rest, so a failing first kernel is tried
-    once. Memory, besides the model and the kernel's own work: the K gradients and the
-    `chunk_size` (None: K) vectors being summed over a domain's batches, on the model's device;
-    never K^2 vectors. A smaller chunk_size costs time: each batch's graph (double backward)
-    or forward pass (forward-over-reverse) is rebuilt once per group of vectors.
+    once. Memory, besides the model and the kernel's own work (a flat copy of the parameters,
+    the gradient with its graph, one result): `chunk_size` (None: K) gradients read back from
+    `store` and as many H_k g_j being summed over the batches, on the model's device; never
+    K^2 vectors, nor K with chunk_size 1. A smaller chunk_size costs time: each batch's graph
+    (double backward) or forward pass (forward-over-reverse) is rebuilt once per group.
     """
     domains = list(batches)
     if not domains:
         raise ProbeError("probe needs at least one domain")
     total, step = 2 * len(domains), chunk_size or len(domains)
-    grads = _gradients(model, batches, autocast, progress, total)  # (K, P)
+    device = next(model.parameters()).device
     for i, d in enumerate(domains):
-        for start in range(0, len(domains), step):
-            acc, method = _mean_hvp(
-                model, batches[d], grads[start : start + step], method, chunk_size, autocast
-            )
-            for j, row in enumerate(acc, start=start):
-                sink(i, j, row)
-            del acc
-        if progress is not None:
-            progress(len(domains) + i + 1, total, f"H of {d} times every gradient")
-    return grads, method
-
-
-def _gradients(
-    model: torch.nn.Module,
-    batches: Mapping[str, Sequence[Tensor]],
-    autocast: torch.dtype | None,
-    progress: Progress | None,
-    total: int,
-) -> Tensor:
-    """(K, P): each domain's mean gradient, written into one buffer (no list and its stack)."""
-    grads: Tensor | None = None
-    for i, d in enumerate(batches):
-        g = gradient(model, batches[d], autocast)  # (P,)
-        if grads is None:
-            grads = g.new_empty(len(batches), g.numel())
-        grads[i] = g
-        del g
+        store.put_grad(i, gradient(model, batches[d], autocast))
         if progress is not None:
             progress(i + 1, total, f"gradient of {d}")
-    assert grads is not None  # at least one domain
-    return grads
+    for i, d in enumerate(domains):
+        for start in range(0, len(domains), step):
+            vectors = store.grads(start, min(start + step, len(domains))).to(device)  # (c, P)
+            acc, method = _mean_hvp(model, batches[d], vectors, method, chunk_size, autocast)
+            del vectors
+            _hand_over(store, i, start, acc)
+            del acc  # before the next group's buffer is allocated
+        if progress is not None:
+            progress(len(domains) + i + 1, total, f"H of {d} times every gradient")
+    return method
+
+
+def _hand_over(store: VectorStore, k: int, start: int, rows: Tensor) -> None:
+    """rows[n] is H_k g_(start + n); no view of `rows` outlives this call."""
+    for j, row in enumerate(rows, start=start):
+        store.put_hg(k, j, row)
 
 
 def _mean_hvp(
@@ -222,6 +222,23 @@ def _mean_hvp(
     return acc.div_(len(batches)), ran
 
 
+class _InMemory:
+    """A `VectorStore` keeping everything, on the CPU."""
+
+    def __init__(self) -> None:
+        self.g: dict[int, Tensor] = {}
+        self.hg: dict[tuple[int, int], Tensor] = {}
+
+    def put_grad(self, k: int, grad: Tensor) -> None:
+        self.g[k] = grad.cpu()
+
+    def grads(self, start: int, stop: int) -> Tensor:
+        return torch.stack([self.g[k] for k in range(start, stop)])
+
+    def put_hg(self, k: int, j: int, vector: Tensor) -> None:
+        self.hg[k, j] = vector.cpu()
+
+
 def probe(
     model: torch.nn.Module,
     batches: Mapping[str, Sequence[Tensor]],
@@ -231,19 +248,11 @@ def probe(
     autocast: torch.dtype | None = None,
 ) -> ProbeResult:
     """`probe_vectors` with every vector kept in memory, on the CPU (small models only)."""
-    kept: dict[tuple[int, int], Tensor] = {}
-    grads, ran = probe_vectors(
-        model,
-        batches,
-        lambda k, j, vector: kept.__setitem__((k, j), vector.cpu()),
-        method,
-        chunk_size,
-        progress,
-        autocast,
-    )
+    kept = _InMemory()
+    ran = probe_vectors(model, batches, kept, method, chunk_size, progress, autocast)
     k = len(batches)
-    hg = torch.stack([torch.stack([kept[i, j] for j in range(k)]) for i in range(k)])
-    return ProbeResult(list(batches), grads.cpu(), hg, ran)
+    hg = torch.stack([torch.stack([kept.hg[i, j] for j in range(k)]) for i in range(k)])
+    return ProbeResult(list(batches), kept.grads(0, k), hg, ran)
 
 
 # --- task-vector geometry ------------------------------------------------------------------

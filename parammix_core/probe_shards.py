@@ -1,4 +1,4 @@
-"""The probe's vectors on disk: one safetensors file per H_k g_j, read a parameter slice at a time.
+"""The probe's vectors on disk: a safetensors file per g_k and H_k g_j, read a slice at a time.
 
 Why files: K^2 vectors of P parameters do not fit in memory at scale, yet later stages need
 them, not only their Gram matrix: `evaluation.proxy: corrected` adds Delta(alpha) = s * sum_kj
@@ -10,16 +10,17 @@ merge (one `addmv` per candidate needs them resident), one slice at a time.
 
 Layout of a probe folder (an artifact of the interference_probe stage):
 
-    grads.safetensors        "grads" (K, P): g_k; metadata "domains" (JSON list), "method"
+    vectors.json             {"domains": [K names], "method": HVP kernel, "parameters": P}
+    grads/{k}.safetensors    "grad" (P,): g_k
     hg/{k}-{j}.safetensors   "hg" (P,): H_k g_j, k and j domain indices
 
 Parameters are flat, in `hvp.param_names` order. Slices are read with `safe_open`'s
-`get_slice`, which copies just the slice (the file is not mapped into the resident set).
+`get_slice`, opening the file for each slice: safetensors maps the file, and every page read
+through a mapping stays in the process's resident set until the file is closed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -44,11 +45,34 @@ from parammix_core.interference import (
     v_of,
 )
 
-GRADS = "grads.safetensors"
+INDEX = "vectors.json"
+
+
+def grad_name(k: int) -> str:
+    return f"grads/{k}.safetensors"
 
 
 def hg_name(k: int, j: int) -> str:
     return f"hg/{k}-{j}.safetensors"
+
+
+class ShardWriter:
+    """An `interference.VectorStore` writing one safetensors file per vector into `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        for sub in ("grads", "hg"):
+            (self.folder / sub).mkdir(parents=True, exist_ok=True)
+
+    def put_grad(self, k: int, grad: Tensor) -> None:
+        save_file({"grad": grad.cpu().contiguous()}, self.folder / grad_name(k))
+
+    def grads(self, start: int, stop: int) -> Tensor:
+        """(stop - start, P): g_start .. g_(stop - 1)."""
+        return _stacked([self.folder / grad_name(k) for k in range(start, stop)], "grad")
+
+    def put_hg(self, k: int, j: int, vector: Tensor) -> None:
+        save_file({"hg": vector.cpu().contiguous()}, self.folder / hg_name(k, j))
 
 
 def probe_to_shards(
@@ -60,17 +84,13 @@ def probe_to_shards(
     progress: Progress | None = None,
     autocast: torch.dtype | None = None,
 ) -> ProbeShards:
-    """`interference.probe_vectors`, each H_k g_j written to `folder` as soon as it is complete."""
-    folder = Path(folder)
-    (folder / "hg").mkdir(parents=True, exist_ok=True)
-
-    def write(k: int, j: int, vector: Tensor) -> None:
-        save_file({"hg": vector.cpu().contiguous()}, folder / hg_name(k, j))
-
-    grads, ran = probe_vectors(model, batches, write, method, chunk_size, progress, autocast)
-    meta = {"domains": json.dumps(list(batches)), "method": ran}
-    save_file({"grads": grads.cpu().contiguous()}, folder / GRADS, metadata=meta)
-    return ProbeShards(folder)
+    """`interference.probe_vectors` into files in `folder`, each written once complete."""
+    writer = ShardWriter(folder)
+    ran = probe_vectors(model, batches, writer, method, chunk_size, progress, autocast)
+    n_params = sum(p.numel() for p in model.parameters())
+    index = {"domains": list(batches), "method": ran, "parameters": n_params}
+    (writer.folder / INDEX).write_text(json.dumps(index))
+    return ProbeShards(writer.folder)
 
 
 class ProbeShards:
@@ -79,22 +99,23 @@ class ProbeShards:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        meta, (k, self.n_params) = _header(self.folder / GRADS, "grads", 2)
         try:
-            self.domains: list[str] = json.loads(meta["domains"])
-            self.method: str = meta["method"]
-        except (KeyError, TypeError, ValueError):
-            raise ProbeError(f"{self.folder / GRADS}: no domains/method metadata") from None
-        if len(self.domains) != k:
-            raise ProbeError(f"{self.folder / GRADS}: {k} gradients for domains {self.domains}")
-        for i in range(k):
-            for j in range(k):
-                _, shape = _header(self.folder / hg_name(i, j), "hg", 1)
-                if shape != (self.n_params,):
-                    raise ProbeError(
-                        f"{self.folder / hg_name(i, j)}: 'hg' has shape {shape}, the gradients "
-                        f"have {self.n_params} parameters"
-                    )
+            index = json.loads((self.folder / INDEX).read_text())
+            self.domains: list[str] = list(index["domains"])
+            self.method: str = index["method"]
+            self.n_params: int = int(index["parameters"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ProbeError(f"stored probe: no readable {self.folder / INDEX} ({err})") from None
+        k = self.k
+        names = [(grad_name(i), "grad") for i in range(k)]
+        names += [(hg_name(i, j), "hg") for i in range(k) for j in range(k)]
+        for rel, tensor in names:
+            shape = _shape(self.folder / rel, tensor)
+            if shape != (self.n_params,):
+                raise ProbeError(
+                    f"{self.folder / rel}: {tensor!r} has shape {shape}, the probe has "
+                    f"{self.n_params} parameters"
+                )
 
     @property
     def k(self) -> int:
@@ -102,8 +123,7 @@ class ProbeShards:
 
     def grads(self) -> Tensor:
         """(K, P): every g_k, whole."""
-        with safe_open(self.folder / GRADS, framework="pt") as f:
-            return f.get_tensor("grads")
+        return _stacked([self.folder / grad_name(k) for k in range(self.k)], "grad")
 
     def hg(self, k: int, j: int) -> Tensor:
         """(P,): H_k g_j, whole."""
@@ -115,12 +135,9 @@ class ProbeShards:
         k = self.k
         length = length or chunk_length(k)
         paths = [self.folder / hg_name(i, j) for i in range(k) for j in range(k)]
-        with contextlib.ExitStack() as stack:
-            files = [stack.enter_context(safe_open(p, framework="pt")) for p in paths]
-            slices = [f.get_slice("hg") for f in files]
-            for start in range(0, self.n_params, length):
-                stop = min(start + length, self.n_params)
-                yield start, torch.stack([s[start:stop] for s in slices]).view(k, k, -1)
+        for start in range(0, self.n_params, length):
+            stop = min(start + length, self.n_params)
+            yield start, torch.stack([_read(p, "hg", start, stop) for p in paths]).view(k, k, -1)
 
     def summary(self, length: int | None = None) -> ProbeSummary:
         """Norms and Gram matrix (`interference.summarise`), in one pass over the files."""
@@ -149,16 +166,34 @@ class ProbeShards:
         return out
 
 
-def _header(path: Path, name: str, ndim: int) -> tuple[dict[str, str], tuple[int, ...]]:
-    """(metadata, shape of tensor `name`) of a safetensors file, which must hold it."""
+def _read(path: Path, name: str, start: int, stop: int) -> Tensor:
+    """tensor `name`[start:stop], the file open for this read only: safetensors maps it, and
+    each page read stays in the resident set until the file is closed."""
+    with safe_open(path, framework="pt") as f:
+        return f.get_slice(name)[start:stop]
+
+
+def _stacked(paths: Sequence[Path], name: str) -> Tensor:
+    """(len(paths), P): tensor `name` (P,) of each file, filled in row by row (one extra (P,)
+    tensor while reading, not a list and its stack)."""
+    out: Tensor | None = None
+    for n, path in enumerate(paths):
+        with safe_open(path, framework="pt") as f:
+            row = f.get_tensor(name)
+        if out is None:
+            out = row.new_empty(len(paths), row.numel())
+        out[n] = row
+        del row
+    assert out is not None  # at least one file
+    return out
+
+
+def _shape(path: Path, name: str) -> tuple[int, ...]:
+    """The shape of tensor `name` in a safetensors file, which must hold it."""
     try:
         with safe_open(path, framework="pt") as f:
             if name not in f.keys():  # noqa: SIM118 - a safe_open handle is no mapping
                 raise ProbeError(f"{path}: no tensor {name!r} (has {sorted(f.keys())})")
-            shape = tuple(f.get_slice(name).get_shape())
-            meta = f.metadata() or {}
+            return tuple(f.get_slice(name).get_shape())
     except (SafetensorError, OSError) as err:
         raise ProbeError(f"stored probe: {path} is no readable safetensors ({err})") from None
-    if len(shape) != ndim:
-        raise ProbeError(f"{path}: {name!r} has shape {shape}, expected {ndim} dimension(s)")
-    return meta, shape

@@ -4,6 +4,7 @@ Each streamed or sliced computation is checked against the whole-vector computat
 probe did before (all K^2 vectors in memory, one float64 product), on a small model.
 """
 
+import json
 import weakref
 
 import numpy as np
@@ -21,7 +22,7 @@ from parammix_core.interference import (
     probe,
     task_vector_grams,
 )
-from parammix_core.probe_shards import GRADS, ProbeShards, hg_name, probe_to_shards
+from parammix_core.probe_shards import INDEX, ProbeShards, grad_name, hg_name, probe_to_shards
 from parammix_core.simplex import dirichlet
 from tests.parammix_core.test_interference import domain_batches, pico
 
@@ -112,14 +113,17 @@ def test_deltas_and_correction_match_whole_vector_combinations(setup):
 
 def test_bad_probe_folders_are_named(setup, tmp_path):
     _, _, shards, _ = setup
-    grads = shards.grads()
-    save_file({"grads": grads}, tmp_path / GRADS)
-    with pytest.raises(ProbeError, match="no domains/method metadata"):
+    with pytest.raises(ProbeError, match=r"no readable .*vectors\.json"):
         ProbeShards(tmp_path)
-    meta = {"domains": '["a", "b", "c"]', "method": "double_backward"}
-    save_file({"grads": grads}, tmp_path / GRADS, metadata=meta)
+    (tmp_path / INDEX).write_text('{"domains": ["a", "b", "c"], "method": "double_backward"}')
+    with pytest.raises(ProbeError, match=r"no readable .*'parameters'"):
+        ProbeShards(tmp_path)
+    index = {"domains": ["a", "b", "c"], "method": "x", "parameters": shards.n_params}
+    (tmp_path / INDEX).write_text(json.dumps(index))
+    (tmp_path / "grads").mkdir()
     (tmp_path / "hg").mkdir()
     for k in range(K):
+        save_file({"grad": shards.grads()[k].clone()}, tmp_path / grad_name(k))
         for j in range(K):
             save_file({"hg": shards.hg(k, j)}, tmp_path / hg_name(k, j))
     assert ProbeShards(tmp_path).domains == ["a", "b", "c"]
@@ -127,7 +131,7 @@ def test_bad_probe_folders_are_named(setup, tmp_path):
     with pytest.raises(ProbeError, match=r"hg/1-2\.safetensors is no readable safetensors"):
         ProbeShards(tmp_path)
     save_file({"hg": shards.hg(1, 2)[:-1]}, tmp_path / hg_name(1, 2))
-    with pytest.raises(ProbeError, match=r"'hg' has shape \(\d+,\), the gradients have"):
+    with pytest.raises(ProbeError, match=r"'hg' has shape \(\d+,\), the probe has \d+ param"):
         ProbeShards(tmp_path)
     save_file({"other": shards.hg(1, 2)}, tmp_path / hg_name(1, 2))
     with pytest.raises(ProbeError, match=r"no tensor 'hg'"):
