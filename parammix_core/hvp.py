@@ -11,7 +11,11 @@ Two HVP kernels, never materialising a Hessian:
   with `vmap` (in chunks of `chunk_size` to bound memory). One forward+backward pass carries
   all tangents.
 - double_backward: one backward pass with `create_graph=True`, then one more backward per
-  vector through that kept graph.
+  vector through that kept graph. It differentiates with respect to the parameters' own
+  storage (detached aliases, so neither the model nor `.grad` is touched) and writes each
+  parameter's piece of the result into the flat output: no flat copy of the parameters and
+  no concatenated gradient, two (P,) tensors fewer than differentiating a flat vector (the
+  gradient likewise).
 
 Both do the same matmul work: per linear layer 9 matmuls for the first vector (forward,
 tangent forward 2, backward 2, tangent backward 4) and 6 for each further one, against 3 for
@@ -170,16 +174,29 @@ def gradient(
     """
     if not batches:
         raise HVPError("gradient needs at least one batch")
-    leaf = flat_params(model).requires_grad_(True)  # (P,), a fresh tensor
-    total: Tensor | None = None
+    leaves = _leaves(model)
+    total = torch.zeros(
+        sum(t.numel() for t in leaves), dtype=_accumulate_dtype(model), device=_device(model)
+    )  # (P,)
     for batch in batches:
         _check(model, batch)
         with _autocast(model, autocast):
-            loss = loss_at(model, unflatten(model, leaf), batch)
-        (g,) = torch.autograd.grad(loss, leaf)
-        total = g.to(_accumulate_dtype(model)) if total is None else total.add_(g)
-        del g
+            loss = loss_at(model, dict(zip(param_names(model), leaves, strict=True)), batch)
+        _add_flat(total, torch.autograd.grad(loss, leaves))
     return total.div_(len(batches))
+
+
+def _leaves(model: torch.nn.Module) -> list[Tensor]:
+    """The parameters as new autograd leaves sharing their storage (no copy), in flat order."""
+    return [p.detach().requires_grad_(True) for p in model.parameters()]
+
+
+def _add_flat(flat: Tensor, pieces: Sequence[Tensor]) -> None:
+    """flat (P,) += the per-parameter tensors laid end to end, without concatenating them."""
+    offset = 0
+    for piece in pieces:
+        flat[offset : offset + piece.numel()].add_(piece.reshape(-1))
+        offset += piece.numel()
 
 
 def _forward_over_reverse(
@@ -209,13 +226,15 @@ def _double_backward(
     autocast: torch.dtype | None,
     out: Tensor,
 ) -> Tensor:
-    leaf = flat_params(model).requires_grad_(True)  # (P,), a fresh tensor
+    leaves = _leaves(model)
     with _math_attention(model), _autocast(model, autocast):
-        loss = loss_at(model, unflatten(model, leaf), batch)
-    (g,) = torch.autograd.grad(loss, leaf, create_graph=True)  # (P,), differentiable
+        loss = loss_at(model, dict(zip(param_names(model), leaves, strict=True)), batch)
+    g = torch.autograd.grad(loss, leaves, create_graph=True)  # per parameter, differentiable
     for row, v in zip(out, vectors, strict=True):  # one backward pass of g·v per vector
-        (h,) = torch.autograd.grad(g, leaf, grad_outputs=v.to(g.dtype), retain_graph=True)
-        row.add_(h)  # one (P,) result alive at a time, not V of them and their stack
+        pieces = unflatten(model, v.to(g[0].dtype)).values()  # views of v
+        h = torch.autograd.grad(g, leaves, grad_outputs=list(pieces), retain_graph=True)
+        _add_flat(row, h)  # one result alive at a time, not V of them and their stack
+        del h
     return out  # (V, P)
 
 

@@ -279,6 +279,7 @@ def task_vector_grams(
                 gram = grams.setdefault(group, torch.zeros(k, k, dtype=torch.float64))
                 gram[i, j] = gram[j, i] = dot
             del second
+        del first  # before the next expert loads
     return grams
 
 
