@@ -89,6 +89,20 @@ def _quiet_loggers() -> None:
     logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
 
 
+def _load_failure(i: int, task: EvalTask, err: Exception) -> str:
+    cause = f"{type(err).__name__}: {err}"
+    if task.data_files:
+        files = ", ".join(f"{split}: {path}" for split, path in task.data_files.items())
+        return (
+            f"evaluation.tasks.{i}.data_files: lm-eval's {task.name} could not read {files} "
+            f"({cause}); each file must hold the data set's own columns"
+        )
+    return (
+        f"evaluation.tasks.{i}.name: lm-eval could not load {task.name} ({cause}); offline, "
+        f"give local copies of its data as evaluation.tasks.{i}.data_files"
+    )
+
+
 def binomial_stderr(p: float, n: int) -> float:
     """Standard error of a mean of n 0/1 values with mean p (sample std with n-1)."""
     return math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else math.nan
@@ -201,10 +215,22 @@ class Evaluator:
             raise EvaluationError("\n".join(map(str, resolution.problems)))
         manager = TaskManager(include_path=resolution.folders() or None, include_defaults=False)
         if not self.allow_code_execution:
-            return manager.load(resolution.specs())
+            return self._build(manager, resolution.specs())
         os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # read by Hugging Face's code_eval metric
         with code_eval_fallback():
-            return manager.load(resolution.specs())
+            return self._build(manager, resolution.specs())
+
+    def _build(self, manager: TaskManager, specs: Sequence) -> dict:
+        """lm-eval's task and group objects, one configured task at a time so that a data set
+        lm-eval cannot read is reported with its task and files."""
+        built = []
+        for i, (task, spec) in enumerate(zip(self.tasks, specs, strict=True)):
+            try:
+                loaded = manager.load([spec])
+            except Exception as err:
+                raise EvaluationError(_load_failure(i, task, err)) from err
+            built.append(loaded["groups"].get(task.name) or loaded["tasks"][task.name])
+        return manager.load(built)  # lm-eval's own checks across them (a task in two groups)
 
     def _count_docs(self, name: str) -> int:
         if name in self._task_dict["groups"]:
