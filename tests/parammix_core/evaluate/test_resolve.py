@@ -3,12 +3,14 @@ code execution, threads, data files; and agreement with lm-eval's own index."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from parammix_core.config import ConfigError, EvalTask, Experiment
+from parammix_core.config import ConfigError, EvalTask, Experiment, parse_experiment
 from parammix_core.evaluate.resolve import (
     RunContext,
     TaskFinder,
@@ -211,3 +213,21 @@ def test_the_finder_agrees_with_lm_evals_own_index():
                 theirs.yaml_path,
                 theirs.tags,
             ), name
+
+
+def test_the_readme_example_names_real_tasks_and_metrics():
+    """README's example config: every task and metric resolves; only its example file is
+    missing on this machine."""
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    exp = parse_experiment(yaml.safe_load(block), "README.md")
+    with pytest.raises(ConfigError) as err:
+        check_evaluation(exp, "README.md")
+    assert str(err.value).splitlines()[1:] == [
+        "  evaluation.tasks.3.data_files: test: no such file /data/arc/ARC-Challenge-test.jsonl"
+    ]
+
+
+def test_math_hard_groups_need_the_main_thread_too():
+    infos = resolve(EvalTask(name="leaderboard_math_hard", group="m", metric="exact_match")).infos
+    assert infos["leaderboard_math_hard"].main_thread_only
