@@ -38,7 +38,13 @@ from lm_eval.tasks import TaskManager
 from parammix_core.config import EvalTask
 from parammix_core.evaluate.code_eval import code_eval_fallback
 from parammix_core.evaluate.heldout import block_losses, mean_and_stderr
-from parammix_core.evaluate.resolve import RunContext, metric_key, resolve_tasks
+from parammix_core.evaluate.resolve import (
+    Resolution,
+    RunContext,
+    lm_eval_tasks_dir,
+    metric_key,
+    resolve_tasks,
+)
 
 # Metrics whose per-document values are 0 or 1, so the binomial standard error applies.
 BINARY_METRICS = frozenset({"acc", "acc_norm", "acc_bytes", "acc_mutual_info", "exact_match"})
@@ -89,7 +95,8 @@ def _quiet_loggers() -> None:
     logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
 
 
-def _load_failure(i: int, task: EvalTask, err: Exception) -> str:
+def _load_failure(i: int, task: EvalTask, err: Exception, lm_evals_own: bool) -> str:
+    """Why a task did not load; for lm-eval's own tasks, offline, the way out is data_files."""
     cause = f"{type(err).__name__}: {err}"
     if task.data_files:
         files = ", ".join(f"{split}: {path}" for split, path in task.data_files.items())
@@ -97,9 +104,9 @@ def _load_failure(i: int, task: EvalTask, err: Exception) -> str:
             f"evaluation.tasks.{i}.data_files: lm-eval's {task.name} could not read {files} "
             f"({cause}); each file must hold the data set's own columns"
         )
-    return (
-        f"evaluation.tasks.{i}.name: lm-eval could not load {task.name} ({cause}); offline, "
-        f"give local copies of its data as evaluation.tasks.{i}.data_files"
+    hint = f"; offline, give local copies of its data as evaluation.tasks.{i}.data_files"
+    return f"evaluation.tasks.{i}.name: lm-eval could not load {task.name} ({cause})" + (
+        hint if lm_evals_own else ""
     )
 
 
@@ -215,20 +222,22 @@ class Evaluator:
             raise EvaluationError("\n".join(map(str, resolution.problems)))
         manager = TaskManager(include_path=resolution.folders() or None, include_defaults=False)
         if not self.allow_code_execution:
-            return self._build(manager, resolution.specs())
+            return self._build(manager, resolution)
         os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # read by Hugging Face's code_eval metric
         with code_eval_fallback():
-            return self._build(manager, resolution.specs())
+            return self._build(manager, resolution)
 
-    def _build(self, manager: TaskManager, specs: Sequence) -> dict:
+    def _build(self, manager: TaskManager, resolution: Resolution) -> dict:
         """lm-eval's task and group objects, one configured task at a time so that a data set
         lm-eval cannot read is reported with its task and files."""
         built = []
-        for i, (task, spec) in enumerate(zip(self.tasks, specs, strict=True)):
+        for i, (task, spec) in enumerate(zip(self.tasks, resolution.specs(), strict=True)):
             try:
                 loaded = manager.load([spec])
             except Exception as err:
-                raise EvaluationError(_load_failure(i, task, err)) from err
+                path = resolution.infos[task.name].path
+                own = path is not None and lm_eval_tasks_dir() in path.parents
+                raise EvaluationError(_load_failure(i, task, err, own)) from err
             built.append(loaded["groups"].get(task.name) or loaded["tasks"][task.name])
         return manager.load(built)  # lm-eval's own checks across them (a task in two groups)
 

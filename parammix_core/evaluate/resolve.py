@@ -1,7 +1,7 @@
 """Resolve the configured lm-eval tasks before anything runs: names, metrics, splits, code.
 
-lm-eval's `TaskManager` parses every one of its ~14k task YAMLs (about 25 s on 2 cores) before
-it can load any one task. A task, group or tag is named literally in the file that defines it or
+lm-eval's `TaskManager` parses every one of its ~14k task YAMLs (10-25 s on 2 cores) before it
+can load any one task. A task, group or tag is named literally in the file that defines it or
 in a file that file includes, so `TaskFinder` reads the YAML files' bytes (about 0.3 s), keeps
 those mentioning a configured name (and the files that include those), and parses only them,
 with lm-eval's own loader and indexing rules (`load_yaml`, `TaskIndex.process_cfg`). From the
@@ -106,8 +106,9 @@ class _Folder:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._texts: list[tuple[str, bytes]] | None = None
+        self._configs: dict[str, dict] = {}
         self._entries: dict[str, Entry] = {}
-        self._parsed: set[str] = set()
+        self._searched: set[str] = set()
 
     def texts(self) -> list[tuple[str, bytes]]:
         """(path, bytes) of every file that may be YAML (task files and the templates they
@@ -117,11 +118,18 @@ class _Folder:
         return self._texts
 
     def lookup(self, names: set[str]) -> dict[str, Entry]:
-        """The entries of `names` defined in this folder (lm-eval's rules: first file wins)."""
-        missing = names - set(self._entries)
-        if missing:
-            for path in self._candidates(missing):
-                self._parse(path)
+        """The entries of `names` defined in this folder, by lm-eval's rules (the first file
+        in path order wins; a tag gathers every task naming it) over every file naming them."""
+        todo = names - self._searched
+        if todo:
+            index: dict[str, Entry] = {}
+            for path in self._candidates(todo):
+                try:  # as TaskIndex.build: a file that is no task or group is skipped
+                    TaskIndex.process_cfg(self._config(path), Path(path), index)
+                except Exception:
+                    continue
+            self._entries.update({n: index[n] for n in todo if n in index})
+            self._searched |= todo
         return {n: self._entries[n] for n in names if n in self._entries}
 
     def _candidates(self, names: set[str]) -> list[str]:
@@ -152,15 +160,11 @@ class _Folder:
                     out.add(path)
         return out
 
-    def _parse(self, path: str) -> None:
-        if path in self._parsed:
-            return
-        self._parsed.add(path)
-        try:  # as TaskIndex.build does: a file that does not parse is not a task
-            cfg = load_yaml(path, resolve_func=False, recursive=True)
-            TaskIndex.process_cfg(cfg, Path(path), self._entries)
-        except Exception:
-            return
+    def _config(self, path: str) -> dict:
+        """The file's config, includes followed, functions left as paths (parsed once)."""
+        if path not in self._configs:
+            self._configs[path] = load_yaml(path, resolve_func=False, recursive=True)
+        return self._configs[path]
 
     def names(self) -> set[str]:
         """Every task and group name defined at the top of a file here (for suggestions)."""
