@@ -20,12 +20,14 @@ configs.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import glob
 import importlib.util
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import string
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,12 +55,12 @@ def lm_eval_tasks_dir() -> Path:
 # --- finding definitions by name ------------------------------------------------------------
 
 
-def _token(names: Iterable[str]) -> re.Pattern[bytes]:
-    """Any of `names` as a whole word of a YAML file (not inside a longer name or a path)."""
-    words = sorted({n.encode() for n in names}, key=len, reverse=True)
-    return re.compile(rb"(?<![\w.\-/])(" + b"|".join(map(re.escape, words)) + rb")(?![\w.\-])")
+# A name stands as a whole word when the bytes around it cannot continue a name or a path.
+_WORD_AFTER = frozenset(c.encode() for c in string.ascii_letters + string.digits + "_.-")
+_WORD_BEFORE = _WORD_AFTER | {b"/"}
 
 
+_SEPARATOR = b"\n\0\n"  # between files in one searched blob: no name or path crosses it
 _PATH_TAIL = re.compile(rb"[\w.\-/]*\Z")
 
 
@@ -106,6 +108,8 @@ class _Folder:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._texts: list[tuple[str, bytes]] | None = None
+        self._blob = b""  # every text, separated by NUL lines: one regex pass searches all
+        self._starts: list[int] = []  # where each text starts in the blob
         self._configs: dict[str, dict] = {}
         self._entries: dict[str, Entry] = {}
         self._searched: set[str] = set()
@@ -115,7 +119,26 @@ class _Folder:
         include, often without a suffix), sorted as lm-eval's index walks them."""
         if self._texts is None:
             self._texts = [(p, _read(p)) for p in sorted(_yaml_files(self.root))]
+            offset = 0
+            for _, text in self._texts:
+                self._starts.append(offset)
+                offset += len(text) + len(_SEPARATOR)
+            self._blob = _SEPARATOR.join(text for _, text in self._texts)
         return self._texts
+
+    def _matches(self, words: Iterable[bytes]) -> Iterator[tuple[str, int, bytes]]:
+        """(file, offset in the blob, word) wherever one of `words` stands as a whole word
+        (not inside a longer name or a path); `bytes.find`, far faster than a regex here."""
+        texts = self.texts()
+        for word in set(words):
+            at = self._blob.find(word)
+            while at >= 0:
+                end = at + len(word)
+                if self._blob[at - 1 : at] not in _WORD_BEFORE and (
+                    self._blob[end : end + 1] not in _WORD_AFTER
+                ):
+                    yield texts[bisect.bisect_right(self._starts, at) - 1][0], at, word
+                at = self._blob.find(word, end)
 
     def lookup(self, names: set[str]) -> dict[str, Entry]:
         """The entries of `names` defined in this folder, by lm-eval's rules (the first file
@@ -134,8 +157,7 @@ class _Folder:
 
     def _candidates(self, names: set[str]) -> list[str]:
         """Files naming one of `names`, and the files including those, transitively."""
-        pattern = _token(names)
-        found = {p for p, text in self.texts() if pattern.search(text)}
+        found = {path for path, _, _ in self._matches(n.encode() for n in names)}
         frontier = set(found)
         while frontier:
             includers = self._includers(frontier) - found
@@ -148,16 +170,12 @@ class _Folder:
         by_name: dict[bytes, set[str]] = {}
         for t in targets:
             by_name.setdefault(os.path.basename(t).encode(), set()).add(os.path.normpath(t))
-        pattern = _token(n.decode() for n in by_name)
         out = set()
-        for path, text in self.texts():
-            if not any(n in text for n in by_name):
-                continue
-            for match in pattern.finditer(text):
-                ref = _path_ending_at(text, match.start()) + match.group(1)
-                target = os.path.normpath(os.path.join(os.path.dirname(path), ref.decode()))
-                if target in by_name[match.group(1)]:
-                    out.add(path)
+        for path, at, word in self._matches(by_name):
+            ref = _path_ending_at(self._blob, at) + word
+            target = os.path.normpath(os.path.join(os.path.dirname(path), ref.decode()))
+            if target in by_name[word]:
+                out.add(path)
         return out
 
     def _config(self, path: str) -> dict:
@@ -168,7 +186,8 @@ class _Folder:
 
     def names(self) -> set[str]:
         """Every task and group name defined at the top of a file here (for suggestions)."""
-        return {m.decode() for _, text in self.texts() for m in _NAME_LINE.findall(text)}
+        self.texts()
+        return {m.decode() for m in _NAME_LINE.findall(self._blob)}
 
 
 class _Static:
