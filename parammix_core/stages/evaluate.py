@@ -158,6 +158,7 @@ def make_evaluator(
         device,
         exp.evaluation.num_fewshot,
         heldout=prepared.heldout if exp.evaluation.heldout_loss else None,
+        allow_code_execution=exp.evaluation.allow_code_execution,
     )
 
 
