@@ -223,7 +223,7 @@ class Evaluator:
         manager = TaskManager(include_path=resolution.folders() or None, include_defaults=False)
         if not self.allow_code_execution:
             return self._build(manager, resolution)
-        os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # read by Hugging Face's code_eval metric
+        os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # read by code_eval (the hub's or ours)
         with code_eval_fallback():
             return self._build(manager, resolution)
 
