@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -39,10 +38,9 @@ def write_config(tmp_path: Path, tasks: list[dict], **evaluation) -> Path:
 
 
 def refused(argv: list[str], capsys, *says: str) -> str:
-    """Run the CLI; check the contract (exit 2, one error line, no traceback, fast)."""
-    start = time.perf_counter()
+    """Run the CLI; check the contract (exit 2, one error line, no traceback). How fast the
+    refusal comes is measured by benchmarks/preflight.py, not asserted here."""
     code = main(argv)
-    seconds = time.perf_counter() - start
     out, err = capsys.readouterr()
     text = out + err
     assert code == 2, text
@@ -52,7 +50,6 @@ def refused(argv: list[str], capsys, *says: str) -> str:
     assert "Traceback" not in text and not FRAME.search(text), text
     for want in says:
         assert want in err, f"{want!r} not in {err!r}"
-    assert seconds < 30, f"{seconds:.1f} s"
     return err
 
 
