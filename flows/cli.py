@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from flows import store_cli
 from flows.debug_log import DebugLog, quiet_console
 from parammix_core.config import ConfigError, Experiment, apply_overrides, load_experiment
-from parammix_core.evaluate.resolve import check_evaluation
 from parammix_core.failure import STAGE, describe
 from parammix_core.store import StoreError
 
@@ -61,6 +60,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     exp = load_experiment(args.file)
+    from parammix_core.evaluate.resolve import check_evaluation  # loads lm-eval: not for --help
+
     check_evaluation(exp, args.file)  # lm-eval task names, metrics, data files, code execution
     print(f"{args.file}: valid ({len(exp.domains)} domains: {', '.join(exp.domains)})")
     return 0
@@ -70,6 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
     exp = _load(args)
+    from parammix_core.evaluate.resolve import check_evaluation
+
     check_evaluation(exp, args.config or "<embedded default>")  # before any server or training
     if args.verify:
         exp = apply_overrides(exp, ["runtime.verify_cached=true"], "--verify")
