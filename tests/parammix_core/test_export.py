@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from parammix_core.config import Experiment, apply_overrides
 from parammix_core.data import load_prepared
@@ -16,6 +15,7 @@ from parammix_core.export import ExportError, export_model, parse_mixture
 from parammix_core.stages.published import NotPublished, published_models
 from parammix_core.store import Store
 from tests.parammix_core.bad_input import build_pipeline_store, open_store, snapshot
+from tests.parammix_core.merged import assert_is_merge, reference
 
 TEXT = "alpha beta gamma doc7 zeta, theta!"
 
@@ -26,30 +26,6 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Experiment, Stor
     root = tmp_path_factory.mktemp("pipeline")
     exp, _ = build_pipeline_store(root)
     return exp, open_store(exp, root / "cache")
-
-
-def reference(store: Store, exp: Experiment, alpha: np.ndarray) -> dict[str, torch.Tensor]:
-    """theta_base + sum_k alpha_k (theta_k - theta_base) in float64, from the stored files."""
-    models = published_models(exp, store)
-    base = store.load_tensors(models.base, "model.safetensors")
-    experts = [store.load_tensors(r, "model.safetensors") for r in models.experts.values()]
-    out = {}
-    for name, b in base.items():
-        b64 = b.double()
-        out[name] = b64 + sum(
-            a * (e[name].double() - b64) for a, e in zip(alpha, experts, strict=True)
-        )
-    return out
-
-
-def assert_is_merge(path: Path, want: dict[str, torch.Tensor]) -> None:
-    """Every tensor transformers loads from `path` is the float64 merge to ~1e-6."""
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    got = model.state_dict()
-    assert got.keys() == want.keys()
-    for name, tensor in got.items():
-        err = (tensor.double() - want[name]).abs().max().item()
-        assert err < 1e-6, (name, err)
 
 
 def test_a_given_mixture_is_exported_as_the_float64_merge(pipeline, tmp_path: Path):
