@@ -15,16 +15,15 @@ from flows.param_mix import param_mix
 from parammix_core import simplex, stages
 from parammix_core.config import Experiment
 from parammix_core.stages.published import published_choice, published_models
+from parammix_core.store import ArtifactRef
 from tests.parammix_core.bad_input import corpus_of, experiment, snapshot
 from tests.parammix_core.merged import assert_is_merge, reference
 
 FRAME = re.compile(r'^\s*File ".*", line \d+', re.M)
 
 
-@pytest.fixture(scope="module")
-def run(prefect_api, tmp_path_factory: pytest.TempPathFactory):
-    """A pico experiment run by the flow up to the chosen mixture, and its config file."""
-    root = tmp_path_factory.mktemp("run")
+def searched(root: Path, **overrides) -> tuple[Experiment, dict[str, ArtifactRef]]:
+    """A pico experiment run by the flow up to the chosen mixture."""
     exp = experiment(
         corpus_of(root),
         root / "store",
@@ -32,8 +31,16 @@ def run(prefect_api, tmp_path_factory: pytest.TempPathFactory):
         evaluation__builtin_docs_per_task=8,
         validation__enabled=False,
         final__enabled=False,
+        **overrides,
     )
-    refs = param_mix(exp)
+    return exp, param_mix(exp)
+
+
+@pytest.fixture(scope="module")
+def run(prefect_api, tmp_path_factory: pytest.TempPathFactory):
+    """A run of the random search, and its config file."""
+    root = tmp_path_factory.mktemp("run")
+    exp, refs = searched(root)
     config = root / "config.yaml"
     config.write_text(exp.to_yaml())
     return exp, refs, str(config)
@@ -62,6 +69,15 @@ def test_the_chosen_mixture_of_a_run_is_exported(run, tmp_path: Path, capfd):
     assert refs["choice"].key in card
     listed = yaml.safe_load((out / "mergekit.yaml").read_text())["models"]
     assert [m["parameters"]["weight"] for m in listed] == [chosen[d] for d in exp.domains]
+
+
+@pytest.mark.slow
+def test_an_adaptive_search_is_walked_as_the_flow_ran_it(prefect_api, tmp_path: Path):
+    """Each round's proposals depend on the scores of the rounds before: the walk reads them."""
+    exp, refs = searched(tmp_path, search__strategy="surrogate", search__batch_size=2)
+    assert stages.n_rounds(exp) == 2
+    store = stages.open_store(exp)
+    assert published_choice(exp, store, published_models(exp, store)) == refs["choice"]
 
 
 RUN_FIRST = "run `parammix run` with this config first"
