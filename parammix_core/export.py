@@ -147,10 +147,11 @@ def mergekit_config(
     }
     header = [
         "# Written by `parammix export`: the merge of this folder as a mergekit task_arithmetic",
-        "# config (mergekit-yaml mergekit.yaml OUT). base_model is the base, one model per domain:",
+        "# config. base_model is the base; one model per domain:",
         *(f"#   {d}: {path}" for d, path in experts.items()),
-        "# The folders are the store's checkpoints as seen from the exporting machine; they hold",
-        "# no tokenizer: copy this folder's tokenizer files into OUT.",
+        "# These are the store's checkpoint folders as seen from the exporting machine. They hold",
+        "# no tokenizer: run `mergekit-yaml mergekit.yaml OUT --no-copy-tokenizer`, then copy",
+        "# this folder's tokenizer files into OUT.",
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False)
 
