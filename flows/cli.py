@@ -9,6 +9,7 @@ parammix import --ratios R.csv --metrics M.csv [--out rows.parquet] [--id-column
 parammix surrogate --train A.parquet --test B.parquet [--test C.parquet ...] [--metric NAME ...]
                    [--folds K] [--json]
 parammix store list|verify|gc [--config FILE] [--set ...] [--older-than S] [--delete]
+parammix export [--config FILE] [--set ...] (--chosen | --mixture D=W,...) --out DIR
 """
 
 from __future__ import annotations
@@ -327,6 +328,19 @@ def _scores_json(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, float | N
     return out
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    exp = _load(args)
+    from parammix_core.export import export_model, parse_mixture
+
+    alpha = None if args.chosen else parse_mixture(args.mixture, exp.domains)
+    done = export_model(exp, store_cli.config_store(exp), Path(args.out), alpha)
+    print(f"mixture {', '.join(f'{d}={w:.4g}' for d, w in done.mixture.items())}: {done.source}")
+    print(f"wrote {done.path}: config.json, safetensors, tokenizer, README.md, mergekit.yaml")
+    return 0
+
+
 def with_debug(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--debug", action="store_true", help="show tracebacks here, not only in the debug log"
@@ -423,6 +437,17 @@ def parser() -> argparse.ArgumentParser:
     )
     with_debug(sur)
     sur.set_defaults(func=cmd_surrogate)
+    exp = sub.add_parser("export", help="a mixture's merged model as a transformers checkpoint")
+    with_config(exp)
+    which = exp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--chosen", action="store_true", help="the mixture the run chose")
+    which.add_argument(
+        "--mixture",
+        metavar="D=W,...",
+        help="e.g. math=0.5,code=0.3,sft=0.2: summing to 1, an omitted domain weighs 0",
+    )
+    exp.add_argument("--out", required=True, help="a new or empty folder to write it to")
+    exp.set_defaults(func=cmd_export)
     store_cli.add_parser(sub, with_config)
     sub.choices["store"].set_defaults(func=cmd_store)
     return p
