@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows import store_cli
 from flows.debug_log import DebugLog, quiet_console
-from parammix_core.config import ConfigError, Experiment, apply_overrides, load_experiment
+from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.failure import STAGE, describe
 from parammix_core.store import StoreError
 
@@ -472,10 +472,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _expected(err: BaseException) -> bool:
-    """A bad config, table or store: the one-line error says it all, no traceback is logged."""
-    from parammix_core.runs import RunsError  # here: it loads pandas, which --help never needs
-
-    return isinstance(err, (ConfigError, RunsError, StoreError))
+    """A refusal of ours (a bad config, table, store, mixture, output folder): the one-line
+    error says it all, no traceback is logged. Anything else may be a bug: it is logged."""
+    ours = type(err).__module__.split(".")[0] in ("parammix_core", "flows", "tasks")
+    return ours and isinstance(err, ValueError | StoreError)
 
 
 def _fail(err: BaseException, args: argparse.Namespace) -> int:
