@@ -19,9 +19,9 @@ from parammix_core.interference import (
     step_scale,
     task_vector_cosines,
 )
-from parammix_core.model import load_model, load_state, resolve_device
+from parammix_core.model import load_model, resolve_device
 from parammix_core.plots import plot_interference
-from parammix_core.stages.common import Progress, dump_config
+from parammix_core.stages.common import Progress, dump_config, merge_states
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 from parammix_core.train import sample_batch
@@ -67,8 +67,7 @@ def interference_probe(
         for d in exp.domains
     }
     result = probe(model, batches, exp.probe.method, exp.probe.chunk_size, progress)
-    base_state = load_state(store.local_dir(base), exp.model, "cpu")
-    expert_states = [load_state(store.local_dir(e), exp.model, "cpu") for e in experts]
+    base_state, expert_states = merge_states(exp, store, base, experts, "cpu")
     cosines = task_vector_cosines(base_state, expert_states)
     per_layer = per_layer_cosines(base_state, expert_states)
     curvature = result.relative_curvature()
