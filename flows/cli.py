@@ -9,6 +9,7 @@ parammix import --ratios R.csv --metrics M.csv [--out rows.parquet] [--id-column
 parammix surrogate --train A.parquet --test B.parquet [--test C.parquet ...] [--metric NAME ...]
                    [--folds K] [--json]
 parammix store list|verify|gc [--config FILE] [--set ...] [--older-than S] [--delete]
+parammix export [--config FILE] [--set ...] (--chosen | --mixture D=W,...) --out DIR
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows import store_cli
 from flows.debug_log import DebugLog, quiet_console
-from parammix_core.config import ConfigError, Experiment, apply_overrides, load_experiment
+from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.failure import STAGE, describe
 from parammix_core.store import StoreError
 
@@ -60,6 +61,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     exp = load_experiment(args.file)
+    from parammix_core.evaluate.resolve import check_evaluation  # loads lm-eval: not for --help
+
+    check_evaluation(exp, args.file)  # lm-eval task names, metrics, data files, code execution
     print(f"{args.file}: valid ({len(exp.domains)} domains: {', '.join(exp.domains)})")
     return 0
 
@@ -68,6 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
     exp = _load(args)
+    from parammix_core.evaluate.resolve import check_evaluation
+
+    check_evaluation(exp, args.config or "<embedded default>")  # before any server or training
     if args.verify:
         exp = apply_overrides(exp, ["runtime.verify_cached=true"], "--verify")
 
@@ -321,6 +328,19 @@ def _scores_json(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, float | N
     return out
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    exp = _load(args)
+    from parammix_core.export import export_model, parse_mixture
+
+    alpha = None if args.chosen else parse_mixture(args.mixture, exp.domains)
+    done = export_model(exp, store_cli.config_store(exp), Path(args.out), alpha)
+    print(f"mixture {', '.join(f'{d}={w:.4g}' for d, w in done.mixture.items())}: {done.source}")
+    print(f"wrote {done.path}: config.json, safetensors, tokenizer, README.md, mergekit.yaml")
+    return 0
+
+
 def with_debug(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--debug", action="store_true", help="show tracebacks here, not only in the debug log"
@@ -417,6 +437,17 @@ def parser() -> argparse.ArgumentParser:
     )
     with_debug(sur)
     sur.set_defaults(func=cmd_surrogate)
+    exp = sub.add_parser("export", help="a mixture's merged model as a transformers checkpoint")
+    with_config(exp)
+    which = exp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--chosen", action="store_true", help="the mixture the run chose")
+    which.add_argument(
+        "--mixture",
+        metavar="D=W,...",
+        help="e.g. math=0.5,code=0.3,sft=0.2: summing to 1, an omitted domain weighs 0",
+    )
+    exp.add_argument("--out", required=True, help="a new or empty folder to write it to")
+    exp.set_defaults(func=cmd_export)
     store_cli.add_parser(sub, with_config)
     sub.choices["store"].set_defaults(func=cmd_store)
     return p
@@ -441,10 +472,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _expected(err: BaseException) -> bool:
-    """A bad config, table or store: the one-line error says it all, no traceback is logged."""
-    from parammix_core.runs import RunsError  # here: it loads pandas, which --help never needs
-
-    return isinstance(err, (ConfigError, RunsError, StoreError))
+    """A refusal of ours (a bad config, table, store, mixture, output folder): the one-line
+    error says it all, no traceback is logged. Anything else may be a bug: it is logged."""
+    ours = type(err).__module__.split(".")[0] in ("parammix_core", "flows", "tasks")
+    return ours and isinstance(err, ValueError | StoreError)
 
 
 def _fail(err: BaseException, args: argparse.Namespace) -> int:

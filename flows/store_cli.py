@@ -22,7 +22,8 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _store(exp: Experiment):
+def config_store(exp: Experiment):
+    """The config's store; Prefect is loaded only when a credentials block is named."""
     if exp.store.credentials_block is None:
         # imported here: parammix_core.stages loads torch and transformers (seconds)
         from parammix_core.stages.common import open_store
@@ -34,7 +35,7 @@ def _store(exp: Experiment):
 
 
 def cmd_list(exp: Experiment, args: argparse.Namespace) -> int:
-    rows, damaged = list_artifacts(_store(exp))
+    rows, damaged = list_artifacts(config_store(exp))
     print(f"{'stage':<11} {'config hash':<13} {'size':>10}  {'created':<20}  path")
     for r in rows:
         line = f"{r['stage']:<11} {r['config_hash']:<13} {_size(r['bytes']):>10}  "
@@ -47,7 +48,7 @@ def cmd_list(exp: Experiment, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(exp: Experiment, args: argparse.Namespace) -> int:
-    results = verify_all(_store(exp))
+    results = verify_all(config_store(exp))
     bad = [(p, e) for p, e in results if e is not None]
     for path, err in bad:
         print(f"BAD  {path}: {err}")
@@ -58,7 +59,7 @@ def cmd_verify(exp: Experiment, args: argparse.Namespace) -> int:
 def cmd_gc(exp: Experiment, args: argparse.Namespace) -> int:
     if args.older_than < 0:
         raise StoreError(f"--older-than {args.older_than:g}: must be 0 or more seconds")
-    store = _store(exp)
+    store = config_store(exp)
     found = find_garbage(store, args.older_than)
     for item in found:
         print(f"{_size(item.bytes):>10}  {item.path}  ({item.reason})")

@@ -297,16 +297,23 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
 
 
 def final_verdict(table: pd.DataFrame) -> str:
-    """Where the chosen mixture's final model does not beat a baseline beyond the seeds."""
-    lost = [
-        f"{row['metric']} vs {b}"
-        for _, row in table.iterrows()
-        for b in ("uniform", "natural")
-        if row.get(f"wins vs {b}") in ("no", "within spread")
-    ]
-    if lost:
-        return "The chosen mixture does not win on: " + ", ".join(lost) + "."
-    return "The chosen mixture wins on every metric against both baselines."
+    """Where the chosen mixture's final model beats the baselines beyond the seeds, and where
+    not: one line, each metric named once."""
+    wins, rest = [], []
+    for _, row in table.iterrows():
+        beaten = [b for b in ("uniform", "natural") if row.get(f"wins vs {b}") == "yes"]
+        if len(beaten) == 2:
+            wins.append(row["metric"])
+        else:
+            rest.append(row["metric"] + (f" (beats {beaten[0]} only)" if beaten else ""))
+    if not rest:
+        return "The chosen mixture wins on every metric against both baselines."
+    if not wins:
+        return f"It beats the baselines beyond the seed spread on none of: {', '.join(rest)}."
+    return (
+        f"It beats both baselines beyond the seed spread on {', '.join(wins)}; "
+        f"not on {', '.join(rest)}."
+    )
 
 
 def run_summary(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from parammix_core.config.base import Count, Strict, Text
+
+# A dataset split's name as `datasets` accepts it ("test", "validation", "train", "dev", ...).
+SplitName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=64)]
 
 
 class EvalTask(Strict):
@@ -14,7 +17,23 @@ class EvalTask(Strict):
 
     name: str = Field(min_length=1, max_length=256)
     group: str = Field(min_length=1, max_length=64)
-    metric: str = Field("acc", max_length=256, description="lm-eval metric name; higher is better.")
+    metric: str = Field(
+        "acc",
+        max_length=256,
+        pattern=r"^[^,\s]+(,[^,\s]+)?$",
+        description="lm-eval metric, as `metric` or `metric,filter` (`exact_match,strict-match`); "
+        "plain `acc` means `acc,none`, or the only filter reporting acc. Higher is better.",
+    )
+    data_files: dict[SplitName, Text] | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="Split -> local .json/.jsonl/.parquet/.csv file (or glob) in the dataset's "
+        "own schema: lm-eval's task definition reads it instead of downloading its dataset.",
+    )
+    max_gen_toks: Count(1 << 20) | None = Field(
+        None, description="Cap on generated tokens per answer (generate_until tasks only)."
+    )
 
 
 def _default_tasks() -> list[EvalTask]:
@@ -35,6 +54,11 @@ class EvaluationConfig(Strict):
     tasks: list[EvalTask] = Field(default_factory=_default_tasks, min_length=1, max_length=1000)
     include_path: Text | None = Field(
         None, description="Directory of your own lm-eval task YAMLs; None uses the built-in suite."
+    )
+    allow_code_execution: bool = Field(
+        False,
+        description="Run tasks that execute model-generated code (humaneval, mbpp: lm-eval's "
+        "unsafe_code tasks); only on a machine where that is safe.",
     )
     builtin_docs_per_task: Count(100_000) = Field(
         300, description="Documents generated per built-in task."

@@ -21,9 +21,10 @@ logger levels, which are set idempotently).
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,7 +36,15 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 
 from parammix_core.config import EvalTask
+from parammix_core.evaluate.code_eval import code_eval_fallback
 from parammix_core.evaluate.heldout import block_losses, mean_and_stderr
+from parammix_core.evaluate.resolve import (
+    Resolution,
+    RunContext,
+    lm_eval_tasks_dir,
+    metric_key,
+    resolve_tasks,
+)
 
 # Metrics whose per-document values are 0 or 1, so the binomial standard error applies.
 BINARY_METRICS = frozenset({"acc", "acc_norm", "acc_bytes", "acc_mutual_info", "exact_match"})
@@ -86,6 +95,21 @@ def _quiet_loggers() -> None:
     logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
 
 
+def _load_failure(i: int, task: EvalTask, err: Exception, lm_evals_own: bool) -> str:
+    """Why a task did not load; for lm-eval's own tasks, offline, the way out is data_files."""
+    cause = f"{type(err).__name__}: {err}"
+    if task.data_files:
+        files = ", ".join(f"{split}: {path}" for split, path in task.data_files.items())
+        return (
+            f"evaluation.tasks.{i}.data_files: lm-eval's {task.name} could not read {files} "
+            f"({cause}); each file must hold the data set's own columns"
+        )
+    hint = f"; offline, give local copies of its data as evaluation.tasks.{i}.data_files"
+    return f"evaluation.tasks.{i}.name: lm-eval could not load {task.name} ({cause})" + (
+        hint if lm_evals_own else ""
+    )
+
+
 def binomial_stderr(p: float, n: int) -> float:
     """Standard error of a mean of n 0/1 values with mean p (sample std with n-1)."""
     return math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else math.nan
@@ -118,14 +142,17 @@ class Evaluator:
         model: a `transformers` causal LM, already on `device`. Only its weights may change
             between `evaluate()` calls (same object, same shapes).
         tokenizer: its tokenizer (a `PreTrainedTokenizerBase`).
-        tasks: lm-eval task (or group) names, their capability group and metric.
-        include_path: folder(s) of task YAMLs. lm-eval's own ~14k task YAMLs are indexed
-            (about 25 s, once) only when a name is not found there, e.g. "gsm8k" or "mmlu";
-            tasks instead (about 25 s, once), for names like "gsm8k" or "mmlu".
+        tasks: lm-eval task (or group) names, their capability group and metric, and per
+            task the local data files standing in for its dataset and a generation cap.
+        include_path: folder(s) of task YAMLs, searched before lm-eval's own tasks (found by
+            name without indexing all ~14k of them: `resolve.TaskFinder`).
         batch_size: requests per forward pass (and held-out blocks per pass).
         device: the model's device.
         num_fewshot: in-context examples per document, for tasks whose YAML does not fix 0.
         heldout: (N, T) token blocks per domain for `loss.<domain>`; None skips them.
+        allow_code_execution: run lm-eval's unsafe_code tasks (humaneval, mbpp): lm-eval is
+            told so (`confirm_run_unsafe_code`) and HF_ALLOW_CODE_EVAL=1 is set for the
+            process; without it such tasks are refused here.
     """
 
     def __init__(
@@ -138,6 +165,7 @@ class Evaluator:
         device: torch.device | str,
         num_fewshot: int = 0,
         heldout: Mapping[str, torch.Tensor] | None = None,
+        allow_code_execution: bool = False,
     ) -> None:
         _quiet_loggers()
         self.tasks = list(tasks)
@@ -148,10 +176,6 @@ class Evaluator:
             raise EvaluationError(f"duplicate task names: {sorted(names)}")
         if batch_size < 1:
             raise EvaluationError(f"batch_size must be positive, got {batch_size}")
-        folders = [include_path] if isinstance(include_path, str | Path) else include_path or []
-        missing = [str(f) for f in folders if not Path(f).is_dir()]
-        if missing:  # lm-eval would skip it, index its own ~14k tasks and report unknown names
-            raise EvaluationError(f"include_path: no such task folder(s) {missing}")
         self.device = torch.device(device)
         param = next(model.parameters())
         if param.device.type != self.device.type or (
@@ -160,18 +184,15 @@ class Evaluator:
             raise EvaluationError(f"the model is on {param.device}, not on device {self.device}")
         self.model = model
         self.batch_size = batch_size
+        self.allow_code_execution = allow_code_execution
 
-        manager = TaskManager(include_path=include_path, include_defaults=include_path is None)
-        own = list(manager.all_tasks) if include_path is not None else []
-        if include_path is not None and any(n not in own for n in names):
-            manager = TaskManager(include_path=include_path, include_defaults=True)
-        self._check_names(manager, names, include_path, own)
-        self._task_dict = manager.load(names)
+        self._task_dict = self._load_tasks(include_path, num_fewshot)
         self._leaf_tasks = list(self._task_dict["tasks"].values())
         for task in self._leaf_tasks:
             if task.get_config("num_fewshot") != 0:  # a YAML's explicit 0 wins, as in lm-eval
                 task.set_config(key="num_fewshot", value=num_fewshot)
         self._n_docs = {name: self._count_docs(name) for name in names}
+        self._keys: dict[str, str] = {}  # task -> the metric,filter key its score is read from
         # Any positive value: mean aggregations get lm-eval's closed-form stderr, no resampling.
         closed_form = all(
             agg is lm_eval_mean for task in self._leaf_tasks for agg in task.aggregation().values()
@@ -185,37 +206,46 @@ class Evaluator:
             domain: self._check_blocks(domain, blocks) for domain, blocks in (heldout or {}).items()
         }
 
-    @staticmethod
-    def _check_names(
-        manager: TaskManager, names: Sequence[str], include_path, own: Sequence[str]
-    ) -> None:
-        known = manager.all_tasks
-        unknown = [name for name in names if name not in known]
-        if not unknown:
-            return
-        where = f"{include_path} or lm-eval's own tasks" if include_path else "lm-eval's own tasks"
-        lines = [f"unknown lm-eval task(s) in {where}:"]
-        for name in unknown:
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-            lines.append(f"  {name!r}" + (f" - did you mean {', '.join(close)}?" if close else ""))
-        if own:
-            lines.append(f"available in {include_path}: {', '.join(own)}")
-        lines.append(
-            f"lm-eval knows {len(known) - len(own)} tasks of its own (`lm_eval --tasks list`)"
+    def _load_tasks(self, include_path, num_fewshot: int):
+        """lm-eval's task objects (datasets loaded) for the configured tasks, after every
+        name, metric, split, thread and code-execution check (`resolve_tasks`) has passed."""
+        thread = threading.current_thread()
+        context = RunContext(
+            allow_code_execution=self.allow_code_execution,
+            num_fewshot=num_fewshot,
+            worker_thread=None
+            if thread is threading.main_thread()
+            else f"this evaluator runs in thread {thread.name!r}",
         )
-        raise EvaluationError("\n".join(lines))
+        resolution = resolve_tasks(self.tasks, include_path, context)
+        if resolution.problems:
+            raise EvaluationError("\n".join(map(str, resolution.problems)))
+        manager = TaskManager(include_path=resolution.folders() or None, include_defaults=False)
+        if not self.allow_code_execution:
+            return self._build(manager, resolution)
+        os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # read by code_eval (the hub's or ours)
+        with code_eval_fallback():
+            return self._build(manager, resolution)
+
+    def _build(self, manager: TaskManager, resolution: Resolution) -> dict:
+        """lm-eval's task and group objects, one configured task at a time so that a data set
+        lm-eval cannot read is reported with its task and files."""
+        built = []
+        for i, (task, spec) in enumerate(zip(self.tasks, resolution.specs(), strict=True)):
+            try:
+                loaded = manager.load([spec])
+            except Exception as err:
+                path = resolution.infos[task.name].path
+                own = path is not None and lm_eval_tasks_dir() in path.parents
+                raise EvaluationError(_load_failure(i, task, err, own)) from err
+            built.append(loaded["groups"].get(task.name) or loaded["tasks"][task.name])
+        return manager.load(built)  # lm-eval's own checks across them (a task in two groups)
 
     def _count_docs(self, name: str) -> int:
         if name in self._task_dict["groups"]:
             tasks = self._task_dict["groups"][name].get_all_tasks()
-        elif name in self._task_dict["tasks"]:
+        else:
             tasks = [self._task_dict["tasks"][name]]
-        else:  # a tag expands to tasks but reports no score of its own
-            expanded = ", ".join(sorted(self._task_dict["tasks"]))
-            raise EvaluationError(
-                f"{name!r} is an lm-eval tag, which has no score of its own; "
-                f"list its tasks instead: {expanded}"
-            )
         return sum(len(task.eval_docs) for task in tasks)
 
     def _check_blocks(self, domain: str, blocks: torch.Tensor) -> torch.Tensor:
@@ -259,6 +289,7 @@ class Evaluator:
                 task_dict=self._task_dict,
                 bootstrap_iters=self._bootstrap_iters,
                 log_samples=log_samples,
+                confirm_run_unsafe_code=self.allow_code_execution,
             )
         except AssertionError as err:  # lm-eval asserts that a continuation fits the context
             raise EvaluationError(
@@ -284,26 +315,24 @@ class Evaluator:
         for task in self.tasks:
             samples = output.get("samples", {}).get(task.name)
             if samples:  # a leaf task (groups have no samples of their own)
-                metric = task.metric.split(",", 1)[0]
-                ordered = sorted(samples, key=lambda s: s["doc_id"])
+                metric, filter_key = self._keys[task.name].split(",", 1)
+                ordered = sorted(
+                    (s for s in samples if s.get("filter", "none") == filter_key),
+                    key=lambda s: s["doc_id"],
+                )
                 per_doc[task.name] = np.array([float(s[metric]) for s in ordered])
         return out, per_doc, kept
 
     def _score(self, task: EvalTask, result: Mapping[str, object]) -> tuple[float, float]:
         """The configured metric of one task result, and its standard error."""
         metrics = {k: v for k, v in result.items() if "," in k and "_stderr," not in k}
-        if "," in task.metric:
-            key = task.metric
-        else:  # "acc" means "acc,none", or the one filter that produced it
-            keys = [k for k in metrics if k.split(",", 1)[0] == task.metric]
-            key = f"{task.metric},none" if f"{task.metric},none" in keys else None
-            if key is None and len(keys) == 1:
-                key = keys[0]
+        key = metric_key(task.metric, metrics)  # "acc": "acc,none", or its only filter
         if key is None or not isinstance(metrics.get(key), int | float):
             raise EvaluationError(
                 f"task {task.name!r} did not produce metric {task.metric!r}; "
                 f"it produced: {', '.join(sorted(metrics)) or 'nothing'}"
             )
+        self._keys[task.name] = key
         value = float(metrics[key])
         metric, filter_key = key.split(",", 1)
         stderr = result.get(f"{metric}_stderr,{filter_key}")

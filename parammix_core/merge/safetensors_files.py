@@ -44,6 +44,13 @@ _DTYPES = {
 _CODES = {str(dt).removeprefix("torch."): code for code, dt in _DTYPES.items()}
 
 
+def dtype_name(code: str) -> str:
+    """The spec dtype name ('float32', ...) of a safetensors dtype code ('F32', ...)."""
+    if code not in _DTYPES:
+        raise KeyError(f"unsupported safetensors dtype {code!r}")
+    return str(_DTYPES[code]).removeprefix("torch.")
+
+
 def torch_dtype(name: str) -> torch.dtype:
     """The torch dtype of a spec's dtype name ('float32', ...)."""
     return getattr(torch, name)
@@ -64,7 +71,7 @@ class Checkpoint:
                 raise MergeError(f"{file}: tensor {name!r} not found")
             entry = header[name]
             try:
-                dtype = str(_DTYPES[entry["dtype"]]).removeprefix("torch.")
+                dtype = dtype_name(entry["dtype"])
                 spec = (dtype, tuple(int(d) for d in entry["shape"]))
                 begin, end = (int(o) for o in entry["data_offsets"])
             except (KeyError, TypeError, ValueError) as err:

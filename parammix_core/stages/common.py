@@ -11,7 +11,8 @@ import torch
 from parammix_core.config import Experiment, TrainConfig
 from parammix_core.data import DataError, PreparedData, load_prepared
 from parammix_core.engines import system_spec
-from parammix_core.model import load_model, resolve_device
+from parammix_core.merge.linear import check_specs
+from parammix_core.model import load_model, load_state, resolve_device
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import TrainResult, train
 
@@ -56,6 +57,30 @@ def check_batches_fit(exp: Experiment, stats: dict[str, dict[str, int]]) -> None
                 f"(blocks of {exp.data.block_size} tokens); lower it or give those domains "
                 "more text"
             )
+
+
+def check_experts_fit(store: Store, base: ArtifactRef, experts: Sequence[ArtifactRef]) -> None:
+    """Refuse, by name, an expert whose stored tensors differ from the base's (names, shapes,
+    dtypes, read from the headers) before either is loaded: loading through transformers would
+    cast another dtype silently and re-initialise what is missing."""
+    base_specs = store.tensor_specs(base)
+    for expert in experts:
+        check_specs(base_specs, store.tensor_specs(expert), expert.name)
+
+
+def merge_states(
+    exp: Experiment,
+    store: Store,
+    base: ArtifactRef,
+    experts: Sequence[ArtifactRef],
+    device: torch.device | str,
+) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """The base's and each expert's weights, keyed as the live model names them."""
+    check_experts_fit(store, base, experts)
+    return (
+        load_state(store.local_dir(base), exp.model, device),
+        [load_state(store.local_dir(e), exp.model, device) for e in experts],
+    )
 
 
 def dump_config(model: Any) -> Any:

@@ -18,9 +18,9 @@ from parammix_core.data.fingerprint import folder_fingerprint
 from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
 from parammix_core.interference import pair_weights
 from parammix_core.merge import InMemoryMerger
-from parammix_core.model import load_model, load_state, resolve_device
+from parammix_core.model import load_model, resolve_device
 from parammix_core.search import search_bounds
-from parammix_core.stages.common import Progress, dump_config
+from parammix_core.stages.common import Progress, dump_config, merge_states
 from parammix_core.stages.probe import load_probe
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
@@ -126,8 +126,7 @@ def _bench(
     device = resolve_device(exp.runtime.device)
     prepared = load_prepared(store.local_dir(data))
     model = load_model(str(store.local_dir(base)), exp.model, device)
-    base_state = load_state(store.local_dir(base), exp.model, device)
-    expert_states = [load_state(store.local_dir(e), exp.model, device) for e in experts]
+    base_state, expert_states = merge_states(exp, store, base, experts, device)
     merger = InMemoryMerger(model, base_state, expert_states, names=exp.domains)
     del base_state, expert_states
     bench = _Bench(merger, make_evaluator(exp, store, data, prepared, model, device))
@@ -158,6 +157,7 @@ def make_evaluator(
         device,
         exp.evaluation.num_fewshot,
         heldout=prepared.heldout if exp.evaluation.heldout_loss else None,
+        allow_code_execution=exp.evaluation.allow_code_execution,
     )
 
 

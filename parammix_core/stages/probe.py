@@ -23,7 +23,7 @@ from parammix_core.interference import (
 from parammix_core.model import load_model, load_state, resolve_device
 from parammix_core.plots import plot_interference
 from parammix_core.probe_shards import ProbeShards, probe_to_shards
-from parammix_core.stages.common import Progress, dump_config
+from parammix_core.stages.common import Progress, check_experts_fit, dump_config
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 from parammix_core.train import sample_batch
@@ -64,6 +64,7 @@ def interference_probe(
     out = store.staging(ref)
     shards = _probe_base(exp, store, data, base, out, progress)
     summary = shards.summary()
+    check_experts_fit(store, base, experts)
     base_state = load_state(store.local_dir(base), exp.model, "cpu")
     grams = task_vector_grams(
         base_state,

@@ -25,11 +25,11 @@ from safetensors.torch import save_file
 
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
-from parammix_core.model import load_model, load_state, resolve_device
+from parammix_core.model import load_model, resolve_device
 from parammix_core.search import SearchError, strategy_from_config
 from parammix_core.search.mergemix import merged_loss_objective
 from parammix_core.search.mixmin import mixture_nll, sequence_logprobs
-from parammix_core.stages.common import dump_config
+from parammix_core.stages.common import dump_config, merge_states
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
@@ -120,8 +120,7 @@ def _dev_objective(
 ):
     """Mean loss of theta(alpha) on the dev blocks, differentiable in alpha."""
     model = load_model(str(store.local_dir(base)), exp.model, device)
-    base_state = load_state(store.local_dir(base), exp.model, device)
-    states = [load_state(store.local_dir(e), exp.model, device) for e in experts]
+    base_state, states = merge_states(exp, store, base, experts, device)
     size = exp.evaluation.batch_size
     batches = [blocks[i : i + size].to(device) for i in range(0, blocks.shape[0], size)]
     return merged_loss_objective(model, base_state, states, batches)

@@ -36,7 +36,13 @@ from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, load_state, resolve_device, save_model
 from parammix_core.plots import plot_validation
-from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
+from parammix_core.stages.common import (
+    Progress,
+    dump_config,
+    merge_states,
+    train_from_base,
+    training_spec,
+)
 from parammix_core.stages.evaluate import _bench
 from parammix_core.stages.launch import is_writer, launch, should_launch
 from parammix_core.stages.probe import load_probe
@@ -162,8 +168,7 @@ class _Scorer:
         else:
             self.bench = None
             self.model = load_model(str(store.local_dir(base)), exp.model, self.device)
-            base_state = load_state(store.local_dir(base), exp.model, self.device)
-            states = [load_state(store.local_dir(e), exp.model, self.device) for e in experts]
+            base_state, states = merge_states(exp, store, base, experts, self.device)
             self.merger = InMemoryMerger(self.model, base_state, states, names=exp.domains)
 
     def proxy(self, alpha: np.ndarray) -> None:

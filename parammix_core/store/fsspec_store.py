@@ -315,6 +315,29 @@ class Store:
         except Exception as err:  # safetensors raises its own error types
             raise StoreError(f"{ref.path}/{rel}: not a valid safetensors file ({err})") from None
 
+    def tensor_specs(self, ref: ArtifactRef) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Name -> (dtype, shape) of every tensor in the artifact's safetensors files, from their
+        headers alone: a merge can refuse weights that do not fit before loading any."""
+        from safetensors import SafetensorError, safe_open
+
+        from parammix_core.merge.safetensors_files import dtype_name
+
+        self.local_dir(ref)
+        specs = {}
+        for rel in sorted(self.manifest(ref)["files"]):
+            if not rel.endswith(".safetensors"):
+                continue
+            path = self._loadable(ref, rel)
+            try:
+                with safe_open(path, framework="pt") as f:
+                    for name in f.keys():  # noqa: SIM118 (a safe_open handle is not a Mapping)
+                        tensor = f.get_slice(name)
+                        specs[name] = (dtype_name(tensor.get_dtype()), tuple(tensor.get_shape()))
+            except (SafetensorError, OSError, KeyError) as err:
+                problem = f"not a valid safetensors file ({err})"
+                raise StoreError(f"{ref.path}/{rel}: {problem}") from None
+        return specs
+
     def load_parquet(self, ref: ArtifactRef, rel: str) -> pd.DataFrame:
         import pandas as pd
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 import torch
@@ -35,10 +36,19 @@ stages.train_expert(exp, store, "math", data, base)
 """
 
 PUBLISH_CHILD = """
-import json, sys
+import json, sys, time
 from pathlib import Path
 from parammix_core.store import ArtifactRef, Store
-url, options, src = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+url, options, src, paced = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+if paced == "paced":  # tell the parent when the first file is up; pace the rest, so the kill
+    put = Store._put  # lands mid-write on any machine, however fast its disk
+    def paced_put(self, local, dest):
+        if self.files_put:
+            time.sleep(0.5)
+        put(self, local, dest)
+        self.files_put += 1
+        print("put", flush=True)
+    Store._put, Store.files_put = paced_put, 0
 store = Store(url, options, cache_dir=Path(src).parent / "cache", part_size=5 << 20)
 store.publish(ArtifactRef.for_spec("t", "big", {"v": 1}), Path(src))
 """
@@ -56,9 +66,9 @@ def _experiment(store: Path) -> Experiment:
     )
 
 
-def _child(code: str, *args: str) -> subprocess.Popen:
+def _child(code: str, *args: str, stdout: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=ROOT)
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=ROOT, stdout=stdout)
 
 
 def _checkpoints(work: Path) -> list[int]:
@@ -125,8 +135,9 @@ def test_sigkill_during_a_store_write_leaves_nothing_listed(
     ref = ArtifactRef.for_spec("t", "big", {"v": 1})
     store = Store(url, options, cache_dir=tmp_path / "cache")
 
-    child = _child(PUBLISH_CHILD, url, json.dumps(options), str(src))
-    time.sleep(random.Random(1).uniform(0.5, 1.0))
+    child = _child(PUBLISH_CHILD, url, json.dumps(options), str(src), "paced", stdout=PIPE)
+    assert child.stdout.readline() == b"put\n"  # one of four files written
+    time.sleep(random.Random(1).uniform(0.0, 0.8))  # in the pause or the next file's upload
     assert child.poll() is None, "the write finished before the crash could be injected"
     child.send_signal(signal.SIGKILL)
     child.wait()
@@ -134,7 +145,7 @@ def test_sigkill_during_a_store_write_leaves_nothing_listed(
     assert not store.exists(ref)
     assert list(store.artifacts()) == []
 
-    rerun = _child(PUBLISH_CHILD, url, json.dumps(options), str(src))
+    rerun = _child(PUBLISH_CHILD, url, json.dumps(options), str(src), "unpaced")
     assert rerun.wait(timeout=300) == 0
     store.fs.invalidate_cache()
     assert store.exists(ref)

@@ -6,7 +6,13 @@ import pytest
 
 from parammix_core import plots
 from parammix_core.config import SearchConfig
-from parammix_core.report import ReportError, markdown_table, summary_lines, write_report
+from parammix_core.report import (
+    ReportError,
+    final_verdict,
+    markdown_table,
+    summary_lines,
+    write_report,
+)
 from parammix_core.search import choose_mixture
 from parammix_core.surrogate import fit_surrogates
 
@@ -161,3 +167,24 @@ def test_summary_lines(experiment):
         "share",
         f"{share:+.4f}",
     ]
+
+
+def test_final_verdict_names_each_metric_once():
+    table = pd.DataFrame(
+        [
+            {"metric": "utility", "wins vs uniform": "within spread", "wins vs natural": "no"},
+            {"metric": "group.code", "wins vs uniform": "yes", "wins vs natural": "yes"},
+            {"metric": "loss.sft", "wins vs uniform": "no", "wins vs natural": "yes"},
+        ]
+    )
+    assert final_verdict(table) == (
+        "It beats both baselines beyond the seed spread on group.code; "
+        "not on utility, loss.sft (beats natural only)."
+    )
+    assert final_verdict(table.iloc[[1]]) == (
+        "The chosen mixture wins on every metric against both baselines."
+    )
+    assert final_verdict(table.iloc[[0, 2]]) == (
+        "It beats the baselines beyond the seed spread on none of: utility, "
+        "loss.sft (beats natural only)."
+    )

@@ -181,12 +181,22 @@ def test_a_tag_is_not_a_task(suite, tokenizer):
         make_evaluator(pico_llama(tokenizer, 0), tokenizer, suite, tasks)
 
 
-def test_metric_the_task_does_not_produce(suite, tokenizer):
+def test_metric_the_task_does_not_report_is_refused_before_any_scoring(suite, tokenizer):
     tasks = [EvalTask(name="pm_arithmetic", group="math", metric="f1")]
-    evaluator = make_evaluator(pico_llama(tokenizer, 0), tokenizer, suite, tasks)
+    message = (
+        r"evaluation.tasks.0.metric: pm_arithmetic does not report 'f1'; "
+        r"it reports \(metric,filter\): acc,none, acc_norm,none, p_correct,none$"
+    )
+    with pytest.raises(EvaluationError, match=message):
+        make_evaluator(pico_llama(tokenizer, 0), tokenizer, suite, tasks)
+
+
+def test_a_metric_missing_at_run_time_is_still_an_error(suite, tokenizer):
+    evaluator = make_evaluator(pico_llama(tokenizer, 0), tokenizer, suite)
+    task = EvalTask(name="pm_arithmetic", group="math", metric="f1")
     message = r"'pm_arithmetic' did not produce metric 'f1'; it produced: acc,none, acc_norm,none"
     with pytest.raises(EvaluationError, match=message):
-        evaluator.evaluate()
+        evaluator._score(task, {"acc,none": 0.5, "acc_norm,none": 0.5, "acc_stderr,none": 0.1})
 
 
 def test_model_on_another_device_is_refused(suite, tokenizer):

@@ -1,0 +1,700 @@
+"""Resolve the configured lm-eval tasks before anything runs: names, metrics, splits, code.
+
+lm-eval's `TaskManager` parses every one of its ~14k task YAMLs (10-25 s on 2 cores) before it
+can load any one task. A task, group or tag is named literally in the file that defines it or
+in a file that file includes, so `TaskFinder` reads the YAML files' bytes (about 0.3 s), keeps
+those mentioning a configured name (and the files that include those), and parses only them,
+with lm-eval's own loader and indexing rules (`load_yaml`, `TaskIndex.process_cfg`). From the
+parsed configs comes what a config must agree with: the `metric,filter` keys a task reports
+(`metric_list` x `filter_list`, lm-eval's defaults per `output_type`, a group's
+`aggregate_metric_list`), whether it runs generated code (`unsafe_code`), the dataset splits it
+reads, and the folders lm-eval must index to load it. No dataset is opened, no task module
+imported.
+
+`resolve_tasks` does this for a list of `EvalTask`s and collects every problem with the field
+it concerns (`evaluation.tasks.0.metric`); `check_evaluation` is the preflight of
+`parammix validate-config` and `parammix run`; the `Evaluator` loads what `resolve_tasks`
+resolved, with the per-task overrides (`data_files`, `max_gen_toks`) on top of lm-eval's own
+configs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import glob
+import importlib.util
+import os
+import re
+import string
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
+from lm_eval.tasks._factory import GROUP_FIELD_NAMES
+from lm_eval.tasks._index import Entry, Kind, TaskIndex
+from lm_eval.tasks._yaml_loader import load_yaml
+
+from parammix_core.config import ConfigError, EvalTask, Experiment
+from parammix_core.evaluate.suite import BUILTIN_TASKS, task_config
+
+# `datasets` builders by file extension, compressed or not, for `data_files`.
+DATA_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
+_SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
+
+
+def lm_eval_tasks_dir() -> Path:
+    """lm-eval's own task folder."""
+    spec = importlib.util.find_spec("lm_eval")
+    return Path(spec.origin).parent / "tasks"
+
+
+# --- finding definitions by name ------------------------------------------------------------
+
+
+# A name stands as a whole word when the bytes around it cannot continue a name or a path.
+_WORD_AFTER = frozenset(c.encode() for c in string.ascii_letters + string.digits + "_.-")
+_WORD_BEFORE = _WORD_AFTER | {b"/"}
+
+
+_SEPARATOR = b"\n\0\n"  # between files in one searched blob: no name or path crosses it
+_PATH_TAIL = re.compile(rb"[\w.\-/]*\Z")
+
+
+def _path_ending_at(text: bytes, end: int) -> bytes:
+    """The folder part of a relative path whose file name starts at `end` ("../" in
+    "include: ../x_yaml")."""
+    return _PATH_TAIL.search(text, max(0, end - 1024), end).group()
+
+
+_NAME_LINE = re.compile(
+    rb"^[\"']?(?:task|group)[\"']?\s*:\s*[\"']?([\w.\-+@:]+)[\"']?\s*(?:#.*)?$", re.M
+)
+
+
+# Not YAML: skipped when reading a task folder (which also holds code, docs and data).
+_NOT_YAML = {".py", ".pyc", ".md", ".sh", ".json", ".jsonl", ".tsv", ".csv", ".txt", ".parquet"}
+_NOT_YAML |= {".lark", ".jpg", ".png", ".gz", ".zip", ".ipynb", ".cfg", ".toml"}
+MAX_YAML_BYTES = 1 << 20
+
+
+def _yaml_files(root: Path) -> list[str]:
+    out, folders = [], [str(root)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for e in entries:
+                if e.is_dir() and e.name not in ("__pycache__", ".ipynb_checkpoints"):
+                    folders.append(e.path)
+                elif (
+                    e.is_file()
+                    and os.path.splitext(e.name)[1].lower() not in _NOT_YAML
+                    and e.stat().st_size <= MAX_YAML_BYTES
+                ):
+                    out.append(e.path)
+    return out
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class _Folder:
+    """One folder of task YAMLs, read once, searched by name, parsed only where it matches."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._texts: list[tuple[str, bytes]] | None = None
+        self._blob = b""  # every text, separated by NUL lines: one regex pass searches all
+        self._starts: list[int] = []  # where each text starts in the blob
+        self._configs: dict[str, dict] = {}
+        self._entries: dict[str, Entry] = {}
+        self._searched: set[str] = set()
+
+    def texts(self) -> list[tuple[str, bytes]]:
+        """(path, bytes) of every file that may be YAML (task files and the templates they
+        include, often without a suffix), sorted as lm-eval's index walks them."""
+        if self._texts is None:
+            self._texts = [(p, _read(p)) for p in sorted(_yaml_files(self.root))]
+            offset = 0
+            for _, text in self._texts:
+                self._starts.append(offset)
+                offset += len(text) + len(_SEPARATOR)
+            self._blob = _SEPARATOR.join(text for _, text in self._texts)
+        return self._texts
+
+    def _matches(self, words: Iterable[bytes]) -> Iterator[tuple[str, int, bytes]]:
+        """(file, offset in the blob, word) wherever one of `words` stands as a whole word
+        (not inside a longer name or a path); `bytes.find`, far faster than a regex here."""
+        texts = self.texts()
+        for word in set(words):
+            at = self._blob.find(word)
+            while at >= 0:
+                end = at + len(word)
+                if self._blob[at - 1 : at] not in _WORD_BEFORE and (
+                    self._blob[end : end + 1] not in _WORD_AFTER
+                ):
+                    yield texts[bisect.bisect_right(self._starts, at) - 1][0], at, word
+                at = self._blob.find(word, end)
+
+    def lookup(self, names: set[str]) -> dict[str, Entry]:
+        """The entries of `names` defined in this folder, by lm-eval's rules (the first file
+        in path order wins; a tag gathers every task naming it) over every file naming them."""
+        todo = names - self._searched
+        if todo:
+            index: dict[str, Entry] = {}
+            for path in self._candidates(todo):
+                try:  # as TaskIndex.build: a file that is no task or group is skipped
+                    TaskIndex.process_cfg(self._config(path), Path(path), index)
+                except Exception:
+                    continue
+            self._entries.update({n: index[n] for n in todo if n in index})
+            self._searched |= todo
+        return {n: self._entries[n] for n in names if n in self._entries}
+
+    def _candidates(self, names: set[str]) -> list[str]:
+        """Files naming one of `names`, and the files including those, transitively."""
+        found = {path for path, _, _ in self._matches(n.encode() for n in names)}
+        frontier = set(found)
+        while frontier:
+            includers = self._includers(frontier) - found
+            found |= includers
+            frontier = includers
+        return sorted(p for p in found if p.endswith(".yaml"))
+
+    def _includers(self, targets: set[str]) -> set[str]:
+        """Files whose text refers to one of `targets` by a relative path (an `include:`)."""
+        by_name: dict[bytes, set[str]] = {}
+        for t in targets:
+            by_name.setdefault(os.path.basename(t).encode(), set()).add(os.path.normpath(t))
+        out = set()
+        for path, at, word in self._matches(by_name):
+            ref = _path_ending_at(self._blob, at) + word
+            target = os.path.normpath(os.path.join(os.path.dirname(path), ref.decode()))
+            if target in by_name[word]:
+                out.add(path)
+        return out
+
+    def _config(self, path: str) -> dict:
+        """The file's config, includes followed, functions left as paths (parsed once)."""
+        if path not in self._configs:
+            self._configs[path] = load_yaml(path, resolve_func=False, recursive=True)
+        return self._configs[path]
+
+    def names(self) -> set[str]:
+        """Every task and group name defined at the top of a file here (for suggestions)."""
+        self.texts()
+        return {m.decode() for m in _NAME_LINE.findall(self._blob)}
+
+
+class _Static:
+    """Entries known without a folder: the built-in suite before it is generated."""
+
+    def __init__(self, entries: Mapping[str, Entry]) -> None:
+        self.root = None
+        self._entries = dict(entries)
+
+    def lookup(self, names: set[str]) -> dict[str, Entry]:
+        return {n: self._entries[n] for n in names if n in self._entries}
+
+    def names(self) -> set[str]:
+        return set(self._entries)
+
+
+def builtin_entries() -> dict[str, Entry]:
+    """The built-in suite's tasks and tag, as `write_builtin_suite` will write them."""
+    entries = {
+        name: Entry(name, Kind.TASK, None, task_config(name, Path(f"{name}.jsonl")))
+        for name in BUILTIN_TASKS
+    }
+    entries["parammix_builtin"] = Entry("parammix_builtin", Kind.TAG, None, tags=set(entries))
+    return entries
+
+
+class TaskFinder:
+    """Finds task, group and tag definitions in the user's folders first (the last one wins,
+    as in lm-eval's index), then in lm-eval's own tasks."""
+
+    def __init__(self, folders: Sequence[Path], builtin: bool = False) -> None:
+        self.user = [_Folder(Path(f)) for f in reversed(folders)]
+        if builtin:
+            self.user.append(_Static(builtin_entries()))
+        self.own = _Folder(lm_eval_tasks_dir())
+        self._found: dict[str, Entry | None] = {}
+
+    def find(self, names: Iterable[str]) -> dict[str, Entry | None]:
+        todo = set(names) - set(self._found)
+        for source in [*self.user, self.own]:
+            if not todo:
+                break
+            hits = source.lookup(todo)
+            self._found.update(hits)
+            todo -= set(hits)
+        self._found.update(dict.fromkeys(todo))
+        return {n: self._found[n] for n in names}
+
+    def unknown(self, name: str) -> str:
+        """Why `name` was not found, with close matches and where it was looked for."""
+        own = self.own.names()
+        user = sorted(set().union(*(s.names() for s in self.user))) if self.user else []
+        close = difflib.get_close_matches(name, [*user, *sorted(own - set(user))], 3, 0.6)
+        where = [str(s.root) for s in self.user if s.root is not None]
+        lines = [
+            f"unknown lm-eval task {name!r}"
+            + (f" - did you mean {', '.join(close)}?" if close else "")
+        ]
+        for folder in where:
+            lines.append(f"available in {folder}: {', '.join(user) or 'nothing'}")
+        lines.append(f"lm-eval knows {len(own)} tasks and groups of its own (`lm_eval ls tasks`)")
+        return "\n    ".join(lines)
+
+
+# --- what a task reports --------------------------------------------------------------------
+
+
+@dataclass
+class TaskInfo:
+    """What a config must agree with about one lm-eval task or group."""
+
+    name: str
+    kind: str  # "task" or "group"
+    config: dict[str, Any]  # the merged YAML, includes followed, functions as paths
+    path: Path | None
+    metrics: set[str] = field(default_factory=set)  # "metric,filter" keys it reports
+    metrics_known: bool = True  # False: a metric function names its results at run time
+    unsafe_code: bool = False
+    main_thread_only: bool = False  # its Python times out with signal.alarm
+    folders: set[Path] = field(default_factory=set)  # what lm-eval must index to load it
+    leaves: list[TaskInfo] = field(default_factory=list)  # a group's tasks
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def output_type(self) -> str:
+        return self.config.get("output_type") or "generate_until"
+
+
+def _is_function(value: object) -> bool:
+    # lm-eval's loader turns `!function utils.f` into the path "<task folder>/utils.f"
+    return isinstance(value, str) and os.sep in value
+
+
+def _function_name(value: str) -> str:
+    return value.rsplit(".", 1)[-1]
+
+
+def _metric_names(cfg: Mapping[str, Any]) -> tuple[list[str], bool]:
+    """The metric names a task's results carry, and whether that list is certain."""
+    metric_list = cfg.get("metric_list")
+    if metric_list is None:
+        return list(DEFAULT_METRIC_REGISTRY.get(cfg.get("output_type") or "generate_until")), True
+    names, known = [], True
+    for item in metric_list:
+        metric = item.get("metric") if isinstance(item, dict) else None
+        if not _is_function(metric):
+            names.append(str(metric))
+        elif _function_name(metric) == "pass_at_k" and "k" in item:
+            # lm-eval's code tasks: Hugging Face's code_eval returns {"pass@k": ...} per k
+            names += [f"pass@{k}" for k in _as_list(item["k"])]
+        else:  # a function returning a number reports under its name; a dict, under its keys
+            names.append(_function_name(metric))
+            known = False
+    return names, known
+
+
+def _as_list(value: object) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _filter_names(cfg: Mapping[str, Any]) -> list[str]:
+    filters = cfg.get("filter_list")
+    if not filters:
+        return ["none"]
+    return [f["name"] if isinstance(f, dict) else str(f) for f in _as_list(filters)]
+
+
+def _describe_task(name: str, entry: Entry, overrides: Mapping[str, Any]) -> TaskInfo:
+    cfg = {**(entry.cfg or {}), **overrides}
+    info = TaskInfo(name, "task", cfg, entry.yaml_path)
+    if entry.kind is Kind.PY_TASK:  # a Python class decides its metrics
+        info.metrics_known = False
+    else:
+        names, info.metrics_known = _metric_names(cfg)
+        info.metrics = {f"{m},{f}" for m in names for f in _filter_names(cfg)}
+    info.unsafe_code = bool(cfg.get("unsafe_code"))
+    info.main_thread_only = _needs_main_thread(cfg)
+    if entry.yaml_path is not None:
+        info.folders.add(entry.yaml_path.parent)
+    return info
+
+
+# signal.alarm (and math_verify's parse/verify, which use it) raise outside a main thread.
+_SIGNAL_TIMEOUTS = re.compile(rb"signal\.alarm|\bmath_verify\b")
+
+
+def _function_modules(value: object) -> set[str]:
+    """The Python files a config's `!function` references live in."""
+    if isinstance(value, dict):
+        return set().union(*map(_function_modules, value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*map(_function_modules, value)) if value else set()
+    if _is_function(value):
+        return {value.rsplit(".", 1)[0] + ".py"}
+    return set()
+
+
+def _needs_main_thread(cfg: Mapping[str, Any]) -> bool:
+    """Whether the task's own Python (process_results, metrics, filters) uses signal.alarm
+    timeouts, itself or through math_verify (minerva_math, leaderboard_math_hard)."""
+    return any(
+        os.path.isfile(m) and _SIGNAL_TIMEOUTS.search(_read(m)) for m in _function_modules(cfg)
+    )
+
+
+class _Describer:
+    """Turns found entries into `TaskInfo`s, following groups and tags down to their tasks."""
+
+    def __init__(self, finder: TaskFinder) -> None:
+        self.finder = finder
+
+    def describe(
+        self, name: str, entry: Entry, overrides: Mapping[str, Any], seen: tuple[str, ...] = ()
+    ) -> TaskInfo:
+        if entry.kind is Kind.GROUP:
+            return self._describe_group(name, entry, overrides, (*seen, name))
+        return _describe_task(name, entry, overrides)
+
+    def _members(
+        self, name: str, entry: Entry, overrides: Mapping[str, Any], seen: tuple[str, ...]
+    ) -> tuple[list[TaskInfo], list[str]]:
+        """The leaf tasks under a group (with the overrides lm-eval would apply) and problems."""
+        cfg = entry.cfg or {}
+        inherited = {**{k: v for k, v in cfg.items() if k not in GROUP_FIELD_NAMES}, **overrides}
+        children = []
+        for item in _as_list(cfg.get("task") or []):
+            if isinstance(item, dict):
+                child = item.get("group") or item.get("task")
+                extra = {k: v for k, v in item.items() if k not in ("group", "task")}
+                children.append((child, {**inherited, **extra}, item))
+            else:
+                children.append((item, inherited, None))
+        found = self.finder.find({c for c, _, _ in children if isinstance(c, str)})
+        leaves, problems = [], []
+        for child, child_overrides, inline in children:
+            sub = found.get(child) if isinstance(child, str) else None
+            if sub is None and inline is not None:  # defined inline, in the group's own YAML
+                kind = Kind.GROUP if "group" in inline else Kind.TASK
+                sub = Entry(child, kind, None, inline)
+            if child in seen:
+                problems.append(f"group {name!r} contains itself through {child!r}")
+            elif sub is None:
+                problems.append(f"group {name!r} names {child!r}, which lm-eval does not know")
+            elif sub.kind is Kind.TAG:
+                tagged = self.finder.find(sorted(sub.tags))
+                for task in sorted(sub.tags):
+                    if tagged[task] is not None:
+                        leaves.append(_describe_task(task, tagged[task], child_overrides))
+            elif sub.kind is Kind.GROUP:
+                inner = self._describe_group(child, sub, child_overrides, (*seen, child))
+                leaves += inner.leaves
+                problems += inner.problems
+            else:
+                leaves.append(_describe_task(child, sub, child_overrides))
+        return leaves, problems
+
+    def _describe_group(
+        self, name: str, entry: Entry, overrides: Mapping[str, Any], seen: tuple[str, ...]
+    ) -> TaskInfo:
+        leaves, problems = self._members(name, entry, overrides, seen)
+        cfg = dict(entry.cfg or {})
+        info = TaskInfo(name, "group", cfg, entry.yaml_path, leaves=leaves, problems=problems)
+        info.unsafe_code = any(leaf.unsafe_code for leaf in leaves)
+        info.main_thread_only = any(leaf.main_thread_only for leaf in leaves)
+        aggregates = _as_list(cfg.get("aggregate_metric_list") or [])
+        info.metrics_known = not aggregates or all(leaf.metrics_known for leaf in leaves)
+        info.folders = {f for leaf in leaves for f in leaf.folders}
+        if entry.yaml_path is not None:
+            info.folders.add(entry.yaml_path.parent)
+        reported = set().union(*(leaf.metrics for leaf in leaves)) if leaves else set()
+        for agg in aggregates:
+            metric = agg.get("metric") if isinstance(agg, dict) else None
+            filters = agg.get("filter_list") if isinstance(agg, dict) else None
+            if filters is None:  # lm-eval aggregates every filter its tasks report the metric on
+                keys = {k for k in reported if k.split(",", 1)[0] == metric}
+            else:
+                keys = {f"{metric},{f}" for f in _as_list(filters)}
+            info.metrics |= keys
+        return info
+
+
+# --- checking an EvalTask against what lm-eval reports --------------------------------------
+
+
+def metric_key(metric: str, keys: Iterable[str]) -> str | None:
+    """The `metric,filter` key a configured metric reads: itself when it names a filter, else
+    `metric,none`, else the only filter reporting that metric; None when there is none or the
+    choice is ambiguous."""
+    if "," in metric:
+        return metric if metric in keys else None
+    same = sorted(k for k in keys if k.split(",", 1)[0] == metric)
+    if f"{metric},none" in same:
+        return f"{metric},none"
+    return same[0] if len(same) == 1 else None
+
+
+def _metric_problem(task: EvalTask, info: TaskInfo) -> str | None:
+    if not info.metrics_known or metric_key(task.metric, info.metrics) is not None:
+        return None
+    if not info.metrics:
+        return (
+            f"{info.name} is a group without aggregate_metric_list: it reports no score of "
+            "its own; name its tasks instead"
+        )
+    keys = ", ".join(sorted(info.metrics)) or "no metric of its own"
+    same = [k for k in sorted(info.metrics) if k.split(",", 1)[0] == task.metric]
+    if "," not in task.metric and len(same) > 1:
+        return (
+            f"{info.name} reports {task.metric!r} under {len(same)} filters; name one as "
+            f"metric,filter: {', '.join(same)}"
+        )
+    return f"{info.name} does not report {task.metric!r}; it reports (metric,filter): {keys}"
+
+
+def _data_format(paths: Iterable[str]) -> str | None:
+    formats = set()
+    for path in paths:
+        stem = path.lower()
+        for suffix in _COMPRESSED:
+            stem = stem.removesuffix(suffix)
+        formats.add(DATA_FORMATS.get(os.path.splitext(stem)[1]))
+    return formats.pop() if len(formats) == 1 else None
+
+
+def _eval_split(cfg: Mapping[str, Any]) -> str | None:
+    """The split lm-eval scores: the test split, else the validation split."""
+    return cfg.get("test_split") or cfg.get("validation_split")
+
+
+def _fewshot_split(cfg: Mapping[str, Any]) -> str | None:
+    """The split lm-eval draws few-shot examples from; None when the task lists its own."""
+    fewshot = cfg.get("fewshot_config") or {}
+    split = fewshot.get("split") or cfg.get("fewshot_split")
+    if split or fewshot.get("samples") is not None:
+        return split
+    return cfg.get("training_split") or cfg.get("validation_split") or cfg.get("test_split")
+
+
+def shots(cfg: Mapping[str, Any], num_fewshot: int) -> int:
+    """Few-shot examples per document: a YAML's explicit 0 wins, as in lm-eval."""
+    return 0 if cfg.get("num_fewshot") == 0 else num_fewshot
+
+
+def _data_files_problems(task: EvalTask, info: TaskInfo, num_fewshot: int) -> list[str]:
+    """Every way `data_files` cannot stand in for the task's dataset (empty when it can)."""
+    if info.kind != "task" or info.config.get("class") is not None:
+        return [f"{info.name} is a {info.kind} of other tasks; give data_files to each task"]
+    if info.config.get("custom_dataset") is not None:
+        return [f"{info.name} builds its dataset in Python (custom_dataset); it reads no files"]
+    files = task.data_files or {}
+    problems = [
+        f"{split}: no such file {path}" for split, path in files.items() if not glob.glob(path)
+    ]
+    if _data_format(files.values()) is None:
+        problems.append(
+            f"files must all be one of {', '.join(sorted(DATA_FORMATS))} (optionally "
+            f"{', '.join(_COMPRESSED)}), got {', '.join(files.values())}"
+        )
+    cfg = info.config
+    splits = {cfg.get(k) for k in _SPLIT_KEYS} | {(cfg.get("fewshot_config") or {}).get("split")}
+    needed = {_eval_split(cfg)}
+    if shots(cfg, num_fewshot) > 0:
+        needed.add(_fewshot_split(cfg))
+    for split in sorted(s for s in needed - set(files) if s):
+        problems.append(f"{info.name} reads split {split!r}; give a file for it")
+    for split in sorted(set(files) - splits):
+        known = ", ".join(sorted(s for s in splits if s))
+        problems.append(f"{split}: {info.name} reads no split {split!r} (its splits: {known})")
+    return problems
+
+
+def data_overrides(task: EvalTask, info: TaskInfo) -> dict[str, Any]:
+    """lm-eval config keys that make the task read `task.data_files`: the dataset, and the
+    splits not given set to None (they are not read: the scored split and the few-shot split
+    in use are given, as `resolve_tasks` checked)."""
+    files = {split: str(Path(path).absolute()) for split, path in task.data_files.items()}
+    overrides: dict[str, Any] = {
+        "dataset_path": _data_format(files.values()),
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": files},
+        "custom_dataset": None,
+    }
+    for key in _SPLIT_KEYS:
+        if info.config.get(key) and info.config[key] not in files:
+            overrides[key] = None
+    fewshot = info.config.get("fewshot_config")
+    if isinstance(fewshot, dict) and fewshot.get("split") and fewshot["split"] not in files:
+        overrides["fewshot_config"] = {**fewshot, "split": None}
+    return overrides
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """How the tasks will be run, which decides what is a problem."""
+
+    allow_code_execution: bool = False
+    num_fewshot: int = 0
+    # Why scoring happens outside a process's main thread, when it does (None: main thread).
+    worker_thread: str | None = None
+
+
+@dataclass
+class Problem:
+    """One bad field of `evaluation` and why."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass
+class Resolution:
+    """The configured tasks as lm-eval knows them, and every problem found."""
+
+    tasks: list[EvalTask]
+    infos: dict[str, TaskInfo]
+    problems: list[Problem]
+    user_folders: list[Path]
+    context: RunContext
+
+    def folders(self) -> list[Path]:
+        """What lm-eval must index: the folders of lm-eval's own groups named here, then the
+        user's (last, so they win, as with lm-eval's include_path)."""
+        own = {f for i in self.infos.values() if i.kind == "group" for f in i.folders}
+        return [*sorted(own - set(self.user_folders)), *self.user_folders]
+
+    def specs(self) -> list[str | dict[str, Any]]:
+        """What `TaskManager.load` gets: a group by name; a task as its full config (lm-eval's
+        YAML, functions resolved) with the configured overrides and few-shot count on top."""
+        specs: list[str | dict[str, Any]] = []
+        for task in self.tasks:
+            info = self.infos[task.name]
+            if info.kind == "group":
+                specs.append(task.name)
+                continue
+            cfg = load_yaml(info.path, resolve_func=True) if info.path else dict(info.config)
+            overrides: dict[str, Any] = {"num_fewshot": shots(cfg, self.context.num_fewshot)}
+            if task.data_files:
+                overrides.update(data_overrides(task, info))
+            if task.max_gen_toks is not None:
+                kwargs = dict(cfg.get("generation_kwargs") or {})
+                overrides["generation_kwargs"] = {**kwargs, "max_gen_toks": task.max_gen_toks}
+            specs.append({**cfg, **overrides})
+        return specs
+
+
+def _task_problems(i: int, task: EvalTask, info: TaskInfo, context: RunContext) -> list[Problem]:
+    where = f"evaluation.tasks.{i}"
+    out = [Problem(f"{where}.name", p) for p in info.problems]
+    if info.main_thread_only and context.worker_thread:
+        out.append(
+            Problem(
+                f"{where}.name",
+                f"{info.name} scores with signal.alarm timeouts (its Python, or math_verify's), "
+                f"which work only in a process's main thread, and {context.worker_thread}",
+            )
+        )
+    if info.unsafe_code and not context.allow_code_execution:
+        out.append(
+            Problem(
+                f"{where}.name",
+                f"{info.name} executes model-generated code (lm-eval marks it unsafe_code); set "
+                "evaluation.allow_code_execution: true to run it, on a machine where that is safe",
+            )
+        )
+    problem = _metric_problem(task, info)
+    if problem:
+        out.append(Problem(f"{where}.metric", problem))
+    if task.data_files is not None:
+        problems = _data_files_problems(task, info, context.num_fewshot)
+        out += [Problem(f"{where}.data_files", p) for p in problems]
+    if task.max_gen_toks is not None and (
+        info.kind != "task" or info.output_type != "generate_until"
+    ):
+        out.append(
+            Problem(
+                f"{where}.max_gen_toks",
+                f"{info.name} does not generate (output_type {info.output_type}; "
+                "max_gen_toks applies to generate_until tasks)",
+            )
+        )
+    return out
+
+
+def resolve_tasks(
+    tasks: Sequence[EvalTask],
+    include_path: str | Path | Sequence[str | Path] | None,
+    context: RunContext = RunContext(),
+    builtin: bool = False,
+) -> Resolution:
+    """Find every task; check its metric, code execution, threads, data files and overrides.
+
+    Args:
+        tasks: the configured tasks.
+        include_path: the user's task folder(s), searched before lm-eval's own tasks.
+        context: how they will run (code execution allowed, few-shot count, thread).
+        builtin: also know the built-in suite's tasks (before its folder is generated).
+    """
+    folders = [include_path] if isinstance(include_path, str | Path) else include_path or []
+    folders = [Path(f) for f in folders]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:  # lm-eval would skip it silently and report every name as unknown
+        problem = Problem("evaluation.include_path", f"no such task folder(s) {missing}")
+        return Resolution(list(tasks), {}, [problem], folders, context)
+    finder = TaskFinder(folders, builtin=builtin)
+    found = finder.find([t.name for t in tasks])
+    describer = _Describer(finder)
+    infos, problems = {}, []
+    for i, task in enumerate(tasks):
+        entry = found[task.name]
+        if entry is None:
+            problems.append(Problem(f"evaluation.tasks.{i}.name", finder.unknown(task.name)))
+        elif entry.kind is Kind.TAG:
+            members = ", ".join(sorted(entry.tags))
+            problems.append(
+                Problem(
+                    f"evaluation.tasks.{i}.name",
+                    f"{task.name!r} is an lm-eval tag, which has no score of its own; "
+                    f"list its tasks instead: {members}",
+                )
+            )
+        else:
+            infos[task.name] = describer.describe(task.name, entry, {})
+            problems += _task_problems(i, task, infos[task.name], context)
+    return Resolution(list(tasks), infos, problems, folders, context)
+
+
+def check_evaluation(exp: Experiment, source: str) -> Resolution:
+    """The preflight: every configured task resolved and checked as `merge_and_evaluate` will
+    load it; ConfigError naming `source` and each bad field otherwise."""
+    evaluation = exp.evaluation
+    threads = exp.runtime.task_runner == "thread"
+    context = RunContext(
+        allow_code_execution=evaluation.allow_code_execution,
+        num_fewshot=evaluation.num_fewshot,
+        worker_thread="parammix run scores in worker threads (runtime.task_runner: thread)"
+        if threads
+        else None,
+    )
+    builtin = evaluation.include_path is None and any(
+        t.name in BUILTIN_TASKS for t in evaluation.tasks
+    )
+    resolution = resolve_tasks(evaluation.tasks, evaluation.include_path, context, builtin)
+    if resolution.problems:
+        lines = [f"{source}: {len(resolution.problems)} invalid evaluation field(s)"]
+        lines += [f"  {p}" for p in resolution.problems]
+        raise ConfigError("\n".join(lines))
+    return resolution
