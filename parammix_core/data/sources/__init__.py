@@ -1,7 +1,7 @@
 """Built-in domains, made on this machine with no downloads.
 
 The embedded default must run anywhere, offline, so its four corpora come from what every
-Debian/Python machine has:
+Python installation has:
 
 - math (`arithmetic`): generated arithmetic and algebra questions with worked answers, in the
   "Question: ...\\nAnswer: ... The answer is N." form the built-in math benchmark asks in;
@@ -9,14 +9,14 @@ Debian/Python machine has:
   function or class (or per chunk of module-level code);
 - sft (`instructions`): generated instruction/response pairs
   ("### Instruction:\\n...\\n### Response:\\n...");
-- web (`prose`): English prose found locally: stdlib docstrings (read with `ast`, never imported),
-  Python's reference topics (`pydoc_data`), and text files under /usr/share/doc and
-  /usr/share/common-licenses.
+- web (`prose`): English prose shipped with Python: stdlib docstrings (read with `ast`, never
+  imported), the language reference's topics (`pydoc_data`) and the stdlib's own notes and
+  licence (idlelib's NEWS and README, LICENSE.txt, ...).
 
-Generated domains produce as much as asked. Local ones return what exists, up to the target,
-so a small machine gives a small web domain; only an empty one is an error. Everything is a
-function of (seed, target_chars) and of the files on the machine: files are listed in sorted
-order and sampled with the seed, never in directory-listing order.
+Generated domains produce as much as asked. Code and web return what the Python installation
+holds, up to the target; only an empty domain is an error. Everything is a function of (seed,
+target_chars) and of the Python version, never of what else the machine has installed: files
+are listed in sorted order and sampled with the seed, never in directory-listing order.
 
 `vocabulary` holds the word lists and the template draw shared by math and sft; `chunks`
 cuts long texts into documents for code and web.

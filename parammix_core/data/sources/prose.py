@@ -1,4 +1,10 @@
-"""The web domain: English prose found locally (stdlib docstrings, pydoc topics, /usr/share)."""
+"""The web domain: English prose shipped with Python (stdlib docstrings, the language
+reference's topics, the stdlib's own notes and licence).
+
+Nothing else on the machine is read: text under /usr/share/doc changes whenever a Debian
+package is installed, and a corpus that did made the default's results differ between two
+machines with the same code. This one depends on the Python version alone.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,6 @@ import gzip
 import os
 import random
 import re
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +21,8 @@ from parammix_core.data.sources.chunks import CHUNK_CHARS, _chunks
 from parammix_core.data.sources.python_code import stdlib_dir, stdlib_files
 from parammix_core.data.sources.vocabulary import _words
 
-TEXT_ROOTS = ("/usr/share/common-licenses", "/usr/share/doc")
+# Folders of the stdlib whose text files are not its own notes: tests and installed packages.
+NOT_NOTES = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages"})
 _DOC_NAMES = (
     "readme",
     "news",
@@ -79,16 +85,16 @@ def _read_text_file(path: Path) -> str | None:
     return text[:FILE_CHARS]
 
 
-def local_text_files(roots: tuple[str, ...] = TEXT_ROOTS) -> list[Path]:
-    """Plain-text documentation files under `roots` (missing roots skipped), sorted."""
+def local_text_files(root: Path, skip: frozenset[str] = frozenset()) -> list[Path]:
+    """Plain-text documentation files under `root` (none if it is missing), sorted, without
+    the folders named in `skip`."""
     found: list[Path] = []
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for f in filenames:
-                p = Path(dirpath, f)
-                if not p.is_symlink() and (root.endswith("licenses") or _is_doc_file(p)):
-                    found.append(p)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip)
+        for f in filenames:
+            p = Path(dirpath, f)
+            if not p.is_symlink() and _is_doc_file(p):
+                found.append(p)
     return sorted(found)
 
 
@@ -118,28 +124,11 @@ def pydoc_topics() -> list[str]:
 def _web_sources(seed: int) -> dict[str, list[Callable[[], list[str]]]]:
     """Lazy readers per kind of source, each list in a seeded order."""
     rng = random.Random(seed)
-    python_docs: list[Callable[[], list[str]]] = [
-        lambda p=p: module_docstrings(p) for p in stdlib_files()
-    ]
-    python_docs += [lambda t=t: [t] for t in pydoc_topics()]
-    roots = TEXT_ROOTS
-    if Path(sys.prefix, "share", "doc").is_dir() and sys.prefix != "/usr":
-        roots = (*roots, str(Path(sys.prefix, "share", "doc")))
-    files = local_text_files(roots)
-    licenses = [p for p in files if p.name.lower() in ("copyright", "copying", "license")]
-    licenses += [p for p in files if "common-licenses" in p.parts]
-    changelogs = [p for p in files if p.name.lower().startswith(("changelog", "news", "history"))]
-    taken = set(licenses) | set(changelogs)
-    readmes = [p for p in files if p not in taken]
-
-    def readers(paths: list[Path]) -> list[Callable[[], list[str]]]:
-        return [lambda p=p: [t] if (t := _read_text_file(p)) else [] for p in paths]
-
+    notes = local_text_files(stdlib_dir(), NOT_NOTES)
     kinds = {
-        "python": python_docs,
-        "readme": readers(readmes),
-        "license": readers(licenses),
-        "changelog": readers(changelogs),
+        "docstrings": [lambda p=p: module_docstrings(p) for p in stdlib_files()],
+        "reference": [lambda t=t: [t] for t in pydoc_topics()],
+        "notes": [lambda p=p: [t] if (t := _read_text_file(p)) else [] for p in notes],
     }
     for units in kinds.values():
         rng.shuffle(units)
@@ -147,8 +136,8 @@ def _web_sources(seed: int) -> dict[str, list[Callable[[], list[str]]]]:
 
 
 def web_texts(seed: int, target_chars: int) -> list[str]:
-    """English prose found locally, balanced by characters across kinds of source
-    (Python docs, READMEs, licenses, changelogs) and split into paragraph groups."""
+    """English prose shipped with Python, balanced by characters across kinds of source
+    (docstrings, reference topics, notes) and split into paragraph groups."""
     kinds = _web_sources(seed)
     queues: dict[str, Iterator[Callable[[], list[str]]]] = {k: iter(v) for k, v in kinds.items()}
     chars = dict.fromkeys(kinds, 0)

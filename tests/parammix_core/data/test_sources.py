@@ -1,7 +1,9 @@
 """Built-in domains: non-empty, deterministic, in the formats the benchmarks ask in."""
 
 import gzip
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from parammix_core.data.sources import (
     looks_english,
     prose,
     split_python,
+    stdlib_dir,
     stdlib_files,
 )
 
@@ -127,11 +130,33 @@ def test_local_text_files_and_reading(tmp_path, monkeypatch):
     (pkg / "index.html").write_text("<html></html>", encoding="utf-8")
     (pkg / "notes.txt").write_bytes(b"binary\0data")
     (pkg / "link.txt").symlink_to(pkg / "README")
-    files = local_text_files((str(tmp_path / "doc"), str(tmp_path / "missing")))
+    (tmp_path / "doc" / "tests").mkdir()
+    (tmp_path / "doc" / "tests" / "README").write_text("a test's readme", encoding="utf-8")
+    files = local_text_files(tmp_path / "doc", frozenset({"tests"}))
     assert [f.name for f in files] == ["README", "changelog.Debian.gz", "notes.txt"]
+    assert local_text_files(tmp_path / "missing") == []
     assert _read_text_file(pkg / "changelog.Debian.gz") == "zipped log é"
     assert _read_text_file(pkg / "notes.txt") is None
     # FILE_CHARS is read in prose, where _read_text_file lives
     monkeypatch.setattr(prose, "FILE_CHARS", 3)  # reads 12 bytes: cuts "é" (2 bytes) in half
     (pkg / "long.txt").write_text("abcdefghijk\u00e9xyz", encoding="utf-8")
     assert _read_text_file(pkg / "long.txt") == "abc"
+
+
+def test_web_reads_only_what_python_ships(monkeypatch):
+    """The default's web corpus must not depend on what else the machine has installed
+    (/usr/share/doc grows with every Debian package): every file it reads is Python's own."""
+    read: list[Path] = []
+    real_read_text, real_open = prose._read_text_file, prose.module_docstrings
+    monkeypatch.setattr(prose, "_read_text_file", lambda p: read.append(p) or real_read_text(p))
+    monkeypatch.setattr(prose, "module_docstrings", lambda p: read.append(p) or real_open(p))
+    walked: list[str] = []
+    real_walk = os.walk
+    monkeypatch.setattr(prose.os, "walk", lambda root: walked.append(str(root)) or real_walk(root))
+    docs = builtin_texts("web", seed=0, target_chars=TARGET)
+    assert docs and read
+    stdlib = stdlib_dir()
+    assert set(walked) == {str(stdlib)}  # the stdlib's source, then its notes
+    outside = [p for p in read if not Path(p).is_relative_to(stdlib)]
+    assert outside == []
+    assert not any({"site-packages", "dist-packages"} & set(Path(p).parts) for p in read)
