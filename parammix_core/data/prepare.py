@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fsspec.core import OpenFile
 from transformers import PreTrainedTokenizerFast
 
 from parammix_core.config import DataConfig, DomainSpec
@@ -113,9 +114,19 @@ def _source(
         docs = builtin_texts(spec.builtin, domain_seed(seed, spec.name), want)
         return docs, sum(map(len, docs))
     files = corpus_files(spec.paths, storage_options or {})
-    size = sum(f.fs.size(f.path) * (COMPRESSION_GUESS if f.compression else 1) for f in files)
+    size = sum(map(_text_bytes, files))
     docs = (doc for f in files for doc in iter_file(f, spec.text_field))
     return docs, size
+
+
+def _text_bytes(f: OpenFile) -> int:
+    """About how many bytes of text a corpus file holds (0 if unknown: reading it will name
+    the problem)."""
+    try:
+        size = f.fs.size(f.path) or 0
+    except OSError:
+        return 0
+    return size * (COMPRESSION_GUESS if f.compression else 1)
 
 
 def _shuffle_domain(

@@ -161,6 +161,17 @@ def test_domain_empty_after_cleaning(tmp_path):
         prepare_corpora(cfg, seed=0, out_dir=tmp_path / "out")
 
 
+def test_missing_or_bad_file_names_domain_and_file(tmp_path):
+    spec = DomainSpec(name="gone", paths=[str(tmp_path / "missing.jsonl")])
+    with pytest.raises(DataError, match=r"domain 'gone': .*missing\.jsonl: no such file"):
+        prepare_corpora(small_config(domains=[spec]), seed=0, out_dir=tmp_path / "out")
+    (tmp_path / "bad.jsonl").write_text('{"text": "' + "x" * 50 + '"}\n{oops\n')
+    spec = DomainSpec(name="bad", paths=[str(tmp_path / "bad.jsonl")])
+    with pytest.raises(DataError, match=r"domain 'bad': .*bad\.jsonl:2: invalid JSON"):
+        prepare_corpora(small_config(domains=[spec]), seed=0, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / ".buckets").exists()
+
+
 def test_too_few_tokens_for_a_block(tmp_path):
     texts = [f"A short but valid document about things, number {i}." for i in range(6)]
     spec = DomainSpec(name="small", paths=[_jsonl(tmp_path / "s.jsonl", texts)], text_field="body")
