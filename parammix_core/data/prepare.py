@@ -80,7 +80,7 @@ class PreparedData:
     """A prepared corpus directory, loaded: blocks per domain plus what made them."""
 
     tokenizer: PreTrainedTokenizerFast
-    train: dict[str, TokenBlocks]  # domain -> (N_train, block_size) int32, memory-mapped
+    train: dict[str, TokenBlocks]  # domain -> (N_train, block_size) int32, rows read from disk
     heldout: dict[str, torch.Tensor]  # domain -> (N_heldout, block_size) int32, in memory
     heldout_texts: dict[str, list[str]]
     stats: dict[str, dict[str, int]]
@@ -361,8 +361,8 @@ def _read_json(path: Path) -> dict:
 
 def load_prepared(out_dir: Path) -> PreparedData:
     """Read what `prepare_corpora` wrote (safetensors and JSON only). Training blocks stay
-    on disk, memory-mapped; the held-out blocks are read into memory (`heldout_tokens` per
-    domain, no more than the held-out texts loaded beside them)."""
+    on disk (rows are read when sampled); the held-out blocks are read into memory
+    (`heldout_tokens` per domain, no more than the held-out texts loaded beside them)."""
     out_dir = Path(out_dir)
     stats = _read_json(out_dir / STATS_FILE)
     heldout_texts = _read_json(out_dir / HELDOUT_FILE)

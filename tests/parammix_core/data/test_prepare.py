@@ -1,5 +1,5 @@
 """prepare_corpora: files, shapes, a clean held-out split, byte-for-byte determinism, token
-shards read through memory maps."""
+shards read from disk a row at a time."""
 
 import json
 import shutil
@@ -204,7 +204,7 @@ def test_load_prepared_refuses_a_lost_shard(tmp_path, monkeypatch):
         load_prepared(tmp_path)
 
 
-def test_memory_mapped_blocks_equal_the_shards_bit_for_bit(prepared, tmp_path, monkeypatch):
+def test_on_disk_blocks_equal_the_shards_bit_for_bit(prepared, tmp_path, monkeypatch):
     out, stats, _ = prepared
     monkeypatch.setattr(shards, "SHARD_BYTES", 64 * 4 * 100)  # 100 blocks a shard
     prepare_corpora(small_config(), seed=7, out_dir=tmp_path)
@@ -225,7 +225,7 @@ def test_memory_mapped_blocks_equal_the_shards_bit_for_bit(prepared, tmp_path, m
         split.train["math"][len(split.train["math"])]
 
 
-def test_training_samples_from_memory_mapped_blocks(prepared):
+def test_training_samples_from_on_disk_blocks(prepared):
     out, stats, _ = prepared
     data = load_prepared(out)
     gen = torch.Generator().manual_seed(0)
