@@ -214,7 +214,8 @@ def train(
     """Train `model` in place for cfg.steps on batches drawn by `weights` over the domains.
 
     Args:
-        blocks: domain -> (N, T) integer token blocks (kept where they are; rows are moved to
+        blocks: domain -> (N, T) integer token blocks, tensors or the on-disk
+            `TokenBlocks` of a prepared corpus (kept where they are; rows are read and moved to
             `device` per batch). Key order is the order of `weights`.
         weights: a mixture on the simplex over the domains (zero weights allowed).
         checkpoint_dir: resumable checkpoints; a complete one found here is resumed.

@@ -33,7 +33,8 @@ class DomainSpec(Strict):
     paths: list[Annotated[Text, AfterValidator(known_scheme)]] = Field(
         default_factory=list,
         max_length=10_000,
-        description="Local paths, globs or fsspec URLs of .txt, .jsonl or .parquet files.",
+        description="Local paths, globs or fsspec URLs of .txt, .jsonl, .parquet or .arrow "
+        "files, or of `datasets` save_to_disk folders.",
     )
     text_field: str = Field(
         "text", max_length=256, description="Column/key holding the text in JSONL/parquet."

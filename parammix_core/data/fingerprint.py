@@ -19,16 +19,18 @@ from typing import Any, Literal
 import fsspec
 
 from parammix_core.data.errors import DataError
+from parammix_core.data.loaders import dataset_pattern
 
 Mode = Literal["metadata", "content"]
 Entry = list[Any]  # [path, size, stamp or sha256]
 
 
 def fingerprint(patterns: list[str], options: dict[str, Any], mode: Mode = "metadata") -> list:
-    """One [path, size, stamp or sha256] per file matched by `patterns`, in sorted order."""
+    """One [path, size, stamp or sha256] per file matched by `patterns`, in sorted order (a
+    `save_to_disk` folder: its data files)."""
     out: list[Entry] = []
     for pattern in patterns:
-        fs, infos = _expand(pattern, options)
+        fs, infos = _expand(dataset_pattern(pattern, options), options)
         for path, info in infos:
             stamp = _stamp(info)
             if mode == "content":

@@ -1,47 +1,56 @@
-"""prepare_domains: per-domain corpora -> tokenizer -> packed token blocks, written once.
+"""prepare_domains: per-domain corpora -> tokenizer -> packed token blocks, in bounded memory.
 
-Per domain, in config order: get documents (built-in generator or user files), cap at
-`max_documents`, clean, shuffle with a seed derived from (seed, domain name), then split by
-whole documents: the first ones are held out until they hold `heldout_tokens` tokens, the
-rest is training text, capped at `max_train_tokens`. Every document gets one eos appended,
-documents are concatenated and cut into blocks of `block_size` (the remainder is dropped).
+Per domain, in config order: stream documents (built-in generator or user files), cap at
+`max_documents`, clean each one, and shuffle them with a seed derived from (seed, domain
+name) by an external shuffle (`shuffle.py`: bucket files on disk, one bucket in memory at a
+time). Then split by whole documents: the first ones of the shuffled order are held out until
+they hold `heldout_tokens` tokens, the rest is training text, capped at `max_train_tokens`.
+Every document gets one eos appended, documents are concatenated and cut into blocks of
+`block_size` (the remainder is dropped).
 
 The tokenizer is trained (unless one is configured) on training documents only, which needs
 the split before any tokenizer exists. So the split runs in two steps: a generous pool of
 the first documents (`heldout_tokens` * HELDOUT_POOL_CHARS_PER_TOKEN characters, at most half
 the documents) is kept away from the tokenizer, and after training the held-out set is the
-shortest prefix of that pool with enough tokens; the rest of the pool goes to training.
+shortest prefix of that pool with enough tokens; the rest of the pool goes to training. The
+trainer draws from the documents right after the pool, TOKENIZER_SAMPLE_CHARS in all.
+
+Memory holds one bucket of text, one shard of tokens, the held-out pools, the tokenizer's
+sample and, with dedup, an 8-byte digest per kept document: not the corpus.
 
 Output directory (what the trainer and evaluator read; no pickle anywhere):
 
     tokenizer/              save_pretrained of a fast tokenizer (JSON files)
-    tokens.safetensors      "<domain>.train" (N_train, block_size) and
-                            "<domain>.heldout" (N_heldout, block_size), int32
+    tokens/<domain>.train-00000.safetensors, ...    one (n, block_size) int32 tensor
+    tokens/<domain>.heldout-00000.safetensors, ...  "blocks" per shard (shards.py)
     heldout_texts.json      {domain: [held-out documents as cleaned text]}
     stats.json              {domain: counts}, in config order (written last)
 
-Same config and seed give byte-identical tokens.safetensors and tokenizer.json.
+The buckets live in `.buckets/` inside the output directory while it is written and are
+removed at the end. Same config and seed give byte-identical shards and tokenizer.json.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import random
+import shutil
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from fsspec.core import OpenFile
 from transformers import PreTrainedTokenizerFast
 
 from parammix_core.config import DataConfig, DomainSpec
-from parammix_core.data.clean import clean_documents
+from parammix_core.data.clean import Cleaner
 from parammix_core.data.errors import DataError
-from parammix_core.data.loaders import load_texts
+from parammix_core.data.loaders import corpus_files, iter_file
+from parammix_core.data.shards import BlockWriter, TokenBlocks, open_blocks
+from parammix_core.data.shuffle import bucket_count, read_shuffled, write_buckets
 from parammix_core.data.sources import builtin_texts
 from parammix_core.data.tokenizer import load_tokenizer, train_tokenizer
 
@@ -51,9 +60,16 @@ CHARS_PER_TOKEN = 5
 # Upper bound on characters per token for sizing the held-out pool (long tokens of big
 # vocabularies included), so the pool nearly always holds `heldout_tokens`.
 HELDOUT_POOL_CHARS_PER_TOKEN = 8
+# Characters of training documents, over all domains (an equal share each), that the
+# tokenizer trainer draws its balanced sample from: a bound on memory, far above the
+# sample itself (tokenizer.SAMPLE_CHARS_PER_DOMAIN).
+TOKENIZER_SAMPLE_CHARS = 50_000_000
 ENCODE_BATCH = 256  # documents per encode call: tokenise only as much as the caps need
+# Bytes of text per byte of a compressed corpus file, to size the shuffle's buckets.
+COMPRESSION_GUESS = 4
 
-TOKENS_FILE = "tokens.safetensors"
+TOKENS_DIR = "tokens"
+BUCKETS_DIR = ".buckets"
 HELDOUT_FILE = "heldout_texts.json"
 STATS_FILE = "stats.json"
 TOKENIZER_DIR = "tokenizer"
@@ -64,8 +80,8 @@ class PreparedData:
     """A prepared corpus directory, loaded: blocks per domain plus what made them."""
 
     tokenizer: PreTrainedTokenizerFast
-    train: dict[str, torch.Tensor]  # domain -> (N_train, block_size) int32
-    heldout: dict[str, torch.Tensor]  # domain -> (N_heldout, block_size) int32
+    train: dict[str, TokenBlocks]  # domain -> (N_train, block_size) int32, rows read from disk
+    heldout: dict[str, torch.Tensor]  # domain -> (N_heldout, block_size) int32, in memory
     heldout_texts: dict[str, list[str]]
     stats: dict[str, dict[str, int]]
 
@@ -74,67 +90,175 @@ class PreparedData:
         return list(self.stats)
 
 
+@dataclass
+class _Domain:
+    """One domain between the passes: its shuffled buckets and held-out pool."""
+
+    name: str
+    buckets: list[Path]
+    kept: int
+    pool: list[str]
+
+
 def domain_seed(seed: int, name: str) -> int:
     """A per-domain seed: two domains built from the same generator still differ."""
     return zlib.crc32(f"{seed}:{name}".encode())
 
 
-def _domain_texts(
+def _source(
     spec: DomainSpec, cfg: DataConfig, seed: int, storage_options: dict | None
-) -> list[str]:
+) -> tuple[Iterable[str], int]:
+    """The domain's raw documents (lazily for files) and an estimate of their bytes."""
     if spec.builtin is not None:
         want = (cfg.max_train_tokens + cfg.heldout_tokens) * CHARS_PER_TOKEN
         docs = builtin_texts(spec.builtin, domain_seed(seed, spec.name), want)
-    else:
-        try:
-            docs = load_texts(spec.paths, spec.text_field, storage_options)
-        except DataError as err:
-            raise DataError(f"domain {spec.name!r}: {err}") from None
-        if not docs:
-            raise DataError(f"domain {spec.name!r}: no documents in {spec.paths} (empty files)")
-    return docs[: spec.max_documents] if spec.max_documents else docs
+        return docs, sum(map(len, docs))
+    files = corpus_files(spec.paths, storage_options or {})
+    size = sum(map(_text_bytes, files))
+    docs = (doc for f in files for doc in iter_file(f, spec.text_field))
+    return docs, size
 
 
-def _heldout_pool(docs: list[str], heldout_tokens: int) -> int:
-    """Number of leading documents kept away from the tokenizer for the held-out split."""
+def _text_bytes(f: OpenFile) -> int:
+    """About how many bytes of text a corpus file holds (0 if unknown: reading it will name
+    the problem)."""
+    try:
+        size = f.fs.size(f.path) or 0
+    except OSError:
+        return 0
+    return size * (COMPRESSION_GUESS if f.compression else 1)
+
+
+def _shuffle_domain(
+    spec: DomainSpec, cfg: DataConfig, seed: int, scratch: Path, storage_options: dict | None
+) -> tuple[list[Path], dict[str, int]]:
+    """Pass 1: clean the domain's documents into shuffle buckets; returns them and counts."""
+    clean = Cleaner(cfg.min_chars, cfg.max_chars, cfg.dedup)
+    counts = {"documents": 0, "kept": 0, "characters": 0}
+
+    def cleaned(raw: Iterable[str]) -> Iterator[str]:
+        for doc in itertools.islice(raw, spec.max_documents):
+            counts["documents"] += 1
+            if (text := clean(doc)) is not None:
+                counts["kept"] += 1
+                counts["characters"] += len(text)
+                yield text
+
+    try:
+        raw, size = _source(spec, cfg, seed, storage_options)
+        buckets = write_buckets(
+            cleaned(raw), domain_seed(seed, spec.name), scratch / spec.name, bucket_count(size)
+        )
+    except DataError as err:
+        raise DataError(f"domain {spec.name!r}: {err}") from None
+    return buckets, {**counts, **clean.counts}
+
+
+def _check_kept(name: str, paths: list[str], counts: dict[str, int], min_chars: int) -> None:
+    if counts["documents"] == 0:
+        raise DataError(f"domain {name!r}: no documents in {paths} (empty files)")
+    why = (
+        f"{counts['documents']} documents, {counts['dropped_short']} shorter than "
+        f"min_chars={min_chars}, {counts['dropped_duplicate']} duplicates"
+    )
+    if counts["kept"] == 0:
+        raise DataError(f"domain {name!r}: no text left after cleaning ({why})")
+    if counts["kept"] < 2:
+        raise DataError(
+            f"domain {name!r}: 1 document left after cleaning ({why}); the held-out split "
+            "and the training text need one each"
+        )
+
+
+def _pool(docs: Iterator[str], kept: int, heldout_tokens: int) -> list[str]:
+    """The leading documents kept away from the tokenizer for the held-out split."""
     want = heldout_tokens * HELDOUT_POOL_CHARS_PER_TOKEN
-    limit = max(1, len(docs) // 2)
+    limit = max(1, kept // 2)
+    pool: list[str] = []
     chars = 0
-    for i, doc in enumerate(docs[:limit]):
+    for doc in itertools.islice(docs, limit):
+        pool.append(doc)
         chars += len(doc)
         if chars >= want:
-            return i + 1
-    return limit
+            break
+    return pool
 
 
-def _take_tokens(
-    docs: list[str], tokenizer: PreTrainedTokenizerFast, limit: int
-) -> tuple[int, np.ndarray]:
-    """Tokenise whole documents (eos appended) until they hold `limit` tokens.
+def _take_chars(docs: Iterator[str], budget: int) -> list[str]:
+    taken: list[str] = []
+    chars = 0
+    for doc in docs:
+        if chars >= budget:
+            break
+        taken.append(doc)
+        chars += len(doc)
+    return taken
 
-    Returns how many documents were used and their concatenated ids, (n_tokens,) int32.
-    """
+
+def _feed(
+    docs: Iterator[str],
+    tokenizer: PreTrainedTokenizerFast,
+    out: BlockWriter,
+    limit: int,
+    cut: bool,
+) -> int:
+    """Tokenise whole documents (eos appended) into `out` until it holds `limit` tokens
+    (`cut`: exactly `limit`, the last document cut short). Returns the documents used."""
     eos = tokenizer.eos_token_id
-    pieces: list[list[int]] = []
-    total = 0
     used = 0
-    while used < len(docs) and total < limit:
-        batch = docs[used : used + ENCODE_BATCH]
-        encodings = tokenizer.backend_tokenizer.encode_batch(batch, add_special_tokens=False)
-        for enc in encodings:
-            ids = [*enc.ids, eos]
-            pieces.append(ids)
-            total += len(ids)
+    while out.tokens < limit:
+        batch = list(itertools.islice(docs, ENCODE_BATCH))
+        if not batch:
+            break
+        ids: list[int] = []
+        total = out.tokens
+        for enc in tokenizer.backend_tokenizer.encode_batch(batch, add_special_tokens=False):
+            doc = enc.ids
+            doc.append(eos)
+            doc = doc[: limit - total] if cut else doc
+            ids += doc
+            total += len(doc)
             used += 1
             if total >= limit:
                 break
-    stream = np.fromiter((t for ids in pieces for t in ids), dtype=np.int32, count=total)
-    return used, stream
+        out.append(np.array(ids, dtype=np.int32))
+    return used
 
 
-def _blocks(stream: np.ndarray, block_size: int) -> torch.Tensor:
-    n = len(stream) // block_size
-    return torch.from_numpy(stream[: n * block_size].reshape(n, block_size).copy())  # (n, T)
+def _pack_domain(
+    domain: _Domain, tokenizer: PreTrainedTokenizerFast, cfg: DataConfig, out_dir: Path
+) -> tuple[list[str], dict[str, int]]:
+    """Pass 2: tokenise the held-out split, then the training text, into shards."""
+    bs = cfg.block_size
+    held = BlockWriter(out_dir / TOKENS_DIR, f"{domain.name}.heldout", bs)
+    n_held = _feed(iter(domain.pool), tokenizer, held, cfg.heldout_tokens, cut=False)
+    if held.tokens < bs:
+        raise DataError(
+            f"domain {domain.name!r}: the held-out split has {held.tokens} tokens from "
+            f"{n_held} documents, fewer than one block of {bs}; the domain has "
+            f"{domain.kept} documents after cleaning"
+        )
+    held.close()
+    rest = itertools.islice(read_shuffled(domain.buckets), len(domain.pool), None)
+    train_docs = itertools.chain(domain.pool[n_held:], rest)
+    train = BlockWriter(out_dir / TOKENS_DIR, f"{domain.name}.train", bs)
+    n_train = _feed(train_docs, tokenizer, train, cfg.max_train_tokens, cut=True)
+    if train.tokens < bs:
+        raise DataError(
+            f"domain {domain.name!r}: {train.tokens} training tokens from {n_train} documents "
+            f"after holding out {held.tokens}, fewer than one block of {bs}; add text "
+            "or lower heldout_tokens"
+        )
+    train.close()
+    counts = {
+        "train_documents": n_train,
+        "heldout_documents": n_held,
+        "train_tokens": train.tokens,
+        "heldout_tokens": held.tokens,
+        "train_blocks": train.blocks,
+        "heldout_blocks": held.blocks,
+    }
+    return domain.pool[:n_held], counts
 
 
 def prepare_corpora(
@@ -150,92 +274,76 @@ def prepare_corpora(
     Raises DataError for a domain with no text after cleaning, or with too few tokens for
     one held-out block or one training block.
     """
-    say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = out_dir / BUCKETS_DIR
+    try:
+        return _prepare(
+            cfg, seed, out_dir, scratch, progress or (lambda _msg: None), storage_options
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
+
+def _prepare(
+    cfg: DataConfig,
+    seed: int,
+    out_dir: Path,
+    scratch: Path,
+    say: Callable[[str], None],
+    storage_options: dict | None,
+) -> dict:
     stats: dict[str, dict[str, int]] = {}
-    docs_by_domain: dict[str, list[str]] = {}
-    pool_sizes: dict[str, int] = {}
+    domains: list[_Domain] = []
     for spec in cfg.domains:
-        raw = _domain_texts(spec, cfg, seed, storage_options)
-        docs, counts = clean_documents(raw, cfg.min_chars, cfg.max_chars, cfg.dedup)
-        if not docs:
-            raise DataError(
-                f"domain {spec.name!r}: no text left after cleaning ({len(raw)} documents, "
-                f"{counts['dropped_short']} shorter than min_chars={cfg.min_chars}, "
-                f"{counts['dropped_duplicate']} duplicates)"
-            )
-        if len(docs) < 2:
-            raise DataError(
-                f"domain {spec.name!r}: 1 document left after cleaning ({len(raw)} documents, "
-                f"{counts['dropped_short']} shorter than min_chars={cfg.min_chars}, "
-                f"{counts['dropped_duplicate']} duplicates); the held-out split and the "
-                "training text need one each"
-            )
-        random.Random(domain_seed(seed, spec.name)).shuffle(docs)
-        docs_by_domain[spec.name] = docs
-        pool_sizes[spec.name] = _heldout_pool(docs, cfg.heldout_tokens)
+        buckets, counts = _shuffle_domain(spec, cfg, seed, scratch, storage_options)
+        _check_kept(spec.name, spec.paths, counts, cfg.min_chars)
+        kept = counts["kept"]
+        pool = _pool(read_shuffled(buckets), kept, cfg.heldout_tokens)
+        domains.append(_Domain(spec.name, buckets, kept, pool))
         stats[spec.name] = {
-            "documents": len(raw),
-            **counts,
-            "characters": sum(map(len, docs)),
+            "documents": counts["documents"],
+            **{k: counts[k] for k in ("dropped_short", "dropped_duplicate", "truncated")},
+            "characters": counts["characters"],
         }
         say(
-            f"{spec.name}: {len(docs):,} of {len(raw):,} documents kept "
+            f"{spec.name}: {kept:,} of {stats[spec.name]['documents']:,} documents kept "
             f"({counts['dropped_short']:,} short, {counts['dropped_duplicate']:,} duplicates)"
         )
 
-    if cfg.tokenizer is not None:
-        tokenizer = load_tokenizer(cfg.tokenizer)
-        say(f"tokenizer: loaded {cfg.tokenizer} ({len(tokenizer):,} tokens)")
-    else:
-        outside_pool = {name: d[pool_sizes[name] :] for name, d in docs_by_domain.items()}
-        tokenizer = train_tokenizer(outside_pool, cfg.vocab_size, seed)
-        say(f"tokenizer: trained byte-level BPE, {len(tokenizer):,} tokens")
-
-    tensors: dict[str, torch.Tensor] = {}
+    tokenizer = _tokenizer(cfg, seed, domains, say)
     heldout_texts: dict[str, list[str]] = {}
-    bs = cfg.block_size
-    for name, docs in docs_by_domain.items():
-        pool = docs[: pool_sizes[name]]
-        n_held, held = _take_tokens(pool, tokenizer, cfg.heldout_tokens)
-        train_docs = pool[n_held:] + docs[pool_sizes[name] :]
-        n_train, train = _take_tokens(train_docs, tokenizer, cfg.max_train_tokens)
-        train = train[: cfg.max_train_tokens]
-        if len(held) < bs:
-            raise DataError(
-                f"domain {name!r}: the held-out split has {len(held)} tokens from {n_held} "
-                f"documents, fewer than one block of {bs}; the domain has "
-                f"{len(docs)} documents after cleaning"
-            )
-        if len(train) < bs:
-            raise DataError(
-                f"domain {name!r}: {len(train)} training tokens from {n_train} documents "
-                f"after holding out {len(held)}, fewer than one block of {bs}; add text "
-                "or lower heldout_tokens"
-            )
-        tensors[f"{name}.train"] = _blocks(train, bs)
-        tensors[f"{name}.heldout"] = _blocks(held, bs)
-        heldout_texts[name] = pool[:n_held]
-        stats[name].update(
-            train_documents=n_train,
-            heldout_documents=n_held,
-            train_tokens=len(train),
-            heldout_tokens=len(held),
-            train_blocks=len(train) // bs,
-            heldout_blocks=len(held) // bs,
-        )
+    for domain in domains:
+        heldout_texts[domain.name], counts = _pack_domain(domain, tokenizer, cfg, out_dir)
+        stats[domain.name].update(counts)
+        shutil.rmtree(scratch / domain.name)
         say(
-            f"{name}: {stats[name]['train_blocks']:,} training and "
-            f"{stats[name]['heldout_blocks']:,} held-out blocks of {bs}"
+            f"{domain.name}: {counts['train_blocks']:,} training and "
+            f"{counts['heldout_blocks']:,} held-out blocks of {cfg.block_size}"
         )
 
     tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
-    save_file(tensors, out_dir / TOKENS_FILE)
     _write_json(out_dir / HELDOUT_FILE, heldout_texts)
     _write_json(out_dir / STATS_FILE, stats)
     return stats
+
+
+def _tokenizer(
+    cfg: DataConfig, seed: int, domains: list[_Domain], say: Callable[[str], None]
+) -> PreTrainedTokenizerFast:
+    """The configured tokenizer, or one trained on each domain's documents after its pool."""
+    if cfg.tokenizer is not None:
+        tokenizer = load_tokenizer(cfg.tokenizer)
+        say(f"tokenizer: loaded {cfg.tokenizer} ({len(tokenizer):,} tokens)")
+        return tokenizer
+    share = TOKENIZER_SAMPLE_CHARS // len(domains)
+    sample = {
+        d.name: _take_chars(itertools.islice(read_shuffled(d.buckets), len(d.pool), None), share)
+        for d in domains
+    }
+    tokenizer = train_tokenizer(sample, cfg.vocab_size, seed)
+    say(f"tokenizer: trained byte-level BPE, {len(tokenizer):,} tokens")
+    return tokenizer
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -252,29 +360,24 @@ def _read_json(path: Path) -> dict:
 
 
 def load_prepared(out_dir: Path) -> PreparedData:
-    """Read what `prepare_corpora` wrote (safetensors and JSON only)."""
+    """Read what `prepare_corpora` wrote (safetensors and JSON only). Training blocks stay
+    on disk (rows are read when sampled); the held-out blocks are read into memory
+    (`heldout_tokens` per domain, no more than the held-out texts loaded beside them)."""
     out_dir = Path(out_dir)
     stats = _read_json(out_dir / STATS_FILE)
     heldout_texts = _read_json(out_dir / HELDOUT_FILE)
-    try:
-        tensors = load_file(out_dir / TOKENS_FILE)
-    except (FileNotFoundError, SafetensorError) as err:
-        raise DataError(f"{out_dir / TOKENS_FILE}: cannot read: {err}") from err
-    split: dict[str, dict[str, torch.Tensor]] = {"train": {}, "heldout": {}}
-    for name in stats:
-        for part, into in split.items():
-            key = f"{name}.{part}"
-            t = tensors.get(key)
-            if t is None or t.dtype != torch.int32 or t.dim() != 2:
-                got = "missing" if t is None else f"{t.dtype} {tuple(t.shape)}"
-                raise DataError(f"{out_dir / TOKENS_FILE}: tensor {key!r} is {got}")
-            into[name] = t
+    train: dict[str, TokenBlocks] = {}
+    heldout: dict[str, torch.Tensor] = {}
+    tokens = out_dir / TOKENS_DIR
+    for name, s in stats.items():
+        train[name] = open_blocks(tokens, f"{name}.train", s["train_blocks"])
+        heldout[name] = open_blocks(tokens, f"{name}.heldout", s["heldout_blocks"]).tensor()
         if name not in heldout_texts:
             raise DataError(f"{out_dir / HELDOUT_FILE}: no entry for domain {name!r}")
     return PreparedData(
         tokenizer=load_tokenizer(out_dir / TOKENIZER_DIR),
-        train=split["train"],
-        heldout=split["heldout"],
+        train=train,
+        heldout=heldout,
         heldout_texts=heldout_texts,
         stats=stats,
     )

@@ -188,10 +188,12 @@ def test_expert_batch_larger_than_the_corpus_fails_before_training(pipeline, tmp
 def test_truncated_prepared_data_is_refused_not_reused(pipeline, tmp_path):
     exp, refs = pipeline
     exp, store = copy_store(exp, tmp_path)
-    tokens = artifact_file(store, refs["data"], "tokens.safetensors")
+    tokens = artifact_file(store, refs["data"], "tokens/a.train-00000.safetensors")
     tokens.write_bytes(tokens.read_bytes()[:100])
     before = snapshot(tmp_path / "store")
-    with pytest.raises(StoreError, match=r"domains-\w+/tokens\.safetensors: size 100 does not"):
+    with pytest.raises(
+        StoreError, match=r"domains-\w+/tokens/a\.train-00000\.safetensors: size 100 does not"
+    ):
         stages.prepare_domains(exp, store)
     assert snapshot(tmp_path / "store") == before
 
@@ -199,13 +201,15 @@ def test_truncated_prepared_data_is_refused_not_reused(pipeline, tmp_path):
 def test_tampered_prepared_data_is_refused_where_it_is_used(pipeline, tmp_path):
     exp, refs = pipeline
     exp, store = copy_store(exp, tmp_path)
-    tokens = artifact_file(store, refs["data"], "tokens.safetensors")
+    tokens = artifact_file(store, refs["data"], "tokens/a.train-00000.safetensors")
     raw = bytearray(tokens.read_bytes())
     raw[-1] ^= 0xFF  # same size, other bytes: only the sha256 tells
     tokens.write_bytes(bytes(raw))
     exp = parse_experiment({**exp.model_dump(mode="json"), "seed": 1})  # a base not built yet
     before = snapshot(tmp_path / "store")
-    with pytest.raises(StoreError, match=r"domains-\w+/tokens\.safetensors: sha256 does not"):
+    with pytest.raises(
+        StoreError, match=r"domains-\w+/tokens/a\.train-00000\.safetensors: sha256 does not"
+    ):
         stages.build_base(exp, store, refs["data"])
     assert snapshot(tmp_path / "store") == before
 

@@ -1,6 +1,8 @@
-"""prepare_corpora: files, shapes, a clean held-out split, byte-for-byte determinism."""
+"""prepare_corpora: files, shapes, a clean held-out split, byte-for-byte determinism, token
+shards read from disk a row at a time."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -15,7 +17,10 @@ from parammix_core.data import (
     load_prepared,
     natural_weights,
     prepare_corpora,
+    shards,
 )
+from parammix_core.data.shards import TokenBlocks
+from parammix_core.train import sample_batch
 
 SMALL = {
     "max_train_tokens": 20_000,
@@ -23,7 +28,13 @@ SMALL = {
     "vocab_size": 512,
     "block_size": 64,
 }
-OUTPUTS = ("tokens.safetensors", "tokenizer/tokenizer.json", "heldout_texts.json", "stats.json")
+OUTPUTS = ("tokenizer/tokenizer.json", "heldout_texts.json", "stats.json")
+
+
+def shard_blocks(out, stem):
+    """A split's blocks read whole from its shard files, (N, T)."""
+    files = sorted((out / "tokens").glob(f"{stem}-*.safetensors"))
+    return torch.cat([load_file(f)["blocks"] for f in files])
 
 
 def small_config(**overrides) -> DataConfig:
@@ -45,10 +56,13 @@ def test_writes_files_with_shapes_and_dtypes(prepared):
     assert all(p.suffix == ".json" for p in (out / "tokenizer").iterdir())
     assert list(stats) == ["math", "code", "sft", "web"]
     assert json.loads((out / "stats.json").read_text()) == stats
-    tensors = load_file(out / "tokens.safetensors")
-    assert sorted(tensors) == sorted(f"{d}.{p}" for d in stats for p in ("train", "heldout"))
+    shards = sorted(p.name for p in (out / "tokens").iterdir())
+    assert shards == sorted(
+        f"{d}.{p}-00000.safetensors" for d in stats for p in ("train", "heldout")
+    )
+    assert not (out / ".buckets").exists()
     for d, s in stats.items():
-        train, held = tensors[f"{d}.train"], tensors[f"{d}.heldout"]
+        train, held = shard_blocks(out, f"{d}.train"), shard_blocks(out, f"{d}.heldout")
         assert train.dtype == held.dtype == torch.int32
         assert train.shape == (s["train_blocks"], 64)
         assert held.shape == (s["heldout_blocks"], 64)
@@ -74,7 +88,9 @@ def test_heldout_disjoint_from_train(prepared):
     out, stats, _ = prepared
     data = load_prepared(out)
     for d in stats:
-        train_docs = set(data.tokenizer.decode(data.train[d].flatten().tolist()).split(EOT))
+        train_docs = set(
+            data.tokenizer.decode(data.train[d].tensor().flatten().tolist()).split(EOT)
+        )
         assert len(train_docs) > 10
         assert not train_docs & set(data.heldout_texts[d])
 
@@ -87,7 +103,9 @@ def test_deterministic_across_processes(prepared, tmp_path):
         f"prepare_corpora(DataConfig(**{SMALL!r}), seed=7, out_dir=Path(sys.argv[1]))"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=120)
-    for name in OUTPUTS:
+    shards = sorted(p.name for p in (out / "tokens").iterdir())
+    assert sorted(p.name for p in (tmp_path / "tokens").iterdir()) == shards
+    for name in [*OUTPUTS, *(f"tokens/{s}" for s in shards)]:
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
 
 
@@ -96,8 +114,8 @@ def test_seed_changes_the_data(tmp_path):
     a = prepare_corpora(cfg, seed=1, out_dir=tmp_path / "a")
     b = prepare_corpora(cfg, seed=2, out_dir=tmp_path / "b")
     assert a["m"]["documents"] > 0 and b["m"]["documents"] > 0
-    ta = load_file(tmp_path / "a" / "tokens.safetensors")["m.train"]
-    tb = load_file(tmp_path / "b" / "tokens.safetensors")["m.train"]
+    ta = shard_blocks(tmp_path / "a", "m.train")
+    tb = shard_blocks(tmp_path / "b", "m.train")
     assert not torch.equal(ta, tb)
 
 
@@ -143,6 +161,17 @@ def test_domain_empty_after_cleaning(tmp_path):
         prepare_corpora(cfg, seed=0, out_dir=tmp_path / "out")
 
 
+def test_missing_or_bad_file_names_domain_and_file(tmp_path):
+    spec = DomainSpec(name="gone", paths=[str(tmp_path / "missing.jsonl")])
+    with pytest.raises(DataError, match=r"domain 'gone': .*missing\.jsonl: no such file"):
+        prepare_corpora(small_config(domains=[spec]), seed=0, out_dir=tmp_path / "out")
+    (tmp_path / "bad.jsonl").write_text('{"text": "' + "x" * 50 + '"}\n{oops\n')
+    spec = DomainSpec(name="bad", paths=[str(tmp_path / "bad.jsonl")])
+    with pytest.raises(DataError, match=r"domain 'bad': .*bad\.jsonl:2: invalid JSON"):
+        prepare_corpora(small_config(domains=[spec]), seed=0, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / ".buckets").exists()
+
+
 def test_too_few_tokens_for_a_block(tmp_path):
     texts = [f"A short but valid document about things, number {i}." for i in range(6)]
     spec = DomainSpec(name="small", paths=[_jsonl(tmp_path / "s.jsonl", texts)], text_field="body")
@@ -151,15 +180,55 @@ def test_too_few_tokens_for_a_block(tmp_path):
         prepare_corpora(cfg, seed=0, out_dir=tmp_path / "out")
 
 
-def test_load_prepared_names_bad_tensor(prepared, tmp_path):
+def test_load_prepared_names_bad_shard(prepared, tmp_path):
     out, _, _ = prepared
-    for name in ("stats.json", "heldout_texts.json"):
-        (tmp_path / name).write_bytes((out / name).read_bytes())
-    tensors = load_file(out / "tokens.safetensors")
-    tensors["code.train"] = tensors["code.train"].long()
-    save_file(tensors, tmp_path / "tokens.safetensors")
-    with pytest.raises(DataError, match=r"tensor 'code.train' is torch.int64"):
-        load_prepared(tmp_path)
-    (tmp_path / "stats.json").unlink()
+    shutil.copytree(out, tmp_path / "p")
+    shard = tmp_path / "p" / "tokens" / "code.train-00000.safetensors"
+    save_file({"blocks": load_file(shard)["blocks"].long()}, shard)
+    with pytest.raises(DataError, match=r"code\.train-00000\.safetensors: tensor 'blocks' is I64"):
+        load_prepared(tmp_path / "p")
+    shard.unlink()
+    with pytest.raises(DataError, match=r"code\.train-00000\.safetensors: missing"):
+        load_prepared(tmp_path / "p")
+    (tmp_path / "p" / "stats.json").unlink()
     with pytest.raises(DataError, match=r"stats.json: missing"):
+        load_prepared(tmp_path / "p")
+
+
+def test_load_prepared_refuses_a_lost_shard(tmp_path, monkeypatch):
+    monkeypatch.setattr(shards, "SHARD_BYTES", 64 * 4 * 100)  # 100 blocks a shard
+    cfg = small_config(domains=[DomainSpec(name="m", builtin="math")])
+    prepare_corpora(cfg, seed=3, out_dir=tmp_path)
+    (tmp_path / "tokens" / "m.train-00001.safetensors").unlink()
+    with pytest.raises(DataError, match=r"m\.train-\*: 212 blocks .* in 3 shards, expected 312"):
         load_prepared(tmp_path)
+
+
+def test_on_disk_blocks_equal_the_shards_bit_for_bit(prepared, tmp_path, monkeypatch):
+    out, stats, _ = prepared
+    monkeypatch.setattr(shards, "SHARD_BYTES", 64 * 4 * 100)  # 100 blocks a shard
+    prepare_corpora(small_config(), seed=7, out_dir=tmp_path)
+    assert len(list((tmp_path / "tokens").glob("math.train-*"))) == 4  # 312 blocks
+    whole, split = load_prepared(out), load_prepared(tmp_path)
+    for d in stats:
+        blocks = split.train[d]
+        expected = shard_blocks(out, f"{d}.train")  # one shard, read whole
+        assert isinstance(blocks, TokenBlocks) and blocks.shape == expected.shape
+        assert len(blocks) == expected.shape[0] and blocks.dtype == torch.int32
+        assert torch.equal(blocks.tensor(), expected)
+        assert torch.equal(whole.train[d].tensor(), expected)
+        assert torch.equal(torch.stack([blocks[i] for i in range(len(blocks))]), expected)
+        assert torch.equal(blocks[95:205], expected[95:205])  # across two shard boundaries
+        assert torch.equal(blocks[-1], expected[-1]) and blocks[-3:].shape == (3, 64)
+        assert torch.equal(split.heldout[d], whole.heldout[d])
+    with pytest.raises(IndexError):
+        split.train["math"][len(split.train["math"])]
+
+
+def test_training_samples_from_on_disk_blocks(prepared):
+    out, stats, _ = prepared
+    data = load_prepared(out)
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.full((len(stats),), 1 / len(stats), dtype=torch.float64)
+    batch = sample_batch([data.train[d] for d in stats], weights, 8, gen)
+    assert batch.shape == (8, 64) and batch.dtype == torch.int32
