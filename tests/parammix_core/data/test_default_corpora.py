@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from parammix_core.config import Experiment
-from parammix_core.data.prepare import _domain_texts
+from parammix_core.data.prepare import _source
 
 PINNED_PYTHON = (3, 11, 7)
 SHA256 = {
@@ -30,5 +30,5 @@ def test_default_corpus_bytes_are_pinned(name):
         pytest.skip(f"{name} is pinned for Python {'.'.join(map(str, PINNED_PYTHON))}")
     exp = Experiment()  # the embedded default (configs/default.yaml)
     (spec,) = [d for d in exp.data.domains if d.name == name]
-    docs = _domain_texts(spec, exp.data, exp.seed, None)
+    docs, _ = _source(spec, exp.data, exp.seed, None)
     assert hashlib.sha256("\0".join(docs).encode()).hexdigest() == SHA256[name]
