@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from random_checkpoints import run_measured
+from random_checkpoints import mergekit_version, run_measured
 from safetensors.torch import load_file
 
 from parammix_core import stages
@@ -135,13 +135,7 @@ def report(
     eps = torch.finfo(torch.float32).eps
     print(f"{differ} of {len(ours)} tensors differ at all; float32 spacing at 1.0: {eps:.2e}")
     print(f"wall time (whole process): parammix export {ours_s:.1f} s, ", end="")
-    print(f"mergekit-yaml {mk_s:.1f} s (mergekit {_version(mergekit)})")
-
-
-def _version(mergekit: str) -> str:
-    python = Path(mergekit).parent / "python"
-    code = "import importlib.metadata as m; print(m.version('mergekit'))"
-    return run_measured([str(python), "-c", code])[2].strip()
+    print(f"mergekit-yaml {mk_s:.1f} s (mergekit {mergekit_version(mergekit)})")
 
 
 if __name__ == "__main__":

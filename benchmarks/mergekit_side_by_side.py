@@ -24,7 +24,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from random_checkpoints import parameter_count, run_measured, write_checkpoints
+from random_checkpoints import (
+    mergekit_version,
+    parameter_count,
+    run_measured,
+    write_checkpoints,
+)
 from safetensors import safe_open
 
 ALPHA = (0.2, 0.3, 0.5)
@@ -106,16 +111,11 @@ def main() -> None:
     print("| tool | wall time (process) | peak RSS |")
     print("| --- | ---: | ---: |")
     print(f"| parammix streaming_merge | {ours_s:.1f} s | {ours_peak / mib:.0f} MiB |")
-    print(f"| mergekit {_version(args.mergekit)} linear | {mk_s:.1f} s | {mk_peak / mib:.0f} MiB |")
+    version = mergekit_version(args.mergekit)
+    print(f"| mergekit {version} linear | {mk_s:.1f} s | {mk_peak / mib:.0f} MiB |")
     print(f"mergekit/ours: time {mk_s / ours_s:.2f}x, peak RSS {mk_peak / ours_peak:.2f}x")
     print(f"max |ours - mergekit|: {worst:.2e} over {total} tensors ({differing} differ at all)")
     print(f"float32 spacing at 1.0: {torch.finfo(torch.float32).eps:.2e}")
-
-
-def _version(mergekit: str) -> str:
-    python = Path(mergekit).parent / "python"
-    code = "import importlib.metadata as m; print(m.version('mergekit'))"
-    return run_measured([str(python), "-c", code])[2].strip()
 
 
 if __name__ == "__main__":

@@ -90,3 +90,10 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
     if code != 0 or proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} ... exited {code}:\n{proc.stderr[-3000:]}")
     return seconds, maxrss_kb * 1024, proc.stdout
+
+
+def mergekit_version(mergekit: str) -> str:
+    """The version of the mergekit installed beside the `mergekit-yaml` executable given."""
+    python = Path(mergekit).parent / "python"
+    code = "import importlib.metadata as m; print(m.version('mergekit'))"
+    return run_measured([str(python), "-c", code])[2].strip()
