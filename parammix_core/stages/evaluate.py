@@ -203,19 +203,25 @@ def merge_and_evaluate(
     probe: ArtifactRef | None = None,
     progress: Progress | None = None,
 ) -> ArtifactRef:
-    """Merge each mixture into one live model in place and evaluate it; rows to the store."""
+    """Merge each mixture into one live model in place and evaluate it; rows to the store.
+
+    Each row records its cost: the wall seconds of its merge and evaluation (`seconds`) and
+    the device they ran on (`device`).
+    """
     ref = eval_ref(exp, alphas, data, base, experts, probe)
     if store.exists(ref):
         return ref
     mixtures = [simplex.validate(a, exp.domains) for a in alphas]
     bench = _bench(exp, store, data, base, experts, probe)
     rows, docs = [], []
+    device = str(bench.evaluator.device)
     for i, alpha in enumerate(mixtures):
         start = time.perf_counter()
         bench.set_mixture(alpha)
         metrics, per_doc = bench.evaluator.evaluate_docs()
         row = {f"alpha.{d}": float(w) for d, w in zip(exp.domains, alpha, strict=True)}
-        rows.append({**row, **metrics, "seconds": time.perf_counter() - start})
+        # the measured cost of this evaluation (merge + scoring), which cost-aware search reads
+        rows.append({**row, **metrics, "seconds": time.perf_counter() - start, "device": device})
         docs.append({f"{t}.{j}": v for t, values in per_doc.items() for j, v in enumerate(values)})
         if progress is not None:
             progress(i + 1, len(mixtures), f"mixture {i + 1}/{len(mixtures)}")

@@ -99,7 +99,8 @@ def history(
     evals: Sequence[ArtifactRef],
     imported: ArtifactRef | None = None,
 ) -> tuple[History, int]:
-    """Evaluated, then imported, mixtures with their utilities; and how many were evaluated."""
+    """Evaluated, then imported, mixtures with their utilities and measured costs (seconds,
+    when every row has one: imported runs do not); and how many were evaluated."""
     frames = [load_rows(store, evals)] if evals else []
     n_evaluated = len(frames[0]) if frames else 0
     if imported is not None:
@@ -109,7 +110,16 @@ def history(
     rows = pd.concat(frames, ignore_index=True)
     x = rows[[f"alpha.{d}" for d in exp.domains]].to_numpy(dtype=float)  # (N, K)
     groups = {g: rows[f"group.{g}"].to_numpy(dtype=float) for g in exp.evaluation.groups}
-    return History(x, group_utility(groups, exp.search.group_weights or None)), n_evaluated
+    y = group_utility(groups, exp.search.group_weights or None)
+    return History(x, y, measured_costs(rows)), n_evaluated
+
+
+def measured_costs(rows: pd.DataFrame) -> np.ndarray | None:
+    """Each row's measured seconds (N,), or None unless every row has a positive one."""
+    if "seconds" not in rows:
+        return None
+    seconds = rows["seconds"].to_numpy(dtype=float)
+    return seconds if (np.isfinite(seconds) & (seconds > 0)).all() else None
 
 
 def propose(

@@ -13,9 +13,10 @@ from parammix_core.evaluate.heldout import heldout_loss
 from parammix_core.model import build_model
 from parammix_core.runs import RunsError
 from parammix_core.search import SearchError, get_strategy
+from parammix_core.search.bayes import BayesStrategy
 from parammix_core.search.mixmin import sequence_logprobs
 from parammix_core.stages.imports import imported_rows
-from parammix_core.stages.proposals import round_positions
+from parammix_core.stages.proposals import history, round_positions
 from parammix_core.store import ArtifactRef, Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +101,34 @@ def test_adaptive_rounds_follow_the_scores_inside_bounds_and_repeat(tmp_path: Pa
     # same config, fresh store: the same proposals
     _, again = run_rounds(exp, stages.open_store(micro(tmp_path / "b", *settings)))
     pd.testing.assert_frame_equal(rows, again)
+
+
+def test_measured_costs_reach_the_strategy(tmp_path: Path, monkeypatch):
+    exp = micro(
+        tmp_path / "s",
+        "search.strategy=bayes",
+        "search.strategies.bayes.num_restarts=2",
+        "search.strategies.bayes.raw_samples=32",
+    )
+    store = stages.open_store(exp)
+    ref = fake_evaluate(exp, store, [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.3, 0.7]])
+    rows = store.load_parquet(ref, "rows.parquet")
+    rows["seconds"] = [2.0, 3.0, 4.0, 5.0]
+    costly = ArtifactRef.for_spec("evals", "fake-costly", {})
+    out = store.staging(costly)
+    rows.to_parquet(out / "rows.parquet", index=False)
+    store.publish(costly, out)
+    seen, n = history(exp, store, [costly])
+    assert n == 4
+    np.testing.assert_array_equal(seen.cost, [2.0, 3.0, 4.0, 5.0])
+    assert history(exp, store, [ref])[0].cost is None  # rows without seconds: no costs
+    given = []
+    propose = BayesStrategy._propose
+    monkeypatch.setattr(
+        BayesStrategy, "_propose", lambda self, h, n: given.append(h.cost) or propose(self, h, n)
+    )
+    stages.propose(exp, store, 1, [costly])
+    np.testing.assert_array_equal(given[0], [2.0, 3.0, 4.0, 5.0])
 
 
 def test_a_round_needs_every_earlier_evaluation(tmp_path: Path):

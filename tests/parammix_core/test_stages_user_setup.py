@@ -125,6 +125,7 @@ def test_every_stage_runs_on_a_users_setup(user_setup):
     evals = stages.merge_and_evaluate(exp, store, batch, data, base, experts)
     rows = store.load_parquet(evals, "rows.parquet")
     assert len(rows) == 6
+    assert (rows["seconds"] > 0).all() and set(rows["device"]) == {"cpu"}  # measured costs
     assert set(rows.columns) >= {
         "task.pm_arithmetic",
         "group.math",
