@@ -4,7 +4,8 @@
 the `Strategy` interface of `base`: random (Dirichlet baseline), surrogate (LightGBM, shrinking
 candidate rounds), bayes (botorch GP with expected improvement, optionally per unit cost),
 mixmin (convex mixture of the experts' predictive distributions) and mergemix (gradient of a
-dev-set loss through the merge).
+dev-set loss through the merge) and multifidelity (one GP over mixture x fidelity: merges
+cheap, real mixed runs dear; expected improvement per unit cost with a decaying exponent).
 """
 
 from parammix_core.search.base import (

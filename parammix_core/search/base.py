@@ -1,7 +1,8 @@
 """One interface for every search strategy: read what has been evaluated, propose more.
 
 A strategy sees the history - the evaluated mixtures (N, K), their utilities (N,) (higher is
-better) and optionally what each evaluation cost (N,) - and proposes n new mixtures (n, K).
+better), optionally what each evaluation cost (N,) and at which fidelity it was measured (N,):
+0 a merge, 1 a real mixed run - and proposes n new mixtures (n, K).
 Proposals always lie on the simplex and inside the per-domain floors and caps: every strategy
 passes its raw proposals through `project`, so no caller has to re-check them.
 
@@ -36,11 +37,14 @@ class History:
         x: mixtures, shape (N, K), on the simplex.
         y: utilities, shape (N,), finite; higher is better.
         cost: cost of each evaluation, shape (N,), positive; None when all cost the same.
+        fidelity: what each row measured, shape (N,), in [0, 1]: 0 the merge, 1 a real mixed
+            run at the experts' budget; None when every row is a merge.
     """
 
     x: np.ndarray
     y: np.ndarray
     cost: np.ndarray | None = None
+    fidelity: np.ndarray | None = None
 
     @classmethod
     def empty(cls, k: int) -> History:
@@ -71,24 +75,49 @@ class History:
                 rows = np.flatnonzero(~(np.isfinite(c) & (c > 0)))[:10].tolist()
                 raise SearchError(f"history cost must be positive and finite; not at row(s) {rows}")
             object.__setattr__(self, "cost", c)
+        if self.fidelity is not None:
+            f = np.asarray(self.fidelity, dtype=float)
+            if f.shape != y.shape:
+                raise SearchError(f"history fidelities have shape {f.shape}; expected {y.shape}")
+            if not ((f >= 0) & (f <= 1)).all():
+                rows = np.flatnonzero(~((f >= 0) & (f <= 1)))[:10].tolist()
+                raise SearchError(f"history fidelity must lie in [0, 1]; not at row(s) {rows}")
+            object.__setattr__(self, "fidelity", f)
 
     @property
     def cost_or_empty(self) -> np.ndarray:
         return np.zeros(0) if self.cost is None else self.cost
 
     @property
+    def fidelities(self) -> np.ndarray:
+        """Each row's fidelity (N,): 0 (a merge) where none was given."""
+        return np.zeros(self.n) if self.fidelity is None else self.fidelity
+
+    @property
     def n(self) -> int:
         return self.x.shape[0]
 
-    def add(self, x: np.ndarray, y: np.ndarray, cost: np.ndarray | None = None) -> History:
-        """A new history with rows appended; costs must be given always or never."""
+    def add(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        cost: np.ndarray | None = None,
+        fidelity: np.ndarray | None = None,
+    ) -> History:
+        """A new history with rows appended; costs must be given always or never, rows
+        without a fidelity are merges."""
         if self.n and (self.cost is None) != (cost is None):
             raise SearchError("history: give costs for every evaluation or for none")
         x, y = np.atleast_2d(x), np.atleast_1d(y)
+        fidelities = None
+        if fidelity is not None or self.fidelity is not None:
+            new = np.zeros(len(y)) if fidelity is None else np.atleast_1d(fidelity)
+            fidelities = np.concatenate([self.fidelities, new])
         return History(
             np.vstack([self.x, x]),
             np.concatenate([self.y, y]),
             None if cost is None else np.concatenate([self.cost_or_empty, np.atleast_1d(cost)]),
+            fidelities,
         )
 
 
@@ -169,13 +198,16 @@ class Strategy(ABC):
 
     def propose(self, history: History, n: int) -> np.ndarray:
         """n new mixtures, shape (n, K), on the simplex and inside the bounds."""
+        self._check_request(history, n)
+        return project(self._propose(history, n), self.lo, self.hi)
+
+    def _check_request(self, history: History, n: int) -> None:
         if n < 1:
             raise SearchError(f"asked for {n} proposals; need at least 1")
         if history.x.shape[1] != self.k:
             raise SearchError(
                 f"history mixtures have {history.x.shape[1]} weights; the strategy has k={self.k}"
             )
-        return project(self._propose(history, n), self.lo, self.hi)
 
     @abstractmethod
     def _propose(self, history: History, n: int) -> np.ndarray:
@@ -213,6 +245,7 @@ REGISTRY: dict[str, str] = {
     "bayes": "parammix_core.search.bayes:BayesStrategy",
     "mixmin": "parammix_core.search.mixmin:MixMinStrategy",
     "mergemix": "parammix_core.search.mergemix:MergeMixStrategy",
+    "multifidelity": "parammix_core.search.multifidelity:MultiFidelityStrategy",
 }
 
 

@@ -90,14 +90,14 @@ class BayesStrategy(Strategy):
         y = torch.tensor(history.y, dtype=DTYPE)[:, None]  # (N, 1)
         cost_model = None
         if history.cost is not None and self.cost_exponent > 0:
-            cost_model = _fit_gp(x, torch.tensor(np.log(history.cost), dtype=DTYPE)[:, None])
+            cost_model = fit_gp(x, torch.tensor(np.log(history.cost), dtype=DTYPE)[:, None])
         bounds = torch.tensor(np.stack([self.lo, self.hi]), dtype=DTYPE)  # (2, K)
         constraint = [(torch.arange(self.k), torch.ones(self.k, dtype=DTYPE), 1.0)]
         out = []
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # GP fitting and botorch draw from torch's global RNG
             for i in range(n):
-                model = _fit_gp(x, y)
+                model = fit_gp(x, y)
                 acq: AcquisitionFunction = LogExpectedImprovement(model, best_f=y.max())
                 if cost_model is not None:
                     acq = _LogEIPerCost(acq, cost_model, self.cost_exponent)
@@ -123,7 +123,7 @@ class BayesStrategy(Strategy):
         return np.asarray(out)  # (n, K)
 
 
-def _fit_gp(x: torch.Tensor, y: torch.Tensor) -> SingleTaskGP:
+def fit_gp(x: torch.Tensor, y: torch.Tensor) -> SingleTaskGP:
     """A GP with standardised outcomes, hyper-parameters by marginal likelihood."""
     model = SingleTaskGP(x, y, outcome_transform=Standardize(m=1))
     with warnings.catch_warnings():

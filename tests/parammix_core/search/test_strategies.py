@@ -103,7 +103,7 @@ def test_unknown_strategy_lists_names_and_close_matches():
         get_strategy("baye", k=3)
     msg = str(err.value)
     assert "unknown search strategy 'baye'" in msg
-    assert "['bayes', 'mergemix', 'mixmin', 'random', 'surrogate']" in msg
+    assert "['bayes', 'mergemix', 'mixmin', 'multifidelity', 'random', 'surrogate']" in msg
     assert "did you mean 'bayes'" in msg
 
 

@@ -1,0 +1,238 @@
+"""Multi-fidelity search: merges as the cheap fidelity, real mixed runs as the expensive one.
+
+A mixture can be measured two ways: the merge of the experts (seconds; biased, a merge is not
+a mixed run) and a real mixed run from the base at the experts' budget (minutes; unbiased up
+to run-to-run noise). As in the MFMS-BO seed, one GP models the utility over (mixture,
+fidelity): the fidelity is one more input in [0, 1], 0 the merge and 1 the real run; the
+caller may add levels in between. botorch's SingleTaskGP with its ARD RBF kernel over
+(alpha, s) is the seed's product of RBF kernels, one over the mixture and one over the
+fidelity, so how far the merges' landscape carries over to the real runs' is a length-scale
+fitted to the data, not assumed.
+
+Each proposal is a (mixture, fidelity) pair chosen by expected improvement per unit cost: for
+every level s, log EI of the posterior at (alpha, s) over the best posterior mean at s among the
+evaluated mixtures, minus exponent_t * log cost(s). The exponent decays over the iterations,
+exponent_t = cost_exponent * exponent_decay^t, so early rounds buy cheap merges and later ones
+real runs (the seed's decaying EIpu). cost(s) is the geometric mean of the measured costs of
+the rows at s, or the caller's prior while none was measured. A batch is built greedily with
+the kriging believer, as in `bayes`. The choice is the argmax of the posterior mean at the
+highest fidelity: what a real run is predicted to score, not what a merge scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from botorch.acquisition import (
+    AcquisitionFunction,
+    FixedFeatureAcquisitionFunction,
+    LogExpectedImprovement,
+    PosteriorMean,
+)
+from botorch.models import SingleTaskGP
+from botorch.optim import optimize_acqf
+
+from parammix_core.search.base import History, Strategy, project
+from parammix_core.search.bayes import DTYPE, fit_gp
+from parammix_core.search.choice import SearchError
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Mixtures to evaluate, (n, K), and the fidelity to evaluate each at, (n,)."""
+
+    x: np.ndarray
+    fidelity: np.ndarray
+
+
+@dataclass(frozen=True)
+class TargetChoice:
+    """The mixture the posterior at the highest fidelity ranks first, and its prediction."""
+
+    alpha: np.ndarray  # (K,)
+    mean: float  # posterior mean of the utility at the highest fidelity
+    std: float  # its posterior standard deviation
+
+
+def decayed_exponent(cost_exponent: float, exponent_decay: float, iteration: int) -> float:
+    """The cost exponent of iteration t: cost_exponent * exponent_decay^t."""
+    return cost_exponent * exponent_decay**iteration
+
+
+class MultiFidelityStrategy(Strategy):
+    """One GP over (mixture, fidelity) and EI per unit cost with a decaying exponent.
+
+    Args:
+        levels: the fidelities a proposal may take, increasing in [0, 1]; the last is the
+            target (the choice is made there and costs are counted in its units).
+        prior_costs: cost of one evaluation at each level (F,), used until one is measured;
+            None: every level costs the same until measured.
+        cost_exponent, exponent_decay, iteration: the exponent of this iteration's cost.
+        n_init: merges drawn at random until this many rows are evaluated (default K + 1).
+        num_restarts, raw_samples: `optimize_acqf` effort per level.
+    """
+
+    name = "multifidelity"
+
+    def __init__(
+        self,
+        k: int,
+        lo=None,
+        hi=None,
+        seed: int = 0,
+        levels: Sequence[float] = (0.0, 1.0),
+        prior_costs: Sequence[float] | None = None,
+        cost_exponent: float = 1.0,
+        exponent_decay: float = 0.8,
+        iteration: int = 0,
+        n_init: int | None = None,
+        num_restarts: int = 8,
+        raw_samples: int = 256,
+    ):
+        super().__init__(k, lo, hi, seed)
+        self.levels = np.asarray(levels, dtype=float)
+        if self.levels.ndim != 1 or len(self.levels) < 2:
+            raise SearchError(f"multifidelity: need at least two levels; got {levels}")
+        if not (np.diff(self.levels) > 0).all() or self.levels[0] < 0 or self.levels[-1] > 1:
+            raise SearchError(f"multifidelity: levels must increase inside [0, 1]; got {levels}")
+        self.prior_costs = None if prior_costs is None else np.asarray(prior_costs, dtype=float)
+        if self.prior_costs is not None and (
+            self.prior_costs.shape != self.levels.shape
+            or not (np.isfinite(self.prior_costs) & (self.prior_costs > 0)).all()
+        ):
+            raise SearchError(
+                f"multifidelity: prior_costs must be {len(self.levels)} positive costs, one per "
+                f"level; got {prior_costs}"
+            )
+        if cost_exponent < 0 or not 0 < exponent_decay <= 1 or iteration < 0:
+            raise SearchError(
+                "multifidelity: need cost_exponent >= 0, 0 < exponent_decay <= 1 and "
+                f"iteration >= 0; got {cost_exponent}, {exponent_decay}, {iteration}"
+            )
+        self.n_init = k + 1 if n_init is None else n_init
+        if self.n_init < 2 or num_restarts < 1 or raw_samples < num_restarts:
+            raise SearchError(
+                f"multifidelity: need n_init >= 2 and raw_samples >= num_restarts >= 1; got "
+                f"n_init={self.n_init}, num_restarts={num_restarts}, raw_samples={raw_samples}"
+            )
+        self.exponent = decayed_exponent(cost_exponent, exponent_decay, iteration)
+        self.num_restarts = num_restarts
+        self.raw_samples = raw_samples
+
+    def propose_pairs(self, history: History, n: int) -> Proposal:
+        """n (mixture, fidelity) pairs: mixtures (n, K) inside the bounds, fidelities (n,)."""
+        self._check_request(history, n)
+        x, fidelity = self._pairs(history, n)
+        return Proposal(project(x, self.lo, self.hi), fidelity)
+
+    def _propose(self, history: History, n: int) -> np.ndarray:
+        return self._pairs(history, n)[0]
+
+    def _pairs(self, history: History, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw mixtures (n, K) and their fidelities (n,)."""
+        seed = self._rng_seed(history)
+        if history.n < self.n_init:
+            return self._dirichlet(n, seed), np.full(n, self.levels[0])
+        log_cost = np.log(self.level_costs(history))  # (F,)
+        xs = _inputs(history.x, history.fidelities)  # (N, K + 1)
+        y = torch.tensor(history.y, dtype=DTYPE)[:, None]  # (N, 1)
+        out_x, out_s = [], []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # GP fitting and botorch draw from torch's global RNG
+            for i in range(n):
+                model = fit_gp(xs, y)
+                scored = []  # (EI per unit cost, candidate, level) of the best mixture per level
+                for j, level in enumerate(self.levels):
+                    acq = self._log_ei_at(model, xs[:, : self.k].numpy(), float(level))
+                    cand, value = self._maximise(acq, seed + i * len(self.levels) + j)
+                    scored.append((value - self.exponent * float(log_cost[j]), j, cand))
+                _, j, cand = max(scored, key=lambda t: (t[0], t[1]))
+                level = float(self.levels[j])
+                out_x.append(cand[0].numpy())
+                out_s.append(level)
+                if i + 1 < n:  # kriging believer: pretend the posterior mean was observed
+                    point = _inputs(cand.numpy(), np.array([level]))
+                    with torch.no_grad():
+                        believed = model.posterior(point).mean.reshape(1, 1)
+                    xs, y = torch.cat([xs, point]), torch.cat([y, believed])
+        return np.asarray(out_x), np.asarray(out_s)  # (n, K), (n,)
+
+    def level_costs(self, history: History) -> np.ndarray:
+        """Cost of one evaluation per level (F,): the geometric mean of the measured costs of
+        the rows at that level, else the prior, else (nothing measured, no prior) 1."""
+        costs = np.ones(len(self.levels)) if self.prior_costs is None else self.prior_costs.copy()
+        if history.cost is None:
+            return costs
+        for j, level in enumerate(self.levels):
+            at = np.isclose(history.fidelities, level)
+            if at.any():
+                costs[j] = float(np.exp(np.log(history.cost[at]).mean()))
+            elif self.prior_costs is None:
+                raise SearchError(
+                    f"multifidelity: no row measured at fidelity {level:g} and no prior cost "
+                    "for it; give prior_costs"
+                )
+        return costs
+
+    def run_equivalents(self, history: History) -> float:
+        """What the history cost, in evaluations at the highest level (0 without costs)."""
+        if history.cost is None:
+            return 0.0
+        return float(history.cost.sum() / self.level_costs(history)[-1])
+
+    def choose(self, history: History) -> TargetChoice:
+        """The argmax over the bounded simplex of the posterior mean at the highest level."""
+        if history.n < 2:
+            raise SearchError(f"multifidelity: choosing needs at least 2 rows; got {history.n}")
+        top = float(self.levels[-1])
+        seed = self._rng_seed(history)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = fit_gp(
+                _inputs(history.x, history.fidelities),
+                torch.tensor(history.y, dtype=DTYPE)[:, None],
+            )
+            acq = FixedFeatureAcquisitionFunction(PosteriorMean(model), self.k + 1, [self.k], [top])
+            cand, _ = self._maximise(acq, seed, extra_starts=history.x)
+        alpha = project(cand.numpy(), self.lo, self.hi)  # (1, K)
+        with torch.no_grad():
+            post = model.posterior(_inputs(alpha, np.array([top])))
+        return TargetChoice(alpha[0], float(post.mean), float(post.variance.sqrt()))
+
+    def _log_ei_at(self, model: SingleTaskGP, x: np.ndarray, level: float) -> AcquisitionFunction:
+        """log EI over mixtures (K inputs) at fixed fidelity `level`, against the best posterior
+        mean at that level among the evaluated mixtures."""
+        with torch.no_grad():
+            best = model.posterior(_inputs(x, np.full(len(x), level))).mean.max()
+        acq = LogExpectedImprovement(model, best_f=best)
+        return FixedFeatureAcquisitionFunction(acq, self.k + 1, [self.k], [level])
+
+    def _maximise(
+        self, acq: AcquisitionFunction, seed: int, extra_starts: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, float]:
+        """argmax of `acq` over the bounded simplex, (1, K), and its value; starts are the best
+        of raw_samples bounded Dirichlet draws (and `extra_starts`)."""
+        raw = self._dirichlet(self.raw_samples, seed)
+        if extra_starts is not None:
+            raw = np.vstack([raw, project(extra_starts, self.lo, self.hi)])
+        starts = torch.tensor(raw, dtype=DTYPE)
+        with torch.no_grad():
+            starts = starts[acq(starts[:, None, :]).argsort(descending=True)]  # (R, K)
+        cand, value = optimize_acqf(
+            acq,
+            bounds=torch.tensor(np.stack([self.lo, self.hi]), dtype=DTYPE),
+            q=1,
+            num_restarts=self.num_restarts,
+            batch_initial_conditions=starts[: self.num_restarts, None, :],
+            equality_constraints=[(torch.arange(self.k), torch.ones(self.k, dtype=DTYPE), 1.0)],
+            options={"maxiter": 100},
+        )
+        return cand.detach(), float(value)
+
+
+def _inputs(x: np.ndarray, fidelity: np.ndarray) -> torch.Tensor:
+    """The GP's inputs: mixtures (N, K) with their fidelities as a last column, (N, K + 1)."""
+    return torch.tensor(np.c_[np.atleast_2d(x), fidelity], dtype=DTYPE)

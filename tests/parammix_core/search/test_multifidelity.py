@@ -1,0 +1,123 @@
+"""Multi-fidelity search on synthetic two-fidelity surfaces: a biased cheap fidelity (the merge)
+and an unbiased expensive one (the real run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parammix_core.search import History, SearchError, get_strategy
+from parammix_core.search.multifidelity import decayed_exponent
+
+REAL_PEAK = np.array([0.6, 0.2, 0.2])  # where real runs score best
+MERGE_PEAK = np.array([0.2, 0.2, 0.6])  # where merges score best: the cheap fidelity's bias
+FAST = {"num_restarts": 4, "raw_samples": 64}
+
+
+def real(x: np.ndarray) -> np.ndarray:
+    return -((np.atleast_2d(x) - REAL_PEAK) ** 2).sum(axis=1)
+
+
+def merged(x: np.ndarray) -> np.ndarray:
+    return -((np.atleast_2d(x) - MERGE_PEAK) ** 2).sum(axis=1) + 0.1
+
+
+def two_fidelities(n_merges: int, n_runs: int, run_cost: float | None, seed: int = 0) -> History:
+    """Merges (fidelity 0, cost 1) and real runs (fidelity 1, cost run_cost) at random mixtures."""
+    rng = np.random.default_rng(seed)
+    xm, xr = rng.dirichlet(np.ones(3), n_merges), rng.dirichlet(np.ones(3), n_runs)
+    cost = None if run_cost is None else np.r_[np.ones(n_merges), np.full(n_runs, run_cost)]
+    fidelity = np.r_[np.zeros(n_merges), np.ones(n_runs)]
+    return History(np.r_[xm, xr], np.r_[merged(xm), real(xr)], cost, fidelity)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).sum())
+
+
+def test_the_choice_follows_the_expensive_fidelitys_peak():
+    h = two_fidelities(24, 12, run_cost=None)
+    choice = get_strategy("multifidelity", k=3, seed=0, **FAST).choose(h)
+    assert distance(choice.alpha, REAL_PEAK) < 0.2, choice
+    assert distance(choice.alpha, MERGE_PEAK) > 0.6
+    np.testing.assert_allclose(choice.alpha.sum(), 1.0, atol=1e-9)
+    assert choice.mean == pytest.approx(real(choice.alpha)[0], abs=0.05)  # the run, not 0.1
+    assert choice.std > 0
+    # the merges alone point to their own peak; the real runs alone choose worse than both
+    merges = History(h.x[:24], h.y[:24], None, np.ones(24))
+    merges_only = get_strategy("multifidelity", k=3, seed=0, **FAST).choose(merges)
+    assert distance(merges_only.alpha, MERGE_PEAK) < 0.05
+    runs = History(h.x[24:], h.y[24:], None, np.ones(12))
+    runs_only = get_strategy("multifidelity", k=3, seed=0, **FAST).choose(runs)
+    assert distance(choice.alpha, REAL_PEAK) < distance(runs_only.alpha, REAL_PEAK)
+
+
+def test_the_cost_exponent_decays_over_iterations():
+    assert decayed_exponent(2.0, 0.5, 0) == 2.0
+    assert decayed_exponent(2.0, 0.5, 3) == pytest.approx(0.25)
+    s = get_strategy("multifidelity", k=3, cost_exponent=1.0, exponent_decay=0.8, iteration=5)
+    assert s.exponent == pytest.approx(0.8**5)
+
+
+def test_costs_drive_the_split_between_merges_and_real_runs():
+    h = two_fidelities(24, 8, run_cost=100.0)
+    early = get_strategy("multifidelity", k=3, seed=0, iteration=0, **FAST)
+    late = get_strategy("multifidelity", k=3, seed=0, iteration=30, exponent_decay=0.8, **FAST)
+    assert early.propose_pairs(h, 2).fidelity.tolist() == [0.0, 0.0]  # runs cost 100 merges
+    assert late.propose_pairs(h, 2).fidelity[0] == 1.0  # the exponent has decayed to ~1e-3
+    same_cost = History(h.x, h.y, np.ones(h.n), h.fidelity)
+    assert early.propose_pairs(same_cost, 1).fidelity.tolist() == [1.0]  # runs know less
+
+
+def test_proposals_are_seeded_and_inside_the_bounds():
+    lo, hi = np.array([0.1, 0.0, 0.0]), np.array([1.0, 0.3, 1.0])
+    h = two_fidelities(10, 4, run_cost=20.0, seed=1)
+    a = get_strategy("multifidelity", k=3, lo=lo, hi=hi, seed=3, **FAST).propose_pairs(h, 2)
+    b = get_strategy("multifidelity", k=3, lo=lo, hi=hi, seed=3, **FAST).propose_pairs(h, 2)
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.fidelity, b.fidelity)
+    assert a.x.shape == (2, 3) and set(a.fidelity) <= {0.0, 1.0}
+    np.testing.assert_allclose(a.x.sum(axis=1), 1.0, atol=1e-9)
+    assert (a.x >= lo - 1e-9).all() and (a.x <= hi + 1e-9).all(), a.x
+    first = get_strategy("multifidelity", k=3, seed=3).propose_pairs(History.empty(3), 3)
+    assert first.fidelity.tolist() == [0.0, 0.0, 0.0]  # random merges before the GP
+
+
+def test_level_costs_are_measured_else_prior():
+    h = two_fidelities(4, 2, run_cost=None)
+    h = History(h.x, h.y, np.array([1.0, 4.0, 1.0, 4.0, 50.0, 200.0]), h.fidelity)
+    s = get_strategy("multifidelity", k=3, levels=(0.0, 0.5, 1.0), prior_costs=(1.0, 10.0, 30.0))
+    np.testing.assert_allclose(s.level_costs(h), [2.0, 10.0, 100.0])  # geometric means
+    assert s.run_equivalents(h) == pytest.approx(260.0 / 100.0)
+    no_prior = get_strategy("multifidelity", k=3, levels=(0.0, 0.5, 1.0))
+    with pytest.raises(SearchError, match=r"no row measured at fidelity 0\.5 and no prior cost"):
+        no_prior.level_costs(h)
+    unmeasured = History(h.x, h.y, None, h.fidelity)
+    np.testing.assert_array_equal(no_prior.level_costs(unmeasured), [1.0, 1.0, 1.0])
+    assert no_prior.run_equivalents(unmeasured) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"levels": (0.0,)}, "need at least two levels"),
+        ({"levels": (0.0, 1.5)}, r"levels must increase inside \[0, 1\]"),
+        ({"levels": (1.0, 0.0)}, r"levels must increase inside \[0, 1\]"),
+        ({"prior_costs": (1.0, -2.0)}, "prior_costs must be 2 positive costs"),
+        ({"exponent_decay": 0.0}, "0 < exponent_decay <= 1"),
+        ({"n_init": 1}, "need n_init >= 2"),
+    ],
+)
+def test_bad_settings_fail_with_the_setting(settings, message):
+    with pytest.raises(SearchError, match=message):
+        get_strategy("multifidelity", k=3, **settings)
+
+
+def test_history_fidelities_are_checked_and_default_to_merges():
+    h = History.empty(2).add(np.array([[0.5, 0.5]]), np.array([1.0]))
+    assert h.fidelity is None and h.fidelities.tolist() == [0.0]
+    h = h.add(np.array([[1.0, 0.0]]), np.array([0.0]), fidelity=np.array([1.0]))
+    assert h.fidelity.tolist() == [0.0, 1.0]
+    assert h.add(np.array([[0.0, 1.0]]), np.array([0.0])).fidelity.tolist() == [0.0, 1.0, 0.0]
+    with pytest.raises(SearchError, match=r"fidelity must lie in \[0, 1\]; not at row\(s\) \[0\]"):
+        History(np.array([[0.5, 0.5]]), np.zeros(1), None, np.array([2.0]))
