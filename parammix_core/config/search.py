@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -58,6 +58,43 @@ class BayesSettings(Strict):
     )
 
 
+class MultiFidelitySettings(Strict):
+    """One GP over (mixture, fidelity): merges are the cheap fidelity (0), real mixed runs at
+    the experts' budget the expensive one (1); EI per unit of measured cost, the cost's exponent
+    decaying round by round; the choice is the GP's best mixture at fidelity 1."""
+
+    LOOP: ClassVar[frozenset[str]] = frozenset({"budget", "per_round", "max_rounds"})
+
+    budget: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)] = Field(
+        4.0,
+        description="What the search may spend, in real-run equivalents (measured seconds "
+        "over the measured seconds of one real mixed run); rounds stop once it is spent.",
+    )
+    per_round: Count(1000) = Field(
+        8, description="Proposals per round, each a merge or a real run as the acquisition picks."
+    )
+    max_rounds: Count(10_000) = Field(
+        40, description="Rounds at most, whatever is left of the budget."
+    )
+    cost_exponent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
+        1.0, description="EI / cost^exponent in round 0; 0 ignores costs."
+    )
+    exponent_decay: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        0.8, description="The exponent of round t is cost_exponent * exponent_decay^t."
+    )
+    n_init: Count(10_000, lo=2) | None = Field(
+        None, description="Random merges before the GP (None: number of domains + 1)."
+    )
+    num_restarts: Count(1000) = 8
+    raw_samples: Count(100_000) = 256
+
+    @model_validator(mode="after")
+    def _effort(self) -> MultiFidelitySettings:
+        if self.raw_samples < self.num_restarts:
+            raise ValueError("raw_samples must be at least num_restarts")
+        return self
+
+
 class GradientSettings(Strict):
     """Mirror-descent steps for MixMin and MergeMix."""
 
@@ -73,6 +110,7 @@ class StrategySettings(Strict):
     bayes: BayesSettings = Field(default_factory=BayesSettings)
     mixmin: GradientSettings = Field(default_factory=GradientSettings)
     mergemix: GradientSettings = Field(default_factory=lambda: GradientSettings(steps=200, lr=0.5))
+    multifidelity: MultiFidelitySettings = Field(default_factory=MultiFidelitySettings)
 
 
 class ImportedRuns(Strict):
@@ -128,10 +166,13 @@ class SearchConfig(Strict):
         max_length=256,
         description="Per-domain floor/cap on proposals and the choice.",
     )
-    strategy: Literal["random", "surrogate", "bayes", "mixmin", "mergemix"] = Field(
-        "random",
-        description="How the mixtures to evaluate are proposed (parammix_core.search); random "
-        "is a fixed plan evaluated all at once, the others propose round by round.",
+    strategy: Literal["random", "surrogate", "bayes", "mixmin", "mergemix", "multifidelity"] = (
+        Field(
+            "random",
+            description="How the mixtures to evaluate are proposed (parammix_core.search); random "
+            "is a fixed plan evaluated all at once, the others propose round by round; "
+            "multifidelity also trains real mixed runs, until its budget is spent.",
+        )
     )
     strategies: StrategySettings = Field(
         default_factory=StrategySettings, description="Settings per strategy."

@@ -272,8 +272,10 @@ def strategy_from_config(
     """The strategy `cfg.strategy` with its settings from `cfg.strategies` and `cfg.bounds`.
 
     `inputs` are what a strategy needs beyond settings: `logprobs` (mixmin), `objective`
-    (mergemix).
+    (mergemix), `levels`, `prior_costs` and `iteration` (multifidelity).
     """
     lo, hi = search_bounds(domains, cfg.bounds)
-    settings = {**getattr(cfg.strategies, cfg.strategy).model_dump(), **inputs}
+    chosen = getattr(cfg.strategies, cfg.strategy)
+    loop = getattr(chosen, "LOOP", frozenset())  # the flow's settings, not the strategy's
+    settings = {**chosen.model_dump(exclude=set(loop)), **inputs}
     return get_strategy(cfg.strategy, k=len(domains), lo=lo, hi=hi, seed=seed, **settings)

@@ -82,6 +82,18 @@ def _weights(**changed: float) -> dict:
         ),
         # no benchmark at all
         ({"evaluation": {"tasks": []}}, "evaluation.tasks: List should have at least 1 item"),
+        (
+            {"search": {"strategies": {"multifidelity": {"budget": 0}}}},
+            "search.strategies.multifidelity.budget: Input should be greater than 0",
+        ),
+        (
+            {"search": {"strategies": {"multifidelity": {"exponent_decay": 1.5}}}},
+            "search.strategies.multifidelity.exponent_decay: Input should be less than or equal",
+        ),
+        (
+            {"search": {"strategies": {"multifidelity": {"num_restarts": 9, "raw_samples": 4}}}},
+            "search.strategies.multifidelity: raw_samples must be at least num_restarts",
+        ),
     ],
     ids=[
         "unknown-nested-key",
@@ -100,6 +112,9 @@ def _weights(**changed: float) -> dict:
         "zero-strategy-steps",
         "zero-checkpoint-every",
         "no-tasks",
+        "zero-multifidelity-budget",
+        "multifidelity-decay-above-1",
+        "multifidelity-few-raw-samples",
     ],
 )
 def test_bad_value_names_the_field(data, expected):

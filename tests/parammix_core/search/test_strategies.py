@@ -116,6 +116,14 @@ def test_strategy_from_config_uses_bounds_and_settings():
     assert (x[:, 1] >= 0.4 - 1e-9).all() and (x[:, 1] <= 0.6 + 1e-9).all()
 
 
+def test_multifidelity_from_config_takes_its_settings_not_the_loops():
+    cfg = SearchConfig(strategy="multifidelity")
+    cfg.strategies.multifidelity.exponent_decay = 0.5
+    s = strategy_from_config(cfg, ["a", "b", "c"], seed=0, iteration=2, prior_costs=(1.0, 9.0))
+    assert s.exponent == pytest.approx(0.25)
+    np.testing.assert_array_equal(s.prior_costs, [1.0, 9.0])
+
+
 def test_history_rejects_rows_off_the_simplex():
     with pytest.raises(ValueError, match=r"row\(s\) \[1\] are not on the simplex"):
         History(np.array([[0.5, 0.5], [0.7, 0.7]]), np.zeros(2))
