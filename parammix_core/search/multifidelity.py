@@ -202,6 +202,18 @@ class MultiFidelityStrategy(Strategy):
             post = model.posterior(_inputs(alpha, np.array([top])))
         return TargetChoice(alpha[0], float(post.mean), float(post.variance.sqrt()))
 
+    def predict(self, history: History, x: np.ndarray) -> np.ndarray:
+        """Posterior mean at the highest level of mixtures x (M, K), shape (M,)."""
+        top = np.full(len(np.atleast_2d(x)), self.levels[-1])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self._rng_seed(history))
+            model = fit_gp(
+                _inputs(history.x, history.fidelities),
+                torch.tensor(history.y, dtype=DTYPE)[:, None],
+            )
+        with torch.no_grad():
+            return model.posterior(_inputs(x, top)).mean[:, 0].numpy()
+
     def _log_ei_at(self, model: SingleTaskGP, x: np.ndarray, level: float) -> AcquisitionFunction:
         """log EI over mixtures (K inputs) at fixed fidelity `level`, against the best posterior
         mean at that level among the evaluated mixtures."""

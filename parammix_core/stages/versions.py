@@ -29,6 +29,7 @@ STAGE_MODULES = {
     "search_inputs": "parammix_core.stages.search_inputs",
     "imports": "parammix_core.stages.imports",
     "proposals": "parammix_core.stages.proposals",
+    "runevals": "parammix_core.stages.multifidelity",
     "evals": "parammix_core.stages.evaluate",
     "surrogates": "parammix_core.stages.surrogates",
     "choice": "parammix_core.stages.search",

@@ -23,6 +23,7 @@ STAGES = (
     "imports",
     "proposals",
     "evals",
+    "runevals",
     "surrogates",
     "choice",
     "mixed",

@@ -1,0 +1,307 @@
+"""Stages of the multi-fidelity search (`search.strategy: multifidelity`).
+
+Merges are the cheap fidelity (0), real mixed runs at the experts' budget the expensive one
+(1). Round 0 is the initial design of merges (the vertices and uniform); every later round
+proposes `per_round` (mixture, fidelity) pairs from one GP over both fidelities
+(`parammix_core.search.multifidelity`). The flow sends fidelity-0 proposals to
+merge_and_evaluate and fidelity-1 ones to train_mixed - the very stage, store keys and retries
+of the validation's runs - then to `evaluate_run`, which scores the trained model with the
+merges' evaluator (tasks and held-out loss) and records the run's measured cost: its training
+seconds plus its evaluation seconds. Real runs of the validation already in the store join the
+history as observations, free of charge.
+
+The budget is counted in real-run equivalents: the measured seconds of the search's own
+evaluations over the geometric mean of its measured real runs (before the first, the experts'
+mean training seconds: a real run has an expert's budget). A round is proposed only while the
+budget is not spent and fewer than `max_rounds` rounds ran, so the last round may overshoot the
+budget by at most its own cost. The choice is the GP's best mixture at fidelity 1, with each
+capability group predicted there by a GP of its own, so the report reads it as any choice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from parammix_core import simplex
+from parammix_core.config import Experiment
+from parammix_core.data import natural_weights
+from parammix_core.model import load_state
+from parammix_core.search import Choice, History, SearchError, resolve_weights, search_bounds
+from parammix_core.search import utility as group_utility
+from parammix_core.search.multifidelity import MultiFidelityStrategy
+from parammix_core.stages.common import Progress, dump_config
+from parammix_core.stages.evaluate import _bench, initial_design, load_rows
+from parammix_core.stages.proposals import measured_costs, round_seed
+from parammix_core.stages.validate import mixed_ref, validation_mixtures
+from parammix_core.stages.versions import code_version
+from parammix_core.store import ArtifactRef, Store, canonical_json
+
+MERGE, RUN = 0.0, 1.0  # the fidelities
+
+
+def run_eval_ref(
+    exp: Experiment,
+    run: ArtifactRef,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
+) -> ArtifactRef:
+    spec = {
+        "run": run.key,
+        "evaluation": dump_config(exp.evaluation),
+        "domains": exp.domains,
+        "seed": exp.seed,
+        "data": data.key,
+        "base": base.key,
+        "experts": [e.key for e in experts],
+        "probe": probe.key if exp.evaluation.proxy == "corrected" and probe else None,
+    }
+    return ArtifactRef.for_spec("runevals", "run", spec, code=code_version("runevals"))
+
+
+def evaluate_run(
+    exp: Experiment,
+    store: Store,
+    run: ArtifactRef,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: Sequence[ArtifactRef],
+    probe: ArtifactRef | None = None,
+    progress: Progress | None = None,
+) -> ArtifactRef:
+    """A real mixed run scored as the merges are; one row (fidelity 1) with its cost: the
+    run's training seconds (from its manifest) plus these evaluation seconds."""
+    ref = run_eval_ref(exp, run, data, base, experts, probe)
+    if store.exists(ref):
+        return ref
+    info = store.manifest(run)["info"]
+    bench = _bench(exp, store, data, base, experts, probe)
+    start = time.perf_counter()
+    state = load_state(store.local_dir(run), exp.model, bench.evaluator.device)
+    with torch.no_grad():  # the next merge rewrites every parameter, so the bench stays valid
+        for name, p in bench.evaluator.model.named_parameters():
+            p.copy_(state[name])
+    metrics, per_doc = bench.evaluator.evaluate_docs()
+    row = {f"alpha.{d}": float(a) for d, a in zip(exp.domains, info["alpha"], strict=True)}
+    seconds = info["seconds"] + time.perf_counter() - start
+    row.update(metrics, fidelity=RUN, seconds=seconds, device=str(bench.evaluator.device))
+    docs = {f"{t}.{j}": v for t, values in per_doc.items() for j, v in enumerate(values)}
+    out = store.staging(ref)
+    pd.DataFrame([{**row, "run": run.key}]).to_parquet(out / "rows.parquet", index=False)
+    pd.DataFrame([docs]).astype("float32").to_parquet(out / "docs.parquet", index=False)
+    if progress is not None:
+        progress(1, 1, "real run scored")
+    return store.publish(ref, out, info={"seconds": seconds})
+
+
+def joined_runs(
+    exp: Experiment, store: Store, data: ArtifactRef, base: ArtifactRef
+) -> list[ArtifactRef]:
+    """The validation's real runs already in the store (uniform and the draws, the
+    experiment's seed; the chosen mixture's depends on this search): free observations."""
+    refs = [mixed_ref(exp, m, exp.seed, data, base) for m in validation_mixtures(exp)]
+    return [r for r in refs if store.exists(r)]
+
+
+def round_ref(
+    exp: Experiment,
+    round_index: int,
+    merges: Sequence[ArtifactRef],
+    runs: Sequence[ArtifactRef],
+    joined: Sequence[ArtifactRef],
+    experts: Sequence[ArtifactRef],
+) -> ArtifactRef:
+    cfg = exp.search
+    spec = {
+        "settings": dump_config(cfg.strategies.multifidelity),
+        "bounds": {d: dump_config(b) for d, b in cfg.bounds.items()},
+        "groups": exp.evaluation.groups,
+        "group_weights": cfg.group_weights,
+        "domains": exp.domains,
+        "seed": exp.seed,
+        "round": round_index,
+        "merges": [e.key for e in merges],
+        "runs": [e.key for e in runs],
+        "joined": [e.key for e in joined],
+        "experts": [e.key for e in experts],
+    }
+    return ArtifactRef.for_spec(
+        "proposals", "fidelity-round", spec, code=code_version("runevals")
+    )
+
+
+def history(
+    exp: Experiment, store: Store, evals: Sequence[ArtifactRef]
+) -> tuple[History, pd.DataFrame]:
+    """Utilities, measured costs and fidelities of evaluated merges and runs, and their rows."""
+    k = len(exp.domains)
+    if not evals:
+        return History(np.zeros((0, k)), np.zeros(0), np.zeros(0), np.zeros(0)), pd.DataFrame()
+    rows = load_rows(store, evals)
+    x = rows[[f"alpha.{d}" for d in exp.domains]].to_numpy(dtype=float)  # (N, K)
+    groups = {g: rows[f"group.{g}"].to_numpy(dtype=float) for g in exp.evaluation.groups}
+    fidelity = (
+        rows["fidelity"].fillna(MERGE) if "fidelity" in rows else pd.Series(MERGE, rows.index)
+    )
+    y = group_utility(groups, exp.search.group_weights or None)
+    cost = measured_costs(rows)
+    if cost is None:
+        raise SearchError("multifidelity: every evaluated row needs its measured seconds")
+    return History(x, y, cost, fidelity.to_numpy(dtype=float)), rows
+
+
+def strategy(
+    exp: Experiment, store: Store, experts: Sequence[ArtifactRef], seen: History, round_index: int
+) -> MultiFidelityStrategy:
+    """The configured strategy for round `round_index`, with the cost priors: the measured
+    merges', and an expert's training seconds for a real run until one is measured."""
+    run_prior = float(np.mean([store.manifest(e)["info"]["seconds"] for e in experts]))
+    merge = np.isclose(seen.fidelities, MERGE)
+    merge_prior = float(np.exp(np.log(seen.cost[merge]).mean())) if merge.any() else run_prior
+    lo, hi = search_bounds(exp.domains, exp.search.bounds)
+    cfg = exp.search.strategies.multifidelity
+    return MultiFidelityStrategy(
+        len(exp.domains),
+        lo,
+        hi,
+        round_seed(exp, round_index),
+        levels=(MERGE, RUN),
+        prior_costs=(merge_prior, run_prior),
+        iteration=round_index,
+        **cfg.model_dump(exclude=set(cfg.LOOP)),
+    )
+
+
+def spent(
+    exp: Experiment,
+    store: Store,
+    experts: Sequence[ArtifactRef],
+    merges: Sequence[ArtifactRef],
+    runs: Sequence[ArtifactRef],
+) -> float:
+    """Real-run equivalents the search's own evaluations cost (joined runs are free)."""
+    own, _ = history(exp, store, [*merges, *runs])
+    return strategy(exp, store, experts, own, 0).run_equivalents(own) if own.n else 0.0
+
+
+def propose_round(
+    exp: Experiment,
+    store: Store,
+    round_index: int,
+    merges: Sequence[ArtifactRef],
+    runs: Sequence[ArtifactRef],
+    joined: Sequence[ArtifactRef],
+    experts: Sequence[ArtifactRef],
+) -> ArtifactRef:
+    """Round `round_index`'s (mixture, fidelity) pairs from every earlier evaluation; no rows
+    (and info done) once the budget is spent or max_rounds rounds ran."""
+    ref = round_ref(exp, round_index, merges, runs, joined, experts)
+    if store.exists(ref):
+        return ref
+    cfg = exp.search.strategies.multifidelity
+    used = spent(exp, store, experts, merges, runs)
+    done = round_index > 0 and (used >= cfg.budget or round_index >= cfg.max_rounds)
+    k = len(exp.domains)
+    if done:
+        x, fidelity = np.zeros((0, k)), np.zeros(0)
+    elif round_index == 0:
+        x, fidelity = initial_design(k), np.full(k + 1, MERGE)
+    else:
+        seen, _ = history(exp, store, [*merges, *runs, *joined])
+        pairs = strategy(exp, store, experts, seen, round_index).propose_pairs(seen, cfg.per_round)
+        x, fidelity = pairs.x, pairs.fidelity
+    rows = pd.DataFrame(
+        {
+            "strategy": "multifidelity",
+            "source": "initial" if round_index == 0 else "proposed",
+            "round": round_index,
+            "proposal": range(len(x)),
+            "fidelity": fidelity,
+            **{f"alpha.{d}": x[:, i] for i, d in enumerate(exp.domains)},
+        }
+    )
+    out = store.staging(ref)
+    rows.to_parquet(out / "rows.parquet", index=False)
+    info = {"strategy": "multifidelity", "round": round_index, "spent": used, "done": done}
+    return store.publish(ref, out, info=info)
+
+
+def round_work(exp: Experiment, store: Store, ref: ArtifactRef) -> tuple[list, list, bool]:
+    """A round's merges (one merge_and_evaluate batch each), its real runs' mixtures, and
+    whether the search is done."""
+    rows = store.load_parquet(ref, "rows.parquet")
+    alphas = rows[[f"alpha.{d}" for d in exp.domains]].to_numpy(dtype=float)
+    merge = np.isclose(rows["fidelity"].to_numpy(dtype=float), MERGE)
+    done = bool(store.manifest(ref)["info"]["done"])
+    return [[a] for a in alphas[merge].tolist()], alphas[~merge].tolist(), done
+
+
+def choice_ref(
+    exp: Experiment,
+    data: ArtifactRef,
+    evals: Sequence[ArtifactRef],
+) -> ArtifactRef:
+    spec = {
+        "search": dump_config(exp.search),
+        "groups": exp.evaluation.groups,
+        "seed": exp.seed,
+        "data": data.key,
+        "evals": [e.key for e in evals],
+    }
+    return ArtifactRef.for_spec("choice", "fidelity", spec, code=code_version("runevals"))
+
+
+def choose(
+    exp: Experiment, store: Store, data: ArtifactRef, evals: Sequence[ArtifactRef]
+) -> ArtifactRef:
+    """The mixture the GP ranks first at fidelity 1, its groups and the uniform and natural
+    baselines predicted there by one GP per group; written as any choice is."""
+    ref = choice_ref(exp, data, evals)
+    if store.exists(ref):
+        return ref
+    seen, rows = history(exp, store, evals)
+    lo, hi = search_bounds(exp.domains, exp.search.bounds)
+    cfg = exp.search.strategies.multifidelity
+    settings = {"num_restarts": cfg.num_restarts, "raw_samples": cfg.raw_samples}
+    gp = MultiFidelityStrategy(len(exp.domains), lo, hi, exp.seed, **settings)
+    best = gp.choose(seen)
+    natural = natural_weights(store.load_json(data, "stats.json"))
+    names = ["chosen", "uniform", "natural"]
+    points = np.stack(
+        [best.alpha, simplex.uniform(len(exp.domains)), [natural[d] for d in exp.domains]]
+    )  # (3, K)
+    groups = exp.evaluation.groups
+    per_group = {
+        g: gp.predict(
+            History(seen.x, rows[f"group.{g}"].to_numpy(dtype=float), None, seen.fidelity), points
+        )
+        for g in groups
+    }  # group -> (3,)
+    predicted = {name: {g: float(per_group[g][i]) for g in groups} for i, name in enumerate(names)}
+    weights = resolve_weights(groups, exp.search.group_weights or None)
+
+    def point(name: str) -> dict:
+        u = float(group_utility({g: np.array([v]) for g, v in predicted[name].items()}, weights)[0])
+        alpha = dict(zip(exp.domains, map(float, points[names.index(name)]), strict=True))
+        return {"alpha": alpha, "predicted": predicted[name], "predicted_utility": u}
+
+    chosen = point("chosen")
+    choice = Choice(
+        alpha=chosen["alpha"],
+        predicted=chosen["predicted"],
+        predicted_utility=chosen["predicted_utility"],
+        weights=weights,
+        baselines={b: point(b) for b in ("uniform", "natural")},
+        verdict=f"Chosen by the multi-fidelity GP at fidelity 1 (real runs) from "
+        f"{int(np.isclose(seen.fidelities, RUN).sum())} real run(s) and "
+        f"{int(np.isclose(seen.fidelities, MERGE).sum())} merge(s); no bootstrap interval.",
+    )
+    out = store.staging(ref)
+    (out / "choice.json").write_text(canonical_json(choice.to_json()))
+    return store.publish(ref, out, info={"alpha": choice.alpha, "gp_mean": best.mean})

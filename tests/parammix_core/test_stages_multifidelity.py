@@ -1,0 +1,107 @@
+"""The multi-fidelity search's stages on fake evaluations: rounds, budget, joined runs, choice."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from parammix_core import stages
+from parammix_core.config import Experiment, apply_overrides, load_experiment
+from parammix_core.stages import multifidelity as mf
+from parammix_core.store import ArtifactRef, Store
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL_PEAK = np.array([0.7, 0.3])  # where real runs score best
+MERGE_PEAK = np.array([0.2, 0.8])  # where merges do: the cheap fidelity's bias
+
+
+def micro(store: Path, *overrides: str) -> Experiment:
+    exp = load_experiment(ROOT / "configs" / "micro.yaml")
+    settings = [
+        f"store.url={store}",
+        "search.strategy=multifidelity",
+        "search.strategies.multifidelity.per_round=2",
+        "search.strategies.multifidelity.num_restarts=2",
+        "search.strategies.multifidelity.raw_samples=32",
+        *overrides,
+    ]
+    return apply_overrides(exp, settings, "configs/micro.yaml")
+
+
+def publish(store: Store, name: str, rows: dict | None = None, **info) -> ArtifactRef:
+    """A fake artifact: evaluation rows, or (experts) only a manifest with `info`."""
+    ref = ArtifactRef.for_spec("evals", "fake", {"name": name})
+    out = store.staging(ref)
+    if rows is None:
+        (out / "info.txt").write_text(name)
+    else:
+        pd.DataFrame(rows).to_parquet(out / "rows.parquet", index=False)
+    return store.publish(ref, out, info=info)
+
+
+def fake_data(exp: Experiment, store: Store) -> ArtifactRef:
+    """Prepared data as the choice reads it: the domains' sizes (natural weights 0.25/0.75)."""
+    ref = ArtifactRef.for_spec("data", "fake", {})
+    out = store.staging(ref)
+    sizes = dict(zip(exp.domains, [100, 300], strict=True))
+    (out / "stats.json").write_text(json.dumps({d: {"characters": c} for d, c in sizes.items()}))
+    return store.publish(ref, out)
+
+
+def fake(exp: Experiment, store: Store, alphas, fidelity: float, seconds: float) -> ArtifactRef:
+    """Evaluations of `alphas` at `fidelity`, scored by that fidelity's synthetic surface."""
+    x = np.asarray(alphas, dtype=float)
+    peak = REAL_PEAK if fidelity == mf.RUN else MERGE_PEAK
+    score = 0.5 - ((x - peak) ** 2).sum(axis=1)
+    rows = {f"alpha.{d}": x[:, i] for i, d in enumerate(exp.domains)}
+    rows.update({f"group.{g}": score for g in exp.evaluation.groups})
+    rows.update(seconds=np.full(len(x), seconds))
+    if fidelity == mf.RUN:
+        rows["fidelity"] = np.full(len(x), mf.RUN)
+    return publish(store, f"{fidelity}-{x.tolist()}", rows)
+
+
+def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path):
+    exp = micro(tmp_path / "s", "search.strategies.multifidelity.budget=3")
+    store = stages.open_store(exp)
+    experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
+    first = mf.propose_round(exp, store, 0, [], [], [], experts)
+    merges_0, runs_0, done = mf.round_work(exp, store, first)
+    assert merges_0 == [[[1.0, 0.0]], [[0.0, 1.0]], [[0.5, 0.5]]] and runs_0 == [] and not done
+    merges = [fake(exp, store, b, mf.MERGE, 1.0) for b in merges_0]
+    grid = np.linspace(0.05, 0.95, 7)
+    merges.append(fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0))
+    # round 1: a run costs 100 merges (the experts' seconds, none measured yet)
+    second = mf.propose_round(exp, store, 1, merges, [], [], experts)
+    merges_1, runs_1, done = mf.round_work(exp, store, second)
+    assert len(merges_1) + len(runs_1) == 2 and len(merges_1) >= 1 and not done
+    assert store.manifest(second)["info"]["spent"] == pytest.approx(10 / 100)
+    runs = [fake(exp, store, [[0.9, 0.1], [0.5, 0.5], [0.3, 0.7]], mf.RUN, 100.0)]
+    # three runs of 100 s and ten merges of 1 s: 3.1 real-run equivalents >= 3, done
+    third = mf.propose_round(exp, store, 2, merges, runs, [], experts)
+    assert mf.round_work(exp, store, third) == ([], [], True)
+    assert store.manifest(third)["info"]["spent"] == pytest.approx(3.1)
+    # the choice: the GP's best at fidelity 1, near the runs' peak, not the merges'
+    ref = mf.choose(exp, store, fake_data(exp, store), [*merges, *runs])
+    choice = stages.load_choice(store, ref)
+    alpha = np.array([choice.alpha[d] for d in exp.domains])
+    assert np.abs(alpha - REAL_PEAK).sum() < 0.2, alpha
+    assert choice.baselines["natural"]["alpha"] == {"math": 0.25, "sft": 0.75}
+    assert choice.predicted_utility > choice.baselines["uniform"]["predicted_utility"]
+
+
+def test_a_late_round_buys_real_runs_and_joined_runs_are_free(tmp_path: Path):
+    exp = micro(tmp_path / "s", "search.strategies.multifidelity.exponent_decay=0.1")
+    store = stages.open_store(exp)
+    experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
+    grid = np.linspace(0.0, 1.0, 9)
+    merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]
+    joined = [fake(exp, store, [[0.5, 0.5], [0.2, 0.8]], mf.RUN, 100.0)]
+    late = mf.propose_round(exp, store, 5, merges, [], joined, experts)  # exponent 1e-5
+    _, runs, done = mf.round_work(exp, store, late)
+    assert len(runs) >= 1 and not done
+    assert store.manifest(late)["info"]["spent"] == pytest.approx(9 / 100)  # joined: free
+    data = stages.data_ref(exp)
+    assert mf.joined_runs(exp, store, data, stages.base_ref(exp, data)) == []
