@@ -2,7 +2,9 @@
 
 prepare_domains -> base_model -> train_expert[domain] -> rounds of (propose_mixtures[round]
 -> merge_and_evaluate[batch]) -> fit_surrogates -> optimise_mixture -> validate_proxy (real
-mixed runs) -> final_training -> report, with interference_probe beside the fan-out
+mixed runs) -> final_training -> report, with interference_probe beside the fan-out. With
+search.strategy multifidelity the rounds also train real mixed runs (flows.multifidelity) and
+the choice is the multi-fidelity GP's at fidelity 1 instead of optimise_mixture's.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.multifidelity import multifidelity_search
 from flows.runners import task_runner
 from parammix_core import stages
 from parammix_core.config import Experiment, RuntimeConfig, resolve_experiment
@@ -49,26 +52,17 @@ def param_mix(
     imported = import_runs(exp) if exp.search.import_runs is not None else None
     corrected = exp.evaluation.proxy == "corrected"  # the probe's Delta(alpha) joins the merge
     merge_probe = probe.result() if corrected else None
-    # Rounds of search.strategy: random's are fixed, so all are submitted at once; an adaptive
-    # round waits for the scores of every round before it.
-    rounds, evals = [], []
-    for r in range(stages.n_rounds(exp)):
-        seen = [e.result() for e in evals] if stages.adaptive(exp) else []
-        proposed = propose_mixtures(exp, r, seen, inputs, imported)
-        rounds.append(proposed.ref)
-        evals += merge_and_evaluate.map(
-            unmapped(exp),
-            proposed.batches,
-            unmapped(data),
-            unmapped(base),
-            unmapped(experts.result()),
-            unmapped(merge_probe),
-            index=range(len(evals), len(evals) + len(proposed.batches)),
+    if exp.search.strategy == "multifidelity":  # merges and real runs, chosen at fidelity 1
+        evaluated, choice = multifidelity_search(exp, data, base, experts.result(), merge_probe)
+        probe = probe.result() if probe is not None else None
+        surrogates = fit_surrogates(exp, evaluated, probe, None, imported)  # for the report
+    else:
+        evaluated, rounds = merge_rounds(
+            exp, data, base, experts.result(), merge_probe, inputs, imported
         )
-    probe = probe.result() if probe is not None else None
-    evaluated = [e.result() for e in evals]
-    surrogates = fit_surrogates(exp, evaluated, probe, rounds, imported)
-    choice = optimise_mixture(exp, surrogates, data, evaluated)
+        probe = probe.result() if probe is not None else None
+        surrogates = fit_surrogates(exp, evaluated, probe, rounds, imported)
+        choice = optimise_mixture(exp, surrogates, data, evaluated)
     validation = run_validation(exp, choice, data, base, experts.result(), probe)
     final_model = run_final(exp, choice, data, base)  # trains while validation scores
     validation = validation.result() if validation is not None else None
@@ -87,6 +81,34 @@ def param_mix(
     }
     summarise(exp, refs)
     return refs
+
+
+def merge_rounds(
+    exp: Experiment,
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: list[ArtifactRef],
+    merge_probe: ArtifactRef | None,
+    inputs: ArtifactRef | None,
+    imported: ArtifactRef | None,
+) -> tuple[list[ArtifactRef], list[ArtifactRef]]:
+    """Rounds of search.strategy: random's are fixed, so all are submitted at once; an adaptive
+    round waits for the scores of every round before it. The evaluations and the rounds."""
+    rounds, evals = [], []
+    for r in range(stages.n_rounds(exp)):
+        seen = [e.result() for e in evals] if stages.adaptive(exp) else []
+        proposed = propose_mixtures(exp, r, seen, inputs, imported)
+        rounds.append(proposed.ref)
+        evals += merge_and_evaluate.map(
+            unmapped(exp),
+            proposed.batches,
+            unmapped(data),
+            unmapped(base),
+            unmapped(experts),
+            unmapped(merge_probe),
+            index=range(len(evals), len(evals) + len(proposed.batches)),
+        )
+    return [e.result() for e in evals], rounds
 
 
 def with_workers(max_workers: int, runtime: RuntimeConfig | None = None):

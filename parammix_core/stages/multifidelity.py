@@ -1,7 +1,8 @@
 """Stages of the multi-fidelity search (`search.strategy: multifidelity`).
 
 Merges are the cheap fidelity (0), real mixed runs at the experts' budget the expensive one
-(1). Round 0 is the initial design of merges (the vertices and uniform); every later round
+(1). Round 0 is merges: the initial design (the vertices and uniform) and `per_round`
+bounded Dirichlet draws, so the surrogates the report draws on have rows; every later round
 proposes `per_round` (mixture, fidelity) pairs from one GP over both fidelities
 (`parammix_core.search.multifidelity`). The flow sends fidelity-0 proposals to
 merge_and_evaluate and fidelity-1 ones to train_mixed - the very stage, store keys and retries
@@ -131,9 +132,7 @@ def round_ref(
         "joined": [e.key for e in joined],
         "experts": [e.key for e in experts],
     }
-    return ArtifactRef.for_spec(
-        "proposals", "fidelity-round", spec, code=code_version("runevals")
-    )
+    return ArtifactRef.for_spec("proposals", "fidelity-round", spec, code=code_version("runevals"))
 
 
 def history(
@@ -211,7 +210,10 @@ def propose_round(
     if done:
         x, fidelity = np.zeros((0, k)), np.zeros(0)
     elif round_index == 0:
-        x, fidelity = initial_design(k), np.full(k + 1, MERGE)
+        lo, hi = search_bounds(exp.domains, exp.search.bounds)
+        draws = simplex.sample_bounded(k, cfg.per_round, lo, hi, seed=round_seed(exp, 0))
+        x = np.vstack([initial_design(k), draws])
+        fidelity = np.full(len(x), MERGE)
     else:
         seen, _ = history(exp, store, [*merges, *runs, *joined])
         pairs = strategy(exp, store, experts, seen, round_index).propose_pairs(seen, cfg.per_round)

@@ -4,6 +4,7 @@ One store for the module: data, base and experts are trained once and shared by 
 (their keys do not depend on the strategy), so each run adds only its proposals and merges.
 """
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,9 @@ from flows.param_mix import param_mix
 from parammix_core import stages
 from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.search.mixmin import mixmin
+from parammix_core.stages import multifidelity as mf
+from parammix_core.stages import validate
+from parammix_core.store import ArtifactRef
 
 ROOT = Path(__file__).resolve().parents[2]
 STRATEGIES = ["random", "surrogate", "bayes", "mixmin", "mergemix"]
@@ -105,4 +109,52 @@ def test_strategy_drives_the_fan_out(prefect_api, store_dir: Path, tmp_path: Pat
     keys = {m["key"] for m in store.artifacts()}
     again = param_mix(exp, return_state=True).result()
     assert again == refs
+    assert {m["key"] for m in store.artifacts()} == keys  # a rerun publishes nothing new
+
+
+@pytest.mark.slow
+def test_multifidelity_interleaves_merges_and_real_runs(prefect_api, store_dir: Path):
+    exp = micro(
+        store_dir,
+        "multifidelity",
+        # on the micro model a merge's evaluation costs about a real run's 12 steps, so the
+        # budget is generous and max_rounds ends the search; costs ignored: deterministic
+        "search.strategies.multifidelity.budget=100",
+        "search.strategies.multifidelity.per_round=3",
+        "search.strategies.multifidelity.max_rounds=2",
+        "search.strategies.multifidelity.cost_exponent=0",
+        "search.strategies.multifidelity.num_restarts=2",
+        "search.strategies.multifidelity.raw_samples=32",
+    )
+    store = stages.open_store(exp)
+    data = stages.prepare_domains(exp, store)
+    base = stages.build_base(exp, store, data)
+    uniform = validate.train_mixed(exp, store, [0.5, 0.5], exp.seed, data, base)  # validation's
+    refs = param_mix(exp, return_state=True).result()
+    experts = [refs[f"expert.{d}"] for d in exp.domains]
+
+    rounds = sorted(
+        (m for m in store.artifacts() if m["stage"] == "proposals" and "spent" in m["info"]),
+        key=lambda m: m["info"]["round"],
+    )
+    info = [m["info"] for m in rounds]
+    assert [i["done"] for i in info] == [False] * (len(info) - 1) + [True]
+    assert len(info) == 3 and info[-1]["spent"] > 0  # rounds 0 and 1, then max_rounds
+    assert all(a["spent"] < b["spent"] for a, b in itertools.pairwise(info))
+    scored = [m for m in store.artifacts() if m["stage"] == "runevals"]
+    scored_refs = [ArtifactRef(stage=m["stage"], name=m["name"], key=m["key"]) for m in scored]
+    rows = pd.concat([store.load_parquet(r, "rows.parquet") for r in scored_refs])
+    assert (rows["fidelity"] == 1.0).all() and set(rows["device"]) == {"cpu"}
+    assert (rows["seconds"] > 0).all()
+    joined = mf.run_eval_ref(exp, uniform, data, base, experts)  # the validation run joined
+    assert store.exists(joined)
+    train_seconds = store.manifest(uniform)["info"]["seconds"]
+    assert store.load_parquet(joined, "rows.parquet")["seconds"][0] > train_seconds
+    assert len(scored) >= 2  # the joined run and at least one the search trained
+
+    choice = stages.load_choice(store, refs["choice"])
+    assert sum(choice.alpha.values()) == pytest.approx(1.0)
+    assert "multi-fidelity GP at fidelity 1" in choice.verdict
+    keys = {m["key"] for m in store.artifacts()}
+    assert param_mix(exp, return_state=True).result() == refs
     assert {m["key"] for m in store.artifacts()} == keys  # a rerun publishes nothing new
