@@ -15,8 +15,11 @@ evaluated mixtures, minus exponent_t * log cost(s). The exponent decays over the
 exponent_t = cost_exponent * exponent_decay^t, so early rounds buy cheap merges and later ones
 real runs (the seed's decaying EIpu). cost(s) is the geometric mean of the measured costs of
 the rows at s, or the caller's prior while none was measured. A batch is built greedily with
-the kriging believer, as in `bayes`. The choice is the argmax of the posterior mean at the
-highest fidelity: what a real run is predicted to score, not what a merge scores.
+the kriging believer, as in `bayes`; a pair already evaluated or proposed is never proposed
+again (merges and runs are deterministic for a mixture and seed, so a repeat would be a cache
+hit that tells nothing), and when every level's best is such a repeat a random merge explores.
+The choice is the argmax of the posterior mean at the highest fidelity: what a real run is
+predicted to score, not what a merge scores.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from botorch.optim import optimize_acqf
 from parammix_core.search.base import History, Strategy, project
 from parammix_core.search.bayes import DTYPE, fit_gp
 from parammix_core.search.choice import SearchError
+
+REPEAT = 1e-3  # L1 distance under which two mixtures are the same evaluation
 
 
 @dataclass(frozen=True)
@@ -144,12 +149,16 @@ class MultiFidelityStrategy(Strategy):
             torch.manual_seed(seed)  # GP fitting and botorch draw from torch's global RNG
             for i in range(n):
                 model = fit_gp(xs, y)
-                scored = []  # (EI per unit cost, candidate, level) of the best mixture per level
+                scored = []  # (EI per unit cost, level index, mixture) of each level's best
                 for j, level in enumerate(self.levels):
                     acq = self._log_ei_at(model, xs[:, : self.k].numpy(), float(level))
                     cand, value = self._maximise(acq, seed + i * len(self.levels) + j)
+                    if _repeats(cand, xs, float(level)):
+                        value = -np.inf  # evaluations are deterministic: a repeat tells nothing
                     scored.append((value - self.exponent * float(log_cost[j]), j, cand))
-                _, j, cand = max(scored, key=lambda t: (t[0], t[1]))
+                score, j, cand = max(scored, key=lambda t: (t[0], t[1]))
+                if score == -np.inf:  # every level's best is taken: explore with a merge
+                    j, cand = 0, torch.tensor(self._dirichlet(1, seed + i), dtype=DTYPE)
                 level = float(self.levels[j])
                 out_x.append(cand[0].numpy())
                 out_s.append(level)
@@ -243,6 +252,13 @@ class MultiFidelityStrategy(Strategy):
             options={"maxiter": 100},
         )
         return cand.detach(), float(value)
+
+
+def _repeats(cand: torch.Tensor, xs: torch.Tensor, level: float) -> bool:
+    """Whether mixture cand (1, K) was already evaluated or proposed (xs, (N, K + 1)) at
+    `level`, within REPEAT in L1."""
+    same = xs[torch.isclose(xs[:, -1], torch.tensor(level, dtype=DTYPE))][:, :-1]  # (M, K)
+    return bool(len(same)) and float((same - cand).abs().sum(dim=1).min()) < REPEAT
 
 
 def _inputs(x: np.ndarray, fidelity: np.ndarray) -> torch.Tensor:

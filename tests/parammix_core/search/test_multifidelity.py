@@ -83,6 +83,22 @@ def test_proposals_are_seeded_and_inside_the_bounds():
     assert first.fidelity.tolist() == [0.0, 0.0, 0.0]  # random merges before the GP
 
 
+def test_a_batch_never_repeats_an_evaluated_or_proposed_pair():
+    # a micro run's first rounds (6 merges, 1 real run, flat utilities): the kriging believer
+    # alone proposes the run at (0, 1) twice in one batch
+    x0 = np.array([1.0, 0.0, 0.5, 0.0009, 0.2012, 0.8433, 0.5])
+    y = np.array([0.3597, 0.3640, 0.3624, 0.3640, 0.3634, 0.3607, 0.3614])
+    h = History(np.c_[x0, 1 - x0], y, None, np.r_[np.zeros(6), 1.0])
+    mf = get_strategy("multifidelity", k=2, seed=0, cost_exponent=0, num_restarts=2, raw_samples=32)
+    pairs = mf.propose_pairs(h, 3)
+    seen = np.c_[h.x, h.fidelities]
+    new = np.c_[pairs.x, pairs.fidelity]
+    for i, row in enumerate(new):
+        before = np.vstack([seen, new[:i]])
+        same = before[before[:, -1] == row[-1], :-1]
+        assert np.abs(same - row[:-1]).sum(axis=1).min() >= 1e-3, (i, new)
+
+
 def test_level_costs_are_measured_else_prior():
     h = two_fidelities(4, 2, run_cost=None)
     h = History(h.x, h.y, np.array([1.0, 4.0, 1.0, 4.0, 50.0, 200.0]), h.fidelity)
