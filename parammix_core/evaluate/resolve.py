@@ -38,6 +38,7 @@ from lm_eval.tasks._index import Entry, Kind, TaskIndex
 from lm_eval.tasks._yaml_loader import load_yaml
 
 from parammix_core.config import ConfigError, EvalTask, Experiment
+from parammix_core.evaluate.continuous import METRICS_BY_OUTPUT, continuous_for, is_continuous
 from parammix_core.evaluate.suite import BUILTIN_TASKS, task_config
 
 # `datasets` builders by file extension, compressed or not, for `data_files`.
@@ -445,6 +446,9 @@ def metric_key(metric: str, keys: Iterable[str]) -> str | None:
 
 
 def _metric_problem(task: EvalTask, info: TaskInfo) -> str | None:
+    computed = continuous_for(info.kind, info.output_type)
+    if is_continuous(task.metric):
+        return None if task.metric in computed else _continuous_problem(task, info, computed)
     if not info.metrics_known or metric_key(task.metric, info.metrics) is not None:
         return None
     if not info.metrics:
@@ -459,7 +463,23 @@ def _metric_problem(task: EvalTask, info: TaskInfo) -> str | None:
             f"{info.name} reports {task.metric!r} under {len(same)} filters; name one as "
             f"metric,filter: {', '.join(same)}"
         )
-    return f"{info.name} does not report {task.metric!r}; it reports (metric,filter): {keys}"
+    ours = f"; or computed by Param-Mix: {', '.join(computed)}" if computed else ""
+    return f"{info.name} does not report {task.metric!r}; it reports (metric,filter): {keys}{ours}"
+
+
+def _continuous_problem(task: EvalTask, info: TaskInfo, computed: tuple[str, ...]) -> str:
+    """Why a continuous metric does not apply to this task, and what does."""
+    if info.kind != "task":
+        return (
+            f"{task.metric} is computed per document of one task and {info.name} is a group; "
+            "name its tasks instead"
+        )
+    valid = [*computed, *sorted(info.metrics)]
+    needs = [t for t, metrics in METRICS_BY_OUTPUT.items() if task.metric in metrics]
+    return (
+        f"{task.metric} applies to output_type {' or '.join(needs)}, and {info.name} is "
+        f"{info.output_type}; valid: {', '.join(valid)}"
+    )
 
 
 def _data_format(paths: Iterable[str]) -> str | None:
