@@ -51,10 +51,10 @@ from parammix_core.evaluate.heldout import block_losses, mean_and_stderr
 from parammix_core.evaluate.resolve import (
     Resolution,
     RunContext,
-    lm_eval_tasks_dir,
     metric_key,
     resolve_tasks,
 )
+from parammix_core.evaluate.task_finder import lm_eval_tasks_dir
 
 # Metrics whose per-document values are 0 or 1, so the binomial standard error applies.
 BINARY_METRICS = frozenset({"acc", "acc_norm", "acc_bytes", "acc_mutual_info", "exact_match"})
