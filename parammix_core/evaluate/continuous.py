@@ -107,8 +107,8 @@ def _doc_requests(task, doc_id: int, instances: list[Instance]) -> DocRequests:
     doc = instances[0].doc
     if task.OUTPUT_TYPE == "multiple_choice":
         choices = task.doc_to_choice(doc)
-        # requests past the choices are acc_mutual_info's unconditional ones
         gold = _gold_choice(task, doc, choices)
+        # requests past the choices are acc_mutual_info's unconditional ones
         return DocRequests(doc_id, tuple(instances[: len(choices)]), gold)
     if task.OUTPUT_TYPE == "loglikelihood":
         return DocRequests(doc_id, (instances[0],), 0)

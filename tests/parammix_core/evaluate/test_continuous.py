@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from parammix_core.config import EvalTask
-from parammix_core.evaluate import Evaluator
+from parammix_core.evaluate import EvaluationError, Evaluator
 from parammix_core.evaluate.continuous import bits_per_byte, gold_probability
 from parammix_core.evaluate.harness import FEWSHOT_SEED
 from parammix_core.evaluate.resolve import RunContext, resolve_tasks
@@ -159,4 +160,44 @@ def test_a_metric_nobody_reports_lists_the_continuous_ones_too():
     assert problem == (
         "evaluation.tasks.0.metric: arc_easy does not report 'bpb'; it reports (metric,filter): "
         "acc,none, acc_norm,none; or computed by Param-Mix: neg_bpb, p_gold"
+    )
+
+
+def write_task(folder, name: str, output_type: str, rows: list[dict], **extra) -> None:
+    """A task YAML of our own, reading `rows` as its test split."""
+    rows_file = data.write_jsonl(folder / f"{name}.jsonl", rows)
+    config = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": rows_file}},
+        "test_split": "test",
+        "output_type": output_type,
+        "doc_to_text": "{{prompt}}",
+        "doc_to_target": "{{answer}}",
+        **extra,
+    }
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
+def test_a_loglikelihood_tasks_target_is_scored_as_the_task_asks_for_it(tokenizer, tmp_path):
+    rows = [{"prompt": "2 + 2 =", "answer": " 4"}, {"prompt": "Paris is in", "answer": " France"}]
+    write_task(tmp_path, "tiny_ll", "loglikelihood", rows)
+    task = EvalTask(name="tiny_ll", group="g", metric="neg_bpb")
+    ev = Evaluator(pico_llama(tokenizer, seed=4), tokenizer, [task], tmp_path, 8, "cpu")
+    _, per_doc = ev.evaluate_docs()
+    expected = [
+        -bits_per_byte(loglikelihood(ev.model, tokenizer, r["prompt"], r["answer"]), r["answer"])
+        for r in rows
+    ]
+    np.testing.assert_allclose(per_doc["tiny_ll"], expected, rtol=1e-4)
+
+
+def test_an_empty_reference_answer_is_named_with_its_task_and_document(tokenizer, tmp_path):
+    rows = [{"prompt": "Say hi:", "answer": "hi"}, {"prompt": "Say nothing:", "answer": ""}]
+    write_task(tmp_path, "tiny_gen", "generate_until", rows, target_delimiter="")
+    task = EvalTask(name="tiny_gen", group="g", metric="neg_bpb")
+    with pytest.raises(EvaluationError) as err:
+        Evaluator(pico_llama(tokenizer, seed=4), tokenizer, [task], tmp_path, 8, "cpu")
+    assert str(err.value) == (
+        "evaluation.tasks.0.metric: neg_bpb of tiny_gen: document 1: the gold continuation is empty"
     )
