@@ -50,7 +50,7 @@ class DemixSettings(Strict):
     each evaluate half as many mixtures, drawn from the best a LightGBM predictor ranks."""
 
     initial: Count(100_000) = Field(
-        48,
+        32,
         description="Mixtures of iteration 0 (prior draws; the initial design and imported "
         "runs count towards it); iteration i evaluates initial / 2^i.",
     )

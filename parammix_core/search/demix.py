@@ -134,7 +134,7 @@ class DemixStrategy(Strategy):
         hi=None,
         seed: int = 0,
         prior: np.ndarray | None = None,
-        initial: int = 48,
+        initial: int = 32,
         halvings: int = 2,
         pool: int = 20_000,
         top: int = 128,
