@@ -195,6 +195,11 @@ class DemixStrategy(Strategy):
         step = iteration(history.n, self.initial, self.halvings)
         if step == 0:
             return self.draws(n, rng)
+        if n > self.pool:
+            raise SearchError(
+                f"demix: {n} proposals asked of a pool of {self.pool}; raise "
+                "search.strategies.demix.pool"
+            )
         pool = self.draws(self.pool, rng)  # (P, K)
         predicted = self._predictor(history).predict(pool, num_threads=1)  # (P,)
         if step <= self.halvings:

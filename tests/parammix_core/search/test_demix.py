@@ -165,3 +165,10 @@ def test_caps_below_a_floor_name_max_usage():
     lo = np.array([0.0, 0.2, 0.0])
     with pytest.raises(SearchError, match=r"raise search\.strategies\.demix\.max_usage \(now 2"):
         get_strategy("demix", k=3, lo=lo, prior=np.array([0.9, 0.05, 0.05]), max_usage=2.0)
+
+
+def test_more_proposals_than_the_pool_name_the_pool():
+    x = np.random.default_rng(0).dirichlet(np.ones(3), 6)
+    s = get_strategy("demix", k=3, initial=4, pool=5, top=5)
+    with pytest.raises(SearchError, match=r"6 proposals asked of a pool of 5; raise search\.st"):
+        s.propose(History(x, x[:, 0]), 6)
