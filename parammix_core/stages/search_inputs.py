@@ -49,9 +49,11 @@ def inputs_ref(
     strategy = exp.search.strategy
     if strategy not in NEEDS_INPUTS:
         raise SearchError(f"search.strategy {strategy!r} needs no inputs from the experts")
-    code = code_version("search_inputs")
     if strategy == "demix":  # the natural proportions depend on the prepared data alone
-        return ArtifactRef.for_spec("search_inputs", strategy, {"data": data.key}, code=code)
+        prior_spec = {"data": data.key}
+        return ArtifactRef.for_spec(
+            "search_inputs", strategy, prior_spec, code=code_version("search_inputs")
+        )
     spec: dict[str, Any] = {
         "strategy": strategy,
         "sequences": exp.search.target_sequences,
@@ -66,7 +68,7 @@ def inputs_ref(
             bounds={d: dump_config(b) for d, b in exp.search.bounds.items()},
             seed=exp.seed,
         )
-    return ArtifactRef.for_spec("search_inputs", strategy, spec, code=code)
+    return ArtifactRef.for_spec("search_inputs", strategy, spec, code=code_version("search_inputs"))
 
 
 def target_blocks(exp: Experiment, heldout: dict[str, torch.Tensor]) -> torch.Tensor:
