@@ -8,9 +8,10 @@ Two settings, each averaged over seeds and printed as a ratio to random search:
   and MergeMix need the experts themselves (log-probs on target data, a differentiable merged
   loss), not pool scores: not applicable there.
 - synthetic: known optima on the simplex, evaluated exactly. "quadratic" is an anisotropic bowl
-  (all model-free strategies); "mixture-nll" is -NLL of target data under a mixture of four
-  synthetic experts' predictive distributions, where MixMin's input (the experts' log-probs)
-  and MergeMix's input (a differentiable loss of alpha) exist, so all five strategies run.
+  (the model-free strategies: random, surrogate, demix, bayes); "mixture-nll" is -NLL of
+  target data under a mixture of four synthetic experts' predictive distributions, where
+  MixMin's input (the experts' log-probs) and MergeMix's input (a differentiable loss of alpha)
+  exist, so all six strategies run.
   On "mixture-nll" the utility *is* MixMin's and MergeMix's objective: their counts show the
   one-shot cost, not a fair race.
 
@@ -41,10 +42,11 @@ from parammix_core import simplex
 from parammix_core.search import History, Strategy, get_strategy
 from parammix_core.search.mixmin import mixmin, mixture_nll
 
-MODEL_FREE = ["random", "surrogate", "bayes"]
+MODEL_FREE = ["random", "surrogate", "demix", "bayes"]
 SETTINGS: dict[str, dict] = {
     "random": {},
     "surrogate": {"n_candidates": 4096},
+    "demix": {},  # the default schedule 32 -> 16 -> 8, then the final mean; uniform prior
     "bayes": {"num_restarts": 4, "raw_samples": 128},
 }
 

@@ -86,7 +86,12 @@ def load_model(path: str | Path, cfg: ModelConfig, device: torch.device | str) -
             local_files_only=True,
             trust_remote_code=cfg.trust_remote_code,
             attn_implementation=cfg.attn_implementation,
-            dtype=DTYPES[cfg.dtype],
+            # transformers sets the process-wide default dtype while it builds a model of
+            # another dtype: a thread training or evaluating meanwhile creates its tensors in
+            # bf16 (float != BFloat16 in a matmul), and two loads at once can leave bf16 the
+            # default for good. So load in the default (float32) and cast after: the same
+            # values, at the cost of a float32 copy while loading.
+            dtype=torch.get_default_dtype(),
             output_loading_info=True,
             ignore_mismatched_sizes=True,  # reported below, with the names, instead of a log
         )
@@ -106,7 +111,7 @@ def load_model(path: str | Path, cfg: ModelConfig, device: torch.device | str) -
             f"{path}: the weights do not fit config.json ({type(model).__name__}): "
             + "; ".join(problems)
         )
-    return model.to(torch.device(device)).eval()
+    return model.to(dtype=DTYPES[cfg.dtype], device=torch.device(device)).eval()
 
 
 def load_state(

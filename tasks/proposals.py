@@ -1,5 +1,6 @@
 """propose_mixtures (one round of the search), with the inputs some strategies need first:
-search_inputs (MixMin's log-probabilities, MergeMix's learned weights) and import_runs."""
+search_inputs (MixMin's log-probabilities, MergeMix's learned weights, DeMix's prior) and
+import_runs."""
 
 from __future__ import annotations
 

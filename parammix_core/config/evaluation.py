@@ -22,7 +22,12 @@ class EvalTask(Strict):
         max_length=256,
         pattern=r"^[^,\s]+(,[^,\s]+)?$",
         description="lm-eval metric, as `metric` or `metric,filter` (`exact_match,strict-match`); "
-        "plain `acc` means `acc,none`, or the only filter reporting acc. Higher is better.",
+        "plain `acc` means `acc,none`, or the only filter reporting acc. Or one computed by "
+        "Param-Mix from the task's own log-likelihood requests (nothing generated): `neg_bpb`, "
+        "minus the bits per UTF-8 byte of the gold continuation (any multiple_choice, "
+        "generate_until or loglikelihood task; for generate_until, the task's doc_to_target "
+        "after its prompt), or `p_gold`, the gold choice's probability normalised over the "
+        "choices (multiple_choice). Higher is better, always.",
     )
     data_files: dict[SplitName, Text] | None = Field(
         None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from parammix_core.config.base import (
     Count,
@@ -43,6 +43,59 @@ class SurrogateSettings(Strict):
     explore: UnitFloat = Field(
         0.25, description="Share of proposals drawn near the best evaluated mixture."
     )
+
+
+class DemixSettings(Strict):
+    """DeMix's procedure: prior-centred Dirichlet draws under usage caps, then iterations that
+    each evaluate half as many mixtures, drawn from the best a LightGBM predictor ranks."""
+
+    initial: Count(100_000) = Field(
+        32,
+        description="Mixtures of iteration 0 (prior draws; the initial design and imported "
+        "runs count towards it); iteration i evaluates initial / 2^i.",
+    )
+    halvings: Count(20, lo=0) = Field(
+        2, description="Iterations after iteration 0, each half the size of the one before."
+    )
+    pool: Count(1_000_000) = Field(
+        20_000, description="Prior draws the predictor ranks in each iteration."
+    )
+    top: Count(1_000_000) = Field(
+        128,
+        description="Best-predicted pool mixtures the proposals are drawn from; their mean is "
+        "the final mixture proposed once the iterations are done.",
+    )
+    temperature: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        0.7, description="The prior is raised to this power and renormalised (< 1 flattens it)."
+    )
+    max_usage: Annotated[float, Field(ge=1, le=1000, allow_inf_nan=False)] = Field(
+        4.0, description="Usage cap: a domain's weight is at most max_usage x its prior weight."
+    )
+    strength_min: PositiveFloat = Field(
+        0.5, description="Smallest Dirichlet concentration scale (prior x strength)."
+    )
+    strength_max: PositiveFloat = Field(
+        5.0, description="Largest; each draw's strength is log-uniform in [min, max]."
+    )
+    min_weight: Annotated[float, Field(ge=0, le=0.1, allow_inf_nan=False)] = Field(
+        2e-4, description="Drawn weights below this are dropped (set to 0) before the caps."
+    )
+
+    @field_validator("top")
+    @classmethod
+    def _top_within_pool(cls, top: int, info: ValidationInfo) -> int:
+        pool = info.data.get("pool")
+        if pool is not None and top > pool:
+            raise ValueError(f"top ({top}) must not exceed pool ({pool})")
+        return top
+
+    @field_validator("strength_max")
+    @classmethod
+    def _strengths_ordered(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("strength_min")
+        if low is not None and high < low:
+            raise ValueError(f"strength_max ({high}) must not be below strength_min ({low})")
+        return high
 
 
 class BayesSettings(Strict):
@@ -107,6 +160,7 @@ class StrategySettings(Strict):
 
     random: RandomSettings = Field(default_factory=RandomSettings)
     surrogate: SurrogateSettings = Field(default_factory=SurrogateSettings)
+    demix: DemixSettings = Field(default_factory=DemixSettings)
     bayes: BayesSettings = Field(default_factory=BayesSettings)
     mixmin: GradientSettings = Field(default_factory=GradientSettings)
     mergemix: GradientSettings = Field(default_factory=lambda: GradientSettings(steps=200, lr=0.5))
@@ -166,13 +220,13 @@ class SearchConfig(Strict):
         max_length=256,
         description="Per-domain floor/cap on proposals and the choice.",
     )
-    strategy: Literal["random", "surrogate", "bayes", "mixmin", "mergemix", "multifidelity"] = (
-        Field(
-            "random",
-            description="How the mixtures to evaluate are proposed (parammix_core.search); random "
-            "is a fixed plan evaluated all at once, the others propose round by round; "
-            "multifidelity also trains real mixed runs, until its budget is spent.",
-        )
+    strategy: Literal[
+        "random", "surrogate", "demix", "bayes", "mixmin", "mergemix", "multifidelity"
+    ] = Field(
+        "random",
+        description="How the mixtures to evaluate are proposed (parammix_core.search); random "
+        "is a fixed plan evaluated all at once, the others propose round by round; "
+        "multifidelity also trains real mixed runs, until its budget is spent.",
     )
     strategies: StrategySettings = Field(
         default_factory=StrategySettings, description="Settings per strategy."

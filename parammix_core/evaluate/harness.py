@@ -7,6 +7,10 @@ objects with their loaded datasets, the `HFLM` wrapper around the model object, 
 tokenisation of every (context, continuation) pair. Each `evaluate()` then runs lm-eval's own
 `evaluate` on the current weights, so any lm-eval task (MMLU, GSM8K, ...) works unchanged.
 
+Tasks whose metric is a continuous one (`neg_bpb`, `p_gold`: `continuous`) are not run through
+lm-eval's `evaluate`: their log-likelihood requests, built once from lm-eval's own task objects,
+go to the same `HFLM` in one call per evaluation, and nothing is generated for them.
+
 Standard errors are part of the result, not decoration: a surrogate fitted to differences
 smaller than their noise learns the noise. For metrics aggregated by a mean (acc, acc_norm, the
 built-in suite's p_correct) lm-eval computes the closed-form standard error whenever
@@ -37,14 +41,20 @@ from lm_eval.tasks import TaskManager
 
 from parammix_core.config import EvalTask
 from parammix_core.evaluate.code_eval import code_eval_fallback
+from parammix_core.evaluate.continuous import (
+    ContinuousMetricError,
+    ContinuousScorer,
+    is_continuous,
+    score_all,
+)
 from parammix_core.evaluate.heldout import block_losses, mean_and_stderr
 from parammix_core.evaluate.resolve import (
     Resolution,
     RunContext,
-    lm_eval_tasks_dir,
     metric_key,
     resolve_tasks,
 )
+from parammix_core.evaluate.task_finder import lm_eval_tasks_dir
 
 # Metrics whose per-document values are 0 or 1, so the binomial standard error applies.
 BINARY_METRICS = frozenset({"acc", "acc_norm", "acc_bytes", "acc_mutual_info", "exact_match"})
@@ -186,16 +196,22 @@ class Evaluator:
         self.batch_size = batch_size
         self.allow_code_execution = allow_code_execution
 
-        self._task_dict = self._load_tasks(include_path, num_fewshot)
-        self._leaf_tasks = list(self._task_dict["tasks"].values())
-        for task in self._leaf_tasks:
+        manager, built = self._load_tasks(include_path, num_fewshot)
+        # lm-eval's own checks across them (a task in two groups)
+        self._task_dict = manager.load(list(built.values()))
+        for task in self._task_dict["tasks"].values():
             if task.get_config("num_fewshot") != 0:  # a YAML's explicit 0 wins, as in lm-eval
                 task.set_config(key="num_fewshot", value=num_fewshot)
         self._n_docs = {name: self._count_docs(name) for name in names}
         self._keys: dict[str, str] = {}  # task -> the metric,filter key its score is read from
+        self._continuous = self._continuous_scorers()
+        # lm-eval's own evaluate runs only the tasks scored by lm-eval's metrics.
+        own = [built[t.name] for t in self.tasks if t.name not in self._continuous]
+        self._own_dict = manager.load(own) if own else None
         # Any positive value: mean aggregations get lm-eval's closed-form stderr, no resampling.
+        own_leaves = self._own_dict["tasks"].values() if self._own_dict else ()
         closed_form = all(
-            agg is lm_eval_mean for task in self._leaf_tasks for agg in task.aggregation().values()
+            agg is lm_eval_mean for task in own_leaves for agg in task.aggregation().values()
         )
         self._bootstrap_iters = 1 if closed_form else 0
 
@@ -206,9 +222,10 @@ class Evaluator:
             domain: self._check_blocks(domain, blocks) for domain, blocks in (heldout or {}).items()
         }
 
-    def _load_tasks(self, include_path, num_fewshot: int):
-        """lm-eval's task objects (datasets loaded) for the configured tasks, after every
-        name, metric, split, thread and code-execution check (`resolve_tasks`) has passed."""
+    def _load_tasks(self, include_path, num_fewshot: int) -> tuple[TaskManager, dict]:
+        """lm-eval's task manager and task or group object (datasets loaded) per configured
+        task, after every name, metric, split, thread and code-execution check
+        (`resolve_tasks`) has passed."""
         thread = threading.current_thread()
         context = RunContext(
             allow_code_execution=self.allow_code_execution,
@@ -222,15 +239,15 @@ class Evaluator:
             raise EvaluationError("\n".join(map(str, resolution.problems)))
         manager = TaskManager(include_path=resolution.folders() or None, include_defaults=False)
         if not self.allow_code_execution:
-            return self._build(manager, resolution)
+            return manager, self._build(manager, resolution)
         os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # read by code_eval (the hub's or ours)
         with code_eval_fallback():
-            return self._build(manager, resolution)
+            return manager, self._build(manager, resolution)
 
     def _build(self, manager: TaskManager, resolution: Resolution) -> dict:
-        """lm-eval's task and group objects, one configured task at a time so that a data set
-        lm-eval cannot read is reported with its task and files."""
-        built = []
+        """lm-eval's task and group objects by task name, one configured task at a time so
+        that a data set lm-eval cannot read is reported with its task and files."""
+        built = {}
         for i, (task, spec) in enumerate(zip(self.tasks, resolution.specs(), strict=True)):
             try:
                 loaded = manager.load([spec])
@@ -238,8 +255,24 @@ class Evaluator:
                 path = resolution.infos[task.name].path
                 own = path is not None and lm_eval_tasks_dir() in path.parents
                 raise EvaluationError(_load_failure(i, task, err, own)) from err
-            built.append(loaded["groups"].get(task.name) or loaded["tasks"][task.name])
-        return manager.load(built)  # lm-eval's own checks across them (a task in two groups)
+            built[task.name] = loaded["groups"].get(task.name) or loaded["tasks"][task.name]
+        return built
+
+    def _continuous_scorers(self) -> dict[str, ContinuousScorer]:
+        """The log-likelihood requests of the tasks whose metric is computed here, built once
+        from lm-eval's own task objects (few-shot examples drawn as lm-eval's calls draw them)."""
+        scorers = {}
+        for i, task in enumerate(self.tasks):
+            if is_continuous(task.metric):
+                try:
+                    scorers[task.name] = ContinuousScorer(
+                        self._task_dict["tasks"][task.name], task.metric, FEWSHOT_SEED
+                    )
+                except ContinuousMetricError as err:
+                    raise EvaluationError(
+                        f"evaluation.tasks.{i}.metric: {task.metric} of {task.name}: {err}"
+                    ) from err
+        return scorers
 
     def _count_docs(self, name: str) -> int:
         if name in self._task_dict["groups"]:
@@ -281,16 +314,9 @@ class Evaluator:
     def _run(
         self, log_samples: bool, keep_blocks: bool = False
     ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, np.ndarray]]:
-        for task in self._leaf_tasks:
-            task.set_fewshot_seed(seed=FEWSHOT_SEED)
         try:
-            output = lm_eval_evaluate(
-                lm=self._lm,
-                task_dict=self._task_dict,
-                bootstrap_iters=self._bootstrap_iters,
-                log_samples=log_samples,
-                confirm_run_unsafe_code=self.allow_code_execution,
-            )
+            output = self._run_own(log_samples)
+            continuous = score_all(self._lm, self._continuous)
         except AssertionError as err:  # lm-eval asserts that a continuation fits the context
             raise EvaluationError(
                 f"lm-eval refused a request of tasks {[t.name for t in self.tasks]} "
@@ -300,7 +326,12 @@ class Evaluator:
             ) from err
         results = output["results"]
         out: dict[str, float] = {}
-        scores = {task.name: self._score(task, results.get(task.name, {})) for task in self.tasks}
+        scores = {
+            task.name: mean_and_stderr(torch.from_numpy(continuous[task.name]))
+            if task.name in continuous
+            else self._score(task, results.get(task.name, {}))
+            for task in self.tasks
+        }
         for name, (value, stderr) in scores.items():
             out[f"task.{name}"] = value
             out[f"task.{name}.stderr"] = stderr
@@ -311,7 +342,7 @@ class Evaluator:
             out[f"loss.{domain}"], out[f"loss.{domain}.stderr"] = mean_and_stderr(means)
             if keep_blocks:
                 kept[domain] = means.numpy()
-        per_doc = {}
+        per_doc = dict(continuous)
         for task in self.tasks:
             samples = output.get("samples", {}).get(task.name)
             if samples:  # a leaf task (groups have no samples of their own)
@@ -322,6 +353,20 @@ class Evaluator:
                 )
                 per_doc[task.name] = np.array([float(s[metric]) for s in ordered])
         return out, per_doc, kept
+
+    def _run_own(self, log_samples: bool) -> dict:
+        """lm-eval's own evaluate over the tasks its metrics score (nothing when none)."""
+        if self._own_dict is None:
+            return {"results": {}}
+        for task in self._own_dict["tasks"].values():
+            task.set_fewshot_seed(seed=FEWSHOT_SEED)
+        return lm_eval_evaluate(
+            lm=self._lm,
+            task_dict=self._own_dict,
+            bootstrap_iters=self._bootstrap_iters,
+            log_samples=log_samples,
+            confirm_run_unsafe_code=self.allow_code_execution,
+        )
 
     def _score(self, task: EvalTask, result: Mapping[str, object]) -> tuple[float, float]:
         """The configured metric of one task result, and its standard error."""

@@ -1,15 +1,11 @@
 """Resolve the configured lm-eval tasks before anything runs: names, metrics, splits, code.
 
-lm-eval's `TaskManager` parses every one of its ~14k task YAMLs (10-25 s on 2 cores) before it
-can load any one task. A task, group or tag is named literally in the file that defines it or
-in a file that file includes, so `TaskFinder` reads the YAML files' bytes (about 0.3 s), keeps
-those mentioning a configured name (and the files that include those), and parses only them,
-with lm-eval's own loader and indexing rules (`load_yaml`, `TaskIndex.process_cfg`). From the
-parsed configs comes what a config must agree with: the `metric,filter` keys a task reports
-(`metric_list` x `filter_list`, lm-eval's defaults per `output_type`, a group's
-`aggregate_metric_list`), whether it runs generated code (`unsafe_code`), the dataset splits it
-reads, and the folders lm-eval must index to load it. No dataset is opened, no task module
-imported.
+`TaskFinder` (`task_finder`) finds each name's definition reading only the YAML files that
+name it. From the parsed configs comes what a config must agree with: the `metric,filter` keys
+a task reports (`metric_list` x `filter_list`, lm-eval's defaults per `output_type`, a group's
+`aggregate_metric_list`), the continuous metrics computed for its output type (`continuous`),
+whether it runs generated code (`unsafe_code`), the dataset splits it reads, and the folders
+lm-eval must index to load it. No dataset is opened, no task module imported.
 
 `resolve_tasks` does this for a list of `EvalTask`s and collects every problem with the field
 it concerns (`evaluation.tasks.0.metric`); `check_evaluation` is the preflight of
@@ -20,236 +16,28 @@ configs.
 
 from __future__ import annotations
 
-import bisect
-import difflib
 import glob
-import importlib.util
 import os
 import re
-import string
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
 from lm_eval.tasks._factory import GROUP_FIELD_NAMES
-from lm_eval.tasks._index import Entry, Kind, TaskIndex
+from lm_eval.tasks._index import Entry, Kind
 from lm_eval.tasks._yaml_loader import load_yaml
 
 from parammix_core.config import ConfigError, EvalTask, Experiment
-from parammix_core.evaluate.suite import BUILTIN_TASKS, task_config
+from parammix_core.evaluate.continuous import METRICS_BY_OUTPUT, continuous_for, is_continuous
+from parammix_core.evaluate.suite import BUILTIN_TASKS
+from parammix_core.evaluate.task_finder import TaskFinder
 
 # `datasets` builders by file extension, compressed or not, for `data_files`.
 DATA_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 _SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
-
-
-def lm_eval_tasks_dir() -> Path:
-    """lm-eval's own task folder."""
-    spec = importlib.util.find_spec("lm_eval")
-    return Path(spec.origin).parent / "tasks"
-
-
-# --- finding definitions by name ------------------------------------------------------------
-
-
-# A name stands as a whole word when the bytes around it cannot continue a name or a path.
-_WORD_AFTER = frozenset(c.encode() for c in string.ascii_letters + string.digits + "_.-")
-_WORD_BEFORE = _WORD_AFTER | {b"/"}
-
-
-_SEPARATOR = b"\n\0\n"  # between files in one searched blob: no name or path crosses it
-_PATH_TAIL = re.compile(rb"[\w.\-/]*\Z")
-
-
-def _path_ending_at(text: bytes, end: int) -> bytes:
-    """The folder part of a relative path whose file name starts at `end` ("../" in
-    "include: ../x_yaml")."""
-    return _PATH_TAIL.search(text, max(0, end - 1024), end).group()
-
-
-_NAME_LINE = re.compile(
-    rb"^[\"']?(?:task|group)[\"']?\s*:\s*[\"']?([\w.\-+@:]+)[\"']?\s*(?:#.*)?$", re.M
-)
-
-
-# Not YAML: skipped when reading a task folder (which also holds code, docs and data).
-_NOT_YAML = {".py", ".pyc", ".md", ".sh", ".json", ".jsonl", ".tsv", ".csv", ".txt", ".parquet"}
-_NOT_YAML |= {".lark", ".jpg", ".png", ".gz", ".zip", ".ipynb", ".cfg", ".toml"}
-MAX_YAML_BYTES = 1 << 20
-
-
-def _yaml_files(root: Path) -> list[str]:
-    out, folders = [], [str(root)]
-    while folders:
-        with os.scandir(folders.pop()) as entries:
-            for e in entries:
-                if e.is_dir() and e.name not in ("__pycache__", ".ipynb_checkpoints"):
-                    folders.append(e.path)
-                elif (
-                    e.is_file()
-                    and os.path.splitext(e.name)[1].lower() not in _NOT_YAML
-                    and e.stat().st_size <= MAX_YAML_BYTES
-                ):
-                    out.append(e.path)
-    return out
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-class _Folder:
-    """One folder of task YAMLs, read once, searched by name, parsed only where it matches."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._texts: list[tuple[str, bytes]] | None = None
-        self._blob = b""  # every text, separated by NUL lines: one regex pass searches all
-        self._starts: list[int] = []  # where each text starts in the blob
-        self._configs: dict[str, dict] = {}
-        self._entries: dict[str, Entry] = {}
-        self._searched: set[str] = set()
-
-    def texts(self) -> list[tuple[str, bytes]]:
-        """(path, bytes) of every file that may be YAML (task files and the templates they
-        include, often without a suffix), sorted as lm-eval's index walks them."""
-        if self._texts is None:
-            self._texts = [(p, _read(p)) for p in sorted(_yaml_files(self.root))]
-            offset = 0
-            for _, text in self._texts:
-                self._starts.append(offset)
-                offset += len(text) + len(_SEPARATOR)
-            self._blob = _SEPARATOR.join(text for _, text in self._texts)
-        return self._texts
-
-    def _matches(self, words: Iterable[bytes]) -> Iterator[tuple[str, int, bytes]]:
-        """(file, offset in the blob, word) wherever one of `words` stands as a whole word
-        (not inside a longer name or a path); `bytes.find`, far faster than a regex here."""
-        texts = self.texts()
-        for word in set(words):
-            at = self._blob.find(word)
-            while at >= 0:
-                end = at + len(word)
-                if self._blob[at - 1 : at] not in _WORD_BEFORE and (
-                    self._blob[end : end + 1] not in _WORD_AFTER
-                ):
-                    yield texts[bisect.bisect_right(self._starts, at) - 1][0], at, word
-                at = self._blob.find(word, end)
-
-    def lookup(self, names: set[str]) -> dict[str, Entry]:
-        """The entries of `names` defined in this folder, by lm-eval's rules (the first file
-        in path order wins; a tag gathers every task naming it) over every file naming them."""
-        todo = names - self._searched
-        if todo:
-            index: dict[str, Entry] = {}
-            for path in self._candidates(todo):
-                try:  # as TaskIndex.build: a file that is no task or group is skipped
-                    TaskIndex.process_cfg(self._config(path), Path(path), index)
-                except Exception:
-                    continue
-            self._entries.update({n: index[n] for n in todo if n in index})
-            self._searched |= todo
-        return {n: self._entries[n] for n in names if n in self._entries}
-
-    def _candidates(self, names: set[str]) -> list[str]:
-        """Files naming one of `names`, and the files including those, transitively."""
-        found = {path for path, _, _ in self._matches(n.encode() for n in names)}
-        frontier = set(found)
-        while frontier:
-            includers = self._includers(frontier) - found
-            found |= includers
-            frontier = includers
-        return sorted(p for p in found if p.endswith(".yaml"))
-
-    def _includers(self, targets: set[str]) -> set[str]:
-        """Files whose text refers to one of `targets` by a relative path (an `include:`)."""
-        by_name: dict[bytes, set[str]] = {}
-        for t in targets:
-            by_name.setdefault(os.path.basename(t).encode(), set()).add(os.path.normpath(t))
-        out = set()
-        for path, at, word in self._matches(by_name):
-            ref = _path_ending_at(self._blob, at) + word
-            target = os.path.normpath(os.path.join(os.path.dirname(path), ref.decode()))
-            if target in by_name[word]:
-                out.add(path)
-        return out
-
-    def _config(self, path: str) -> dict:
-        """The file's config, includes followed, functions left as paths (parsed once)."""
-        if path not in self._configs:
-            self._configs[path] = load_yaml(path, resolve_func=False, recursive=True)
-        return self._configs[path]
-
-    def names(self) -> set[str]:
-        """Every task and group name defined at the top of a file here (for suggestions)."""
-        self.texts()
-        return {m.decode() for m in _NAME_LINE.findall(self._blob)}
-
-
-class _Static:
-    """Entries known without a folder: the built-in suite before it is generated."""
-
-    def __init__(self, entries: Mapping[str, Entry]) -> None:
-        self.root = None
-        self._entries = dict(entries)
-
-    def lookup(self, names: set[str]) -> dict[str, Entry]:
-        return {n: self._entries[n] for n in names if n in self._entries}
-
-    def names(self) -> set[str]:
-        return set(self._entries)
-
-
-def builtin_entries() -> dict[str, Entry]:
-    """The built-in suite's tasks and tag, as `write_builtin_suite` will write them."""
-    entries = {
-        name: Entry(name, Kind.TASK, None, task_config(name, Path(f"{name}.jsonl")))
-        for name in BUILTIN_TASKS
-    }
-    entries["parammix_builtin"] = Entry("parammix_builtin", Kind.TAG, None, tags=set(entries))
-    return entries
-
-
-class TaskFinder:
-    """Finds task, group and tag definitions in the user's folders first (the last one wins,
-    as in lm-eval's index), then in lm-eval's own tasks."""
-
-    def __init__(self, folders: Sequence[Path], builtin: bool = False) -> None:
-        self.user = [_Folder(Path(f)) for f in reversed(folders)]
-        if builtin:
-            self.user.append(_Static(builtin_entries()))
-        self.own = _Folder(lm_eval_tasks_dir())
-        self._found: dict[str, Entry | None] = {}
-
-    def find(self, names: Iterable[str]) -> dict[str, Entry | None]:
-        todo = set(names) - set(self._found)
-        for source in [*self.user, self.own]:
-            if not todo:
-                break
-            hits = source.lookup(todo)
-            self._found.update(hits)
-            todo -= set(hits)
-        self._found.update(dict.fromkeys(todo))
-        return {n: self._found[n] for n in names}
-
-    def unknown(self, name: str) -> str:
-        """Why `name` was not found, with close matches and where it was looked for."""
-        own = self.own.names()
-        user = sorted(set().union(*(s.names() for s in self.user))) if self.user else []
-        close = difflib.get_close_matches(name, [*user, *sorted(own - set(user))], 3, 0.6)
-        where = [str(s.root) for s in self.user if s.root is not None]
-        lines = [
-            f"unknown lm-eval task {name!r}"
-            + (f" - did you mean {', '.join(close)}?" if close else "")
-        ]
-        for folder in where:
-            lines.append(f"available in {folder}: {', '.join(user) or 'nothing'}")
-        lines.append(f"lm-eval knows {len(own)} tasks and groups of its own (`lm_eval ls tasks`)")
-        return "\n    ".join(lines)
 
 
 # --- what a task reports --------------------------------------------------------------------
@@ -349,7 +137,8 @@ def _needs_main_thread(cfg: Mapping[str, Any]) -> bool:
     """Whether the task's own Python (process_results, metrics, filters) uses signal.alarm
     timeouts, itself or through math_verify (minerva_math, leaderboard_math_hard)."""
     return any(
-        os.path.isfile(m) and _SIGNAL_TIMEOUTS.search(_read(m)) for m in _function_modules(cfg)
+        os.path.isfile(m) and _SIGNAL_TIMEOUTS.search(Path(m).read_bytes())
+        for m in _function_modules(cfg)
     )
 
 
@@ -445,6 +234,9 @@ def metric_key(metric: str, keys: Iterable[str]) -> str | None:
 
 
 def _metric_problem(task: EvalTask, info: TaskInfo) -> str | None:
+    computed = continuous_for(info.kind, info.output_type)
+    if is_continuous(task.metric):
+        return None if task.metric in computed else _continuous_problem(task, info, computed)
     if not info.metrics_known or metric_key(task.metric, info.metrics) is not None:
         return None
     if not info.metrics:
@@ -459,7 +251,23 @@ def _metric_problem(task: EvalTask, info: TaskInfo) -> str | None:
             f"{info.name} reports {task.metric!r} under {len(same)} filters; name one as "
             f"metric,filter: {', '.join(same)}"
         )
-    return f"{info.name} does not report {task.metric!r}; it reports (metric,filter): {keys}"
+    ours = f"; or computed by Param-Mix: {', '.join(computed)}" if computed else ""
+    return f"{info.name} does not report {task.metric!r}; it reports (metric,filter): {keys}{ours}"
+
+
+def _continuous_problem(task: EvalTask, info: TaskInfo, computed: tuple[str, ...]) -> str:
+    """Why a continuous metric does not apply to this task, and what does."""
+    if info.kind != "task":
+        return (
+            f"{task.metric} is computed per document of one task and {info.name} is a group; "
+            "name its tasks instead"
+        )
+    valid = [*computed, *sorted(info.metrics)]
+    needs = [t for t, metrics in METRICS_BY_OUTPUT.items() if task.metric in metrics]
+    return (
+        f"{task.metric} applies to output_type {' or '.join(needs)}, and {info.name} is "
+        f"{info.output_type}; valid: {', '.join(valid)}"
+    )
 
 
 def _data_format(paths: Iterable[str]) -> str | None:

@@ -2,7 +2,9 @@
 
 `choice` holds the final pick over fitted surrogates (`choose_mixture`). The strategies share
 the `Strategy` interface of `base`: random (Dirichlet baseline), surrogate (LightGBM, shrinking
-candidate rounds), bayes (botorch GP with expected improvement, optionally per unit cost),
+candidate rounds), demix (DeMix's procedure: draws around the natural proportions under usage
+caps, then iterations that evaluate half as many mixtures each, drawn from the best a LightGBM
+predictor ranks), bayes (botorch GP with expected improvement, optionally per unit cost),
 mixmin (convex mixture of the experts' predictive distributions), mergemix (gradient of a
 dev-set loss through the merge) and multifidelity (one GP over mixture x fidelity: merges
 cheap, real mixed runs dear; expected improvement per unit cost with a decaying exponent).

@@ -242,6 +242,7 @@ class OneShotStrategy(Strategy):
 REGISTRY: dict[str, str] = {
     "random": "parammix_core.search.random:RandomStrategy",
     "surrogate": "parammix_core.search.surrogate:SurrogateStrategy",
+    "demix": "parammix_core.search.demix:DemixStrategy",
     "bayes": "parammix_core.search.bayes:BayesStrategy",
     "mixmin": "parammix_core.search.mixmin:MixMinStrategy",
     "mergemix": "parammix_core.search.mergemix:MergeMixStrategy",
@@ -272,7 +273,8 @@ def strategy_from_config(
     """The strategy `cfg.strategy` with its settings from `cfg.strategies` and `cfg.bounds`.
 
     `inputs` are what a strategy needs beyond settings: `logprobs` (mixmin), `objective`
-    (mergemix), `levels`, `prior_costs` and `iteration` (multifidelity).
+    (mergemix), `prior` (demix: the natural proportions, in `domains` order), `levels`,
+    `prior_costs` and `iteration` (multifidelity).
     """
     lo, hi = search_bounds(domains, cfg.bounds)
     chosen = getattr(cfg.strategies, cfg.strategy)

@@ -1,5 +1,6 @@
-"""Surrogate search (DeMix): LightGBM fitted on what has been evaluated scores a large Dirichlet
-candidate pool; rounds shrink the pool around the predicted best.
+"""Surrogate search (DeMix's idea; `demix` follows its procedure): LightGBM fitted on what has
+been evaluated scores a large Dirichlet candidate pool; rounds shrink the pool around the
+predicted best.
 
 Round r draws N / 2^r candidates from the region (1 - s_r) * centre + s_r * Dirichlet with
 s_r = 2^-r, centred on the mean of the previous round's top-k (a tree surrogate is piecewise

@@ -1,4 +1,4 @@
-"""Stage search_inputs: what MixMin and MergeMix need from the real experts, computed once.
+"""Stage search_inputs: what MixMin, MergeMix and DeMix need beyond the scores, computed once.
 
 Target data: the first `search.target_sequences` held-out blocks of every domain, the same
 blocks the `loss.<domain>` metrics are measured on and whose texts the built-in benchmarks are
@@ -12,6 +12,9 @@ held-out data: both strategies ask which merge weights best model it.
   the merge weights learned by gradient descent on their loss through the merge. Learning
   costs `steps` forward/backward passes of the merged model, so it happens here, once; the
   rounds propose from the stored weights.
+- demix: `prior.json`, the domains' natural proportions (`data.natural_weights` of the prepared
+  corpora, the "natural" baseline of the choice), which DeMix samples around and caps usage by.
+  It depends on the prepared data only.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from safetensors.torch import save_file
 
 from parammix_core.config import Experiment
-from parammix_core.data import load_prepared
+from parammix_core.data import load_prepared, natural_weights
 from parammix_core.model import load_model, resolve_device
 from parammix_core.search import SearchError, strategy_from_config
 from parammix_core.search.mergemix import merged_loss_objective
@@ -33,7 +36,7 @@ from parammix_core.stages.common import dump_config, merge_states
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
-NEEDS_INPUTS = ("mixmin", "mergemix")
+NEEDS_INPUTS = ("mixmin", "mergemix", "demix")
 
 
 def needs_inputs(exp: Experiment) -> bool:
@@ -46,6 +49,11 @@ def inputs_ref(
     strategy = exp.search.strategy
     if strategy not in NEEDS_INPUTS:
         raise SearchError(f"search.strategy {strategy!r} needs no inputs from the experts")
+    if strategy == "demix":  # the natural proportions depend on the prepared data alone
+        prior_spec = {"data": data.key}
+        return ArtifactRef.for_spec(
+            "search_inputs", strategy, prior_spec, code=code_version("search_inputs")
+        )
     spec: dict[str, Any] = {
         "strategy": strategy,
         "sequences": exp.search.target_sequences,
@@ -82,6 +90,8 @@ def search_inputs(
     ref = inputs_ref(exp, data, base, experts)
     if store.exists(ref):
         return ref
+    if exp.search.strategy == "demix":
+        return _publish_prior(exp, store, data, ref)
     device = resolve_device(exp.runtime.device)
     blocks = target_blocks(exp, load_prepared(store.local_dir(data)).heldout)  # (S, T)
     out = store.staging(ref)
@@ -108,6 +118,17 @@ def search_inputs(
         info.update(alpha=dict(zip(exp.domains, optimum, strict=True)))
         info.update(dev_loss=learned.item(), uniform_dev_loss=uniform.item())
     return store.publish(ref, out, info=info)
+
+
+def _publish_prior(
+    exp: Experiment, store: Store, data: ArtifactRef, ref: ArtifactRef
+) -> ArtifactRef:
+    """DeMix's prior: the natural proportions of the prepared domains, as `prior.json`."""
+    natural = natural_weights(store.load_json(data, "stats.json"))
+    prior = {d: natural[d] for d in exp.domains}
+    out = store.staging(ref)
+    (out / "prior.json").write_text(canonical_json({"prior": prior}))
+    return store.publish(ref, out, info={"prior": prior})
 
 
 def _dev_objective(
@@ -137,4 +158,7 @@ def strategy_inputs(exp: Experiment, store: Store, ref: ArtifactRef | None) -> d
     if exp.search.strategy == "mixmin":
         logprobs = store.load_tensors(ref, "logprobs.safetensors", "cpu")["logprobs"]
         return {"logprobs": logprobs.numpy()}
+    if exp.search.strategy == "demix":
+        prior = store.load_json(ref, "prior.json")["prior"]
+        return {"prior": np.array([prior[d] for d in exp.domains])}
     return {"optimum": np.asarray(store.load_json(ref, "mergemix.json")["optimum"])}

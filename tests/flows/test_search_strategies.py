@@ -14,13 +14,14 @@ import pytest
 from flows.param_mix import param_mix
 from parammix_core import stages
 from parammix_core.config import Experiment, apply_overrides, load_experiment
+from parammix_core.data import natural_weights
 from parammix_core.search.mixmin import mixmin
 from parammix_core.stages import multifidelity as mf
 from parammix_core.stages import validate
 from parammix_core.store import ArtifactRef
 
 ROOT = Path(__file__).resolve().parents[2]
-STRATEGIES = ["random", "surrogate", "bayes", "mixmin", "mergemix"]
+STRATEGIES = ["random", "surrogate", "demix", "bayes", "mixmin", "mergemix"]
 FAST = [  # micro budgets: no validation, final training or probe; cheap strategy settings
     "validation.enabled=false",
     "final.enabled=false",
@@ -29,6 +30,12 @@ FAST = [  # micro budgets: no validation, final training or probe; cheap strateg
     "search.strategies.bayes.num_restarts=2",
     "search.strategies.bayes.raw_samples=32",
     "search.strategies.mergemix.steps=20",
+    # demix: iteration 0 is round 0 (3 initial + 1 prior draw), round 1 draws from the
+    # predictor's top; usage caps at 1.2 x the natural proportions bind with two domains
+    "search.strategies.demix.initial=4",
+    "search.strategies.demix.pool=2000",
+    "search.strategies.demix.top=32",
+    "search.strategies.demix.max_usage=1.2",
     "search.target_sequences=8",
 ]
 
@@ -105,6 +112,14 @@ def test_strategy_drives_the_fan_out(prefect_api, store_dir: Path, tmp_path: Pat
             assert store.manifest(inputs)["info"]["dev_loss"] <= (
                 store.manifest(inputs)["info"]["uniform_dev_loss"] + 1e-9
             )
+
+    if strategy == "demix":  # DeMix samples around the natural proportions, under usage caps
+        inputs = stages.inputs_ref(exp, data, base, experts)
+        prior = store.load_json(inputs, "prior.json")["prior"]
+        natural = natural_weights(store.load_json(data, "stats.json"))
+        assert prior == pytest.approx({d: natural[d] for d in exp.domains}, abs=1e-12)
+        caps = 1.2 * np.array([prior[d] for d in exp.domains])
+        assert (x[k + 1 :] <= caps + 1e-9).all(), (x[k + 1 :], caps)
 
     keys = {m["key"] for m in store.artifacts()}
     again = param_mix(exp, return_state=True).result()

@@ -82,6 +82,28 @@ def _weights(**changed: float) -> dict:
         ),
         # no benchmark at all
         ({"evaluation": {"tasks": []}}, "evaluation.tasks: List should have at least 1 item"),
+        # DeMix's settings
+        (
+            {"search": {"strategies": {"demix": {"halvings": -1}}}},
+            "search.strategies.demix.halvings: Input should be greater than or equal to 0",
+        ),
+        (
+            {"search": {"strategies": {"demix": {"pool": 100, "top": 500}}}},
+            "search.strategies.demix.top: top (500) must not exceed pool (100)",
+        ),
+        (
+            {"search": {"strategies": {"demix": {"strength_max": 0.2}}}},
+            "search.strategies.demix.strength_max: strength_max (0.2) must not be below "
+            "strength_min (0.5)",
+        ),
+        (
+            {"search": {"strategies": {"demix": {"max_usage": 0.5}}}},
+            "search.strategies.demix.max_usage: Input should be greater than or equal to 1",
+        ),
+        (
+            {"search": {"strategies": {"demix": {"temperature": 0}}}},
+            "search.strategies.demix.temperature: Input should be greater than 0",
+        ),
         (
             {"search": {"strategies": {"multifidelity": {"budget": 0}}}},
             "search.strategies.multifidelity.budget: Input should be greater than 0",
@@ -112,6 +134,11 @@ def _weights(**changed: float) -> dict:
         "zero-strategy-steps",
         "zero-checkpoint-every",
         "no-tasks",
+        "demix-negative-halvings",
+        "demix-top-above-pool",
+        "demix-strengths-reversed",
+        "demix-usage-below-1",
+        "demix-zero-temperature",
         "zero-multifidelity-budget",
         "multifidelity-decay-above-1",
         "multifidelity-few-raw-samples",

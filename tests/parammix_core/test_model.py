@@ -81,6 +81,21 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(model(x).logits, loaded(x).logits)
 
 
+def test_bf16_load_never_changes_the_process_default_dtype(tmp_path, monkeypatch):
+    """Other threads train and evaluate while a model loads: the default dtype is theirs too
+    (a README-example run with dtype bfloat16 failed on `float != BFloat16` in a matmul)."""
+    model = pico()
+    save_model(model, tmp_path / "ckpt")
+    defaults: list[torch.dtype] = []
+    set_default = torch.set_default_dtype
+    monkeypatch.setattr(torch, "set_default_dtype", lambda d: (defaults.append(d), set_default(d)))
+    loaded = load_model(tmp_path / "ckpt", PICO.model_copy(update={"dtype": "bfloat16"}), "cpu")
+    assert set(defaults) <= {torch.float32} and torch.get_default_dtype() == torch.float32
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    for name, tensor in model.state_dict().items():  # the same values as a bf16 load would give
+        assert torch.equal(loaded.state_dict()[name], tensor.to(torch.bfloat16)), name
+
+
 def test_load_refuses_pickled_weights(tmp_path):
     save_model(pico(), tmp_path)
     (tmp_path / "model.safetensors").unlink()

@@ -237,6 +237,16 @@ def test_search_inputs_only_for_mixmin_and_mergemix(tmp_path: Path):
     assert stages.inputs_ref(mixmin, ref, ref, [ref]) != stages.inputs_ref(more, ref, ref, [ref])
 
 
+def test_demix_prior_is_addressed_by_the_data_alone(tmp_path: Path):
+    exp = micro(tmp_path / "s", "search.strategy=demix")
+    data, other_data, base = (ArtifactRef.for_spec("x", n, {}) for n in ("d", "e", "b"))
+    ref = stages.inputs_ref(exp, data, base, [base])
+    assert ref == stages.inputs_ref(exp, data, data, [data, data])  # base, experts: unused
+    assert ref != stages.inputs_ref(exp, other_data, base, [base])
+    capped = micro(tmp_path / "s", "search.strategy=demix", "search.strategies.demix.top=8")
+    assert stages.inputs_ref(capped, data, base, [base]) == ref  # settings act in the rounds
+
+
 def test_what_a_round_is_addressed_by(tmp_path: Path):
     fake = [ArtifactRef.for_spec("evals", "fake", {"i": i}) for i in range(2)]
     adaptive = micro(tmp_path / "s", "search.strategy=surrogate")

@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from parammix_core.config import ConfigError, EvalTask, Experiment, parse_experiment
-from parammix_core.evaluate import resolve as resolve_module
+from parammix_core.evaluate import task_finder
 from parammix_core.evaluate.resolve import (
     RunContext,
-    TaskFinder,
     check_evaluation,
     metric_key,
     resolve_tasks,
 )
+from parammix_core.evaluate.task_finder import TaskFinder
 
 
 def resolve(*tasks: EvalTask, include_path=None, **context):
@@ -172,7 +172,7 @@ def test_the_embedded_default_is_checked_without_searching_lm_evals_tasks(monkey
     def no_search(self):
         raise AssertionError("lm-eval's task folder was read")
 
-    monkeypatch.setattr(resolve_module._Folder, "texts", no_search)  # only the built-in suite
+    monkeypatch.setattr(task_finder._Folder, "texts", no_search)  # only the built-in suite
     resolution = check_evaluation(Experiment(), "<embedded default>")
     assert sorted(resolution.infos) == sorted(t.name for t in Experiment().evaluation.tasks)
     assert all(

@@ -36,6 +36,7 @@ def run(strategy, budget: int, batch: int) -> History:
     [
         ("random", {}, 60, 10, None),
         ("surrogate", {"n_candidates": 2048}, 80, 5, 0.10),
+        ("demix", {"initial": 32, "pool": 4000, "top": 64}, 80, 5, 0.10),
         ("bayes", {"num_restarts": 4, "raw_samples": 128}, 20, 2, 0.05),
     ],
 )
@@ -53,13 +54,15 @@ def test_strategy_finds_the_known_optimum(name, settings, budget, batch, tol):
         assert distance < random_distance
 
 
-@pytest.mark.parametrize("name", ["random", "surrogate", "bayes"])
+@pytest.mark.parametrize("name", ["random", "surrogate", "demix", "bayes"])
 def test_proposals_lie_on_the_simplex_inside_the_bounds(name):
     lo = np.array([0.0, 0.1, 0.0, 0.2])
     hi = np.array([0.3, 1.0, 0.25, 1.0])
     settings = {"num_restarts": 2, "raw_samples": 64} if name == "bayes" else {}
     if name == "surrogate":
         settings = {"n_candidates": 512, "min_rows": 4}
+    if name == "demix":
+        settings = {"initial": 4, "pool": 512, "top": 16}
     strategy = get_strategy(name, k=4, lo=lo, hi=hi, seed=1, **settings)
     h = History.empty(4)
     for _ in range(4):
@@ -70,7 +73,7 @@ def test_proposals_lie_on_the_simplex_inside_the_bounds(name):
         h = h.add(x, quadratic(x))
 
 
-@pytest.mark.parametrize("name", ["random", "surrogate", "bayes"])
+@pytest.mark.parametrize("name", ["random", "surrogate", "demix", "bayes"])
 def test_same_seed_same_history_same_proposals(name):
     settings = {"num_restarts": 2, "raw_samples": 64} if name == "bayes" else {}
     x0 = np.random.default_rng(0).dirichlet(np.ones(3), 10)
@@ -103,7 +106,7 @@ def test_unknown_strategy_lists_names_and_close_matches():
         get_strategy("baye", k=3)
     msg = str(err.value)
     assert "unknown search strategy 'baye'" in msg
-    assert "['bayes', 'mergemix', 'mixmin', 'multifidelity', 'random', 'surrogate']" in msg
+    assert "['bayes', 'demix', 'mergemix', 'mixmin', 'multifidelity', 'random', 'surrogate']" in msg
     assert "did you mean 'bayes'" in msg
 
 
