@@ -45,7 +45,6 @@ def pair_batches(
     weights: np.ndarray,
     max_length: int,
     batch_size: int,
-    pad_id: int,
 ) -> list[PairBatch]:
     """Batches of `batch_size` pairs, in order.
 
@@ -61,7 +60,7 @@ def pair_batches(
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         width = max(len(ids) for ids, _ in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)  # padding: masked, unscored
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
         targets = torch.full((len(chunk), width), IGNORE, dtype=torch.long)
         for b, (row_ids, row_targets) in enumerate(chunk):
