@@ -82,6 +82,19 @@ def _weights(**changed: float) -> dict:
         ),
         # no benchmark at all
         ({"evaluation": {"tasks": []}}, "evaluation.tasks: List should have at least 1 item"),
+        # a search target that is neither named nor a corpus
+        (
+            {"search": {"target": "benchmarks"}},
+            "search.target.tasks|heldout: Input should be 'tasks' or 'heldout' (got 'benchmarks')",
+        ),
+        (
+            {"search": {"target": {"paths": []}}},
+            "search.target.corpus.paths: List should have at least 1 item",
+        ),
+        (
+            {"search": {"target": {"paths": ["t.jsonl"], "field": "body"}}},
+            "search.target.corpus.field: Extra inputs are not permitted",
+        ),
     ],
     ids=[
         "unknown-nested-key",
@@ -100,6 +113,9 @@ def _weights(**changed: float) -> dict:
         "zero-strategy-steps",
         "zero-checkpoint-every",
         "no-tasks",
+        "unknown-search-target",
+        "target-corpus-without-paths",
+        "target-corpus-unknown-key",
     ],
 )
 def test_bad_value_names_the_field(data, expected):

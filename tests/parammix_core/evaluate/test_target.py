@@ -8,7 +8,7 @@ import pytest
 
 from parammix_core.config import EvalTask
 from parammix_core.evaluate.target import encode_pairs, task_target
-from parammix_core.evaluate.task_loading import load_tasks
+from parammix_core.evaluate.task_loading import EvaluationError, load_tasks
 from parammix_core.search.pairs import pair_batches, pair_logprobs
 from tests.parammix_core.evaluate import standard_data as data
 from tests.parammix_core.evaluate.test_continuous import loglikelihood, mmlu_prompt
@@ -56,3 +56,24 @@ def test_per_document_logprobs_are_the_gold_answers_by_a_direct_forward_pass(tar
     want = [loglikelihood(model, tokenizer, *r.args) for r in target.requests]
     np.testing.assert_allclose(got, want, rtol=1e-4)
     assert (got < 0).all()
+
+
+class _RollingTask:
+    """What lm-eval's wikitext-like tasks are: a loglikelihood_rolling task."""
+
+    OUTPUT_TYPE = "loglikelihood_rolling"
+
+
+class _Loaded:
+    def leaves(self, name: str) -> list:
+        return [_RollingTask()]
+
+
+def test_a_task_without_a_gold_answer_is_refused_naming_the_target():
+    tasks = [EvalTask(name="pm_arithmetic", group="m"), EvalTask(name="wikitext", group="m")]
+    with pytest.raises(EvaluationError) as info:
+        task_target(tasks, _Loaded(), {"m": 1.0})
+    assert str(info.value).startswith(
+        "search.target: tasks: evaluation.tasks.0 (pm_arithmetic): neg_bpb is not computed for "
+        "output_type loglikelihood_rolling; use search.target: heldout or a corpus"
+    )
