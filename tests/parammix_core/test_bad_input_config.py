@@ -104,6 +104,19 @@ def _weights(**changed: float) -> dict:
             {"search": {"strategies": {"demix": {"temperature": 0}}}},
             "search.strategies.demix.temperature: Input should be greater than 0",
         ),
+        # a search target that is neither named nor a corpus
+        (
+            {"search": {"target": "benchmarks"}},
+            "search.target.tasks|heldout: Input should be 'tasks' or 'heldout' (got 'benchmarks')",
+        ),
+        (
+            {"search": {"target": {"paths": []}}},
+            "search.target.corpus.paths: List should have at least 1 item",
+        ),
+        (
+            {"search": {"target": {"paths": ["t.jsonl"], "field": "body"}}},
+            "search.target.corpus.field: Extra inputs are not permitted",
+        ),
     ],
     ids=[
         "unknown-nested-key",
@@ -127,6 +140,9 @@ def _weights(**changed: float) -> dict:
         "demix-strengths-reversed",
         "demix-usage-below-1",
         "demix-zero-temperature",
+        "unknown-search-target",
+        "target-corpus-without-paths",
+        "target-corpus-unknown-key",
     ],
 )
 def test_bad_value_names_the_field(data, expected):
