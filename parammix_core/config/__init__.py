@@ -25,7 +25,13 @@ from parammix_core.config.experiment import (
 from parammix_core.config.model import ModelConfig
 from parammix_core.config.overrides import apply_overrides, presets, resolve_experiment
 from parammix_core.config.runtime import RuntimeConfig, StoreConfig
-from parammix_core.config.search import Bounds, ImportedRuns, SearchConfig, StrategySettings
+from parammix_core.config.search import (
+    Bounds,
+    ImportedRuns,
+    SearchConfig,
+    StrategySettings,
+    TargetCorpus,
+)
 from parammix_core.config.training import DeepSpeedConfig, TrainConfig, TrainingConfig
 from parammix_core.config.validation import FinalConfig, ValidationConfig
 
@@ -50,6 +56,7 @@ __all__ = [
     "StoreConfig",
     "StrategySettings",
     "Strict",
+    "TargetCorpus",
     "TrainConfig",
     "TrainingConfig",
     "ValidationConfig",

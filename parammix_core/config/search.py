@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from parammix_core.config.base import (
     Count,
@@ -13,6 +22,7 @@ from parammix_core.config.base import (
     Text,
     UnitFloat,
 )
+from parammix_core.config.urls import known_scheme
 
 
 class Bounds(Strict):
@@ -167,6 +177,33 @@ class StrategySettings(Strict):
     multifidelity: MultiFidelitySettings = Field(default_factory=MultiFidelitySettings)
 
 
+class TargetCorpus(Strict):
+    """Target documents of your own, read as domain corpora are (any file the data loaders
+    read), tokenised with the prepared tokenizer and packed into blocks."""
+
+    paths: list[Annotated[Text, AfterValidator(known_scheme)]] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Local paths, globs or fsspec URLs of .txt, .jsonl, .parquet or .arrow files.",
+    )
+    text_field: str = Field(
+        "text", min_length=1, max_length=256, description="Column or JSON key of the text."
+    )
+
+
+def _target_kind(value: object) -> str:
+    """A mapping (or a TargetCorpus) is a corpus, anything else one of the named targets."""
+    return "corpus" if isinstance(value, dict | BaseModel) else "tasks|heldout"
+
+
+# Errors name the branch that was read: `search.target.corpus.paths: ...`.
+Target = Annotated[
+    Annotated[Literal["tasks", "heldout"], Tag("tasks|heldout")]
+    | Annotated[TargetCorpus, Tag("corpus")],
+    Discriminator(_target_kind),
+]
+
+
 class ImportedRuns(Strict):
     """Runs made elsewhere (`parammix import` checks the same files): `run_id` + one weight
     column per domain in `ratios`, `run_id` + `group.<group>` (required) and any other metric
@@ -231,10 +268,18 @@ class SearchConfig(Strict):
     strategies: StrategySettings = Field(
         default_factory=StrategySettings, description="Settings per strategy."
     )
+    target: Target = Field(
+        "tasks",
+        description="What mixmin (experts' log-probabilities) and mergemix (loss of the merge) "
+        "optimise on. tasks: the gold answers of the evaluation tasks' documents given their "
+        "prompts, each capability group weighted as in group_weights (what the utility "
+        "measures); heldout: the first target_sequences held-out blocks of every domain; "
+        "{paths, text_field}: your own documents, packed into at most target_sequences blocks.",
+    )
     target_sequences: Count(100_000) = Field(
         32,
-        description="Held-out blocks per domain that mixmin (experts' log-probabilities) and "
-        "mergemix (dev loss of the merge) optimise on.",
+        description="Held-out blocks per domain (target heldout), or blocks of the target "
+        "corpus, that mixmin and mergemix optimise on.",
     )
     utility: UtilitySettings = Field(default_factory=UtilitySettings)
     interval: IntervalSettings = Field(default_factory=IntervalSettings)

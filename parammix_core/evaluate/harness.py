@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -37,10 +35,8 @@ import torch
 from lm_eval.api.metrics import mean as lm_eval_mean
 from lm_eval.evaluator import evaluate as lm_eval_evaluate
 from lm_eval.models.huggingface import HFLM
-from lm_eval.tasks import TaskManager
 
 from parammix_core.config import EvalTask
-from parammix_core.evaluate.code_eval import code_eval_fallback
 from parammix_core.evaluate.continuous import (
     ContinuousMetricError,
     ContinuousScorer,
@@ -49,22 +45,15 @@ from parammix_core.evaluate.continuous import (
 )
 from parammix_core.evaluate.heldout import block_losses, mean_and_stderr
 from parammix_core.evaluate.resolve import (
-    Resolution,
-    RunContext,
     metric_key,
-    resolve_tasks,
 )
-from parammix_core.evaluate.task_finder import lm_eval_tasks_dir
+from parammix_core.evaluate.task_loading import EvaluationError, load_tasks
 
 # Metrics whose per-document values are 0 or 1, so the binomial standard error applies.
 BINARY_METRICS = frozenset({"acc", "acc_norm", "acc_bytes", "acc_mutual_info", "exact_match"})
 # lm-eval re-seeds few-shot sampling with this before every call, so calls are reproducible.
 FEWSHOT_SEED = 1234
 _QUIET_LOGGERS = ("lm_eval", "lm-eval", "datasets", "transformers", "accelerate", "evaluate")
-
-
-class EvaluationError(ValueError):
-    """A task, metric or input the evaluator cannot use; the message lists what is available."""
 
 
 class _CachedHFLM(HFLM):
@@ -103,21 +92,6 @@ def _quiet_loggers() -> None:
             logger.setLevel(logging.WARNING)
     # HFLM warns on every construction that it was handed a model object: that is the point.
     logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
-
-
-def _load_failure(i: int, task: EvalTask, err: Exception, lm_evals_own: bool) -> str:
-    """Why a task did not load; for lm-eval's own tasks, offline, the way out is data_files."""
-    cause = f"{type(err).__name__}: {err}"
-    if task.data_files:
-        files = ", ".join(f"{split}: {path}" for split, path in task.data_files.items())
-        return (
-            f"evaluation.tasks.{i}.data_files: lm-eval's {task.name} could not read {files} "
-            f"({cause}); each file must hold the data set's own columns"
-        )
-    hint = f"; offline, give local copies of its data as evaluation.tasks.{i}.data_files"
-    return f"evaluation.tasks.{i}.name: lm-eval could not load {task.name} ({cause})" + (
-        hint if lm_evals_own else ""
-    )
 
 
 def binomial_stderr(p: float, n: int) -> float:
@@ -196,13 +170,9 @@ class Evaluator:
         self.batch_size = batch_size
         self.allow_code_execution = allow_code_execution
 
-        manager, built = self._load_tasks(include_path, num_fewshot)
-        # lm-eval's own checks across them (a task in two groups)
-        self._task_dict = manager.load(list(built.values()))
-        for task in self._task_dict["tasks"].values():
-            if task.get_config("num_fewshot") != 0:  # a YAML's explicit 0 wins, as in lm-eval
-                task.set_config(key="num_fewshot", value=num_fewshot)
-        self._n_docs = {name: self._count_docs(name) for name in names}
+        loaded = load_tasks(self.tasks, include_path, num_fewshot, allow_code_execution)
+        manager, built, self._task_dict = loaded.manager, loaded.built, loaded.task_dict
+        self._n_docs = {n: sum(len(t.eval_docs) for t in loaded.leaves(n)) for n in names}
         self._keys: dict[str, str] = {}  # task -> the metric,filter key its score is read from
         self._continuous = self._continuous_scorers()
         # lm-eval's own evaluate runs only the tasks scored by lm-eval's metrics.
@@ -222,42 +192,6 @@ class Evaluator:
             domain: self._check_blocks(domain, blocks) for domain, blocks in (heldout or {}).items()
         }
 
-    def _load_tasks(self, include_path, num_fewshot: int) -> tuple[TaskManager, dict]:
-        """lm-eval's task manager and task or group object (datasets loaded) per configured
-        task, after every name, metric, split, thread and code-execution check
-        (`resolve_tasks`) has passed."""
-        thread = threading.current_thread()
-        context = RunContext(
-            allow_code_execution=self.allow_code_execution,
-            num_fewshot=num_fewshot,
-            worker_thread=None
-            if thread is threading.main_thread()
-            else f"this evaluator runs in thread {thread.name!r}",
-        )
-        resolution = resolve_tasks(self.tasks, include_path, context)
-        if resolution.problems:
-            raise EvaluationError("\n".join(map(str, resolution.problems)))
-        manager = TaskManager(include_path=resolution.folders() or None, include_defaults=False)
-        if not self.allow_code_execution:
-            return manager, self._build(manager, resolution)
-        os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # read by code_eval (the hub's or ours)
-        with code_eval_fallback():
-            return manager, self._build(manager, resolution)
-
-    def _build(self, manager: TaskManager, resolution: Resolution) -> dict:
-        """lm-eval's task and group objects by task name, one configured task at a time so
-        that a data set lm-eval cannot read is reported with its task and files."""
-        built = {}
-        for i, (task, spec) in enumerate(zip(self.tasks, resolution.specs(), strict=True)):
-            try:
-                loaded = manager.load([spec])
-            except Exception as err:
-                path = resolution.infos[task.name].path
-                own = path is not None and lm_eval_tasks_dir() in path.parents
-                raise EvaluationError(_load_failure(i, task, err, own)) from err
-            built[task.name] = loaded["groups"].get(task.name) or loaded["tasks"][task.name]
-        return built
-
     def _continuous_scorers(self) -> dict[str, ContinuousScorer]:
         """The log-likelihood requests of the tasks whose metric is computed here, built once
         from lm-eval's own task objects (few-shot examples drawn as lm-eval's calls draw them)."""
@@ -273,13 +207,6 @@ class Evaluator:
                         f"evaluation.tasks.{i}.metric: {task.metric} of {task.name}: {err}"
                     ) from err
         return scorers
-
-    def _count_docs(self, name: str) -> int:
-        if name in self._task_dict["groups"]:
-            tasks = self._task_dict["groups"][name].get_all_tasks()
-        else:
-            tasks = [self._task_dict["tasks"][name]]
-        return sum(len(task.eval_docs) for task in tasks)
 
     def _check_blocks(self, domain: str, blocks: torch.Tensor) -> torch.Tensor:
         if not isinstance(blocks, torch.Tensor) or blocks.ndim != 2:

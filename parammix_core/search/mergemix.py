@@ -8,7 +8,8 @@ constraint-respecting counterpart of alpha = softmax(w). Steps are AdaGrad-norma
 gradient's largest entry, so `lr` means the same for a loss of any scale; the best alpha seen
 is returned (the objective is not convex in general).
 
-`merged_loss_objective` builds such a loss for a transformers causal LM with
+`merged_loss_objective` (LM loss on token blocks) and `merged_pair_objective` (the NLL of
+benchmark answers given their prompts) build such a loss for a transformers causal LM with
 `torch.func.functional_call`: the merged tensors are passed in, the model's own weights are never
 written.
 """
@@ -25,6 +26,7 @@ from parammix_core import simplex
 from parammix_core.objective import lm_inputs
 from parammix_core.search.base import OneShotStrategy, kl_project, project
 from parammix_core.search.choice import SearchError
+from parammix_core.search.pairs import PairBatch, continuation_logprobs
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # alpha (K,) float64 -> scalar loss
 
@@ -75,6 +77,41 @@ def learn_merge_weights(
     return best
 
 
+MergedParams = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # alpha (K,) -> theta(alpha)
+
+
+def merged_params(
+    base_state: Mapping[str, torch.Tensor], expert_states: Sequence[Mapping[str, torch.Tensor]]
+) -> MergedParams:
+    """theta(alpha) as a state dict, differentiable in alpha: every floating-point tensor of the
+    base merged, the rest (integer buffers) taken from the base."""
+    if not expert_states:
+        raise SearchError("mergemix: no expert states")
+    names = [n for n, t in base_state.items() if t.is_floating_point()]
+    for i, e in enumerate(expert_states):
+        missing = [n for n in names if n not in e]
+        if missing:
+            raise SearchError(f"mergemix: expert {i} lacks tensor(s) {missing[:5]}")
+        bad = [n for n in names if e[n].shape != base_state[n].shape]
+        if bad:
+            raise SearchError(f"mergemix: expert {i} differs in shape for tensor(s) {bad[:5]}")
+    base = {n: base_state[n].detach() for n in names}
+    taus = {n: torch.stack([e[n].detach() - base[n] for e in expert_states]) for n in names}
+    fixed = {n: t for n, t in base_state.items() if not t.is_floating_point()}
+
+    def params(alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        if alpha.shape != (len(expert_states),):
+            raise SearchError(
+                f"mergemix: alpha has shape {tuple(alpha.shape)}; expected ({len(expert_states)},)"
+            )
+        out = dict(fixed)
+        for n, b in base.items():
+            out[n] = b + torch.tensordot(alpha.to(b.dtype), taus[n], dims=1)  # base shape
+        return out
+
+    return params
+
+
 def merged_loss_objective(
     model: torch.nn.Module,
     base_state: Mapping[str, torch.Tensor],
@@ -87,39 +124,48 @@ def merged_loss_objective(
         model: a transformers causal LM with the base's architecture (its weights are unused
             for every merged tensor, never modified); put it in eval mode to switch off dropout.
         base_state, expert_states: state dicts keyed as the model names its tensors (each tied
-            parameter once; `parammix_core.model.load_state`); every floating-point tensor of
-            the base is merged, the rest (integer buffers) are taken from the base.
+            parameter once; `parammix_core.model.load_state`); see `merged_params`.
         batches: token ids (B, T) (labels = the ids; the LM loss alone, no MoE router loss),
             or dicts of model inputs with `labels`.
     """
-    if not expert_states:
-        raise SearchError("mergemix: no expert states")
     if not batches:
         raise SearchError("mergemix: no batches to compute the loss on")
-    names = [n for n, t in base_state.items() if t.is_floating_point()]
-    for i, e in enumerate(expert_states):
-        missing = [n for n in names if n not in e]
-        if missing:
-            raise SearchError(f"mergemix: expert {i} lacks tensor(s) {missing[:5]}")
-        bad = [n for n in names if e[n].shape != base_state[n].shape]
-        if bad:
-            raise SearchError(f"mergemix: expert {i} differs in shape for tensor(s) {bad[:5]}")
-    base = {n: base_state[n].detach() for n in names}
-    taus = {n: torch.stack([e[n].detach() - base[n] for e in expert_states]) for n in names}
-    fixed = {n: t for n, t in base_state.items() if not t.is_floating_point()}
+    params = merged_params(base_state, expert_states)
     inputs = [b if isinstance(b, Mapping) else lm_inputs(model, b) for b in batches]
 
     def objective(alpha: torch.Tensor) -> torch.Tensor:
-        if alpha.shape != (len(expert_states),):
-            raise SearchError(
-                f"mergemix: alpha has shape {tuple(alpha.shape)}; expected ({len(expert_states)},)"
-            )
-        params = dict(fixed)
-        for n, b in base.items():
-            a = alpha.to(b.dtype)
-            params[n] = b + torch.tensordot(a, taus[n], dims=1)  # base shape
-        losses = [functional_call(model, params, args=(), kwargs=dict(x)).loss for x in inputs]
+        theta = params(alpha)
+        losses = [functional_call(model, theta, args=(), kwargs=dict(x)).loss for x in inputs]
         return torch.stack(losses).mean()
+
+    return objective
+
+
+def merged_pair_objective(
+    model: torch.nn.Module,
+    base_state: Mapping[str, torch.Tensor],
+    expert_states: Sequence[Mapping[str, torch.Tensor]],
+    batches: Sequence[PairBatch],
+) -> Objective:
+    """sum_s w_s * -log p(continuation_s | context_s) under theta(alpha): the weighted NLL of
+    the gold answers (weights summing to 1), the quantity MixMin mixes; differentiable in alpha.
+
+    Args:
+        model, base_state, expert_states: see `merged_loss_objective`.
+        batches: the target pairs on the model's device (`pairs.pair_batches`).
+    """
+    if not batches:
+        raise SearchError("mergemix: no batches to compute the loss on")
+    params = merged_params(base_state, expert_states)
+
+    def objective(alpha: torch.Tensor) -> torch.Tensor:
+        theta = params(alpha)
+        total = torch.zeros((), dtype=torch.float64, device=batches[0].weights.device)
+        for b in batches:
+            kwargs = {"input_ids": b.input_ids, "attention_mask": b.attention_mask}
+            logits = functional_call(model, theta, args=(), kwargs={**kwargs, "use_cache": False})
+            total = total - (b.weights * continuation_logprobs(logits.logits, b)).sum()
+        return total
 
     return objective
 

@@ -9,7 +9,10 @@ is convex in alpha (a log of a linear function, negated), so the MixMin seed's l
 argument turns the bi-level mixing problem into one convex minimisation over the simplex. It is
 solved by exponentiated gradient (mirror descent with the entropy mirror map), which stays on
 the simplex by construction; per-domain floors and caps are kept by a KL projection after each
-step. The experts are scored once (`sequence_logprobs`); every step is O(K S).
+step. The experts are scored once (`sequence_logprobs` on token blocks, `pairs.pair_logprobs`
+on benchmark documents); every step is O(K S). Target sequences may carry weights w (S,),
+summing to 1, replacing the mean over s by sum_s w_s (how the benchmark target weights each
+capability group as the utility does); still convex.
 """
 
 from __future__ import annotations
@@ -50,10 +53,26 @@ def sequence_logprobs(
     return torch.cat(out).numpy()
 
 
-def mixture_nll(logprobs: np.ndarray, alpha: np.ndarray) -> float:
-    """-mean_s log sum_k alpha_k exp(logprobs[k, s]) for logprobs (K, S), alpha (K,)."""
+def mixture_nll(
+    logprobs: np.ndarray, alpha: np.ndarray, weights: np.ndarray | None = None
+) -> float:
+    """-mean_s log sum_k alpha_k exp(logprobs[k, s]) for logprobs (K, S), alpha (K,); with
+    weights (S,) summing to 1 the weighted sum over s instead of the mean."""
     with np.errstate(divide="ignore"):
-        return float(-logsumexp(logprobs + np.log(alpha)[:, None], axis=0).mean())
+        per_sequence = logsumexp(logprobs + np.log(alpha)[:, None], axis=0)  # (S,)
+    return float(-(per_sequence.mean() if weights is None else per_sequence @ weights))
+
+
+def _check_weights(weights: np.ndarray | None, s: int) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (s,) or not np.isfinite(w).all() or (w < 0).any() or abs(w.sum() - 1) > 1e-6:
+        raise SearchError(
+            f"mixmin: weights must be ({s},), non-negative and sum to 1; got shape {w.shape}, "
+            f"sum {w.sum():.6g}"
+        )
+    return w
 
 
 def mixmin(
@@ -62,6 +81,7 @@ def mixmin(
     lr: float = 1.0,
     lo: np.ndarray | None = None,
     hi: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """The alpha (K,) minimising `mixture_nll`, by exponentiated gradient from the uniform mixture.
 
@@ -72,6 +92,7 @@ def mixmin(
         lr: step size; the gradient's entries are -mean_s p_k(s) / p_alpha(s), O(1) near the
             optimum, so lr ~ 1 is a good default.
         lo, hi: per-domain floors and caps (K,); None means [0, 1].
+        weights: (S,) weight of each sequence, summing to 1; None weighs them equally.
     """
     lp = np.asarray(logprobs, dtype=float)
     if lp.ndim != 2 or lp.shape[0] < 1 or lp.shape[1] < 1:
@@ -81,6 +102,7 @@ def mixmin(
         raise SearchError(f"mixmin: logprobs are not finite (first at expert {k}, sequence {s})")
     if steps < 1 or not lr > 0:
         raise SearchError(f"mixmin: need steps >= 1 and lr > 0; got steps={steps}, lr={lr}")
+    w = _check_weights(weights, lp.shape[1])
     k = lp.shape[0]
     lo = np.zeros(k) if lo is None else np.asarray(lo, dtype=float)
     hi = np.ones(k) if hi is None else np.asarray(hi, dtype=float)
@@ -88,7 +110,8 @@ def mixmin(
     p = np.exp(lp - lp.max(axis=0, keepdims=True))  # (K, S), max 1 per sequence
     alpha = kl_project(simplex.uniform(k), lo, hi)
     for _ in range(steps):
-        grad = -(p / (alpha @ p)).mean(axis=1)  # (K,)
+        ratio = p / (alpha @ p)  # (K, S)
+        grad = -(ratio.mean(axis=1) if w is None else ratio @ w)  # (K,)
         alpha = kl_project(alpha * np.exp(-lr * (grad - grad.min())), lo, hi)
     return alpha
 
@@ -101,6 +124,7 @@ class MixMinStrategy(OneShotStrategy):
 
     Args:
         logprobs: (K, S) per-sequence log-probabilities of each expert on target data.
+        weights: (S,) weight of each target sequence (None: equal); see `mixmin`.
         steps, lr: see `mixmin`.
     """
 
@@ -115,6 +139,7 @@ class MixMinStrategy(OneShotStrategy):
         logprobs: np.ndarray | None = None,
         steps: int = 500,
         lr: float = 1.0,
+        weights: np.ndarray | None = None,
     ):
         super().__init__(k, lo, hi, seed)
         if logprobs is None:
@@ -122,4 +147,4 @@ class MixMinStrategy(OneShotStrategy):
         lp = np.asarray(logprobs, dtype=float)
         if lp.ndim != 2 or lp.shape[0] != k:
             raise SearchError(f"mixmin: logprobs have shape {lp.shape}; expected ({k}, S)")
-        self.optimum = mixmin(lp, steps, lr, self.lo, self.hi)  # (K,)
+        self.optimum = mixmin(lp, steps, lr, self.lo, self.hi, weights)  # (K,)

@@ -1,17 +1,23 @@
 """Stage search_inputs: what MixMin, MergeMix and DeMix need beyond the scores, computed once.
 
-Target data: the first `search.target_sequences` held-out blocks of every domain, the same
-blocks the `loss.<domain>` metrics are measured on and whose texts the built-in benchmarks are
-generated from, equally many per domain. So the target is the even mixture of the domains'
-held-out data: both strategies ask which merge weights best model it.
+Target data (`search.target`, `stages.search_target`): by default the evaluation tasks'
+documents, each one's gold answer given its prompt, weighted so every capability group counts
+as in the utility: both strategies then optimise what the utility measures (the MixMin paper's
+"NLL of target-task data"). `heldout` is the even mixture of the domains' held-out blocks (the
+first `search.target_sequences` of each; before targets were configurable, the only one, and
+on it a merge of near-uniform weights is about the best: the target is itself uniform); a
+corpus of your own is packed into blocks like the domain corpora.
 
-- mixmin: `logprobs.safetensors`, the log-probability (K, S) of each target block (summed over
-  its predicted tokens) under each expert. The MixMin objective over alpha is convex in these
-  numbers; solving it takes milliseconds, so each round solves it again.
-- mergemix: `dev.safetensors`, the target blocks as dev batches (S, T), and `mergemix.json`,
-  the merge weights learned by gradient descent on their loss through the merge. Learning
-  costs `steps` forward/backward passes of the merged model, so it happens here, once; the
-  rounds propose from the stored weights.
+- mixmin: `logprobs.safetensors`, the log-probability (K, S) of each target sequence under each
+  expert: a block's summed over its predicted tokens, a task document's over its gold answer's
+  tokens only, with `weights` (S,) beside it for the tasks target. The MixMin objective over
+  alpha is convex in these numbers; solving it takes milliseconds, so each round solves it
+  again.
+- mergemix: `mergemix.json`, the merge weights learned by gradient descent through the merge on
+  the target's loss (blocks: the mean LM loss, also stored as `dev.safetensors` (S, T); task
+  documents: the weighted NLL of their gold answers). Learning costs `steps`
+  forward/backward passes of the merged model, so it happens here, once; the rounds propose
+  from the stored weights.
 - demix: `prior.json`, the domains' natural proportions (`data.natural_weights` of the prepared
   corpora, the "natural" baseline of the choice), which DeMix samples around and caps usage by.
   It depends on the prepared data only.
@@ -30,9 +36,11 @@ from parammix_core.config import Experiment
 from parammix_core.data import load_prepared, natural_weights
 from parammix_core.model import load_model, resolve_device
 from parammix_core.search import SearchError, strategy_from_config
-from parammix_core.search.mergemix import merged_loss_objective
+from parammix_core.search.mergemix import merged_loss_objective, merged_pair_objective
 from parammix_core.search.mixmin import mixture_nll, sequence_logprobs
+from parammix_core.search.pairs import pair_logprobs
 from parammix_core.stages.common import dump_config, merge_states
+from parammix_core.stages.search_target import Target, load_target, target_spec
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
@@ -57,6 +65,7 @@ def inputs_ref(
     spec: dict[str, Any] = {
         "strategy": strategy,
         "sequences": exp.search.target_sequences,
+        "target": target_spec(exp),
         "batch_size": exp.evaluation.batch_size,
         "data": data.key,
         "base": base.key,
@@ -69,15 +78,6 @@ def inputs_ref(
             seed=exp.seed,
         )
     return ArtifactRef.for_spec("search_inputs", strategy, spec, code=code_version("search_inputs"))
-
-
-def target_blocks(exp: Experiment, heldout: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The first `search.target_sequences` held-out blocks of every domain, (S, T) int64."""
-    n = exp.search.target_sequences
-    empty = [d for d in exp.domains if heldout[d].shape[0] == 0]
-    if empty:
-        raise SearchError(f"no held-out blocks for domain(s) {empty}: nothing to target")
-    return torch.cat([heldout[d][:n] for d in exp.domains]).long()
 
 
 def search_inputs(
@@ -93,21 +93,26 @@ def search_inputs(
     if exp.search.strategy == "demix":
         return _publish_prior(exp, store, data, ref)
     device = resolve_device(exp.runtime.device)
-    blocks = target_blocks(exp, load_prepared(store.local_dir(data)).heldout)  # (S, T)
+    prepared = load_prepared(store.local_dir(data))
+    base_model = load_model(str(store.local_dir(base)), exp.model, device)
+    target = load_target(exp, store, data, prepared, base_model)
     out = store.staging(ref)
-    info: dict[str, Any] = {"sequences": int(blocks.shape[0]), "tokens": int(blocks.shape[1])}
+    info: dict[str, Any] = {"target": _target_name(exp), "sequences": target.size}
+    if target.blocks is not None:
+        info["tokens"] = int(target.blocks.shape[1])
     if exp.search.strategy == "mixmin":
-        rows = []
-        for e in experts:
-            model = load_model(str(store.local_dir(e)), exp.model, device)
-            rows.append(sequence_logprobs(model, blocks, exp.evaluation.batch_size, device))
-        logprobs = np.stack(rows)  # (K, S)
-        save_file({"logprobs": torch.from_numpy(logprobs)}, str(out / "logprobs.safetensors"))
+        logprobs = np.stack([_logprobs(exp, store, e, target, device) for e in experts])  # (K, S)
+        tensors = {"logprobs": torch.from_numpy(logprobs)}
+        if target.weights is not None:
+            tensors["weights"] = torch.from_numpy(target.weights)
+        save_file(tensors, str(out / "logprobs.safetensors"))
         info["mean_logprob"] = dict(zip(exp.domains, logprobs.mean(axis=1).tolist(), strict=True))
-        info["uniform_nll"] = mixture_nll(logprobs, np.full(len(experts), 1 / len(experts)))
+        uniform = np.full(len(experts), 1 / len(experts))
+        info["uniform_nll"] = mixture_nll(logprobs, uniform, target.weights)
     else:
-        save_file({"input_ids": blocks}, str(out / "dev.safetensors"))
-        objective = _dev_objective(exp, store, base, experts, blocks, device)
+        if target.blocks is not None:
+            save_file({"input_ids": target.blocks}, str(out / "dev.safetensors"))
+        objective = _dev_objective(exp, store, base, experts, base_model, target, device)
         strategy = strategy_from_config(exp.search, exp.domains, exp.seed, objective=objective)
         optimum = strategy.optimum.tolist()
         with torch.no_grad():
@@ -131,18 +136,36 @@ def _publish_prior(
     return store.publish(ref, out, info={"prior": prior})
 
 
+def _target_name(exp: Experiment) -> str:
+    return exp.search.target if isinstance(exp.search.target, str) else "corpus"
+
+
+def _logprobs(
+    exp: Experiment, store: Store, expert: ArtifactRef, target: Target, device: torch.device
+) -> np.ndarray:
+    """One expert's log-probability of every target sequence, (S,)."""
+    model = load_model(str(store.local_dir(expert)), exp.model, device)
+    if target.blocks is not None:
+        return sequence_logprobs(model, target.blocks, exp.evaluation.batch_size, device)
+    return pair_logprobs(model, target.batches, device)
+
+
 def _dev_objective(
     exp: Experiment,
     store: Store,
     base: ArtifactRef,
     experts: Sequence[ArtifactRef],
-    blocks: torch.Tensor,
+    model: torch.nn.Module,
+    target: Target,
     device: torch.device,
 ):
-    """Mean loss of theta(alpha) on the dev blocks, differentiable in alpha."""
-    model = load_model(str(store.local_dir(base)), exp.model, device)
+    """The target's loss under theta(alpha), differentiable in alpha."""
     base_state, states = merge_states(exp, store, base, experts, device)
+    if target.blocks is None:
+        batches = [b.to(device) for b in target.batches]
+        return merged_pair_objective(model, base_state, states, batches)
     size = exp.evaluation.batch_size
+    blocks = target.blocks
     batches = [blocks[i : i + size].to(device) for i in range(0, blocks.shape[0], size)]
     return merged_loss_objective(model, base_state, states, batches)
 
@@ -156,8 +179,12 @@ def strategy_inputs(exp: Experiment, store: Store, ref: ArtifactRef | None) -> d
             f"search.strategy {exp.search.strategy!r} needs the search_inputs stage's artifact"
         )
     if exp.search.strategy == "mixmin":
-        logprobs = store.load_tensors(ref, "logprobs.safetensors", "cpu")["logprobs"]
-        return {"logprobs": logprobs.numpy()}
+        tensors = store.load_tensors(ref, "logprobs.safetensors", "cpu")
+        weights = tensors.get("weights")
+        return {
+            "logprobs": tensors["logprobs"].numpy(),
+            "weights": None if weights is None else weights.numpy(),
+        }
     if exp.search.strategy == "demix":
         prior = store.load_json(ref, "prior.json")["prior"]
         return {"prior": np.array([prior[d] for d in exp.domains])}

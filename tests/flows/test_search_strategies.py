@@ -103,9 +103,11 @@ def test_strategy_drives_the_fan_out(prefect_api, store_dir: Path, tmp_path: Pat
     if strategy in ("mixmin", "mergemix"):  # the first proposal is the strategy's optimum
         inputs = stages.inputs_ref(exp, data, base, experts)
         if strategy == "mixmin":
-            logprobs = store.load_tensors(inputs, "logprobs.safetensors")["logprobs"].numpy()
-            assert logprobs.shape == (k, k * exp.search.target_sequences)
-            np.testing.assert_allclose(x[k + 1], mixmin(logprobs), atol=1e-9)
+            tensors = store.load_tensors(inputs, "logprobs.safetensors")
+            logprobs, weights = tensors["logprobs"].numpy(), tensors["weights"].numpy()
+            n_docs = len(exp.evaluation.tasks) * exp.evaluation.builtin_docs_per_task
+            assert logprobs.shape == (k, n_docs)  # the default target: the tasks' documents
+            np.testing.assert_allclose(x[k + 1], mixmin(logprobs, weights=weights), atol=1e-9)
         else:
             learned = store.load_json(inputs, "mergemix.json")
             np.testing.assert_allclose(x[k + 1], learned["optimum"], atol=1e-9)

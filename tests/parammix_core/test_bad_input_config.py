@@ -116,6 +116,19 @@ def _weights(**changed: float) -> dict:
             {"search": {"strategies": {"multifidelity": {"num_restarts": 9, "raw_samples": 4}}}},
             "search.strategies.multifidelity: raw_samples must be at least num_restarts",
         ),
+        # a search target that is neither named nor a corpus
+        (
+            {"search": {"target": "benchmarks"}},
+            "search.target.tasks|heldout: Input should be 'tasks' or 'heldout' (got 'benchmarks')",
+        ),
+        (
+            {"search": {"target": {"paths": []}}},
+            "search.target.corpus.paths: List should have at least 1 item",
+        ),
+        (
+            {"search": {"target": {"paths": ["t.jsonl"], "field": "body"}}},
+            "search.target.corpus.field: Extra inputs are not permitted",
+        ),
     ],
     ids=[
         "unknown-nested-key",
@@ -142,6 +155,9 @@ def _weights(**changed: float) -> dict:
         "zero-multifidelity-budget",
         "multifidelity-decay-above-1",
         "multifidelity-few-raw-samples",
+        "unknown-search-target",
+        "target-corpus-without-paths",
+        "target-corpus-unknown-key",
     ],
 )
 def test_bad_value_names_the_field(data, expected):

@@ -53,3 +53,35 @@ def test_mixmin_strategy_proposes_the_optimum_then_its_neighbourhood(logprobs):
     later = s.propose(History(first, np.zeros(3)), 2)
     assert np.abs(later - s.optimum).sum(axis=1).min() > 1e-6  # not the evaluated optimum
     assert (np.abs(later - s.optimum).sum(axis=1) <= 0.5 + 1e-9).all()  # 0.75 opt + 0.25 draw
+
+
+def categorical_experts(seed: int) -> tuple[np.ndarray, np.random.Generator]:
+    """Three experts = three distinct categorical distributions over 30 symbols, (K, V)."""
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.full(30, 0.3), size=3), rng
+
+
+def test_a_target_drawn_from_one_domain_puts_most_weight_on_its_expert():
+    p, rng = categorical_experts(2)
+    tokens = rng.choice(30, size=5_000, p=p[1])  # the target is domain 1's distribution
+    alpha = mixmin(np.log(p[:, tokens]), steps=500, lr=1.0)
+    assert alpha[1] > 0.9
+    assert alpha.argmax() == 1
+
+
+def test_weights_decide_which_sequences_the_mixture_must_explain():
+    """Half the target from expert 0, half from expert 2: equal weights split the mixture
+    between them, weight 0.9 on expert 0's half moves it to expert 0; uniform weights are the
+    unweighted objective."""
+    p, rng = categorical_experts(3)
+    tokens = np.concatenate([rng.choice(30, 2_000, p=p[0]), rng.choice(30, 2_000, p=p[2])])
+    lp = np.log(p[:, tokens])  # (3, 4000)
+    even = mixmin(lp)
+    np.testing.assert_allclose(mixmin(lp, weights=np.full(4000, 1 / 4000)), even, atol=1e-12)
+    assert abs(even[0] - even[2]) < 0.15 and even[1] < 0.1
+    skewed = np.concatenate([np.full(2000, 0.9 / 2000), np.full(2000, 0.1 / 2000)])
+    tilted = mixmin(lp, weights=skewed)
+    assert tilted[0] > even[0] + 0.2 and tilted[0] > 0.7
+    assert mixture_nll(lp, tilted, skewed) <= mixture_nll(lp, even, skewed)
+    with pytest.raises(SearchError, match=r"weights must be \(4000,\), non-negative and sum to 1"):
+        mixmin(lp, weights=np.ones(4000))
