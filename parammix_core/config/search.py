@@ -117,7 +117,10 @@ class BayesSettings(Strict):
     num_restarts: Count(1000) = 8
     raw_samples: Count(100_000) = 256
     cost_exponent: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
-        1.0, description="EI / cost^exponent; 0 ignores costs."
+        0.0,
+        description="EI / cost^exponent over the rows' measured seconds. 0 (default) ignores "
+        "them, so the same config proposes the same mixtures on every machine; > 0 looks less "
+        "where evaluations were slower, and proposals then depend on this machine's timings.",
     )
 
 
@@ -140,7 +143,10 @@ class MultiFidelitySettings(Strict):
         40, description="Rounds at most, whatever is left of the budget."
     )
     cost_exponent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
-        1.0, description="EI / cost^exponent in round 0; 0 ignores costs."
+        1.0,
+        description="EI / cost^exponent in round 0; 0 ignores costs. Costs are measured "
+        "seconds, so a fresh store on another machine may see other proposals (a rerun on "
+        "the same store reuses every artifact).",
     )
     exponent_decay: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
         0.8, description="The exponent of round t is cost_exponent * exponent_decay^t."

@@ -101,6 +101,20 @@ def test_bayes_per_unit_cost_prefers_cheap_regions():
     assert cheap[2] > cheap[0], cheap
 
 
+def test_bayes_by_default_proposes_the_same_whatever_the_measured_seconds():
+    """Measured seconds differ from machine to machine: by default they must not steer bayes."""
+    cfg = SearchConfig(strategy="bayes")
+    cfg.strategies.bayes.num_restarts, cfg.strategies.bayes.raw_samples = 2, 64
+    x = np.random.default_rng(0).dirichlet(np.ones(3), 8)
+    y = -((x - np.array([0.6, 0.3, 0.1])) ** 2).sum(1)
+    seconds = np.random.default_rng(1).uniform(0.2, 20.0, 8)
+    proposals = [
+        strategy_from_config(cfg, ["a", "b", "c"], seed=0).propose(History(x, y, cost), 2)
+        for cost in (None, seconds, seconds[::-1])
+    ]
+    assert all(np.array_equal(p, proposals[0]) for p in proposals)
+
+
 def test_unknown_strategy_lists_names_and_close_matches():
     with pytest.raises(UnknownStrategyError) as err:
         get_strategy("baye", k=3)
