@@ -46,7 +46,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, **stats}))
 ENCODE = """
 import itertools, json, sys, time
 from parammix_core.data import load_tokenizer
-from parammix_core.data.prepare import ENCODE_BATCH
+from parammix_core.data.pack import ENCODE_BATCH
 tok = load_tokenizer(sys.argv[2]).backend_tokenizer
 limit = int(sys.argv[3])
 tokens = chars = 0

@@ -28,6 +28,8 @@ Output directory (what the trainer and evaluator read; no pickle anywhere):
 
 The buckets live in `.buckets/` inside the output directory while it is written and are
 removed at the end. Same config and seed give byte-identical shards and tokenizer.json.
+Preparing again into the directory of a stopped run resumes each domain's training split
+after its last complete shard (`pack.py`, journals in `.resume/`, removed when complete).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from fsspec.core import OpenFile
 from transformers import PreTrainedTokenizerFast
@@ -49,7 +50,9 @@ from parammix_core.config import DataConfig, DomainSpec
 from parammix_core.data.clean import Cleaner
 from parammix_core.data.errors import DataError
 from parammix_core.data.loaders import corpus_files, iter_file
-from parammix_core.data.shards import BlockWriter, TokenBlocks, open_blocks
+from parammix_core.data.pack import TOKENS_DIR, Domain, pack_domain
+from parammix_core.data.resume import RESUME_DIR
+from parammix_core.data.shards import TokenBlocks, open_blocks
 from parammix_core.data.shuffle import bucket_count, read_shuffled, write_buckets
 from parammix_core.data.sources import builtin_texts
 from parammix_core.data.tokenizer import load_tokenizer, train_tokenizer
@@ -64,11 +67,9 @@ HELDOUT_POOL_CHARS_PER_TOKEN = 8
 # tokenizer trainer draws its balanced sample from: a bound on memory, far above the
 # sample itself (tokenizer.SAMPLE_CHARS_PER_DOMAIN).
 TOKENIZER_SAMPLE_CHARS = 50_000_000
-ENCODE_BATCH = 256  # documents per encode call: tokenise only as much as the caps need
 # Bytes of text per byte of a compressed corpus file, to size the shuffle's buckets.
 COMPRESSION_GUESS = 4
 
-TOKENS_DIR = "tokens"
 BUCKETS_DIR = ".buckets"
 HELDOUT_FILE = "heldout_texts.json"
 STATS_FILE = "stats.json"
@@ -88,16 +89,6 @@ class PreparedData:
     @property
     def domains(self) -> list[str]:
         return list(self.stats)
-
-
-@dataclass
-class _Domain:
-    """One domain between the passes: its shuffled buckets and held-out pool."""
-
-    name: str
-    buckets: list[Path]
-    kept: int
-    pool: list[str]
 
 
 def domain_seed(seed: int, name: str) -> int:
@@ -195,72 +186,6 @@ def _take_chars(docs: Iterator[str], budget: int) -> list[str]:
     return taken
 
 
-def _feed(
-    docs: Iterator[str],
-    tokenizer: PreTrainedTokenizerFast,
-    out: BlockWriter,
-    limit: int,
-    cut: bool,
-) -> int:
-    """Tokenise whole documents (eos appended) into `out` until it holds `limit` tokens
-    (`cut`: exactly `limit`, the last document cut short). Returns the documents used."""
-    eos = tokenizer.eos_token_id
-    used = 0
-    while out.tokens < limit:
-        batch = list(itertools.islice(docs, ENCODE_BATCH))
-        if not batch:
-            break
-        ids: list[int] = []
-        total = out.tokens
-        for enc in tokenizer.backend_tokenizer.encode_batch(batch, add_special_tokens=False):
-            doc = enc.ids
-            doc.append(eos)
-            doc = doc[: limit - total] if cut else doc
-            ids += doc
-            total += len(doc)
-            used += 1
-            if total >= limit:
-                break
-        out.append(np.array(ids, dtype=np.int32))
-    return used
-
-
-def _pack_domain(
-    domain: _Domain, tokenizer: PreTrainedTokenizerFast, cfg: DataConfig, out_dir: Path
-) -> tuple[list[str], dict[str, int]]:
-    """Pass 2: tokenise the held-out split, then the training text, into shards."""
-    bs = cfg.block_size
-    held = BlockWriter(out_dir / TOKENS_DIR, f"{domain.name}.heldout", bs)
-    n_held = _feed(iter(domain.pool), tokenizer, held, cfg.heldout_tokens, cut=False)
-    if held.tokens < bs:
-        raise DataError(
-            f"domain {domain.name!r}: the held-out split has {held.tokens} tokens from "
-            f"{n_held} documents, fewer than one block of {bs}; the domain has "
-            f"{domain.kept} documents after cleaning"
-        )
-    held.close()
-    rest = itertools.islice(read_shuffled(domain.buckets), len(domain.pool), None)
-    train_docs = itertools.chain(domain.pool[n_held:], rest)
-    train = BlockWriter(out_dir / TOKENS_DIR, f"{domain.name}.train", bs)
-    n_train = _feed(train_docs, tokenizer, train, cfg.max_train_tokens, cut=True)
-    if train.tokens < bs:
-        raise DataError(
-            f"domain {domain.name!r}: {train.tokens} training tokens from {n_train} documents "
-            f"after holding out {held.tokens}, fewer than one block of {bs}; add text "
-            "or lower heldout_tokens"
-        )
-    train.close()
-    counts = {
-        "train_documents": n_train,
-        "heldout_documents": n_held,
-        "train_tokens": train.tokens,
-        "heldout_tokens": held.tokens,
-        "train_blocks": train.blocks,
-        "heldout_blocks": held.blocks,
-    }
-    return domain.pool[:n_held], counts
-
-
 def prepare_corpora(
     cfg: DataConfig,
     seed: int,
@@ -270,6 +195,7 @@ def prepare_corpora(
 ) -> dict:
     """Build, tokenise and pack every domain of `cfg` into `out_dir`; return the stats.
     Corpus URLs are read with `storage_options` (the store's endpoint and credentials).
+    An `out_dir` left by a stopped run with the same inputs is resumed, not started over.
 
     Raises DataError for a domain with no text after cleaning, or with too few tokens for
     one held-out block or one training block.
@@ -294,13 +220,13 @@ def _prepare(
     storage_options: dict | None,
 ) -> dict:
     stats: dict[str, dict[str, int]] = {}
-    domains: list[_Domain] = []
+    domains: list[Domain] = []
     for spec in cfg.domains:
         buckets, counts = _shuffle_domain(spec, cfg, seed, scratch, storage_options)
         _check_kept(spec.name, spec.paths, counts, cfg.min_chars)
         kept = counts["kept"]
         pool = _pool(read_shuffled(buckets), kept, cfg.heldout_tokens)
-        domains.append(_Domain(spec.name, buckets, kept, pool))
+        domains.append(Domain(spec.name, buckets, kept, pool))
         stats[spec.name] = {
             "documents": counts["documents"],
             **{k: counts[k] for k in ("dropped_short", "dropped_duplicate", "truncated")},
@@ -314,7 +240,7 @@ def _prepare(
     tokenizer = _tokenizer(cfg, seed, domains, say)
     heldout_texts: dict[str, list[str]] = {}
     for domain in domains:
-        heldout_texts[domain.name], counts = _pack_domain(domain, tokenizer, cfg, out_dir)
+        heldout_texts[domain.name], counts = pack_domain(domain, tokenizer, cfg, out_dir, say)
         stats[domain.name].update(counts)
         shutil.rmtree(scratch / domain.name)
         say(
@@ -325,11 +251,12 @@ def _prepare(
     tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
     _write_json(out_dir / HELDOUT_FILE, heldout_texts)
     _write_json(out_dir / STATS_FILE, stats)
+    shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)  # complete: nothing to resume
     return stats
 
 
 def _tokenizer(
-    cfg: DataConfig, seed: int, domains: list[_Domain], say: Callable[[str], None]
+    cfg: DataConfig, seed: int, domains: list[Domain], say: Callable[[str], None]
 ) -> PreTrainedTokenizerFast:
     """The configured tokenizer, or one trained on each domain's documents after its pool."""
     if cfg.tokenizer is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +32,21 @@ def shard_name(stem: str, index: int) -> str:
 
 class BlockWriter:
     """Packs a token stream into (rows, block_size) int32 shard files, each written when it
-    fills; the stream's remainder (less than one block) is dropped at `close`."""
+    fills; the stream's remainder (less than one block) is dropped at `close`.
 
-    def __init__(self, folder: Path, stem: str, block_size: int) -> None:
+    `start` = (tokens, blocks, shards) already on disk continues a stream whose first shards
+    were written by an earlier run; `on_flush`, when set, is called after each full shard.
+    """
+
+    def __init__(
+        self, folder: Path, stem: str, block_size: int, start: tuple[int, int, int] = (0, 0, 0)
+    ) -> None:
         self.folder, self.stem, self.block_size = folder, stem, block_size
         rows = max(1, SHARD_BYTES // (block_size * 4))
         self._buffer = np.empty(rows * block_size, dtype=np.int32)  # pages touched as filled
         self._fill = 0
-        self.tokens = 0  # tokens appended
-        self.blocks = 0  # blocks written
-        self.shards = 0
+        self.tokens, self.blocks, self.shards = start  # appended, written, files written
+        self.on_flush: Callable[[], None] | None = None
 
     def append(self, ids: np.ndarray) -> None:
         """Add (n,) int32 token ids to the stream."""
@@ -54,6 +60,7 @@ class BlockWriter:
                 self._flush()
 
     def close(self) -> None:
+        self.on_flush = None  # the last, partial shard ends the stream: nothing to resume
         if self._fill >= self.block_size:
             self._flush()
         self._buffer = np.empty(0, dtype=np.int32)
@@ -67,6 +74,8 @@ class BlockWriter:
         self.blocks += rows
         self.shards += 1
         self._fill = 0
+        if self.on_flush is not None:
+            self.on_flush()
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,13 @@ def open_blocks(folder: Path, stem: str, rows: int) -> TokenBlocks:
             f"shards, expected {rows} blocks of one width (stats.json)"
         )
     return TokenBlocks([shard for shard, _ in shards], widths.pop())
+
+
+def check_shard(file: Path) -> int:
+    """The rows of a complete shard file; DataError if it is missing or cut short."""
+    if not file.is_file():
+        raise DataError(f"{file}: missing")
+    return _shard(file)[0].rows
 
 
 def _shard(file: Path) -> tuple[_Shard, int]:

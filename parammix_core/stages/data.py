@@ -4,12 +4,15 @@ Keys notice change: the data artifact's key covers every corpus file's fingerpri
 size, mtime or ETag; sha256 with `data.fingerprint: content`) and the tokenizer's files, and
 an expert's key covers only its own domain's corpus (`corpus_identity`), so editing one
 corpus file, or adding a domain on a user's checkpoint, retrains only the experts it touches.
+The shards are written in a folder named for the artifact, so a stopped run resumes them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import platform
+import shutil
+from pathlib import Path
 from typing import Any
 
 from parammix_core.config import Experiment
@@ -84,14 +87,25 @@ def _domain_files(exp: Experiment, domain: str) -> list:
         raise DataError(f"domain {domain!r}: {err}") from None
 
 
+def build_dir(store: Store, ref: ArtifactRef) -> Path:
+    """The local folder the data artifact is built in: the same one for the same artifact, so
+    a stopped preparation resumes from the shards it left; outside the store, which a run
+    with bad corpora must leave as it found it."""
+    path = store.cache_dir / "resume" / ref.path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def prepare_domains(exp: Experiment, store: Store, progress: Progress | None = None) -> ArtifactRef:
     if exp.model.checkpoint is not None:  # its tokenizer is read here: name the field
         checkpoint_root(exp)
     ref = data_ref(exp)
     if store.exists(ref):
         return ref
-    out = store.staging(ref)
+    out = build_dir(store, ref)
     cfg = exp.data.model_copy(update={"tokenizer": tokenizer_source(exp)})
     log = (lambda msg: progress(0, 1, msg)) if progress else None
     stats = prepare_corpora(cfg, exp.seed, out, progress=log, storage_options=store.options)
-    return store.publish(ref, out, info={"domains": exp.domains, "stats": stats})
+    published = store.publish(ref, out, info={"domains": exp.domains, "stats": stats})
+    shutil.rmtree(out)  # published: a second copy of every token would only fill the disk
+    return published

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -82,6 +83,14 @@ def report(
     return store.publish(ref, out, info={"name": exp.name})
 
 
+def _signal_to_noise(spread: float, paired: float) -> str:
+    """spread / paired stderr; with no paired noise (every document scored alike against
+    uniform, e.g. exact match at 0 everywhere) the ratio is infinite or, with no spread, void."""
+    if paired > 0 or math.isnan(paired):
+        return f"{spread / paired:.1f}"
+    return "inf" if spread > 0 else "- (no spread, no noise)"
+
+
 def noise_section(noise: dict[str, dict[str, float]]) -> str:
     """Markdown: is the spread of each group over the mixtures above the paired noise?"""
     table = pd.DataFrame(
@@ -90,7 +99,7 @@ def noise_section(noise: dict[str, dict[str, float]]) -> str:
                 "group": g,
                 "sd over mixtures": f"{n['spread_sd']:.4f}",
                 "paired stderr vs uniform (median)": f"{n['paired_stderr']:.4f}",
-                "sd / paired stderr": f"{n['spread_sd'] / n['paired_stderr']:.1f}",
+                "sd / paired stderr": _signal_to_noise(n["spread_sd"], n["paired_stderr"]),
                 "split-half reliability": f"{n['split_half']:.3f}",
             }
             for g, n in noise.items()

@@ -14,6 +14,7 @@ from parammix_core.report import (
     write_report,
 )
 from parammix_core.search import choose_mixture
+from parammix_core.stages.report import noise_section
 from parammix_core.surrogate import fit_surrogates
 
 DOMAINS = ["math", "code", "web"]
@@ -188,3 +189,19 @@ def test_final_verdict_names_each_metric_once():
         "It beats the baselines beyond the seed spread on none of: utility, "
         "loss.sft (beats natural only)."
     )
+
+
+def test_noise_section_with_groups_that_have_no_paired_noise():
+    """Exact match at 0 on every document of every mixture (a tiny model on gsm8k) has neither
+    spread nor paired noise: the table says so instead of dividing by zero."""
+    noise = {
+        "math": {"spread_sd": 0.0, "paired_stderr": 0.0, "split_half": float("nan")},
+        "code": {"spread_sd": 0.02, "paired_stderr": 0.0, "split_half": 0.5},
+        "knowledge": {"spread_sd": 0.03, "paired_stderr": 0.01, "split_half": 0.9},
+    }
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[4].strip()
+        for line in noise_section(noise).splitlines()
+        if line.startswith("| ") and not line.startswith(("| group", "| ---"))
+    }
+    assert rows == {"math": "- (no spread, no noise)", "code": "inf", "knowledge": "3.0"}

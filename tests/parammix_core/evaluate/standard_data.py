@@ -168,6 +168,13 @@ BBH_BOOLEAN_EXPRESSIONS = [  # SaylorTwift/bbh, config "boolean_expressions"
 ]
 
 
+LAMBADA_OPENAI = [  # EleutherAI/lambada_openai, config "default": predict the last word
+    {"text": "She opened the door, looked out at the rain and went back to her book"},
+    {"text": "He counted the coins twice, but there were still only seven coins"},
+    {"text": "The train left the station at noon and reached the coast by evening"},
+]
+
+
 def _trivia(question_id: str, question: str, value: str, aliases: list[str]) -> dict:
     return {
         "question": question,
@@ -229,6 +236,7 @@ def write_all(root: Path) -> dict[str, dict[str, str]]:
             "test": write_jsonl(root / "bbh-boolean.jsonl", BBH_BOOLEAN_EXPRESSIONS)
         },
         "triviaqa": {"validation": write_jsonl(root / "triviaqa-val.jsonl", TRIVIAQA)},
+        "lambada_openai": {"test": write_jsonl(root / "lambada-openai.jsonl", LAMBADA_OPENAI)},
     }
 
 
