@@ -58,6 +58,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from parammix_core.evaluate.resolve import check_evaluation  # loads lm-eval: not for --help
 
     check_evaluation(exp, args.file)  # lm-eval task names, metrics, data files, code execution
+    _check_inputs(exp)  # corpora, checkpoint, tokenizer
     print(f"{args.file}: valid ({len(exp.domains)} domains: {', '.join(exp.domains)})")
     return 0
 
@@ -69,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from parammix_core.evaluate.resolve import check_evaluation
 
     check_evaluation(exp, args.config or "<embedded default>")  # before any server or training
+    _check_inputs(exp)
     if args.verify:
         exp = apply_overrides(exp, ["runtime.verify_cached=true"], "--verify")
 
@@ -96,6 +98,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in stages.summary(stages.open_store(exp), refs):
         print(line)
     return 0
+
+
+def _check_inputs(exp: Experiment) -> None:
+    """What the first stages read (`stages.preflight`), refused as the stage `preflight`."""
+    from parammix_core.stages.preflight import check_inputs
+
+    try:
+        check_inputs(exp)
+    except Exception as err:
+        setattr(err, STAGE, "preflight")
+        raise
 
 
 def _console(args: argparse.Namespace):

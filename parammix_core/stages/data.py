@@ -30,7 +30,7 @@ def data_ref(exp: Experiment) -> ArtifactRef:
         "data": _data_config(exp),
         "seed": exp.seed,
         "tokenizer": tokenizer_identity(exp),
-        "files": {d.name: _domain_files(exp, d.name) for d in exp.data.domains},
+        "files": {d.name: domain_files(exp, d.name) for d in exp.data.domains},
         "python": platform.python_version(),  # built-in code and web read this Python's files
     }
     return ArtifactRef.for_spec("data", "domains", spec, code=code_version("data"))
@@ -44,7 +44,7 @@ def corpus_identity(exp: Experiment, domain: str) -> str:
     body = {
         "domain": spec.model_dump(mode="json"),
         "data": {k: v for k, v in _data_config(exp).items() if k != "domains"},
-        "files": _domain_files(exp, domain),
+        "files": domain_files(exp, domain),
         "seed": exp.seed,
         "tokenizer": tokenizer_identity(exp),
         "python": platform.python_version(),
@@ -64,7 +64,7 @@ def tokenizer_identity(exp: Experiment) -> Any:
     if source is None:
         return {
             "trained": _data_config(exp),
-            "files": {d.name: _domain_files(exp, d.name) for d in exp.data.domains},
+            "files": {d.name: domain_files(exp, d.name) for d in exp.data.domains},
         }
     try:
         files = fingerprint([f"{source.rstrip('/')}/*"], exp.store.storage_options, "metadata")
@@ -77,7 +77,7 @@ def _data_config(exp: Experiment) -> dict[str, Any]:
     return {k: v for k, v in dump_config(exp.data).items() if k not in NOT_IN_KEYS}
 
 
-def _domain_files(exp: Experiment, domain: str) -> list:
+def domain_files(exp: Experiment, domain: str) -> list:
     spec = next(d for d in exp.data.domains if d.name == domain)
     if not spec.paths:
         return []

@@ -375,7 +375,7 @@ def long_docs(n: int) -> bytes:
 CORPUS_CASES = {
     "missing-file": case(
         run_with(lambda tmp: [str(tmp / "nowhere.jsonl")]),
-        "prepare_domains: domain 'b'",
+        "preflight: domain 'b'",  # listed before the server starts
         "nowhere.jsonl: no such file",
     ),
     "glob-matches-nothing": case(
@@ -459,7 +459,10 @@ CORPUS_CASES = {
 @pytest.mark.parametrize("case", CORPUS_CASES.values(), ids=list(CORPUS_CASES))
 def test_bad_corpus_in_a_run(case: Case, prefect_api, tmp_path: Path, capfd):
     message = refused(tmp_path, case.make(tmp_path), capfd, case.says, case.published)
-    stage = r"(prepare_domains|base_model|train_expert\[\w+\]|merge_and_evaluate\[batch \d+\])"
+    stage = (
+        r"(preflight|prepare_domains|base_model|train_expert\[\w+\]"
+        r"|merge_and_evaluate\[batch \d+\])"
+    )
     assert re.match(rf"error: {stage}: ", message)
 
 
@@ -506,7 +509,7 @@ CHECKPOINT_CASES = {
             "--config",
             write_config(tmp, model__checkpoint=str(tmp / "nope")),
         ],
-        "prepare_domains: model.checkpoint: no such checkpoint directory",
+        "preflight: model.checkpoint: no such folder",
         "nope",
     ),
     "truncated-weights": case(
@@ -536,8 +539,8 @@ CHECKPOINT_CASES = {
                 (p / "pytorch_model.bin").write_bytes(b"\x80\x04no"),
             )
         ),
-        "ckpt: only pickled weights (pytorch_model.bin)",
-        published=("data",),
+        "preflight: model.checkpoint: ",
+        "ckpt has only pickled weights ['pytorch_model.bin']",
     ),
     "fewer-layers-than-config": case(
         with_checkpoint(edit_config(num_hidden_layers=2)),

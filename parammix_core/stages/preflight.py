@@ -1,0 +1,69 @@
+"""Preflight of what the first stages will read, before any server starts or anything trains.
+
+`parammix validate-config` and `parammix run` call `check_inputs` right after the evaluation
+tasks are resolved, so a corpus path that matches nothing, a checkpoint folder without its
+config, weights or tokenizer, or a tokenizer folder that is not there fails in seconds with
+the field named, instead of after the Prefect server has started and the data stage has begun.
+Only listings and file names are read: nothing is loaded, downloaded or written.
+"""
+
+from __future__ import annotations
+
+import fsspec
+
+from parammix_core.config import Experiment
+from parammix_core.stages.data import domain_files
+
+# Any of these beside the weights is a tokenizer transformers can load.
+TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"})
+
+
+class PreflightError(ValueError):
+    """An input the run would fail on; the message names the field and the path."""
+
+
+def check_inputs(exp: Experiment) -> None:
+    """Refuse, by field, the first input the data and base stages could not read."""
+    for domain in exp.data.domains:
+        if domain.paths:
+            domain_files(exp, domain.name)  # lists every path: DataError naming the domain
+    if exp.data.tokenizer is not None:
+        _check_tokenizer("data.tokenizer", exp.data.tokenizer, exp)
+    if exp.model.checkpoint is not None:
+        _check_checkpoint(exp)
+
+
+def _names(exp: Experiment, url: str, field: str) -> tuple[str, set[str]]:
+    fs, root = fsspec.core.url_to_fs(url, **exp.store.storage_options)
+    if not fs.isdir(root):
+        raise PreflightError(f"{field}: no such folder {url!r}")
+    return root, {path.rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(root, detail=False)}
+
+
+def _check_tokenizer(field: str, url: str, exp: Experiment) -> None:
+    root, names = _names(exp, url, field)
+    if not names & TOKENIZER_FILES:
+        raise PreflightError(
+            f"{field}: {root} holds no tokenizer (none of {sorted(TOKENIZER_FILES)})"
+        )
+
+
+def _check_checkpoint(exp: Experiment) -> None:
+    root, names = _names(exp, exp.model.checkpoint, "model.checkpoint")
+    if "config.json" not in names:
+        raise PreflightError(
+            f"model.checkpoint: {root} has no config.json, so it is not a Hugging Face checkpoint"
+        )
+    if not any(name.endswith(".safetensors") for name in names):
+        pickled = sorted(n for n in names if n.endswith(".bin"))
+        raise PreflightError(
+            f"model.checkpoint: {root} has only pickled weights {pickled}: convert them to "
+            "safetensors (pickles are never loaded)"
+            if pickled
+            else f"model.checkpoint: {root} has no *.safetensors weights"
+        )
+    if exp.data.tokenizer is None and not names & TOKENIZER_FILES:
+        raise PreflightError(
+            f"model.checkpoint: {root} holds no tokenizer (none of {sorted(TOKENIZER_FILES)}); "
+            "save it beside the weights or name one in data.tokenizer"
+        )

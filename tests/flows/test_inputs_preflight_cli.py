@@ -1,0 +1,92 @@
+"""Corpora, checkpoint and tokenizer that the first stages could not read are refused by
+`parammix validate-config` and by `parammix run` before its server starts: exit 2, one
+`error: preflight: ...` line naming the field and the path, nothing written."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.cli import main
+from tests.parammix_core.bad_input import snapshot, write_jsonl
+
+
+@pytest.fixture
+def no_flow(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the flow was started")
+
+    monkeypatch.setitem(sys.modules, "flows.param_mix", types.SimpleNamespace(with_workers=refuse))
+
+
+def checkpoint(root: Path, *files: str) -> Path:
+    folder = root / "ckpt"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("{}")
+    return folder
+
+
+def config(root: Path, **sections) -> Path:
+    corpus = str(write_jsonl(root / "a.jsonl"))
+    data = {"domains": [{"name": "a", "paths": [corpus]}, {"name": "b", "paths": [corpus]}]}
+    body = {"data": data, "store": {"url": str(root / "store")}, **sections}
+    path = root / "exp.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def refuses(path: Path, root: Path, capsys, *says: str) -> None:
+    before = snapshot(root)
+    for argv in (["validate-config", str(path)], ["run", "--config", str(path)]):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        errors = [line for line in (out + err).splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith("error: preflight: "), out + err
+        assert "Traceback" not in out + err
+        for want in says:
+            assert want in errors[0], errors[0]
+    assert snapshot(root) == before  # no store, no cache, nothing beside
+
+
+def test_a_corpus_path_that_matches_nothing(tmp_path, capsys, no_flow):
+    path = config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["data"]["domains"][1]["paths"] = [str(tmp_path / "missing" / "*.jsonl")]
+    path.write_text(yaml.safe_dump(data))
+    refuses(path, tmp_path, capsys, "domain 'b'", str(tmp_path / "missing" / "*.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        ((), "has no config.json, so it is not a Hugging Face checkpoint"),
+        (("config.json", "pytorch_model.bin"), "only pickled weights ['pytorch_model.bin']"),
+        (("config.json", "model.safetensors"), "holds no tokenizer"),
+    ],
+    ids=["no-config", "pickled-weights", "no-tokenizer"],
+)
+def test_a_checkpoint_the_base_stage_could_not_load(tmp_path, capsys, no_flow, files, says):
+    folder = checkpoint(tmp_path, *files)
+    path = config(tmp_path, model={"checkpoint": str(folder)})
+    refuses(path, tmp_path, capsys, "model.checkpoint: ", str(folder), says)
+
+
+def test_a_missing_checkpoint_folder(tmp_path, capsys, no_flow):
+    path = config(tmp_path, model={"checkpoint": str(tmp_path / "nowhere")})
+    refuses(path, tmp_path, capsys, "model.checkpoint: no such folder", "nowhere")
+
+
+def test_a_tokenizer_folder_without_a_tokenizer(tmp_path, capsys, no_flow):
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "README.md").write_text("not a tokenizer")
+    folder = checkpoint(tmp_path, "config.json", "model.safetensors")  # needs data.tokenizer
+    path = config(tmp_path, model={"checkpoint": str(folder)})
+    data = yaml.safe_load(path.read_text())
+    data["data"]["tokenizer"] = str(tmp_path / "tok")
+    path.write_text(yaml.safe_dump(data))
+    refuses(path, tmp_path, capsys, "data.tokenizer: ", "holds no tokenizer")
