@@ -1,7 +1,8 @@
-"""Seconds until a misconfigured lm-eval task is refused, before anything trains.
+"""Seconds until a misconfiguration is refused, before anything trains.
 
-For each misconfiguration below a config is written to a temporary folder and checked three
-ways: `check_evaluation` in this process (the resolution alone, imports already paid),
+For each misconfiguration below (lm-eval tasks, corpora, checkpoint, tokenizer) a config is
+written to a temporary folder and checked three ways: `check_evaluation` and `check_inputs`
+in this process (the preflight alone, imports already paid),
 `parammix validate-config FILE` and `parammix run --config FILE` each as a fresh process
 (what a user waits for, Python start-up and imports included; `run` must fail before its
 Prefect server starts). lm-eval's full `TaskManager` index, which the resolution replaces, is
@@ -24,7 +25,9 @@ from pathlib import Path
 import yaml
 
 from parammix_core.config import ConfigError, load_experiment
+from parammix_core.data import DataError
 from parammix_core.evaluate.resolve import check_evaluation
+from parammix_core.stages.preflight import PreflightError, check_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -51,31 +54,71 @@ def custom_folder(root: Path) -> Path:
     return folder
 
 
+def checkpoint(root: Path, name: str, *files: str) -> str:
+    """A checkpoint folder holding only `files` (empty stand-ins: only names are checked)."""
+    folder = root / name
+    folder.mkdir()
+    for file in files:
+        (folder / file).write_text("{}")
+    return str(folder)
+
+
+def corpus(root: Path) -> list[dict]:
+    (root / "a.jsonl").write_text('{"text": "a document of a few words"}\n')
+    return [{"name": "a", "paths": [str(root / "a.jsonl")]}]
+
+
 def cases(root: Path) -> dict[str, dict]:
-    """Misconfiguration -> its `evaluation` section."""
+    """Misconfiguration -> the config sections that make it."""
+    mmlu = {"validation": str(root / "mmlu.jsonl")}
+    good = checkpoint(root, "good", "config.json", "model.safetensors")
     return {
-        "unknown task (gsm8kk)": {"tasks": [{"name": "gsm8kk", "group": "math"}]},
+        "unknown task (gsm8kk)": {"evaluation": {"tasks": [{"name": "gsm8kk", "group": "math"}]}},
         "gsm8k, metric exact_match": {
-            "tasks": [{"name": "gsm8k", "group": "math", "metric": "exact_match"}]
+            "evaluation": {"tasks": [{"name": "gsm8k", "group": "math", "metric": "exact_match"}]}
+        },
+        "gsm8k, metric p_gold (multiple choice only)": {
+            "evaluation": {"tasks": [{"name": "gsm8k", "group": "math", "metric": "p_gold"}]}
         },
         "humaneval without allow_code_execution": {
-            "tasks": [{"name": "humaneval", "group": "code", "metric": "pass@1"}]
+            "evaluation": {"tasks": [{"name": "humaneval", "group": "code", "metric": "pass@1"}]}
         },
         "local task, metric f1 it does not report": {
-            "tasks": [{"name": "my_quiz", "group": "knowledge", "metric": "f1"}],
-            "include_path": str(custom_folder(root)),
+            "evaluation": {
+                "tasks": [{"name": "my_quiz", "group": "knowledge", "metric": "f1"}],
+                "include_path": str(custom_folder(root)),
+            }
         },
         "mmlu (group of 57), metric acc_norm": {
-            "tasks": [{"name": "mmlu", "group": "knowledge", "metric": "acc_norm"}]
+            "evaluation": {"tasks": [{"name": "mmlu", "group": "knowledge", "metric": "acc_norm"}]}
         },
         "mmlu_anatomy, data_files without its test split": {
-            "tasks": [
-                {
-                    "name": "mmlu_anatomy",
-                    "group": "knowledge",
-                    "data_files": {"validation": str(root / "mmlu.jsonl")},
-                }
-            ]
+            "evaluation": {
+                "tasks": [{"name": "mmlu_anatomy", "group": "knowledge", "data_files": mmlu}]
+            }
+        },
+        "corpus glob that matches nothing": {
+            "data": {"domains": [*corpus(root), {"name": "b", "paths": [str(root / "b/*.jsonl")]}]}
+        },
+        "checkpoint folder missing": {
+            "data": {"domains": corpus(root)},
+            "model": {"checkpoint": str(root / "nowhere")},
+        },
+        "checkpoint without config.json": {
+            "data": {"domains": corpus(root)},
+            "model": {"checkpoint": checkpoint(root, "noconfig", "model.safetensors")},
+        },
+        "checkpoint with pickled weights only": {
+            "data": {"domains": corpus(root)},
+            "model": {"checkpoint": checkpoint(root, "pickled", "config.json", "model.bin")},
+        },
+        "checkpoint without a tokenizer": {
+            "data": {"domains": corpus(root)},
+            "model": {"checkpoint": good},
+        },
+        "data.tokenizer folder without a tokenizer": {
+            "data": {"domains": corpus(root), "tokenizer": checkpoint(root, "tok", "notes.md")},
+            "model": {"checkpoint": good},
         },
     }
 
@@ -83,10 +126,14 @@ def cases(root: Path) -> dict[str, dict]:
 def in_process(path: Path) -> tuple[float, str]:
     start = time.perf_counter()
     try:
-        check_evaluation(load_experiment(path), str(path))
+        exp = load_experiment(path)
+        check_evaluation(exp, str(path))
+        check_inputs(exp)
         outcome = "accepted"
     except ConfigError as err:
         outcome = str(err).splitlines()[1].strip().split(":")[0]
+    except (PreflightError, DataError) as err:
+        outcome = str(err).split(":")[0]
     return time.perf_counter() - start, outcome
 
 
@@ -106,12 +153,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "mmlu.jsonl").write_text("{}\n")
-        print("| misconfiguration | field named | resolve (s) | validate-config (s) | run (s) |")
+        print("| misconfiguration | field named | preflight (s) | validate-config (s) | run (s) |")
         print("| --- | --- | ---: | ---: | ---: |")
-        for label, evaluation in cases(root).items():
+        for label, sections in cases(root).items():
             path = root / f"{len(list(root.glob('*.yaml')))}.yaml"
             store = root / "store"
-            config = {"store": {"url": str(store)}, "evaluation": evaluation}
+            config = {"store": {"url": str(store)}, **sections}
             path.write_text(yaml.safe_dump(config))
             seconds, field = in_process(path)
             row = [label, f"`{field}`", f"{seconds:.2f}"]
