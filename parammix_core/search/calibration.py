@@ -12,8 +12,8 @@ Two checks tell a too-narrow interval from a noisy target:
 - same documents: fit and target on every document. The target's document noise is shared
   with the training rows (each mixture is scored on the same documents), so this tests the
   interval against the surface the surrogates were fitted to.
-- fresh documents (split-half): fit on the even documents of every task, measure the held-out
-  mixture on the odd ones, so the target's document noise is independent of the fit. A
+- fresh documents (split-half): fit on one random half of every task's documents, measure the
+  held-out mixture on the other half, so the target's document noise is independent of the fit. A
   calibrated interval for the true utility then covers the noisy target less often than
   nominal; widened by the target's own standard error (from its per-document scores, in
   quadrature, normal approximation) it should cover it at the nominal rate.

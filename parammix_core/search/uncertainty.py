@@ -8,6 +8,10 @@ the group scores, refits one surrogate per group and predicts the utility at the
 mixture and at each baseline. The interval is the replicates' central `level` share of
 (chosen - baseline). When it holds zero, the data cannot tell the chosen mixture from the
 baseline, and the run says so instead of presenting noise as a result.
+
+`utility_intervals` gives any mixtures the same interval (their utility, and their gain over a
+baseline) from the same bootstrap, so its calibration can be measured on held-out evaluated
+mixtures (`search.calibration`, `benchmarks/interval_calibration.py`).
 """
 
 from __future__ import annotations
