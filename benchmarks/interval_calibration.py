@@ -1,7 +1,8 @@
 """Calibration of the choice's bootstrap interval on the mixtures a run evaluated (issue 16).
 
     python benchmarks/interval_calibration.py --store PATH [--store PATH ...] [--config FILE]
-        [--folds 5] [--level 0.9] [--replicates N] [--resample both|documents]
+        [--folds 5] [--level 0.9] [--replicates N] [--splits 1]
+        [--resample both|documents]
 
 K-fold over each store's evaluated mixtures (vertices and uniform always in the training
 folds): surrogates chosen and fitted on the training folds give each held-out mixture's
@@ -71,11 +72,11 @@ def split_halves(
 
 def run_store(
     alphas: np.ndarray, per_doc: dict[str, np.ndarray], exp: Experiment, args
-) -> dict[str, dict[str, HeldOut]]:
-    """check -> {"utility", "gain"} -> held-out intervals and measured values."""
+) -> dict[str, dict[str, list[HeldOut]]]:
+    """check -> {"utility", "gain"} -> held-out intervals and measured values (fresh
+    documents: one per split; a split's document halves are shared by all its mixtures)."""
     tasks = exp.evaluation.tasks
     every = {t: np.arange(v.shape[1]) for t, v in per_doc.items()}
-    halves = split_halves(every, exp.seed)
     common = dict(
         alphas=alphas,
         per_doc=per_doc,
@@ -89,9 +90,14 @@ def run_store(
         level=args.level,
         resample=args.resample,
     )
+    same = cross_validated(fit_docs=every, target_docs=every, **common)
+    fresh = [
+        cross_validated(fit_docs=fit, target_docs=target, **common)
+        for fit, target in (split_halves(every, exp.seed + s) for s in range(args.splits))
+    ]
     return {
-        "same documents": cross_validated(fit_docs=every, target_docs=every, **common),
-        "fresh documents": cross_validated(fit_docs=halves[0], target_docs=halves[1], **common),
+        "same documents": {t: [h] for t, h in same.items()},
+        "fresh documents": {t: [f[t] for f in fresh] for t in same},
     }
 
 
@@ -120,6 +126,7 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--level", type=float, default=0.9)
     p.add_argument("--replicates", type=int, help="default: search.interval.replicates")
+    p.add_argument("--splits", type=int, default=1, help="random document halves (fresh)")
     p.add_argument(
         "--resample",
         choices=RESAMPLE,
@@ -131,6 +138,8 @@ def main() -> None:
     args.replicates = args.replicates or exp.search.interval.replicates
     if not 0 < args.level < 1:
         sys.exit(f"--level {args.level}: must be strictly between 0 and 1")
+    if args.splits < 1:
+        sys.exit(f"--splits {args.splits}: must be at least 1")
     print("$ python " + shlex.join(sys.argv))
     pooled: dict[str, dict[str, list[HeldOut]]] = {c: {"utility": [], "gain": []} for c in CHECKS}
     for url in args.store:
@@ -140,12 +149,13 @@ def main() -> None:
         seconds = time.perf_counter() - start
         print(
             f"\n{url}: {len(alphas)} evaluated mixtures, {args.folds} folds, "
-            f"{args.replicates} replicates resampling {args.resample} ({seconds:.0f} s)"
+            f"{args.replicates} replicates resampling {args.resample}, {args.splits} "
+            f"document split(s) ({seconds:.0f} s)"
         )
-        print(table({c: {t: [h] for t, h in r.items()} for c, r in result.items()}, args.level))
+        print(table(result, args.level))
         for c, r in result.items():
             for t, h in r.items():
-                pooled[c][t].append(h)
+                pooled[c][t].extend(h)
     print(f"\npooled over {len(args.store)} store(s)")
     print(table(pooled, args.level))
 
