@@ -8,6 +8,10 @@ the group scores, refits one surrogate per group and predicts the utility at the
 mixture and at each baseline. The interval is the replicates' central `level` share of
 (chosen - baseline). When it holds zero, the data cannot tell the chosen mixture from the
 baseline, and the run says so instead of presenting noise as a result.
+
+`utility_intervals` gives any mixtures the same interval (their utility, and their gain over a
+baseline) from the same bootstrap, so its calibration can be measured on held-out evaluated
+mixtures (`search.calibration`, `benchmarks/interval_calibration.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from parammix_core.config import EvalTask
+
+RESAMPLE = (
+    "both",
+    "documents",
+)  # what a bootstrap replicate draws: rows and documents, or documents
 
 Fit = Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]
 """fit(x (N, K), y (N,)) -> predict(x (M, K)) -> (M,): one group's surrogate."""
@@ -55,6 +64,122 @@ def group_scores(
     return {g: np.mean(s, axis=0) for g, s in out.items()}
 
 
+def bootstrap_utility(
+    alphas: np.ndarray,
+    per_doc: Mapping[str, np.ndarray],
+    tasks: Sequence[EvalTask],
+    weights: Mapping[str, float],
+    at: np.ndarray,
+    fits: Mapping[str, Fit],
+    transform: Callable[[str, np.ndarray], np.ndarray],
+    seed: int,
+    replicates: int,
+    resample: str = "both",
+) -> np.ndarray:
+    """The utility predicted at the query mixtures `at` (M, K) by each bootstrap replicate,
+    shape (replicates, M): the one resampling behind every interval here.
+
+    Each replicate draws the evaluated mixtures (rows) with replacement and, jointly for all
+    of them, each task's documents, recomputes the group scores, refits every group's
+    surrogate with `fits[group]` and predicts at `at`. `resample` "documents" keeps every
+    row once and draws the documents only (the alternative `benchmarks/interval_calibration.py`
+    measures beside the default "both"). Other arguments as in `gain_intervals`.
+    """
+    if resample not in RESAMPLE:
+        raise ValueError(f"resample {resample!r}: expected one of {list(RESAMPLE)}")
+    rng = np.random.default_rng(seed)
+    n = len(alphas)
+    draws = np.empty((replicates, len(at)))
+    for r in range(replicates):
+        rows = rng.integers(0, n, size=n) if resample == "both" else np.arange(n)
+        docs = {
+            t.name: rng.integers(0, per_doc[t.name].shape[1], per_doc[t.name].shape[1])
+            for t in tasks
+        }
+        resampled = {k: v[rows] for k, v in per_doc.items()}
+        draws[r] = predicted_utility(
+            alphas[rows], resampled, tasks, weights, at, fits, transform, docs
+        )
+    return draws
+
+
+def predicted_utility(
+    alphas: np.ndarray,
+    per_doc: Mapping[str, np.ndarray],
+    tasks: Sequence[EvalTask],
+    weights: Mapping[str, float],
+    at: np.ndarray,
+    fits: Mapping[str, Fit],
+    transform: Callable[[str, np.ndarray], np.ndarray],
+    docs: Mapping[str, np.ndarray],
+) -> np.ndarray:
+    """The utility at `at` (M,) predicted by surrogates fitted on the rows `alphas` with
+    their group scores over the documents `docs` (indices per task, repeats allowed)."""
+    scores = group_scores(per_doc, tasks, docs)
+    total = sum(weights.values())
+    return sum(weights[g] * transform(g, fits[g](alphas, y)(at)) for g, y in scores.items()) / total
+
+
+def central_interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The central `level` share of the replicates (R, M): low (M,), high (M,)."""
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail], axis=0)
+    return low, high
+
+
+@dataclass(frozen=True)
+class Band:
+    """Predictions at M query mixtures with their intervals, each (M,)."""
+
+    predicted: np.ndarray  # from the surrogates fitted on all rows and documents
+    low: np.ndarray
+    high: np.ndarray
+
+
+@dataclass(frozen=True)
+class UtilityIntervals:
+    """The predicted utility of the query mixtures and, when a baseline was given, their
+    predicted gain over it, both with the bootstrap's central `level` interval."""
+
+    utility: Band
+    gain: Band | None
+    level: float
+    replicates: int
+
+
+def utility_intervals(
+    alphas: np.ndarray,
+    per_doc: Mapping[str, np.ndarray],
+    tasks: Sequence[EvalTask],
+    weights: Mapping[str, float],
+    at: np.ndarray,
+    fits: Mapping[str, Fit],
+    transform: Callable[[str, np.ndarray], np.ndarray],
+    seed: int,
+    replicates: int = 100,
+    level: float = 0.9,
+    baseline: np.ndarray | None = None,
+    resample: str = "both",
+) -> UtilityIntervals:
+    """The predicted utility of arbitrary mixtures `at` (M, K) with the bootstrap interval
+    `gain_intervals` gives the chosen mixture; with `baseline` (K,), also each mixture's gain
+    over it, replicate by replicate (so what both share cancels), from the same replicates.
+    Other arguments as in `gain_intervals`."""
+    query = at if baseline is None else np.vstack([at, baseline])
+    every = {t.name: np.arange(per_doc[t.name].shape[1]) for t in tasks}
+    draws = bootstrap_utility(
+        alphas, per_doc, tasks, weights, query, fits, transform, seed, replicates, resample
+    )
+    point = predicted_utility(alphas, per_doc, tasks, weights, query, fits, transform, every)
+    m = len(at)
+    utility = Band(point[:m], *central_interval(draws[:, :m], level))
+    gain = None
+    if baseline is not None:
+        gains = draws[:, :m] - draws[:, m:]
+        gain = Band(point[:m] - point[m], *central_interval(gains, level))
+    return UtilityIntervals(utility, gain, level, replicates)
+
+
 def gain_intervals(
     alphas: np.ndarray,
     per_doc: Mapping[str, np.ndarray],
@@ -81,26 +206,12 @@ def gain_intervals(
         fits: group -> how its surrogate is fitted (the model that won its cross-validation).
         transform: puts a group's scores on the utility's scale (`choice.normaliser`).
     """
-    rng = np.random.default_rng(seed)
-    n = len(alphas)
     names = list(baselines)
     at = np.vstack([chosen, *[baselines[b] for b in names]])  # (1 + B, K)
-    total = sum(weights.values())
-    gains = np.empty((replicates, len(names)))
-    for r in range(replicates):
-        rows = rng.integers(0, n, size=n)
-        docs = {
-            t.name: rng.integers(0, per_doc[t.name].shape[1], per_doc[t.name].shape[1])
-            for t in tasks
-        }
-        scores = group_scores({k: v[rows] for k, v in per_doc.items()}, tasks, docs)
-        utility = (
-            sum(weights[g] * transform(g, fits[g](alphas[rows], y)(at)) for g, y in scores.items())
-            / total
-        )
-        gains[r] = utility[0] - utility[1:]
-    tail = (1 - level) / 2
-    low, high = np.quantile(gains, [tail, 1 - tail], axis=0)
+    utility = bootstrap_utility(
+        alphas, per_doc, tasks, weights, at, fits, transform, seed, replicates
+    )
+    low, high = central_interval(utility[:, :1] - utility[:, 1:], level)
     return {
         b: GainInterval(b, float(point[b]), float(low[i]), float(high[i]), level, replicates)
         for i, b in enumerate(names)
