@@ -110,8 +110,8 @@ def noise_section(noise: dict[str, dict[str, float]]) -> str:
         "paired. The table compares the spread of each capability group over the evaluated "
         "mixtures with the paired standard error of a mixture's difference to the uniform "
         "mixture, and gives the split-half reliability of the group score across mixtures "
-        "(even vs odd documents, Spearman-Brown corrected): near 1, the ranking of mixtures "
-        "would survive a fresh draw of documents.\n\n" + markdown_table(table)
+        "(two random halves of the documents, Spearman-Brown corrected): near 1, the ranking "
+        "of mixtures would survive a fresh draw of documents.\n\n" + markdown_table(table)
     )
 
 
