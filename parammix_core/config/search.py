@@ -134,7 +134,7 @@ class MultiFidelitySettings(Strict):
     budget: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)] = Field(
         4.0,
         description="What the search may spend, in real-run equivalents (measured seconds "
-        "over the measured seconds of one real mixed run); rounds stop once it is spent.",
+        "over the experts' mean training seconds); rounds stop once it is spent.",
     )
     per_round: Count(1000) = Field(
         8, description="Proposals per round, each a merge or a real run as the acquisition picks."

@@ -186,12 +186,6 @@ class MultiFidelityStrategy(Strategy):
                 )
         return costs
 
-    def run_equivalents(self, history: History) -> float:
-        """What the history cost, in evaluations at the highest level (0 without costs)."""
-        if history.cost is None:
-            return 0.0
-        return float(history.cost.sum() / self.level_costs(history)[-1])
-
     def choose(self, history: History) -> TargetChoice:
         """The argmax over the bounded simplex of the posterior mean at the highest level."""
         if history.n < 2:

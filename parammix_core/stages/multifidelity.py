@@ -12,8 +12,10 @@ seconds plus its evaluation seconds. Real runs of the validation already in the 
 history as observations, free of charge.
 
 The budget is counted in real-run equivalents: the measured seconds of the search's own
-evaluations over the geometric mean of its measured real runs (before the first, the experts'
-mean training seconds: a real run has an expert's budget). A round is proposed only while the
+evaluations over the experts' mean training seconds (a real run trains on an expert's budget).
+The unit is fixed once the experts exist, so what is spent only grows round by round (dividing
+by the real runs measured so far, as a first version did, let it shrink when a slower run came
+in). A round is proposed only while the
 budget is not spent and fewer than `max_rounds` rounds ran, so the last round may overshoot the
 budget by at most its own cost. The choice is the GP's best mixture at fidelity 1, with each
 capability group predicted there by a GP of its own, so the report reads it as any choice.
@@ -160,7 +162,7 @@ def strategy(
 ) -> MultiFidelityStrategy:
     """The configured strategy for round `round_index`, with the cost priors: the measured
     merges', and an expert's training seconds for a real run until one is measured."""
-    run_prior = float(np.mean([store.manifest(e)["info"]["seconds"] for e in experts]))
+    run_prior = run_unit(store, experts)
     merge = np.isclose(seen.fidelities, MERGE)
     merge_prior = float(np.exp(np.log(seen.cost[merge]).mean())) if merge.any() else run_prior
     lo, hi = search_bounds(exp.domains, exp.search.bounds)
@@ -177,6 +179,11 @@ def strategy(
     )
 
 
+def run_unit(store: Store, experts: Sequence[ArtifactRef]) -> float:
+    """Seconds of one real-run equivalent: the experts' mean training seconds."""
+    return float(np.mean([store.manifest(e)["info"]["seconds"] for e in experts]))
+
+
 def spent(
     exp: Experiment,
     store: Store,
@@ -186,7 +193,9 @@ def spent(
 ) -> float:
     """Real-run equivalents the search's own evaluations cost (joined runs are free)."""
     own, _ = history(exp, store, [*merges, *runs])
-    return strategy(exp, store, experts, own, 0).run_equivalents(own) if own.n else 0.0
+    if not own.n or own.cost is None:
+        return 0.0
+    return float(own.cost.sum() / run_unit(store, experts))
 
 
 def propose_round(

@@ -157,7 +157,7 @@ def test_multifidelity_interleaves_merges_and_real_runs(prefect_api, store_dir: 
     info = [m["info"] for m in rounds]
     assert [i["done"] for i in info] == [False] * (len(info) - 1) + [True]
     assert len(info) == 3 and info[-1]["spent"] > 0  # rounds 0 and 1, then max_rounds
-    assert all(a["spent"] < b["spent"] for a, b in itertools.pairwise(info))
+    assert all(a["spent"] < b["spent"] for a, b in itertools.pairwise(info)), info
     scored = [m for m in store.artifacts() if m["stage"] == "runevals"]
     scored_refs = [ArtifactRef(stage=m["stage"], name=m["name"], key=m["key"]) for m in scored]
     rows = pd.concat([store.load_parquet(r, "rows.parquet") for r in scored_refs])
