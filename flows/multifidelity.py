@@ -19,7 +19,8 @@ def multifidelity_search(
     experts: list[ArtifactRef],
     probe: ArtifactRef | None,
 ) -> tuple[list[ArtifactRef], ArtifactRef]:
-    """The merges' evaluations (for the surrogates and the report) and the choice."""
+    """The merges' evaluations (for the surrogates and the report; the real runs' when no
+    merge was evaluated, `fidelities: [run]`) and the choice."""
     scored = evaluate_run.map(
         unmapped(exp),
         joined_runs(exp, data, base),
@@ -61,4 +62,4 @@ def multifidelity_search(
         merges += [e.result() for e in evaluated]
         runs += [s.result() for s in scored]
         round_index += 1
-    return merges, choose_at_fidelity(exp, data, [*merges, *runs, *joined])
+    return merges or runs, choose_at_fidelity(exp, data, [*merges, *runs, *joined])

@@ -127,10 +127,16 @@ class BayesSettings(Strict):
 class MultiFidelitySettings(Strict):
     """One GP over (mixture, fidelity): merges are the cheap fidelity (0), real mixed runs at
     the experts' budget the expensive one (1); EI per unit of measured cost, the cost's exponent
-    decaying round by round; the choice is the GP's best mixture at fidelity 1."""
+    decaying round by round; the choice is the GP's best mixture at the highest fidelity."""
 
-    LOOP: ClassVar[frozenset[str]] = frozenset({"budget", "per_round", "max_rounds"})
+    LOOP: ClassVar[frozenset[str]] = frozenset({"budget", "per_round", "max_rounds", "fidelities"})
 
+    fidelities: list[Literal["merge", "run"]] = Field(
+        ["merge", "run"],
+        description="What the search may evaluate: merges and real runs (the default), real "
+        "runs alone (BO on real runs, the initial design trained for real) or merges alone "
+        "(a GP on merges); the choice is made at the most expensive one.",
+    )
     budget: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)] = Field(
         4.0,
         description="What the search may spend, in real-run equivalents (measured seconds "
@@ -161,6 +167,11 @@ class MultiFidelitySettings(Strict):
     def _effort(self) -> MultiFidelitySettings:
         if self.raw_samples < self.num_restarts:
             raise ValueError("raw_samples must be at least num_restarts")
+        if not self.fidelities or len(set(self.fidelities)) < len(self.fidelities):
+            raise ValueError(
+                f"fidelities must name merge and/or run once each; got {self.fidelities}"
+            )
+        self.fidelities = sorted(self.fidelities)  # merge (cheap) before run
         return self
 
 

@@ -72,11 +72,13 @@ class MultiFidelityStrategy(Strategy):
 
     Args:
         levels: the fidelities a proposal may take, increasing in [0, 1]; the last is the
-            target (the choice is made there and costs are counted in its units).
+            target (the choice is made there and costs are counted in its units). One level
+            is plain BO with costs (a constant fidelity input, whose length-scale then does
+            nothing).
         prior_costs: cost of one evaluation at each level (F,), used until one is measured;
             None: every level costs the same until measured.
         cost_exponent, exponent_decay, iteration: the exponent of this iteration's cost.
-        n_init: merges drawn at random until this many rows are evaluated (default K + 1).
+        n_init: draws at the first level until this many rows are evaluated (default K + 1).
         num_restarts, raw_samples: `optimize_acqf` effort per level.
     """
 
@@ -99,8 +101,8 @@ class MultiFidelityStrategy(Strategy):
     ):
         super().__init__(k, lo, hi, seed)
         self.levels = np.asarray(levels, dtype=float)
-        if self.levels.ndim != 1 or len(self.levels) < 2:
-            raise SearchError(f"multifidelity: need at least two levels; got {levels}")
+        if self.levels.ndim != 1 or len(self.levels) < 1:
+            raise SearchError(f"multifidelity: need at least one level; got {levels}")
         if not (np.diff(self.levels) > 0).all() or self.levels[0] < 0 or self.levels[-1] > 1:
             raise SearchError(f"multifidelity: levels must increase inside [0, 1]; got {levels}")
         self.prior_costs = None if prior_costs is None else np.asarray(prior_costs, dtype=float)
@@ -157,7 +159,7 @@ class MultiFidelityStrategy(Strategy):
                         value = -np.inf  # evaluations are deterministic: a repeat tells nothing
                     scored.append((value - self.exponent * float(log_cost[j]), j, cand))
                 score, j, cand = max(scored, key=lambda t: (t[0], t[1]))
-                if score == -np.inf:  # every level's best is taken: explore with a merge
+                if score == -np.inf:  # every level's best is taken: explore at the cheapest
                     j, cand = 0, torch.tensor(self._dirichlet(1, seed + i), dtype=DTYPE)
                 level = float(self.levels[j])
                 out_x.append(cand[0].numpy())

@@ -2,7 +2,9 @@
 
 Merges are the cheap fidelity (0), real mixed runs at the experts' budget the expensive one
 (1). Round 0 is merges: the initial design (the vertices and uniform) and `per_round`
-bounded Dirichlet draws, so the surrogates the report draws on have rows; every later round
+bounded Dirichlet draws, so the surrogates the report draws on have rows; with
+`fidelities: [run]` (BO on real runs alone) round 0 trains the initial design (and draws up to
+`n_init` rows, at least four) for real, and with `[merge]` no real run is trained. Every later round
 proposes `per_round` (mixture, fidelity) pairs from one GP over both fidelities
 (`parammix_core.search.multifidelity`). The flow sends fidelity-0 proposals to
 merge_and_evaluate and fidelity-1 ones to train_mixed - the very stage, store keys and retries
@@ -15,10 +17,10 @@ The budget is counted in real-run equivalents: the measured seconds of the searc
 evaluations over the experts' mean training seconds (a real run trains on an expert's budget).
 The unit is fixed once the experts exist, so what is spent only grows round by round (dividing
 by the real runs measured so far, as a first version did, let it shrink when a slower run came
-in). A round is proposed only while the
-budget is not spent and fewer than `max_rounds` rounds ran, so the last round may overshoot the
-budget by at most its own cost. The choice is the GP's best mixture at fidelity 1, with each
-capability group predicted there by a GP of its own, so the report reads it as any choice.
+in). A round is proposed only while the budget is not spent and fewer than `max_rounds` rounds
+ran, so the last round may overshoot the budget by at most its own cost. The choice is the GP's
+best mixture at the highest fidelity, with each capability group predicted there by a GP of its
+own, so the report reads it as any choice.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
 MERGE, RUN = 0.0, 1.0  # the fidelities
+LEVELS = {"merge": MERGE, "run": RUN}
+
+
+def levels(exp: Experiment) -> tuple[float, ...]:
+    """The configured fidelities, cheapest first."""
+    return tuple(LEVELS[f] for f in exp.search.strategies.multifidelity.fidelities)
 
 
 def run_eval_ref(
@@ -107,7 +115,10 @@ def joined_runs(
     exp: Experiment, store: Store, data: ArtifactRef, base: ArtifactRef
 ) -> list[ArtifactRef]:
     """The validation's real runs already in the store (uniform and the draws, the
-    experiment's seed; the chosen mixture's depends on this search): free observations."""
+    experiment's seed; the chosen mixture's depends on this search): free observations, unless
+    the search evaluates merges alone."""
+    if RUN not in levels(exp):
+        return []
     refs = [mixed_ref(exp, m, exp.seed, data, base) for m in validation_mixtures(exp)]
     return [r for r in refs if store.exists(r)]
 
@@ -167,13 +178,14 @@ def strategy(
     merge_prior = float(np.exp(np.log(seen.cost[merge]).mean())) if merge.any() else run_prior
     lo, hi = search_bounds(exp.domains, exp.search.bounds)
     cfg = exp.search.strategies.multifidelity
+    at = levels(exp)
     return MultiFidelityStrategy(
         len(exp.domains),
         lo,
         hi,
         round_seed(exp, round_index),
-        levels=(MERGE, RUN),
-        prior_costs=(merge_prior, run_prior),
+        levels=at,
+        prior_costs=[merge_prior if s == MERGE else run_prior for s in at],
         iteration=round_index,
         **cfg.model_dump(exclude=set(cfg.LOOP)),
     )
@@ -220,9 +232,14 @@ def propose_round(
         x, fidelity = np.zeros((0, k)), np.zeros(0)
     elif round_index == 0:
         lo, hi = search_bounds(exp.domains, exp.search.bounds)
-        draws = simplex.sample_bounded(k, cfg.per_round, lo, hi, seed=round_seed(exp, 0))
+        first = levels(exp)[0]
+        n_init = k + 1 if cfg.n_init is None else cfg.n_init
+        # real runs alone: the initial design, and draws up to n_init and to the four rows
+        # the report's surrogates need for two-fold cross-validation
+        n_draws = cfg.per_round if first == MERGE else max(0, n_init - (k + 1), 4 - (k + 1))
+        draws = simplex.sample_bounded(k, n_draws, lo, hi, seed=round_seed(exp, 0))
         x = np.vstack([initial_design(k), draws])
-        fidelity = np.full(len(x), MERGE)
+        fidelity = np.full(len(x), first)
     else:
         seen, _ = history(exp, store, [*merges, *runs, *joined])
         pairs = strategy(exp, store, experts, seen, round_index).propose_pairs(seen, cfg.per_round)
@@ -280,7 +297,7 @@ def choose(
     lo, hi = search_bounds(exp.domains, exp.search.bounds)
     cfg = exp.search.strategies.multifidelity
     settings = {"num_restarts": cfg.num_restarts, "raw_samples": cfg.raw_samples}
-    gp = MultiFidelityStrategy(len(exp.domains), lo, hi, exp.seed, **settings)
+    gp = MultiFidelityStrategy(len(exp.domains), lo, hi, exp.seed, levels(exp), **settings)
     best = gp.choose(seen)
     natural = natural_weights(store.load_json(data, "stats.json"))
     names = ["chosen", "uniform", "natural"]
@@ -309,7 +326,8 @@ def choose(
         predicted_utility=chosen["predicted_utility"],
         weights=weights,
         baselines={b: point(b) for b in ("uniform", "natural")},
-        verdict=f"Chosen by the multi-fidelity GP at fidelity 1 (real runs) from "
+        verdict=f"Chosen by the GP at fidelity {gp.levels[-1]:g} "
+        f"({'real runs' if gp.levels[-1] == RUN else 'merges'}) from "
         f"{int(np.isclose(seen.fidelities, RUN).sum())} real run(s) and "
         f"{int(np.isclose(seen.fidelities, MERGE).sum())} merge(s); no bootstrap interval.",
     )

@@ -72,7 +72,10 @@ def fit(
     x = rows[alpha_cols].to_numpy()
     names = [t for t in surrogate_targets(rows) if rows[t].notna().all()]
     targets = {t: rows[t].to_numpy() for t in names}
-    surrogates = fit_surrogates(x, targets, exp.search.cv_folds, exp.seed)
+    # a multi-fidelity search's rows are counted only at its end (validate-config checks the
+    # other strategies'): fewer folds rather than no report, down to two
+    folds = max(2, min(exp.search.cv_folds, len(x) // 2))
+    surrogates = fit_surrogates(x, targets, folds, exp.seed)
     tasks = exp.evaluation.tasks
     noise = group_noise(merged, load_doc_scores(store, evals, tasks), tasks)
     out = store.staging(ref)

@@ -171,7 +171,31 @@ def test_multifidelity_interleaves_merges_and_real_runs(prefect_api, store_dir: 
 
     choice = stages.load_choice(store, refs["choice"])
     assert sum(choice.alpha.values()) == pytest.approx(1.0)
-    assert "multi-fidelity GP at fidelity 1" in choice.verdict
+    assert "GP at fidelity 1 (real runs)" in choice.verdict
     keys = {m["key"] for m in store.artifacts()}
     assert param_mix(exp, return_state=True).result() == refs
     assert {m["key"] for m in store.artifacts()} == keys  # a rerun publishes nothing new
+
+
+@pytest.mark.slow
+def test_bo_on_real_runs_alone_trains_and_reports_without_merges(prefect_api, tmp_path: Path):
+    exp = micro(  # a store of its own: the module's holds a validation run that would join
+        tmp_path / "store",
+        "multifidelity",
+        "search.strategies.multifidelity.fidelities=[run]",
+        "search.strategies.multifidelity.budget=100",
+        "search.strategies.multifidelity.per_round=1",
+        "search.strategies.multifidelity.max_rounds=2",
+        "search.strategies.multifidelity.num_restarts=2",
+        "search.strategies.multifidelity.raw_samples=32",
+    )
+    refs = param_mix(exp, return_state=True).result()
+    store = stages.open_store(exp)
+    scored = [m for m in store.artifacts() if m["stage"] == "runevals"]
+    # round 0: the initial design (vertices, uniform) and a draw; round 1: one run
+    assert len(scored) == 4 + 1
+    choice = stages.load_choice(store, refs["choice"])
+    assert "from 5 real run(s) and 0 merge(s)" in choice.verdict
+    surrogates = stages.load_surrogates(store, refs["surrogates"])  # fitted on the runs' rows
+    assert {len(oof) for oof in surrogates.oof.values()} == {5}
+    assert "5 real run(s) and 0 merge(s)" in store.read_text(refs["report"], "report.md")

@@ -116,6 +116,14 @@ def _weights(**changed: float) -> dict:
             {"search": {"strategies": {"multifidelity": {"num_restarts": 9, "raw_samples": 4}}}},
             "search.strategies.multifidelity: raw_samples must be at least num_restarts",
         ),
+        (
+            {"search": {"strategies": {"multifidelity": {"fidelities": ["run", "run"]}}}},
+            "search.strategies.multifidelity: fidelities must name merge and/or run once each",
+        ),
+        (
+            {"search": {"strategies": {"multifidelity": {"fidelities": ["longer"]}}}},
+            "search.strategies.multifidelity.fidelities.0: Input should be 'merge' or 'run'",
+        ),
         # a search target that is neither named nor a corpus
         (
             {"search": {"target": "benchmarks"}},
@@ -155,6 +163,8 @@ def _weights(**changed: float) -> dict:
         "zero-multifidelity-budget",
         "multifidelity-decay-above-1",
         "multifidelity-few-raw-samples",
+        "multifidelity-fidelity-twice",
+        "multifidelity-unknown-fidelity",
         "unknown-search-target",
         "target-corpus-without-paths",
         "target-corpus-unknown-key",

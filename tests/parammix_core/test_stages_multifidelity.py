@@ -106,3 +106,57 @@ def test_a_late_round_buys_real_runs_and_joined_runs_are_free(tmp_path: Path):
     assert store.manifest(late)["info"]["spent"] == pytest.approx(9 / 100)  # joined: free
     data = stages.data_ref(exp)
     assert mf.joined_runs(exp, store, data, stages.base_ref(exp, data)) == []
+
+
+def test_real_runs_alone_train_the_initial_design_and_choose_among_runs(tmp_path: Path):
+    exp = micro(
+        tmp_path / "s",
+        "search.strategies.multifidelity.fidelities=[run]",
+        "search.strategies.multifidelity.budget=5",
+    )
+    store = stages.open_store(exp)
+    experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
+    first = mf.propose_round(exp, store, 0, [], [], [], experts)
+    merges, alphas, done = mf.round_work(exp, store, first)
+    assert merges == [] and not done
+    assert alphas[:3] == [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]  # the initial design
+    assert len(alphas) == 4  # and one draw: four rows for the report's two-fold CV
+    runs = [fake(exp, store, alphas, mf.RUN, 100.0)]
+    second = mf.propose_round(exp, store, 1, [], runs, [], experts)
+    merges, alphas, _ = mf.round_work(exp, store, second)
+    assert merges == [] and len(alphas) == 2  # per_round real runs, never a merge
+    # four runs of 100 s: 4 real-run equivalents, the budget (5) not yet spent
+    assert store.manifest(second)["info"]["spent"] == pytest.approx(4.0)
+    grid = np.linspace(0.05, 0.95, 7)
+    runs.append(fake(exp, store, np.c_[grid, 1 - grid], mf.RUN, 100.0))
+    choice = stages.load_choice(store, mf.choose(exp, store, fake_data(exp, store), runs))
+    alpha = np.array([choice.alpha[d] for d in exp.domains])
+    assert np.abs(alpha - REAL_PEAK).sum() < 0.2, alpha
+    assert "GP at fidelity 1 (real runs) from 11 real run(s) and 0 merge(s)" in choice.verdict
+
+
+def test_merges_alone_never_train_and_choose_at_the_merges_peak(tmp_path: Path):
+    exp = micro(tmp_path / "s", "search.strategies.multifidelity.fidelities=[merge]")
+    store = stages.open_store(exp)
+    data = stages.data_ref(exp)
+    base = stages.base_ref(exp, data)
+    validation_run = publish_at(store, mf.mixed_ref(exp, [0.5, 0.5], exp.seed, data, base))
+    assert store.exists(validation_run)
+    assert mf.joined_runs(exp, store, data, base) == []  # a real run is not a merge
+    experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
+    grid = np.linspace(0.05, 0.95, 9)
+    merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]
+    late = mf.propose_round(exp, store, 5, merges, [], [], experts)
+    proposed, runs, _ = mf.round_work(exp, store, late)
+    assert runs == [] and len(proposed) == 2
+    choice = stages.load_choice(store, mf.choose(exp, store, fake_data(exp, store), merges))
+    alpha = np.array([choice.alpha[d] for d in exp.domains])
+    assert np.abs(alpha - MERGE_PEAK).sum() < 0.2, alpha
+    assert "GP at fidelity 0 (merges)" in choice.verdict
+
+
+def publish_at(store: Store, ref: ArtifactRef) -> ArtifactRef:
+    """An artifact published under `ref` (what a stage would have written)."""
+    out = store.staging(ref)
+    (out / "info.txt").write_text(ref.key)
+    return store.publish(ref, out)

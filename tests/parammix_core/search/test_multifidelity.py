@@ -52,6 +52,17 @@ def test_the_choice_follows_the_expensive_fidelitys_peak():
     assert distance(choice.alpha, REAL_PEAK) < distance(runs_only.alpha, REAL_PEAK)
 
 
+def test_one_level_is_plain_bo_at_that_level():
+    rng = np.random.default_rng(1)
+    x = rng.dirichlet(np.ones(3), 10)
+    runs = History(x, real(x), np.full(10, 50.0), np.ones(10))
+    s = get_strategy("multifidelity", k=3, seed=0, levels=(1.0,), prior_costs=(50.0,), **FAST)
+    pairs = s.propose_pairs(runs, 3)
+    np.testing.assert_array_equal(pairs.fidelity, [1.0, 1.0, 1.0])
+    assert min(distance(p, REAL_PEAK) for p in pairs.x) < 0.3  # EI goes where runs peak
+    assert distance(s.choose(runs).alpha, REAL_PEAK) < 0.2
+
+
 def test_the_cost_exponent_decays_over_iterations():
     assert decayed_exponent(2.0, 0.5, 0) == 2.0
     assert decayed_exponent(2.0, 0.5, 3) == pytest.approx(0.25)
@@ -114,7 +125,7 @@ def test_level_costs_are_measured_else_prior():
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"levels": (0.0,)}, "need at least two levels"),
+        ({"levels": ()}, "need at least one level"),
         ({"levels": (0.0, 1.5)}, r"levels must increase inside \[0, 1\]"),
         ({"levels": (1.0, 0.0)}, r"levels must increase inside \[0, 1\]"),
         ({"prior_costs": (1.0, -2.0)}, "prior_costs must be 2 positive costs"),
