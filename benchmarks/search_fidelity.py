@@ -1,0 +1,241 @@
+"""Multi-fidelity search vs merges alone vs real runs alone, at equal cost, on the default.
+
+    python benchmarks/search_fidelity.py --seed 0 --dir /tmp/fidelity   # one seed
+    python benchmarks/search_fidelity.py --summarise /tmp/fidelity      # the seeds' tables
+
+For one experiment seed (its own base, experts and data order) and each budget N (real-run
+equivalents: measured seconds over the experts' mean training seconds), three searches run
+through the flow (`param_mix`; validation, final training and the probe off):
+- `multifidelity`: merges and real mixed runs, one GP over both (`fidelities: [merge, run]`);
+- `real`: BO on real runs alone (`fidelities: [run]`: the same GP and acquisition);
+- `merges`: today's default, random merges scored by the LightGBM surrogates, as many merges
+  as the budget buys at the merges' measured cost in the multifidelity search of budget N.
+Each choice is then trained for real at the experts' budget (the fidelity the searches aim
+at) on fresh seeds (1000 + 10 * seed + j: no search trained on them, so a search that picked
+its luckiest run gains nothing from the luck), beside uniform and the natural proportions on
+the same seeds. Per search it records what it spent, its merges and runs, the chosen mixture,
+and the real utility and mean held-out loss of the choice. A search of budget 16 reuses
+every evaluation its budget-8 twin made (same seeds, same proposals until the budgets part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STRATEGIES = ("multifidelity", "real", "merges")
+FIDELITIES = {"multifidelity": "[merge, run]", "real": "[run]"}
+COMMON = [
+    "validation.enabled=false",
+    "final.enabled=false",
+    "probe.enabled=false",
+    "runtime.max_workers=1",
+    "search.strategies.multifidelity.per_round=2",
+    # the real runs that grade a choice: the experts' budget, as the fidelity-1 runs
+    "final.train={steps: 120, batch_size: 16, lr: 0.001, warmup_steps: 10, schedule: constant}",
+]
+
+
+CONFIG: list[str | None] = [None]  # --config: another experiment (a smoke test on micro)
+
+
+def experiment(store: Path, seed: int, *overrides: str):
+    from parammix_core.config import apply_overrides, load_experiment
+
+    sets = [f"store.url={store}", f"seed={seed}", *COMMON, *overrides]
+    return apply_overrides(load_experiment(CONFIG[0]), sets, CONFIG[0] or "<embedded default>")
+
+
+def search(store: Path, seed: int, strategy: str, budget: int, merges: int | None) -> dict:
+    """One search through the flow: its choice and what it evaluated and spent."""
+    from flows.param_mix import param_mix
+    from parammix_core import stages
+    from parammix_core.stages import multifidelity as mf
+
+    if strategy == "merges":
+        sets = ["search.strategy=random", f"search.n_mixtures={merges}"]
+    else:
+        sets = [
+            "search.strategy=multifidelity",
+            f"search.strategies.multifidelity.fidelities={FIDELITIES[strategy]}",
+            f"search.strategies.multifidelity.budget={budget}",
+        ]
+    exp = experiment(store, seed, *sets)
+    st = stages.open_store(exp)
+    before = {m["key"] for m in st.artifacts()}
+    start = time.perf_counter()
+    refs = param_mix(exp, return_state=True).result()
+    wall = time.perf_counter() - start
+    unit = mf.run_unit(st, [refs[f"expert.{d}"] for d in exp.domains])
+    rows = st.load_parquet(refs["surrogates"], "rows.parquet")  # the merges (runs if none)
+    if strategy == "merges":
+        used = {"spent": float(rows["seconds"].sum() / unit), "merges": len(rows), "runs": 0}
+    else:  # the rounds this search published: the last one's info has what all spent
+        rounds = [
+            m
+            for m in st.artifacts()
+            if m["stage"] == "proposals" and "spent" in m["info"] and m["key"] not in before
+        ]
+        pairs = np.concatenate(
+            [st.load_parquet(r, "rows.parquet")["fidelity"].to_numpy() for r in map(ref_of, rounds)]
+        )
+        used = {
+            "spent": max(m["info"]["spent"] for m in rounds),
+            "merges": int((pairs == mf.MERGE).sum()),
+            "runs": int((pairs == mf.RUN).sum()),
+        }
+    choice = stages.load_choice(st, refs["choice"])
+    return {
+        "strategy": strategy,
+        "budget": budget,
+        "alpha": choice.alpha,
+        "predicted_utility": choice.predicted_utility,
+        "wall_seconds": wall,
+        "unit_seconds": unit,
+        "merge_seconds": None if strategy == "real" else geomean(rows["seconds"]),
+        **used,
+    }
+
+
+def ref_of(manifest: dict):
+    from parammix_core.store import ArtifactRef
+
+    return ArtifactRef(stage=manifest["stage"], name=manifest["name"], key=manifest["key"])
+
+
+def geomean(values) -> float:
+    return float(np.exp(np.log(np.asarray(values, dtype=float)).mean()))
+
+
+def grade(store: Path, seed: int, alphas: dict[str, dict[str, float]], n_seeds: int) -> dict:
+    """Real utility and mean held-out loss of each mixture, trained on fresh seeds."""
+    from parammix_core import stages
+    from parammix_core.data import natural_weights
+    from parammix_core.search import utility
+    from parammix_core.stages.final import final_run
+
+    exp = experiment(store, seed)
+    st = stages.open_store(exp)
+    data = stages.data_ref(exp)
+    base = stages.base_ref(exp, data)
+    natural = natural_weights(st.load_json(data, "stats.json"))
+    points = {
+        **alphas,
+        "uniform": dict.fromkeys(exp.domains, 1 / len(exp.domains)),
+        "natural": natural,
+    }
+    out = {}
+    for name, alpha in points.items():
+        vector = [alpha[d] for d in exp.domains]
+        scores = []
+        for j in range(n_seeds):
+            ref = final_run(exp, st, vector, 1000 + 10 * seed + j, data, base)
+            metrics = st.load_json(ref, "final_run.json")["metrics"]
+            groups = {g: np.array([metrics[f"group.{g}"]]) for g in exp.evaluation.groups}
+            scores.append(
+                {
+                    "utility": float(utility(groups, exp.search.group_weights or None)[0]),
+                    "mean_loss": float(np.mean([metrics[f"loss.{d}"] for d in exp.domains])),
+                }
+            )
+        out[name] = {"alpha": alpha, "runs": scores}
+        print(f"graded {name}: {[round(s['utility'], 4) for s in scores]}", flush=True)
+    return out
+
+
+def run_seed(seed: int, folder: Path, budgets: list[int], grade_seeds: int) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    store = folder / f"store-{seed}"
+    searches = []
+    with prefect_test_harness(server_startup_timeout=180):
+        for budget in budgets:
+            for strategy in ("multifidelity", "real"):
+                searches.append(search(store, seed, strategy, budget, None))
+                print(json.dumps(searches[-1]), flush=True)
+            twin = searches[-2]  # the multifidelity search of this budget
+            cost = twin["merge_seconds"] / twin["unit_seconds"]
+            n = max(10, round(budget / cost))  # what budget buys at the merges' cost
+            searches.append(search(store, seed, "merges", budget, n))
+            print(json.dumps(searches[-1]), flush=True)
+    choices = {f"{s['strategy']}@{s['budget']}": s["alpha"] for s in searches}
+    graded = grade(store, seed, choices, grade_seeds)
+    result = {"seed": seed, "searches": searches, "graded": graded}
+    (folder / f"seed-{seed}.json").write_text(json.dumps(result, indent=1))
+
+
+def summarise(folder: Path) -> None:
+    """Per seed and search: spent, evaluations, chosen mixture, real gain over uniform."""
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("seed-*.json"))]
+    gains: dict[str, list[float]] = {}
+    print(
+        "| seed | search | N | spent | merges | runs | chosen | utility | gain vs uniform "
+        "| gain vs natural | mean loss gain vs uniform |"
+    )
+    print("| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+    for r in results:
+        graded = r["graded"]
+        uni, nat = mean_of(graded["uniform"]), mean_of(graded["natural"])
+        for s in r["searches"]:
+            name = f"{s['strategy']}@{s['budget']}"
+            g = mean_of(graded[name])
+            sd = statistics.stdev(x["utility"] for x in graded[name]["runs"])
+            gain = g["utility"] - uni["utility"]
+            gains.setdefault(name, []).append(gain)
+            alpha = " / ".join(f"{v:.2f}" for v in s["alpha"].values())
+            print(
+                f"| {r['seed']} | {s['strategy']} | {s['budget']} | {s['spent']:.1f} "
+                f"| {s['merges']} | {s['runs']} | {alpha} | {g['utility']:.4f} ± {sd:.4f} "
+                f"| {gain:+.4f} | {g['utility'] - nat['utility']:+.4f} "
+                f"| {uni['mean_loss'] - g['mean_loss']:+.4f} |"
+            )
+    print("\nmean gain in real utility over uniform across seeds (± sd over seeds):")
+    for name, values in sorted(gains.items()):
+        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+        print(f"  {name:18s} {statistics.mean(values):+.4f} ± {sd:.4f}  (n = {len(values)})")
+    for budget in sorted({int(n.split("@")[1]) for n in gains}):
+        mf = gains.get(f"multifidelity@{budget}", [])
+        for other in ("merges", "real"):
+            diff = [a - b for a, b in zip(mf, gains.get(f"{other}@{budget}", []), strict=False)]
+            if len(diff) > 1:
+                print(
+                    f"  N={budget}: multifidelity - {other}: {statistics.mean(diff):+.4f} ± "
+                    f"{statistics.stdev(diff):.4f} over {len(diff)} seeds; per seed "
+                    f"{[round(d, 4) for d in diff]}"
+                )
+
+
+def mean_of(graded: dict) -> dict[str, float]:
+    return {k: statistics.mean(x[k] for x in graded["runs"]) for k in ("utility", "mean_loss")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, help="run the searches of this experiment seed")
+    p.add_argument("--dir", type=Path, help="folder of the stores and results")
+    p.add_argument("--budgets", type=int, nargs="+", default=[8, 16])
+    p.add_argument("--grade-seeds", type=int, default=2, help="real runs per graded mixture")
+    p.add_argument("--summarise", type=Path, help="print the tables of a folder's results")
+    p.add_argument("--config", help="experiment YAML (default: the embedded default)")
+    args = p.parse_args()
+    CONFIG[0] = args.config
+    if args.summarise:
+        summarise(args.summarise)
+        return
+    if args.seed is None or args.dir is None:
+        p.error("give --seed and --dir, or --summarise")
+    args.dir.mkdir(parents=True, exist_ok=True)
+    run_seed(args.seed, args.dir, args.budgets, args.grade_seeds)
+
+
+if __name__ == "__main__":
+    main()
