@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from parammix_core.paths import cache_root
+
 _TRACEBACK = "Traceback (most recent call last)"
 
 
 def log_dir() -> Path:
-    return Path(os.environ.get("PARAMMIX_CACHE", Path.home() / ".cache/parammix")) / "logs"
+    return cache_root() / "logs"
 
 
 class DebugLog:

@@ -10,7 +10,6 @@ The shards are written in a folder named for the artifact, so a stopped run resu
 from __future__ import annotations
 
 import hashlib
-import platform
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from parammix_core.config import Experiment
 from parammix_core.data import DataError, prepare_corpora
 from parammix_core.data.fingerprint import fingerprint
+from parammix_core.data.sources import snapshot
 from parammix_core.stages.common import Progress, checkpoint_root, dump_config
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
@@ -31,7 +31,7 @@ def data_ref(exp: Experiment) -> ArtifactRef:
         "seed": exp.seed,
         "tokenizer": tokenizer_identity(exp),
         "files": {d.name: domain_files(exp, d.name) for d in exp.data.domains},
-        "python": platform.python_version(),  # built-in code and web read this Python's files
+        "stdlib": snapshot.SHA256,  # what built-in code and web read
     }
     return ArtifactRef.for_spec("data", "domains", spec, code=code_version("data"))
 
@@ -47,7 +47,7 @@ def corpus_identity(exp: Experiment, domain: str) -> str:
         "files": domain_files(exp, domain),
         "seed": exp.seed,
         "tokenizer": tokenizer_identity(exp),
-        "python": platform.python_version(),
+        "stdlib": snapshot.SHA256,
         "code": code_version("data"),
     }
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 
 from parammix_core import __version__
+from parammix_core.paths import cache_root
 from parammix_core.store.address import KEY_CHARS, STAGES, ArtifactRef, canonical_json
 from parammix_core.store.errors import StoreError, StoreUnavailable, _is_connection_error
 from parammix_core.store.manifest import (
@@ -71,8 +72,7 @@ class Store:
         if self.is_local:
             self.root = os.path.abspath(self.root)
         self._ready = False  # the marker was seen or made: writes may go ahead
-        default_cache = Path(os.environ.get("PARAMMIX_CACHE", Path.home() / ".cache/parammix"))
-        self.cache_dir = cache_dir or default_cache
+        self.cache_dir = cache_dir or cache_root()
 
     @property
     def id(self) -> str:

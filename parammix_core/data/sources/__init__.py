@@ -9,14 +9,15 @@ Python installation has:
   function or class (or per chunk of module-level code);
 - sft (`instructions`): generated instruction/response pairs
   ("### Instruction:\\n...\\n### Response:\\n...");
-- web (`prose`): English prose shipped with Python: stdlib docstrings (read with `ast`, never
+- web (`prose`): English prose of the standard library: stdlib docstrings (read with `ast`, never
   imported), the language reference's topics (`pydoc_data`) and the stdlib's own notes and
   licence (idlelib's NEWS and README, LICENSE.txt, ...).
 
-Generated domains produce as much as asked. Code and web return what the Python installation
-holds, up to the target; only an empty domain is an error. Everything is a function of (seed,
-target_chars) and of the Python version, never of what else the machine has installed: files
-are listed in sorted order and sampled with the seed, never in directory-listing order.
+Code and web read the standard library shipped with Param-Mix (`snapshot`: CPython 3.11.7's,
+whatever Python runs), not the interpreter's. Generated domains produce as much as asked;
+code and web return what the snapshot holds, up to the target; only an empty domain is an
+error. Everything is a function of (seed, target_chars) alone: files are listed in sorted
+order and sampled with the seed, never in directory-listing order.
 
 `vocabulary` holds the word lists and the template draw shared by math and sft; `chunks`
 cuts long texts into documents for code and web.

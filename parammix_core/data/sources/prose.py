@@ -1,9 +1,10 @@
 """The web domain: English prose shipped with Python (stdlib docstrings, the language
 reference's topics, the stdlib's own notes and licence).
 
-Nothing else on the machine is read: text under /usr/share/doc changes whenever a Debian
-package is installed, and a corpus that did made the default's results differ between two
-machines with the same code. This one depends on the Python version alone.
+Nothing on the machine is read: text under /usr/share/doc changes whenever a Debian package is
+installed, and the interpreter's own stdlib with the Python version; both made the default's
+results differ between two machines with the same code. The stdlib read is the snapshot
+shipped with Param-Mix (`snapshot`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from parammix_core.data.sources.chunks import CHUNK_CHARS, _chunks
-from parammix_core.data.sources.python_code import stdlib_dir, stdlib_files
+from parammix_core.data.sources.python_code import stdlib_files
+from parammix_core.data.sources.snapshot import stdlib_dir
 from parammix_core.data.sources.vocabulary import _words
 
 # Folders of the stdlib whose text files are not its own notes: tests and installed packages.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import random
 import re
-import sysconfig
 from pathlib import Path
 
 from parammix_core.data.sources.chunks import CHUNK_CHARS, _chunks
+from parammix_core.data.sources.snapshot import stdlib_dir
 
 # Directories of the stdlib that are tests, third-party packages, GUI demos, generated tables
 # (encodings) or prose data (pydoc_data goes to the web domain).
@@ -29,13 +29,14 @@ SKIP_DIRS = {
 _TOP_LEVEL = re.compile(r"(?:@|def |async def |class )")
 
 
-def stdlib_dir() -> Path:
-    return Path(sysconfig.get_paths()["stdlib"])
-
-
 def stdlib_files() -> list[Path]:
-    """Python source files of the stdlib, sorted, without tests and generated/vendored code."""
-    root = stdlib_dir()
+    """Python source files of the shipped stdlib snapshot (`snapshot`), sorted."""
+    return library_files(stdlib_dir())
+
+
+def library_files(root: Path) -> list[Path]:
+    """Python source files of a stdlib `root`, sorted, without tests and generated/vendored
+    code."""
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import random
-import sysconfig
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from parammix_core.data.sources import snapshot
 from parammix_core.evaluate.suite.documents import (
     Doc,
     _arithmetic_docs,
@@ -146,7 +146,8 @@ def write_builtin_suite(
         heldout_texts: held-out documents per domain. `"web"` feeds pm_word_order and
             `"code"` feeds pm_code_completion; without them the stdlib's docstrings and
             source are used instead (text the model may have trained on).
-        stdlib_dir: the standard library to read; default: this interpreter's.
+        stdlib_dir: the standard library to read; default: the shipped snapshot (the same
+            on every machine, `parammix_core.data.sources.snapshot`).
 
     Returns:
         out_dir, with identical bytes for identical arguments on the same stdlib.
@@ -156,7 +157,7 @@ def write_builtin_suite(
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     heldout_texts = heldout_texts or {}
-    stdlib = _stdlib_sources(Path(stdlib_dir or sysconfig.get_paths()["stdlib"]))
+    stdlib = _stdlib_sources(Path(stdlib_dir or snapshot.stdlib_dir()))
     entries, docstrings = _parse_docstrings(stdlib)
 
     if heldout_texts.get("code"):

@@ -42,11 +42,16 @@ class _Docstring:
     sentence: str
 
 
-def _stdlib_sources(root: Path) -> list[str]:
-    """Texts of the stdlib's library modules, in sorted path order."""
-    files = sorted(
+def suite_files(root: Path) -> list[Path]:
+    """The stdlib's library modules under `root`, sorted."""
+    return sorted(
         p for p in root.rglob("*.py") if not _SKIP_DIRS & set(p.relative_to(root).parts[:-1])
     )
+
+
+def _stdlib_sources(root: Path) -> list[str]:
+    """Texts of the stdlib's library modules, in sorted path order."""
+    files = suite_files(root)
     if not files:
         raise SuiteError(f"{root}: no Python source files found for the built-in suite")
     return [p.read_text("utf-8", errors="replace") for p in files]
