@@ -125,25 +125,47 @@ def noise_ceiling(runs: np.ndarray, first: np.ndarray, rerun: np.ndarray) -> dic
     expected Pearson correlation of two independent runs over the N mixtures, and
     (6/pi) asin(r/2) its Spearman equivalent for Gaussian scores. With R >= 3 the direct
     Spearman of first vs rerun is given too (over R mixtures only: a rough check).
+
+    The ceiling is itself an estimate: its noise variance rests on R differences, so
+    `spearman_low` / `spearman_high` bound it at CEILING_LEVEL from the chi-square
+    distribution of R * estimate / variance with R degrees of freedom (Gaussian noise; the
+    spread over the N mixtures taken as known). Two reruns leave it wide: the report says so.
     """
     runs, first, rerun = (np.asarray(v, dtype=float) for v in (runs, first, rerun))
     if first.shape != rerun.shape or first.ndim != 1 or len(first) < 1:
         raise RankingError(f"first and rerun must be 1-D of equal length >= 1, got {first.shape}")
+    r = len(first)
     noise_var = float(np.mean((first - rerun) ** 2) / 2)
     total_var = float(np.var(runs, ddof=1)) if len(runs) > 1 else math.nan
-    reliability = 1 - noise_var / total_var if total_var > 0 else math.nan
-    pearson_ceiling = max(0.0, reliability) if math.isfinite(reliability) else math.nan
-    out = {
-        "reruns": float(len(first)),
+    tail = (1 - CEILING_LEVEL) / 2
+    noise_high = r * noise_var / float(stats.chi2.ppf(tail, r))  # more noise: lower ceiling
+    noise_low = r * noise_var / float(stats.chi2.ppf(1 - tail, r))
+    return {
+        "reruns": float(r),
         "noise_sd": math.sqrt(noise_var),
         "spread_sd": math.sqrt(total_var) if math.isfinite(total_var) else math.nan,
-        "pearson": pearson_ceiling,
-        "spearman": 6 / math.pi * math.asin(pearson_ceiling / 2)
-        if math.isfinite(pearson_ceiling)
-        else math.nan,
-        "direct_spearman": spearman(first, rerun) if len(first) >= 3 else math.nan,
+        "pearson": _reliability(noise_var, total_var),
+        "spearman": _spearman_ceiling(noise_var, total_var),
+        "spearman_low": _spearman_ceiling(noise_high, total_var),
+        "spearman_high": _spearman_ceiling(noise_low, total_var),
+        "direct_spearman": spearman(first, rerun) if r >= 3 else math.nan,
     }
-    return out
+
+
+CEILING_LEVEL = 0.9
+
+
+def _reliability(noise_var: float, total_var: float) -> float:
+    """Expected Pearson correlation of two runs: 1 - noise / spread, floored at 0."""
+    if not total_var > 0:
+        return math.nan
+    return max(0.0, 1 - noise_var / total_var)
+
+
+def _spearman_ceiling(noise_var: float, total_var: float) -> float:
+    """The reliability's Spearman equivalent for Gaussian scores, (6/pi) asin(r/2)."""
+    pearson = _reliability(noise_var, total_var)
+    return 6 / math.pi * math.asin(pearson / 2) if math.isfinite(pearson) else math.nan
 
 
 # --- a validation table ----------------------------------------------------------------------

@@ -221,7 +221,9 @@ def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
                 row[f"{kind} ρ"] = _num(proxy[kind].get("spearman"))
         for name, b in a["baselines"].items():
             row[f"{name} ρ"] = _num(b.get("spearman"))
-        row["ceiling ρ"] = _num(a.get("ceiling", {}).get("spearman"))
+        ceiling = a.get("ceiling", {})
+        row["ceiling ρ"] = _num(ceiling.get("spearman"))
+        row["ceiling 90 %"] = _interval(ceiling)
         best = _num(a.get("best_trivial_spearman"))
         rho = row["merge ρ"]
         row["merge beats trivial"] = (
@@ -283,7 +285,8 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
     a = analysis[head]
     rho = _num(a["proxy"]["merge"]["spearman"])
     best = _num(a["best_trivial_spearman"])
-    ceiling = _num(a.get("ceiling", {}).get("spearman"))
+    ceiling_info = a.get("ceiling", {})
+    ceiling = _num(ceiling_info.get("spearman"))
     verdict = (
         f"On the {head.replace('_', ' ')}, the merge ranks mixtures at ρ = {rho:.2f} against "
         f"the real runs; the best trivial ranking reaches {best:.2f} and two real runs agree "
@@ -292,8 +295,25 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
     if not (rho > best):
         verdict += f"{emphasis}The merge is no better than a trivial ranking here.{emphasis} "
     if math.isfinite(ceiling) and rho < ceiling - 0.05:
-        verdict += "It stays more than 0.05 below the noise ceiling."
+        verdict += "It stays more than 0.05 below the noise ceiling. "
+    low, high = _num(ceiling_info.get("spearman_low")), _num(ceiling_info.get("spearman_high"))
+    if math.isfinite(low) and math.isfinite(high) and high - low > CEILING_WIDE:
+        reruns = int(_num(ceiling_info.get("reruns")))
+        verdict += (
+            f"The ceiling itself is uncertain: from {reruns} rerun(s) it lies in "
+            f"{_interval(ceiling_info)} (90 %); more reruns (`validation.reruns`) narrow it."
+        )
     return verdict.strip()
+
+
+CEILING_WIDE = 0.2  # a ceiling interval wider than this is said to be uncertain
+
+
+def _interval(ceiling: dict) -> str:
+    low, high = _num(ceiling.get("spearman_low")), _num(ceiling.get("spearman_high"))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return f"{low:.2f}–{high:.2f}"
 
 
 def final_verdict(table: pd.DataFrame) -> str:

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from parammix_core import ranking
+from parammix_core import ranking, report
 from parammix_core.config import EvalTask
 
 
@@ -80,6 +81,44 @@ def test_noise_ceiling_from_reruns():
     assert math.isnan(out["direct_spearman"])  # two reruns: too few for a rank correlation
     # noise as large as the spread: no reliable ranking at all
     assert ranking.noise_ceiling(runs, np.array([1.0]), np.array([4.0]))["spearman"] == 0.0
+
+
+def test_the_ceiling_carries_its_own_interval_which_narrows_with_reruns():
+    runs = np.linspace(0.0, 3.0, 13)  # spread variance 1.17
+    pairs = np.array([0.3, -0.3])  # noise variance 0.09 / 2 from every rerun pair
+
+    def ceiling(r: int) -> dict:
+        first = np.linspace(0.5, 2.5, r)
+        return ranking.noise_ceiling(runs, first, first + np.resize(pairs, r))
+
+    two, eight = ceiling(2), ceiling(8)
+    assert two["spearman"] == pytest.approx(eight["spearman"])  # the same noise estimate
+    # chi-square bounds on the noise variance, R degrees of freedom, 90 %
+    noise, spread = 0.09 / 2, float(np.var(runs, ddof=1))
+    high_noise = 2 * noise / stats.chi2.ppf(0.05, 2)
+    low = 6 / math.pi * math.asin(max(0.0, 1 - high_noise / spread) / 2)
+    assert two["spearman_low"] == pytest.approx(low)
+    assert two["spearman_low"] < two["spearman"] < two["spearman_high"] <= 1.0
+    assert (
+        eight["spearman_high"] - eight["spearman_low"] < two["spearman_high"] - two["spearman_low"]
+    )
+
+
+def test_the_verdict_says_when_the_ceiling_is_uncertain():
+    analysis = {
+        "mean_loss": {
+            "n": 13,
+            "proxy": {"merge": {"spearman": 0.8}},
+            "best_trivial_spearman": 0.5,
+            "ceiling": {"spearman": 0.7, "spearman_low": 0.1, "spearman_high": 0.95, "reruns": 2},
+            "baselines": {},
+        }
+    }
+    text = report.validation_verdict({"analysis": analysis})
+    assert "from 2 rerun(s) it lies in 0.10–0.95 (90 %)" in text
+    analysis["mean_loss"]["ceiling"].update(spearman_low=0.65, spearman_high=0.75)
+    assert "uncertain" not in report.validation_verdict({"analysis": analysis})
+    assert report.validation_table(analysis)["ceiling 90 %"].tolist() == ["0.65–0.75"]
 
 
 def _rows(domains=("a", "b")) -> pd.DataFrame:
