@@ -5,8 +5,8 @@ can load any one task. A task, group or tag is named literally in the file that 
 in a file that file includes, so `TaskFinder` reads the YAML files' bytes (about 0.3 s), keeps
 those mentioning a configured name (and the files that include those), and parses only them,
 with lm-eval's own loader and indexing rules (`load_yaml`, `TaskIndex.process_cfg`). No dataset
-is opened, no task module imported. `resolve` turns what is found into what a config must agree
-with.
+is opened, no task module imported. `task_info` turns what is found into what a config must
+agree with.
 """
 
 from __future__ import annotations

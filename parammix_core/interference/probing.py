@@ -1,32 +1,12 @@
-"""The interference probe: why a merge of experts differs from training on the mixed data.
+"""The probe itself: each domain's gradient g_k and every H_k g_j, put into a `VectorStore`
+as soon as each is complete, and their reduction (norms, Gram matrix) slice by slice.
 
-Second-order expansion of T steps of gradient descent with step eta from the base theta_0
-(see DESIGN.md, "The second-order analysis"), with g_k and H_k the gradient and Hessian of
-domain k's loss at theta_0 and sum_k a_k = 1:
-
-    Delta(a) = theta_mix - theta_merge(a) ~ s * sum_{k,j} a_k a_j v_kj,
-    v_kj = H_k g_j - H_k g_k,    s = step_scale(eta, T) = eta^2 T (T-1) / 2.
-
-So the K^2 HVPs H_k g_j decide everything: once they are stored, ||Delta(a)|| of any mixture is
-a quadratic form in vec(a a^T) with the Gram matrix of the v_kj (O(K^4) per mixture), and
-the first-order loss effect g_j . Delta(a) needs only the K x K^2 inner products g_j . v_kl.
-The expansion is exact to second order for plain gradient descent with fixed batches; with
-Adam or sampled batches it is a diagnostic, checked against measured merge-vs-mix distances.
-
-At any model size: K^2 vectors of P parameters do not fit in memory (K = 4 at 1B parameters is
-64 GB in float32), so nothing here holds them all. `probe_vectors` puts each g_k and H_k g_j
-into a `VectorStore` as soon as it is complete (the stage's writes safetensors files,
-`probe_shards`) and holds only the group of `chunk_size` gradients it multiplies and their
-sums over the batches; every reduction (norms, the Gram matrix, d(alpha)) runs over parameter
-slices (`chunk_length`) of all K^2 vectors at once; the task-vector Gram matrices hold at most
-two experts. `probe` and `ProbeResult` keep all vectors in memory, for small models.
-
-Shapes: K domains, P parameters (flat, `hvp.param_names` order), N mixtures.
+`probe_vectors` streams the K^2 vectors to any `VectorStore` (the stage's writes safetensors
+files, `probe_shards`); `probe` and `ProbeResult` keep them all in memory, for small models.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,7 +18,6 @@ from torch import Tensor
 from parammix_core.hvp import Method, gradient, hvp
 
 Progress = Callable[[int, int, str], None]
-LAYER = re.compile(r"^(.*\blayers\.\d+)\.")  # "model.layers.3.mlp.up_proj.weight" -> layer 3
 
 
 class ProbeError(ValueError):
@@ -253,167 +232,3 @@ def probe(
     k = len(batches)
     hg = torch.stack([torch.stack([kept.hg[i, j] for j in range(k)]) for i in range(k)])
     return ProbeResult(list(batches), kept.grads(0, k), hg, ran)
-
-
-# --- task-vector geometry ------------------------------------------------------------------
-
-
-def task_vector_grams(
-    base: Mapping[str, Tensor], expert: Callable[[int], Mapping[str, Tensor]], k: int
-) -> dict[str, Tensor]:
-    """Per layer group (`layer_group`), the (K, K) float64 Gram matrix of the task vectors
-    theta_k - theta_base; the whole model's is their sum.
-
-    At most two experts are held at once: `expert(i)` is called K(K+1)/2 times (expert j again
-    for every i > j), trading loads for memory. Groups appear in the order of their first
-    tensor in `base`.
-    """
-    if k < 1:
-        raise ProbeError("need at least one expert")
-    grams: dict[str, Tensor] = {}
-    for i in range(k):
-        first = _checked(base, expert(i), i)
-        for j in range(i + 1):
-            second = first if j == i else _checked(base, expert(j), j)
-            for group, dot in _task_dots(base, first, second).items():
-                gram = grams.setdefault(group, torch.zeros(k, k, dtype=torch.float64))
-                gram[i, j] = gram[j, i] = dot
-            del second
-        del first  # before the next expert loads
-    return grams
-
-
-def _checked(base: Mapping[str, Tensor], expert: Mapping[str, Tensor], i: int) -> Mapping:
-    for name, b in base.items():
-        if name not in expert:
-            raise ProbeError(f"expert {i} lacks tensor {name!r} of the base")
-        if expert[name].shape != b.shape:
-            raise ProbeError(
-                f"expert {i} tensor {name!r} has shape {tuple(expert[name].shape)}, "
-                f"base has {tuple(b.shape)}"
-            )
-    return expert
-
-
-def _task_dots(
-    base: Mapping[str, Tensor], a: Mapping[str, Tensor], b: Mapping[str, Tensor]
-) -> dict[str, float]:
-    """Per layer group, <a - base, b - base> in float64, a slice of each tensor at a time."""
-    dots: dict[str, float] = {}
-    for name, t in base.items():
-        flat, x, y = t.reshape(-1), a[name].reshape(-1), b[name].reshape(-1)
-        dot = 0.0
-        for s in range(0, flat.numel(), CHUNK_ELEMENTS):
-            origin = flat[s : s + CHUNK_ELEMENTS].double()
-            dx = x[s : s + CHUNK_ELEMENTS].double() - origin
-            dy = dx if y is x else y[s : s + CHUNK_ELEMENTS].double() - origin
-            dot += float(dx @ dy)
-        group = layer_group(name)
-        dots[group] = dots.get(group, 0.0) + dot
-    return dots
-
-
-def gram_cosines(gram: Tensor) -> np.ndarray:
-    """(K, K) cosines from a Gram matrix; NaN where a task vector is zero."""
-    norms = gram.diagonal().sqrt()  # (K,)
-    return (gram / (norms[:, None] * norms[None, :])).cpu().numpy()
-
-
-def task_vector_cosines(
-    base: Mapping[str, Tensor], experts: Sequence[Mapping[str, Tensor]]
-) -> np.ndarray:
-    """(K, K) cosine similarity of the whole-model task vectors theta_k - theta_base."""
-    grams = task_vector_grams(base, experts.__getitem__, len(experts))
-    return gram_cosines(sum(grams.values()))
-
-
-def layer_group(name: str) -> str:
-    """'model.layers.3.mlp.up_proj.weight' -> 'model.layers.3'; other tensors by their module
-    ('model.embed_tokens', 'model.norm', 'lm_head')."""
-    match = LAYER.match(name)
-    return match.group(1) if match else name.rsplit(".", 1)[0]
-
-
-def per_layer_cosines(
-    base: Mapping[str, Tensor], experts: Sequence[Mapping[str, Tensor]]
-) -> dict[str, np.ndarray]:
-    """Task-vector cosines (K, K) per transformer layer, embeddings and head as their own groups.
-
-    Groups appear in the order of their first tensor in `base`.
-    """
-    grams = task_vector_grams(base, experts.__getitem__, len(experts))
-    return {g: gram_cosines(m) for g, m in grams.items()}
-
-
-# --- predictions ---------------------------------------------------------------------------
-
-
-def step_scale(lr: float, steps: int) -> float:
-    """eta^2 T (T-1) / 2: the coefficient of the second-order term after T steps of size eta."""
-    if lr <= 0 or steps < 1:
-        raise ProbeError(f"step_scale needs lr > 0 and steps >= 1, got lr={lr}, steps={steps}")
-    return lr * lr * steps * (steps - 1) / 2
-
-
-def outer_weights(alphas: np.ndarray | Tensor, k: int) -> np.ndarray:
-    """(N, K) mixtures -> (N, K^2) vec(a a^T), after checking each row sums to 1."""
-    a = np.asarray(alphas, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] != k:
-        raise ProbeError(f"alphas must have shape (N, {k}), got {a.shape}")
-    sums = a.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > 1e-6)
-    if bad.size:
-        raise ProbeError(
-            f"alphas row {int(bad[0])} sums to {sums[bad[0]]:.6g}, not 1 "
-            "(the expansion of theta_mix - theta_merge assumes sum_k a_k = 1)"
-        )
-    return np.einsum("nk,nj->nkj", a, a).reshape(len(a), k * k)
-
-
-def predicted_delta_norms(
-    alphas: np.ndarray | Tensor, gram: np.ndarray | Tensor, scale: float
-) -> np.ndarray:
-    """(N,) predicted ||theta_mix - theta_merge|| = scale * sqrt(vec(aa^T)^T G vec(aa^T))."""
-    g = np.asarray(gram, dtype=np.float64)  # (K^2, K^2)
-    k = round(float(np.sqrt(g.shape[0])))
-    if g.ndim != 2 or g.shape[0] != g.shape[1] or k * k != g.shape[0]:
-        raise ProbeError(f"gram must be (K^2, K^2), got {g.shape}")
-    m = outer_weights(alphas, k)  # (N, K^2)
-    quad = np.einsum("na,ab,nb->n", m, g, m)  # (N,)
-    return scale * np.sqrt(np.clip(quad, 0.0, None))
-
-
-def off_diagonal(k: int) -> list[tuple[int, int]]:
-    """The (k, j), k != j, in row order: the v_kj that are not zero by definition."""
-    return [(i, j) for i in range(k) for j in range(k) if i != j]
-
-
-def pair_weights(alpha: np.ndarray | Sequence[float]) -> np.ndarray:
-    """(K(K-1),) a_k a_j in `off_diagonal` order: the weights of the v_kj in Delta(alpha)."""
-    a = np.asarray(alpha, dtype=np.float64)
-    return np.array([a[i] * a[j] for i, j in off_diagonal(len(a))])
-
-
-def predicted_delta(alpha: np.ndarray | Tensor, v: Tensor, scale: float) -> Tensor:
-    """(P,) predicted theta_mix - theta_merge(alpha) = scale * sum_{k,j} a_k a_j v[k, j].
-
-    theta_merge + predicted_delta is the curvature-corrected proxy for theta_mix.
-    """
-    k, p = v.shape[0], v.shape[-1]
-    w = outer_weights(np.asarray(alpha)[None, :], k)[0]  # (K^2,)
-    w = torch.as_tensor(w, dtype=v.dtype, device=v.device)
-    return scale * (w @ v.reshape(k * k, p))  # (P,)
-
-
-def first_order_loss_effect(
-    alphas: np.ndarray | Tensor, grads: Tensor, v: Tensor, scale: float
-) -> np.ndarray:
-    """(N, K): g_j . Delta(alpha_n), the first-order change of domain j's loss from merge to mix.
-
-    Positive: the mixed run has higher loss on domain j than the merge (to first order).
-    """
-    k, p = v.shape[0], v.shape[-1]
-    if tuple(grads.shape) != (k, p):
-        raise ProbeError(f"grads must be (K, P) = {(k, p)}, got {tuple(grads.shape)}")
-    inner = (grads.double() @ v.reshape(k * k, p).double().T).cpu().numpy()  # (K, K^2)
-    return scale * outer_weights(alphas, k) @ inner.T  # (N, K)
