@@ -318,9 +318,12 @@ def _interval(ceiling: dict) -> str:
 
 def final_verdict(table: pd.DataFrame) -> str:
     """Where the chosen mixture's final model beats the baselines beyond the seeds, and where
-    not: one line, each metric named once."""
+    not: one line, each metric named once. Accuracy rows (`acc.<task>`) stay in the table
+    only: the verdict reads what the search optimises and the held-out losses."""
     wins, rest = [], []
     for _, row in table.iterrows():
+        if str(row["metric"]).startswith("acc."):
+            continue
         beaten = [b for b in ("uniform", "natural") if row.get(f"wins vs {b}") == "yes"]
         if len(beaten) == 2:
             wins.append(row["metric"])
@@ -366,7 +369,8 @@ def final_section(table: pd.DataFrame, summary: dict) -> str:
             f"The base trained on each mixture for the final budget, {summary['seeds']} data-order "
             f"seed(s) each (mixtures {alphas}). Means over seeds, sd = seed spread; gain is "
             "chosen − baseline, positive = better (losses negated); a win counts only beyond "
-            "the combined seed spread.",
+            "the combined seed spread. `acc.<task>` rows: each task's accuracy, beside the "
+            "continuous score it is ranked by (not part of the verdict).",
             markdown_table(table),
             verdict,
             f"Final model (`transformers` checkpoint with tokenizer): `{summary['model_uri']}`",

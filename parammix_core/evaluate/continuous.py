@@ -20,6 +20,12 @@ are used as they are (one per choice); a loglikelihood task's single request too
 task writes a few-shot example's answer (target_delimiter + doc_to_target, a list of accepted
 answers by its first, a choice index by its choice), so scoring costs one log-likelihood
 request per document and nothing is generated.
+
+Accuracy comes free from the same requests and is reported beside the continuous score (never
+in the utility): a multiple-choice document is right when the gold choice has the highest
+summed log-likelihood (lm-eval's `acc`), a loglikelihood task's when its continuation is the
+greedy one (lm-eval's `acc` there too). A generated answer's accuracy needs generation, so
+generate_until tasks have none here.
 """
 
 from __future__ import annotations
@@ -136,6 +142,7 @@ class ContinuousScorer:
                 f"{metric} is not computed for output_type {task.OUTPUT_TYPE}"
             )
         self.metric = metric
+        self.output_type = task.OUTPUT_TYPE
         task.set_fewshot_seed(seed=fewshot_seed)  # the seed lm-eval's own calls use
         task.build_all_requests()
         by_doc: dict[int, list[Instance]] = {}
@@ -158,10 +165,8 @@ class ContinuousScorer:
 
     def score(self, results: Sequence[tuple[float, bool]]) -> np.ndarray:
         """(n_docs,) scores from lm-eval's (log-likelihood, is_greedy) per request, in order."""
-        out, at = np.empty(len(self.docs)), 0
-        for i, doc in enumerate(self.docs):
-            lls = np.array([ll for ll, _ in results[at : at + len(doc.requests)]])
-            at += len(doc.requests)
+        out = np.empty(len(self.docs))
+        for i, (doc, lls, _) in enumerate(self._per_doc(results)):
             if self.metric == P_GOLD:
                 out[i] = gold_probability(lls, doc.gold)
             else:
@@ -169,16 +174,45 @@ class ContinuousScorer:
                 out[i] = -bits_per_byte(float(lls[doc.gold]), continuation)
         return out
 
+    def correct(self, results: Sequence[tuple[float, bool]]) -> np.ndarray | None:
+        """(n_docs,) 0/1 accuracy from the same results as lm-eval's `acc` reads them; None
+        for a generate_until task (its reference answer was scored, nothing generated)."""
+        if self.output_type == "generate_until":
+            return None
+        if self.output_type == "loglikelihood":
+            return np.array([float(greedy[0]) for _, _, greedy in self._per_doc(results)])
+        return np.array(
+            [float(np.argmax(lls) == doc.gold) for doc, lls, _ in self._per_doc(results)]
+        )
 
-def score_all(lm, scorers: Mapping[str, ContinuousScorer]) -> dict[str, np.ndarray]:
-    """Task -> (n_docs,) scores, every task's requests in one `lm.loglikelihood` call (so
-    lm-eval batches them together)."""
+    def _per_doc(self, results: Sequence[tuple[float, bool]]):
+        """(document, its requests' log-likelihoods, their is_greedy flags), in order."""
+        if len(results) != sum(len(doc.requests) for doc in self.docs):
+            raise ContinuousMetricError(f"{len(results)} results for {len(self.requests)} requests")
+        at = 0
+        for doc in self.docs:
+            chunk = results[at : at + len(doc.requests)]
+            at += len(doc.requests)
+            yield doc, np.array([ll for ll, _ in chunk]), [bool(g) for _, g in chunk]
+
+
+@dataclass(frozen=True)
+class TaskScores:
+    """One task's (n_docs,) continuous scores and, where the requests give it, 0/1 accuracy."""
+
+    values: np.ndarray
+    correct: np.ndarray | None
+
+
+def score_all(lm, scorers: Mapping[str, ContinuousScorer]) -> dict[str, TaskScores]:
+    """Task -> its per-document scores, every task's requests in one `lm.loglikelihood` call
+    (so lm-eval batches them together)."""
     if not scorers:
         return {}
     results = lm.loglikelihood([r for scorer in scorers.values() for r in scorer.requests])
     out, at = {}, 0
     for name, scorer in scorers.items():
-        n = len(scorer.requests)
-        out[name] = scorer.score(results[at : at + n])
-        at += n
+        mine = results[at : at + len(scorer.requests)]
+        at += len(scorer.requests)
+        out[name] = TaskScores(scorer.score(mine), scorer.correct(mine))
     return out

@@ -40,6 +40,7 @@ from parammix_core.config import EvalTask
 from parammix_core.evaluate.continuous import (
     ContinuousMetricError,
     ContinuousScorer,
+    TaskScores,
     is_continuous,
     score_all,
 )
@@ -254,7 +255,7 @@ class Evaluator:
         results = output["results"]
         out: dict[str, float] = {}
         scores = {
-            task.name: mean_and_stderr(torch.from_numpy(continuous[task.name]))
+            task.name: mean_and_stderr(torch.from_numpy(continuous[task.name].values))
             if task.name in continuous
             else self._score(task, results.get(task.name, {}))
             for task in self.tasks
@@ -263,13 +264,14 @@ class Evaluator:
             out[f"task.{name}"] = value
             out[f"task.{name}.stderr"] = stderr
         out.update(aggregate_groups(self.tasks, scores))
+        out.update(self._accuracy(results, continuous))
         kept = {}
         for domain, blocks in self._heldout.items():
             means = block_losses(self.model, blocks, self.batch_size, self.device)  # (N,)
             out[f"loss.{domain}"], out[f"loss.{domain}.stderr"] = mean_and_stderr(means)
             if keep_blocks:
                 kept[domain] = means.numpy()
-        per_doc = dict(continuous)
+        per_doc = {name: scored.values for name, scored in continuous.items()}
         for task in self.tasks:
             samples = output.get("samples", {}).get(task.name)
             if samples:  # a leaf task (groups have no samples of their own)
@@ -280,6 +282,33 @@ class Evaluator:
                 )
                 per_doc[task.name] = np.array([float(s[metric]) for s in ordered])
         return out, per_doc, kept
+
+    def _accuracy(
+        self, results: Mapping[str, Mapping[str, object]], continuous: Mapping[str, TaskScores]
+    ) -> dict[str, float]:
+        """`acc.<task>` and its binomial stderr, beside a task scored by another metric.
+
+        Continuous metrics rank small models' mixtures; accuracy is what a reader knows, so
+        it is reported wherever it costs nothing: from the continuous tasks' own requests, or
+        from lm-eval's results when the task computes `acc` (the built-in suite does)."""
+        out = {}
+        for task in self.tasks:
+            if task.metric.split(",")[0] == "acc":
+                continue
+            if task.name in continuous:
+                correct = continuous[task.name].correct
+                if correct is None:
+                    continue
+                value, n = float(correct.mean()), len(correct)
+            else:
+                metrics = results.get(task.name, {})
+                key = metric_key("acc", {k: v for k, v in metrics.items() if "," in k})
+                if key is None or not isinstance(metrics.get(key), int | float):
+                    continue
+                value, n = float(metrics[key]), self._n_docs[task.name]
+            out[f"acc.{task.name}"] = value
+            out[f"acc.{task.name}.stderr"] = binomial_stderr(value, n)
+        return out
 
     def _run_own(self, log_samples: bool) -> dict:
         """lm-eval's own evaluate over the tasks its metrics score (nothing when none)."""

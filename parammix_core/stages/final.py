@@ -112,11 +112,14 @@ def compare_runs(
     groups: Sequence[str],
     weights: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Per metric (utility, groups, mean loss, losses): the chosen mixture's mean and seed sd,
-    each baseline's, and the chosen-minus-baseline gain oriented so that positive is better."""
+    """Per metric (utility, groups, mean loss, losses, then each task's accuracy where every
+    run reports it): the chosen mixture's mean and seed sd, each baseline's, and the
+    chosen-minus-baseline gain oriented so that positive is better."""
     rows = []
     columns = ["utility"] * bool(groups) + [f"group.{g}" for g in groups]
     columns += ["mean_loss"] + [f"loss.{d}" for d in domains]
+    runs = [m for ms in metrics.values() for m in ms]
+    columns += [k for k in runs[0] if _is_accuracy(k) and all(k in m for m in runs)]
 
     def values(name: str, column: str) -> np.ndarray:
         out = []
@@ -160,6 +163,10 @@ def compare_runs(
             )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _is_accuracy(key: str) -> bool:
+    return key.startswith("acc.") and not key.endswith(".stderr")
 
 
 def _sd(v: np.ndarray) -> float:

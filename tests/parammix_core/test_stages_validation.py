@@ -132,6 +132,18 @@ def test_compare_runs_gains_and_verdicts():
     assert table.loc["utility", "chosen sd"] == pytest.approx(np.std([0.60, 0.62], ddof=1))
 
 
+def test_compare_runs_shows_accuracy_where_every_run_reports_it():
+    def m(u, acc):
+        return {"group.g": u, "loss.a": 1.0, "acc.t": acc, "acc.t.stderr": 0.1}
+
+    metrics = {"chosen": [m(0.6, 0.40), m(0.6, 0.50)], "uniform": [m(0.5, 0.25), m(0.5, 0.35)]}
+    table = final.compare_runs(metrics, ["a"], ["g"]).set_index("metric")
+    assert list(table.index) == ["utility", "group.g", "mean_loss", "loss.a", "acc.t"]
+    assert table.loc["acc.t", "gain vs uniform"] == pytest.approx(0.15)  # higher is better
+    metrics["uniform"][1].pop("acc.t")  # one run without it: no row
+    assert "acc.t" not in final.compare_runs(metrics, ["a"], ["g"])["metric"].tolist()
+
+
 def test_final_run_checkpoint_reloads_with_identical_logits(setup):
     exp, store, data, base, _, _ = setup
     exp = exp.model_copy(

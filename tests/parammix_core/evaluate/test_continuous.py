@@ -71,6 +71,7 @@ def test_gold_bits_per_byte_is_a_hand_computation(tokenizer, files):
     # the other task still goes through lm-eval's own evaluate, with its binomial stderr
     assert set(per_doc["arc_challenge"]) <= {0.0, 1.0}
     assert per_doc["arc_challenge"].mean() == pytest.approx(scores["task.arc_challenge"])
+    assert "acc.arc_challenge" not in scores  # its metric is accuracy already
 
 
 def test_p_gold_is_the_gold_choices_probability_normalised_over_the_choices(tokenizer, files):
@@ -79,6 +80,7 @@ def test_p_gold_is_the_gold_choices_probability_normalised_over_the_choices(toke
     )
     ev = evaluator(tokenizer, [mmlu])
     scores, per_doc = ev.evaluate_docs()
+    right = []
     for row, p_gold in zip(data.MMLU_ANATOMY[1:], per_doc["mmlu_anatomy"], strict=True):
         lls = np.array(
             [loglikelihood(ev.model, tokenizer, mmlu_prompt(row), f" {c}") for c in "ABCD"]
@@ -87,7 +89,12 @@ def test_p_gold_is_the_gold_choices_probability_normalised_over_the_choices(toke
         assert sum(normalised) == pytest.approx(1.0, abs=1e-12)
         assert p_gold == pytest.approx(normalised[row["answer"]], rel=1e-4)
         assert p_gold == pytest.approx(np.exp(lls[row["answer"]]) / np.exp(lls).sum(), rel=1e-4)
+        right.append(float(np.argmax(lls) == row["answer"]))
     assert 0 < scores["task.mmlu_anatomy"] < 1
+    # accuracy beside it, from the same requests: the gold choice has the highest likelihood
+    assert scores["acc.mmlu_anatomy"] == pytest.approx(np.mean(right))
+    p, n = np.mean(right), len(right)
+    assert scores["acc.mmlu_anatomy.stderr"] == pytest.approx(math.sqrt(p * (1 - p) / (n - 1)))
 
 
 @pytest.mark.parametrize("num_fewshot", [0, 1])
@@ -121,6 +128,7 @@ def test_a_generative_tasks_reference_request_is_its_own_prompt_and_target(
         expected.append(-bits_per_byte(ll, " " + row["answer"]))
     np.testing.assert_allclose(per_doc["gsm8k"], expected, rtol=1e-4)
     assert scores["task.gsm8k"] == pytest.approx(np.mean(expected), rel=1e-4)
+    assert not any(k.startswith("acc.") for k in scores)  # a generated answer's needs generation
 
 
 def problems(*tasks: EvalTask) -> list[str]:
@@ -180,16 +188,41 @@ def write_task(folder, name: str, output_type: str, rows: list[dict], **extra) -
 
 
 def test_a_loglikelihood_tasks_target_is_scored_as_the_task_asks_for_it(tokenizer, tmp_path):
+    model = pico_llama(tokenizer, seed=4)
     rows = [{"prompt": "2 + 2 =", "answer": " 4"}, {"prompt": "Paris is in", "answer": " France"}]
+    rows.append(greedy_row(model, tokenizer, "The sky is"))
     write_task(tmp_path, "tiny_ll", "loglikelihood", rows)
     task = EvalTask(name="tiny_ll", group="g", metric="neg_bpb")
-    ev = Evaluator(pico_llama(tokenizer, seed=4), tokenizer, [task], tmp_path, 8, "cpu")
-    _, per_doc = ev.evaluate_docs()
+    ev = Evaluator(model, tokenizer, [task], tmp_path, 8, "cpu")
+    scores, per_doc = ev.evaluate_docs()
     expected = [
         -bits_per_byte(loglikelihood(ev.model, tokenizer, r["prompt"], r["answer"]), r["answer"])
         for r in rows
     ]
     np.testing.assert_allclose(per_doc["tiny_ll"], expected, rtol=1e-4)
+    # its accuracy is lm-eval's: the answer is what greedy decoding would write
+    greedy = [is_greedy(ev.model, tokenizer, r["prompt"], r["answer"]) for r in rows]
+    assert greedy[-1] and not all(greedy)
+    assert scores["acc.tiny_ll"] == pytest.approx(np.mean(greedy))
+
+
+def greedy_row(model, tokenizer, prompt: str) -> dict:
+    """A document whose answer is the model's own most likely next token after `prompt`."""
+    ids = tokenizer.encode(prompt)
+    with torch.no_grad():
+        token = int(model(torch.tensor([ids])).logits[0, -1].argmax())
+    answer = tokenizer.decode([token])
+    assert tokenizer.encode(prompt + answer) == [*ids, token], "the answer must round-trip"
+    return {"prompt": prompt, "answer": answer}
+
+
+def is_greedy(model, tokenizer, context: str, continuation: str) -> bool:
+    """Whether every continuation token is the model's argmax after what precedes it."""
+    whole = tokenizer.encode(context + continuation)
+    n_context = len(tokenizer.encode(context))
+    with torch.no_grad():
+        logits = model(torch.tensor([whole[:-1]])).logits[0]  # (T - 1, V)
+    return logits[n_context - 1 :].argmax(-1).tolist() == whole[n_context:]
 
 
 def test_an_empty_reference_answer_is_named_with_its_task_and_document(tokenizer, tmp_path):

@@ -112,7 +112,14 @@ def test_result_keys_metrics_and_group_aggregation(suite, tokenizer, heldout):
     names = ["pm_arithmetic", "pm_sequences", "pm_word_order"]
     expected = {f"task.{n}{s}" for n in names for s in ("", ".stderr")}
     expected |= {f"group.{g}{s}" for g in ("math", "language") for s in ("", ".stderr")}
+    # accuracy beside the tasks scored by another metric (pm_arithmetic's is acc already)
+    expected |= {f"acc.{n}{s}" for n in names[1:] for s in ("", ".stderr")}
     assert set(out) == expected | {"loss.web", "loss.web.stderr"}
+    by_acc = make_evaluator(
+        model, tokenizer, suite, [EvalTask(name="pm_sequences", group="math")]
+    ).evaluate()
+    assert out["acc.pm_sequences"] == by_acc["task.pm_sequences"]
+    assert out["acc.pm_sequences.stderr"] == pytest.approx(by_acc["task.pm_sequences.stderr"])
     acc = out["task.pm_arithmetic"]
     binomial = math.sqrt(acc * (1 - acc) / (N_DOCS - 1))
     assert out["task.pm_arithmetic.stderr"] == pytest.approx(binomial)
