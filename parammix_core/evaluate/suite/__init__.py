@@ -50,9 +50,8 @@ from parammix_core.evaluate.suite.documents import (
 from parammix_core.evaluate.suite.parsing import (
     SuiteError,
     _code_lines,
-    _parse_docstrings,
     _prose_sentences,
-    _stdlib_sources,
+    stdlib_material,
 )
 
 __all__ = [
@@ -157,8 +156,11 @@ def write_builtin_suite(
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     heldout_texts = heldout_texts or {}
-    stdlib = _stdlib_sources(Path(stdlib_dir or snapshot.stdlib_dir()))
-    entries, docstrings = _parse_docstrings(stdlib)
+    if stdlib_dir is None:
+        material = stdlib_material(snapshot.stdlib_dir(), identity=snapshot.SHA256)
+    else:
+        material = stdlib_material(Path(stdlib_dir))
+    stdlib, entries, docstrings = material.sources, material.entries, material.docstrings
 
     if heldout_texts.get("code"):
         code_source, code_texts = "heldout_texts['code']", heldout_texts["code"]

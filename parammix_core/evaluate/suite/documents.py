@@ -111,7 +111,7 @@ def _code_docs(rng: random.Random, n: int, lines: list[tuple[str, str]], source:
     raise SuiteError(f"pm_code_completion: {source} gives only {len(docs)} documents, need {n}")
 
 
-def _knowledge_docs(rng: random.Random, n: int, entries: list[_Docstring]) -> list[Doc]:
+def _knowledge_docs(rng: random.Random, n: int, entries: Sequence[_Docstring]) -> list[Doc]:
     """Name the stdlib function/class a docstring sentence describes (same-kind distractors)."""
     if len(entries) < n:
         raise SuiteError(f"pm_stdlib_knowledge: {len(entries)} stdlib docstrings, need {n}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,8 @@ _SKIP_DIRS = frozenset(
 _WORD = re.compile(r"^[A-Za-z][A-Za-z'\-]*[,;:]?$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+# What can hold a statement: a docstring's owner is never inside an expression.
+_HOLDS_STATEMENTS = (ast.stmt, ast.Module, ast.excepthandler, ast.match_case)
 
 
 class SuiteError(ValueError):
@@ -57,6 +59,42 @@ def _stdlib_sources(root: Path) -> list[str]:
     return [p.read_text("utf-8", errors="replace") for p in files]
 
 
+@dataclass(frozen=True)
+class StdlibMaterial:
+    """A stdlib's library sources, its knowledge entries and all its docstrings."""
+
+    sources: tuple[str, ...]
+    entries: tuple[_Docstring, ...]
+    docstrings: tuple[str, ...]
+
+
+_PARSED: dict[str, StdlibMaterial] = {}
+
+
+def stdlib_material(root: Path, identity: str | None = None) -> StdlibMaterial:
+    """The material of the stdlib at `root`. Parsing it takes seconds and every store's suite
+    needs it, so with an `identity` (a hash of its content: the shipped snapshot's) it is
+    parsed once per process."""
+    if identity is not None and identity in _PARSED:
+        return _PARSED[identity]
+    sources = _stdlib_sources(root)
+    entries, docstrings = _parse_docstrings(sources)
+    material = StdlibMaterial(tuple(sources), tuple(entries), tuple(docstrings))
+    if identity is not None:
+        _PARSED[identity] = material
+    return material
+
+
+def _statements(tree: ast.AST) -> Iterator[ast.AST]:
+    """`ast.walk` (breadth first, same order) over the nodes that can hold statements: an
+    eighth of the nodes, and every node a docstring belongs to."""
+    todo = deque([tree])
+    while todo:
+        node = todo.popleft()
+        todo.extend(c for c in ast.iter_child_nodes(node) if isinstance(c, _HOLDS_STATEMENTS))
+        yield node
+
+
 def _first_sentence(doc: str) -> str:
     paragraph = " ".join(doc.strip().split("\n\n", 1)[0].split())
     return _SENTENCE_END.split(paragraph, 1)[0]
@@ -76,7 +114,7 @@ def _parse_docstrings(sources: Sequence[str]) -> tuple[list[_Docstring], list[st
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             continue  # a few stdlib files are templates or need a newer grammar
-        for node in ast.walk(tree):
+        for node in _statements(tree):
             if not isinstance(node, _DOCUMENTED):
                 continue
             doc = ast.get_docstring(node)

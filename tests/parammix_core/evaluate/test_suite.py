@@ -14,7 +14,7 @@ from lm_eval.evaluator import evaluate
 from lm_eval.tasks import TaskManager
 
 from parammix_core.evaluate import BUILTIN_TASKS, SuiteError, write_builtin_suite
-from parammix_core.evaluate.suite import score_choices
+from parammix_core.evaluate.suite import parsing, score_choices
 
 N_DOCS = 12
 STDLIB_MODULES = ("textwrap.py", "shlex.py", "calendar.py", "fractions.py", "difflib.py")
@@ -185,3 +185,51 @@ def test_lm_eval_scores_the_tasks(suite, name):
     assert result["p_correct,none"] == pytest.approx(sum(p) / len(p))
     acc = sum(first) / len(first)
     assert result["acc_stderr,none"] == pytest.approx(math.sqrt(acc * (1 - acc) / (len(docs) - 1)))
+
+
+NESTED = '''"""Module."""
+if True:
+    def first():
+        """In an if."""
+try:
+    class Second:
+        """In a try."""
+        def method(self):
+            """In a class."""
+except ImportError:
+    def third():
+        """In a handler."""
+match 1:
+    case 1:
+        def fourth():
+            """In a case."""
+x = [lambda: 1 for _ in range(2)]
+'''
+
+
+def test_docstring_owners_are_visited_in_ast_walk_order():
+    tree = ast.parse(NESTED)
+    owners = (ast.Module, ast.ClassDef, ast.FunctionDef)
+    walked = [n for n in ast.walk(tree) if isinstance(n, owners)]
+    assert [n for n in parsing._statements(tree) if isinstance(n, owners)] == walked
+    assert [ast.get_docstring(n) for n in walked] == [
+        "Module.",
+        "In an if.",
+        "In a try.",
+        "In a class.",
+        "In a handler.",
+        "In a case.",
+    ]
+
+
+def test_the_snapshot_is_parsed_once_per_process(tmp_path, monkeypatch, stdlib):
+    calls = []
+    parse = parsing._parse_docstrings
+    monkeypatch.setattr(parsing, "_parse_docstrings", lambda s: calls.append(1) or parse(s))
+    monkeypatch.setattr(parsing, "_PARSED", {})
+    first = parsing.stdlib_material(stdlib, identity="abc")
+    assert parsing.stdlib_material(tmp_path / "elsewhere", identity="abc") is first
+    assert len(calls) == 1 and first.entries and first.docstrings
+    parsing.stdlib_material(stdlib)  # a folder without a known identity: parsed again
+    parsing.stdlib_material(stdlib)
+    assert len(calls) == 3
