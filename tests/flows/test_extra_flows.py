@@ -31,7 +31,7 @@ def test_evaluate_given_mixtures_then_refit_with_them(prefect_api, tmp_path: Pat
         [m["math"], m["sft"]] for m in extra
     ]
     for group in exp.evaluation.groups:
-        assert rows[f"group.{group}"].between(0, 1).all()
+        assert rows[f"group.{group}"].between(-20, 0, inclusive="neither").all()  # minus bits/byte
     experts_before = {m["key"] for m in store.artifacts() if m["stage"] == "expert"}
 
     refs = refit_surrogates(exp, extra)

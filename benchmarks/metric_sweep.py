@@ -1,0 +1,168 @@
+"""Which scoring of the built-in tasks separates real mixed runs of spread-out mixtures?
+
+    python benchmarks/metric_sweep.py --store /tmp/msweep/store-0 --seed 0 \
+        --metric p_correct --metric neg_bpb [--docs 300] [--reuse-upstream]
+
+For one experiment seed of the embedded default, the validation stage (`validate_proxy`) trains
+real runs at the experts' budget on uniform and `--mixtures - 1` Dirichlet draws of
+concentration `--concentration` (0.5: spread towards the faces of the simplex, unlike the
+searches' clustered choices), every draw trained again on another data order, then scores
+the merges and the runs once per metric of the built-in tasks (the runs are trained once: their
+address does not depend on the metric). Per metric it prints what the issue asks for: the
+rerun ceiling of the benchmark utility and of each group (with the 90 % interval), the merge's
+Spearman rho on the utility, the best trivial ranking, and held-out loss beside them. The
+utility is also recomputed with each group z-scored over the real runs (`zscore`), so that a
+group with a wide spread does not decide it alone.
+
+`--reuse-upstream` takes the store's own data, base and experts when their addresses differ
+from this checkout's (a store built by an earlier version, e.g. search_fidelity.py's), and
+says so; without it they are built (or found) by the stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from parammix_core import ranking, stages  # noqa: E402
+from parammix_core.config import Experiment, apply_overrides  # noqa: E402
+from parammix_core.stages import validate  # noqa: E402
+from parammix_core.store import ArtifactRef, Store  # noqa: E402
+
+
+def experiment(store: Path, seed: int, n: int, concentration: float, metric: str, docs: int):
+    sets = [
+        f"store.url={store}",
+        f"seed={seed}",
+        f"validation.n_mixtures={n}",
+        f"validation.reruns={n - 1}",
+        f"validation.concentration={concentration}",
+        "validation.metrics=all",
+        "validation.rescaled=false",
+        f"evaluation.builtin_docs_per_task={docs}",
+    ]
+    exp = apply_overrides(Experiment(), sets, "metric_sweep")
+    tasks = [t.model_copy(update={"metric": metric}) for t in exp.evaluation.tasks]
+    return exp.model_copy(
+        update={"evaluation": exp.evaluation.model_copy(update={"tasks": tasks})}
+    )
+
+
+def upstream(exp: Experiment, store: Store, reuse: bool):
+    """data, base and expert refs: this checkout's addresses, or the store's own ones."""
+    data = stages.data_ref(exp)
+    if not store.exists(data) and reuse:
+        found = {(m["stage"], m["name"]): m for m in store.artifacts()}
+
+        def ref(stage: str, name: str) -> ArtifactRef:
+            m = found[(stage, name)]
+            return ArtifactRef(stage=stage, name=name, key=m["key"])
+
+        print("reusing the store's data, base and experts (built by another version)")
+        return ref("data", "domains"), ref("base", "base"), [ref("expert", d) for d in exp.domains]
+    data = stages.prepare_domains(exp, store)
+    base = stages.build_base(exp, store, data)
+    return data, base, [stages.train_expert(exp, store, d, data, base) for d in exp.domains]
+
+
+def zscore_ceiling(rows: pd.DataFrame, groups: list[str]) -> dict:
+    """The utility's rerun ceiling with each group z-scored over the real runs first."""
+    real = rows[rows["kind"].isin(["mix", "rerun"])]
+    z = sum(
+        (real[f"group.{g}"] - real[f"group.{g}"].mean()) / real[f"group.{g}"].std(ddof=0)
+        for g in groups
+    ) / len(groups)
+    real = real.assign(u=z)
+    mix = real[real["kind"] == "mix"].set_index("mixture")["u"]
+    rerun = real[real["kind"] == "rerun"].set_index("mixture")["u"]
+    idx = [i for i in rerun.index if i in mix.index]
+    return ranking.noise_ceiling(mix.to_numpy(), mix.loc[idx].to_numpy(), rerun.loc[idx].to_numpy())
+
+
+def sweep(args) -> list[dict]:
+    out = []
+    for metric in args.metric:
+        exp = experiment(
+            args.store, args.seed, args.mixtures, args.concentration, metric, args.docs
+        )
+        store = stages.open_store(exp)
+        data, base, experts = upstream(exp, store, args.reuse_upstream)
+        mixtures = validate.validation_mixtures(exp)
+        plan = validate.run_plan(exp, len(mixtures))
+        runs = [
+            validate.train_mixed(exp, store, mixtures[i], seed, data, base) for i, seed in plan
+        ]
+        print(f"{metric}: {len(runs)} real runs ready", flush=True)
+        ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts)
+        info = validate.load_validation(store, ref)
+        rows = store.load_parquet(ref, "rows.parquet")
+        groups = exp.evaluation.groups
+        out.append(
+            {
+                "seed": args.seed,
+                "metric": metric,
+                "docs": args.docs,
+                "mixtures": [list(map(float, m)) for m in mixtures],
+                "analysis": info["analysis"],
+                "zscore_ceiling": zscore_ceiling(rows, groups),
+            }
+        )
+        print(json.dumps(summary_row(out[-1], groups)), flush=True)
+    return out
+
+
+def summary_row(result: dict, groups: list[str]) -> dict:
+    a = result["analysis"]
+
+    def ceil(column: str) -> float:
+        return round(a[column].get("ceiling", {}).get("spearman", float("nan")), 2)
+
+    return {
+        "seed": result["seed"],
+        "metric": result["metric"],
+        "docs": result["docs"],
+        "utility ceiling": ceil("utility"),
+        "utility ceiling 90%": [
+            round(a["utility"]["ceiling"][k], 2) for k in ("spearman_low", "spearman_high")
+        ],
+        "zscore utility ceiling": round(result["zscore_ceiling"]["spearman"], 2),
+        "merge rho utility": round(a["utility"]["proxy"]["merge"]["spearman"], 2),
+        "best trivial utility": round(a["utility"]["best_trivial_spearman"], 2),
+        "groups": {g: ceil(f"group.{g}") for g in groups},
+        "groups merge rho": {
+            g: round(a[f"group.{g}"]["proxy"]["merge"]["spearman"], 2) for g in groups
+        },
+        "mean_loss ceiling": ceil("mean_loss"),
+        "merge rho mean_loss": round(a["mean_loss"]["proxy"]["merge"]["spearman"], 2),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--metric", action="append", required=True, help="p_correct, neg_bpb, ...")
+    p.add_argument("--mixtures", type=int, default=9, help="uniform + this minus one draws")
+    p.add_argument("--concentration", type=float, default=0.5)
+    p.add_argument("--docs", type=int, default=300, help="documents per built-in task")
+    p.add_argument("--reuse-upstream", action="store_true")
+    p.add_argument("--out", type=Path, help="append each metric's result here (JSON lines)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    for result in sweep(args):
+        if args.out:
+            with args.out.open("a") as f:
+                f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
