@@ -1,7 +1,8 @@
 """Which scoring of the built-in tasks separates real mixed runs of spread-out mixtures?
 
     python benchmarks/metric_sweep.py --store /tmp/msweep/store-0 --seed 0 \
-        --metric p_correct --metric neg_bpb [--docs 300] [--reuse-upstream]
+        --metric p_correct --metric neg_bpb [--docs 300] [--reuse-upstream] --out sweep.jsonl
+    python benchmarks/metric_sweep.py --summarise sweep.jsonl     # the table of every result
 
 For one experiment seed of the embedded default, the validation stage (`validate_proxy`) trains
 real runs at the experts' budget on uniform and `--mixtures - 1` Dirichlet draws of
@@ -26,7 +27,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -52,9 +52,7 @@ def experiment(store: Path, seed: int, n: int, concentration: float, metric: str
     ]
     exp = apply_overrides(Experiment(), sets, "metric_sweep")
     tasks = [t.model_copy(update={"metric": metric}) for t in exp.evaluation.tasks]
-    return exp.model_copy(
-        update={"evaluation": exp.evaluation.model_copy(update={"tasks": tasks})}
-    )
+    return exp.model_copy(update={"evaluation": exp.evaluation.model_copy(update={"tasks": tasks})})
 
 
 def upstream(exp: Experiment, store: Store, reuse: bool):
@@ -98,9 +96,7 @@ def sweep(args) -> list[dict]:
         data, base, experts = upstream(exp, store, args.reuse_upstream)
         mixtures = validate.validation_mixtures(exp)
         plan = validate.run_plan(exp, len(mixtures))
-        runs = [
-            validate.train_mixed(exp, store, mixtures[i], seed, data, base) for i, seed in plan
-        ]
+        runs = [validate.train_mixed(exp, store, mixtures[i], seed, data, base) for i, seed in plan]
         print(f"{metric}: {len(runs)} real runs ready", flush=True)
         ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts)
         info = validate.load_validation(store, ref)
@@ -146,17 +142,48 @@ def summary_row(result: dict, groups: list[str]) -> dict:
     }
 
 
+def summarise(path: Path) -> None:
+    """One markdown row per (seed, metric, documents): ceilings and the merge's rho."""
+    results = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    groups = [c.removeprefix("group.") for c in results[0]["analysis"] if c.startswith("group.")]
+    print(
+        "| seed | metric | docs | utility ceiling [90 %] | z-scored | merge rho | best trivial "
+        "| groups >= 0.6 | " + " | ".join(groups) + " | mean-loss ceiling | merge rho (loss) |"
+    )
+    print(
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * (len(groups) + 2)
+    )
+    for r in sorted(results, key=lambda r: (r["seed"], r["metric"] != "p_correct", r["docs"])):
+        row = summary_row(r, groups)
+        low, high = row["utility ceiling 90%"]
+        cells = [row["groups"][g] for g in groups]
+        print(
+            f"| {row['seed']} | {row['metric']} | {row['docs']} | {row['utility ceiling']:.2f} "
+            f"[{low:.2f}, {high:.2f}] | {row['zscore utility ceiling']:.2f} "
+            f"| {row['merge rho utility']:.2f} | {row['best trivial utility']:.2f} "
+            f"| {sum(c >= 0.6 for c in cells)} | "
+            + " | ".join(f"{c:.2f}" for c in cells)
+            + f" | {row['mean_loss ceiling']:.2f} | {row['merge rho mean_loss']:.2f} |"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--store", type=Path, required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--metric", action="append", required=True, help="p_correct, neg_bpb, ...")
+    p.add_argument("--summarise", type=Path, help="print the table of a --out file")
+    p.add_argument("--store", type=Path)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--metric", action="append", help="p_correct, neg_bpb, ... (repeatable)")
     p.add_argument("--mixtures", type=int, default=9, help="uniform + this minus one draws")
     p.add_argument("--concentration", type=float, default=0.5)
     p.add_argument("--docs", type=int, default=300, help="documents per built-in task")
     p.add_argument("--reuse-upstream", action="store_true")
     p.add_argument("--out", type=Path, help="append each metric's result here (JSON lines)")
     args = p.parse_args()
+    if args.summarise:
+        summarise(args.summarise)
+        return
+    if args.store is None or args.seed is None or not args.metric:
+        p.error("give --store, --seed and --metric, or --summarise")
     torch.set_num_threads(1)
     for result in sweep(args):
         if args.out:
