@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import tempfile
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, is_dataclass
 from pathlib import Path
 
 # Stdlib folders that are not representative library code: tests, generated tables, IDLE.
@@ -74,15 +77,33 @@ _PARSED: dict[str, StdlibMaterial] = {}
 def stdlib_material(root: Path, identity: str | None = None) -> StdlibMaterial:
     """The material of the stdlib at `root`. Parsing it takes seconds and every store's suite
     needs it, so with an `identity` (a hash of its content: the shipped snapshot's) it is
-    parsed once per process."""
+    parsed once per process, and its docstrings kept as JSON beside the sources for the next
+    process using the same folder."""
     if identity is not None and identity in _PARSED:
         return _PARSED[identity]
     sources = _stdlib_sources(root)
-    entries, docstrings = _parse_docstrings(sources)
+    kept = root / f".docstrings-{identity[:16]}.json" if identity is not None else None
+    if kept is not None and kept.exists():
+        saved = json.loads(kept.read_text("utf-8"))
+        entries = [_Docstring(*e) for e in saved["entries"]]
+        docstrings = saved["docstrings"]
+    else:
+        entries, docstrings = _parse_docstrings(sources)
+        if kept is not None:
+            _write_atomic(kept, {"entries": entries, "docstrings": docstrings})
     material = StdlibMaterial(tuple(sources), tuple(entries), tuple(docstrings))
     if identity is not None:
         _PARSED[identity] = material
     return material
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    """JSON to `path` through a temporary file: a reader sees all of it or nothing."""
+    payload = {k: [astuple(v) if is_dataclass(v) else v for v in vs] for k, vs in data.items()}
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(payload, f, ensure_ascii=False)
+    os.replace(tmp, path)
 
 
 def _statements(tree: ast.AST) -> Iterator[ast.AST]:

@@ -233,3 +233,6 @@ def test_the_snapshot_is_parsed_once_per_process(tmp_path, monkeypatch, stdlib):
     parsing.stdlib_material(stdlib)  # a folder without a known identity: parsed again
     parsing.stdlib_material(stdlib)
     assert len(calls) == 3
+    monkeypatch.setattr(parsing, "_PARSED", {})  # another process: reads what the first kept
+    assert parsing.stdlib_material(stdlib, identity="abc") == first
+    assert len(calls) == 3 and (stdlib / ".docstrings-abc.json").is_file()
