@@ -15,9 +15,11 @@ Spearman rho on the utility, the best trivial ranking, and held-out loss beside 
 utility is also recomputed with each group z-scored over the real runs (`zscore`), so that a
 group with a wide spread does not decide it alone.
 
-`--reuse-upstream` takes the store's own data, base and experts when their addresses differ
-from this checkout's (a store built by an earlier version, e.g. search_fidelity.py's), and
-says so; without it they are built (or found) by the stages.
+`--reuse-upstream` takes the store's own data, base, experts and real runs (matched by their
+recorded mixture and seed) when their addresses differ from this checkout's (a store built by
+an earlier version, e.g. search_fidelity.py's, or by the checkout before a change to the
+benchmarks), and says so; without it they are built (or found) by the stages. This is how one
+set of real runs is scored by two versions of the built-in tasks.
 """
 
 from __future__ import annotations
@@ -72,6 +74,24 @@ def upstream(exp: Experiment, store: Store, reuse: bool):
     return data, base, [stages.train_expert(exp, store, d, data, base) for d in exp.domains]
 
 
+def run_key(alpha, seed: int) -> tuple:
+    return tuple(round(float(a), 12) for a in alpha), int(seed)
+
+
+def stored_runs(store: Store) -> dict[tuple, ArtifactRef]:
+    """The store's real mixed runs by (mixture, seed), whichever version trained them."""
+    runs = {
+        run_key(m["info"]["alpha"], m["info"]["seed"]): ArtifactRef(
+            stage=m["stage"], name=m["name"], key=m["key"]
+        )
+        for m in store.artifacts()
+        if m["stage"] == "mixed"
+    }
+    if runs:
+        print(f"reusing the store's {len(runs)} real mixed runs where mixture and seed match")
+    return runs
+
+
 def zscore_ceiling(rows: pd.DataFrame, groups: list[str]) -> dict:
     """The utility's rerun ceiling with each group z-scored over the real runs first."""
     real = rows[rows["kind"].isin(["mix", "rerun"])]
@@ -96,7 +116,12 @@ def sweep(args) -> list[dict]:
         data, base, experts = upstream(exp, store, args.reuse_upstream)
         mixtures = validate.validation_mixtures(exp)
         plan = validate.run_plan(exp, len(mixtures))
-        runs = [validate.train_mixed(exp, store, mixtures[i], seed, data, base) for i, seed in plan]
+        stored = stored_runs(store) if args.reuse_upstream else {}
+        runs = [
+            stored.get(run_key(mixtures[i], seed))
+            or validate.train_mixed(exp, store, mixtures[i], seed, data, base)
+            for i, seed in plan
+        ]
         print(f"{metric}: {len(runs)} real runs ready", flush=True)
         ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts)
         info = validate.load_validation(store, ref)

@@ -5,11 +5,18 @@ JSONL as its `json` dataset) and the JSONL itself, so `TaskManager(include_path=
 them like any other task and a real run can swap in MMLU or GSM8K by name. One task per
 capability group of the default utility:
 
-    pm_arithmetic        math       "Question: What is 37 + 45?\\nAnswer: 37 + 45 =" -> " 82"
+    pm_arithmetic        math       a held-out math question -> its worked answer
     pm_code_completion   code       a line of Python cut mid-way -> its true rest of the line
     pm_stdlib_knowledge  knowledge  a stdlib docstring's first sentence -> the function's name
     pm_word_order        language   a held-out English sentence -> its words in the right order
-    pm_sequences         reasoning  continue a number sequence; transitive comparisons
+    pm_sequences         reasoning  a held-out instruction (sequences, comparisons, sorting,
+                                    counting) -> its response
+
+pm_arithmetic and pm_sequences are cut from the held-out documents of the `math` and `sft`
+domains ("Question: ...\\nAnswer:" -> " 37 + 45 = 82. The answer is 82.", against the same
+answer with its result slipped): generated questions with a one-number answer (the fallback
+when those domains are absent) were too far from what short training changes for real mixed
+runs to separate on them (benchmarks/RESULTS.md, issue 16).
 
 Why these: the model is a ~1M-parameter Llama trained for a few hundred steps, so the tasks
 must be scoreable by log-likelihood (no generation), short (each evaluation of ~100 merged
@@ -46,6 +53,7 @@ from parammix_core.evaluate.suite.documents import (
     _knowledge_docs,
     _sequence_docs,
     _word_order_docs,
+    heldout_answer_docs,
 )
 from parammix_core.evaluate.suite.parsing import (
     SuiteError,
@@ -71,6 +79,13 @@ BUILTIN_TASKS: dict[str, str] = {
     "pm_sequences": "reasoning",
 }
 _FIELDS = ("query", "choices", "gold", "kind")
+
+# Tasks cut from a domain's held-out documents when it has enough: (domain, where the answer
+# starts). The cut is the domain's own prompt format, so the gold answer is what it trains.
+_HELDOUT_CUTS: dict[str, tuple[str, str]] = {
+    "pm_arithmetic": ("math", "\nAnswer:"),
+    "pm_sequences": ("sft", "\n### Response:\n"),
+}
 
 # Writing stays in this module, not a submodule: each YAML names `{__name__}.score_choices`,
 # so moving it would change the bytes written.
@@ -144,7 +159,9 @@ def write_builtin_suite(
         seed: every random choice derives from it (and the task name).
         heldout_texts: held-out documents per domain. `"web"` feeds pm_word_order and
             `"code"` feeds pm_code_completion; without them the stdlib's docstrings and
-            source are used instead (text the model may have trained on).
+            source are used instead (text the model may have trained on). `"math"` and
+            `"sft"` feed pm_arithmetic and pm_sequences when they hold `n_docs` documents
+            in the built-in domains' format; else those tasks are generated.
         stdlib_dir: the standard library to read; default: the shipped snapshot (the same
             on every machine, `parammix_core.data.sources.snapshot`).
 
@@ -175,7 +192,9 @@ def write_builtin_suite(
             "pm_word_order: no held-out web texts given; using stdlib docstrings", stacklevel=2
         )
     generators: dict[str, Callable[[random.Random], list[Doc]]] = {
-        "pm_arithmetic": lambda rng: _arithmetic_docs(rng, n_docs),
+        "pm_arithmetic": lambda rng: _heldout_or(
+            "pm_arithmetic", rng, n_docs, heldout_texts, _arithmetic_docs
+        ),
         "pm_code_completion": lambda rng: _code_docs(
             rng, n_docs, _code_lines(code_texts), code_source
         ),
@@ -183,7 +202,9 @@ def write_builtin_suite(
         "pm_word_order": lambda rng: _word_order_docs(
             rng, n_docs, _prose_sentences(prose), prose_source
         ),
-        "pm_sequences": lambda rng: _sequence_docs(rng, n_docs),
+        "pm_sequences": lambda rng: _heldout_or(
+            "pm_sequences", rng, n_docs, heldout_texts, _sequence_docs
+        ),
     }
     for name, generate in generators.items():
         docs = generate(random.Random(f"{seed}:{name}"))
@@ -196,3 +217,25 @@ def write_builtin_suite(
         )
         (out_dir / f"{name}.yaml").write_text(_task_yaml(name, data_file), encoding="utf-8")
     return out_dir
+
+
+def _heldout_or(
+    name: str,
+    rng: random.Random,
+    n_docs: int,
+    heldout_texts: dict[str, list[str]],
+    generate: Callable[[random.Random, int], list[Doc]],
+) -> list[Doc]:
+    """The task cut from its domain's held-out documents, or generated when they are too few."""
+    domain, marker = _HELDOUT_CUTS[name]
+    texts = heldout_texts.get(domain, [])
+    docs = heldout_answer_docs(rng, n_docs, texts, marker)
+    if len(docs) == n_docs:
+        return docs
+    if texts:
+        warnings.warn(
+            f"{name}: heldout_texts[{domain!r}] gives {len(docs)} documents in the "
+            f"{marker!r} format, need {n_docs}; using generated questions",
+            stacklevel=2,
+        )
+    return generate(rng, n_docs)

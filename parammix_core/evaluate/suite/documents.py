@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -65,6 +66,51 @@ def _arithmetic_docs(rng: random.Random, n: int) -> list[Doc]:
         )
         doc["query"] = f"Question: What is {a} {op} {b}?\nAnswer: {a} {op} {b} ="
         docs.append(doc)
+    return docs
+
+
+# A whole number, not part of a longer number or a decimal: `{}` is the digits.
+_WHOLE_NUMBER = r"(?<![\d.]){}(?!\d|\.\d)"
+
+
+def _number_slips(answer: str) -> list[str]:
+    """`answer` with its last number changed wherever it appears (off by one or ten, digits
+    reversed): the same worked answer reaching a wrong result."""
+    numbers = re.findall(_WHOLE_NUMBER.format(r"\d+"), answer)
+    if not numbers:
+        return []
+    last = numbers[-1]
+    value = int(last)
+    wrong = {value + 1, value - 1, value + 10, value - 10, int(last[::-1])} - {value}
+    same = re.compile(_WHOLE_NUMBER.format(last))
+    return sorted({same.sub(str(w), answer) for w in wrong if w >= 0})
+
+
+def heldout_answer_docs(rng: random.Random, n: int, texts: Sequence[str], marker: str) -> list[Doc]:
+    """Held-out documents of a domain cut after `marker`: the document's own answer against one
+    wrong answer, at most `n` (fewer when fewer documents hold `marker`).
+
+    The wrong answer is the answer with a slipped number (`_number_slips`) or, when it has no
+    number, another document's answer of about the same length. One wrong choice only: the
+    default metric reads the gold answer alone, and every choice re-reads the whole context.
+    """
+    cut = (t.partition(marker) for t in texts)
+    pairs = [(q + m, a) for q, m, a in cut if m and a.strip()]
+    by_len: dict[int, set[str]] = defaultdict(set)
+    for _, answer in pairs:
+        by_len[len(answer) // 10].add(answer)
+    rng.shuffle(pairs)
+    docs = []
+    for query, answer in pairs:
+        slips = _number_slips(answer)
+        pool = slips or sorted(by_len[len(answer) // 10] - {answer})
+        if not pool:
+            continue
+        doc = _shuffled(rng, answer, rng.sample(pool, 1), kind="slip" if slips else "other")
+        doc["query"] = query
+        docs.append(doc)
+        if len(docs) == n:
+            break
     return docs
 
 

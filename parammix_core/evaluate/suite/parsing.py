@@ -9,7 +9,7 @@ import re
 import tempfile
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import astuple, dataclass, is_dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 # Stdlib folders that are not representative library code: tests, generated tables, IDLE.
@@ -90,7 +90,7 @@ def stdlib_material(root: Path, identity: str | None = None) -> StdlibMaterial:
     else:
         entries, docstrings = _parse_docstrings(sources)
         if kept is not None:
-            _write_atomic(kept, {"entries": entries, "docstrings": docstrings})
+            _write_atomic(kept, {"entries": list(map(astuple, entries)), "docstrings": docstrings})
     material = StdlibMaterial(tuple(sources), tuple(entries), tuple(docstrings))
     if identity is not None:
         _PARSED[identity] = material
@@ -99,10 +99,9 @@ def stdlib_material(root: Path, identity: str | None = None) -> StdlibMaterial:
 
 def _write_atomic(path: Path, data: dict) -> None:
     """JSON to `path` through a temporary file: a reader sees all of it or nothing."""
-    payload = {k: [astuple(v) if is_dataclass(v) else v for v in vs] for k, vs in data.items()}
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, ensure_ascii=False)
+        json.dump(data, f, ensure_ascii=False)
     os.replace(tmp, path)
 
 

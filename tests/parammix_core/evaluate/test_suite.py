@@ -13,8 +13,10 @@ from lm_eval.api.model import LM
 from lm_eval.evaluator import evaluate
 from lm_eval.tasks import TaskManager
 
+from parammix_core.data.sources import builtin_texts
 from parammix_core.evaluate import BUILTIN_TASKS, SuiteError, write_builtin_suite
 from parammix_core.evaluate.suite import parsing, score_choices
+from parammix_core.evaluate.suite.documents import _number_slips
 
 N_DOCS = 12
 STDLIB_MODULES = ("textwrap.py", "shlex.py", "calendar.py", "fractions.py", "difflib.py")
@@ -42,6 +44,17 @@ def stdlib(tmp_path_factory) -> Path:
 def suite(tmp_path_factory, stdlib) -> Path:
     out = tmp_path_factory.mktemp("suite")
     return write_builtin_suite(out, N_DOCS, seed=3, heldout_texts={"web": WEB}, stdlib_dir=stdlib)
+
+
+# Held-out documents of the built-in math and sft domains: what the default's data stage keeps.
+HELDOUT = {"web": WEB, "math": builtin_texts("math", 5, 6000), "sft": builtin_texts("sft", 5, 6000)}
+CUTS = {"pm_arithmetic": ("math", "\nAnswer:"), "pm_sequences": ("sft", "\n### Response:\n")}
+
+
+@pytest.fixture(scope="module")
+def heldout_suite(tmp_path_factory, stdlib) -> Path:
+    out = tmp_path_factory.mktemp("heldout-suite")
+    return write_builtin_suite(out, N_DOCS, seed=3, heldout_texts=HELDOUT, stdlib_dir=stdlib)
 
 
 def _docs(suite: Path, name: str) -> list[dict]:
@@ -85,6 +98,58 @@ def test_sequences_gold_follows_the_rule(suite):
                 "fibonacci": terms[3] + terms[2],
             }[doc["kind"]]
             assert int(answer) == rule
+
+
+def test_number_slips_change_the_last_number_everywhere():
+    assert _number_slips(" 9 * 46 = 414. The answer is 414.") == [
+        f" 9 * 46 = {w}. The answer is {w}." for w in (404, 413, 415, 424)
+    ]
+    # 231 is changed, not the 1 of 231's remainder nor the 2 (a whole number only).
+    odd = " 231 divided by 2 leaves a remainder of 1, so 231 is odd."
+    assert " 132 divided by 2 leaves a remainder of 1, so 132 is odd." in _number_slips(odd)
+    assert len(_number_slips(odd)) == 5
+    assert _number_slips("x = 2.5, so 7.") == [
+        "x = 2.5, so 17.",
+        "x = 2.5, so 6.",
+        "x = 2.5, so 8.",
+    ]
+    assert _number_slips("bread, lamp, story") == []
+
+
+@pytest.mark.parametrize("name", list(CUTS))
+def test_heldout_tasks_are_the_domains_own_documents(heldout_suite, name):
+    domain, marker = CUTS[name]
+    texts = set(HELDOUT[domain])
+    docs = _docs(heldout_suite, name)
+    assert len(docs) == N_DOCS
+    for doc in docs:
+        gold, wrong = doc["choices"][doc["gold"]], doc["choices"][1 - doc["gold"]]
+        assert doc["query"].endswith(marker)
+        assert doc["query"] + gold in texts
+        assert doc["query"] + wrong not in texts
+        if doc["kind"] == "slip":
+            assert wrong in _number_slips(gold)
+        else:
+            assert doc["kind"] == "other" and not _number_slips(gold)
+            assert any(t.endswith(marker + wrong) for t in texts)
+
+
+def test_too_few_heldout_documents_fall_back_to_generated_questions(tmp_path, stdlib, suite):
+    few = {**HELDOUT, "math": HELDOUT["math"][: N_DOCS - 1], "sft": ["no response marker"]}
+    with pytest.warns(UserWarning) as caught:
+        out = write_builtin_suite(tmp_path, N_DOCS, 3, few, stdlib_dir=stdlib)
+    messages = sorted(str(w.message) for w in caught)
+    assert messages == [
+        f"pm_arithmetic: heldout_texts['math'] gives {N_DOCS - 1} documents in the "
+        f"'\\nAnswer:' format, need {N_DOCS}; using generated questions",
+        f"pm_sequences: heldout_texts['sft'] gives 0 documents in the "
+        f"'\\n### Response:\\n' format, need {N_DOCS}; using generated questions",
+    ]
+    # Without enough of them (or with none) the tasks are the generated ones.
+    assert _docs(out, "pm_sequences") == _docs(suite, "pm_sequences")
+    assert all(
+        re.search(r"What is \d+ [-+*] \d+\?", d["query"]) for d in _docs(out, "pm_arithmetic")
+    )
 
 
 def test_word_order_pairs_come_from_heldout_sentences(suite):
@@ -164,8 +229,11 @@ class PrefersChoice(LM):
         raise NotImplementedError
 
 
-@pytest.mark.parametrize("name", list(BUILTIN_TASKS))
-def test_lm_eval_scores_the_tasks(suite, name):
+@pytest.mark.parametrize(
+    "name,heldout", [(name, False) for name in BUILTIN_TASKS] + [(name, True) for name in CUTS]
+)
+def test_lm_eval_scores_the_tasks(suite, heldout_suite, name, heldout):
+    suite = heldout_suite if heldout else suite
     docs = _docs(suite, name)
     tasks = TaskManager(include_path=str(suite), include_defaults=False).load([name])
     # The gold answer always wins: every metric is perfect.
