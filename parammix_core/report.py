@@ -316,13 +316,20 @@ def _interval(ceiling: dict) -> str:
     return f"{low:.2f}–{high:.2f}"
 
 
+def is_beside(key: str) -> bool:
+    """A score reported beside the ranked ones, outside the utility: `acc.<task>` (accuracy of
+    a task ranked by another metric) and `also.<task>.<metric>`."""
+    return key.startswith(("acc.", "also.")) and not key.endswith(".stderr")
+
+
 def final_verdict(table: pd.DataFrame) -> str:
     """Where the chosen mixture's final model beats the baselines beyond the seeds, and where
-    not: one line, each metric named once. Accuracy rows (`acc.<task>`) stay in the table
-    only: the verdict reads what the search optimises and the held-out losses."""
+    not: one line, each metric named once. Rows reported beside (`acc.<task>`,
+    `also.<task>.<metric>`) stay in the table only: the verdict reads what the search
+    optimises and the held-out losses."""
     wins, rest = [], []
     for _, row in table.iterrows():
-        if str(row["metric"]).startswith("acc."):
+        if is_beside(str(row["metric"])):
             continue
         beaten = [b for b in ("uniform", "natural") if row.get(f"wins vs {b}") == "yes"]
         if len(beaten) == 2:
@@ -370,7 +377,8 @@ def final_section(table: pd.DataFrame, summary: dict) -> str:
             f"seed(s) each (mixtures {alphas}). Means over seeds, sd = seed spread; gain is "
             "chosen − baseline, positive = better (losses negated); a win counts only beyond "
             "the combined seed spread. `acc.<task>` rows: each task's accuracy, beside the "
-            "continuous score it is ranked by (not part of the verdict).",
+            "continuous score it is ranked by; `also.<task>.<metric>` rows: the metrics asked "
+            "for beside it (neither part of the verdict).",
             markdown_table(table),
             verdict,
             f"Final model (`transformers` checkpoint with tokenizer): `{summary['model_uri']}`",

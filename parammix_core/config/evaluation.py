@@ -12,6 +12,9 @@ from parammix_core.config.base import Count, Strict, Text
 SplitName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=64)]
 
 
+LmEvalMetric = Annotated[str, Field(max_length=256, pattern=r"^[^,\s]+(,[^,\s]+)?$")]
+
+
 class EvalTask(Strict):
     """One lm-eval task, the capability group it counts for, and the metric read from it."""
 
@@ -39,6 +42,21 @@ class EvalTask(Strict):
     max_gen_toks: Count(1 << 20) | None = Field(
         None, description="Cap on generated tokens per answer (generate_until tasks only)."
     )
+    also: list[LmEvalMetric] = Field(
+        default_factory=list,
+        max_length=16,
+        description="lm-eval metrics reported beside `metric`, outside the utility (rows "
+        "`also.<task>.<metric>` in the final training's table): e.g. `exact_match,strict-match` "
+        "beside `neg_bpb` for a generate_until task, which is then also run through lm-eval "
+        "(generating an answer per document at every evaluation).",
+    )
+
+    @field_validator("also")
+    @classmethod
+    def _unique_metrics(cls, also: list[str]) -> list[str]:
+        if len(set(also)) != len(also):
+            raise ValueError(f"duplicate metrics: {also}")
+        return also
 
 
 def _default_tasks() -> list[EvalTask]:

@@ -176,8 +176,8 @@ class Evaluator:
         self._n_docs = {n: sum(len(t.eval_docs) for t in loaded.leaves(n)) for n in names}
         self._keys: dict[str, str] = {}  # task -> the metric,filter key its score is read from
         self._continuous = self._continuous_scorers()
-        # lm-eval's own evaluate runs only the tasks scored by lm-eval's metrics.
-        own = [built[t.name] for t in self.tasks if t.name not in self._continuous]
+        # lm-eval's own evaluate runs only the tasks with a metric lm-eval reports.
+        own = [built[t.name] for t in self.tasks if t.name not in self._continuous or t.also]
         self._own_dict = manager.load(own) if own else None
         # Any positive value: mean aggregations get lm-eval's closed-form stderr, no resampling.
         own_leaves = self._own_dict["tasks"].values() if self._own_dict else ()
@@ -265,6 +265,7 @@ class Evaluator:
             out[f"task.{name}.stderr"] = stderr
         out.update(aggregate_groups(self.tasks, scores))
         out.update(self._accuracy(results, continuous))
+        out.update(self._also(results))
         kept = {}
         for domain, blocks in self._heldout.items():
             means = block_losses(self.model, blocks, self.batch_size, self.device)  # (N,)
@@ -274,7 +275,7 @@ class Evaluator:
         per_doc = {name: scored.values for name, scored in continuous.items()}
         for task in self.tasks:
             samples = output.get("samples", {}).get(task.name)
-            if samples:  # a leaf task (groups have no samples of their own)
+            if samples and task.name not in continuous:  # a leaf task (groups have none)
                 metric, filter_key = self._keys[task.name].split(",", 1)
                 ordered = sorted(
                     (s for s in samples if s.get("filter", "none") == filter_key),
@@ -310,6 +311,17 @@ class Evaluator:
             out[f"acc.{task.name}.stderr"] = binomial_stderr(value, n)
         return out
 
+    def _also(self, results: Mapping[str, Mapping[str, object]]) -> dict[str, float]:
+        """`also.<task>.<metric>` and its stderr: the lm-eval metrics asked for beside a task's
+        own (a generated answer's exact match beside the gold answer's bits per byte)."""
+        out = {}
+        for task in self.tasks:
+            for metric in task.also:
+                value, stderr, _ = self._read(task.name, metric, results.get(task.name, {}))
+                out[f"also.{task.name}.{metric}"] = value
+                out[f"also.{task.name}.{metric}.stderr"] = stderr
+        return out
+
     def _run_own(self, log_samples: bool) -> dict:
         """lm-eval's own evaluate over the tasks its metrics score (nothing when none)."""
         if self._own_dict is None:
@@ -326,18 +338,24 @@ class Evaluator:
 
     def _score(self, task: EvalTask, result: Mapping[str, object]) -> tuple[float, float]:
         """The configured metric of one task result, and its standard error."""
+        value, stderr, self._keys[task.name] = self._read(task.name, task.metric, result)
+        return value, stderr
+
+    def _read(
+        self, name: str, wanted: str, result: Mapping[str, object]
+    ) -> tuple[float, float, str]:
+        """One metric of a task result, its standard error and the `metric,filter` key read."""
         metrics = {k: v for k, v in result.items() if "," in k and "_stderr," not in k}
-        key = metric_key(task.metric, metrics)  # "acc": "acc,none", or its only filter
+        key = metric_key(wanted, metrics)  # "acc": "acc,none", or its only filter
         if key is None or not isinstance(metrics.get(key), int | float):
             raise EvaluationError(
-                f"task {task.name!r} did not produce metric {task.metric!r}; "
+                f"task {name!r} did not produce metric {wanted!r}; "
                 f"it produced: {', '.join(sorted(metrics)) or 'nothing'}"
             )
-        self._keys[task.name] = key
         value = float(metrics[key])
         metric, filter_key = key.split(",", 1)
         stderr = result.get(f"{metric}_stderr,{filter_key}")
         if not isinstance(stderr, int | float):
-            n = self._n_docs[task.name]
+            n = self._n_docs[name]
             stderr = binomial_stderr(value, n) if metric in BINARY_METRICS else math.nan
-        return value, float(stderr)
+        return value, float(stderr), key

@@ -246,6 +246,15 @@ def _task_problems(i: int, task: EvalTask, info: TaskInfo, context: RunContext) 
     problem = _metric_problem(task, info)
     if problem:
         out.append(Problem(f"{where}.metric", problem))
+    for j, metric in enumerate(task.also):
+        problem = (
+            f"{metric} is computed by Param-Mix, not reported by lm-eval; `also` takes "
+            "lm-eval's metrics (name it as the task's metric instead)"
+            if is_continuous(metric)
+            else _metric_problem(task.model_copy(update={"metric": metric}), info)
+        )
+        if problem:
+            out.append(Problem(f"{where}.also.{j}", problem))
     if task.data_files is not None:
         problems = _data_files_problems(task, info, context.num_fewshot)
         out += [Problem(f"{where}.data_files", p) for p in problems]

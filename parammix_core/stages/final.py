@@ -22,6 +22,7 @@ from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.data import natural_weights
 from parammix_core.model import resolve_device, save_model
+from parammix_core.report import is_beside
 from parammix_core.search import utility
 from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
 from parammix_core.stages.evaluate import make_evaluator
@@ -112,14 +113,14 @@ def compare_runs(
     groups: Sequence[str],
     weights: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Per metric (utility, groups, mean loss, losses, then each task's accuracy where every
-    run reports it): the chosen mixture's mean and seed sd, each baseline's, and the
-    chosen-minus-baseline gain oriented so that positive is better."""
+    """Per metric (utility, groups, mean loss, losses, then each task's accuracy and `also`
+    metrics where every run reports them): the chosen mixture's mean and seed sd, each
+    baseline's, and the chosen-minus-baseline gain oriented so that positive is better."""
     rows = []
     columns = ["utility"] * bool(groups) + [f"group.{g}" for g in groups]
     columns += ["mean_loss"] + [f"loss.{d}" for d in domains]
     runs = [m for ms in metrics.values() for m in ms]
-    columns += [k for k in runs[0] if _is_accuracy(k) and all(k in m for m in runs)]
+    columns += [k for k in runs[0] if is_beside(k) and all(k in m for m in runs)]
 
     def values(name: str, column: str) -> np.ndarray:
         out = []
@@ -163,10 +164,6 @@ def compare_runs(
             )
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _is_accuracy(key: str) -> bool:
-    return key.startswith("acc.") and not key.endswith(".stderr")
 
 
 def _sd(v: np.ndarray) -> float:

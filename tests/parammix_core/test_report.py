@@ -177,6 +177,7 @@ def test_final_verdict_names_each_metric_once():
             {"metric": "group.code", "wins vs uniform": "yes", "wins vs natural": "yes"},
             {"metric": "loss.sft", "wins vs uniform": "no", "wins vs natural": "yes"},
             {"metric": "acc.pm_arithmetic", "wins vs uniform": "no", "wins vs natural": "no"},
+            {"metric": "also.gsm8k.exact_match", "wins vs uniform": "no", "wins vs natural": "no"},
         ]
     )
     assert final_verdict(table) == (

@@ -134,12 +134,24 @@ def test_compare_runs_gains_and_verdicts():
 
 def test_compare_runs_shows_accuracy_where_every_run_reports_it():
     def m(u, acc):
-        return {"group.g": u, "loss.a": 1.0, "acc.t": acc, "acc.t.stderr": 0.1}
+        also = {
+            "also.t.exact_match,strict-match": acc / 2,
+            "also.t.exact_match,strict-match.stderr": 0.1,
+        }
+        return {"group.g": u, "loss.a": 1.0, "acc.t": acc, "acc.t.stderr": 0.1, **also}
 
     metrics = {"chosen": [m(0.6, 0.40), m(0.6, 0.50)], "uniform": [m(0.5, 0.25), m(0.5, 0.35)]}
     table = final.compare_runs(metrics, ["a"], ["g"]).set_index("metric")
-    assert list(table.index) == ["utility", "group.g", "mean_loss", "loss.a", "acc.t"]
+    assert list(table.index) == [
+        "utility",
+        "group.g",
+        "mean_loss",
+        "loss.a",
+        "acc.t",
+        "also.t.exact_match,strict-match",
+    ]
     assert table.loc["acc.t", "gain vs uniform"] == pytest.approx(0.15)  # higher is better
+    assert table.loc["also.t.exact_match,strict-match", "gain vs uniform"] == pytest.approx(0.075)
     metrics["uniform"][1].pop("acc.t")  # one run without it: no row
     assert "acc.t" not in final.compare_runs(metrics, ["a"], ["g"])["metric"].tolist()
 

@@ -131,6 +131,50 @@ def test_a_generative_tasks_reference_request_is_its_own_prompt_and_target(
     assert not any(k.startswith("acc.") for k in scores)  # a generated answer's needs generation
 
 
+def test_a_generated_answers_metric_is_reported_beside_the_reference_answers_bpb(tokenizer, files):
+    reference = EvalTask(name="gsm8k", group="m", metric="neg_bpb", data_files=files["gsm8k"])
+    alone = evaluator(tokenizer, [reference]).evaluate()
+    task = reference.model_copy(update={"also": ["exact_match,strict-match"]})
+    ev = evaluator(tokenizer, [task])
+    answers = [row["answer"].rsplit("#### ", 1)[1] for row in data.GSM8K]
+    prompts = [f"Question: {row['question']}\nAnswer:" for row in data.GSM8K]
+
+    def generate(requests, disable_tqdm=True):  # right for the first question only
+        out = []
+        for r in requests:
+            i = prompts.index(r.args[0])
+            out.append(f" so #### {answers[i] if i == 0 else int(answers[i]) + 1}")
+        return out
+
+    ev._lm.generate_until = generate
+    scores, per_doc = ev.evaluate_docs()
+    n = len(data.GSM8K)
+    assert scores["also.gsm8k.exact_match,strict-match"] == pytest.approx(1 / n)
+    stderr = scores["also.gsm8k.exact_match,strict-match.stderr"]
+    assert stderr == pytest.approx(math.sqrt((1 / n) * (1 - 1 / n) / (n - 1)))
+    # The ranked score and its per-document values are still the reference answer's bpb.
+    assert scores["task.gsm8k"] == pytest.approx(alone["task.gsm8k"], rel=1e-6)
+    assert scores["group.m"] == pytest.approx(alone["group.m"], rel=1e-6)
+    assert per_doc["gsm8k"].mean() == pytest.approx(alone["task.gsm8k"], rel=1e-6)
+
+
+def test_also_takes_metrics_lm_eval_reports():
+    assert problems(EvalTask(name="gsm8k", group="m", also=["exact_match,strict-match"])) == [
+        "evaluation.tasks.0.metric: gsm8k does not report 'acc'; it reports (metric,filter): "
+        "exact_match,flexible-extract, exact_match,strict-match; or computed by Param-Mix: neg_bpb"
+    ]
+    assert problems(
+        EvalTask(name="gsm8k", group="m", metric="neg_bpb", also=["neg_bpb", "bleu"])
+    ) == [
+        "evaluation.tasks.0.also.0: neg_bpb is computed by Param-Mix, not reported by lm-eval; "
+        "`also` takes lm-eval's metrics (name it as the task's metric instead)",
+        "evaluation.tasks.0.also.1: gsm8k does not report 'bleu'; it reports (metric,filter): "
+        "exact_match,flexible-extract, exact_match,strict-match; or computed by Param-Mix: neg_bpb",
+    ]
+    with pytest.raises(ValueError, match="duplicate metrics"):
+        EvalTask(name="gsm8k", group="m", also=["exact_match", "exact_match"])
+
+
 def problems(*tasks: EvalTask) -> list[str]:
     return [str(p) for p in resolve_tasks(list(tasks), None, RunContext()).problems]
 
