@@ -155,6 +155,47 @@ def noise_ceiling(runs: np.ndarray, first: np.ndarray, rerun: np.ndarray) -> dic
 CEILING_LEVEL = 0.9
 
 
+def scaled_gain(proxy: np.ndarray, real: np.ndarray, target: int, noise_sd: float) -> dict:
+    """The target mixture's real gain over mixture 0 (uniform) beside what the proxy predicts
+    for it once the proxy's gains are put on the real runs' scale.
+
+    A merge's gains are not a real run's (run 11: the merge said +0.050, training gave +0.031),
+    so the slope b of real gains on proxy gains (through the origin: mixture 0 is 0 in both) is
+    fitted on the other mixtures, and the target's prediction b g gets the interval
+    b g ± t sqrt(s^2 + g^2 se_b^2) at CEILING_LEVEL (s: the residual spread, which holds the
+    real runs' own noise; t with n - 1 degrees of freedom). `noise_sd` is one run's noise
+    (the ceiling's), so the measured gain, a difference of two runs, has sd sqrt(2) noise_sd.
+    """
+    proxy, real = np.asarray(proxy, dtype=float), np.asarray(real, dtype=float)
+    g, r = proxy - proxy[0], real - real[0]
+    others = [i for i in range(1, len(g)) if i != target]
+    go, ro = g[others], r[others]
+    out = {
+        "proxy_gain": float(g[target]),
+        "real_gain": float(r[target]),
+        "real_gain_sd": math.sqrt(2) * noise_sd,
+        "n_fit": len(others),
+    }
+    if len(others) < 3 or not np.dot(go, go) > 0:
+        return out
+    slope = float(np.dot(go, ro) / np.dot(go, go))
+    residual_sd = float(np.sqrt(np.sum((ro - slope * go) ** 2) / (len(others) - 1)))
+    slope_se = residual_sd / math.sqrt(float(np.dot(go, go)))
+    predicted = slope * g[target]
+    half = float(stats.t.ppf(0.5 + CEILING_LEVEL / 2, len(others) - 1)) * math.sqrt(
+        residual_sd**2 + (g[target] * slope_se) ** 2
+    )
+    return {
+        **out,
+        "slope": slope,
+        "slope_se": slope_se,
+        "residual_sd": residual_sd,
+        "predicted": float(predicted),
+        "predicted_low": float(predicted - half),
+        "predicted_high": float(predicted + half),
+    }
+
+
 def _reliability(noise_var: float, total_var: float) -> float:
     """Expected Pearson correlation of two runs: 1 - noise / spread, floored at 0."""
     if not total_var > 0:
@@ -196,11 +237,15 @@ def metric_list(domains: Sequence[str], tasks) -> list[tuple[str, float, str | N
     return out
 
 
-def analyse(rows, domains: Sequence[str], tasks, weights=None) -> dict[str, dict]:
+def analyse(
+    rows, domains: Sequence[str], tasks, weights=None, chosen: int | None = None
+) -> dict[str, dict]:
     """Per metric: each proxy and each trivial ranking against the real runs, and the ceiling.
 
     `rows` has a `kind` column ("expert", "merge", "corrected", "mix", "rerun"), `mixture`
     (index), `alpha.<domain>` and the metric columns. Only non-vertex mixtures are ranked.
+    With `chosen` (a mixture index; mixture 0 is uniform), each metric also gets the chosen
+    mixture's real gain over uniform against the merge's, scaled (`scaled_gain`).
     """
     rows = rows.copy()
     groups = list(dict.fromkeys(t.group for t in tasks))
@@ -247,5 +292,12 @@ def analyse(rows, domains: Sequence[str], tasks, weights=None) -> dict[str, dict
             default=math.nan,
         )
         entry["best_trivial_spearman"] = best
+        if chosen is not None and chosen in keep and keep[0] == 0 and "merge" in by_kind:
+            entry["chosen"] = scaled_gain(
+                sign * by_kind["merge"].loc[keep, column].to_numpy(dtype=float),
+                real,
+                keep.index(chosen),
+                entry.get("ceiling", {}).get("noise_sd", math.nan),
+            )
         out[column] = entry
     return out

@@ -301,9 +301,31 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
         reruns = int(_num(ceiling_info.get("reruns")))
         verdict += (
             f"The ceiling itself is uncertain: from {reruns} rerun(s) it lies in "
-            f"{_interval(ceiling_info)} (90 %); more reruns (`validation.reruns`) narrow it."
+            f"{_interval(ceiling_info)} (90 %); more reruns (`validation.reruns`) narrow it. "
         )
+    if "chosen" in a:
+        verdict += _chosen_check(a["chosen"])
     return verdict.strip()
+
+
+def _chosen_check(c: dict) -> str:
+    """The chosen mixture's real gain over uniform against the merge's, on one scale."""
+    noise = _num(c.get("real_gain_sd"))
+    text = (
+        f"Trained for real at the experts' budget, the chosen mixture gains "
+        f"{c['real_gain']:+.4f} over uniform"
+        + (f" (one run each, ± {noise:.4f} from run-to-run noise)" if math.isfinite(noise) else "")
+        + f" where its merge gained {c['proxy_gain']:+.4f}"
+    )
+    if "predicted" not in c:
+        return text + "."
+    inside = c["predicted_low"] <= c["real_gain"] <= c["predicted_high"]
+    return text + (
+        f"; scaled by the slope of real on merge gains over the other {c['n_fit']} mixtures "
+        f"({c['slope']:.2f}), the merge predicted {c['predicted']:+.4f} "
+        f"[{c['predicted_low']:+.4f}, {c['predicted_high']:+.4f}] (90 %), and the real run "
+        f"falls {'inside' if inside else 'outside'} it."
+    )
 
 
 CEILING_WIDE = 0.2  # a ceiling interval wider than this is said to be uncertain

@@ -285,6 +285,7 @@ def validate_proxy(
         exp.domains,
         exp.evaluation.tasks if exp.validation.metrics == "all" else [],
         exp.search.group_weights or None,
+        chosen=len(mixtures) - 1 if len(mixtures) > exp.validation.n_mixtures else None,
     )
     out = store.staging(ref)
     frame.to_parquet(out / "rows.parquet", index=False)
