@@ -45,15 +45,16 @@ def choice(exp: Experiment, store, data, base, experts) -> np.ndarray:
     return strategy_from_config(exp.search, exp.domains, exp.seed, **inputs).optimum
 
 
-def real_utility(exp: Experiment, store, data, base, alpha, seeds: int) -> list[float]:
-    """Utility of real runs on `alpha` from the base, one per seed."""
+def real_scores(exp: Experiment, store, data, base, alpha, seeds: int) -> list[tuple]:
+    """(utility, mean held-out loss) of real runs on `alpha` from the base, one per seed."""
     prepared = load_prepared(store.local_dir(data))
     out = []
     for seed in range(seeds):
         ref = train_mixed(exp, store, alpha.tolist(), seed, data, base)
         model = load_model(str(store.local_dir(ref)), exp.model, "cpu")
         metrics = make_evaluator(exp, store, data, prepared, model, torch.device("cpu")).evaluate()
-        out.append(utility(exp, metrics))
+        loss = float(np.mean([metrics[f"loss.{d}"] for d in exp.domains]))
+        out.append((utility(exp, metrics), loss))
     return out
 
 
@@ -83,15 +84,20 @@ def main() -> None:
         store, [stages.merge_and_evaluate(exp, store, alphas, data, base, experts)]
     )
     print(f"config {args.config}, store {store_dir}, {args.seeds} real run(s) per mixture")
-    print(f"| choice | {' | '.join(exp.domains)} | merge utility | real utility (mean, per seed) |")
-    print(f"| --- | {' | '.join('---:' for _ in exp.domains)} | ---: | --- |")
+    print(
+        f"| choice | {' | '.join(exp.domains)} | merge utility | real utility (mean, per seed) "
+        "| real mean held-out loss |"
+    )
+    print(f"| --- | {' | '.join('---:' for _ in exp.domains)} | ---: | --- | ---: |")
     for (name, alpha), (_, row) in zip(choices.items(), rows.iterrows(), strict=True):
-        real = real_utility(exp, store, data, base, alpha, args.seeds)
+        real = real_scores(exp, store, data, base, alpha, args.seeds)
         weights = " | ".join(f"{w:.3f}" for w in alpha)
-        per_seed = ", ".join(f"{u:.4f}" for u in real)
+        per_seed = ", ".join(f"{u:.4f}" for u, _ in real)
         print(
             f"| {name} | {weights} | {utility(exp, row.to_dict()):.4f} | "
-            f"{np.mean(real):.4f} ({per_seed}) |"
+            f"{np.mean([u for u, _ in real]):.4f} ({per_seed}) | "
+            f"{np.mean([loss for _, loss in real]):.4f} |",
+            flush=True,
         )
     print(f"total {time.perf_counter() - start:.0f} s")
 
