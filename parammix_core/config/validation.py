@@ -21,7 +21,10 @@ class ValidationConfig(Strict):
     )
     concentration: PositiveFloat = Field(1.0, description="Dirichlet concentration of the draws.")
     reruns: Count(100, lo=0) = Field(
-        2, description="Mixtures trained again with another data order: the noise ceiling."
+        6,
+        description="Mixtures trained again with another data order: the noise ceiling. From "
+        "R reruns the noise variance is known within a factor 0.48-3.7 at R = 6 (90 %), "
+        "0.33-19 at R = 2.",
     )
     metrics: Literal["all", "loss"] = Field(
         "all",
