@@ -3,6 +3,7 @@
     python benchmarks/metric_sweep.py --store /tmp/msweep/store-0 --seed 0 \
         --metric p_correct --metric neg_bpb [--docs 300] [--reuse-upstream] --out sweep.jsonl
     python benchmarks/metric_sweep.py --summarise sweep.jsonl     # the table of every result
+    python benchmarks/metric_sweep.py --summarise sweep.jsonl --recompute '/tmp/msweep/store-{seed}'
 
 For one experiment seed of the embedded default, the validation stage (`validate_proxy`) trains
 real runs at the experts' budget on uniform and `--mixtures - 1` Dirichlet draws of
@@ -14,6 +15,11 @@ rerun ceiling of the benchmark utility and of each group (with the 90 % interval
 Spearman rho on the utility, the best trivial ranking, and held-out loss beside them. The
 utility is also recomputed with each group z-scored over the real runs (`zscore`), so that a
 group with a wide spread does not decide it alone.
+
+`--recompute STORE` (a path with `{seed}`) redoes each result's analysis with this checkout's
+ranking code from the rows of the validation artifact that produced it (found in the seed's
+store by its stored analysis), without scoring anything again: how a change to the analysis
+(the noise ceiling) is measured on runs already scored.
 
 `--reuse-upstream` takes the store's own data, base, experts and real runs (matched by their
 recorded mixture and seed) when their addresses differ from this checkout's (a store built by
@@ -141,6 +147,25 @@ def sweep(args) -> list[dict]:
     return out
 
 
+def recomputed(result: dict, store_pattern: str) -> dict:
+    """`result` with its analysis and z-scored ceiling recomputed from its validation rows."""
+    exp = experiment(
+        Path(store_pattern.format(seed=result["seed"])), result["seed"], 9, 0.5, "neg_bpb", 300
+    )
+    store = stages.open_store(exp)
+    for m in store.artifacts():
+        if m["stage"] != "validation":
+            continue
+        ref = ArtifactRef(stage=m["stage"], name=m["name"], key=m["key"])
+        if validate.load_validation(store, ref)["analysis"] != result["analysis"]:
+            continue
+        rows = store.load_parquet(ref, "rows.parquet")
+        tasks, groups = exp.evaluation.tasks, exp.evaluation.groups
+        analysis = ranking.analyse(rows, exp.domains, tasks, exp.search.group_weights or None)
+        return {**result, "analysis": analysis, "zscore_ceiling": zscore_ceiling(rows, groups)}
+    raise SystemExit(f"no validation artifact in {store.root} matches seed {result['seed']}")
+
+
 def summary_row(result: dict, groups: list[str]) -> dict:
     a = result["analysis"]
 
@@ -167,9 +192,11 @@ def summary_row(result: dict, groups: list[str]) -> dict:
     }
 
 
-def summarise(path: Path) -> None:
+def summarise(path: Path, store_pattern: str | None = None) -> None:
     """One markdown row per (seed, metric, documents): ceilings and the merge's rho."""
     results = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if store_pattern:
+        results = [recomputed(r, store_pattern) for r in results]
     groups = [c.removeprefix("group.") for c in results[0]["analysis"] if c.startswith("group.")]
     print(
         "| seed | metric | docs | utility ceiling [90 %] | z-scored | merge rho | best trivial "
@@ -195,6 +222,7 @@ def summarise(path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--summarise", type=Path, help="print the table of a --out file")
+    p.add_argument("--recompute", help="with --summarise: the seeds' store, '.../store-{seed}'")
     p.add_argument("--store", type=Path)
     p.add_argument("--seed", type=int)
     p.add_argument("--metric", action="append", help="p_correct, neg_bpb, ... (repeatable)")
@@ -205,7 +233,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="append each metric's result here (JSON lines)")
     args = p.parse_args()
     if args.summarise:
-        summarise(args.summarise)
+        summarise(args.summarise, args.recompute)
         return
     if args.store is None or args.seed is None or not args.metric:
         p.error("give --store, --seed and --metric, or --summarise")

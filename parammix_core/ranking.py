@@ -120,28 +120,40 @@ def noise_ceiling(runs: np.ndarray, first: np.ndarray, rerun: np.ndarray) -> dic
     """How well two real runs of the same mixtures agree, from a few reruns.
 
     `runs` (N,) is the metric of every mixture's first run; `first` and `rerun` (R,) are the
-    first run and the rerun (another data order) of the R rerun mixtures. The run-to-run noise
-    variance is mean((first - rerun)^2) / 2; the reliability 1 - noise / var(runs) is the
-    expected Pearson correlation of two independent runs over the N mixtures, and
+    first run and the rerun (another data order) of the R rerun mixtures. The first runs share
+    one data-order seed and the reruns another, and a seed moves every mixture's score alike
+    (on the default, by up to the spread between mixtures): a shift that changes no ranking.
+    So the run-to-run noise variance is the variance of the differences first - rerun about
+    their mean (`shift`), halved; with one rerun there is no mean to take out, and it is
+    the squared difference, halved. The reliability 1 - noise / var(runs) is the expected
+    Pearson correlation of two independent sets of runs over the N mixtures, and
     (6/pi) asin(r/2) its Spearman equivalent for Gaussian scores. With R >= 3 the direct
     Spearman of first vs rerun is given too (over R mixtures only: a rough check).
 
     The ceiling is itself an estimate: its noise variance rests on R differences, so
     `spearman_low` / `spearman_high` bound it at CEILING_LEVEL from the chi-square
-    distribution of R * estimate / variance with R degrees of freedom (Gaussian noise; the
-    spread over the N mixtures taken as known). Two reruns leave it wide: the report says so.
+    distribution of df * estimate / variance with df = R - 1 degrees of freedom (1 for one
+    rerun; Gaussian noise, the spread over the N mixtures taken as known). Few reruns leave
+    it wide: the report says so.
     """
     runs, first, rerun = (np.asarray(v, dtype=float) for v in (runs, first, rerun))
     if first.shape != rerun.shape or first.ndim != 1 or len(first) < 1:
         raise RankingError(f"first and rerun must be 1-D of equal length >= 1, got {first.shape}")
     r = len(first)
-    noise_var = float(np.mean((first - rerun) ** 2) / 2)
+    diff = first - rerun
+    if r > 1:
+        shift, df = float(diff.mean()), r - 1
+        noise_var = float(np.var(diff, ddof=1) / 2)
+    else:
+        shift, df = math.nan, 1
+        noise_var = float(diff[0] ** 2 / 2)
     total_var = float(np.var(runs, ddof=1)) if len(runs) > 1 else math.nan
     tail = (1 - CEILING_LEVEL) / 2
-    noise_high = r * noise_var / float(stats.chi2.ppf(tail, r))  # more noise: lower ceiling
-    noise_low = r * noise_var / float(stats.chi2.ppf(1 - tail, r))
+    noise_high = df * noise_var / float(stats.chi2.ppf(tail, df))  # more noise: lower ceiling
+    noise_low = df * noise_var / float(stats.chi2.ppf(1 - tail, df))
     return {
         "reruns": float(r),
+        "shift": shift,
         "noise_sd": math.sqrt(noise_var),
         "spread_sd": math.sqrt(total_var) if math.isfinite(total_var) else math.nan,
         "pearson": _reliability(noise_var, total_var),

@@ -23,8 +23,8 @@ class ValidationConfig(Strict):
     reruns: Count(100, lo=0) = Field(
         6,
         description="Mixtures trained again with another data order: the noise ceiling. From "
-        "R reruns the noise variance is known within a factor 0.48-3.7 at R = 6 (90 %), "
-        "0.33-19 at R = 2.",
+        "R reruns the noise variance is known within a factor 0.45-4.4 at R = 6 (90 %), "
+        "0.26-254 at R = 2.",
     )
     metrics: Literal["all", "loss"] = Field(
         "all",

@@ -73,7 +73,7 @@ def test_trivial_rankings():
 def test_noise_ceiling_from_reruns():
     runs = np.array([1.0, 2.0, 3.0, 4.0])  # sample variance 5/3
     out = ranking.noise_ceiling(runs, np.array([1.0, 2.0]), np.array([1.2, 1.8]))
-    noise = (0.04 + 0.04) / 2 / 2  # mean squared difference / 2
+    noise = (0.2**2 + 0.2**2) / (2 - 1) / 2  # variance of the differences (about 0) / 2
     reliability = 1 - noise / (5 / 3)
     assert out["noise_sd"] == pytest.approx(math.sqrt(noise))
     assert out["pearson"] == pytest.approx(reliability)
@@ -83,19 +83,33 @@ def test_noise_ceiling_from_reruns():
     assert ranking.noise_ceiling(runs, np.array([1.0]), np.array([4.0]))["spearman"] == 0.0
 
 
+def test_a_shift_common_to_the_reruns_is_not_noise():
+    runs = np.linspace(0.0, 3.0, 13)
+    first = np.array([0.5, 1.0, 2.0, 2.5])
+    rerun = first + np.array([0.1, -0.1, 0.05, -0.05])
+    shifted = ranking.noise_ceiling(runs, first, rerun + 0.7)  # the rerun seed: all 0.7 up
+    plain = ranking.noise_ceiling(runs, first, rerun)
+    for key in ("noise_sd", "spearman", "spearman_low", "spearman_high", "direct_spearman"):
+        assert shifted[key] == pytest.approx(plain[key])
+    assert shifted["shift"] == pytest.approx(-0.7) and plain["shift"] == pytest.approx(0.0)
+    d = first - rerun
+    assert plain["noise_sd"] == pytest.approx(math.sqrt(np.var(d, ddof=1) / 2))
+
+
 def test_the_ceiling_carries_its_own_interval_which_narrows_with_reruns():
     runs = np.linspace(0.0, 3.0, 13)  # spread variance 1.17
-    pairs = np.array([0.3, -0.3])  # noise variance 0.09 / 2 from every rerun pair
 
     def ceiling(r: int) -> dict:
         first = np.linspace(0.5, 2.5, r)
-        return ranking.noise_ceiling(runs, first, first + np.resize(pairs, r))
+        d = np.resize([0.3, -0.3], r) * math.sqrt((r - 1) / r)  # variance 0.09 for every r
+        return ranking.noise_ceiling(runs, first, first + d)
 
     two, eight = ceiling(2), ceiling(8)
     assert two["spearman"] == pytest.approx(eight["spearman"])  # the same noise estimate
-    # chi-square bounds on the noise variance, R degrees of freedom, 90 %
+    # chi-square bounds on the noise variance, R - 1 degrees of freedom, 90 %
     noise, spread = 0.09 / 2, float(np.var(runs, ddof=1))
-    high_noise = 2 * noise / stats.chi2.ppf(0.05, 2)
+    assert two["noise_sd"] == pytest.approx(math.sqrt(noise))
+    high_noise = 1 * noise / stats.chi2.ppf(0.05, 1)
     low = 6 / math.pi * math.asin(max(0.0, 1 - high_noise / spread) / 2)
     assert two["spearman_low"] == pytest.approx(low)
     assert two["spearman_low"] < two["spearman"] < two["spearman_high"] <= 1.0
