@@ -197,7 +197,9 @@ def summarise(path: Path, store_pattern: str | None = None) -> None:
     results = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if store_pattern:
         results = [recomputed(r, store_pattern) for r in results]
-    groups = [c.removeprefix("group.") for c in results[0]["analysis"] if c.startswith("group.")]
+    groups = sorted(
+        c.removeprefix("group.") for c in results[0]["analysis"] if c.startswith("group.")
+    )
     print(
         "| seed | metric | docs | utility ceiling [90 %] | z-scored | merge rho | best trivial "
         "| groups >= 0.6 | " + " | ".join(groups) + " | mean-loss ceiling | merge rho (loss) |"
