@@ -22,7 +22,7 @@ from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.data import natural_weights
 from parammix_core.model import resolve_device, save_model
-from parammix_core.report import is_beside
+from parammix_core.report.final import is_beside
 from parammix_core.search import utility
 from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
 from parammix_core.stages.evaluate import make_evaluator

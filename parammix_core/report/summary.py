@@ -1,0 +1,45 @@
+"""What a run prints at its end: the choice, then the verdicts of what else ran."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from parammix_core.report.final import final_verdict
+from parammix_core.report.validation import validation_verdict
+from parammix_core.search import Choice
+
+
+def summary_lines(choice: Choice) -> list[str]:
+    """Short terminal lines: how sure the choice is, the chosen mixture, then per group chosen
+    vs uniform and the group's share of the margin."""
+    uniform = choice.baselines.get("uniform")
+    lines = [choice.verdict] if choice.verdict else []
+    lines.append("chosen mixture: " + "  ".join(f"{d}={w:.3f}" for d, w in choice.alpha.items()))
+    vs = f"  (uniform {uniform['predicted_utility']:.3f})" if uniform else ""
+    scale = "" if choice.normalise == "raw" else f", groups on the {choice.normalise} scale"
+    lines.append(f"predicted utility{scale}: {choice.predicted_utility:.3f}{vs}")
+    width = max(len(g) for g in choice.groups)
+    for g in choice.groups:
+        vs = f"  uniform {uniform['predicted'][g]:.3f}" if uniform else ""
+        share = choice.contributions.get(g)
+        margin = f"  margin share {share:+.4f}" if share is not None else ""
+        lines.append(f"  {g:<{width}}  chosen {choice.predicted[g]:.3f}{vs}{margin}")
+    return lines
+
+
+def run_summary(
+    choice: Choice,
+    report: str,
+    validation: dict | None = None,
+    final: pd.DataFrame | None = None,
+) -> list[str]:
+    """What every run ends with, cached or not (terminal, log and the run's summary
+    artifact): the chosen mixture against uniform, the validation's and the final
+    training's verdicts when they ran, and where the report is."""
+    lines = summary_lines(choice)
+    if validation is not None:
+        lines.append("validation: " + validation_verdict(validation, emphasis=""))
+    if final is not None:
+        lines.append("final training: " + final_verdict(final))
+    lines.append(f"report: {report}")
+    return lines

@@ -1,0 +1,144 @@
+"""The proxy validation in words: how the merge ranks mixtures against real mixed runs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from parammix_core.report.markdown import markdown_table, num
+
+CEILING_WIDE = 0.2  # a ceiling interval wider than this is said to be uncertain
+
+
+def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
+    """One row per ranked metric: the proxies' and trivial rankings' Spearman, the ceiling."""
+    rows = []
+    for metric, a in analysis.items():
+        proxy = a["proxy"]
+        merge = proxy.get("merge", {})
+        row = {
+            "metric": metric,
+            "merge ρ": num(merge.get("spearman")),
+            "merge r": num(merge.get("pearson")),
+            "merge τ": num(merge.get("kendall")),
+            "top-25 %": num(merge.get("top25")),
+            "gap merge − mix": num(merge.get("gap")),
+        }
+        for kind in ("corrected", "rescaled"):
+            if kind in proxy:
+                row[f"{kind} ρ"] = num(proxy[kind].get("spearman"))
+        for name, b in a["baselines"].items():
+            row[f"{name} ρ"] = num(b.get("spearman"))
+        ceiling = a.get("ceiling", {})
+        row["ceiling ρ"] = num(ceiling.get("spearman"))
+        row["ceiling 90 %"] = _interval(ceiling)
+        best = num(a.get("best_trivial_spearman"))
+        rho = row["merge ρ"]
+        row["merge beats trivial"] = (
+            "n/a"
+            if not (math.isfinite(rho) and math.isfinite(best))
+            else "yes"
+            if rho > best
+            else "no"
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def validation_section(info: dict) -> str:
+    """Markdown: how the merge ranks mixtures against real mixed runs, said plainly."""
+    analysis = info["analysis"]
+    table = validation_table(analysis)
+    n = next(iter(analysis.values()))["n"]
+    lines = [
+        f"{n} non-vertex mixtures trained for real from the base with the experts' steps, "
+        "batch and hyper-parameters, scored exactly like the merges. ρ: Spearman, r: Pearson, "
+        "τ: Kendall of the proxy against the real runs (higher-is-better orientation); top-25 %: "
+        "share of the real top quarter the proxy also puts there; gap: mean merge − mix in the "
+        "metric's units. Trivial rankings: own_weight = α of the metric's domain, entropy = "
+        "entropy of α, expert_interpolation = α-weighted mean of the experts' scores. Ceiling: "
+        "expected Spearman between two real runs with different data orders (from the reruns).",
+        markdown_table(table),
+    ]
+    head = _validation_head(analysis)
+    a = analysis[head]
+    rho = num(a["proxy"]["merge"]["spearman"])
+    lines.append(validation_verdict(info))
+    fit = info.get("step_scale_fit") or {}
+    if fit:
+        corrected = num(a["proxy"].get("corrected", {}).get("spearman"))
+        lines.append(
+            "Second-order correction: the measured merge-vs-mix parameter gaps projected on the "
+            f"probe's predicted direction give an effective step scale {fit['scale']:.3g} "
+            f"({fit['scale_over_theory']:.3g} × the plain-gradient-descent η²T(T−1)/2 = "
+            f"{fit['theory_scale']:.3g}); mean cosine of measured and predicted gap "
+            f"{fit['cosine_mean']:.2f}, share of the gap explained {fit['explained']:.2f}, "
+            f"Spearman of predicted vs measured ||Δ|| {num(fit['norm_spearman']):.2f}. The merge "
+            f"corrected with this scale (fitted leave-one-out) ranks the {head.replace('_', ' ')} "
+            f"at ρ = {corrected:.2f} against {rho:.2f} for the plain merge."
+        )
+    lines.append("![proxy vs real](validation.png)")
+    return "\n\n".join(lines)
+
+
+def _validation_head(analysis: dict) -> str:
+    return "utility" if "utility" in analysis else "mean_loss"
+
+
+def validation_verdict(info: dict, emphasis: str = "**") -> str:
+    """One plain paragraph: the merge's rank correlation against the real runs, the best
+    trivial ranking and the noise ceiling, and whether the merge beats them."""
+    analysis = info["analysis"]
+    head = _validation_head(analysis)
+    a = analysis[head]
+    rho = num(a["proxy"]["merge"]["spearman"])
+    best = num(a["best_trivial_spearman"])
+    ceiling_info = a.get("ceiling", {})
+    ceiling = num(ceiling_info.get("spearman"))
+    verdict = (
+        f"On the {head.replace('_', ' ')}, the merge ranks mixtures at ρ = {rho:.2f} against "
+        f"the real runs; the best trivial ranking reaches {best:.2f} and two real runs agree "
+        f"at about {ceiling:.2f}. "
+    )
+    if not (rho > best):
+        verdict += f"{emphasis}The merge is no better than a trivial ranking here.{emphasis} "
+    if math.isfinite(ceiling) and rho < ceiling - 0.05:
+        verdict += "It stays more than 0.05 below the noise ceiling. "
+    low, high = num(ceiling_info.get("spearman_low")), num(ceiling_info.get("spearman_high"))
+    if math.isfinite(low) and math.isfinite(high) and high - low > CEILING_WIDE:
+        reruns = int(num(ceiling_info.get("reruns")))
+        verdict += (
+            f"The ceiling itself is uncertain: from {reruns} rerun(s) it lies in "
+            f"{_interval(ceiling_info)} (90 %); more reruns (`validation.reruns`) narrow it. "
+        )
+    if "chosen" in a:
+        verdict += _chosen_check(a["chosen"])
+    return verdict.strip()
+
+
+def _chosen_check(c: dict) -> str:
+    """The chosen mixture's real gain over uniform against the merge's, on one scale."""
+    noise = num(c.get("real_gain_sd"))
+    text = (
+        f"Trained for real at the experts' budget, the chosen mixture gains "
+        f"{c['real_gain']:+.4f} over uniform"
+        + (f" (one run each, ± {noise:.4f} from run-to-run noise)" if math.isfinite(noise) else "")
+        + f" where its merge gained {c['proxy_gain']:+.4f}"
+    )
+    if "predicted" not in c:
+        return text + "."
+    inside = c["predicted_low"] <= c["real_gain"] <= c["predicted_high"]
+    return text + (
+        f"; scaled by the slope of real on merge gains over the other {c['n_fit']} mixtures "
+        f"({c['slope']:.2f}), the merge predicted {c['predicted']:+.4f} "
+        f"[{c['predicted_low']:+.4f}, {c['predicted_high']:+.4f}] (90 %), and the real run "
+        f"falls {'inside' if inside else 'outside'} it."
+    )
+
+
+def _interval(ceiling: dict) -> str:
+    low, high = num(ceiling.get("spearman_low")), num(ceiling.get("spearman_high"))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return f"{low:.2f}–{high:.2f}"
