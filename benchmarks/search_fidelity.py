@@ -2,6 +2,8 @@
 
     python benchmarks/search_fidelity.py --seed 0 --dir /tmp/fidelity   # one seed
     python benchmarks/search_fidelity.py --summarise /tmp/fidelity      # the seeds' tables
+    python benchmarks/search_fidelity.py --seed 0 --dir /tmp/fidelity --searches S.jsonl
+        # grade the searches a stopped run printed (its JSON lines), searching nothing
 
 For one experiment seed (its own base, experts and data order) and each budget N (real-run
 equivalents: measured seconds over the experts' mean training seconds), three searches run
@@ -152,10 +154,10 @@ def grade(store: Path, seed: int, alphas: dict[str, dict[str, float]], n_seeds: 
     return out
 
 
-def run_seed(seed: int, folder: Path, budgets: list[int], grade_seeds: int) -> None:
+def run_searches(store: Path, seed: int, budgets: list[int]) -> list[dict]:
+    """The three searches of every budget, each printed as a JSON line when done."""
     from prefect.testing.utilities import prefect_test_harness
 
-    store = folder / f"store-{seed}"
     searches = []
     with prefect_test_harness(server_startup_timeout=180):
         for budget in budgets:
@@ -167,6 +169,18 @@ def run_seed(seed: int, folder: Path, budgets: list[int], grade_seeds: int) -> N
             n = max(10, round(budget / cost))  # what budget buys at the merges' cost
             searches.append(search(store, seed, "merges", budget, n))
             print(json.dumps(searches[-1]), flush=True)
+    return searches
+
+
+def run_seed(
+    seed: int, folder: Path, budgets: list[int], grade_seeds: int, done: Path | None
+) -> None:
+    """The searches (or, with `done`, the JSON lines a stopped run printed), then the grading."""
+    store = folder / f"store-{seed}"
+    if done is None:
+        searches = run_searches(store, seed, budgets)
+    else:
+        searches = [json.loads(line) for line in done.read_text().splitlines() if line.strip()]
     choices = {f"{s['strategy']}@{s['budget']}": s["alpha"] for s in searches}
     graded = grade(store, seed, choices, grade_seeds)
     result = {"seed": seed, "searches": searches, "graded": graded}
@@ -188,7 +202,8 @@ def summarise(folder: Path) -> None:
         for s in r["searches"]:
             name = f"{s['strategy']}@{s['budget']}"
             g = mean_of(graded[name])
-            sd = statistics.stdev(x["utility"] for x in graded[name]["runs"])
+            runs = [x["utility"] for x in graded[name]["runs"]]
+            sd = statistics.stdev(runs) if len(runs) > 1 else float("nan")
             gain = g["utility"] - uni["utility"]
             gains.setdefault(name, []).append(gain)
             alpha = " / ".join(f"{v:.2f}" for v in s["alpha"].values())
@@ -226,6 +241,11 @@ def main() -> None:
     p.add_argument("--grade-seeds", type=int, default=2, help="real runs per graded mixture")
     p.add_argument("--summarise", type=Path, help="print the tables of a folder's results")
     p.add_argument("--config", help="experiment YAML (default: the embedded default)")
+    p.add_argument(
+        "--searches",
+        type=Path,
+        help="JSON lines of searches a stopped run printed: grade them, search nothing",
+    )
     args = p.parse_args()
     CONFIG[0] = args.config
     if args.summarise:
@@ -234,7 +254,7 @@ def main() -> None:
     if args.seed is None or args.dir is None:
         p.error("give --seed and --dir, or --summarise")
     args.dir.mkdir(parents=True, exist_ok=True)
-    run_seed(args.seed, args.dir, args.budgets, args.grade_seeds)
+    run_seed(args.seed, args.dir, args.budgets, args.grade_seeds, args.searches)
 
 
 if __name__ == "__main__":
