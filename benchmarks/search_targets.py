@@ -10,6 +10,7 @@ Utility = the mean of the capability groups' scores (the default raw, equal-weig
 Uniform is scored the same way as the reference.
 
     python benchmarks/search_targets.py [--config configs/micro.yaml] [--store DIR] [--seeds 2]
+        [--set seed=1 ...]
 """
 
 from __future__ import annotations
@@ -63,10 +64,15 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "micro.yaml"))
     parser.add_argument("--store", default=None, help="store folder (default: a temporary one)")
     parser.add_argument("--seeds", type=int, default=2, help="real runs per mixture")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override"
+    )
     args = parser.parse_args()
     store_dir = args.store or tempfile.mkdtemp(prefix="search-targets-")
     exp = load_experiment(Path(args.config))
-    exp = apply_overrides(exp, [f"store.url={store_dir}", "runtime.device=cpu"], args.config)
+    exp = apply_overrides(
+        exp, [f"store.url={store_dir}", "runtime.device=cpu", *args.set], args.config
+    )
     store = stages.open_store(exp)
     start = time.perf_counter()
     data = stages.prepare_domains(exp, store)
@@ -83,7 +89,10 @@ def main() -> None:
     rows = stages.load_rows(
         store, [stages.merge_and_evaluate(exp, store, alphas, data, base, experts)]
     )
-    print(f"config {args.config}, store {store_dir}, {args.seeds} real run(s) per mixture")
+    print(
+        f"config {args.config} {' '.join(args.set)}, store {store_dir}, "
+        f"{args.seeds} real run(s) per mixture"
+    )
     print(
         f"| choice | {' | '.join(exp.domains)} | merge utility | real utility (mean, per seed) "
         "| real mean held-out loss |"
