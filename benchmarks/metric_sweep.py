@@ -1,9 +1,9 @@
 """Which scoring of the built-in tasks separates real mixed runs of spread-out mixtures?
 
-    python benchmarks/metric_sweep.py --store /tmp/msweep/store-0 --seed 0 \
+    python benchmarks/metric_sweep.py --store msweep/store-0 --seed 0 \
         --metric p_correct --metric neg_bpb [--docs 300] [--reuse-upstream] --out sweep.jsonl
     python benchmarks/metric_sweep.py --summarise sweep.jsonl     # the table of every result
-    python benchmarks/metric_sweep.py --summarise sweep.jsonl --recompute '/tmp/msweep/store-{seed}'
+    python benchmarks/metric_sweep.py --summarise sweep.jsonl --recompute 'msweep/store-{seed}'
 
 For one experiment seed of the embedded default, the validation stage (`validate_proxy`) trains
 real runs at the experts' budget on uniform and `--mixtures - 1` Dirichlet draws of

@@ -27,15 +27,17 @@ manifest ever contains them.
 Only safetensors, JSON and parquet are ever loaded from the store: never pickle.
 
 The package, by what each module holds: `address.py` (keys and `ArtifactRef`), `manifest.py`
-(checking files against a manifest), `errors.py` (`StoreError`, `StoreUnavailable`) and
-`fsspec_store.py` (the `Store` itself, and the S3 transfer settings it reads,
-`CONCURRENCY` and `DOWNLOAD_PART`: patch them there).
+(checking files against a manifest), `errors.py` (`StoreError`, `StoreUnavailable`),
+`transfer.py` (moving bytes: the S3 part settings `CONCURRENCY` and `DOWNLOAD_PART`, patch them
+there; create-only writes; backend errors explained), `cache.py` (verified local copies of a
+remote store's artifacts) and `fsspec_store.py` (the `Store` itself).
 """
 
 from parammix_core.store.address import KEY_CHARS, STAGES, ArtifactRef, canonical_json
 from parammix_core.store.errors import StoreError, StoreUnavailable
-from parammix_core.store.fsspec_store import CONCURRENCY, DOWNLOAD_PART, LOADABLE, MARKER, Store
+from parammix_core.store.fsspec_store import LOADABLE, MARKER, Store
 from parammix_core.store.manifest import MANIFEST, Verify, sha256_file
+from parammix_core.store.transfer import CONCURRENCY, DOWNLOAD_PART
 
 __all__ = [
     "CONCURRENCY",

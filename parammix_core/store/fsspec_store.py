@@ -6,11 +6,10 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,26 +18,23 @@ import fsspec
 from parammix_core import __version__
 from parammix_core.paths import cache_root
 from parammix_core.store.address import KEY_CHARS, STAGES, ArtifactRef, canonical_json
-from parammix_core.store.errors import StoreError, StoreUnavailable, _is_connection_error
+from parammix_core.store.cache import cached_copy
+from parammix_core.store.errors import StoreError
 from parammix_core.store.manifest import (
     MANIFEST,
     Verify,
-    _check_local,
     _compare,
     inside,
     parse_manifest,
     sha256_file,
     unsafe_name,
 )
+from parammix_core.store.transfer import create_file, explained, get_file, is_local, put_file
 
 if TYPE_CHECKING:  # torch and pandas take seconds to import: only the loaders below need them
     import pandas as pd
     import torch
 
-# Transfers on S3 move `CONCURRENCY` parts at a time, so a process holds at most
-# CONCURRENCY x part size of a file in memory, however large the checkpoint.
-CONCURRENCY = 4
-DOWNLOAD_PART = 8 << 20
 LOADABLE = (".safetensors", ".json", ".parquet")
 # A store's identity and marker: a folder without it is not a store, and nothing but a
 # store is ever written into (besides a new or empty folder, which becomes one).
@@ -68,7 +64,7 @@ class Store:
         self.verify = verify
         self.lookup = lookup  # what `exists` checks: sizes, or sha256 to trust nothing cached
         self.part_size = part_size  # multipart upload part size for large files (S3)
-        self.is_local = "file" in _protocols(self.fs)
+        self.is_local = is_local(self.fs)
         if self.is_local:
             self.root = os.path.abspath(self.root)
         self._ready = False  # the marker was seen or made: writes may go ahead
@@ -150,37 +146,8 @@ class Store:
     def _p(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
 
-    @contextmanager
-    def _explained(self, action: str) -> Iterator[None]:
-        """Turn backend errors into a StoreError naming the store and the likely cause."""
-        try:
-            yield
-        except StoreError:
-            raise
-        except PermissionError as err:
-            raise StoreError(
-                f"store {self.url}: access denied on {action} ({err}); check the credentials "
-                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or store.credentials_block) and "
-                "that they may " + action
-            ) from None
-        except FileNotFoundError as err:
-            if "bucket" in str(err).lower():
-                raise StoreError(
-                    f"store {self.url}: the bucket does not exist ({err}); create it first"
-                ) from None
-            raise
-        except Exception as err:
-            if type(err).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
-                raise StoreError(
-                    f"store {self.url}: no credentials found; set AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY or name a Prefect Secret block in "
-                    "store.credentials_block"
-                ) from None
-            if _is_connection_error(err):
-                raise StoreUnavailable(
-                    f"store {self.url}: cannot reach the endpoint ({type(err).__name__}: {err})"
-                ) from None
-            raise
+    def _explained(self, action: str) -> AbstractContextManager[None]:
+        return explained(self.url, action)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -243,49 +210,15 @@ class Store:
         return h.hexdigest()
 
     def local_dir(self, ref: ArtifactRef) -> Path:
-        """A local folder holding the artifact's verified files (the store itself when local).
-
-        Remote artifacts are downloaded file by file (streamed: memory stays bounded by the
-        transfer block, not the file) into the cache, verified there, and re-verified at each
-        use: a damaged cached copy is fetched again.
-        """
+        """A local folder holding the artifact's verified files: the store itself when local,
+        else a copy in the cache (`cached_copy`)."""
         if self.is_local:
             manifest = self.check(ref)
             return Path(self.file_path(ref, "", manifest)).resolve()
         manifest = self.manifest(ref)
         if manifest is None:
             raise StoreError(f"{ref.path}: not in the store {self.url} (no {MANIFEST})")
-        target = self.cache_dir / "artifacts" / ref.path
-        if (target / MANIFEST).exists():
-            try:
-                _check_local(ref, target, manifest, self.verify)
-                return target
-            except StoreError:
-                shutil.rmtree(target, ignore_errors=True)  # damaged cached copy: fetch again
-        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-        with self._explained("read"):
-            for rel in manifest["files"]:
-                local = inside(tmp, rel)
-                local.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    self._get(self.file_path(ref, rel, manifest), local)
-                except FileNotFoundError:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise StoreError(
-                        f"{ref.path}/{rel}: listed in the manifest but missing"
-                    ) from None
-        try:
-            _check_local(ref, tmp, manifest, self.verify)
-        except StoreError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        (tmp / MANIFEST).write_text(canonical_json(manifest))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            tmp.rename(target)
-        except OSError:  # another worker downloaded it first
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target
+        return cached_copy(self, ref, manifest)
 
     def _loadable(self, ref: ArtifactRef, rel: str) -> Path:
         why = unsafe_name(rel)
@@ -394,44 +327,14 @@ class Store:
         return ref
 
     def _put(self, local: Path, dest: str) -> None:
-        if self.is_local:
-            self.fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
-            self.fs.put_file(str(local), dest)
-        elif "s3" in _protocols(self.fs):  # parts of part_size; S3 needs >= 5 MiB per part
-            self.fs.put_file(
-                str(local),
-                dest,
-                chunksize=max(self.part_size, 5 << 20),
-                max_concurrency=CONCURRENCY,
-            )
-        else:
-            self.fs.put_file(str(local), dest)
+        put_file(self.fs, local, dest, self.part_size)
 
     def _get(self, path: str, local: Path) -> None:
-        if "s3" in _protocols(self.fs):  # ranged parts, a few at a time: bounded memory
-            self.fs.get_file(path, str(local), chunksize=DOWNLOAD_PART, max_concurrency=CONCURRENCY)
-        else:
-            self.fs.get_file(path, str(local))
+        get_file(self.fs, path, local)
 
     def _create(self, path: str, data: bytes) -> None:
         """Write `path` only if it does not exist; FileExistsError if it does."""
-        if self.is_local:
-            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-            Path(tmp).write_bytes(data)
-            try:
-                os.link(tmp, path)  # atomic, and fails if the target exists
-            finally:
-                os.unlink(tmp)
-            return
-        try:
-            self.fs.pipe_file(path, data, mode="create")
-        except FileExistsError:
-            raise
-        except OSError:  # some servers answer 412 without naming the condition
-            if self.fs.exists(path):
-                raise FileExistsError(path) from None
-            raise
+        create_file(self.fs, path, data)
 
     def staging(self, ref: ArtifactRef) -> Path:
         """A fresh local folder to build an artifact in before `publish`."""
@@ -487,8 +390,3 @@ class Store:
     def uri(self, ref: ArtifactRef, rel: str = "") -> str:
         path = self.file_path(ref, rel) if rel else self._p(ref.path)
         return path if self.is_local else self.fs.unstrip_protocol(path)
-
-
-def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
-    proto = fs.protocol
-    return (proto,) if isinstance(proto, str) else tuple(proto)
