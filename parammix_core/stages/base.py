@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import fsspec
@@ -18,7 +19,8 @@ from parammix_core.stages.common import (
     dump_config,
     train_progress,
 )
-from parammix_core.stages.launch import is_writer, launch, should_launch
+from parammix_core.stages.exclusive import one_at_a_time
+from parammix_core.stages.launch import is_writer, launch, launched, should_launch
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import train
@@ -79,17 +81,19 @@ def build_base(
         )
         model.to(device)
         weights = simplex.uniform(len(prepared.train))
-        result = train(
-            model,
-            prepared.train,
-            weights,
-            exp.training.base,
-            exp.seed,
-            store.work_dir(ref),
-            device,
-            train_progress(progress, "base"),
-            system=exp.training,
-        )
+        work = store.work_dir(ref)
+        with nullcontext() if launched() else one_at_a_time(work):  # ranks: the parent holds it
+            result = train(
+                model,
+                prepared.train,
+                weights,
+                exp.training.base,
+                exp.seed,
+                work,
+                device,
+                train_progress(progress, "base"),
+                system=exp.training,
+            )
         info = {"final_loss": result.final_loss, "steps": result.steps, "seconds": result.seconds}
     if not is_writer():  # another rank of a launched run: rank 0 publishes
         return ref

@@ -19,6 +19,7 @@ from parammix_core.data import DataError, prepare_corpora
 from parammix_core.data.fingerprint import fingerprint
 from parammix_core.data.sources import snapshot
 from parammix_core.stages.common import Progress, checkpoint_root, dump_config
+from parammix_core.stages.exclusive import one_at_a_time
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
@@ -91,9 +92,7 @@ def build_dir(store: Store, ref: ArtifactRef) -> Path:
     """The local folder the data artifact is built in: the same one for the same artifact, so
     a stopped preparation resumes from the shards it left; outside the store, which a run
     with bad corpora must leave as it found it."""
-    path = store.cache_dir / "resume" / ref.path
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return store.cache_dir / "resume" / ref.path
 
 
 def prepare_domains(exp: Experiment, store: Store, progress: Progress | None = None) -> ArtifactRef:
@@ -103,9 +102,14 @@ def prepare_domains(exp: Experiment, store: Store, progress: Progress | None = N
     if store.exists(ref):
         return ref
     out = build_dir(store, ref)
-    cfg = exp.data.model_copy(update={"tokenizer": tokenizer_source(exp)})
-    log = (lambda msg: progress(0, 1, msg)) if progress else None
-    stats = prepare_corpora(cfg, exp.seed, out, progress=log, storage_options=store.options)
-    published = store.publish(ref, out, info={"domains": exp.domains, "stats": stats})
-    shutil.rmtree(out)  # published: a second copy of every token would only fill the disk
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with one_at_a_time(out):
+        if store.exists(ref):  # published while this process waited for the folder
+            return ref
+        out.mkdir(exist_ok=True)
+        cfg = exp.data.model_copy(update={"tokenizer": tokenizer_source(exp)})
+        log = (lambda msg: progress(0, 1, msg)) if progress else None
+        stats = prepare_corpora(cfg, exp.seed, out, progress=log, storage_options=store.options)
+        published = store.publish(ref, out, info={"domains": exp.domains, "stats": stats})
+        shutil.rmtree(out)  # published: a second copy of every token would only fill the disk
     return published

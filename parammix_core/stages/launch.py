@@ -46,6 +46,7 @@ from parammix_core.config import Experiment
 from parammix_core.engines import LAUNCHER_ENV
 from parammix_core.model import resolve_device
 from parammix_core.stages.common import Progress
+from parammix_core.stages.exclusive import one_at_a_time
 from parammix_core.store import ArtifactRef, Store
 
 # stage name -> "module:function"; imported in the children (those modules import this one)
@@ -128,7 +129,7 @@ def launch(
             "parammix_core.stages.launch_rank",
             str(path),
         ]
-        with _ONE_LAUNCH_AT_A_TIME:
+        with one_at_a_time(store.work_dir(ref)), _ONE_LAUNCH_AT_A_TIME:
             log.info("%s: launching %d processes: %s", stage, n, " ".join(command))
             code, errors, tail = _run(command, _child_env(exp, store), stage, progress)
     if code != 0:
