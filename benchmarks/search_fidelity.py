@@ -254,6 +254,9 @@ def main() -> None:
     if args.seed is None or args.dir is None:
         p.error("give --seed and --dir, or --summarise")
     args.dir.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(1)  # the CLI's runtime.torch_threads: seeds side by side, no thrashing
     run_seed(args.seed, args.dir, args.budgets, args.grade_seeds, args.searches)
 
 

@@ -68,6 +68,7 @@ def main() -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override"
     )
     args = parser.parse_args()
+    torch.set_num_threads(1)  # the CLI's runtime.torch_threads: seeds side by side, no thrashing
     store_dir = args.store or tempfile.mkdtemp(prefix="search-targets-")
     exp = load_experiment(Path(args.config))
     exp = apply_overrides(
