@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 import fsspec
@@ -19,8 +18,7 @@ from parammix_core.stages.common import (
     dump_config,
     train_progress,
 )
-from parammix_core.stages.exclusive import one_at_a_time
-from parammix_core.stages.launch import is_writer, launch, launched, should_launch
+from parammix_core.stages.launch import holding, is_writer, launch, should_launch
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import train
@@ -82,7 +80,7 @@ def build_base(
         model.to(device)
         weights = simplex.uniform(len(prepared.train))
         work = store.work_dir(ref)
-        with nullcontext() if launched() else one_at_a_time(work):  # ranks: the parent holds it
+        with holding(work):
             result = train(
                 model,
                 prepared.train,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import fsspec
@@ -14,7 +13,6 @@ from parammix_core.data import DataError, PreparedData, load_prepared
 from parammix_core.engines import system_spec
 from parammix_core.merge.linear import check_specs
 from parammix_core.model import load_model, load_state, resolve_device
-from parammix_core.stages.exclusive import one_at_a_time
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import TrainResult, train
 
@@ -127,14 +125,14 @@ def train_from_base(
 ) -> tuple[torch.nn.Module, PreparedData, TrainResult]:
     """The shared base trained on the domain weights (an expert, a mixed run, a final run),
     resumable from the checkpoints under the artifact's work folder."""
-    from parammix_core.stages.launch import launched  # it imports this module
+    from parammix_core.stages.launch import holding  # it imports this module
 
     device = resolve_device(exp.runtime.device)
     prepared = load_prepared(store.local_dir(data))
     check_batches_fit(exp, prepared.stats)
     model = load_model(str(store.local_dir(base)), exp.model, device)
     work = store.work_dir(ref)
-    with nullcontext() if launched() else one_at_a_time(work):  # ranks: their parent holds it
+    with holding(work):
         result = train(
             model,
             prepared.train,

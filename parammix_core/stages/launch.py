@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,12 @@ def launched() -> bool:
     launched.
     """
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def holding(folder: Path) -> AbstractContextManager:
+    """The lock on a training's work folder (`one_at_a_time`), except in a launched rank: its
+    parent took the lock before launching it."""
+    return nullcontext() if launched() else one_at_a_time(folder)
 
 
 def is_writer() -> bool:

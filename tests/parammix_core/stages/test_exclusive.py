@@ -4,10 +4,12 @@ folder (data shards in the shared cache, training checkpoints), then uses what i
 import threading
 from pathlib import Path
 
-from filelock import FileLock
+import pytest
+from filelock import FileLock, Timeout
 
 from parammix_core import stages
 from parammix_core.stages.data import build_dir
+from parammix_core.stages.launch import holding
 from tests.parammix_core.bad_input import corpus_of, experiment, open_store, snapshot
 
 WAIT = 3.0  # seconds a blocked stage is watched for: it must not finish while the lock is held
@@ -64,3 +66,19 @@ def test_a_second_training_of_the_same_artifact_waits_for_the_first(tmp_path: Pa
         assert list(work.iterdir()) == [] and not store.exists(ref)
     thread.join(120)
     assert out == {"ref": ref} and store.exists(ref)
+
+
+def test_a_launched_rank_trains_under_its_parents_lock(tmp_path: Path, monkeypatch):
+    folder = tmp_path / "work"
+    with holding(folder), pytest.raises(Timeout):  # no launcher: this process takes the lock
+        FileLock(f"{folder}.lock").acquire(timeout=0.2)
+
+    def rank() -> None:
+        with holding(folder):
+            pass
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # inside a launched rank
+    with FileLock(f"{folder}.lock"):  # its parent holds the lock while the ranks train
+        thread, out = in_thread(rank)
+        thread.join(WAIT)  # taking the lock here would wait for the parent, i.e. for ever
+        assert not thread.is_alive() and out == {"ref": None}
