@@ -2,10 +2,10 @@
 
 A crashed or losing writer leaves files no manifest points to: upload folders
 (`files-<id>/`) in an artifact folder without a manifest or beside the one its manifest
-names, and temporary manifests. Training state under `_work/` outlives its use once the
-artifact is published. None of these is ever read; `find_garbage` lists them (only those
-untouched for `older_than` seconds, so a write in progress is left alone) and `collect`
-deletes them.
+names, and temporary manifests. Training state under `_work/` (and the lock file beside it)
+outlives its use once the artifact is published. None of these is ever read; `find_garbage`
+lists them (only those untouched for `older_than` seconds, so a write in progress is left
+alone) and `collect` deletes them.
 
 Every function here acts only on a store (its `STORE_ID` marker is there) and looks only
 at the folders of the pipeline's own stages; anything it does not recognise is left alone,
@@ -27,6 +27,7 @@ from parammix_core.store.manifest import UPLOAD, parse_manifest
 
 _FOLDER = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_.\-]*-[0-9a-f]{{{KEY_CHARS}}}$")
 _TMP_MANIFEST = re.compile(rf"^{re.escape(MANIFEST)}\.tmp-[0-9a-f]{{32}}$")
+_LOCK = ".lock"  # `_work/<stage>/<folder>.lock`: stages.exclusive's lock on a training's folder
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def _scan(store: Store) -> dict[str, dict[str, list[dict[str, Any]]]]:
     for path, info in found.items():
         parts = path.removeprefix(root).split("/")
         depth = 1 if parts[0] == "_work" else 0  # `_work/<stage>/...`
+        if depth and len(parts) == 3 and parts[2].endswith(_LOCK):  # the lock joins its folder
+            parts = [*parts[:2], parts[2].removesuffix(_LOCK), _LOCK]
         if len(parts) < depth + 3 or any(p in ("", ".", "..") for p in parts):
             continue
         stage, folder, top = parts[depth : depth + 3]
@@ -189,7 +192,13 @@ def collect(store: Store, leftovers: list[Leftover]) -> int:
         for item in leftovers:
             if not item.deletable:
                 continue
-            store.fs.rm(f"{store.root}/{item.path}", recursive=True)
+            path = f"{store.root}/{item.path}"
+            if item.path.startswith("_work/"):  # a training's folder, its lock, or both
+                for target in (path, f"{path}{_LOCK}"):
+                    if store.fs.exists(target):
+                        store.fs.rm(target, recursive=True)
+            else:
+                store.fs.rm(path, recursive=True)
             freed += item.bytes
             if store.is_local:
                 _remove_if_empty(f"{store.root}/{item.path.rsplit('/', 1)[0]}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from parammix_core.stages.exclusive import one_at_a_time
 from parammix_core.store import ArtifactRef, Store, StoreError
 from parammix_core.store_admin import collect, find_garbage, list_artifacts, verify_all
 
@@ -126,6 +127,27 @@ def test_gc_collects_training_state_of_published_artifacts(tmp_path: Path):
     assert collect(store, garbage) == 2
     assert not (tmp_path / "store" / "_work" / done.path).exists()
     assert (store.work_dir(running) / "step-0000010" / "state.json").is_file()
+
+
+def test_gc_collects_the_lock_beside_published_training_state(tmp_path: Path):
+    store = Store(str(tmp_path / "store"), cache_dir=tmp_path / "cache")
+    done, gone = _publish(store, "done", {"x": 1}), _publish(store, "gone", {"x": 2})
+    running = ArtifactRef.for_spec("expert", "running", {"x": 3})
+    for ref in (done, gone, running):
+        with one_at_a_time(store.work_dir(ref)):  # as a training leaves it: a `<folder>.lock`
+            (store.work_dir(ref) / "state.json").write_text("{}")
+    store.work_dir(gone).joinpath("state.json").unlink()  # an older gc took the folder only
+    store.work_dir(gone).rmdir()
+    work = tmp_path / "store" / "_work"
+    garbage = find_garbage(store, older_than=0)
+    assert sorted(g.path for g in garbage) == [f"_work/{done.path}", f"_work/{gone.path}"]
+    collect(store, garbage)
+    assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*")) == [
+        running.stage,
+        running.path,
+        f"{running.path}.lock",
+        f"{running.path}/state.json",
+    ]
 
 
 def _user_folder(root: Path) -> dict[str, bytes]:
