@@ -1,13 +1,16 @@
 """Which scoring of the built-in tasks separates real mixed runs: rerun ceilings per metric.
 
     python benchmarks/graded_ceilings.py --dir /tmp/fid --metric neg_bpb --metric p_gold
+    python benchmarks/graded_ceilings.py --dir /tmp/fid --metric neg_bpb --docs 300 --docs 800
 
 Reads the real runs `search_fidelity.py` trained to grade the searches' choices (every mixture
 trained on two fresh seeds, in `<dir>/store-<seed>`), scores each again with the built-in tasks
 under another metric (the same documents and prompts), and prints, per experiment seed and
 metric, the noise ceiling (`ranking.noise_ceiling`: the expected Spearman of two real runs of
-the same mixtures, with its 90 % interval) of the utility and of each group. `p_correct`, the
-metric the runs were scored with, is read from the store, not recomputed.
+the same mixtures, with its 90 % interval) of the utility and of each group. The scores stored
+with the runs (row `stored`: the metric and documents of the code that trained them) are read,
+not recomputed. `--docs` (repeatable) rescores with that many documents per built-in task
+(default: the config's 300), so the same runs show what more documents do to the ceilings.
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ def graded_runs(store: Store) -> list[tuple[ArtifactRef, dict]]:
     return [(r, store.load_json(r, "final_run.json")) for r in refs]
 
 
-def rescore(store: Store, seed: int, metric: str) -> RunScores:
-    """Every graded run scored by the built-in tasks under `metric`."""
+def rescore(store: Store, seed: int, metric: str, docs: int) -> RunScores:
+    """Every graded run scored by `docs` documents of each built-in task under `metric`."""
     exp = Experiment(seed=seed)
     tasks = [t.model_copy(update={"metric": metric}) for t in exp.evaluation.tasks]
-    evaluation = exp.evaluation.model_copy(update={"tasks": tasks, "heldout_loss": False})
+    evaluation = exp.evaluation.model_copy(
+        update={"tasks": tasks, "heldout_loss": False, "builtin_docs_per_task": docs}
+    )
     exp = exp.model_copy(update={"evaluation": evaluation})
     manifest = next(m for m in store.artifacts() if m["stage"] == "data")
     data = ArtifactRef(stage="data", name=manifest["name"], key=manifest["key"])
@@ -89,14 +94,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dir", type=Path, required=True, help="search_fidelity.py's folder")
     p.add_argument("--metric", action="append", default=[], help="neg_bpb or p_gold")
+    p.add_argument("--docs", type=int, action="append", help="documents per task (repeatable)")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
     for folder in sorted(args.dir.glob("store-*")):
         seed = int(folder.name.split("-")[1])
         store = Store(str(folder))
-        scored = {"p_correct": stored(store)}
-        scored.update({m: rescore(store, seed, m) for m in args.metric})
+        scored = {"stored": stored(store)}
+        for docs in args.docs or [Experiment().evaluation.builtin_docs_per_task]:
+            for m in args.metric:
+                scored[f"{m} ({docs} docs)"] = rescore(store, seed, m, docs)
         rows += [(metric, seed, ceilings(runs)) for metric, runs in scored.items()]
     columns = list(rows[0][2])
     print("| metric | seed | mixtures | " + " | ".join(c.removeprefix("group.") for c in columns))
