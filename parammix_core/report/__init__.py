@@ -18,6 +18,7 @@ from parammix_core.report.final import final_section, final_verdict, is_beside
 from parammix_core.report.markdown import markdown_table
 from parammix_core.report.summary import run_summary, summary_lines
 from parammix_core.report.validation import (
+    real_training_outlook,
     validation_section,
     validation_table,
     validation_verdict,
@@ -33,6 +34,7 @@ __all__ = [
     "final_verdict",
     "is_beside",
     "markdown_table",
+    "real_training_outlook",
     "run_summary",
     "summary_lines",
     "validation_section",

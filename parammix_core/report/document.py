@@ -38,8 +38,12 @@ def write_report(
     surrogates: SurrogateSet,
     choice: Choice,
     extra: dict[str, str] | None = None,
+    lead: list[str] | None = None,
 ) -> Path:
     """Write report.md and its three figures into `out_dir`; return the report.md path.
+
+    `lead`: sentences shown in bold under the choice's verdict (what the validation expects
+    real training of the choice to gain), before any table.
 
     `rows` must be the evaluation rows the surrogates were fitted on, in the same order (the
     out-of-fold predictions are matched to them by position).
@@ -73,6 +77,7 @@ def write_report(
         f"({', '.join(domains)}); utility = weighted mean of the capability groups "
         f"({weights}; groups {_scale_text(choice.normalise)}).",
         *([f"**{choice.verdict}**"] if choice.verdict else []),
+        *(f"**{line}**" for line in lead or []),
         "## Chosen mixture",
         "Mean of the top "
         f"{len(choice.top_k)} of the candidate mixtures by predicted utility, beside the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from parammix_core.report.final import final_verdict
-from parammix_core.report.validation import validation_verdict
+from parammix_core.report.validation import real_training_outlook, validation_verdict
 from parammix_core.search import Choice
 
 
@@ -38,6 +38,8 @@ def run_summary(
     training's verdicts when they ran, and where the report is."""
     lines = summary_lines(choice)
     if validation is not None:
+        if outlook := real_training_outlook(validation):
+            lines.insert(1 if choice.verdict else 0, outlook)  # beside the merges' verdict
         lines.append("validation: " + validation_verdict(validation, emphasis=""))
     if final is not None:
         lines.append("final training: " + final_verdict(final))

@@ -137,6 +137,30 @@ def _chosen_check(c: dict) -> str:
     )
 
 
+def real_training_outlook(info: dict) -> str | None:
+    """What one real run of the chosen mixture is predicted to gain over one of uniform; None
+    when the validation did not train the choice. The search's interval is one of merges,
+    which overstate real gains (the slope of real on merge gains was 0.46-0.55 on the
+    default) and know nothing of a training run's own noise, so a run leads with this too."""
+    c = info["analysis"][_validation_head(info["analysis"])].get("chosen", {})
+    if "predicted" not in c:
+        return None
+    low, high = c["predicted_low"], c["predicted_high"]
+    text = (
+        f"real gain of the chosen mixture over uniform, one run of each at the experts' "
+        f"budget (90% prediction interval): {c['predicted']:+.4f} [{low:+.4f}, {high:+.4f}], "
+        f"the merge's {c['proxy_gain']:+.4f} times the slope of real on merge gains over "
+        f"{c['n_fit']} validation mixtures ({c['slope']:.2f}), the runs' noise included. "
+    )
+    if low > 0:
+        return text + "A real run of the chosen mixture is expected to beat uniform's too."
+    return text + (
+        "The interval holds zero: one real run of each may not tell the chosen mixture from "
+        "uniform; more validation mixtures and reruns (`validation.n_mixtures`, "
+        "`validation.reruns`) narrow it, longer experts may separate the mixtures more."
+    )
+
+
 def _interval(ceiling: dict) -> str:
     low, high = num(ceiling.get("spearman_low")), num(ceiling.get("spearman_high"))
     if not (math.isfinite(low) and math.isfinite(high)):

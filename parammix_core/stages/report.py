@@ -12,6 +12,7 @@ from parammix_core.plots import plot_discrepancy
 from parammix_core.report import (
     final_section,
     markdown_table,
+    real_training_outlook,
     run_summary,
     validation_section,
     write_report,
@@ -57,15 +58,17 @@ def report(
     out = store.staging(ref)
     rows = store.load_parquet(surrogates, "rows.parquet")
     extra = {"Evaluation noise": noise_section(store.load_json(surrogates, "noise.json"))}
+    lead = []
     if probe is not None:
         extra["Interference probe"] = probe_section(store, probe, rows, exp.domains, out)
     if validation is not None:
         (out / "validation.png").write_bytes(
             (store.local_dir(validation) / "validation.png").read_bytes()
         )
-        extra["Proxy validation"] = validation_section(
-            store.load_json(validation, "validation.json")
-        )
+        info = store.load_json(validation, "validation.json")
+        extra["Proxy validation"] = validation_section(info)
+        if outlook := real_training_outlook(info):
+            lead.append(outlook)
     if final is not None:
         extra["Final mid-training"] = final_section(
             store.load_parquet(final, "comparison.parquet"), store.load_json(final, "final.json")
@@ -79,6 +82,7 @@ def report(
         load_surrogates(store, surrogates),
         load_choice(store, choice),
         extra=extra,
+        lead=lead,
     )
     return store.publish(ref, out, info={"name": exp.name})
 

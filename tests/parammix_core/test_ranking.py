@@ -261,3 +261,36 @@ def test_the_verdict_checks_the_chosen_mixture_against_the_scaled_merge():
     )
     chosen["real_gain"] = 0.05
     assert report.validation_verdict({"analysis": analysis}).endswith("falls outside it.")
+
+
+def _with_chosen(chosen: dict) -> dict:
+    proxy = {"proxy": {"merge": {"spearman": 0.8}}, "best_trivial_spearman": 0.5}
+    return {"analysis": {"utility": {**proxy, "ceiling": {"spearman": 0.7}, "chosen": chosen}}}
+
+
+def test_the_outlook_states_one_real_runs_predicted_gain_and_whether_it_holds_zero():
+    chosen = {
+        "proxy_gain": 0.05,
+        "real_gain": 0.031,
+        "n_fit": 11,
+        "slope": 0.6,
+        "predicted": 0.03,
+        "predicted_low": 0.01,
+        "predicted_high": 0.05,
+    }
+    assert report.real_training_outlook(_with_chosen(chosen)) == (
+        "real gain of the chosen mixture over uniform, one run of each at the experts' budget "
+        "(90% prediction interval): +0.0300 [+0.0100, +0.0500], the merge's +0.0500 times the "
+        "slope of real on merge gains over 11 validation mixtures (0.60), the runs' noise "
+        "included. A real run of the chosen mixture is expected to beat uniform's too."
+    )
+    chosen["predicted_low"] = -0.002
+    assert report.real_training_outlook(_with_chosen(chosen)).endswith(
+        "[-0.0020, +0.0500], the merge's +0.0500 times the slope of real on merge gains over 11 "
+        "validation mixtures (0.60), the runs' noise included. The interval holds zero: one "
+        "real run of each may not tell the chosen mixture from uniform; more validation "
+        "mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) narrow it, longer "
+        "experts may separate the mixtures more."
+    )
+    assert report.real_training_outlook(_with_chosen({"proxy_gain": 0.05})) is None  # no slope
+    assert report.real_training_outlook(_with_chosen({})) is None  # the choice not trained

@@ -1,5 +1,7 @@
 """Report and figures: files that exist, say the chosen numbers, and draw deterministically."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from parammix_core.report import (
     ReportError,
     final_verdict,
     markdown_table,
+    run_summary,
     summary_lines,
     write_report,
 )
@@ -168,6 +171,40 @@ def test_summary_lines(experiment):
         "share",
         f"{share:+.4f}",
     ]
+
+
+def test_a_run_leads_with_the_choices_predicted_real_gain(experiment):
+    _, _, choice = experiment
+    chosen = {"proxy_gain": 0.02, "real_gain": 0.004, "n_fit": 11, "slope": 0.5}
+    chosen.update(predicted=0.01, predicted_low=-0.001, predicted_high=0.021)
+    analysis = {
+        "proxy": {"merge": {"spearman": 0.8}},
+        "best_trivial_spearman": 0.5,
+        "ceiling": {"spearman": 0.7},
+        "chosen": chosen,
+    }
+    validation = {"analysis": {"utility": analysis}}
+    lines = run_summary(choice, "REPORT", validation)
+    assert lines[0].startswith("real gain of the chosen mixture over uniform, one run of each")
+    assert "+0.0100 [-0.0010, +0.0210]" in lines[0] and "The interval holds zero" in lines[0]
+    assert lines[1:-2] == summary_lines(choice)
+    assert lines[-2].startswith("validation: On the utility, the merge ranks")
+    assert lines[-1] == "report: REPORT"
+    assert run_summary(choice, "REPORT")[:-1] == summary_lines(choice)  # no validation: no lead
+    with_verdict = replace(choice, verdict="predicted utility gain of the chosen mixture: ...")
+    lines = run_summary(with_verdict, "REPORT", validation)
+    assert lines[0] == with_verdict.verdict  # the merges' interval, then the real-runs' one
+    assert lines[1].startswith("real gain of the chosen mixture over uniform, one run of each")
+
+
+def test_the_report_leads_with_what_it_is_given(experiment, tmp_path):
+    rows, surrogates, choice = experiment
+    lead = ["real gain of the chosen mixture over uniform: +0.0100"]
+    text = write_report(
+        tmp_path, "x", DOMAINS, GROUPS, rows, surrogates, choice, lead=lead
+    ).read_text()
+    assert f"**{lead[0]}**" in text
+    assert text.index(f"**{lead[0]}**") < text.index("## Chosen mixture")
 
 
 def test_final_verdict_names_each_metric_once():
