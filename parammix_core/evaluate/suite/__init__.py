@@ -7,7 +7,7 @@ capability group of the default utility:
 
     pm_arithmetic        math       a held-out math question -> its worked answer
     pm_code_completion   code       a line of Python cut mid-way -> its true rest of the line
-    pm_stdlib_knowledge  knowledge  a stdlib docstring's first sentence -> the function's name
+    pm_stdlib_knowledge  knowledge  a stdlib function's name -> its docstring's first sentence
     pm_word_order        language   a held-out English sentence -> its words in the right order
     pm_sequences         reasoning  a held-out instruction (sequences, comparisons, sorting,
                                     counting) -> its response

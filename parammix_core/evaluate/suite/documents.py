@@ -158,24 +158,28 @@ def _code_docs(rng: random.Random, n: int, lines: list[tuple[str, str]], source:
 
 
 def _knowledge_docs(rng: random.Random, n: int, entries: Sequence[_Docstring]) -> list[Doc]:
-    """Name the stdlib function/class a docstring sentence describes (same-kind distractors)."""
+    """What a named stdlib function/class does: its docstring's first sentence, against other
+    entries' sentences of about the same length.
+
+    The gold is a whole sentence, not the name: the name's few rare tokens were scored so
+    noisily that two real runs of the same mixtures did not rank them alike (benchmarks/
+    RESULTS.md, "The knowledge task"); a sentence's bits per byte average over its ~15 tokens.
+    """
     if len(entries) < n:
         raise SuiteError(f"pm_stdlib_knowledge: {len(entries)} stdlib docstrings, need {n}")
-    names: dict[str, list[str]] = {
-        kind: sorted({e.name for e in entries if e.kind == kind}) for kind in ("def", "class")
-    }
+    by_len: dict[int, set[str]] = defaultdict(set)
+    for e in entries:
+        by_len[len(e.sentence)].add(e.sentence)
     order = list(entries)
     rng.shuffle(order)
     docs = []
     for e in order:
-        # Names of about the same length, so the answer is not given away by being short.
-        pool = [m for m in names[e.kind] if m != e.name and abs(len(m) - len(e.name)) <= 2]
+        near = range(len(e.sentence) - 3, len(e.sentence) + 4)  # length gives nothing away
+        pool = sorted(set().union(*(by_len[k] for k in near)) - {e.sentence})
         if len(pool) < _DISTRACTORS:
             continue
-        doc = _shuffled(
-            rng, f" {e.name}", [f" {m}" for m in rng.sample(pool, _DISTRACTORS)], kind=e.kind
-        )
-        doc["query"] = f"# {e.sentence}\n{e.kind}"
+        doc = _shuffled(rng, e.sentence, rng.sample(pool, _DISTRACTORS), kind=e.kind)
+        doc["query"] = f'{e.kind} {e.name}:\n    """'
         docs.append(doc)
         if len(docs) == n:
             return docs

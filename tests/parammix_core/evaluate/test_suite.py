@@ -169,7 +169,7 @@ def test_code_completion_gold_completes_a_real_line(suite, stdlib):
         ast.parse(line + " pass" if line.endswith(":") else line)  # real code, not prose
 
 
-def test_knowledge_gold_is_the_documented_name(suite, stdlib):
+def test_knowledge_gold_is_the_named_objects_first_sentence(suite, stdlib):
     documented = {}
     for p in stdlib.glob("*.py"):
         for node in ast.walk(ast.parse(p.read_text())):
@@ -177,10 +177,13 @@ def test_knowledge_gold_is_the_documented_name(suite, stdlib):
             if doc:
                 documented.setdefault(node.name, []).append(" ".join(doc.split()))
     for doc in _docs(suite, "pm_stdlib_knowledge"):
-        sentence = doc["query"].split("\n")[0].removeprefix("# ")
-        name = doc["choices"][doc["gold"]].strip()
-        assert any(d.startswith(sentence) for d in documented[name])
-        assert doc["query"].endswith("\n" + doc["kind"])
+        kind, name = doc["query"].removesuffix(':\n    """').split(" ")
+        assert kind == doc["kind"] and doc["query"] == f'{kind} {name}:\n    """'
+        gold = doc["choices"][doc["gold"]]
+        assert gold.endswith(".") and any(d.startswith(gold) for d in documented[name])
+        wrong = [c for i, c in enumerate(doc["choices"]) if i != doc["gold"]]
+        assert len(wrong) == 2 and gold not in wrong
+        assert all(abs(len(w) - len(gold)) <= 3 for w in wrong)  # length gives nothing away
 
 
 def test_same_inputs_same_bytes_and_seed_matters(tmp_path, suite, stdlib):
