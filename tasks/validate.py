@@ -9,7 +9,7 @@ from prefect.futures import PrefectFuture
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.report import validation_section
-from parammix_core.stages import validate
+from parammix_core.stages import mixed, validate
 from parammix_core.store import ArtifactRef
 from tasks.artifacts import inline_figures
 from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
@@ -24,7 +24,7 @@ def plan_validation(exp: Experiment, choice: ArtifactRef) -> list[list[float]]:
 @stage_task(
     name="train_mixed",
     task_run_name="train_mixed[{label}]",
-    cache_key_fn=store_key(validate.mixed_ref),
+    cache_key_fn=store_key(mixed.mixed_ref),
     **RESULTS,
     **RETRIES,
 )
@@ -36,7 +36,7 @@ def train_mixed(
     base: ArtifactRef,
     label: str = "run",
 ) -> ArtifactRef:
-    _, ref = run_stage(exp, f"mixed run {label}", validate.train_mixed, alpha, seed, data, base)
+    _, ref = run_stage(exp, f"mixed run {label}", mixed.train_mixed, alpha, seed, data, base)
     return ref
 
 

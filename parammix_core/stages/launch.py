@@ -54,7 +54,7 @@ from parammix_core.store import ArtifactRef, Store
 STAGES = {
     "build_base": "parammix_core.stages.base:build_base",
     "train_expert": "parammix_core.stages.experts:train_expert",
-    "train_mixed": "parammix_core.stages.validate:train_mixed",
+    "train_mixed": "parammix_core.stages.mixed:train_mixed",
     "final_run": "parammix_core.stages.final:final_run",
 }
 PROGRESS_PREFIX = "@parammix-progress "  # rank 0, stdout: {done, total, message}

@@ -41,8 +41,9 @@ from parammix_core.search import utility as group_utility
 from parammix_core.search.multifidelity import MultiFidelityStrategy
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.evaluate import _bench, initial_design, load_rows
+from parammix_core.stages.mixed import mixed_ref
 from parammix_core.stages.proposals import measured_costs, round_seed
-from parammix_core.stages.validate import mixed_ref, validation_mixtures
+from parammix_core.stages.validate import validation_mixtures
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 

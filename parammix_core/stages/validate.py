@@ -2,7 +2,7 @@
 
 For M non-vertex mixtures (uniform, Dirichlet draws, the chosen one) a model is really trained
 from the base on batches drawn by alpha, with the experts' steps, batch and hyper-parameters
-(`train_mixed`, one mapped task each); a few are trained again with another data order to
+(`stages.mixed`, one mapped task each); a few are trained again with another data order to
 measure the run-to-run noise. `validate_proxy` scores the merges and the trained models with
 the same evaluator and compares the rankings (`parammix_core.ranking`).
 
@@ -34,17 +34,14 @@ from parammix_core.evaluate.heldout import block_losses
 from parammix_core.hvp import flat_params
 from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
-from parammix_core.model import load_model, load_state, resolve_device, save_model
+from parammix_core.model import load_model, load_state, resolve_device
 from parammix_core.plots import plot_validation
 from parammix_core.stages.common import (
     Progress,
     dump_config,
     merge_states,
-    train_from_base,
-    training_spec,
 )
 from parammix_core.stages.evaluate import _bench
-from parammix_core.stages.launch import is_writer, launch, should_launch
 from parammix_core.stages.probe import load_probe
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
@@ -82,53 +79,6 @@ def run_labels(exp: Experiment, n_mixtures: int, plan: list[tuple[int, int]]) ->
         return "uniform" if i == 0 else "chosen" if i == chosen else f"draw {i}"
 
     return [name(i) + (", rerun" if seed != exp.seed else "") for i, seed in plan]
-
-
-def mixed_ref(
-    exp: Experiment, alpha: Sequence[float], seed: int, data: ArtifactRef, base: ArtifactRef
-) -> ArtifactRef:
-    spec = {
-        "alpha": [float(a) for a in alpha],
-        "domains": exp.domains,
-        **training_spec(exp, exp.training.expert, seed, data, base),
-    }
-    return ArtifactRef.for_spec("mixed", "run", spec, code=code_version("mixed"))
-
-
-def train_mixed(
-    exp: Experiment,
-    store: Store,
-    alpha: Sequence[float],
-    seed: int,
-    data: ArtifactRef,
-    base: ArtifactRef,
-    progress: Progress | None = None,
-) -> ArtifactRef:
-    """One real run on the mixture alpha with the experts' budget: what a merge stands in for."""
-    weights = simplex.validate(alpha, exp.domains)
-    ref = mixed_ref(exp, alpha, seed, data, base)
-    if store.exists(ref):
-        return ref
-    if should_launch(exp):
-        return launch("train_mixed", exp, store, ref, alpha, seed, data, base, progress=progress)
-    model, _, result = train_from_base(
-        exp,
-        store,
-        ref,
-        data,
-        base,
-        weights.tolist(),
-        exp.training.expert,
-        seed,
-        progress,
-        "mixed run",
-    )
-    if not is_writer():  # another rank of a launched run: rank 0 publishes
-        return ref
-    out = store.staging(ref)
-    save_model(model, out)
-    info = {"alpha": weights.tolist(), "seed": seed, "final_loss": result.final_loss}
-    return store.publish(ref, out, info={**info, "seconds": result.seconds})
 
 
 def validation_ref(

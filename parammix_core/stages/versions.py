@@ -33,7 +33,7 @@ STAGE_MODULES = {
     "evals": "parammix_core.stages.evaluate",
     "surrogates": "parammix_core.stages.surrogates",
     "choice": "parammix_core.stages.search",
-    "mixed": "parammix_core.stages.validate",
+    "mixed": "parammix_core.stages.mixed",
     "validation": "parammix_core.stages.validate",
     "final": "parammix_core.stages.final",
     "report": "parammix_core.stages.report",

@@ -16,8 +16,8 @@ from parammix_core import stages
 from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.data import natural_weights
 from parammix_core.search.mixmin import mixmin
+from parammix_core.stages import mixed
 from parammix_core.stages import multifidelity as mf
-from parammix_core.stages import validate
 from parammix_core.store import ArtifactRef
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def test_multifidelity_interleaves_merges_and_real_runs(prefect_api, store_dir: 
     store = stages.open_store(exp)
     data = stages.prepare_domains(exp, store)
     base = stages.build_base(exp, store, data)
-    uniform = validate.train_mixed(exp, store, [0.5, 0.5], exp.seed, data, base)  # validation's
+    uniform = mixed.train_mixed(exp, store, [0.5, 0.5], exp.seed, data, base)  # validation's
     refs = param_mix(exp, return_state=True).result()
     experts = [refs[f"expert.{d}"] for d in exp.domains]
 

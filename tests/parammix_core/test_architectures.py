@@ -23,7 +23,7 @@ from parammix_core.evaluate.heldout import block_losses, heldout_loss
 from parammix_core.model import load_model, load_state, module_state
 from parammix_core.objective import is_sparse_moe, lm_inputs, training_inputs
 from parammix_core.search.mergemix import merged_loss_objective
-from parammix_core.stages import validate
+from parammix_core.stages import mixed, validate
 from parammix_core.train import sample_batch, train
 from tests.parammix_core.architectures import (
     CPU,
@@ -208,7 +208,7 @@ def test_validate_proxy_scores_real_mixed_runs_of_every_family(run):
     store = run.store
     mixtures = validate.validation_mixtures(exp)
     plan = validate.run_plan(exp, len(mixtures))
-    runs = [validate.train_mixed(exp, store, mixtures[i], s, run.data, run.base) for i, s in plan]
+    runs = [mixed.train_mixed(exp, store, mixtures[i], s, run.data, run.base) for i, s in plan]
     ref = validate.validate_proxy(exp, store, mixtures, runs, run.data, run.base, run.experts)
     rows = store.load_parquet(ref, "rows.parquet")
     assert rows["kind"].value_counts().to_dict() == {"expert": 3, "merge": 3, "mix": 3, "rerun": 1}

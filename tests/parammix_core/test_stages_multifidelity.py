@@ -10,6 +10,7 @@ import pytest
 from parammix_core import stages
 from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.stages import multifidelity as mf
+from parammix_core.stages.mixed import mixed_ref
 from parammix_core.store import ArtifactRef, Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,7 +141,7 @@ def test_merges_alone_never_train_and_choose_at_the_merges_peak(tmp_path: Path):
     store = stages.open_store(exp)
     data = stages.data_ref(exp)
     base = stages.base_ref(exp, data)
-    validation_run = publish_at(store, mf.mixed_ref(exp, [0.5, 0.5], exp.seed, data, base))
+    validation_run = publish_at(store, mixed_ref(exp, [0.5, 0.5], exp.seed, data, base))
     assert store.exists(validation_run)
     assert mf.joined_runs(exp, store, data, base) == []  # a real run is not a merge
     experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]

@@ -14,7 +14,7 @@ from parammix_core.config import Experiment, load_experiment
 from parammix_core.data import load_prepared
 from parammix_core.evaluate import heldout_loss
 from parammix_core.model import load_model
-from parammix_core.stages import final, validate
+from parammix_core.stages import final, mixed, validate
 from parammix_core.train import sample_batch, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,11 +71,11 @@ def test_sampler_draws_domains_in_proportion_alpha():
 
 def test_mixed_run_at_a_vertex_is_the_expert(setup):
     exp, store, data, base, experts, _ = setup
-    ref = validate.train_mixed(exp, store, [1.0, 0.0], exp.seed, data, base)
-    mixed = store.load_tensors(ref, "model.safetensors")
+    ref = mixed.train_mixed(exp, store, [1.0, 0.0], exp.seed, data, base)
+    run = store.load_tensors(ref, "model.safetensors")
     expert = store.load_tensors(experts[0], "model.safetensors")
-    assert mixed.keys() == expert.keys()
-    for name, tensor in mixed.items():
+    assert run.keys() == expert.keys()
+    for name, tensor in run.items():
         assert torch.equal(tensor, expert[name]), name
 
 
@@ -83,7 +83,7 @@ def test_validate_proxy_scores_runs_like_merges(setup):
     exp, store, data, base, experts, probe = setup
     mixtures = validate.validation_mixtures(exp)
     plan = validate.run_plan(exp, len(mixtures))
-    runs = [validate.train_mixed(exp, store, mixtures[i], s, data, base) for i, s in plan]
+    runs = [mixed.train_mixed(exp, store, mixtures[i], s, data, base) for i, s in plan]
     ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts, probe)
     rows = store.load_parquet(ref, "rows.parquet")
     counts = rows["kind"].value_counts().to_dict()
@@ -221,9 +221,7 @@ def test_validation_and_final_settings_leave_upstream_keys_alone():
     alpha = [0.25] * 4
     slower = exp.model_copy(deep=True)
     slower.training.expert.lr = 5e-4
-    assert validate.mixed_ref(exp, alpha, 0, data, base) != validate.mixed_ref(
+    assert mixed.mixed_ref(exp, alpha, 0, data, base) != mixed.mixed_ref(
         slower, alpha, 0, data, base
     )
-    assert validate.mixed_ref(exp, alpha, 0, data, base) != validate.mixed_ref(
-        exp, alpha, 1, data, base
-    )
+    assert mixed.mixed_ref(exp, alpha, 0, data, base) != mixed.mixed_ref(exp, alpha, 1, data, base)

@@ -67,3 +67,16 @@ def test_a_new_import_counts():
     model = _source("parammix_core.model")
     added = versions_with({"parammix_core.model": model + "\nimport parammix_core.ranking\n"})
     assert added["expert"] != before["expert"]
+
+
+def test_an_edited_task_rescores_trained_runs_without_retraining_them():
+    before = versions_with({})
+    documents = _source("parammix_core.evaluate.suite.documents")
+    query = 'doc["query"] = f\'{e.kind} {e.name}:\\n    """\''
+    assert query in documents
+    edited = versions_with(
+        {"parammix_core.evaluate.suite.documents": documents.replace(query, query + " + ' '")}
+    )
+    moved = {s for s in STAGES if edited[s] != before[s]}
+    assert {"evals", "validation", "final", "choice"} <= moved
+    assert not moved & {"data", "base", "expert", "mixed"}  # training stages keep their keys
