@@ -7,16 +7,15 @@ Reads the real runs `search_fidelity.py` trained to grade the searches' choices 
 trained on two fresh seeds, in `<dir>/store-<seed>`), scores each again with the built-in tasks
 under another metric (the same documents and prompts), and prints, per experiment seed and
 metric, the noise ceiling (`ranking.noise_ceiling`: the expected Spearman of two real runs of
-the same mixtures, with its 90 % interval) of the utility and of each group. The scores stored
-with the runs (row `stored`: the metric and documents of the code that trained them) are read,
-not recomputed. `--docs` (repeatable) rescores with that many documents per built-in task
-(default: the config's 300), so the same runs show what more documents do to the ceilings.
+the same mixtures, with its 90 % interval) of the utility and of each group. Row `stored`: the
+runs' scores under the default evaluation, read from the store (scored once when missing).
+`--docs` (repeatable) rescores with that many documents per built-in task (default: the
+config's 300), so the same runs show what more documents do to the ceilings.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,6 +24,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from search_fidelity import graded_runs  # noqa: E402
 
 from parammix_core import ranking  # noqa: E402
 from parammix_core.config import Experiment  # noqa: E402
@@ -36,16 +37,7 @@ from parammix_core.store import ArtifactRef, Store  # noqa: E402
 RunScores = dict[str, dict[int, dict[str, float]]]  # mixture -> grading seed -> metrics
 
 
-def graded_runs(store: Store) -> list[tuple[ArtifactRef, dict]]:
-    refs = [
-        ArtifactRef(stage="final", name="run", key=m["key"])
-        for m in store.artifacts()
-        if m["stage"] == "final" and m["name"] == "run"
-    ]
-    return [(r, store.load_json(r, "final_run.json")) for r in refs]
-
-
-def rescore(store: Store, seed: int, metric: str, docs: int) -> RunScores:
+def rescore(folder: Path, seed: int, metric: str, docs: int) -> RunScores:
     """Every graded run scored by `docs` documents of each built-in task under `metric`."""
     exp = Experiment(seed=seed)
     tasks = [t.model_copy(update={"metric": metric}) for t in exp.evaluation.tasks]
@@ -53,23 +45,22 @@ def rescore(store: Store, seed: int, metric: str, docs: int) -> RunScores:
         update={"tasks": tasks, "heldout_loss": False, "builtin_docs_per_task": docs}
     )
     exp = exp.model_copy(update={"evaluation": evaluation})
+    store = Store(str(folder))
     manifest = next(m for m in store.artifacts() if m["stage"] == "data")
     data = ArtifactRef(stage="data", name=manifest["name"], key=manifest["key"])
     prepared = load_prepared(store.local_dir(data))
     out: RunScores = {}
-    for ref, info in graded_runs(store):
+    for mixture, run_seed, ref, _ in graded_runs(folder, seed):
         model = load_model(store.local_dir(ref), exp.model, "cpu")
         evaluator = make_evaluator(exp, store, data, prepared, model, torch.device("cpu"))
-        mixture = json.dumps([round(a, 6) for a in info["alpha"]])
-        out.setdefault(mixture, {})[info["seed"]] = evaluator.evaluate()
+        out.setdefault(mixture, {})[run_seed] = evaluator.evaluate()
     return out
 
 
-def stored(store: Store) -> RunScores:
+def stored(folder: Path, seed: int) -> RunScores:
     out: RunScores = {}
-    for _, info in graded_runs(store):
-        mixture = json.dumps([round(a, 6) for a in info["alpha"]])
-        out.setdefault(mixture, {})[info["seed"]] = info["metrics"]
+    for mixture, run_seed, _, metrics in graded_runs(folder, seed):
+        out.setdefault(mixture, {})[run_seed] = metrics
     return out
 
 
@@ -100,11 +91,10 @@ def main() -> None:
     rows = []
     for folder in sorted(args.dir.glob("store-*")):
         seed = int(folder.name.split("-")[1])
-        store = Store(str(folder))
-        scored = {"stored": stored(store)}
+        scored = {"stored": stored(folder, seed)}
         for docs in args.docs or [Experiment().evaluation.builtin_docs_per_task]:
             for m in args.metric:
-                scored[f"{m} ({docs} docs)"] = rescore(store, seed, m, docs)
+                scored[f"{m} ({docs} docs)"] = rescore(folder, seed, m, docs)
         rows += [(metric, seed, ceilings(runs)) for metric, runs in scored.items()]
     columns = list(rows[0][2])
     print("| metric | seed | mixtures | " + " | ".join(c.removeprefix("group.") for c in columns))

@@ -38,6 +38,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from search_fidelity import graded_runs, grading_seed, mixture_key  # noqa: E402
+
 from parammix_core import ranking  # noqa: E402
 from parammix_core.config import Experiment  # noqa: E402
 from parammix_core.config.evaluation import EvalTask  # noqa: E402
@@ -104,8 +106,7 @@ def real_runs(store: Store) -> dict[tuple[str, int], ArtifactRef]:
     for m in store.artifacts():
         if m["stage"] in ("mixed", "final") and m["name"] == "run":
             ref = ArtifactRef(stage=m["stage"], name="run", key=m["key"])
-            info = m["info"] if m["stage"] == "mixed" else store.load_json(ref, "final_run.json")
-            out[(json.dumps([round(a, 6) for a in info["alpha"]]), int(info["seed"]))] = ref
+            out[(mixture_key(m["info"]["alpha"]), int(m["info"]["seed"]))] = ref
     return out
 
 
@@ -143,7 +144,7 @@ def main() -> None:
         prepared = load_prepared(
             store.local_dir(ArtifactRef(stage="data", name=data_m["name"], key=data_m["key"]))
         )
-        runs, sets = real_runs(store), run_sets(store, seed)
+        runs, sets = real_runs(store), run_sets(folder, seed)
         needed = {r[1] for table in sets.values() for pair in table for r in pair if r is not None}
         with tempfile.TemporaryDirectory() as tmp:
             tasks = write_tasks(Path(tmp), args.docs, seed, metrics)
@@ -169,29 +170,23 @@ def main() -> None:
 Run = tuple[dict, tuple[str, int]]  # (stored metrics, (mixture, seed))
 
 
-def run_sets(store: Store, seed: int) -> dict[str, list[tuple[Run, Run | None]]]:
+def run_sets(folder: Path, seed: int) -> dict[str, list[tuple[Run, Run | None]]]:
     """Per set of runs, per mixture: its first run and its rerun (None when trained once).
     The graded runs are the final runs on `search_fidelity.py`'s grading seeds (the store's
     final training of its own choice, on seeds 0 and 1, is left out)."""
-    rows = validation_rows(store)
+    rows = validation_rows(Store(str(folder)))
     alpha_cols = [c for c in rows.columns if c.startswith("alpha.")]
 
     def run(r: pd.Series) -> Run:
-        mixture = json.dumps([round(float(r[c]), 6) for c in alpha_cols])
+        mixture = mixture_key(r[c] for c in alpha_cols)
         return r.to_dict(), (mixture, int(r["seed"]))
 
     again = {r["mixture"]: run(r) for _, r in rows[rows.kind == "rerun"].iterrows()}
     validation = [(run(r), again.get(r["mixture"])) for _, r in rows[rows.kind == "mix"].iterrows()]
     graded: dict[str, list[Run]] = {}
-    for m in store.artifacts():
-        if m["stage"] == "final" and m["name"] == "run":
-            info = store.load_json(
-                ArtifactRef(stage="final", name="run", key=m["key"]), "final_run.json"
-            )
-            if info["seed"] not in (1000 + 10 * seed, 1001 + 10 * seed):
-                continue
-            mixture = json.dumps([round(a, 6) for a in info["alpha"]])
-            graded.setdefault(mixture, []).append((info["metrics"], (mixture, int(info["seed"]))))
+    for mixture, run_seed, _, metrics in graded_runs(folder, seed):
+        if run_seed < grading_seed(seed, 2):  # the two seeds every graded mixture has
+            graded.setdefault(mixture, []).append((metrics, (mixture, run_seed)))
     pairs = [sorted(v, key=lambda x: x[1]) for v in graded.values() if len(v) == 2]
     return {"validation": validation, "graded": [(a, b) for a, b in pairs]}
 

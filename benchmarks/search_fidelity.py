@@ -118,12 +118,46 @@ def geomean(values) -> float:
     return float(np.exp(np.log(np.asarray(values, dtype=float)).mean()))
 
 
+def grading_seed(seed: int, j: int) -> int:
+    """The j-th data-order seed a choice of experiment seed `seed` is graded on."""
+    return 1000 + 10 * seed + j
+
+
+def mixture_key(alpha) -> str:
+    return json.dumps([round(float(a), 6) for a in alpha])
+
+
+def scored(exp, st, run, data) -> dict[str, float]:
+    """A graded run's metrics under `exp`'s evaluation (scored now when not yet in the store)."""
+    from parammix_core.stages.final import score_final_run
+
+    return st.load_json(score_final_run(exp, st, run, data), "scores.json")["metrics"]
+
+
+def graded_runs(store: Path, seed: int) -> list[tuple[str, int, object, dict[str, float]]]:
+    """(mixture key, grading seed, run, metrics) of every run `grade` trained in the store for
+    experiment seed `seed`; the flow's own final runs (seeds below 1000) are left out."""
+    from parammix_core import stages
+
+    exp = experiment(store, seed)
+    st = stages.open_store(exp)
+    data = stages.data_ref(exp)
+    out = []
+    for m in st.artifacts():
+        if m["stage"] != "final" or m["name"] != "run":
+            continue
+        run, info = ref_of(m), m["info"]
+        if 0 <= info["seed"] - grading_seed(seed, 0) < 10:
+            out.append((mixture_key(info["alpha"]), info["seed"], run, scored(exp, st, run, data)))
+    return out
+
+
 def grade(store: Path, seed: int, alphas: dict[str, dict[str, float]], n_seeds: int) -> dict:
     """Real utility and mean held-out loss of each mixture, trained on fresh seeds."""
     from parammix_core import stages
     from parammix_core.data import natural_weights
     from parammix_core.search import utility
-    from parammix_core.stages.final import final_run
+    from parammix_core.stages.mixed import final_run
 
     exp = experiment(store, seed)
     st = stages.open_store(exp)
@@ -140,8 +174,8 @@ def grade(store: Path, seed: int, alphas: dict[str, dict[str, float]], n_seeds: 
         vector = [alpha[d] for d in exp.domains]
         scores = []
         for j in range(n_seeds):
-            ref = final_run(exp, st, vector, 1000 + 10 * seed + j, data, base)
-            metrics = st.load_json(ref, "final_run.json")["metrics"]
+            ref = final_run(exp, st, vector, grading_seed(seed, j), data, base)
+            metrics = scored(exp, st, ref, data)
             groups = {g: np.array([metrics[f"group.{g}"]]) for g in exp.evaluation.groups}
             scores.append(
                 {

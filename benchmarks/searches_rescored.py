@@ -23,23 +23,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from search_fidelity import graded_runs, grading_seed, mixture_key  # noqa: E402
+
 from parammix_core.config import Experiment  # noqa: E402
-from parammix_core.store import ArtifactRef, Store  # noqa: E402
 
 OTHER_GROUPS = ("code", "language", "math", "reasoning")
 
 
-def graded_runs(store: Store, seed: int) -> dict[str, list[tuple[int, dict]]]:
-    """mixture -> [(grading seed, stored metrics)] of the runs on the grading seeds."""
+def runs_by_mixture(folder: Path, seed: int) -> dict[str, list[tuple[int, dict]]]:
+    """mixture -> [(grading seed, stored metrics)] of the runs on the two grading seeds."""
     out: dict[str, list[tuple[int, dict]]] = {}
-    for m in store.artifacts():
-        if m["stage"] == "final" and m["name"] == "run":
-            info = store.load_json(
-                ArtifactRef(stage="final", name="run", key=m["key"]), "final_run.json"
-            )
-            if info["seed"] in (1000 + 10 * seed, 1001 + 10 * seed):
-                mixture = json.dumps([round(a, 6) for a in info["alpha"]])
-                out.setdefault(mixture, []).append((info["seed"], info["metrics"]))
+    for mixture, run_seed, _, metrics in graded_runs(folder, seed):
+        if run_seed < grading_seed(seed, 2):
+            out.setdefault(mixture, []).append((run_seed, metrics))
     return out
 
 
@@ -54,7 +50,7 @@ def main() -> None:
     for line in args.scores.read_text().splitlines():
         r = json.loads(line)
         new[(r["mixture"], r["run_seed"])] = r["group.describe_neg_bpb"]
-    runs = graded_runs(Store(str(args.dir / f"store-{args.seed}")), args.seed)
+    runs = runs_by_mixture(args.dir / f"store-{args.seed}", args.seed)
 
     def utility(mixture: str, rescored: bool) -> np.ndarray:
         return np.array(
@@ -73,7 +69,7 @@ def main() -> None:
     print("| seed | search | old utility | new utility | new se |")
     print("| ---: | --- | ---: | ---: | ---: |")
     for label, alpha in rows:
-        mixture = json.dumps([round(alpha[d], 6) for d in domains])
+        mixture = mixture_key(alpha[d] for d in domains)
         old, now = utility(mixture, False), utility(mixture, True)
         se = now.std(ddof=1) / np.sqrt(len(now))
         print(f"| {args.seed} | {label} | {old.mean():+.4f} | {now.mean():+.4f} | {se:.4f} |")

@@ -9,7 +9,7 @@ from prefect.futures import PrefectFuture
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.report import final_section
-from parammix_core.stages import final
+from parammix_core.stages import final, mixed
 from parammix_core.store import ArtifactRef
 from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
 
@@ -25,7 +25,7 @@ def plan_final(exp: Experiment, choice: ArtifactRef, data: ArtifactRef) -> list[
 @stage_task(
     name="final_run",
     task_run_name="final_run[{label}]",
-    cache_key_fn=store_key(final.final_run_ref),
+    cache_key_fn=store_key(mixed.final_run_ref),
     **RESULTS,
     **RETRIES,
 )
@@ -37,7 +37,21 @@ def final_run(
     base: ArtifactRef,
     label: str = "run",
 ) -> ArtifactRef:
-    _, ref = run_stage(exp, f"final run {label}", final.final_run, alpha, seed, data, base)
+    _, ref = run_stage(exp, f"final run {label}", mixed.final_run, alpha, seed, data, base)
+    return ref
+
+
+@stage_task(
+    name="score_final_run",
+    task_run_name="score_final_run[{label}]",
+    cache_key_fn=store_key(final.final_scores_ref),
+    **RESULTS,
+    **RETRIES,
+)
+def score_final_run(
+    exp: Experiment, run: ArtifactRef, data: ArtifactRef, label: str = "run"
+) -> ArtifactRef:
+    _, ref = run_stage(exp, f"score final run {label}", final.score_final_run, run, data)
     return ref
 
 
@@ -48,9 +62,13 @@ def final_run(
     **RESULTS,
     **RETRIES,
 )
-def final_training(exp: Experiment, runs: dict[str, list[ArtifactRef]]) -> ArtifactRef:
+def final_training(
+    exp: Experiment,
+    runs: dict[str, list[ArtifactRef]],
+    scores: dict[str, list[ArtifactRef]],
+) -> ArtifactRef:
     store = open_store(exp)
-    ref = final.final_training(exp, store, runs)
+    ref = final.final_training(exp, store, runs, scores)
     table = store.load_parquet(ref, "comparison.parquet")
     summary = store.load_json(ref, "final.json")
     create_markdown_artifact(
@@ -64,20 +82,24 @@ def final_training(exp: Experiment, runs: dict[str, list[ArtifactRef]]) -> Artif
 def run_final(
     exp: Experiment, choice: ArtifactRef, data: ArtifactRef, base: ArtifactRef
 ) -> PrefectFuture | None:
-    """Inside the flow: the mapped final runs, then their comparison, submitted (None when
-    disabled)."""
+    """Inside the flow: the mapped final runs, each scored as it ends, then their comparison,
+    submitted (None when disabled)."""
     if not exp.final.enabled:
         return None
     plan = plan_final(exp, choice, data)
-    futures = final_run.map(
+    labels = [f"{name}, seed {seed}" for name, _, seed in plan]
+    trained = final_run.map(
         unmapped(exp),
         [alpha for _, alpha, _ in plan],
         [seed for _, _, seed in plan],
         unmapped(data),
         unmapped(base),
-        label=[f"{name}, seed {seed}" for name, _, seed in plan],
+        label=labels,
     )
+    scored = score_final_run.map(unmapped(exp), trained, unmapped(data), label=labels)
     runs: dict[str, list[PrefectFuture]] = {}
-    for (name, _, _), future in zip(plan, futures, strict=True):
-        runs.setdefault(name, []).append(future)
-    return final_training.submit(exp, runs)
+    scores: dict[str, list[PrefectFuture]] = {}
+    for (name, _, _), run, score in zip(plan, trained, scored, strict=True):
+        runs.setdefault(name, []).append(run)
+        scores.setdefault(name, []).append(score)
+    return final_training.submit(exp, runs, scores)

@@ -2,11 +2,11 @@
 
 The base is trained on the chosen mixture for the final budget (`final.train`, several times an
 expert's), and so are the uniform mixture and the natural proportions (domains in proportion to
-their corpus size), each with `final.seeds` data-order seeds and otherwise identical settings.
-Every run is scored like the merges (benchmarks and held-out loss), so the summary says per
-capability group whether the chosen mixture wins, with the seed spread. Each run is a
-`transformers` checkpoint (safetensors, config, tokenizer) that `from_pretrained` loads; the
-chosen mixture's first seed is *the* final model.
+their corpus size), each with `final.seeds` data-order seeds and otherwise identical settings
+(`mixed.final_run`: a `transformers` checkpoint that `from_pretrained` loads). Every run is then
+scored like the merges (benchmarks and held-out loss; `score_final_run`, its own artifact so an
+edited task never retrains a run), and the summary says per capability group whether the chosen
+mixture wins, with the seed spread. The chosen mixture's first seed is *the* final model.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import pandas as pd
 
 from parammix_core import simplex
 from parammix_core.config import Experiment
-from parammix_core.data import natural_weights
-from parammix_core.model import resolve_device, save_model
+from parammix_core.data import load_prepared, natural_weights
+from parammix_core.model import load_model, resolve_device
 from parammix_core.report.final import is_beside
 from parammix_core.search import utility
-from parammix_core.stages.common import Progress, dump_config, train_from_base, training_spec
+from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.evaluate import make_evaluator
-from parammix_core.stages.launch import is_writer, launch, should_launch
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
@@ -49,58 +48,51 @@ def final_seeds(exp: Experiment) -> list[int]:
     return [exp.seed + i for i in range(exp.final.seeds)]
 
 
-def final_run_ref(
-    exp: Experiment, alpha: Sequence[float], seed: int, data: ArtifactRef, base: ArtifactRef
-) -> ArtifactRef:
+def final_scores_ref(exp: Experiment, run: ArtifactRef, data: ArtifactRef) -> ArtifactRef:
     spec = {
-        "alpha": [float(a) for a in alpha],
-        "domains": exp.domains,
+        "run": run.key,
         "evaluation": dump_config(exp.evaluation),
-        **training_spec(exp, exp.final.train, seed, data, base),
+        "domains": exp.domains,
+        "data": data.key,
     }
-    return ArtifactRef.for_spec("final", "run", spec, code=code_version("final"))
+    return ArtifactRef.for_spec("final", "scores", spec, code=code_version("final"))
 
 
-def final_run(
+def score_final_run(
     exp: Experiment,
     store: Store,
-    alpha: Sequence[float],
-    seed: int,
+    run: ArtifactRef,
     data: ArtifactRef,
-    base: ArtifactRef,
     progress: Progress | None = None,
 ) -> ArtifactRef:
-    """Train the base on `alpha` for the final budget, score it, save it with its tokenizer."""
-    weights = simplex.validate(alpha, exp.domains)
-    ref = final_run_ref(exp, alpha, seed, data, base)
+    """A final run's checkpoint scored like the merges (benchmarks, held-out loss): apart from
+    its training, so an edited task or metric rescores the run and never retrains it."""
+    ref = final_scores_ref(exp, run, data)
     if store.exists(ref):
         return ref
-    if should_launch(exp):
-        return launch("final_run", exp, store, ref, alpha, seed, data, base, progress=progress)
-    model, prepared, result = train_from_base(
-        exp, store, ref, data, base, weights.tolist(), exp.final.train, seed, progress, "final run"
-    )
-    if not is_writer():  # another rank of a launched run: rank 0 scores and publishes
-        return ref
+    if progress is not None:
+        progress(0, 1, "scoring final run")
     device = resolve_device(exp.runtime.device)
+    prepared = load_prepared(store.local_dir(data))
+    model = load_model(str(store.local_dir(run)), exp.model, device)
     metrics = make_evaluator(exp, store, data, prepared, model, device).evaluate()
+    info = store.manifest(run)["info"]
     out = store.staging(ref)
-    save_model(model, out)
-    prepared.tokenizer.save_pretrained(out)
-    info = {
-        "alpha": weights.tolist(),
-        "seed": seed,
-        "final_loss": result.final_loss,
-        "seconds": result.seconds,
-        "metrics": metrics,
-    }
-    (out / "final_run.json").write_text(canonical_json(info))
-    return store.publish(ref, out, info={"seed": seed, "seconds": result.seconds})
+    scores = {"run": run.key, "alpha": info["alpha"], "seed": info["seed"], "metrics": metrics}
+    (out / "scores.json").write_text(canonical_json(scores))
+    if progress is not None:
+        progress(1, 1, "final run scored")
+    return store.publish(ref, out, info={"run": run.key})
 
 
-def final_summary_ref(exp: Experiment, runs: Mapping[str, Sequence[ArtifactRef]]) -> ArtifactRef:
+def final_summary_ref(
+    exp: Experiment,
+    runs: Mapping[str, Sequence[ArtifactRef]],
+    scores: Mapping[str, Sequence[ArtifactRef]],
+) -> ArtifactRef:
     spec = {
         "runs": {name: [r.key for r in refs] for name, refs in runs.items()},
+        "scores": {name: [r.key for r in refs] for name, refs in scores.items()},
         "group_weights": exp.search.group_weights,
         "groups": exp.evaluation.groups,
     }
@@ -171,18 +163,22 @@ def _sd(v: np.ndarray) -> float:
 
 
 def final_training(
-    exp: Experiment, store: Store, runs: Mapping[str, Sequence[ArtifactRef]]
+    exp: Experiment,
+    store: Store,
+    runs: Mapping[str, Sequence[ArtifactRef]],
+    scores: Mapping[str, Sequence[ArtifactRef]],
 ) -> ArtifactRef:
-    """The comparison table of the final runs and the address of the final model."""
-    ref = final_summary_ref(exp, runs)
+    """The comparison table of the final runs (from their scores) and the address of the final
+    model (the chosen mixture's first run)."""
+    ref = final_summary_ref(exp, runs, scores)
     if store.exists(ref):
         return ref
     if "chosen" not in runs or not runs["chosen"]:
         raise ValueError("final_training: no runs of the chosen mixture")
-    metrics = {
-        name: [store.load_json(r, "final_run.json")["metrics"] for r in refs]
-        for name, refs in runs.items()
+    loaded = {
+        name: [store.load_json(r, "scores.json") for r in refs] for name, refs in scores.items()
     }
+    metrics = {name: [s["metrics"] for s in found] for name, found in loaded.items()}
     table = compare_runs(
         metrics, exp.domains, exp.evaluation.groups, exp.search.group_weights or None
     )
@@ -192,9 +188,7 @@ def final_training(
     summary = {
         "model": model.path,
         "model_uri": store.uri(model),
-        "alphas": {
-            name: store.load_json(refs[0], "final_run.json")["alpha"] for name, refs in runs.items()
-        },
+        "alphas": {name: found[0]["alpha"] for name, found in loaded.items()},
         "seeds": len(runs["chosen"]),
     }
     (out / "final.json").write_text(canonical_json(summary))

@@ -55,7 +55,7 @@ STAGES = {
     "build_base": "parammix_core.stages.base:build_base",
     "train_expert": "parammix_core.stages.experts:train_expert",
     "train_mixed": "parammix_core.stages.mixed:train_mixed",
-    "final_run": "parammix_core.stages.final:final_run",
+    "final_run": "parammix_core.stages.mixed:final_run",
 }
 PROGRESS_PREFIX = "@parammix-progress "  # rank 0, stdout: {done, total, message}
 ERROR_PREFIX = "@parammix-error "  # any rank, stderr: {rank, error}, before it fails

@@ -86,7 +86,10 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
     names = set(states)
     assert {"train_mixed[uniform]", "train_mixed[chosen]", "train_mixed[draw 1, rerun]"} <= names
     assert {
-        f"final_run[{m}, seed {s}]" for m in ("chosen", "uniform", "natural") for s in (0, 1)
+        f"{task}[{m}, seed {s}]"
+        for task in ("final_run", "score_final_run")
+        for m in ("chosen", "uniform", "natural")
+        for s in (0, 1)
     } <= names
 
     # every run, the cached one too, ends with its answer: a flow-run summary and log lines

@@ -42,7 +42,8 @@ from parammix_core.data import builtin_texts, train_tokenizer
 from parammix_core.evaluate import write_builtin_suite
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, load_state
-from parammix_core.stages.final import final_run
+from parammix_core.stages.final import score_final_run
+from parammix_core.stages.mixed import final_run
 from parammix_core.store import ArtifactRef, Store
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, POSITIONS = 64, 2, 4, 2, 128
@@ -202,6 +203,7 @@ class MicroRun:
     evals: ArtifactRef
     probe: ArtifactRef
     final: ArtifactRef
+    final_scores: ArtifactRef
     seconds: dict[str, float] = field(default_factory=dict)
 
     def weights(self, ref: ArtifactRef) -> Path:
@@ -210,13 +212,13 @@ class MicroRun:
 
 def run_stages(family: str, root: Path, tok: PreTrainedTokenizerBase, suite: Path) -> MicroRun:
     """The family's checkpoint under `root` through prepare_domains, build_base, train_expert
-    per domain, merge_and_evaluate, interference_probe and one final run (uniform mixture)."""
+    per domain, merge_and_evaluate, interference_probe and one scored final run (uniform)."""
     seconds: dict[str, float] = {}
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         out = fn()
-        seconds[stage] = time.perf_counter() - start
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
         return out
 
     written = write_checkpoint(family, root / family, tok)
@@ -234,6 +236,7 @@ def run_stages(family: str, root: Path, tok: PreTrainedTokenizerBase, suite: Pat
     probe = timed("probe", lambda: stages.interference_probe(exp, store, data, base, experts))
     uniform = [1 / len(exp.domains)] * len(exp.domains)
     final = timed("final", lambda: final_run(exp, store, uniform, exp.seed, data, base))
+    scores = timed("final", lambda: score_final_run(exp, store, final, data))
     return MicroRun(
         family,
         root / family,
@@ -247,6 +250,7 @@ def run_stages(family: str, root: Path, tok: PreTrainedTokenizerBase, suite: Pat
         evals,
         probe,
         final,
+        scores,
         seconds,
     )
 

@@ -4,7 +4,6 @@ the sparse MoE families Mixtral, Qwen2-MoE and OLMoE, each a user's local checkp
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -190,7 +189,7 @@ def test_the_final_model_loads_back_with_from_pretrained(run):
         want = trained(blocks).logits
         got = exported(blocks).logits
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
-    reported = json.loads((folder / "final_run.json").read_text())["metrics"]
+    reported = store.load_json(run.final_scores, "scores.json")["metrics"]
     for d in DOMAINS:
         loss, _ = heldout_loss(exported, heldout[d], 16, CPU)
         assert loss == pytest.approx(reported[f"loss.{d}"], rel=1e-6), d

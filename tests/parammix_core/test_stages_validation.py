@@ -162,7 +162,7 @@ def test_final_run_checkpoint_reloads_with_identical_logits(setup):
         update={"validation": exp.validation.model_copy(update={"metrics": "all"})}
     )
     alpha = [0.3, 0.7]
-    ref = final.final_run(exp, store, alpha, exp.seed, data, base)
+    ref = mixed.final_run(exp, store, alpha, exp.seed, data, base)
     folder = store.local_dir(ref)
     reloaded = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -181,12 +181,34 @@ def test_final_run_checkpoint_reloads_with_identical_logits(setup):
     ids = torch.tensor([tokenizer("def add(a, b): return a + b")["input_ids"]])
     with torch.no_grad():
         assert torch.equal(reloaded(ids).logits, model(ids).logits)
-    info = store.load_json(ref, "final_run.json")
-    assert info["alpha"] == pytest.approx(alpha)
+    scores = final.score_final_run(exp, store, ref, data)
+    info = store.load_json(scores, "scores.json")
+    assert info["alpha"] == pytest.approx(alpha) and info["run"] == ref.key
     assert set(info["metrics"]) >= {f"group.{g}" for g in exp.evaluation.groups}
-    summary_ref = final.final_training(exp, store, {"chosen": [ref], "uniform": [ref]})
+    for d in exp.domains:  # the stored checkpoint is what was scored
+        loss, _ = heldout_loss(model, prepared.heldout[d], exp.evaluation.batch_size, "cpu")
+        assert info["metrics"][f"loss.{d}"] == pytest.approx(loss, rel=1e-6), d
+    runs = {"chosen": [ref], "uniform": [ref]}
+    summary_ref = final.final_training(exp, store, runs, {"chosen": [scores], "uniform": [scores]})
     table = store.load_parquet(summary_ref, "comparison.parquet")
     assert isinstance(table, pd.DataFrame) and (table["gain vs uniform"] == 0).all()
+
+
+def test_an_edited_evaluation_rescores_final_runs_without_retraining_them(setup):
+    exp, _, data, base, _, _ = setup
+    assert len(exp.evaluation.tasks) > 1
+    fewer = exp.evaluation.model_copy(update={"tasks": exp.evaluation.tasks[:1]})
+    edited = exp.model_copy(update={"evaluation": fewer})
+    alpha = [0.3, 0.7]
+    run = mixed.final_run_ref(exp, alpha, exp.seed, data, base)
+    assert mixed.final_run_ref(edited, alpha, exp.seed, data, base) == run
+    assert final.final_scores_ref(edited, run, data) != final.final_scores_ref(exp, run, data)
+    steps = exp.final.train.steps + 1
+    longer = exp.final.model_copy(
+        update={"train": exp.final.train.model_copy(update={"steps": steps})}
+    )
+    retrained = exp.model_copy(update={"final": longer})
+    assert mixed.final_run_ref(retrained, alpha, exp.seed, data, base) != run
 
 
 def test_final_mixtures_include_the_baselines():
