@@ -20,6 +20,7 @@ from parammix_core import simplex, stages
 from parammix_core.config import Experiment, load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
+TRAINING_TASKS = ("prepare_domains", "base_model", "train_expert[", "train_mixed[", "final_run[")
 
 
 def micro(store: Path) -> Experiment:
@@ -102,6 +103,22 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
         assert expected[-1] == f"report: {report}"
     logs = run_logs(second.state_details.flow_run_id, until="PARAMMIX_FAIL_ONCE")
     assert any("train_expert[math] is already in the store" in m and "no fault" in m for m in logs)
+
+    # another metric for one task: every trained run is scored again, none is trained again
+    first_task = exp.evaluation.tasks[0].model_copy(update={"metric": "p_gold"})
+    tasks = [first_task, *exp.evaluation.tasks[1:]]
+    edited = exp.model_copy(
+        update={"evaluation": exp.evaluation.model_copy(update={"tasks": tasks})}
+    )
+    monkeypatch.delenv("PARAMMIX_FAIL_ONCE")
+    third = param_mix(edited, return_state=True)
+    assert third.result()["final"] != refs["final"]
+    states = task_states(third.state_details.flow_run_id, first_count)
+    trained = {n: s for n, s in states.items() if n.startswith(TRAINING_TASKS)}
+    assert {n.split("[")[0] for n in trained} == {t.rstrip("[") for t in TRAINING_TASKS}
+    assert set(trained.values()) == {"Cached"}, trained
+    rescored = {n: s for n, s in states.items() if n.startswith("score_final_run[")}
+    assert len(rescored) == 6 and set(rescored.values()) == {"Completed"}, rescored
     artifacts = run_artifacts(first.state_details.flow_run_id)
     assert "validation-validation" not in artifacts
     for key in ("report", "proxy-validation"):
