@@ -14,7 +14,7 @@ Shapes: N mixtures, K domains.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -226,13 +226,16 @@ def _spearman_ceiling(noise_var: float, total_var: float) -> float:
 PROXIES = ("merge", "corrected", "rescaled")
 
 
-def _derived(rows, domains: Sequence[str], groups: Sequence[str], weights) -> None:
-    """Add `utility` (the search's weighted group mean) and `mean_loss` columns in place."""
+def _derived(rows, domains: Sequence[str], groups: Sequence[str], weights, scale) -> None:
+    """Add `utility` (the search's weighted group mean, groups on the search's `scale` when
+    given) and `mean_loss` columns in place."""
     from parammix_core.search import utility  # here: search imports the surrogate stack
 
     rows["mean_loss"] = rows[[f"loss.{d}" for d in domains]].mean(axis=1)
     if groups:
         scores = {g: rows[f"group.{g}"].to_numpy(dtype=float) for g in groups}
+        if scale is not None:
+            scores = {g: scale(g, v) for g, v in scores.items()}
         rows["utility"] = utility(scores, weights)
 
 
@@ -250,18 +253,24 @@ def metric_list(domains: Sequence[str], tasks) -> list[tuple[str, float, str | N
 
 
 def analyse(
-    rows, domains: Sequence[str], tasks, weights=None, chosen: int | None = None
+    rows,
+    domains: Sequence[str],
+    tasks,
+    weights=None,
+    chosen: int | None = None,
+    scale: Callable[[str, np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, dict]:
     """Per metric: each proxy and each trivial ranking against the real runs, and the ceiling.
 
     `rows` has a `kind` column ("expert", "merge", "corrected", "mix", "rerun"), `mixture`
     (index), `alpha.<domain>` and the metric columns. Only non-vertex mixtures are ranked.
     With `chosen` (a mixture index; mixture 0 is uniform), each metric also gets the chosen
-    mixture's real gain over uniform against the merge's, scaled (`scaled_gain`).
+    mixture's real gain over uniform against the merge's, scaled (`scaled_gain`). `scale`
+    (`search.normaliser`) puts the groups on the scale the search's utility used.
     """
     rows = rows.copy()
     groups = list(dict.fromkeys(t.group for t in tasks))
-    _derived(rows, domains, groups, weights)
+    _derived(rows, domains, groups, weights, scale)
     alpha_cols = [f"alpha.{d}" for d in domains]
     by_kind = {kind: part.set_index("mixture").sort_index() for kind, part in rows.groupby("kind")}
     if "mix" not in by_kind or "expert" not in by_kind:

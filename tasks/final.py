@@ -66,9 +66,10 @@ def final_training(
     exp: Experiment,
     runs: dict[str, list[ArtifactRef]],
     scores: dict[str, list[ArtifactRef]],
+    utility_scale: dict | None = None,
 ) -> ArtifactRef:
     store = open_store(exp)
-    ref = final.final_training(exp, store, runs, scores)
+    ref = final.final_training(exp, store, runs, scores, utility_scale)
     table = store.load_parquet(ref, "comparison.parquet")
     summary = store.load_json(ref, "final.json")
     create_markdown_artifact(
@@ -102,4 +103,5 @@ def run_final(
     for (name, _, _), run, score in zip(plan, trained, scored, strict=True):
         runs.setdefault(name, []).append(run)
         scores.setdefault(name, []).append(score)
-    return final_training.submit(exp, runs, scores)
+    scale = stages.load_choice(open_store(exp), choice).scale
+    return final_training.submit(exp, runs, scores, scale)

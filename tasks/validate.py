@@ -55,9 +55,19 @@ def validate_proxy(
     base: ArtifactRef,
     experts: list[ArtifactRef],
     probe: ArtifactRef | None = None,
+    utility_scale: dict | None = None,
 ) -> ArtifactRef:
     store, ref = run_stage(
-        exp, "validate proxy", validate.validate_proxy, mixtures, runs, data, base, experts, probe
+        exp,
+        "validate proxy",
+        validate.validate_proxy,
+        mixtures,
+        runs,
+        data,
+        base,
+        experts,
+        probe,
+        utility_scale,
     )
     section = validation_section(validate.load_validation(store, ref))
     create_markdown_artifact(
@@ -83,6 +93,7 @@ def run_validation(
     if not exp.validation.enabled:
         return None
     mixtures = plan_validation(exp, choice)
+    scale = stages.load_choice(open_store(exp), choice).scale
     plan = validate.run_plan(exp, len(mixtures))
     runs = train_mixed.map(
         unmapped(exp),
@@ -92,4 +103,4 @@ def run_validation(
         unmapped(base),
         label=validate.run_labels(exp, len(mixtures), plan),
     )
-    return validate_proxy.submit(exp, mixtures, list(runs), data, base, experts, probe)
+    return validate_proxy.submit(exp, mixtures, list(runs), data, base, experts, probe, scale)

@@ -27,6 +27,7 @@ from parammix_core.search.choice import (
     choose_mixture,
     normaliser,
     resolve_weights,
+    scale_from_spec,
     search_bounds,
     utility,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "normaliser",
     "project",
     "resolve_weights",
+    "scale_from_spec",
     "search_bounds",
     "strategy_class",
     "strategy_from_config",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,30 @@ def normaliser(
     raise SearchError(f"unknown normalisation {mode!r}")
 
 
+def scale_spec(
+    mode: str,
+    measured: Mapping[str, np.ndarray] | None = None,
+    paired_se: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """What `normaliser` needs, as JSON: a choice keeps it so that whatever judges the choice
+    afterwards (validation, final training) scores the utility it optimised; {} for raw."""
+    if mode == "raw":
+        return {}
+    return {
+        "normalise": mode,
+        "measured": {g: [float(x) for x in v] for g, v in (measured or {}).items()},
+        "paired_se": {g: float(x) for g, x in (paired_se or {}).items()},
+    }
+
+
+def scale_from_spec(spec: Mapping[str, Any] | None) -> Transform | None:
+    """The transform `scale_spec` describes; None (raw scores) for an empty spec."""
+    if not spec:
+        return None
+    measured = {g: np.asarray(v, dtype=float) for g, v in spec["measured"].items()}
+    return normaliser(spec["normalise"], measured, spec["paired_se"])
+
+
 def utility(group_scores: dict[str, np.ndarray], weights: dict[str, float] | None) -> np.ndarray:
     """Weighted mean of the group scores, shape (N,); equal weights when `weights` is None."""
     if not group_scores:
@@ -105,6 +130,7 @@ class Choice:
         contributions: group -> its weighted share of the utility margin over uniform.
         intervals: baseline -> the gain over it with a bootstrap interval (`GainInterval`).
         verdict: one sentence on whether the choice beats the baselines beyond the noise.
+        scale: `scale_spec` of the groups' scale ({} for raw), for judging the choice later.
     """
 
     alpha: dict[str, float]
@@ -117,6 +143,7 @@ class Choice:
     contributions: dict[str, float] = field(default_factory=dict)
     intervals: dict[str, dict] = field(default_factory=dict)
     verdict: str = ""
+    scale: dict[str, Any] = field(default_factory=dict)
 
     @property
     def domains(self) -> list[str]:
@@ -138,6 +165,7 @@ class Choice:
             "contributions": dict(self.contributions),
             "intervals": {k: dict(v) for k, v in self.intervals.items()},
             "verdict": self.verdict,
+            "scale": dict(self.scale),
         }
 
     @classmethod
@@ -157,6 +185,7 @@ class Choice:
             contributions={k: float(v) for k, v in d.get("contributions", {}).items()},
             intervals={k: dict(v) for k, v in d.get("intervals", {}).items()},
             verdict=str(d.get("verdict", "")),
+            scale=dict(d.get("scale", {})),
         )
 
 
@@ -234,6 +263,7 @@ def choose_mixture(
         top_k=top_k,
         normalise=cfg.utility.normalise,
         contributions=contributions,
+        scale=scale_spec(cfg.utility.normalise, measured, paired_se),
     )
 
 

@@ -23,7 +23,8 @@ from parammix_core.config import Experiment
 from parammix_core.data import load_prepared, natural_weights
 from parammix_core.model import load_model, resolve_device
 from parammix_core.report.final import is_beside
-from parammix_core.search import utility
+from parammix_core.search import scale_from_spec, utility
+from parammix_core.search.choice import Transform
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.evaluate import make_evaluator
 from parammix_core.stages.versions import code_version
@@ -89,10 +90,12 @@ def final_summary_ref(
     exp: Experiment,
     runs: Mapping[str, Sequence[ArtifactRef]],
     scores: Mapping[str, Sequence[ArtifactRef]],
+    utility_scale: Mapping[str, Any] | None = None,
 ) -> ArtifactRef:
     spec = {
         "runs": {name: [r.key for r in refs] for name, refs in runs.items()},
         "scores": {name: [r.key for r in refs] for name, refs in scores.items()},
+        "utility_scale": dict(utility_scale or {}),
         "group_weights": exp.search.group_weights,
         "groups": exp.evaluation.groups,
     }
@@ -104,10 +107,12 @@ def compare_runs(
     domains: Sequence[str],
     groups: Sequence[str],
     weights: Mapping[str, float] | None = None,
+    scale: Transform | None = None,
 ) -> pd.DataFrame:
     """Per metric (utility, groups, mean loss, losses, then each task's accuracy and `also`
     metrics where every run reports them): the chosen mixture's mean and seed sd, each
-    baseline's, and the chosen-minus-baseline gain oriented so that positive is better."""
+    baseline's, and the chosen-minus-baseline gain oriented so that positive is better. The
+    utility puts the groups on `scale` (the search's, `search.normaliser`) when given."""
     rows = []
     columns = ["utility"] * bool(groups) + [f"group.{g}" for g in groups]
     columns += ["mean_loss"] + [f"loss.{d}" for d in domains]
@@ -118,14 +123,10 @@ def compare_runs(
         out = []
         for m in metrics[name]:
             if column == "utility":
-                out.append(
-                    float(
-                        utility(
-                            {g: np.array([m[f"group.{g}"]]) for g in groups},
-                            dict(weights) if weights else None,
-                        )[0]
-                    )
-                )
+                scores = {g: np.array([m[f"group.{g}"]]) for g in groups}
+                if scale is not None:
+                    scores = {g: scale(g, v) for g, v in scores.items()}
+                out.append(float(utility(scores, dict(weights) if weights else None)[0]))
             elif column == "mean_loss":
                 out.append(float(np.mean([m[f"loss.{d}"] for d in domains])))
             else:
@@ -167,10 +168,11 @@ def final_training(
     store: Store,
     runs: Mapping[str, Sequence[ArtifactRef]],
     scores: Mapping[str, Sequence[ArtifactRef]],
+    utility_scale: Mapping[str, Any] | None = None,
 ) -> ArtifactRef:
     """The comparison table of the final runs (from their scores) and the address of the final
-    model (the chosen mixture's first run)."""
-    ref = final_summary_ref(exp, runs, scores)
+    model (the chosen mixture's first run); the utility on the choice's `utility_scale`."""
+    ref = final_summary_ref(exp, runs, scores, utility_scale)
     if store.exists(ref):
         return ref
     if "chosen" not in runs or not runs["chosen"]:
@@ -180,7 +182,11 @@ def final_training(
     }
     metrics = {name: [s["metrics"] for s in found] for name, found in loaded.items()}
     table = compare_runs(
-        metrics, exp.domains, exp.evaluation.groups, exp.search.group_weights or None
+        metrics,
+        exp.domains,
+        exp.evaluation.groups,
+        exp.search.group_weights or None,
+        scale_from_spec(utility_scale),
     )
     out = store.staging(ref)
     table.to_parquet(out / "comparison.parquet", index=False)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, load_state, resolve_device
 from parammix_core.plots import plot_validation
+from parammix_core.search import scale_from_spec
 from parammix_core.stages.common import (
     Progress,
     dump_config,
@@ -89,6 +90,7 @@ def validation_ref(
     base: ArtifactRef,
     experts: Sequence[ArtifactRef],
     probe: ArtifactRef | None = None,
+    utility_scale: Mapping[str, Any] | None = None,
 ) -> ArtifactRef:
     spec = {
         "validation": dump_config(exp.validation),
@@ -101,6 +103,7 @@ def validation_ref(
         "base": base.key,
         "experts": [e.key for e in experts],
         "probe": probe.key if probe is not None else None,
+        "utility_scale": dict(utility_scale or {}),
     }
     return ArtifactRef.for_spec("validation", "proxy", spec, code=code_version("validation"))
 
@@ -156,13 +159,15 @@ def validate_proxy(
     base: ArtifactRef,
     experts: Sequence[ArtifactRef],
     probe: ArtifactRef | None = None,
+    utility_scale: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> ArtifactRef:
     """Score merges (and corrected merges) and real runs alike; rank them against each other.
 
-    `runs` are the refs of `run_plan(exp, len(mixtures))`, in that order.
+    `runs` are the refs of `run_plan(exp, len(mixtures))`, in that order. `utility_scale`
+    (the choice's `scale`) puts the groups of the utility on the scale the search used.
     """
-    ref = validation_ref(exp, mixtures, runs, data, base, experts, probe)
+    ref = validation_ref(exp, mixtures, runs, data, base, experts, probe, utility_scale)
     if store.exists(ref):
         return ref
     start = time.perf_counter()
@@ -236,6 +241,7 @@ def validate_proxy(
         exp.evaluation.tasks if exp.validation.metrics == "all" else [],
         exp.search.group_weights or None,
         chosen=len(mixtures) - 1 if len(mixtures) > exp.validation.n_mixtures else None,
+        scale=scale_from_spec(utility_scale),
     )
     out = store.staging(ref)
     frame.to_parquet(out / "rows.parquet", index=False)

@@ -4,6 +4,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -16,8 +17,10 @@ from prefect.client.schemas.filters import (
 )
 
 from flows.param_mix import param_mix
-from parammix_core import simplex, stages
+from parammix_core import ranking, simplex, stages
 from parammix_core.config import Experiment, load_experiment
+from parammix_core.search import scale_from_spec
+from parammix_core.stages import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_TASKS = ("prepare_domains", "base_model", "train_expert[", "train_mixed[", "final_run[")
@@ -148,3 +151,30 @@ def run_logs(flow_run_id, until: str) -> list[str]:
             if any(until in log.message for log in logs) or time.monotonic() > deadline:
                 return [log.message for log in logs]
             time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_validation_and_final_training_judge_the_utility_on_the_searchs_scale(
+    prefect_api, tmp_path: Path
+):
+    exp = micro(tmp_path / "store")
+    utility = exp.search.utility.model_copy(update={"normalise": "noise"})
+    exp = exp.model_copy(update={"search": exp.search.model_copy(update={"utility": utility})})
+    refs = param_mix(exp)
+    store = stages.open_store(exp)
+    choice = stages.load_choice(store, refs["choice"])
+    assert choice.scale["normalise"] == "noise" and set(choice.scale["measured"]) == set(
+        exp.evaluation.groups
+    )
+    scale = scale_from_spec(choice.scale)
+    rows = store.load_parquet(refs["validation"], "rows.parquet")
+    want = ranking.analyse(
+        rows, exp.domains, exp.evaluation.tasks, chosen=rows["mixture"].max(), scale=scale
+    )["utility"]
+    got = validate.load_validation(store, refs["validation"])["analysis"]["utility"]
+    assert got["proxy"]["merge"]["spearman"] == pytest.approx(want["proxy"]["merge"]["spearman"])
+    assert got["chosen"]["real_gain"] == pytest.approx(want["chosen"]["real_gain"])
+    table = store.load_parquet(refs["final"], "comparison.parquet").set_index("metric")
+    groups = {g: table.loc[f"group.{g}"] for g in exp.evaluation.groups}
+    gains = [scale(g, [r["chosen"]])[0] - scale(g, [r["uniform"]])[0] for g, r in groups.items()]
+    assert table.loc["utility", "gain vs uniform"] == pytest.approx(np.mean(gains))

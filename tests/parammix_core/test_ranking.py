@@ -9,6 +9,7 @@ from scipy import stats
 
 from parammix_core import ranking, report
 from parammix_core.config import EvalTask
+from parammix_core.search import normaliser
 
 
 def test_spearman_with_ties_matches_hand_value():
@@ -197,6 +198,23 @@ def test_analyse_adds_utility_over_groups():
     assert list(out)[:2] == ["utility", "mean_loss"]
     assert out["utility"]["proxy"]["merge"]["spearman"] == pytest.approx(1.0)
     assert out["utility"]["higher_is_better"]
+
+
+def test_analyse_judges_the_utility_on_the_searchs_scale():
+    """Raw, the wide group h (which the merge ranks backwards) decides the utility; on a
+    scale where h is noise and g is signal, g decides, as it did for the search."""
+    rows = _rows()
+    rows["group.g"] = rows["task.t"] = -rows["loss.a"]
+    rows["group.h"] = rows["task.u"] = -10 * rows["loss.b"]
+    tasks = [EvalTask(name="t", group="g"), EvalTask(name="u", group="h")]
+    raw = ranking.analyse(rows, ["a", "b"], tasks)
+    assert raw["utility"]["proxy"]["merge"]["spearman"] == pytest.approx(-1.0)
+    measured = {g: rows[f"group.{g}"].to_numpy() for g in ("g", "h")}
+    scale = normaliser("noise", measured, {"g": 0.01, "h": 100.0})
+    scaled = ranking.analyse(rows, ["a", "b"], tasks, scale=scale)
+    assert scaled["utility"]["proxy"]["merge"]["spearman"] == pytest.approx(1.0)
+    for out in (raw, scaled):  # the group rows themselves are as measured
+        assert out["group.h"]["proxy"]["merge"]["spearman"] == pytest.approx(-1.0)
 
 
 def test_analyse_needs_real_runs():

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from parammix_core.config import Bounds, SearchConfig
-from parammix_core.search import Choice, SearchError, choose_mixture, normaliser, utility
+from parammix_core.search import (
+    Choice,
+    SearchError,
+    choose_mixture,
+    normaliser,
+    scale_from_spec,
+    utility,
+)
 from parammix_core.surrogate import fit_surrogates
 
 DOMAINS = ["math", "code", "sft", "web"]
@@ -180,6 +187,14 @@ def test_normalising_lets_a_narrow_group_count(surrogates):
     assert choices["raw"].alpha["d0"] > 0.8
     assert choices["zscore"].alpha["d1"] > choices["raw"].alpha["d1"] + 0.1
     assert choices["zscore"].normalise == "zscore"
+    assert choices["raw"].scale == {} and scale_from_spec(choices["raw"].scale) is None
+    # the choice keeps its scale, so whatever judges it later scores the same utility
+    kept = Choice.from_json(json.loads(json.dumps(choices["zscore"].to_json()))).scale
+    probe = np.array([0.0, 0.5, 3.0])
+    for group, values in measured.items():
+        want = normaliser("zscore", measured)(group, probe)
+        np.testing.assert_allclose(scale_from_spec(kept)(group, probe), want, rtol=1e-12)
+        assert kept["measured"][group] == pytest.approx(values.tolist())
 
 
 def test_the_linear_surrogate_is_used_where_it_wins_cross_validation():

@@ -14,6 +14,7 @@ from parammix_core.config import Experiment, load_experiment
 from parammix_core.data import load_prepared
 from parammix_core.evaluate import heldout_loss
 from parammix_core.model import load_model
+from parammix_core.search.choice import scale_from_spec, scale_spec
 from parammix_core.stages import final, mixed, validate
 from parammix_core.train import sample_batch, train
 
@@ -130,6 +131,17 @@ def test_compare_runs_gains_and_verdicts():
     assert table.loc["loss.a", "gain vs natural"] == pytest.approx(-0.5)  # losses: lower wins
     assert table.loc["loss.a", "wins vs natural"] == "no"
     assert table.loc["utility", "chosen sd"] == pytest.approx(np.std([0.60, 0.62], ddof=1))
+    # on the search's scale: g in units of 0.02 about 0.5, h (wider, losing) in units of 10
+    for runs in metrics.values():
+        for run, h in zip(runs, (3.0, 5.0), strict=True):
+            run["group.h"] = h if runs is metrics["uniform"] else h - 1
+    spec = scale_spec("noise", {"g": np.array([0.4, 0.6]), "h": np.array([0.0, 10.0])})
+    spec["paired_se"] = {"g": 0.02, "h": 10.0}
+    raw = final.compare_runs(metrics, ["a"], ["g", "h"]).set_index("metric")
+    assert raw.loc["utility", "gain vs uniform"] == pytest.approx((0.10 - 1) / 2)
+    scaled = final.compare_runs(metrics, ["a"], ["g", "h"], None, scale_from_spec(spec))
+    gain = scaled.set_index("metric").loc["utility", "gain vs uniform"]
+    assert gain == pytest.approx((0.10 / 0.02 - 1 / 10) / 2)
 
 
 def test_compare_runs_shows_accuracy_where_every_run_reports_it():
