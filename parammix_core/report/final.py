@@ -44,6 +44,8 @@ def final_section(table: pd.DataFrame, summary: dict) -> str:
         for name, alpha in summary["alphas"].items()
     )
     verdict = final_verdict(table)
+    scale = summary.get("utility_scale", "raw")
+    on = "" if scale == "raw" else f" The utility has its groups on the search's {scale} scale."
     return "\n\n".join(
         [
             f"The base trained on each mixture for the final budget, {summary['seeds']} data-order "
@@ -51,7 +53,7 @@ def final_section(table: pd.DataFrame, summary: dict) -> str:
             "chosen − baseline, positive = better (losses negated); a win counts only beyond "
             "the combined seed spread. `acc.<task>` rows: each task's accuracy, beside the "
             "continuous score it is ranked by; `also.<task>.<metric>` rows: the metrics asked "
-            "for beside it (neither part of the verdict).",
+            f"for beside it (neither part of the verdict).{on}",
             markdown_table(table),
             verdict,
             f"Final model (`transformers` checkpoint with tokenizer): `{summary['model_uri']}`",

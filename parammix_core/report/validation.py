@@ -58,7 +58,8 @@ def validation_section(info: dict) -> str:
         "share of the real top quarter the proxy also puts there; gap: mean merge − mix in the "
         "metric's units. Trivial rankings: own_weight = α of the metric's domain, entropy = "
         "entropy of α, expert_interpolation = α-weighted mean of the experts' scores. Ceiling: "
-        "expected Spearman between two real runs with different data orders (from the reruns).",
+        "expected Spearman between two real runs with different data orders (from the reruns)."
+        + _scale_note(info.get("utility_scale", "raw")),
         markdown_table(table),
     ]
     head = _validation_head(analysis)
@@ -159,6 +160,10 @@ def real_training_outlook(info: dict) -> str | None:
         "uniform; more validation mixtures and reruns (`validation.n_mixtures`, "
         "`validation.reruns`) narrow it, longer experts may separate the mixtures more."
     )
+
+
+def _scale_note(scale: str) -> str:
+    return "" if scale == "raw" else f" The utility has its groups on the search's {scale} scale."
 
 
 def _interval(ceiling: dict) -> str:

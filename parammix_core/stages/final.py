@@ -196,6 +196,7 @@ def final_training(
         "model_uri": store.uri(model),
         "alphas": {name: found[0]["alpha"] for name, found in loaded.items()},
         "seeds": len(runs["chosen"]),
+        "utility_scale": (utility_scale or {}).get("normalise", "raw"),
     }
     (out / "final.json").write_text(canonical_json(summary))
     return store.publish(ref, out, info={"model": model.path})

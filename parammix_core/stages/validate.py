@@ -252,7 +252,12 @@ def validate_proxy(
         },
         out / "heldout_blocks.safetensors",
     )
-    info = {"analysis": analysis, "step_scale_fit": fit, "seconds": time.perf_counter() - start}
+    info = {
+        "analysis": analysis,
+        "step_scale_fit": fit,
+        "utility_scale": (utility_scale or {}).get("normalise", "raw"),
+        "seconds": time.perf_counter() - start,
+    }
     (out / "validation.json").write_text(canonical_json(_finite(info)))
     plot_validation(frame, analysis, out / "validation.png")
     return store.publish(ref, out, info={"seconds": info["seconds"]})

@@ -178,3 +178,5 @@ def test_validation_and_final_training_judge_the_utility_on_the_searchs_scale(
     groups = {g: table.loc[f"group.{g}"] for g in exp.evaluation.groups}
     gains = [scale(g, [r["chosen"]])[0] - scale(g, [r["uniform"]])[0] for g, r in groups.items()]
     assert table.loc["utility", "gain vs uniform"] == pytest.approx(np.mean(gains))
+    report = Path(stages.report_path(store, refs["report"])).read_text()
+    assert report.count("The utility has its groups on the search's noise scale.") == 2
