@@ -1,16 +1,17 @@
 """Which common scale of the capability groups lets the benchmark utility rank real runs.
 
     python benchmarks/utility_scales.py --dir /tmp/fid            # every store-<S> in it
-    python benchmarks/utility_scales.py --dir /tmp/fid --seed 1
+    python benchmarks/utility_scales.py --dir /tmp/fid --seed 1 --before 2026-12-03T16:00:00Z
 
-For each store `<dir>/store-<S>` of an end-to-end run of the default: the newest validation's
-rows (its mixtures' real runs, the reruns, their merges and the experts) and the search's
-surrogates before it (the evaluated merges and their paired standard errors against uniform:
-what `search.utility.normalise` scales by). Per mode (raw, zscore, rank, noise) each group
-column is put on the mode's scale with `search.normaliser`, exactly as the search does, and
-`ranking.analyse` gives for the utility what the validation reports for it: the noise ceiling
-with its 90 % interval, the merge's Spearman against the real runs and the best trivial
-ranking. The real runs and merges are the same for every mode: only the groups' weighing moves.
+For each store `<dir>/store-<S>` of an end-to-end run of the default: the rows of the newest
+validation (created before `--before`, when given: its mixtures' real runs, the reruns, their
+merges and the experts) and the search's surrogates before it (the evaluated merges and their
+paired standard errors against uniform: what `search.utility.normalise` scales by). Per mode
+(raw, zscore, rank, noise) each group column is put on the mode's scale with
+`search.normaliser`, exactly as the search does, and `ranking.analyse` gives for the utility
+what the validation reports for it: the noise ceiling with its 90 % interval, the merge's
+Spearman against the real runs and the best trivial ranking. The real runs and merges are the
+same for every mode: only the groups' weighing moves.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def newest(store: Store, stage: str, before: str | None = None) -> ArtifactRef:
     return ArtifactRef(stage=stage, name=m["name"], key=m["key"])
 
 
-def utility_rows(store: Store, exp: Experiment) -> dict[str, dict]:
+def utility_rows(store: Store, exp: Experiment, before: str | None) -> dict[str, dict]:
     """mode -> the validation's analysis of the utility with the groups on that scale."""
-    validation = newest(store, "validation")
+    validation = newest(store, "validation", before)
     created = store.manifest(validation)["created"]
     surrogates = newest(store, "surrogates", before=created)
     rows = store.load_parquet(validation, "rows.parquet")
@@ -65,6 +66,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dir", type=Path, required=True, help="folder of store-<seed> stores")
     p.add_argument("--seed", type=int, action="append", help="only these seeds (repeatable)")
+    p.add_argument("--before", help="read the newest validation created before this UTC time")
     args = p.parse_args()
     print("| seed | scale | utility ceiling [90 %] | merge rho | best trivial | merge - trivial |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
@@ -72,7 +74,8 @@ def main() -> None:
         seed = int(folder.name.split("-")[1])
         if args.seed and seed not in args.seed:
             continue
-        for mode, u in utility_rows(Store(str(folder)), Experiment(seed=seed)).items():
+        rows = utility_rows(Store(str(folder)), Experiment(seed=seed), args.before)
+        for mode, u in rows.items():
             c = u["ceiling"]
             rho, trivial = u["proxy"]["merge"]["spearman"], u["best_trivial_spearman"]
             print(
