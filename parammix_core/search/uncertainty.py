@@ -48,6 +48,12 @@ class GainInterval:
         """The interval lies on one side of zero."""
         return self.low > 0 or self.high < 0
 
+    @property
+    def outside(self) -> bool:
+        """The fit on every row predicts a gain its own refits rarely reach: at the chosen
+        mixture the surrogates depend on which mixtures and documents they saw."""
+        return not self.low <= self.gain <= self.high
+
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
@@ -225,11 +231,19 @@ def verdict(intervals: Mapping[str, GainInterval], help_text: str) -> str:
     head = f"predicted utility gain of the chosen mixture ({level:.0%} interval): " + "; ".join(
         parts
     )
+    unstable = [b for b, iv in intervals.items() if iv.outside]
+    caveat = (
+        f" The gain over {' and '.join(unstable)} lies outside its own interval: the "
+        "surrogates refitted on resampled mixtures and documents disagree with the fit on all "
+        "of them at this mixture, so its point gain is not to be trusted; the interval is."
+        if unstable
+        else ""
+    )
     if all(iv.low > 0 for iv in intervals.values()):
-        return head + ". The chosen mixture is predicted to beat them beyond the noise."
+        return head + ". The chosen mixture is predicted to beat them beyond the noise." + caveat
     if "uniform" in intervals and not intervals["uniform"].distinguishable:
         return (
             head + ". No mixture is distinguishable from uniform at this budget: "
-            "the interval holds zero. " + help_text
+            "the interval holds zero." + caveat + " " + help_text
         )
-    return head + ". Not every baseline is beaten beyond the noise."
+    return head + ". Not every baseline is beaten beyond the noise." + caveat

@@ -7,6 +7,7 @@ import pytest
 from parammix_core import simplex
 from parammix_core.config import EvalTask
 from parammix_core.search.uncertainty import (
+    GainInterval,
     gain_intervals,
     group_scores,
     utility_intervals,
@@ -79,6 +80,21 @@ def test_a_clear_peak_is_distinguishable():
     assert iv.low > 0.05 and iv.distinguishable
     assert iv.low <= iv.gain <= iv.high
     assert "beat them beyond the noise" in verdict({"uniform": iv}, "")
+
+
+def test_a_point_gain_outside_its_interval_is_called_unstable():
+    """Measured on the default with 360-step experts (seed 0): +0.1017 [-0.0898, +0.0855],
+    and final training then lost 0.017 to uniform; the run must not let the point stand."""
+    inside = GainInterval("uniform", 0.02, -0.01, 0.05, 0.9, 100)
+    outside = GainInterval("uniform", 0.1017, -0.0898, 0.0855, 0.9, 100)
+    natural = GainInterval("natural", 0.0945, -0.0957, 0.0819, 0.9, 100)
+    assert not inside.outside and outside.outside
+    assert "outside its own interval" not in verdict({"uniform": inside}, "Help.")
+    text = verdict({"uniform": outside, "natural": natural}, "Help.")
+    assert "No mixture is distinguishable from uniform" in text and text.endswith("Help.")
+    assert "The gain over uniform and natural lies outside its own interval" in text
+    peak = GainInterval("uniform", 0.30, 0.05, 0.20, 0.9, 100)
+    assert "beyond the noise. The gain over uniform lies outside" in verdict({"uniform": peak}, "")
 
 
 def _lstsq(x: np.ndarray, y: np.ndarray):
