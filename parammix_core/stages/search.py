@@ -115,7 +115,7 @@ def _interval(
         intervals,
         f"More evaluation documents (evaluation.builtin_docs_per_task, {docs} now, or larger "
         "task sets), longer experts (training.expert.steps, "
-        f"{exp.training.expert.steps} now) or a larger model would narrow it.",
+        f"{exp.training.expert.steps} now) or a larger model may narrow it.",
     )
 
 
