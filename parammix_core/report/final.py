@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from parammix_core.report.markdown import markdown_table
+from parammix_core.report.markdown import markdown_table, scale_note
 
 
 def is_beside(key: str) -> bool:
@@ -44,8 +44,7 @@ def final_section(table: pd.DataFrame, summary: dict) -> str:
         for name, alpha in summary["alphas"].items()
     )
     verdict = final_verdict(table)
-    scale = summary.get("utility_scale", "raw")
-    on = "" if scale == "raw" else f" The utility has its groups on the search's {scale} scale."
+    on = scale_note(summary.get("utility_scale", "raw"))
     return "\n\n".join(
         [
             f"The base trained on each mixture for the final budget, {summary['seeds']} data-order "

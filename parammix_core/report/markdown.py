@@ -36,3 +36,8 @@ def cell(v: object) -> str:
 def num(v: object) -> float:
     """A stored number, None read as NaN."""
     return math.nan if v is None else float(v)  # type: ignore[arg-type]
+
+
+def scale_note(scale: str) -> str:
+    """The sentence a section adds when its utility is not the raw group mean."""
+    return "" if scale == "raw" else f" The utility has its groups on the search's {scale} scale."

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from parammix_core.report.markdown import markdown_table, num
+from parammix_core.report.markdown import markdown_table, num, scale_note
 
 CEILING_WIDE = 0.2  # a ceiling interval wider than this is said to be uncertain
 
@@ -59,7 +59,7 @@ def validation_section(info: dict) -> str:
         "metric's units. Trivial rankings: own_weight = α of the metric's domain, entropy = "
         "entropy of α, expert_interpolation = α-weighted mean of the experts' scores. Ceiling: "
         "expected Spearman between two real runs with different data orders (from the reruns)."
-        + _scale_note(info.get("utility_scale", "raw")),
+        + scale_note(info.get("utility_scale", "raw")),
         markdown_table(table),
     ]
     head = _validation_head(analysis)
@@ -160,10 +160,6 @@ def real_training_outlook(info: dict) -> str | None:
         "uniform; more validation mixtures and reruns (`validation.n_mixtures`, "
         "`validation.reruns`) narrow it, longer experts may separate the mixtures more."
     )
-
-
-def _scale_note(scale: str) -> str:
-    return "" if scale == "raw" else f" The utility has its groups on the search's {scale} scale."
 
 
 def _interval(ceiling: dict) -> str:
