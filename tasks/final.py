@@ -14,11 +14,10 @@ from parammix_core.store import ArtifactRef
 from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
 
 
-def plan_final(exp: Experiment, choice: ArtifactRef, data: ArtifactRef) -> list[list]:
+def plan_final(exp: Experiment, chosen: dict[str, float], data: ArtifactRef) -> list[list]:
     """[name, alpha, seed] of every final run: chosen, uniform and natural, each seed."""
-    store = open_store(exp)
-    chosen = stages.load_choice(store, choice).alpha
-    mixtures = final.final_mixtures(exp, chosen, store.load_json(data, "stats.json"))
+    stats = open_store(exp).load_json(data, "stats.json")
+    mixtures = final.final_mixtures(exp, chosen, stats)
     return [[n, a, s] for n, a in mixtures.items() for s in final.final_seeds(exp)]
 
 
@@ -87,7 +86,8 @@ def run_final(
     submitted (None when disabled)."""
     if not exp.final.enabled:
         return None
-    plan = plan_final(exp, choice, data)
+    chosen = stages.load_choice(open_store(exp), choice)
+    plan = plan_final(exp, chosen.alpha, data)
     labels = [f"{name}, seed {seed}" for name, _, seed in plan]
     trained = final_run.map(
         unmapped(exp),
@@ -103,5 +103,4 @@ def run_final(
     for (name, _, _), run, score in zip(plan, trained, scored, strict=True):
         runs.setdefault(name, []).append(run)
         scores.setdefault(name, []).append(score)
-    scale = stages.load_choice(open_store(exp), choice).scale
-    return final_training.submit(exp, runs, scores, scale)
+    return final_training.submit(exp, runs, scores, chosen.scale)

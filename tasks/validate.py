@@ -15,12 +15,6 @@ from tasks.artifacts import inline_figures
 from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
 
 
-def plan_validation(exp: Experiment, choice: ArtifactRef) -> list[list[float]]:
-    """The validation mixtures: uniform, Dirichlet draws and the chosen mixture."""
-    chosen = stages.load_choice(open_store(exp), choice).alpha
-    return validate.validation_mixtures(exp, [chosen[d] for d in exp.domains])
-
-
 @stage_task(
     name="train_mixed",
     task_run_name="train_mixed[{label}]",
@@ -87,13 +81,13 @@ def run_validation(
     experts: list[ArtifactRef],
     probe: ArtifactRef | None,
 ) -> PrefectFuture | None:
-    """Inside the flow: plan, the mapped real runs, then the comparison, all submitted (None when
-    disabled). Nothing waits here, so the final runs queued next train while the comparison
-    scores on one worker."""
+    """Inside the flow: the validation mixtures (uniform, Dirichlet draws, the choice), their
+    mapped real runs, then the comparison, all submitted (None when disabled). Nothing waits
+    here, so the final runs queued next train while the comparison scores on one worker."""
     if not exp.validation.enabled:
         return None
-    mixtures = plan_validation(exp, choice)
-    scale = stages.load_choice(open_store(exp), choice).scale
+    chosen = stages.load_choice(open_store(exp), choice)
+    mixtures = validate.validation_mixtures(exp, [chosen.alpha[d] for d in exp.domains])
     plan = validate.run_plan(exp, len(mixtures))
     runs = train_mixed.map(
         unmapped(exp),
@@ -103,4 +97,5 @@ def run_validation(
         unmapped(base),
         label=validate.run_labels(exp, len(mixtures), plan),
     )
+    scale = chosen.scale
     return validate_proxy.submit(exp, mixtures, list(runs), data, base, experts, probe, scale)
