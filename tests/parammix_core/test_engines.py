@@ -26,7 +26,7 @@ from parammix_core.config import (
     load_experiment,
     parse_experiment,
 )
-from parammix_core.engines import LAUNCHER_ENV, micro_batch
+from parammix_core.engines import LAUNCHER_ENV, base, micro_batch
 from parammix_core.model import build_model, parameter_count
 from parammix_core.train import CheckpointError, train
 from tests.parammix_core.test_train import CPU, corpus, pico
@@ -230,6 +230,21 @@ def test_bf16_autocast_trains_fp32_weights_close_to_fp32(tmp_path, plain_run):
     assert result.losses == pytest.approx(plain.losses, rel=2e-2)
     assert result.losses[-1] < result.losses[0] - 0.1
     assert all(math.isfinite(x) for x in result.losses)
+
+
+@pytest.mark.parametrize(("emulated", "warned"), [(True, 1), (False, 0)])
+def test_bf16_on_a_cpu_that_emulates_it_warns_once(monkeypatch, caplog, emulated, warned):
+    monkeypatch.setattr(base, "cpu_emulates_bf16", lambda: emulated)
+    base._warn_emulated_bf16.cache_clear()
+    with caplog.at_level("WARNING", logger=base.__name__):
+        for _ in range(3):
+            with base.autocast(TrainingConfig(precision="bf16"), CPU):
+                assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+        with base.autocast(PLAIN, CPU):
+            pass
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == warned
+    assert all("training.precision: bf16" in line and "precision: fp32" in line for line in lines)
 
 
 @pytest.mark.cuda
