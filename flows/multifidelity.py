@@ -1,5 +1,6 @@
 """Wiring of the multi-fidelity search inside `param_mix`: rounds of merges and real mixed
-runs until the stage says the budget is spent, then the choice at fidelity 1."""
+runs (at the experts' budget, and at the final one when `long` is a fidelity) until the stage
+says the budget is spent, then the choice at the highest fidelity."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from prefect import unmapped
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
 from tasks.evaluate import merge_and_evaluate
+from tasks.final import final_run
 from tasks.multifidelity import choose_at_fidelity, evaluate_run, joined_runs, propose_fidelities
 from tasks.validate import train_mixed
 
@@ -48,16 +50,18 @@ def multifidelity_search(
             index=range(len(merges), len(merges) + len(work.merges)),
         )
         labels = [f"round {round_index} run {i}" for i in range(len(work.runs))]
+        long_labels = [f"round {round_index} long run {i}" for i in range(len(work.long_runs))]
         seed, same = unmapped(exp.seed), (unmapped(data), unmapped(base))
         trained = train_mixed.map(unmapped(exp), work.runs, seed, *same, label=labels)
+        trained_long = final_run.map(unmapped(exp), work.long_runs, seed, *same, label=long_labels)
         scored = evaluate_run.map(
             unmapped(exp),
-            trained,
+            [*trained, *trained_long],
             unmapped(data),
             unmapped(base),
             unmapped(experts),
             unmapped(probe),
-            label=labels,
+            label=[*labels, *long_labels],
         )
         merges += [e.result() for e in evaluated]
         runs += [s.result() for s in scored]

@@ -15,12 +15,14 @@ from tasks.common import RESULTS, RETRIES, open_store, prepare, run_stage, stage
 
 
 class FidelityRound(BaseModel):
-    """A round in the store: its merges (merge_and_evaluate batches), its real runs' mixtures,
-    and whether the search is done (budget spent or max_rounds reached)."""
+    """A round in the store: its merges (merge_and_evaluate batches), the mixtures of its real
+    runs at the experts' budget and of its long runs (the final budget), and whether the search
+    is done (budget spent or max_rounds reached)."""
 
     ref: ArtifactRef
     merges: list[list[list[float]]]
     runs: list[list[float]]
+    long_runs: list[list[float]]
     done: bool
 
 
@@ -50,11 +52,12 @@ def propose_fidelities(
     create_table_artifact(
         rows.round(4).to_dict(orient="records"),
         key=f"fidelity-round-{round_index}",
-        description=f"Merges (fidelity 0) and real runs (1) proposed in round {round_index}; "
+        description=f"Merges (fidelity 0) and real runs (above 0; 1 the highest configured "
+        f"budget) proposed in round {round_index}; "
         f"{store.manifest(ref)['info']['spent']:.2f} real-run equivalents spent before it",
     )
-    batches, alphas, done = mf.round_work(exp, store, ref)
-    return FidelityRound(ref=ref, merges=batches, runs=alphas, done=done)
+    batches, runs, long_runs, done = mf.round_work(exp, store, ref)
+    return FidelityRound(ref=ref, merges=batches, runs=runs, long_runs=long_runs, done=done)
 
 
 @stage_task(

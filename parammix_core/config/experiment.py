@@ -66,6 +66,12 @@ class Experiment(Strict):
                 f"search.n_mixtures={n} is too few for search.cv_folds={folds}: every "
                 "cross-validation fit needs 2 mixtures; raise n_mixtures or lower cv_folds"
             )
+        steps, expert = self.final.train.steps, self.training.expert.steps
+        if "long" in self.search.strategies.multifidelity.fidelities and steps <= expert:
+            raise ValueError(
+                "search.strategies.multifidelity.fidelities: long runs train final.train.steps "
+                f"({steps}), which must exceed training.expert.steps ({expert})"
+            )
         if self.evaluation.proxy == "corrected" and not self.probe.enabled:
             raise ValueError("evaluation.proxy 'corrected' needs probe.enabled")
         if self.model.checkpoint is None and self.data.tokenizer is not None:

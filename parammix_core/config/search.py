@@ -124,18 +124,24 @@ class BayesSettings(Strict):
     )
 
 
+FIDELITY_ORDER = ("merge", "run", "long")  # cheapest first
+
+
 class MultiFidelitySettings(Strict):
     """One GP over (mixture, fidelity): merges are the cheap fidelity (0), real mixed runs at
-    the experts' budget the expensive one (1); EI per unit of measured cost, the cost's exponent
-    decaying round by round; the choice is the GP's best mixture at the highest fidelity."""
+    the experts' budget the expensive one (1), and optionally runs at the final budget above
+    them; EI per unit of measured cost, the cost's exponent decaying round by round; the choice
+    is the GP's best mixture at the highest fidelity."""
 
     LOOP: ClassVar[frozenset[str]] = frozenset({"budget", "per_round", "max_rounds", "fidelities"})
 
-    fidelities: list[Literal["merge", "run"]] = Field(
+    fidelities: list[Literal["merge", "run", "long"]] = Field(
         ["merge", "run"],
-        description="What the search may evaluate: merges and real runs (the default), real "
-        "runs alone (BO on real runs, the initial design trained for real) or merges alone "
-        "(a GP on merges); the choice is made at the most expensive one.",
+        description="What the search may evaluate: merges and real runs at the experts' "
+        "budget (the default), real runs alone (BO on real runs, the initial design trained "
+        "for real) or merges alone (a GP on merges); `long` adds real runs at the final "
+        "training's budget (final.train), the highest fidelity. The choice is made at the "
+        "most expensive one.",
     )
     budget: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)] = Field(
         4.0,
@@ -169,9 +175,9 @@ class MultiFidelitySettings(Strict):
             raise ValueError("raw_samples must be at least num_restarts")
         if not self.fidelities or len(set(self.fidelities)) < len(self.fidelities):
             raise ValueError(
-                f"fidelities must name merge and/or run once each; got {self.fidelities}"
+                f"fidelities must name merge, run and/or long once each; got {self.fidelities}"
             )
-        self.fidelities = sorted(self.fidelities)  # merge (cheap) before run
+        self.fidelities = sorted(self.fidelities, key=FIDELITY_ORDER.index)  # cheapest first
         return self
 
 

@@ -1,17 +1,22 @@
 """Stages of the multi-fidelity search (`search.strategy: multifidelity`).
 
-Merges are the cheap fidelity (0), real mixed runs at the experts' budget the expensive one
-(1). Round 0 is merges: the initial design (the vertices and uniform) and `per_round`
-bounded Dirichlet draws, so the surrogates the report draws on have rows; with
-`fidelities: [run]` (BO on real runs alone) round 0 trains the initial design (and draws up to
-`n_init` rows, at least four) for real, and with `[merge]` no real run is trained. Every later round
-proposes `per_round` (mixture, fidelity) pairs from one GP over both fidelities
-(`parammix_core.search.multifidelity`). The flow sends fidelity-0 proposals to
-merge_and_evaluate and fidelity-1 ones to train_mixed - the very stage, store keys and retries
-of the validation's runs - then to `evaluate_run`, which scores the trained model with the
-merges' evaluator (tasks and held-out loss) and records the run's measured cost: its training
-seconds plus its evaluation seconds. Real runs of the validation already in the store join the
-history as observations, free of charge.
+Merges are the cheap fidelity, real mixed runs at the experts' budget ("run") the expensive one,
+and with `fidelities: [merge, run, long]` real runs at the final training's budget ("long") the
+most expensive. A fidelity is the evaluation's training budget in experts' budgets (merge 0, run
+1, long final.train.steps / training.expert.steps), which the GP reads divided by the highest
+configured one: merge 0 and run 1 by default, run 1/3 and long 1 with the default final budget.
+Round 0 is merges: the initial design (the vertices and uniform) and `per_round` bounded
+Dirichlet draws, so the surrogates the report draws on have rows; with `fidelities: [run]` (BO
+on real runs alone) round 0 trains the initial design (and draws up to `n_init` rows, at least
+four) for real, and with `[merge]` no real run is trained. Every later round proposes
+`per_round` (mixture, fidelity) pairs from one GP over the fidelities
+(`parammix_core.search.multifidelity`). The flow sends merge proposals to merge_and_evaluate,
+run ones to train_mixed - the very stage, store keys and retries of the validation's runs - and
+long ones to final_run (a long run of a mixture and seed the final training also trains is
+trained once), then every run to `evaluate_run`, which scores the trained model with the merges'
+evaluator (tasks and held-out loss) and records the run's measured cost: its training seconds
+plus its evaluation seconds. Real runs of the validation already in the store join the history
+as observations, free of charge.
 
 The budget is counted in real-run equivalents: the measured seconds of the search's own
 evaluations over the experts' mean training seconds (a real run trains on an expert's budget).
@@ -34,6 +39,7 @@ import torch
 
 from parammix_core import simplex
 from parammix_core.config import Experiment
+from parammix_core.config.search import FIDELITY_ORDER
 from parammix_core.data import natural_weights
 from parammix_core.model import load_state
 from parammix_core.search import Choice, History, SearchError, resolve_weights, search_bounds
@@ -47,13 +53,24 @@ from parammix_core.stages.validate import validation_mixtures
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
-MERGE, RUN = 0.0, 1.0  # the fidelities
-LEVELS = {"merge": MERGE, "run": RUN}
+MERGE, RUN = 0.0, 1.0  # fidelities as stored in rows: training budget in experts' budgets
+
+
+def budgets(exp: Experiment) -> dict[str, float]:
+    """Each fidelity's training budget in experts' budgets, as its rows store it."""
+    return {"merge": MERGE, "run": RUN, "long": exp.final.train.steps / exp.training.expert.steps}
 
 
 def levels(exp: Experiment) -> tuple[float, ...]:
-    """The configured fidelities, cheapest first."""
-    return tuple(LEVELS[f] for f in exp.search.strategies.multifidelity.fidelities)
+    """The configured fidelities as the GP reads them, cheapest first: budgets over the
+    highest configured budget, so the top fidelity is 1 (merges alone: 0)."""
+    at = [budgets(exp)[f] for f in exp.search.strategies.multifidelity.fidelities]
+    return tuple(b / at[-1] if at[-1] else b for b in at)
+
+
+def run_budget(exp: Experiment, run: ArtifactRef) -> float:
+    """The stored fidelity of a trained run: a final run's budget, else the experts'."""
+    return budgets(exp)["long"] if run.stage == "final" else RUN
 
 
 def run_eval_ref(
@@ -87,8 +104,9 @@ def evaluate_run(
     probe: ArtifactRef | None = None,
     progress: Progress | None = None,
 ) -> ArtifactRef:
-    """A real mixed run scored as the merges are; one row (fidelity 1) with its cost: the
-    run's training seconds (from its manifest) plus these evaluation seconds."""
+    """A real mixed run scored as the merges are; one row (its fidelity: its training budget)
+    with its cost: the run's training seconds (from its manifest) plus these evaluation
+    seconds."""
     ref = run_eval_ref(exp, run, data, base, experts, probe)
     if store.exists(ref):
         return ref
@@ -102,7 +120,8 @@ def evaluate_run(
     metrics, per_doc = bench.evaluator.evaluate_docs()
     row = {f"alpha.{d}": float(a) for d, a in zip(exp.domains, info["alpha"], strict=True)}
     seconds = info["seconds"] + time.perf_counter() - start
-    row.update(metrics, fidelity=RUN, seconds=seconds, device=str(bench.evaluator.device))
+    device = str(bench.evaluator.device)
+    row.update(metrics, fidelity=run_budget(exp, run), seconds=seconds, device=device)
     docs = {f"{t}.{j}": v for t, values in per_doc.items() for j, v in enumerate(values)}
     out = store.staging(ref)
     pd.DataFrame([{**row, "run": run.key}]).to_parquet(out / "rows.parquet", index=False)
@@ -118,7 +137,7 @@ def joined_runs(
     """The validation's real runs already in the store (uniform and the draws, the
     experiment's seed; the chosen mixture's depends on this search): free observations, unless
     the search evaluates merges alone."""
-    if RUN not in levels(exp):
+    if "run" not in exp.search.strategies.multifidelity.fidelities:
         return []
     refs = [mixed_ref(exp, m, exp.seed, data, base) for m in validation_mixtures(exp)]
     return [r for r in refs if store.exists(r)]
@@ -159,9 +178,9 @@ def history(
     rows = load_rows(store, evals)
     x = rows[[f"alpha.{d}" for d in exp.domains]].to_numpy(dtype=float)  # (N, K)
     groups = {g: rows[f"group.{g}"].to_numpy(dtype=float) for g in exp.evaluation.groups}
-    fidelity = (
-        rows["fidelity"].fillna(MERGE) if "fidelity" in rows else pd.Series(MERGE, rows.index)
-    )
+    budget = rows["fidelity"].fillna(MERGE) if "fidelity" in rows else pd.Series(MERGE, rows.index)
+    top = max(budgets(exp)[f] for f in exp.search.strategies.multifidelity.fidelities)
+    fidelity = budget / top if top else budget  # the GP's levels (`levels`)
     y = group_utility(groups, exp.search.group_weights or None)
     cost = measured_costs(rows)
     if cost is None:
@@ -173,7 +192,7 @@ def strategy(
     exp: Experiment, store: Store, experts: Sequence[ArtifactRef], seen: History, round_index: int
 ) -> MultiFidelityStrategy:
     """The configured strategy for round `round_index`, with the cost priors: the measured
-    merges', and an expert's training seconds for a real run until one is measured."""
+    merges', and an expert's training seconds times a run's budget until one is measured."""
     run_prior = run_unit(store, experts)
     merge = np.isclose(seen.fidelities, MERGE)
     merge_prior = float(np.exp(np.log(seen.cost[merge]).mean())) if merge.any() else run_prior
@@ -186,7 +205,9 @@ def strategy(
         hi,
         round_seed(exp, round_index),
         levels=at,
-        prior_costs=[merge_prior if s == MERGE else run_prior for s in at],
+        prior_costs=[
+            run_prior * budgets(exp)[f] if f != "merge" else merge_prior for f in cfg.fidelities
+        ],
         iteration=round_index,
         **cfg.model_dump(exclude=set(cfg.LOOP)),
     )
@@ -261,14 +282,17 @@ def propose_round(
     return store.publish(ref, out, info=info)
 
 
-def round_work(exp: Experiment, store: Store, ref: ArtifactRef) -> tuple[list, list, bool]:
-    """A round's merges (one merge_and_evaluate batch each), its real runs' mixtures, and
-    whether the search is done."""
+def round_work(exp: Experiment, store: Store, ref: ArtifactRef) -> tuple[list, list, list, bool]:
+    """A round's merges (one merge_and_evaluate batch each), the mixtures of its real runs at
+    the experts' budget and of its long ones, and whether the search is done."""
     rows = store.load_parquet(ref, "rows.parquet")
     alphas = rows[[f"alpha.{d}" for d in exp.domains]].to_numpy(dtype=float)
-    merge = np.isclose(rows["fidelity"].to_numpy(dtype=float), MERGE)
+    at = rows["fidelity"].to_numpy(dtype=float)[:, None]  # (N, 1) levels
+    names = np.array(exp.search.strategies.multifidelity.fidelities)
+    kind = names[np.abs(at - np.array(levels(exp))).argmin(axis=1)]  # (N,)
     done = bool(store.manifest(ref)["info"]["done"])
-    return [[a] for a in alphas[merge].tolist()], alphas[~merge].tolist(), done
+    merges = [[a] for a in alphas[kind == "merge"].tolist()]
+    return merges, alphas[kind == "run"].tolist(), alphas[kind == "long"].tolist(), done
 
 
 def choice_ref(
@@ -327,11 +351,22 @@ def choose(
         predicted_utility=chosen["predicted_utility"],
         weights=weights,
         baselines={b: point(b) for b in ("uniform", "natural")},
-        verdict=f"Chosen by the GP at fidelity {gp.levels[-1]:g} "
-        f"({'real runs' if gp.levels[-1] == RUN else 'merges'}) from "
-        f"{int(np.isclose(seen.fidelities, RUN).sum())} real run(s) and "
-        f"{int(np.isclose(seen.fidelities, MERGE).sum())} merge(s); no bootstrap interval.",
+        verdict=_verdict(exp, seen),
     )
     out = store.staging(ref)
     (out / "choice.json").write_text(canonical_json(choice.to_json()))
     return store.publish(ref, out, info={"alpha": choice.alpha, "gp_mean": best.mean})
+
+
+def _verdict(exp: Experiment, seen: History) -> str:
+    """Where the choice was made and from how many evaluations of each fidelity."""
+    names = exp.search.strategies.multifidelity.fidelities
+    at = dict(zip(names, levels(exp), strict=True))
+    count = {f: int(np.isclose(seen.fidelities, at.get(f, -1.0)).sum()) for f in FIDELITY_ORDER}
+    counts = [f"{count['long']} long run(s)"] * ("long" in names)
+    counts += [f"{count['run']} real run(s)", f"{count['merge']} merge(s)"]
+    where = {"merge": "merges", "run": "real runs", "long": "long real runs"}[names[-1]]
+    return (
+        f"Chosen by the GP at fidelity {at[names[-1]]:g} ({where}) from "
+        f"{', '.join(counts[:-1])} and {counts[-1]}; no bootstrap interval."
+    )

@@ -199,3 +199,40 @@ def test_bo_on_real_runs_alone_trains_and_reports_without_merges(prefect_api, tm
     surrogates = stages.load_surrogates(store, refs["surrogates"])  # fitted on the runs' rows
     assert {len(oof) for oof in surrogates.oof.values()} == {5}
     assert "5 real run(s) and 0 merge(s)" in store.read_text(refs["report"], "report.md")
+
+
+@pytest.mark.slow
+def test_long_runs_alone_train_at_the_final_budget_and_final_training_reuses_one(
+    prefect_api, tmp_path: Path
+):
+    exp = micro(
+        tmp_path / "store",
+        "multifidelity",
+        "search.strategies.multifidelity.fidelities=[long]",
+        "final.train.steps=24",
+        "search.strategies.multifidelity.budget=100",
+        "search.strategies.multifidelity.per_round=1",
+        "search.strategies.multifidelity.max_rounds=2",
+        "search.strategies.multifidelity.num_restarts=2",
+        "search.strategies.multifidelity.raw_samples=32",
+    )
+    refs = param_mix(exp, return_state=True).result()
+    store = stages.open_store(exp)
+    scored = [m for m in store.artifacts() if m["stage"] == "runevals"]
+    assert len(scored) == 4 + 1  # round 0: vertices, uniform and a draw; round 1: one run
+    rows = pd.concat(
+        store.load_parquet(
+            ArtifactRef(stage=m["stage"], name=m["name"], key=m["key"]), "rows.parquet"
+        )
+        for m in scored
+    )
+    assert (rows["fidelity"] == 2.0).all()  # 24 final steps over 12 expert steps
+    trained = {m["key"] for m in store.artifacts() if m["stage"] == "final" and m["name"] == "run"}
+    assert set(rows["run"]) <= trained  # final runs, not mixed ones
+    assert not any(m["stage"] == "mixed" for m in store.artifacts())
+    uniform = mixed.final_run_ref(exp, [0.5, 0.5], exp.seed, refs["data"], refs["base"])
+    assert uniform.key in set(rows["run"])  # the search's long run of uniform ...
+    report = store.read_text(refs["report"], "report.md")
+    assert "from 5 long run(s), 0 real run(s) and 0 merge(s)" in report
+    # ... is final training's uniform run on its first seed: trained once, not 5 + 3 x 2
+    assert len(trained) <= 5 + 3 * 2 - 1

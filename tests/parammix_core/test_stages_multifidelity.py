@@ -10,7 +10,7 @@ import pytest
 from parammix_core import stages
 from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.stages import multifidelity as mf
-from parammix_core.stages.mixed import mixed_ref
+from parammix_core.stages.mixed import final_run_ref, mixed_ref
 from parammix_core.store import ArtifactRef, Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,13 +54,13 @@ def fake_data(exp: Experiment, store: Store) -> ArtifactRef:
 def fake(exp: Experiment, store: Store, alphas, fidelity: float, seconds: float) -> ArtifactRef:
     """Evaluations of `alphas` at `fidelity`, scored by that fidelity's synthetic surface."""
     x = np.asarray(alphas, dtype=float)
-    peak = REAL_PEAK if fidelity == mf.RUN else MERGE_PEAK
+    peak = REAL_PEAK if fidelity >= mf.RUN else MERGE_PEAK
     score = 0.5 - ((x - peak) ** 2).sum(axis=1)
     rows = {f"alpha.{d}": x[:, i] for i, d in enumerate(exp.domains)}
     rows.update({f"group.{g}": score for g in exp.evaluation.groups})
     rows.update(seconds=np.full(len(x), seconds))
-    if fidelity == mf.RUN:
-        rows["fidelity"] = np.full(len(x), mf.RUN)
+    if fidelity != mf.MERGE:
+        rows["fidelity"] = np.full(len(x), fidelity)
     return publish(store, f"{fidelity}-{x.tolist()}", rows)
 
 
@@ -69,7 +69,7 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
     store = stages.open_store(exp)
     experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
     first = mf.propose_round(exp, store, 0, [], [], [], experts)
-    merges_0, runs_0, done = mf.round_work(exp, store, first)
+    merges_0, runs_0, _, done = mf.round_work(exp, store, first)
     assert merges_0[:3] == [[[1.0, 0.0]], [[0.0, 1.0]], [[0.5, 0.5]]]  # the initial design
     assert len(merges_0) == 3 + 2 and runs_0 == [] and not done  # and per_round draws
     merges = [fake(exp, store, b, mf.MERGE, 1.0) for b in merges_0]
@@ -77,13 +77,13 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
     merges.append(fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0))
     # round 1: a run costs 100 merges (the experts' seconds, none measured yet)
     second = mf.propose_round(exp, store, 1, merges, [], [], experts)
-    merges_1, runs_1, done = mf.round_work(exp, store, second)
+    merges_1, runs_1, _, done = mf.round_work(exp, store, second)
     assert len(merges_1) + len(runs_1) == 2 and not done
     assert store.manifest(second)["info"]["spent"] == pytest.approx(12 / 100)
     runs = [fake(exp, store, [[0.9, 0.1], [0.5, 0.5], [0.3, 0.7]], mf.RUN, 100.0)]
     # three runs of 100 s and twelve merges of 1 s: 3.12 real-run equivalents >= 3, done
     third = mf.propose_round(exp, store, 2, merges, runs, [], experts)
-    assert mf.round_work(exp, store, third) == ([], [], True)
+    assert mf.round_work(exp, store, third) == ([], [], [], True)
     assert store.manifest(third)["info"]["spent"] == pytest.approx(3.12)
     # the choice: the GP's best at fidelity 1, near the runs' peak, not the merges'
     ref = mf.choose(exp, store, fake_data(exp, store), [*merges, *runs])
@@ -102,7 +102,7 @@ def test_a_late_round_buys_real_runs_and_joined_runs_are_free(tmp_path: Path):
     merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]
     joined = [fake(exp, store, [[0.5, 0.5], [0.2, 0.8]], mf.RUN, 100.0)]
     late = mf.propose_round(exp, store, 5, merges, [], joined, experts)  # exponent 1e-5
-    _, runs, done = mf.round_work(exp, store, late)
+    _, runs, _, done = mf.round_work(exp, store, late)
     assert len(runs) >= 1 and not done
     assert store.manifest(late)["info"]["spent"] == pytest.approx(9 / 100)  # joined: free
     data = stages.data_ref(exp)
@@ -118,13 +118,13 @@ def test_real_runs_alone_train_the_initial_design_and_choose_among_runs(tmp_path
     store = stages.open_store(exp)
     experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
     first = mf.propose_round(exp, store, 0, [], [], [], experts)
-    merges, alphas, done = mf.round_work(exp, store, first)
+    merges, alphas, _, done = mf.round_work(exp, store, first)
     assert merges == [] and not done
     assert alphas[:3] == [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]  # the initial design
     assert len(alphas) == 4  # and one draw: four rows for the report's two-fold CV
     runs = [fake(exp, store, alphas, mf.RUN, 100.0)]
     second = mf.propose_round(exp, store, 1, [], runs, [], experts)
-    merges, alphas, _ = mf.round_work(exp, store, second)
+    merges, alphas, _, _ = mf.round_work(exp, store, second)
     assert merges == [] and len(alphas) == 2  # per_round real runs, never a merge
     # four runs of 100 s: 4 real-run equivalents, the budget (5) not yet spent
     assert store.manifest(second)["info"]["spent"] == pytest.approx(4.0)
@@ -148,12 +148,73 @@ def test_merges_alone_never_train_and_choose_at_the_merges_peak(tmp_path: Path):
     grid = np.linspace(0.05, 0.95, 9)
     merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]
     late = mf.propose_round(exp, store, 5, merges, [], [], experts)
-    proposed, runs, _ = mf.round_work(exp, store, late)
-    assert runs == [] and len(proposed) == 2
+    proposed, runs, long_runs, _ = mf.round_work(exp, store, late)
+    assert runs == long_runs == [] and len(proposed) == 2
     choice = stages.load_choice(store, mf.choose(exp, store, fake_data(exp, store), merges))
     alpha = np.array([choice.alpha[d] for d in exp.domains])
     assert np.abs(alpha - MERGE_PEAK).sum() < 0.2, alpha
     assert "GP at fidelity 0 (merges)" in choice.verdict
+
+
+LONG = ("search.strategies.multifidelity.fidelities=[long, merge, run]", "final.train.steps=36")
+
+
+def test_long_runs_are_the_top_fidelity_and_each_kind_goes_to_its_stage(tmp_path: Path):
+    exp = micro(
+        tmp_path / "s",
+        *LONG,
+        "search.strategies.multifidelity.exponent_decay=0.1",
+        "search.strategies.multifidelity.budget=100",
+    )
+    assert exp.search.strategies.multifidelity.fidelities == ["merge", "run", "long"]
+    assert mf.budgets(exp) == {"merge": 0.0, "run": 1.0, "long": 3.0}  # 36 / 12 steps
+    assert mf.levels(exp) == pytest.approx((0.0, 1 / 3, 1.0))
+    store = stages.open_store(exp)
+    data = stages.data_ref(exp)
+    base = stages.base_ref(exp, data)
+    assert mf.run_budget(exp, mixed_ref(exp, [0.5, 0.5], 0, data, base)) == 1.0
+    assert mf.run_budget(exp, final_run_ref(exp, [0.5, 0.5], 0, data, base)) == 3.0
+    experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
+    grid = np.linspace(0.0, 1.0, 9)
+    merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]
+    runs = [
+        fake(exp, store, [[0.5, 0.5], [0.2, 0.8]], mf.RUN, 100.0),
+        fake(exp, store, [[0.9, 0.1]], 3.0, 300.0),
+    ]
+    seen, _ = mf.history(exp, store, [*merges, *runs])
+    assert seen.fidelities.tolist() == pytest.approx([0.0] * 9 + [1 / 3] * 2 + [1.0])
+    late = mf.propose_round(exp, store, 6, merges, runs, [], experts)  # exponent ~1e-6
+    proposed = store.load_parquet(late, "rows.parquet")["fidelity"]
+    assert len(proposed) == 2 and all(np.isclose(mf.levels(exp), f).any() for f in proposed)
+    # a round's rows go to merge_and_evaluate, train_mixed and final_run by their level
+    ref = ArtifactRef.for_spec("proposals", "fake-round", {})
+    out = store.staging(ref)
+    round_rows = {"fidelity": [0.0, 1 / 3, 1.0, 1 / 3], "alpha.math": [0.1, 0.2, 0.3, 0.4]}
+    round_rows["alpha.sft"] = [1 - a for a in round_rows["alpha.math"]]
+    pd.DataFrame(round_rows).to_parquet(out / "rows.parquet", index=False)
+    ref = store.publish(ref, out, info={"done": False})
+    assert mf.round_work(exp, store, ref) == (
+        [[[0.1, 0.9]]],
+        [[0.2, 0.8], [0.4, 0.6]],
+        [[0.3, 0.7]],
+        False,
+    )
+    choice = stages.load_choice(
+        store, mf.choose(exp, store, fake_data(exp, store), [*merges, *runs])
+    )
+    assert choice.verdict.startswith(
+        "Chosen by the GP at fidelity 1 (long real runs) from 1 long run(s), 2 real run(s) and "
+        "9 merge(s)"
+    )
+
+
+def test_long_runs_need_a_final_budget_above_the_experts(tmp_path: Path):
+    with pytest.raises(ValueError) as err:
+        micro(tmp_path / "s", LONG[0])  # micro's final runs train 12 steps, as its experts do
+    assert (
+        "search.strategies.multifidelity.fidelities: long runs train final.train.steps (12), "
+        "which must exceed training.expert.steps (12)" in str(err.value)
+    )
 
 
 def publish_at(store: Store, ref: ArtifactRef) -> ArtifactRef:
