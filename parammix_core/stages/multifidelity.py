@@ -61,11 +61,18 @@ def budgets(exp: Experiment) -> dict[str, float]:
     return {"merge": MERGE, "run": RUN, "long": exp.final.train.steps / exp.training.expert.steps}
 
 
+def as_levels(exp: Experiment, budget: float | pd.Series) -> float | pd.Series:
+    """Budgets as the GP reads them: over the highest configured one, so the top fidelity is 1
+    (merges alone: 0)."""
+    top = budgets(exp)[exp.search.strategies.multifidelity.fidelities[-1]]
+    return budget / top if top else budget
+
+
 def levels(exp: Experiment) -> tuple[float, ...]:
-    """The configured fidelities as the GP reads them, cheapest first: budgets over the
-    highest configured budget, so the top fidelity is 1 (merges alone: 0)."""
-    at = [budgets(exp)[f] for f in exp.search.strategies.multifidelity.fidelities]
-    return tuple(b / at[-1] if at[-1] else b for b in at)
+    """The configured fidelities as the GP reads them, cheapest first."""
+    return tuple(
+        as_levels(exp, budgets(exp)[f]) for f in exp.search.strategies.multifidelity.fidelities
+    )
 
 
 def run_budget(exp: Experiment, run: ArtifactRef) -> float:
@@ -179,8 +186,7 @@ def history(
     x = rows[[f"alpha.{d}" for d in exp.domains]].to_numpy(dtype=float)  # (N, K)
     groups = {g: rows[f"group.{g}"].to_numpy(dtype=float) for g in exp.evaluation.groups}
     budget = rows["fidelity"].fillna(MERGE) if "fidelity" in rows else pd.Series(MERGE, rows.index)
-    top = max(budgets(exp)[f] for f in exp.search.strategies.multifidelity.fidelities)
-    fidelity = budget / top if top else budget  # the GP's levels (`levels`)
+    fidelity = as_levels(exp, budget)
     y = group_utility(groups, exp.search.group_weights or None)
     cost = measured_costs(rows)
     if cost is None:
