@@ -30,7 +30,7 @@ def multifidelity_search(
         unmapped(base),
         unmapped(experts),
         unmapped(probe),
-        label="validation run",
+        label="joined run",
     )
     joined = [s.result() for s in scored]
     merges: list[ArtifactRef] = []

@@ -47,7 +47,7 @@ from parammix_core.search import utility as group_utility
 from parammix_core.search.multifidelity import MultiFidelityStrategy
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.evaluate import _bench, initial_design, load_rows
-from parammix_core.stages.mixed import mixed_ref
+from parammix_core.stages.mixed import final_run_ref, mixed_ref
 from parammix_core.stages.proposals import measured_costs, round_seed
 from parammix_core.stages.validate import validation_mixtures
 from parammix_core.stages.versions import code_version
@@ -141,12 +141,17 @@ def evaluate_run(
 def joined_runs(
     exp: Experiment, store: Store, data: ArtifactRef, base: ArtifactRef
 ) -> list[ArtifactRef]:
-    """The validation's real runs already in the store (uniform and the draws, the
-    experiment's seed; the chosen mixture's depends on this search): free observations, unless
-    the search evaluates merges alone."""
-    if "run" not in exp.search.strategies.multifidelity.fidelities:
-        return []
-    refs = [mixed_ref(exp, m, exp.seed, data, base) for m in validation_mixtures(exp)]
+    """Real runs already in the store, free observations on the experiment's seed (the chosen
+    mixture's depend on this search): the validation's (uniform and the draws) when `run` is a
+    fidelity, final training's uniform and natural runs when `long` is."""
+    fidelities = exp.search.strategies.multifidelity.fidelities
+    refs = []
+    if "run" in fidelities:
+        refs += [mixed_ref(exp, m, exp.seed, data, base) for m in validation_mixtures(exp)]
+    if "long" in fidelities:
+        natural = natural_weights(store.load_json(data, "stats.json"))
+        for alpha in (simplex.uniform(len(exp.domains)), [natural[d] for d in exp.domains]):
+            refs.append(final_run_ref(exp, alpha, exp.seed, data, base))
     return [r for r in refs if store.exists(r)]
 
 

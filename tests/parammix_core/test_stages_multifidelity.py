@@ -174,6 +174,14 @@ def test_long_runs_are_the_top_fidelity_and_each_kind_goes_to_its_stage(tmp_path
     base = stages.base_ref(exp, data)
     assert mf.run_budget(exp, mixed_ref(exp, [0.5, 0.5], 0, data, base)) == 1.0
     assert mf.run_budget(exp, final_run_ref(exp, [0.5, 0.5], 0, data, base)) == 3.0
+    # final training's uniform and natural runs on the seed join; its other seeds do not
+    data = fake_data(exp, store)
+    finals = [
+        publish_at(store, final_run_ref(exp, alpha, seed, data, base))
+        for alpha, seed in (([0.5, 0.5], exp.seed), ([0.25, 0.75], exp.seed), ([0.5, 0.5], 7))
+    ]
+    validation = publish_at(store, mixed_ref(exp, [0.5, 0.5], exp.seed, data, base))
+    assert mf.joined_runs(exp, store, data, base) == [validation, *finals[:2]]
     experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
     grid = np.linspace(0.0, 1.0, 9)
     merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]
