@@ -51,6 +51,18 @@ def micro(store: Path, strategy: str, *overrides: str) -> Experiment:
     return apply_overrides(exp, settings, "configs/micro.yaml")
 
 
+def one_fidelity(store: Path, fidelity: str, *overrides: str) -> Experiment:
+    """BO on one fidelity: round 0's initial design and a draw, then one proposal, then done."""
+    settings = ["budget=100", "per_round=1", "max_rounds=2", "num_restarts=2", "raw_samples=32"]
+    return micro(
+        store,
+        "multifidelity",
+        f"search.strategies.multifidelity.fidelities=[{fidelity}]",
+        *(f"search.strategies.multifidelity.{s}" for s in settings),
+        *overrides,
+    )
+
+
 def imports(root: Path, exp: Experiment) -> list[str]:
     """Three runs made elsewhere, as CSV files, and the override that imports them."""
     ids = ["ext-a", "ext-b", "ext-c"]
@@ -179,16 +191,8 @@ def test_multifidelity_interleaves_merges_and_real_runs(prefect_api, store_dir: 
 
 @pytest.mark.slow
 def test_bo_on_real_runs_alone_trains_and_reports_without_merges(prefect_api, tmp_path: Path):
-    exp = micro(  # a store of its own: the module's holds a validation run that would join
-        tmp_path / "store",
-        "multifidelity",
-        "search.strategies.multifidelity.fidelities=[run]",
-        "search.strategies.multifidelity.budget=100",
-        "search.strategies.multifidelity.per_round=1",
-        "search.strategies.multifidelity.max_rounds=2",
-        "search.strategies.multifidelity.num_restarts=2",
-        "search.strategies.multifidelity.raw_samples=32",
-    )
+    # a store of its own: the module's holds a validation run that would join
+    exp = one_fidelity(tmp_path / "store", "run")
     refs = param_mix(exp, return_state=True).result()
     store = stages.open_store(exp)
     scored = [m for m in store.artifacts() if m["stage"] == "runevals"]
@@ -205,17 +209,7 @@ def test_bo_on_real_runs_alone_trains_and_reports_without_merges(prefect_api, tm
 def test_long_runs_alone_train_at_the_final_budget_and_final_training_reuses_one(
     prefect_api, tmp_path: Path
 ):
-    exp = micro(
-        tmp_path / "store",
-        "multifidelity",
-        "search.strategies.multifidelity.fidelities=[long]",
-        "final.train.steps=24",
-        "search.strategies.multifidelity.budget=100",
-        "search.strategies.multifidelity.per_round=1",
-        "search.strategies.multifidelity.max_rounds=2",
-        "search.strategies.multifidelity.num_restarts=2",
-        "search.strategies.multifidelity.raw_samples=32",
-    )
+    exp = one_fidelity(tmp_path / "store", "long", "final.train.steps=24")
     refs = param_mix(exp, return_state=True).result()
     store = stages.open_store(exp)
     scored = [m for m in store.artifacts() if m["stage"] == "runevals"]
