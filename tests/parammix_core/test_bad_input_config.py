@@ -114,11 +114,13 @@ def _weights(**changed: float) -> dict:
         ),
         (
             {"search": {"strategies": {"multifidelity": {"fidelities": ["run", "run"]}}}},
-            "search.strategies.multifidelity: fidelities must name merge and/or run once each",
+            "search.strategies.multifidelity: fidelities must name merge, run and/or long once "
+            "each",
         ),
         (
             {"search": {"strategies": {"multifidelity": {"fidelities": ["longer"]}}}},
-            "search.strategies.multifidelity.fidelities.0: Input should be 'merge' or 'run'",
+            "search.strategies.multifidelity.fidelities.0: Input should be 'merge', 'run' or "
+            "'long'",
         ),
         # a search target that is neither named nor a corpus
         (
