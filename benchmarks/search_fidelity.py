@@ -18,6 +18,11 @@ its luckiest run gains nothing from the luck), beside uniform and the natural pr
 the same seeds. Per search it records what it spent, its merges and runs, the chosen mixture,
 and the real utility and mean held-out loss of the choice. A search of budget 16 reuses
 every evaluation its budget-8 twin made (same seeds, same proposals until the budgets part).
+
+With `--long`, the third fidelity against the two-fidelity search at equal cost: the searches
+are `multifidelity` ([merge, run]) and `multifidelity3` ([merge, run, long], long runs at the
+final training's budget), and every choice is graded at the final training's budget (the
+default `final.train`), the budget a user trains the chosen mixture at.
 """
 
 from __future__ import annotations
@@ -34,26 +39,32 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STRATEGIES = ("multifidelity", "real", "merges")
-FIDELITIES = {"multifidelity": "[merge, run]", "real": "[run]"}
+FIDELITIES = {
+    "multifidelity": "[merge, run]",
+    "real": "[run]",
+    "multifidelity3": "[merge, run, long]",
+}
 COMMON = [
     "validation.enabled=false",
     "final.enabled=false",
     "probe.enabled=false",
     "runtime.max_workers=1",
     "search.strategies.multifidelity.per_round=2",
-    # the real runs that grade a choice: the experts' budget, as the fidelity-1 runs
-    "final.train={steps: 120, batch_size: 16, lr: 0.001, warmup_steps: 10, schedule: constant}",
 ]
-
+# the real runs that grade a choice: the experts' budget, as the fidelity-1 runs (without --long)
+AT_EXPERTS_BUDGET = (
+    "final.train={steps: 120, batch_size: 16, lr: 0.001, warmup_steps: 10, schedule: constant}"
+)
 
 CONFIG: list[str | None] = [None]  # --config: another experiment (a smoke test on micro)
+LONG = [False]  # --long: the third fidelity, choices graded at the final training's budget
 
 
 def experiment(store: Path, seed: int, *overrides: str):
     from parammix_core.config import apply_overrides, load_experiment
 
-    sets = [f"store.url={store}", f"seed={seed}", *COMMON, *overrides]
+    grading = [] if LONG[0] else [AT_EXPERTS_BUDGET]
+    sets = [f"store.url={store}", f"seed={seed}", *COMMON, *grading, *overrides]
     return apply_overrides(load_experiment(CONFIG[0]), sets, CONFIG[0] or "<embedded default>")
 
 
@@ -87,13 +98,19 @@ def search(store: Path, seed: int, strategy: str, budget: int, merges: int | Non
             for m in st.artifacts()
             if m["stage"] == "proposals" and "spent" in m["info"] and m["key"] not in before
         ]
-        pairs = np.concatenate(
+        at = np.concatenate(
             [st.load_parquet(r, "rows.parquet")["fidelity"].to_numpy() for r in map(ref_of, rounds)]
         )
+        kind = dict(
+            zip(mf.levels(exp), exp.search.strategies.multifidelity.fidelities, strict=True)
+        )
+        kinds = [kind[min(kind, key=lambda level, a=a: abs(level - a))] for a in at]
         used = {
             "spent": max(m["info"]["spent"] for m in rounds),
-            "merges": int((pairs == mf.MERGE).sum()),
-            "runs": int((pairs == mf.RUN).sum()),
+            **{
+                k: kinds.count(f)
+                for k, f in (("merges", "merge"), ("runs", "run"), ("long", "long"))
+            },
         }
     choice = stages.load_choice(st, refs["choice"])
     return {
@@ -195,9 +212,13 @@ def run_searches(store: Path, seed: int, budgets: list[int]) -> list[dict]:
     searches = []
     with prefect_test_harness(server_startup_timeout=180):
         for budget in budgets:
-            for strategy in ("multifidelity", "real"):
+            for strategy in (
+                ("multifidelity3", "multifidelity") if LONG[0] else ("multifidelity", "real")
+            ):
                 searches.append(search(store, seed, strategy, budget, None))
                 print(json.dumps(searches[-1]), flush=True)
+            if LONG[0]:
+                continue
             twin = searches[-2]  # the multifidelity search of this budget
             cost = twin["merge_seconds"] / twin["unit_seconds"]
             n = max(10, round(budget / cost))  # what budget buys at the merges' cost
@@ -241,9 +262,10 @@ def summarise(folder: Path) -> None:
             gain = g["utility"] - uni["utility"]
             gains.setdefault(name, []).append(gain)
             alpha = " / ".join(f"{v:.2f}" for v in s["alpha"].values())
+            trained = f"{s['runs']} + {s['long']} long" if s.get("long") else s["runs"]
             print(
                 f"| {r['seed']} | {s['strategy']} | {s['budget']} | {s['spent']:.1f} "
-                f"| {s['merges']} | {s['runs']} | {alpha} | {g['utility']:.4f} ± {sd:.4f} "
+                f"| {s['merges']} | {trained} | {alpha} | {g['utility']:.4f} ± {sd:.4f} "
                 f"| {gain:+.4f} | {g['utility'] - nat['utility']:+.4f} "
                 f"| {uni['mean_loss'] - g['mean_loss']:+.4f} |"
             )
@@ -251,15 +273,20 @@ def summarise(folder: Path) -> None:
     for name, values in sorted(gains.items()):
         sd = statistics.stdev(values) if len(values) > 1 else float("nan")
         print(f"  {name:18s} {statistics.mean(values):+.4f} ± {sd:.4f}  (n = {len(values)})")
+    pairs = (
+        ("multifidelity", "merges"),
+        ("multifidelity", "real"),
+        ("multifidelity3", "multifidelity"),
+    )
     for budget in sorted({int(n.split("@")[1]) for n in gains}):
-        mf = gains.get(f"multifidelity@{budget}", [])
-        for other in ("merges", "real"):
-            diff = [a - b for a, b in zip(mf, gains.get(f"{other}@{budget}", []), strict=False)]
-            if len(diff) > 1:
+        for one, other in pairs:
+            a, b = gains.get(f"{one}@{budget}", []), gains.get(f"{other}@{budget}", [])
+            diff = [x - y for x, y in zip(a, b, strict=False)]
+            if diff:
+                sd = statistics.stdev(diff) if len(diff) > 1 else float("nan")
                 print(
-                    f"  N={budget}: multifidelity - {other}: {statistics.mean(diff):+.4f} ± "
-                    f"{statistics.stdev(diff):.4f} over {len(diff)} seeds; per seed "
-                    f"{[round(d, 4) for d in diff]}"
+                    f"  N={budget}: {one} - {other}: {statistics.mean(diff):+.4f} ± {sd:.4f} "
+                    f"over {len(diff)} seed(s); per seed {[round(d, 4) for d in diff]}"
                 )
 
 
@@ -276,12 +303,17 @@ def main() -> None:
     p.add_argument("--summarise", type=Path, help="print the tables of a folder's results")
     p.add_argument("--config", help="experiment YAML (default: the embedded default)")
     p.add_argument(
+        "--long",
+        action="store_true",
+        help="three fidelities against two, choices graded at the final training's budget",
+    )
+    p.add_argument(
         "--searches",
         type=Path,
         help="JSON lines of searches a stopped run printed: grade them, search nothing",
     )
     args = p.parse_args()
-    CONFIG[0] = args.config
+    CONFIG[0], LONG[0] = args.config, args.long
     if args.summarise:
         summarise(args.summarise)
         return
