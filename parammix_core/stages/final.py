@@ -33,16 +33,22 @@ from parammix_core.store import ArtifactRef, Store, canonical_json
 BASELINES = ("uniform", "natural")
 
 
-def final_mixtures(
-    exp: Experiment, chosen: Mapping[str, float], stats: Mapping[str, Any]
-) -> dict[str, list[float]]:
-    """name -> mixture: the chosen one, uniform, natural proportions (from the data stats)."""
+def baseline_mixtures(exp: Experiment, stats: Mapping[str, Any]) -> dict[str, list[float]]:
+    """name -> mixture of the baselines: uniform and the natural proportions (from the data
+    stats). The one definition, so a search that joins final training's runs finds their keys."""
     natural = natural_weights(dict(stats))
     return {
-        "chosen": simplex.from_mapping(dict(chosen), exp.domains).tolist(),
         "uniform": simplex.uniform(len(exp.domains)).tolist(),
         "natural": simplex.from_mapping(natural, exp.domains).tolist(),
     }
+
+
+def final_mixtures(
+    exp: Experiment, chosen: Mapping[str, float], stats: Mapping[str, Any]
+) -> dict[str, list[float]]:
+    """name -> mixture: the chosen one, then the baselines."""
+    chosen_mixture = simplex.from_mapping(dict(chosen), exp.domains).tolist()
+    return {"chosen": chosen_mixture, **baseline_mixtures(exp, stats)}
 
 
 def final_seeds(exp: Experiment) -> list[int]:

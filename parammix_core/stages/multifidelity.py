@@ -40,13 +40,13 @@ import torch
 from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.config.search import FIDELITY_ORDER
-from parammix_core.data import natural_weights
 from parammix_core.model import load_state
 from parammix_core.search import Choice, History, SearchError, resolve_weights, search_bounds
 from parammix_core.search import utility as group_utility
 from parammix_core.search.multifidelity import MultiFidelityStrategy
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.evaluate import _bench, initial_design, load_rows
+from parammix_core.stages.final import baseline_mixtures
 from parammix_core.stages.mixed import final_run_ref, mixed_ref
 from parammix_core.stages.proposals import measured_costs, round_seed
 from parammix_core.stages.validate import validation_mixtures
@@ -149,9 +149,8 @@ def joined_runs(
     if "run" in fidelities:
         refs += [mixed_ref(exp, m, exp.seed, data, base) for m in validation_mixtures(exp)]
     if "long" in fidelities:
-        natural = natural_weights(store.load_json(data, "stats.json"))
-        for alpha in (simplex.uniform(len(exp.domains)), [natural[d] for d in exp.domains]):
-            refs.append(final_run_ref(exp, alpha, exp.seed, data, base))
+        baselines = baseline_mixtures(exp, store.load_json(data, "stats.json"))
+        refs += [final_run_ref(exp, alpha, exp.seed, data, base) for alpha in baselines.values()]
     return [r for r in refs if store.exists(r)]
 
 
@@ -335,11 +334,9 @@ def choose(
     settings = {"num_restarts": cfg.num_restarts, "raw_samples": cfg.raw_samples}
     gp = MultiFidelityStrategy(len(exp.domains), lo, hi, exp.seed, levels(exp), **settings)
     best = gp.choose(seen)
-    natural = natural_weights(store.load_json(data, "stats.json"))
-    names = ["chosen", "uniform", "natural"]
-    points = np.stack(
-        [best.alpha, simplex.uniform(len(exp.domains)), [natural[d] for d in exp.domains]]
-    )  # (3, K)
+    baselines = baseline_mixtures(exp, store.load_json(data, "stats.json"))
+    names = ["chosen", *baselines]
+    points = np.stack([best.alpha, *baselines.values()])  # (3, K)
     groups = exp.evaluation.groups
     per_group = {
         g: gp.predict(
@@ -361,7 +358,7 @@ def choose(
         predicted=chosen["predicted"],
         predicted_utility=chosen["predicted_utility"],
         weights=weights,
-        baselines={b: point(b) for b in ("uniform", "natural")},
+        baselines={b: point(b) for b in baselines},
         verdict=_verdict(exp, seen),
     )
     out = store.staging(ref)
