@@ -18,6 +18,8 @@ the rows at s, or the caller's prior while none was measured. A batch is built g
 the kriging believer, as in `bayes`; a pair already evaluated or proposed is never proposed
 again (merges and runs are deterministic for a mixture and seed, so a repeat would be a cache
 hit that tells nothing), and when every level's best is such a repeat a random merge explores.
+Given what is left of the budget, a level whose cost exceeds it is not proposed (the cheapest
+always may be), so a search stops near its budget rather than a round of long runs past it.
 The choice is the argmax of the posterior mean at the highest fidelity: what a real run is
 predicted to score, not what a merge scores.
 """
@@ -129,21 +131,25 @@ class MultiFidelityStrategy(Strategy):
         self.num_restarts = num_restarts
         self.raw_samples = raw_samples
 
-    def propose_pairs(self, history: History, n: int) -> Proposal:
-        """n (mixture, fidelity) pairs: mixtures (n, K) inside the bounds, fidelities (n,)."""
+    def propose_pairs(self, history: History, n: int, left: float = np.inf) -> Proposal:
+        """n (mixture, fidelity) pairs: mixtures (n, K) inside the bounds, fidelities (n,);
+        `left`: what remains of the budget, in the units of the costs."""
         self._check_request(history, n)
-        x, fidelity = self._pairs(history, n)
+        x, fidelity = self._pairs(history, n, left)
         return Proposal(project(x, self.lo, self.hi), fidelity)
 
     def _propose(self, history: History, n: int) -> np.ndarray:
         return self._pairs(history, n)[0]
 
-    def _pairs(self, history: History, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw mixtures (n, K) and their fidelities (n,)."""
+    def _pairs(
+        self, history: History, n: int, left: float = np.inf
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw mixtures (n, K) and their fidelities (n,), each level's cost within `left`."""
         seed = self._rng_seed(history)
         if history.n < self.n_init:
             return self._dirichlet(n, seed), np.full(n, self.levels[0])
-        log_cost = np.log(self.level_costs(history))  # (F,)
+        cost = self.level_costs(history)  # (F,)
+        log_cost = np.log(cost)
         xs = _inputs(history.x, history.fidelities)  # (N, K + 1)
         y = torch.tensor(history.y, dtype=DTYPE)[:, None]  # (N, 1)
         out_x, out_s = [], []
@@ -153,6 +159,8 @@ class MultiFidelityStrategy(Strategy):
                 model = fit_gp(xs, y)
                 scored = []  # (EI per unit cost, level index, mixture) of each level's best
                 for j, level in enumerate(self.levels):
+                    if j > 0 and cost[j] > left:
+                        continue  # past the budget: only the cheapest level may go there
                     acq = self._log_ei_at(model, xs[:, : self.k].numpy(), float(level))
                     cand, value = self._maximise(acq, seed + i * len(self.levels) + j)
                     if _repeats(cand, xs, float(level)):
@@ -162,6 +170,7 @@ class MultiFidelityStrategy(Strategy):
                 if score == -np.inf:  # every level's best is taken: explore at the cheapest
                     j, cand = 0, torch.tensor(self._dirichlet(1, seed + i), dtype=DTYPE)
                 level = float(self.levels[j])
+                left -= cost[j]
                 out_x.append(cand[0].numpy())
                 out_s.append(level)
                 if i + 1 < n:  # kriging believer: pretend the posterior mean was observed

@@ -23,7 +23,9 @@ evaluations over the experts' mean training seconds (a real run trains on an exp
 The unit is fixed once the experts exist, so what is spent only grows round by round (dividing
 by the real runs measured so far, as a first version did, let it shrink when a slower run came
 in). A round is proposed only while the budget is not spent and fewer than `max_rounds` rounds
-ran, so the last round may overshoot the budget by at most its own cost. The choice is the GP's
+ran, and proposes no evaluation at a fidelity whose cost exceeds what is left of the budget
+except at the cheapest one: the search ends past its budget by at most a round of the cheapest
+fidelity (or, cost being a measured mean, by a run slower than the mean). The choice is the GP's
 best mixture at the highest fidelity, with each capability group predicted there by a GP of its
 own, so the report reads it as any choice.
 """
@@ -274,7 +276,9 @@ def propose_round(
         fidelity = np.full(len(x), first)
     else:
         seen, _ = history(exp, store, [*merges, *runs, *joined])
-        pairs = strategy(exp, store, experts, seen, round_index).propose_pairs(seen, cfg.per_round)
+        left = (cfg.budget - used) * run_unit(store, experts)  # seconds, the costs' unit
+        gp = strategy(exp, store, experts, seen, round_index)
+        pairs = gp.propose_pairs(seen, cfg.per_round, left)
         x, fidelity = pairs.x, pairs.fidelity
     rows = pd.DataFrame(
         {

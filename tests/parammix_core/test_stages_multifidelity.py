@@ -109,6 +109,24 @@ def test_a_late_round_buys_real_runs_and_joined_runs_are_free(tmp_path: Path):
     assert mf.joined_runs(exp, store, data, stages.base_ref(exp, data)) == []
 
 
+def test_a_round_buys_no_real_run_past_what_is_left_of_the_budget(tmp_path: Path):
+    # as above (a late round buys real runs), but 0.5 real-run equivalents leave 41 s of budget
+    # after 9 merges of 1 s, less than a real run's 100 s: the round buys merges only
+    exp = micro(
+        tmp_path / "s",
+        "search.strategies.multifidelity.exponent_decay=0.1",
+        "search.strategies.multifidelity.budget=0.5",
+    )
+    store = stages.open_store(exp)
+    experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
+    grid = np.linspace(0.0, 1.0, 9)
+    merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]
+    joined = [fake(exp, store, [[0.5, 0.5], [0.2, 0.8]], mf.RUN, 100.0)]
+    late = mf.propose_round(exp, store, 5, merges, [], joined, experts)
+    new_merges, runs, _, done = mf.round_work(exp, store, late)
+    assert runs == [] and len(new_merges) == 2 and not done
+
+
 def test_real_runs_alone_train_the_initial_design_and_choose_among_runs(tmp_path: Path):
     exp = micro(
         tmp_path / "s",

@@ -80,6 +80,17 @@ def test_costs_drive_the_split_between_merges_and_real_runs():
     assert early.propose_pairs(same_cost, 1).fidelity.tolist() == [1.0]  # runs know less
 
 
+def test_a_level_past_what_is_left_of_the_budget_is_not_proposed():
+    h = two_fidelities(24, 8, run_cost=100.0)
+    late = get_strategy("multifidelity", k=3, seed=0, iteration=30, exponent_decay=0.8, **FAST)
+    assert late.propose_pairs(h, 3).fidelity.tolist() == [1.0, 0.0, 1.0]  # no budget given
+    assert late.propose_pairs(h, 3, left=250.0).fidelity.tolist() == [1.0, 0.0, 1.0]
+    # one run (100) and one merge (1) leave 49: the third pair falls back to a merge
+    assert late.propose_pairs(h, 3, left=150.0).fidelity.tolist() == [1.0, 0.0, 0.0]
+    assert late.propose_pairs(h, 3, left=50.0).fidelity.tolist() == [0.0, 0.0, 0.0]
+    assert late.propose_pairs(h, 2, left=0.0).fidelity.tolist() == [0.0, 0.0]  # cheapest may
+
+
 def test_proposals_are_seeded_and_inside_the_bounds():
     lo, hi = np.array([0.1, 0.0, 0.0]), np.array([1.0, 0.3, 1.0])
     h = two_fidelities(10, 4, run_cost=20.0, seed=1)
