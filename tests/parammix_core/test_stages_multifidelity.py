@@ -94,14 +94,20 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
     assert choice.predicted_utility > choice.baselines["uniform"]["predicted_utility"]
 
 
-def test_a_late_round_buys_real_runs_and_joined_runs_are_free(tmp_path: Path):
-    exp = micro(tmp_path / "s", "search.strategies.multifidelity.exponent_decay=0.1")
+def late_round(tmp_path: Path, *overrides: str) -> tuple[Experiment, Store, ArtifactRef]:
+    """Round 5 (exponent 1e-5: a real run costs the acquisition almost nothing) after 9 merges
+    of 1 s, with two joined runs of 100 s and experts of 100 s."""
+    exp = micro(tmp_path / "s", "search.strategies.multifidelity.exponent_decay=0.1", *overrides)
     store = stages.open_store(exp)
     experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
     grid = np.linspace(0.0, 1.0, 9)
     merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]
     joined = [fake(exp, store, [[0.5, 0.5], [0.2, 0.8]], mf.RUN, 100.0)]
-    late = mf.propose_round(exp, store, 5, merges, [], joined, experts)  # exponent 1e-5
+    return exp, store, mf.propose_round(exp, store, 5, merges, [], joined, experts)
+
+
+def test_a_late_round_buys_real_runs_and_joined_runs_are_free(tmp_path: Path):
+    exp, store, late = late_round(tmp_path)
     _, runs, _, done = mf.round_work(exp, store, late)
     assert len(runs) >= 1 and not done
     assert store.manifest(late)["info"]["spent"] == pytest.approx(9 / 100)  # joined: free
@@ -110,21 +116,10 @@ def test_a_late_round_buys_real_runs_and_joined_runs_are_free(tmp_path: Path):
 
 
 def test_a_round_buys_no_real_run_past_what_is_left_of_the_budget(tmp_path: Path):
-    # as above (a late round buys real runs), but 0.5 real-run equivalents leave 41 s of budget
-    # after 9 merges of 1 s, less than a real run's 100 s: the round buys merges only
-    exp = micro(
-        tmp_path / "s",
-        "search.strategies.multifidelity.exponent_decay=0.1",
-        "search.strategies.multifidelity.budget=0.5",
-    )
-    store = stages.open_store(exp)
-    experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
-    grid = np.linspace(0.0, 1.0, 9)
-    merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]
-    joined = [fake(exp, store, [[0.5, 0.5], [0.2, 0.8]], mf.RUN, 100.0)]
-    late = mf.propose_round(exp, store, 5, merges, [], joined, experts)
-    new_merges, runs, _, done = mf.round_work(exp, store, late)
-    assert runs == [] and len(new_merges) == 2 and not done
+    # 0.5 real-run equivalents leave 41 s after the merges' 9 s, less than a run's 100 s
+    exp, store, late = late_round(tmp_path, "search.strategies.multifidelity.budget=0.5")
+    merges, runs, _, done = mf.round_work(exp, store, late)
+    assert runs == [] and len(merges) == 2 and not done
 
 
 def test_real_runs_alone_train_the_initial_design_and_choose_among_runs(tmp_path: Path):
