@@ -101,10 +101,7 @@ def search(store: Path, seed: int, strategy: str, budget: int, merges: int | Non
         at = np.concatenate(
             [st.load_parquet(r, "rows.parquet")["fidelity"].to_numpy() for r in map(ref_of, rounds)]
         )
-        kind = dict(
-            zip(mf.levels(exp), exp.search.strategies.multifidelity.fidelities, strict=True)
-        )
-        kinds = [kind[min(kind, key=lambda level, a=a: abs(level - a))] for a in at]
+        kinds = mf.fidelity_names(exp, at).tolist()
         used = {
             "spent": max(m["info"]["spent"] for m in rounds),
             **{

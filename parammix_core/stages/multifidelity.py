@@ -296,14 +296,18 @@ def propose_round(
     return store.publish(ref, out, info=info)
 
 
+def fidelity_names(exp: Experiment, at: np.ndarray) -> np.ndarray:
+    """The configured fidelity ("merge", "run", "long") of each proposed level in `at` (N,)."""
+    names = np.array(exp.search.strategies.multifidelity.fidelities)
+    return names[np.abs(at[:, None] - np.array(levels(exp))).argmin(axis=1)]  # (N,)
+
+
 def round_work(exp: Experiment, store: Store, ref: ArtifactRef) -> tuple[list, list, list, bool]:
     """A round's merges (one merge_and_evaluate batch each), the mixtures of its real runs at
     the experts' budget and of its long ones, and whether the search is done."""
     rows = store.load_parquet(ref, "rows.parquet")
     alphas = rows[[f"alpha.{d}" for d in exp.domains]].to_numpy(dtype=float)
-    at = rows["fidelity"].to_numpy(dtype=float)[:, None]  # (N, 1) levels
-    names = np.array(exp.search.strategies.multifidelity.fidelities)
-    kind = names[np.abs(at - np.array(levels(exp))).argmin(axis=1)]  # (N,)
+    kind = fidelity_names(exp, rows["fidelity"].to_numpy(dtype=float))
     done = bool(store.manifest(ref)["info"]["done"])
     merges = [[a] for a in alphas[kind == "merge"].tolist()]
     return merges, alphas[kind == "run"].tolist(), alphas[kind == "long"].tolist(), done
