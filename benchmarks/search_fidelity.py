@@ -23,6 +23,12 @@ With `--long`, the third fidelity against the two-fidelity search at equal cost:
 are `multifidelity` ([merge, run]) and `multifidelity3` ([merge, run, long], long runs at the
 final training's budget), and every choice is graded at the final training's budget (the
 default `final.train`), the budget a user trains the chosen mixture at.
+
+`--strategies` runs only the searches named (`merges` needs the multifidelity search of the
+same budget, run now or already in the folder's results); a seed's results file keeps the
+searches of earlier runs, so a search can be added to a finished comparison:
+
+    python benchmarks/search_fidelity.py --long --seed 0 --dir /tmp/fidelity --strategies merges
 """
 
 from __future__ import annotations
@@ -202,41 +208,55 @@ def grade(store: Path, seed: int, alphas: dict[str, dict[str, float]], n_seeds: 
     return out
 
 
-def run_searches(store: Path, seed: int, budgets: list[int]) -> list[dict]:
-    """The three searches of every budget, each printed as a JSON line when done."""
+def run_searches(
+    store: Path, seed: int, budgets: list[int], strategies: list[str], earlier: dict[str, dict]
+) -> list[dict]:
+    """The named searches of every budget, each printed as a JSON line when done, beside the
+    `earlier` ones (by `strategy@budget`) they do not replace."""
     from prefect.testing.utilities import prefect_test_harness
 
-    searches = []
+    searches = dict(earlier)
     with prefect_test_harness(server_startup_timeout=180):
         for budget in budgets:
-            for strategy in (
-                ("multifidelity3", "multifidelity") if LONG[0] else ("multifidelity", "real")
-            ):
-                searches.append(search(store, seed, strategy, budget, None))
-                print(json.dumps(searches[-1]), flush=True)
-            if LONG[0]:
-                continue
-            twin = searches[-2]  # the multifidelity search of this budget
-            cost = twin["merge_seconds"] / twin["unit_seconds"]
-            n = max(10, round(budget / cost))  # what budget buys at the merges' cost
-            searches.append(search(store, seed, "merges", budget, n))
-            print(json.dumps(searches[-1]), flush=True)
-    return searches
+            for strategy in strategies:
+                merges = merges_bought(searches, budget) if strategy == "merges" else None
+                found = search(store, seed, strategy, budget, merges)
+                searches[f"{strategy}@{budget}"] = found
+                print(json.dumps(found), flush=True)
+    return list(searches.values())
+
+
+def merges_bought(searches: dict[str, dict], budget: int) -> int:
+    """How many merges `budget` buys at the merges' cost measured in the multifidelity search."""
+    twin = searches.get(f"multifidelity@{budget}")
+    if twin is None:
+        raise SystemExit(f"error: merges@{budget} needs multifidelity@{budget} (run it first)")
+    return max(10, round(budget / (twin["merge_seconds"] / twin["unit_seconds"])))
 
 
 def run_seed(
-    seed: int, folder: Path, budgets: list[int], grade_seeds: int, done: Path | None
+    seed: int,
+    folder: Path,
+    budgets: list[int],
+    strategies: list[str],
+    grade_seeds: int,
+    done: Path | None,
 ) -> None:
-    """The searches (or, with `done`, the JSON lines a stopped run printed), then the grading."""
-    store = folder / f"store-{seed}"
-    if done is None:
-        searches = run_searches(store, seed, budgets)
-    else:
-        searches = [json.loads(line) for line in done.read_text().splitlines() if line.strip()]
+    """The searches (or, with `done`, the JSON lines a stopped run printed), then the grading
+    of every search in the seed's results."""
+    store, out = folder / f"store-{seed}", folder / f"seed-{seed}.json"
+    earlier = json.loads(out.read_text())["searches"] if out.exists() else []
+    if done is not None:
+        earlier += [json.loads(line) for line in done.read_text().splitlines() if line.strip()]
+    earlier_by_name = {f"{s['strategy']}@{s['budget']}": s for s in earlier}
+    searches = (
+        run_searches(store, seed, budgets, strategies, earlier_by_name)
+        if done is None
+        else list(earlier_by_name.values())
+    )
     choices = {f"{s['strategy']}@{s['budget']}": s["alpha"] for s in searches}
     graded = grade(store, seed, choices, grade_seeds)
-    result = {"seed": seed, "searches": searches, "graded": graded}
-    (folder / f"seed-{seed}.json").write_text(json.dumps(result, indent=1))
+    out.write_text(json.dumps({"seed": seed, "searches": searches, "graded": graded}, indent=1))
 
 
 def summarise(folder: Path) -> None:
@@ -305,6 +325,13 @@ def main() -> None:
         help="three fidelities against two, choices graded at the final training's budget",
     )
     p.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=[*FIDELITIES, "merges"],
+        help="the searches to run (default: multifidelity real merges; with --long: "
+        "multifidelity3 multifidelity)",
+    )
+    p.add_argument(
         "--searches",
         type=Path,
         help="JSON lines of searches a stopped run printed: grade them, search nothing",
@@ -320,7 +347,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)  # the CLI's runtime.torch_threads: seeds side by side, no thrashing
-    run_seed(args.seed, args.dir, args.budgets, args.grade_seeds, args.searches)
+    strategies = args.strategies or (
+        ["multifidelity3", "multifidelity"] if args.long else ["multifidelity", "real", "merges"]
+    )
+    run_seed(args.seed, args.dir, args.budgets, strategies, args.grade_seeds, args.searches)
 
 
 if __name__ == "__main__":
