@@ -4,7 +4,9 @@ prepare_domains -> base_model -> train_expert[domain] -> rounds of (propose_mixt
 -> merge_and_evaluate[batch]) -> fit_surrogates -> optimise_mixture -> validate_proxy (real
 mixed runs) -> final_training -> report, with interference_probe beside the fan-out. With
 search.strategy multifidelity the rounds also train real mixed runs (flows.multifidelity) and
-the choice is the multi-fidelity GP's at fidelity 1 instead of optimise_mixture's.
+the choice is the multi-fidelity GP's at fidelity 1 instead of optimise_mixture's. With
+search.utility.calibrate, validate_proxy (without the choice) runs beside the merges and feeds
+optimise_mixture the line from each group's merge scores to its real runs'.
 """
 
 from __future__ import annotations
@@ -52,18 +54,26 @@ def param_mix(
     imported = import_runs(exp) if exp.search.import_runs is not None else None
     corrected = exp.evaluation.proxy == "corrected"  # the probe's Delta(alpha) joins the merge
     merge_probe = probe.result() if corrected else None
+    before = None  # search.utility.calibrate: the validation's real runs set the groups' scale
     if exp.search.strategy == "multifidelity":  # merges and real runs, chosen at fidelity 1
         evaluated, choice = multifidelity_search(exp, data, base, experts.result(), merge_probe)
         probe = probe.result() if probe is not None else None
         surrogates = fit_surrogates(exp, evaluated, probe, None, imported)  # for the report
     else:
+        if exp.search.utility.calibrate:  # submitted first: trains beside the merges
+            before = run_validation(exp, None, data, base, experts.result(), probe)
         evaluated, rounds = merge_rounds(
             exp, data, base, experts.result(), merge_probe, inputs, imported
         )
         probe = probe.result() if probe is not None else None
         surrogates = fit_surrogates(exp, evaluated, probe, rounds, imported)
-        choice = optimise_mixture(exp, surrogates, data, evaluated)
-    validation = run_validation(exp, choice, data, base, experts.result(), probe)
+        calibration = before.result() if before is not None else None
+        choice = optimise_mixture(exp, surrogates, data, evaluated, calibration)
+    validation = (
+        before
+        if before is not None
+        else run_validation(exp, choice, data, base, experts.result(), probe)
+    )
     final_model = run_final(exp, choice, data, base)  # trains while validation scores
     validation = validation.result() if validation is not None else None
     final_model = final_model.result() if final_model is not None else None

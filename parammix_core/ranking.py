@@ -239,6 +239,36 @@ def _derived(rows, domains: Sequence[str], groups: Sequence[str], weights, scale
         rows["utility"] = utility(scores, weights)
 
 
+def real_scale_utility(
+    merged: dict[str, np.ndarray],
+    real: dict[str, np.ndarray],
+    weights=None,
+    scale: Callable[[str, np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray | None:
+    """Each mixture's utility from its merge's group scores mapped onto the real runs' scale
+    (`search.utility.calibrate`) by lines fitted on the other mixtures: leave-one-out, so
+    the ranking it gives is one the calibrated choice could have known. None when a line
+    cannot be fitted (a group the merges score all alike)."""
+    from parammix_core.search import SearchError, utility
+    from parammix_core.search.real_scale import fit_real_scale
+
+    n = len(next(iter(merged.values())))
+    out = np.empty(n)
+    for i in range(n):
+        rest = np.arange(n) != i
+        try:
+            lines = fit_real_scale(
+                {g: v[rest] for g, v in merged.items()}, {g: v[rest] for g, v in real.items()}
+            )
+        except SearchError:
+            return None
+        mapped = {g: lines[g](v[i : i + 1]) for g, v in merged.items()}
+        if scale is not None:
+            mapped = {g: scale(g, v) for g, v in mapped.items()}
+        out[i] = utility(mapped, weights)[0]
+    return out
+
+
 def metric_list(domains: Sequence[str], tasks) -> list[tuple[str, float, str | None]]:
     """(column, sign that makes higher better, the domain whose weight is the trivial rank)."""
     groups = list(dict.fromkeys(t.group for t in tasks))
@@ -291,6 +321,16 @@ def analyse(
                 stats_ = compare(sign * proxy, real)
                 stats_["gap"] = float(np.mean(proxy - mix.loc[keep, column].to_numpy(float)))
                 entry["proxy"][kind] = stats_
+        if column == "utility" and "merge" in by_kind and len(keep) > 3:
+            mapped = real_scale_utility(
+                {g: by_kind["merge"].loc[keep, f"group.{g}"].to_numpy(float) for g in groups},
+                {g: mix.loc[keep, f"group.{g}"].to_numpy(float) for g in groups},
+                weights,
+                scale,
+            )
+            if mapped is not None:
+                gap = float(np.mean(mapped - real))
+                entry["proxy"]["real_scale"] = {**compare(mapped, real), "gap": gap}
         experts = by_kind["expert"][column].to_numpy(dtype=float)
         baselines = {"expert_interpolation": sign * expert_interpolation(alphas, experts)}
         if own is not None:

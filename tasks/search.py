@@ -19,11 +19,15 @@ from tasks.common import RESULTS, RETRIES, open_store, prepare, stage_task, stor
     **RETRIES,
 )
 def optimise_mixture(
-    exp: Experiment, surrogates: ArtifactRef, data: ArtifactRef, evals: list[ArtifactRef]
+    exp: Experiment,
+    surrogates: ArtifactRef,
+    data: ArtifactRef,
+    evals: list[ArtifactRef],
+    validation: ArtifactRef | None = None,
 ) -> ArtifactRef:
     prepare(exp)
     store = open_store(exp)
-    ref = stages.optimise(exp, store, surrogates, data, evals)
+    ref = stages.optimise(exp, store, surrogates, data, evals, validation)
     lines = summary_lines(stages.load_choice(store, ref))
     create_markdown_artifact(
         "# Chosen mixture\n\n" + "\n".join(lines),

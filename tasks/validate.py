@@ -75,19 +75,20 @@ def validate_proxy(
 
 def run_validation(
     exp: Experiment,
-    choice: ArtifactRef,
+    choice: ArtifactRef | None,
     data: ArtifactRef,
     base: ArtifactRef,
     experts: list[ArtifactRef],
-    probe: ArtifactRef | None,
+    probe: ArtifactRef | PrefectFuture | None,
 ) -> PrefectFuture | None:
-    """Inside the flow: the validation mixtures (uniform, Dirichlet draws, the choice), their
-    mapped real runs, then the comparison, all submitted (None when disabled). Nothing waits
-    here, so the final runs queued next train while the comparison scores on one worker."""
+    """Inside the flow: the validation mixtures (uniform, Dirichlet draws, the choice when
+    given), their mapped real runs, then the comparison, all submitted (None when disabled).
+    Nothing waits here, so work queued next (final runs, merges) trains beside it."""
     if not exp.validation.enabled:
         return None
-    chosen = stages.load_choice(open_store(exp), choice)
-    mixtures = validate.validation_mixtures(exp, [chosen.alpha[d] for d in exp.domains])
+    chosen = stages.load_choice(open_store(exp), choice) if choice is not None else None
+    alpha = [chosen.alpha[d] for d in exp.domains] if chosen is not None else None
+    mixtures = validate.validation_mixtures(exp, alpha)
     plan = validate.run_plan(exp, len(mixtures))
     runs = train_mixed.map(
         unmapped(exp),
@@ -97,5 +98,5 @@ def run_validation(
         unmapped(base),
         label=validate.run_labels(exp, len(mixtures), plan),
     )
-    scale = chosen.scale
+    scale = chosen.scale if chosen is not None else None
     return validate_proxy.submit(exp, mixtures, list(runs), data, base, experts, probe, scale)

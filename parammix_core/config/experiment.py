@@ -72,12 +72,28 @@ class Experiment(Strict):
                 "search.strategies.multifidelity.fidelities: long runs train final.train.steps "
                 f"({steps}), which must exceed training.expert.steps ({expert})"
             )
+        self._calibration_inputs()
         if self.evaluation.proxy == "corrected" and not self.probe.enabled:
             raise ValueError("evaluation.proxy 'corrected' needs probe.enabled")
         if self.model.checkpoint is None and self.data.tokenizer is not None:
             raise ValueError("data.tokenizer needs model.checkpoint (a tokenizer fits a model)")
         self._batches_split_over_processes()
         return self
+
+    def _calibration_inputs(self) -> None:
+        """search.utility.calibrate fits its lines on the validation's merges and real runs."""
+        if not self.search.utility.calibrate:
+            return
+        needs = {
+            "validation.enabled": self.validation.enabled,
+            "evaluation.proxy: merge": self.evaluation.proxy == "merge",
+            "a search.strategy other than multifidelity (its real runs decide already)": (
+                self.search.strategy != "multifidelity"
+            ),
+        }
+        missing = [what for what, ok in needs.items() if not ok]
+        if missing:
+            raise ValueError(f"search.utility.calibrate needs {'; '.join(missing)}")
 
     def _batches_split_over_processes(self) -> None:
         """Every trained run's global batch splits evenly over training.processes."""

@@ -245,6 +245,12 @@ class UtilitySettings(Strict):
         "zscore: over the evaluated mixtures; rank: percentile among them (DeMix); noise: "
         "spread in units of the paired standard error against uniform.",
     )
+    calibrate: bool = Field(
+        False,
+        description="Map each group's merge scores onto the real runs' scale before summing "
+        "(a line per group fitted at the validation's mixtures, which then train before the "
+        "choice and without it): groups the merge exaggerates stop deciding the choice.",
+    )
 
 
 class IntervalSettings(Strict):

@@ -83,6 +83,7 @@ def write_report(
         f"{len(choice.top_k)} of the candidate mixtures by predicted utility, beside the "
         "baselines; every score here is a surrogate prediction.",
         markdown_table(_choice_table(choice)),
+        *_real_scale_section(choice),
         f"![chosen mixture vs baselines]({CHOICE_PNG})",
         "## Surrogate fit",
         "Out-of-fold cross-validation on the evaluated mixtures: LightGBM against a linear "
@@ -109,6 +110,24 @@ def _scale_text(normalise: str) -> str:
         "rank": "as percentile ranks among the evaluated mixtures",
         "noise": "in units of their paired standard error against uniform",
     }.get(normalise, normalise)
+
+
+def _real_scale_section(choice: Choice) -> list[str]:
+    """The lines that put the merges' group scores on the real runs' scale, when used."""
+    if not choice.real_scale:
+        return []
+    rows = [
+        [g, line["slope"], line["slope_se"], line["intercept"], line["rho"], int(line["n"])]
+        for g, line in choice.real_scale.items()
+    ]
+    columns = ["group", "slope", "slope se", "intercept", "Spearman merge vs real", "mixtures"]
+    return [
+        "Predictions are on the real runs' scale (`search.utility.calibrate`): per group, "
+        "real = intercept + slope × merge, fitted at the validation's mixtures (each trained "
+        "for real, reruns averaged). A slope below 1 is a group the merge exaggerates; a slope "
+        "of 0 (the merge ranked the group backwards) leaves the group out of the choice.",
+        markdown_table(pd.DataFrame(rows, columns=columns)),
+    ]
 
 
 def _choice_table(choice: Choice) -> pd.DataFrame:

@@ -18,6 +18,8 @@ def summary_lines(choice: Choice) -> list[str]:
     vs = f"  (uniform {uniform['predicted_utility']:.3f})" if uniform else ""
     scale = "" if choice.normalise == "raw" else f", groups on the {choice.normalise} scale"
     lines.append(f"predicted utility{scale}: {choice.predicted_utility:.3f}{vs}")
+    if choice.real_scale:
+        lines.append(real_scale_line(choice.real_scale))
     width = max(len(g) for g in choice.groups)
     for g in choice.groups:
         vs = f"  uniform {uniform['predicted'][g]:.3f}" if uniform else ""
@@ -25,6 +27,18 @@ def summary_lines(choice: Choice) -> list[str]:
         margin = f"  margin share {share:+.4f}" if share is not None else ""
         lines.append(f"  {g:<{width}}  chosen {choice.predicted[g]:.3f}{vs}{margin}")
     return lines
+
+
+def real_scale_line(lines: dict[str, dict]) -> str:
+    """How far real runs move per unit of the merge's move, per group (the calibration)."""
+    slopes = ", ".join(
+        f"{g} {line['slope']:.2f} ± {line['slope_se']:.2f}" for g, line in lines.items()
+    )
+    n = max(int(line["n"]) for line in lines.values())
+    return (
+        f"groups on the real runs' scale (slope of real on merge scores over {n} validation "
+        f"mixtures): {slopes}"
+    )
 
 
 def run_summary(

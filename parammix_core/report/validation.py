@@ -25,9 +25,9 @@ def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
             "top-25 %": num(merge.get("top25")),
             "gap merge − mix": num(merge.get("gap")),
         }
-        for kind in ("corrected", "rescaled"):
+        for kind in ("corrected", "rescaled", "real_scale"):
             if kind in proxy:
-                row[f"{kind} ρ"] = num(proxy[kind].get("spearman"))
+                row[f"{kind.replace('_', '-')} ρ"] = num(proxy[kind].get("spearman"))
         for name, b in a["baselines"].items():
             row[f"{name} ρ"] = num(b.get("spearman"))
         ceiling = a.get("ceiling", {})
@@ -57,7 +57,9 @@ def validation_section(info: dict) -> str:
         "τ: Kendall of the proxy against the real runs (higher-is-better orientation); top-25 %: "
         "share of the real top quarter the proxy also puts there; gap: mean merge − mix in the "
         "metric's units. Trivial rankings: own_weight = α of the metric's domain, entropy = "
-        "entropy of α, expert_interpolation = α-weighted mean of the experts' scores. Ceiling: "
+        "entropy of α, expert_interpolation = α-weighted mean of the experts' scores. "
+        "real-scale ρ: the utility of the merge's group scores mapped onto the real runs' "
+        "scale, a line per group fitted on the other mixtures. Ceiling: "
         "expected Spearman between two real runs with different data orders (from the reruns)."
         + scale_note(info.get("utility_scale", "raw")),
         markdown_table(table),
@@ -112,6 +114,12 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
         verdict += (
             f"The ceiling itself is uncertain: from {reruns} rerun(s) it lies in "
             f"{_interval(ceiling_info)} (90 %); more reruns (`validation.reruns`) narrow it. "
+        )
+    if "real_scale" in a["proxy"]:
+        mapped = num(a["proxy"]["real_scale"]["spearman"])
+        verdict += (
+            f"With each group's merge scores mapped onto the real runs' scale (lines fitted "
+            f"leave-one-out; `search.utility.calibrate`), the merge ranks it at ρ = {mapped:.2f}. "
         )
     if "chosen" in a:
         verdict += _chosen_check(a["chosen"])

@@ -131,6 +131,8 @@ class Choice:
         intervals: baseline -> the gain over it with a bootstrap interval (`GainInterval`).
         verdict: one sentence on whether the choice beats the baselines beyond the noise.
         scale: `scale_spec` of the groups' scale ({} for raw), for judging the choice later.
+        real_scale: group -> the line mapping merge scores to real runs' (`real_scale`), when
+            the choice was made on the real runs' scale ({} otherwise).
     """
 
     alpha: dict[str, float]
@@ -144,6 +146,7 @@ class Choice:
     intervals: dict[str, dict] = field(default_factory=dict)
     verdict: str = ""
     scale: dict[str, Any] = field(default_factory=dict)
+    real_scale: dict[str, dict] = field(default_factory=dict)
 
     @property
     def domains(self) -> list[str]:
@@ -166,6 +169,7 @@ class Choice:
             "intervals": {k: dict(v) for k, v in self.intervals.items()},
             "verdict": self.verdict,
             "scale": dict(self.scale),
+            "real_scale": {g: dict(v) for g, v in self.real_scale.items()},
         }
 
     @classmethod
@@ -186,6 +190,7 @@ class Choice:
             intervals={k: dict(v) for k, v in d.get("intervals", {}).items()},
             verdict=str(d.get("verdict", "")),
             scale=dict(d.get("scale", {})),
+            real_scale={g: dict(v) for g, v in d.get("real_scale", {}).items()},
         )
 
 
@@ -198,6 +203,7 @@ def choose_mixture(
     natural: dict[str, float] | None = None,
     measured: Mapping[str, np.ndarray] | None = None,
     paired_se: Mapping[str, float] | None = None,
+    real_scale: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> Choice:
     """Average the top-k of a bounded candidate pool by predicted utility.
 
@@ -211,6 +217,8 @@ def choose_mixture(
             "natural" baseline; None leaves that baseline out.
         measured, paired_se: group -> scores over the evaluated mixtures and the paired
             standard error against uniform, for `cfg.utility.normalise` (`normaliser`).
+        real_scale: group -> a map of merge scores onto real runs' (`real_scale.GroupLine`):
+            predictions, `measured` and `paired_se` are mapped before anything else.
     Each group is predicted by the model that wins its cross-validation (LightGBM or linear).
     """
     k = len(domains)
@@ -229,11 +237,13 @@ def choose_mixture(
     corners = np.vstack([simplex.vertices(k), simplex.uniform(k)])  # (K + 1, K)
     pool = np.vstack([pool, corners[simplex.within_bounds(corners, lo, hi)]])
 
+    to_real = on_real_scale(groups, real_scale)
+    measured, paired_se = mapped_noise(to_real, measured, paired_se)
     scale = normaliser(cfg.utility.normalise, measured, paired_se)
 
     def score(x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         pred = surrogates.predict_best(x)
-        per_group = {g: pred[t] for g, t in zip(groups, targets, strict=True)}
+        per_group = {g: to_real(g, pred[t]) for g, t in zip(groups, targets, strict=True)}
         return per_group, utility({g: scale(g, v) for g, v in per_group.items()}, weights)
 
     per_group, u = score(pool)  # u: (C,)
@@ -265,6 +275,31 @@ def choose_mixture(
         contributions=contributions,
         scale=scale_spec(cfg.utility.normalise, measured, paired_se),
     )
+
+
+def on_real_scale(
+    groups: list[str], real_scale: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None
+) -> Transform:
+    """transform(group, merge scores) -> the real runs' scale; the identity without a map."""
+    if not real_scale:
+        return lambda group, y: np.asarray(y, dtype=float)
+    missing = [g for g in groups if g not in real_scale]
+    if missing:
+        raise SearchError(f"real-scale map lacks group(s) {missing}; groups are {groups}")
+    return lambda group, y: np.asarray(real_scale[group](np.asarray(y, dtype=float)), dtype=float)
+
+
+def mapped_noise(
+    to_real: Transform,
+    measured: Mapping[str, np.ndarray] | None,
+    paired_se: Mapping[str, float] | None,
+) -> tuple[dict[str, np.ndarray] | None, dict[str, float] | None]:
+    """The evaluated scores and paired standard errors `normaliser` reads, on the real scale."""
+    if measured is not None:
+        measured = {g: to_real(g, v) for g, v in measured.items()}
+    if paired_se is not None:
+        paired_se = {g: float(np.ptp(to_real(g, [0.0, se]))) for g, se in paired_se.items()}
+    return measured, paired_se
 
 
 def search_bounds(domains: list[str], bounds: dict[str, Bounds]) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ import numpy as np
 from parammix_core.config import Experiment
 from parammix_core.data import natural_weights
 from parammix_core.search import Choice, choose_mixture, normaliser
-from parammix_core.search.choice import Transform
+from parammix_core.search.choice import Transform, mapped_noise, on_real_scale
+from parammix_core.search.real_scale import GroupLine, fit_real_scale, lines_to_json
 from parammix_core.search.uncertainty import gain_intervals, verdict
 from parammix_core.stages.common import dump_config
 from parammix_core.stages.evaluate import load_doc_scores, load_rows
@@ -24,6 +25,7 @@ def choice_ref(
     surrogates: ArtifactRef,
     data: ArtifactRef,
     evals: Sequence[ArtifactRef] = (),
+    validation: ArtifactRef | None = None,
 ) -> ArtifactRef:
     spec = {
         "search": dump_config(exp.search),
@@ -31,6 +33,7 @@ def choice_ref(
         "seed": exp.seed,
         "surrogates": surrogates.key,  # covers the evaluated rows the interval resamples
         "data": data.key,
+        "validation": validation.key if validation is not None else None,
     }
     return ArtifactRef.for_spec("choice", "mixture", spec, code=code_version("choice"))
 
@@ -41,12 +44,15 @@ def optimise(
     surrogates: ArtifactRef,
     data: ArtifactRef,
     evals: Sequence[ArtifactRef] = (),
+    validation: ArtifactRef | None = None,
 ) -> ArtifactRef:
     """The chosen mixture; with the evaluated batches, its gain over the baselines gets a
-    bootstrap interval and a plain verdict."""
-    ref = choice_ref(exp, surrogates, data, evals)
+    bootstrap interval and a plain verdict. With `validation` (`search.utility.calibrate`),
+    every group's merge scores are first mapped onto its real runs' scale."""
+    ref = choice_ref(exp, surrogates, data, evals, validation)
     if store.exists(ref):
         return ref
+    lines = real_scale(store, validation, exp.evaluation.groups) if validation else None
     fitted = load_surrogates(store, surrogates)
     groups = exp.evaluation.groups
     rows = store.load_parquet(surrogates, "rows.parquet")
@@ -62,12 +68,30 @@ def optimise(
         natural=natural_weights(store.load_json(data, "stats.json")),
         measured=measured,
         paired_se=paired,
+        real_scale=lines,
     )
+    if lines:
+        choice.real_scale = lines_to_json(lines)
     if evals and exp.search.interval.replicates > 0:
-        _interval(exp, store, choice, fitted, evals, normaliser(choice.normalise, measured, paired))
+        to_real = on_real_scale(exp.evaluation.groups, lines)
+        scale = normaliser(choice.normalise, *mapped_noise(to_real, measured, paired))
+        _interval(exp, store, choice, fitted, evals, lambda g, y: scale(g, to_real(g, y)))
     out = store.staging(ref)
     (out / "choice.json").write_text(canonical_json(choice.to_json()))
     return store.publish(ref, out, info={"alpha": choice.alpha})
+
+
+def real_scale(store: Store, validation: ArtifactRef, groups: list[str]) -> dict[str, GroupLine]:
+    """Per group, the line from the plain merge's score to the real runs' mean score over the
+    validation's mixtures (each mixture's runs, reruns included, averaged)."""
+    rows = store.load_parquet(validation, "rows.parquet")
+    merged = rows[rows["kind"] == "merge"].groupby("mixture").mean(numeric_only=True)
+    real = rows[rows["kind"].isin(["mix", "rerun"])].groupby("mixture").mean(numeric_only=True)
+    both = merged.index.intersection(real.index)
+    return fit_real_scale(
+        {g: merged.loc[both, f"group.{g}"].to_numpy() for g in groups},
+        {g: real.loc[both, f"group.{g}"].to_numpy() for g in groups},
+    )
 
 
 def _interval(

@@ -180,3 +180,42 @@ def test_validation_and_final_training_judge_the_utility_on_the_searchs_scale(
     assert table.loc["utility", "gain vs uniform"] == pytest.approx(np.mean(gains))
     report = Path(stages.report_path(store, refs["report"])).read_text()
     assert report.count("The utility has its groups on the search's noise scale.") == 2
+
+
+@pytest.mark.slow
+def test_calibrate_puts_the_merges_on_the_real_runs_scale_before_the_choice(
+    prefect_api, tmp_path: Path
+):
+    exp = micro(tmp_path / "store")
+    utility = exp.search.utility.model_copy(update={"calibrate": True})
+    exp = exp.model_copy(update={"search": exp.search.model_copy(update={"utility": utility})})
+    refs = param_mix(exp)
+    store = stages.open_store(exp)
+    rows = store.load_parquet(refs["validation"], "rows.parquet")
+    alphas = [f"alpha.{d}" for d in exp.domains]
+    # the validation trained uniform and the draws, not the choice, which came after it
+    mixes = rows[rows["kind"] == "mix"].sort_values("mixture")[alphas].to_numpy()
+    np.testing.assert_allclose(mixes, validate.validation_mixtures(exp))
+    assert (
+        "chosen" not in validate.load_validation(store, refs["validation"])["analysis"]["utility"]
+    )
+    choice = stages.load_choice(store, refs["choice"])
+    assert set(choice.real_scale) == set(exp.evaluation.groups)
+    merged = rows[rows["kind"] == "merge"].groupby("mixture").mean(numeric_only=True)
+    real = rows[rows["kind"].isin(["mix", "rerun"])].groupby("mixture").mean(numeric_only=True)
+    for g, line in choice.real_scale.items():
+        slope, intercept = np.polyfit(merged[f"group.{g}"], real[f"group.{g}"], 1)
+        if slope < 0:
+            slope, intercept = 0.0, real[f"group.{g}"].mean()
+        assert line["slope"] == pytest.approx(slope, abs=1e-9)
+        assert line["intercept"] == pytest.approx(intercept, abs=1e-9)
+        assert line["n"] == exp.validation.n_mixtures
+    # the choice's predictions are the merges' surrogate predictions mapped by those lines
+    uniform = choice.baselines["uniform"]["predicted"]
+    surrogates = stages.load_surrogates(store, refs["surrogates"])
+    raw = surrogates.predict_best(np.full((1, len(exp.domains)), 1 / len(exp.domains)))
+    for g, line in choice.real_scale.items():
+        want = line["intercept"] + line["slope"] * raw[f"group.{g}"][0]
+        assert uniform[g] == pytest.approx(want, rel=1e-9)
+    report = Path(stages.report_path(store, refs["report"])).read_text()
+    assert "Predictions are on the real runs' scale" in report

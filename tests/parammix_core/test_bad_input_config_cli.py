@@ -71,6 +71,23 @@ def test_run_with_a_bad_override_exits_2_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []  # no store, no staging, nothing
 
 
+@pytest.mark.parametrize(
+    ("override", "missing"),
+    [
+        ("validation.enabled=false", "validation.enabled"),
+        ("search.strategy=multifidelity", "a search.strategy other than multifidelity"),
+    ],
+)
+def test_calibrate_without_its_real_runs_names_what_it_needs(
+    tmp_path, capsys, no_flow, override, missing
+):
+    argv = ["run", "--set", f"store.url={tmp_path / 's'}", "--set", "search.utility.calibrate=true"]
+    assert main([*argv, "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert f"search.utility.calibrate needs {missing}" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_run_with_a_bad_config_file_exits_2_and_creates_nothing(tmp_path, capsys, no_flow):
     path = tmp_path / "exp.yaml"
     path.write_text(

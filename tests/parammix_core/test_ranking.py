@@ -217,6 +217,42 @@ def test_analyse_judges_the_utility_on_the_searchs_scale():
         assert out["group.h"]["proxy"]["merge"]["spearman"] == pytest.approx(-1.0)
 
 
+def test_the_real_scale_proxy_undoes_a_group_the_merge_exaggerates():
+    """The merge ranks both groups right but stretches h 100x more than real runs do, so its
+    raw utility ranks mixtures backwards; mapped onto the real scale (lines fitted without the
+    mixture ranked) it ranks them as the real runs do."""
+    a = np.array([0.2, 0.35, 0.5, 0.65, 0.8])
+    rows = _rows().query("kind == 'expert'")
+    rows = rows.assign(**{"group.g": [1.0, 0.0], "group.h": [-10.0, 0.0]})
+    for kind, h_scale in (("merge", 10.0), ("mix", 0.1)):
+        part = pd.DataFrame(
+            {
+                "kind": kind,
+                "mixture": np.arange(len(a)),
+                "alpha.a": a,
+                "alpha.b": 1 - a,
+                "loss.a": 3 - a,
+                "loss.b": 2 + a,
+                "group.g": a,
+                "group.h": -h_scale * a,
+            }
+        )
+        rows = pd.concat([rows, part], ignore_index=True)
+    rows["task.t"], rows["task.u"] = rows["group.g"], rows["group.h"]
+    tasks = [EvalTask(name="t", group="g"), EvalTask(name="u", group="h")]
+    utility = ranking.analyse(rows, ["a", "b"], tasks)["utility"]
+    assert utility["proxy"]["merge"]["spearman"] == pytest.approx(-1.0)
+    assert utility["proxy"]["real_scale"]["spearman"] == pytest.approx(1.0)
+    # the mapped utility is the real one: each line is exact, so no gap is left
+    assert utility["proxy"]["real_scale"]["gap"] == pytest.approx(0.0, abs=1e-9)
+    text = report.validation_verdict({"analysis": {"utility": utility}}, emphasis="")
+    assert "mapped onto the real runs' scale (lines fitted leave-one-out" in text
+    assert "the merge ranks it at ρ = 1.00" in text
+    # no line through merges that score every mixture alike: no such proxy, no error
+    flat = {"g": np.ones(5)}
+    assert ranking.real_scale_utility(flat, {"g": a}) is None
+
+
 def test_analyse_needs_real_runs():
     with pytest.raises(ranking.RankingError, match="'mix'"):
         ranking.analyse(_rows().query("kind != 'mix'"), ["a", "b"], [])
