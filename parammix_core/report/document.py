@@ -125,7 +125,8 @@ def _real_scale_section(choice: Choice) -> list[str]:
         "Predictions are on the real runs' scale (`search.utility.calibrate`): per group, "
         "real = intercept + slope × merge, fitted at the validation's mixtures (each trained "
         "for real, reruns averaged). A slope below 1 is a group the merge exaggerates; a slope "
-        "of 0 (the merge ranked the group backwards) leaves the group out of the choice.",
+        "of 0 (the merge ranked the group backwards, or scored it all alike: slope se NaN) "
+        "leaves the group out of the choice.",
         markdown_table(pd.DataFrame(rows, columns=columns)),
     ]
 

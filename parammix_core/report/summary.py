@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from parammix_core.report.final import final_verdict
@@ -32,7 +33,10 @@ def summary_lines(choice: Choice) -> list[str]:
 def real_scale_line(lines: dict[str, dict]) -> str:
     """How far real runs move per unit of the merge's move, per group (the calibration)."""
     slopes = ", ".join(
-        f"{g} {line['slope']:.2f} ± {line['slope_se']:.2f}" for g, line in lines.items()
+        f"{g} {line['slope']:.2f} ± {line['slope_se']:.2f}"
+        if np.isfinite(line["slope_se"])
+        else f"{g} 0 (the merges scored it all alike)"
+        for g, line in lines.items()
     )
     n = max(int(line["n"]) for line in lines.values())
     return (

@@ -7,7 +7,8 @@ merges' groups overweights the groups the merge exaggerates and picks a mixture 
 does not prefer. Fitting real = intercept + slope * merge per group, at mixtures trained for
 real (the validation's), puts every group on the scale real training moves it by before the
 groups are summed. A slope is never negative: a group the merge ranks backwards gets 0 and
-stops steering the choice.
+stops steering the choice, as does a group the merges score all alike at those mixtures (a
+coarse metric such as accuracy on a few documents), which gives no line to fit.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from parammix_core.search.choice import SearchError
 class GroupLine:
     """real ≈ intercept + slope * merge for one group, fitted over `n` mixtures.
 
-    `slope_se` is the least-squares standard error of the slope (before clipping at 0), `rho`
-    the Spearman correlation of merge and real scores over the same mixtures."""
+    `slope_se` is the least-squares standard error of the slope (before clipping at 0; NaN
+    when the merges scored all alike), `rho` the Spearman correlation of merge and real scores
+    over the same mixtures."""
 
     slope: float
     intercept: float
@@ -42,7 +44,8 @@ def fit_real_scale(
     merged: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray]
 ) -> dict[str, GroupLine]:
     """Per group, least squares of the real runs' scores on the merges' at the same mixtures
-    (aligned arrays); a negative slope becomes 0 with the intercept at the real mean."""
+    (aligned arrays). A negative slope, or merges that score all alike, gives slope 0 with the
+    intercept at the real mean."""
     lines = {}
     for group, x in merged.items():
         if group not in real:
@@ -54,7 +57,8 @@ def fit_real_scale(
                 f"{x.shape}, real {y.shape}"
             )
         if np.ptp(x) == 0:
-            raise SearchError(f"real-scale fit of group {group!r}: the merges score all alike")
+            lines[group] = GroupLine(0.0, float(y.mean()), float("nan"), float("nan"), len(x))
+            continue
         slope, intercept = np.polyfit(x, y, 1)
         resid = y - (intercept + slope * x)
         se = float(np.sqrt(resid @ resid / (len(x) - 2) / ((x - x.mean()) @ (x - x.mean()))))

@@ -173,6 +173,21 @@ def test_summary_lines(experiment):
     ]
 
 
+def test_the_summary_names_each_groups_line_and_a_group_without_one(experiment):
+    _, _, choice = experiment
+    nan = float("nan")
+    lines = {
+        "math": {"slope": 0.95, "slope_se": 0.06, "intercept": 0.1, "rho": 0.9, "n": 12},
+        "code": {"slope": 0.0, "slope_se": nan, "intercept": 0.3, "rho": nan, "n": 12},
+        "language": {"slope": 0.35, "slope_se": 0.11, "intercept": 0.0, "rho": 0.6, "n": 12},
+    }
+    said = summary_lines(replace(choice, real_scale=lines))
+    assert said[2] == (
+        "groups on the real runs' scale (slope of real on merge scores over 12 validation "
+        "mixtures): math 0.95 ± 0.06, code 0 (the merges scored it all alike), language 0.35 ± 0.11"
+    )
+
+
 def test_a_run_leads_with_the_choices_predicted_real_gain(experiment):
     _, _, choice = experiment
     chosen = {"proxy_gain": 0.02, "real_gain": 0.004, "n_fit": 11, "slope": 0.5}
