@@ -34,22 +34,8 @@ def scores(rows, kinds: list[str], groups: list[str], keep: int) -> np.ndarray:
     return means[[f"group.{g}" for g in groups]].to_numpy()
 
 
-def leave_one_out(merged: np.ndarray, real: np.ndarray, groups: list[str]) -> np.ndarray:
-    """Each mixture's utility on the real scale, from lines fitted on the other mixtures."""
-    from parammix_core.search.real_scale import fit_real_scale
-
-    out = np.empty(len(merged))
-    for i in range(len(merged)):
-        rest = np.arange(len(merged)) != i
-        lines = fit_real_scale(
-            {g: merged[rest, j] for j, g in enumerate(groups)},
-            {g: real[rest, j] for j, g in enumerate(groups)},
-        )
-        out[i] = np.mean([lines[g](merged[i, j]) for j, g in enumerate(groups)])
-    return out
-
-
 def report(rows, groups: list[str], keep: int) -> None:
+    from parammix_core.ranking import real_scale_utility
     from parammix_core.search.real_scale import fit_real_scale
 
     merged = scores(rows, ["merge"], groups, keep)
@@ -69,7 +55,11 @@ def report(rows, groups: list[str], keep: int) -> None:
         )
     target = real.mean(axis=1)
     plain = spearmanr(merged.mean(axis=1), target)[0]
-    mapped = spearmanr(leave_one_out(merged, real, groups), target)[0]
+    loo = real_scale_utility(
+        {g: merged[:, j] for j, g in enumerate(groups)},
+        {g: real[:, j] for j, g in enumerate(groups)},
+    )
+    mapped = spearmanr(loo, target)[0] if loo is not None else float("nan")
     print(f"utility Spearman vs real runs: plain merge {plain:.3f}, real scale (LOO) {mapped:.3f}")
     weights = ", ".join(f"{g}: {max(lines[g].slope, 1e-6):.4g}" for g in groups)
     print(f"search.group_weights for an older version: {{{weights}}}")

@@ -247,26 +247,28 @@ def real_scale_utility(
 ) -> np.ndarray | None:
     """Each mixture's utility from its merge's group scores mapped onto the real runs' scale
     (`search.utility.calibrate`) by lines fitted on the other mixtures: leave-one-out, so
-    the ranking it gives is one the calibrated choice could have known. None when a line
-    cannot be fitted (a group the merges score all alike)."""
-    from parammix_core.search import SearchError, utility
+    the ranking it gives is one the calibrated choice could have known. A group whose line is
+    flat (slope 0: ranked backwards or scored all alike) is the same constant for every
+    mixture, as it is for the choice; its leave-one-out mean would rank the mixtures backwards.
+    None when the mapped utility does not vary (no group has a line)."""
+    from parammix_core.search import utility
     from parammix_core.search.real_scale import fit_real_scale
 
     n = len(next(iter(merged.values())))
     out = np.empty(n)
     for i in range(n):
         rest = np.arange(n) != i
-        try:
-            lines = fit_real_scale(
-                {g: v[rest] for g, v in merged.items()}, {g: v[rest] for g, v in real.items()}
-            )
-        except SearchError:
-            return None
-        mapped = {g: lines[g](v[i : i + 1]) for g, v in merged.items()}
+        lines = fit_real_scale(
+            {g: v[rest] for g, v in merged.items()}, {g: v[rest] for g, v in real.items()}
+        )
+        mapped = {
+            g: lines[g](v[i : i + 1]) if lines[g].slope > 0 else np.mean(real[g], keepdims=True)
+            for g, v in merged.items()
+        }
         if scale is not None:
             mapped = {g: scale(g, v) for g, v in mapped.items()}
         out[i] = utility(mapped, weights)[0]
-    return out
+    return None if np.ptp(out) == 0 else out
 
 
 def metric_list(domains: Sequence[str], tasks) -> list[tuple[str, float, str | None]]:

@@ -251,6 +251,10 @@ def test_the_real_scale_proxy_undoes_a_group_the_merge_exaggerates():
     # no line through merges that score every mixture alike: no such proxy, no error
     flat = {"g": np.ones(5)}
     assert ranking.real_scale_utility(flat, {"g": a}) is None
+    # beside a group with a line, a flat one is a constant, not its leave-one-out mean
+    # (which would rank the mixtures backwards by that group's real scores)
+    mapped = ranking.real_scale_utility({"g": a, "h": np.ones(5)}, {"g": 2 * a, "h": 3 * a})
+    np.testing.assert_allclose(mapped, (2 * a + 3 * a.mean()) / 2, atol=1e-12)
 
 
 def test_analyse_needs_real_runs():
