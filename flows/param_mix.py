@@ -1,13 +1,12 @@
 """The `param_mix` flow: the whole pipeline of DESIGN.md as one DAG.
 
 prepare_domains -> base_model -> train_expert[domain] -> rounds of (propose_mixtures[round]
--> merge_and_evaluate[batch]) -> fit_surrogates -> optimise_mixture -> final_training ->
-report, with interference_probe and validate_proxy (real mixed runs) beside the fan-out: with
-search.utility.calibrate (by default wherever the validation runs) the validation feeds
-optimise_mixture the line from each group's merge scores to its real runs'; without it,
-validate_proxy runs after the choice and trains it too. With search.strategy multifidelity the
-rounds also train real mixed runs (flows.multifidelity) and the choice is the multi-fidelity
-GP's at fidelity 1 instead of optimise_mixture's.
+-> merge_and_evaluate[batch]) -> fit_surrogates -> optimise_mixture -> validate_proxy (real
+mixed runs) -> final_training -> report, with interference_probe beside the fan-out. With
+search.strategy multifidelity the rounds also train real mixed runs (flows.multifidelity) and
+the choice is the multi-fidelity GP's at fidelity 1 instead of optimise_mixture's. With
+search.utility.calibrate, validate_proxy (without the choice) runs beside the merges and feeds
+optimise_mixture the line from each group's merge scores to its real runs'.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ def param_mix(
         probe = probe.result() if probe is not None else None
         surrogates = fit_surrogates(exp, evaluated, probe, None, imported)  # for the report
     else:
-        if exp.calibrates:  # submitted first: trains beside the merges
+        if exp.search.utility.calibrate:  # submitted first: trains beside the merges
             before = run_validation(exp, None, data, base, experts.result(), probe)
         evaluated, rounds = merge_rounds(
             exp, data, base, experts.result(), merge_probe, inputs, imported

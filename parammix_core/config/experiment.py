@@ -80,15 +80,10 @@ class Experiment(Strict):
         self._batches_split_over_processes()
         return self
 
-    @property
-    def calibrates(self) -> bool:
-        """Whether the choice maps merge scores onto the real runs' scale (a None
-        search.utility.calibrate is on wherever its inputs exist)."""
-        asked = self.search.utility.calibrate
-        return asked if asked is not None else not self._calibration_missing()
-
-    def _calibration_missing(self) -> list[str]:
-        """What search.utility.calibrate lacks: its lines fit the validation's merges and runs."""
+    def _calibration_inputs(self) -> None:
+        """search.utility.calibrate fits its lines on the validation's merges and real runs."""
+        if not self.search.utility.calibrate:
+            return
         needs = {
             "validation.enabled": self.validation.enabled,
             "evaluation.proxy: merge": self.evaluation.proxy == "merge",
@@ -96,11 +91,7 @@ class Experiment(Strict):
                 self.search.strategy != "multifidelity"
             ),
         }
-        return [what for what, ok in needs.items() if not ok]
-
-    def _calibration_inputs(self) -> None:
-        """An explicit search.utility.calibrate: true must have what it fits on."""
-        missing = self._calibration_missing() if self.search.utility.calibrate else []
+        missing = [what for what, ok in needs.items() if not ok]
         if missing:
             raise ValueError(f"search.utility.calibrate needs {'; '.join(missing)}")
 

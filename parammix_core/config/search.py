@@ -245,13 +245,11 @@ class UtilitySettings(Strict):
         "zscore: over the evaluated mixtures; rank: percentile among them (DeMix); noise: "
         "spread in units of the paired standard error against uniform.",
     )
-    calibrate: bool | None = Field(
-        None,
+    calibrate: bool = Field(
+        False,
         description="Map each group's merge scores onto the real runs' scale before summing "
         "(a line per group fitted at the validation's mixtures, which then train before the "
-        "choice and without it): groups the merge exaggerates stop deciding the choice. "
-        "None: on wherever its inputs exist (validation.enabled, evaluation.proxy merge, a "
-        "strategy other than multifidelity); true: required, an error names what is missing.",
+        "choice and without it): groups the merge exaggerates stop deciding the choice.",
     )
 
 

@@ -88,8 +88,7 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
     stage_runs = {n: s for n, s in states.items() if not n.startswith("plan_mixtures")}
     assert stage_runs and set(stage_runs.values()) == {"Cached"}, stage_runs
     names = set(states)
-    assert {"train_mixed[uniform]", "train_mixed[draw 1, rerun]"} <= names
-    assert "train_mixed[chosen]" not in names  # calibrated by default: validation came first
+    assert {"train_mixed[uniform]", "train_mixed[chosen]", "train_mixed[draw 1, rerun]"} <= names
     assert {
         f"{task}[{m}, seed {s}]"
         for task in ("final_run", "score_final_run")
@@ -158,8 +157,8 @@ def run_logs(flow_run_id, until: str) -> list[str]:
 def test_validation_and_final_training_judge_the_utility_on_the_searchs_scale(
     prefect_api, tmp_path: Path
 ):
-    exp = micro(tmp_path / "store")  # uncalibrated: the validation trains the choice too
-    utility = exp.search.utility.model_copy(update={"normalise": "noise", "calibrate": False})
+    exp = micro(tmp_path / "store")
+    utility = exp.search.utility.model_copy(update={"normalise": "noise"})
     exp = exp.model_copy(update={"search": exp.search.model_copy(update={"utility": utility})})
     refs = param_mix(exp)
     store = stages.open_store(exp)
@@ -188,7 +187,8 @@ def test_calibrate_puts_the_merges_on_the_real_runs_scale_before_the_choice(
     prefect_api, tmp_path: Path
 ):
     exp = micro(tmp_path / "store")
-    assert exp.search.utility.calibrate is None and exp.calibrates  # on by default
+    utility = exp.search.utility.model_copy(update={"calibrate": True})
+    exp = exp.model_copy(update={"search": exp.search.model_copy(update={"utility": utility})})
     refs = param_mix(exp)
     store = stages.open_store(exp)
     rows = store.load_parquet(refs["validation"], "rows.parquet")

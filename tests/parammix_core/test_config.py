@@ -19,21 +19,6 @@ def test_default_yaml_is_the_embedded_default():
     assert load_experiment(ROOT / "configs" / "default.yaml") == Experiment()
 
 
-@pytest.mark.parametrize(
-    ("data", "calibrates"),
-    [
-        ({}, True),  # the default: the validation's real runs set each group's scale
-        ({"validation": {"enabled": False}}, False),
-        ({"search": {"strategy": "multifidelity"}}, False),
-        ({"evaluation": {"proxy": "corrected"}}, False),
-        ({"search": {"utility": {"calibrate": False}}}, False),
-        ({"search": {"utility": {"calibrate": True}}}, True),
-    ],
-)
-def test_calibrate_is_on_wherever_its_inputs_exist_unless_set(data, calibrates):
-    assert parse_experiment(data).calibrates is calibrates
-
-
 def test_yaml_round_trip():
     exp = Experiment()
     assert parse_experiment(yaml.safe_load(exp.to_yaml())) == exp
