@@ -6,6 +6,8 @@ import pandas as pd
 
 from parammix_core.report.markdown import markdown_table, scale_note
 
+BASELINES = ("uniform", "natural")  # what the final training trains beside the choice
+
 
 def is_beside(key: str) -> bool:
     """A score reported beside the ranked ones, outside the utility: `acc.<task>` (accuracy of
@@ -14,26 +16,60 @@ def is_beside(key: str) -> bool:
 
 
 def final_verdict(table: pd.DataFrame) -> str:
-    """Where the chosen mixture's final model beats the baselines beyond the seeds, and where
-    not: one line, each metric named once. Rows reported beside (`acc.<task>`,
-    `also.<task>.<metric>`) stay in the table only: the verdict reads what the search
-    optimises and the held-out losses."""
-    wins, rest = [], []
+    """Where the chosen mixture's final model beats the baselines beyond the seeds, where it is
+    within their spread and where it loses, then why the utility was not won when it was not.
+    Rows reported beside (`acc.<task>`, `also.<task>.<metric>`) stay in the table only: the
+    verdict reads what the search optimises and the held-out losses."""
+    wins, within, losses = [], [], []
     for _, row in table.iterrows():
-        if is_beside(str(row["metric"])):
+        metric = str(row["metric"])
+        if is_beside(metric):
             continue
-        beaten = [b for b in ("uniform", "natural") if row.get(f"wins vs {b}") == "yes"]
-        if len(beaten) == 2:
-            wins.append(row["metric"])
+        beaten = [b for b in BASELINES if row.get(f"wins vs {b}") == "yes"]
+        lost_to = [b for b in BASELINES if row.get(f"wins vs {b}") == "no"]
+        if lost_to:
+            losses.append(f"{metric} (to {' and '.join(lost_to)})")
+        elif len(beaten) == len(BASELINES):
+            wins.append(metric)
         else:
-            rest.append(row["metric"] + (f" (beats {beaten[0]} only)" if beaten else ""))
-    if not rest:
+            within.append(metric + (f" (beats {beaten[0]} only)" if beaten else ""))
+    if not within and not losses:
         return "The chosen mixture wins on every metric against both baselines."
-    if not wins:
-        return f"It beats the baselines beyond the seed spread on none of: {', '.join(rest)}."
+    parts = [f"It beats both baselines beyond the seed spread on {', '.join(wins) or 'nothing'}"]
+    if within:
+        parts.append(f"is within the spread on {', '.join(within)}")
+    if losses:
+        parts.append(f"loses beyond it on {', '.join(losses)}")
+    text = "; ".join(parts) + "."
+    if "utility" in set(table["metric"]) and "utility" not in wins:
+        text += " " + _why_not_utility(table)
+    return text
+
+
+def _why_not_utility(table: pd.DataFrame) -> str:
+    """Why the utility did not beat a baseline beyond the spread: the groups traded off
+    against it, or moved one way too little, or none moved at all."""
+    rows = table.set_index("metric")
+    b = next(b for b in BASELINES if rows.at["utility", f"wins vs {b}"] != "yes")
+    head = (
+        f"On the utility it loses to {b}"
+        if rows.at["utility", f"wins vs {b}"] == "no"
+        else f"On the utility it is not distinguishable from {b} at this budget"
+    )
+    groups = rows[rows.index.str.startswith("group.")][f"wins vs {b}"]
+    gained = ", ".join(groups.index[groups == "yes"])
+    lost = ", ".join(groups.index[groups == "no"])
+    if gained and lost:
+        return (
+            f"{head}: its groups trade off, {gained} better and {lost} worse beyond the spread; "
+            "group weights (`search.group_weights`) state which groups matter more."
+        )
+    if gained or lost:
+        way = "better" if gained else "worse"
+        return f"{head}: only {gained or lost} moved beyond the spread ({way})."
     return (
-        f"It beats both baselines beyond the seed spread on {', '.join(wins)}; "
-        f"not on {', '.join(rest)}."
+        f"{head}: no group moves beyond the seed spread; more seeds (`final.seeds`) or a longer "
+        "final budget (`final.train.steps`) would tell them apart."
     )
 
 
