@@ -42,8 +42,8 @@ def write_report(
 ) -> Path:
     """Write report.md and its three figures into `out_dir`; return the report.md path.
 
-    `lead`: sentences shown in bold under the choice's verdict (what the validation expects
-    real training of the choice to gain), before any table.
+    `lead`: sentences shown in bold first, above the merges' verdict (what the validation's
+    real runs expect real training of the choice to gain), before any table.
 
     `rows` must be the evaluation rows the surrogates were fitted on, in the same order (the
     out-of-fold predictions are matched to them by position).
@@ -76,8 +76,8 @@ def write_report(
         f"{len(rows)} merged mixtures evaluated over {len(domains)} domains "
         f"({', '.join(domains)}); utility = weighted mean of the capability groups "
         f"({weights}; groups {_scale_text(choice.normalise)}).",
-        *([f"**{choice.verdict}**"] if choice.verdict else []),
         *(f"**{line}**" for line in lead or []),
+        *([f"**{choice.verdict}**"] if choice.verdict else []),
         "## Chosen mixture",
         "Mean of the top "
         f"{len(choice.top_k)} of the candidate mixtures by predicted utility, beside the "

@@ -57,7 +57,7 @@ def run_summary(
     lines = summary_lines(choice)
     if validation is not None:
         if outlook := real_training_outlook(validation):
-            lines.insert(1 if choice.verdict else 0, outlook)  # beside the merges' verdict
+            lines.insert(0, outlook)  # real runs' evidence before the merges' verdict
         lines.append("validation: " + validation_verdict(validation, emphasis=""))
     if final is not None:
         lines.append("final training: " + final_verdict(final))

@@ -150,7 +150,7 @@ def real_training_outlook(info: dict) -> str | None:
     """What one real run of the chosen mixture is predicted to gain over one of uniform; None
     when the validation did not train the choice. The search's interval is one of merges,
     which overstate real gains (the slope of real on merge gains was 0.46-0.55 on the
-    default) and know nothing of a training run's own noise, so a run leads with this too."""
+    default) and know nothing of a training run's own noise, so a run leads with this."""
     c = info["analysis"][_validation_head(info["analysis"])].get("chosen", {})
     if "predicted" not in c:
         return None
@@ -164,9 +164,10 @@ def real_training_outlook(info: dict) -> str | None:
     if low > 0:
         return text + "A real run of the chosen mixture is expected to beat uniform's too."
     return text + (
-        "The interval holds zero: one real run of each may not tell the chosen mixture from "
-        "uniform; more validation mixtures and reruns (`validation.n_mixtures`, "
-        "`validation.reruns`) narrow it, longer experts may separate the mixtures more."
+        "The interval holds zero: at this budget the chosen mixture is not distinguishable "
+        "from uniform in real training; more validation mixtures and reruns "
+        "(`validation.n_mixtures`, `validation.reruns`) narrow it, longer experts may separate "
+        "the mixtures more."
     )
 
 

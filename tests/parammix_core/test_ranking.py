@@ -345,10 +345,10 @@ def test_the_outlook_states_one_real_runs_predicted_gain_and_whether_it_holds_ze
     chosen["predicted_low"] = -0.002
     assert report.real_training_outlook(_with_chosen(chosen)).endswith(
         "[-0.0020, +0.0500], the merge's +0.0500 times the slope of real on merge gains over 11 "
-        "validation mixtures (0.60), the runs' noise included. The interval holds zero: one "
-        "real run of each may not tell the chosen mixture from uniform; more validation "
-        "mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) narrow it, longer "
-        "experts may separate the mixtures more."
+        "validation mixtures (0.60), the runs' noise included. The interval holds zero: at "
+        "this budget the chosen mixture is not distinguishable from uniform in real training; "
+        "more validation mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) "
+        "narrow it, longer experts may separate the mixtures more."
     )
     assert report.real_training_outlook(_with_chosen({"proxy_gain": 0.05})) is None  # no slope
     assert report.real_training_outlook(_with_chosen({})) is None  # the choice not trained
