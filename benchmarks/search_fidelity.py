@@ -29,12 +29,18 @@ same budget, run now or already in the folder's results); a seed's results file 
 searches of earlier runs, so a search can be added to a finished comparison:
 
     python benchmarks/search_fidelity.py --long --seed 0 --dir /tmp/fidelity --strategies merges
+
+The three signals graded where a user trains the chosen mixture (the final budget):
+
+    python benchmarks/search_fidelity.py --long --seed 0 --dir /tmp/fidelity \
+        --strategies multifidelity real merges
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -263,6 +269,7 @@ def summarise(folder: Path) -> None:
     """Per seed and search: spent, evaluations, chosen mixture, real gain over uniform."""
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("seed-*.json"))]
     gains: dict[str, list[float]] = {}
+    ses: dict[str, list[float]] = {}  # standard error of each choice's grading-run mean
     print(
         "| seed | search | N | spent | merges | runs | chosen | utility | gain vs uniform "
         "| gain vs natural | mean loss gain vs uniform |"
@@ -278,6 +285,7 @@ def summarise(folder: Path) -> None:
             sd = statistics.stdev(runs) if len(runs) > 1 else float("nan")
             gain = g["utility"] - uni["utility"]
             gains.setdefault(name, []).append(gain)
+            ses.setdefault(name, []).append(sd / len(runs) ** 0.5)
             alpha = " / ".join(f"{v:.2f}" for v in s["alpha"].values())
             trained = f"{s['runs']} + {s['long']} long" if s.get("long") else s["runs"]
             print(
@@ -300,10 +308,17 @@ def summarise(folder: Path) -> None:
             a, b = gains.get(f"{one}@{budget}", []), gains.get(f"{other}@{budget}", [])
             diff = [x - y for x, y in zip(a, b, strict=False)]
             if diff:
+                se = [
+                    math.hypot(x, y)
+                    for x, y in zip(ses[f"{one}@{budget}"], ses[f"{other}@{budget}"], strict=False)
+                ]
                 sd = statistics.stdev(diff) if len(diff) > 1 else float("nan")
+                per_seed = ", ".join(
+                    f"{d:+.4f} ({d / e:+.1f} se)" for d, e in zip(diff, se, strict=False)
+                )
                 print(
                     f"  N={budget}: {one} - {other}: {statistics.mean(diff):+.4f} ± {sd:.4f} "
-                    f"over {len(diff)} seed(s); per seed {[round(d, 4) for d in diff]}"
+                    f"over {len(diff)} seed(s); per seed {per_seed}"
                 )
 
 
