@@ -20,37 +20,39 @@ def final_verdict(table: pd.DataFrame) -> str:
     within their spread and where it loses, then why the utility was not won when it was not.
     Rows reported beside (`acc.<task>`, `also.<task>.<metric>`) stay in the table only: the
     verdict reads what the search optimises and the held-out losses."""
+    baselines = [b for b in BASELINES if f"wins vs {b}" in table]  # those final training ran
     wins, within, losses = [], [], []
     for _, row in table.iterrows():
         metric = str(row["metric"])
         if is_beside(metric):
             continue
-        beaten = [b for b in BASELINES if row.get(f"wins vs {b}") == "yes"]
-        lost_to = [b for b in BASELINES if row.get(f"wins vs {b}") == "no"]
+        beaten = [b for b in baselines if row[f"wins vs {b}"] == "yes"]
+        lost_to = [b for b in baselines if row[f"wins vs {b}"] == "no"]
         if lost_to:
             losses.append(f"{metric} (to {' and '.join(lost_to)})")
-        elif len(beaten) == len(BASELINES):
+        elif len(beaten) == len(baselines):
             wins.append(metric)
         else:
             within.append(metric + (f" (beats {beaten[0]} only)" if beaten else ""))
     if not within and not losses:
         return "The chosen mixture wins on every metric against both baselines."
-    parts = [f"It beats both baselines beyond the seed spread on {', '.join(wins) or 'nothing'}"]
+    both = "both baselines" if len(baselines) > 1 else baselines[0]
+    parts = [f"It beats {both} beyond the seed spread on {', '.join(wins) or 'nothing'}"]
     if within:
         parts.append(f"is within the spread on {', '.join(within)}")
     if losses:
         parts.append(f"loses beyond it on {', '.join(losses)}")
     text = "; ".join(parts) + "."
     if "utility" in set(table["metric"]) and "utility" not in wins:
-        text += " " + _why_not_utility(table)
+        text += " " + _why_not_utility(table, baselines)
     return text
 
 
-def _why_not_utility(table: pd.DataFrame) -> str:
+def _why_not_utility(table: pd.DataFrame, baselines: list[str]) -> str:
     """Why the utility did not beat a baseline beyond the spread: the groups traded off
     against it, or moved one way too little, or none moved at all."""
     rows = table.set_index("metric")
-    b = next(b for b in BASELINES if rows.at["utility", f"wins vs {b}"] != "yes")
+    b = next(b for b in baselines if rows.at["utility", f"wins vs {b}"] != "yes")
     head = (
         f"On the utility it loses to {b}"
         if rows.at["utility", f"wins vs {b}"] == "no"

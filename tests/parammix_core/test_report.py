@@ -299,6 +299,20 @@ def test_final_verdict_of_a_lost_utility_names_the_groups_lost():
     )
 
 
+def test_final_verdict_with_one_baseline_trained():
+    table = pd.DataFrame(
+        [
+            {"metric": "utility", "wins vs uniform": "within spread"},
+            {"metric": "group.code", "wins vs uniform": "yes"},
+        ]
+    )
+    assert final_verdict(table) == (
+        "It beats uniform beyond the seed spread on group.code; is within the spread on "
+        "utility. On the utility it is not distinguishable from uniform at this budget: only "
+        "group.code moved beyond the spread (better)."
+    )
+
+
 def test_final_verdict_explains_the_baseline_the_utility_did_not_beat():
     table = pd.DataFrame(
         [
