@@ -34,6 +34,13 @@ The three signals graded where a user trains the chosen mixture (the final budge
 
     python benchmarks/search_fidelity.py --long --seed 0 --dir /tmp/fidelity \
         --strategies multifidelity real merges
+
+`multifidelity-flat` is the multifidelity search without the exponent's decay
+(`exponent_decay: 1.0`): the cost weighs as much in the last round as in the first, so merges
+keep being bought late; added to a finished comparison as any search is:
+
+    python benchmarks/search_fidelity.py --long --seed 0 --dir /tmp/fidelity \
+        --strategies multifidelity-flat
 """
 
 from __future__ import annotations
@@ -51,10 +58,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FIDELITIES = {
-    "multifidelity": "[merge, run]",
-    "real": "[run]",
-    "multifidelity3": "[merge, run, long]",
+MF = "search.strategies.multifidelity"
+SEARCHES = {  # name -> the multifidelity settings it runs with
+    "multifidelity": [f"{MF}.fidelities=[merge, run]"],
+    "real": [f"{MF}.fidelities=[run]"],
+    "multifidelity3": [f"{MF}.fidelities=[merge, run, long]"],
+    # the cost keeps its round-0 weight: merges stay cheaper in every round, not only early
+    "multifidelity-flat": [f"{MF}.fidelities=[merge, run]", f"{MF}.exponent_decay=1.0"],
 }
 COMMON = [
     "validation.enabled=false",
@@ -89,11 +99,7 @@ def search(store: Path, seed: int, strategy: str, budget: int, merges: int | Non
     if strategy == "merges":
         sets = ["search.strategy=random", f"search.n_mixtures={merges}"]
     else:
-        sets = [
-            "search.strategy=multifidelity",
-            f"search.strategies.multifidelity.fidelities={FIDELITIES[strategy]}",
-            f"search.strategies.multifidelity.budget={budget}",
-        ]
+        sets = ["search.strategy=multifidelity", *SEARCHES[strategy], f"{MF}.budget={budget}"]
     exp = experiment(store, seed, *sets)
     st = stages.open_store(exp)
     before = {m["key"] for m in st.artifacts()}
@@ -302,6 +308,9 @@ def summarise(folder: Path) -> None:
         ("multifidelity", "merges"),
         ("multifidelity", "real"),
         ("multifidelity3", "multifidelity"),
+        ("multifidelity-flat", "merges"),
+        ("multifidelity-flat", "real"),
+        ("multifidelity-flat", "multifidelity"),
     )
     for budget in sorted({int(n.split("@")[1]) for n in gains}):
         for one, other in pairs:
@@ -342,7 +351,7 @@ def main() -> None:
     p.add_argument(
         "--strategies",
         nargs="+",
-        choices=[*FIDELITIES, "merges"],
+        choices=[*SEARCHES, "merges"],
         help="the searches to run (default: multifidelity real merges; with --long: "
         "multifidelity3 multifidelity)",
     )
