@@ -7,7 +7,8 @@ fidelity): the fidelity is one more input in [0, 1], 0 the merge and 1 the real 
 caller may add levels in between. botorch's SingleTaskGP with its ARD RBF kernel over
 (alpha, s) is the seed's product of RBF kernels, one over the mixture and one over the
 fidelity, so how far the merges' landscape carries over to the real runs' is a length-scale
-fitted to the data, not assumed.
+fitted to the data, not assumed. Each fidelity has its own noise variance (`LevelNoise`): a
+merge is deterministic, a real run is not.
 
 Each proposal is a (mixture, fidelity) pair chosen by expected improvement per unit cost: for
 every level s, log EI of the posterior at (alpha, s) over the best posterior mean at s among the
@@ -21,11 +22,13 @@ hit that tells nothing), and when every level's best is such a repeat a random m
 Given what is left of the budget, a level whose cost exceeds it is not proposed (the cheapest
 always may be), so a search stops near its budget rather than a round of long runs past it.
 The choice is the argmax of the posterior mean at the highest fidelity: what a real run is
-predicted to score, not what a merge scores.
+predicted to score, not what a merge scores; its gain over a baseline comes with the joint
+posterior's standard deviation, so the choice says how sure it is.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,11 +40,20 @@ from botorch.acquisition import (
     LogExpectedImprovement,
     PosteriorMean,
 )
+from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import MIN_INFERRED_NOISE_LEVEL
 from botorch.optim import optimize_acqf
+from gpytorch.constraints import GreaterThan
+from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase
+from gpytorch.likelihoods.noise_models import Noise
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import LogNormalPrior
+from linear_operator.operators import DiagLinearOperator
 
 from parammix_core.search.base import History, Strategy, project
-from parammix_core.search.bayes import DTYPE, fit_gp
+from parammix_core.search.bayes import DTYPE
 from parammix_core.search.choice import SearchError
 
 REPEAT = 1e-3  # L1 distance under which two mixtures are the same evaluation
@@ -156,7 +168,7 @@ class MultiFidelityStrategy(Strategy):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # GP fitting and botorch draw from torch's global RNG
             for i in range(n):
-                model = fit_gp(xs, y)
+                model = fit_levels_gp(xs, y, self.levels)
                 scored = []  # (EI per unit cost, level index, mixture) of each level's best
                 for j, level in enumerate(self.levels):
                     if j > 0 and cost[j] > left:
@@ -205,9 +217,10 @@ class MultiFidelityStrategy(Strategy):
         seed = self._rng_seed(history)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = fit_gp(
+            model = fit_levels_gp(
                 _inputs(history.x, history.fidelities),
                 torch.tensor(history.y, dtype=DTYPE)[:, None],
+                self.levels,
             )
             acq = FixedFeatureAcquisitionFunction(PosteriorMean(model), self.k + 1, [self.k], [top])
             cand, _ = self._maximise(acq, seed, extra_starts=history.x)
@@ -219,14 +232,34 @@ class MultiFidelityStrategy(Strategy):
     def predict(self, history: History, x: np.ndarray) -> np.ndarray:
         """Posterior mean at the highest level of mixtures x (M, K), shape (M,)."""
         top = np.full(len(np.atleast_2d(x)), self.levels[-1])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._rng_seed(history))
-            model = fit_gp(
-                _inputs(history.x, history.fidelities),
-                torch.tensor(history.y, dtype=DTYPE)[:, None],
-            )
+        model = self._fit(history)
         with torch.no_grad():
             return model.posterior(_inputs(x, top)).mean[:, 0].numpy()
+
+    def gains(
+        self, history: History, chosen: np.ndarray, baselines: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of f(chosen) - f(b) at the highest level for
+        each baseline b (B, K), each (B,). From the joint posterior, so what the two mixtures
+        share cancels: the gain is predicted for the expected run, without its run-to-run
+        noise."""
+        x = np.vstack([chosen, baselines])  # (1 + B, K)
+        model = self._fit(history)
+        with torch.no_grad():
+            post = model.posterior(_inputs(x, np.full(len(x), self.levels[-1])))
+            mean, cov = post.mean[:, 0], post.covariance_matrix  # (1 + B,), (1 + B, 1 + B)
+        var = cov[0, 0] + cov.diagonal()[1:] - 2 * cov[0, 1:]
+        return (mean[0] - mean[1:]).numpy(), var.clamp_min(0).sqrt().numpy()
+
+    def _fit(self, history: History) -> SingleTaskGP:
+        """The GP over (mixture, fidelity) on every row, seeded by the history."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self._rng_seed(history))
+            return fit_levels_gp(
+                _inputs(history.x, history.fidelities),
+                torch.tensor(history.y, dtype=DTYPE)[:, None],
+                self.levels,
+            )
 
     def _log_ei_at(self, model: SingleTaskGP, x: np.ndarray, level: float) -> AcquisitionFunction:
         """log EI over mixtures (K inputs) at fixed fidelity `level`, against the best posterior
@@ -257,6 +290,46 @@ class MultiFidelityStrategy(Strategy):
             options={"maxiter": 100},
         )
         return cand.detach(), float(value)
+
+
+class LevelNoise(Noise):
+    """One noise variance per fidelity level, read from the inputs' last column.
+
+    A merge is deterministic; a real run carries its run-to-run noise. One variance shared by
+    both lets the many merges set the runs' noise too small, and the intervals at the runs'
+    level come out too narrow (on the five seeds of `benchmarks/search_fidelity.py`, 77 % of
+    held-out real runs inside their 90 % predictive interval with one variance, 85 % with one
+    per level). Each level keeps botorch's default prior, LogNormal(-4, 1).
+    """
+
+    def __init__(self, levels: Sequence[float]):
+        super().__init__()
+        prior = LogNormalPrior(loc=-4.0, scale=1.0)
+        self.register_buffer("levels", torch.tensor(list(levels), dtype=DTYPE))
+        start = torch.full((len(levels),), float(prior.mode), dtype=DTYPE)
+        self.register_parameter("raw_noise", torch.nn.Parameter(start))
+        self.register_constraint("raw_noise", GreaterThan(MIN_INFERRED_NOISE_LEVEL, transform=None))
+        self.register_prior("noise_prior", prior, lambda m: m.noise)
+
+    @property
+    def noise(self) -> torch.Tensor:
+        """The noise variance of each level, (F,)."""
+        return self.raw_noise_constraint.transform(self.raw_noise)
+
+    def forward(self, *params, shape: torch.Size | None = None, **kwargs) -> DiagLinearOperator:
+        x = params[0] if torch.is_tensor(params[0]) else params[0][0]  # (..., n, K + 1)
+        at = (x[..., -1:] - self.levels).abs().argmin(dim=-1)  # (..., n)
+        return DiagLinearOperator(self.noise[at])
+
+
+def fit_levels_gp(x: torch.Tensor, y: torch.Tensor, levels: Sequence[float]) -> SingleTaskGP:
+    """`bayes.fit_gp` with a noise variance per fidelity level (`LevelNoise`)."""
+    likelihood = _GaussianLikelihoodBase(noise_covar=LevelNoise(levels))
+    model = SingleTaskGP(x, y, likelihood=likelihood, outcome_transform=Standardize(m=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # L-BFGS stopping early: botorch retries, as in fit_gp
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    return model
 
 
 def _repeats(cand: torch.Tensor, xs: torch.Tensor, level: float) -> bool:

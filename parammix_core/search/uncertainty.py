@@ -228,7 +228,7 @@ def verdict(intervals: Mapping[str, GainInterval], help_text: str) -> str:
     """One plain sentence on whether the chosen mixture beats the baselines beyond noise."""
     parts = [f"{b} {iv.gain:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]" for b, iv in intervals.items()]
     level = next(iter(intervals.values())).level
-    head = f"predicted utility gain of the chosen mixture ({level:.0%} interval): " + "; ".join(
+    head = f"Predicted utility gain of the chosen mixture ({level:.0%} interval): " + "; ".join(
         parts
     )
     unstable = [b for b, iv in intervals.items() if iv.outside]

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import norm
 
 from parammix_core import simplex
 from parammix_core.config import Experiment
@@ -46,6 +47,8 @@ from parammix_core.model import load_state
 from parammix_core.search import Choice, History, SearchError, resolve_weights, search_bounds
 from parammix_core.search import utility as group_utility
 from parammix_core.search.multifidelity import MultiFidelityStrategy
+from parammix_core.search.uncertainty import GainInterval
+from parammix_core.search.uncertainty import verdict as uncertainty_verdict
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.evaluate import _bench, initial_design, load_rows
 from parammix_core.stages.final import baseline_mixtures
@@ -361,28 +364,63 @@ def choose(
         return {"alpha": alpha, "predicted": predicted[name], "predicted_utility": u}
 
     chosen = point("chosen")
+    intervals = _intervals(exp, gp, seen, best.alpha, baselines)
     choice = Choice(
         alpha=chosen["alpha"],
         predicted=chosen["predicted"],
         predicted_utility=chosen["predicted_utility"],
         weights=weights,
         baselines={b: point(b) for b in baselines},
-        verdict=_verdict(exp, seen),
+        intervals={b: iv.to_json() for b, iv in intervals.items()},
+        verdict=_verdict(exp, seen, intervals),
     )
     out = store.staging(ref)
     (out / "choice.json").write_text(canonical_json(choice.to_json()))
     return store.publish(ref, out, info={"alpha": choice.alpha, "gp_mean": best.mean})
 
 
-def _verdict(exp: Experiment, seen: History) -> str:
-    """Where the choice was made and from how many evaluations of each fidelity."""
+def _intervals(
+    exp: Experiment,
+    gp: MultiFidelityStrategy,
+    seen: History,
+    chosen: np.ndarray,
+    baselines: dict[str, np.ndarray],
+) -> dict[str, GainInterval]:
+    """The chosen mixture's predicted gain over each baseline at the highest fidelity, with
+    the central `search.interval.level` share of the GP's joint posterior (normal)."""
+    level = exp.search.interval.level
+    mean, sd = gp.gains(seen, chosen, np.stack(list(baselines.values())))
+    half = norm.ppf((1 + level) / 2) * sd
+    return {
+        b: GainInterval(
+            b,
+            float(mean[i]),
+            float(mean[i] - half[i]),
+            float(mean[i] + half[i]),
+            level,
+            replicates=0,
+        )
+        for i, b in enumerate(baselines)
+    }
+
+
+def _verdict(exp: Experiment, seen: History, intervals: dict[str, GainInterval]) -> str:
+    """Whether the choice beats the baselines beyond the GP's uncertainty, where it was made
+    and from how many evaluations of each fidelity."""
     names = exp.search.strategies.multifidelity.fidelities
     at = dict(zip(names, levels(exp), strict=True))
     count = {f: int(np.isclose(seen.fidelities, at.get(f, -1.0)).sum()) for f in FIDELITY_ORDER}
     counts = [f"{count['long']} long run(s)"] * ("long" in names)
     counts += [f"{count['run']} real run(s)", f"{count['merge']} merge(s)"]
     where = {"merge": "merges", "run": "real runs", "long": "long real runs"}[names[-1]]
+    cfg = exp.search.strategies.multifidelity
+    helps = (
+        f"A larger budget (search.strategies.multifidelity.budget, {cfg.budget:g} real-run "
+        "equivalents now), more evaluation documents (evaluation.builtin_docs_per_task, "
+        f"{exp.evaluation.builtin_docs_per_task} now) or longer runs may narrow it."
+    )
     return (
-        f"Chosen by the GP at fidelity {at[names[-1]]:g} ({where}) from "
-        f"{', '.join(counts[:-1])} and {counts[-1]}; no bootstrap interval."
+        f"{uncertainty_verdict(intervals, helps)} Chosen by the GP at fidelity "
+        f"{at[names[-1]]:g} ({where}) from {', '.join(counts[:-1])} and {counts[-1]}; the "
+        "interval is the GP's posterior of the gain, not a bootstrap."
     )

@@ -66,7 +66,7 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
         assert iv["replicates"] == exp.search.interval.replicates and iv["low"] <= iv["high"]
         gain = choice.predicted_utility - choice.baselines[baseline]["predicted_utility"]
         assert iv["gain"] == pytest.approx(gain)
-    assert choice.verdict.startswith("predicted utility gain of the chosen mixture (90% interval)")
+    assert choice.verdict.startswith("Predicted utility gain of the chosen mixture (90% interval)")
     assert rows["predicted_delta_norm"].ge(0).all()
     assert rows.loc[: len(exp.domains) - 1, "predicted_delta_norm"].max() < 1e-9  # vertices
     report = Path(stages.report_path(store, refs["report"]))

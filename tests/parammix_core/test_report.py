@@ -206,7 +206,7 @@ def test_a_run_leads_with_the_choices_predicted_real_gain(experiment):
     assert lines[-2].startswith("validation: On the utility, the merge ranks")
     assert lines[-1] == "report: REPORT"
     assert run_summary(choice, "REPORT")[:-1] == summary_lines(choice)  # no validation: no lead
-    with_verdict = replace(choice, verdict="predicted utility gain of the chosen mixture: ...")
+    with_verdict = replace(choice, verdict="Predicted utility gain of the chosen mixture: ...")
     lines = run_summary(with_verdict, "REPORT", validation)
     # the real runs' interval first: the merges' overstated real gains on every seed measured
     assert lines[0].startswith("real gain of the chosen mixture over uniform, one run of each")
@@ -221,7 +221,7 @@ def test_the_report_leads_with_what_it_is_given(experiment, tmp_path):
     ).read_text()
     assert f"**{lead[0]}**" in text
     assert text.index(f"**{lead[0]}**") < text.index("## Chosen mixture")
-    with_verdict = replace(choice, verdict="predicted utility gain of the chosen mixture: ...")
+    with_verdict = replace(choice, verdict="Predicted utility gain of the chosen mixture: ...")
     text = write_report(
         tmp_path, "x", DOMAINS, GROUPS, rows, surrogates, with_verdict, lead=lead
     ).read_text()

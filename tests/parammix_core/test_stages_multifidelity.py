@@ -92,6 +92,40 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
     assert np.abs(alpha - REAL_PEAK).sum() < 0.2, alpha
     assert choice.baselines["natural"]["alpha"] == {"math": 0.25, "sft": 0.75}
     assert choice.predicted_utility > choice.baselines["uniform"]["predicted_utility"]
+    # how sure: the gain over each baseline at fidelity 1 with the GP's 90 % interval
+    true = {
+        b: 0.5 - ((np.array(b_alpha) - REAL_PEAK) ** 2).sum()
+        for b, b_alpha in (("uniform", [0.5, 0.5]), ("natural", [0.25, 0.75]))
+    }
+    best = 0.5 - ((alpha - REAL_PEAK) ** 2).sum()
+    for b, iv in choice.intervals.items():
+        assert iv["level"] == 0.9 and iv["replicates"] == 0
+        assert iv["low"] < iv["gain"] < iv["high"]
+        assert iv["gain"] == pytest.approx(best - true[b], abs=0.03), b
+    assert choice.intervals["natural"]["low"] > 0  # 0.21 below the peak: beyond the noise
+    assert choice.verdict.startswith(
+        "Predicted utility gain of the chosen mixture (90% interval): uniform "
+    )
+    assert "the interval is the GP's posterior of the gain, not a bootstrap" in choice.verdict
+
+
+def test_a_choice_among_runs_that_do_not_differ_says_so(tmp_path: Path):
+    exp = micro(tmp_path / "s", "search.strategies.multifidelity.fidelities=[run]")
+    store = stages.open_store(exp)
+    grid = np.linspace(0.05, 0.95, 10)
+    x = np.c_[grid, 1 - grid]
+    rows = {f"alpha.{d}": x[:, i] for i, d in enumerate(exp.domains)}
+    rows.update({f"group.{g}": np.full(len(x), 0.5) for g in exp.evaluation.groups})  # flat
+    rows.update(seconds=np.full(len(x), 100.0), fidelity=np.full(len(x), mf.RUN))
+    runs = [publish(store, "flat runs", rows)]
+    choice = stages.load_choice(store, mf.choose(exp, store, fake_data(exp, store), runs))
+    uniform = choice.intervals["uniform"]
+    assert uniform["gain"] == pytest.approx(0.0, abs=1e-6) and uniform["low"] < 0 < uniform["high"]
+    assert (
+        "No mixture is distinguishable from uniform at this budget: the interval holds zero."
+        in (choice.verdict)
+    )
+    assert "search.strategies.multifidelity.budget, 4 real-run equivalents now" in choice.verdict
 
 
 def late_round(tmp_path: Path, *overrides: str) -> tuple[Experiment, Store, ArtifactRef]:
@@ -223,9 +257,9 @@ def test_long_runs_are_the_top_fidelity_and_each_kind_goes_to_its_stage(tmp_path
     choice = stages.load_choice(
         store, mf.choose(exp, store, fake_data(exp, store), [*merges, *runs])
     )
-    assert choice.verdict.startswith(
+    assert (
         "Chosen by the GP at fidelity 1 (long real runs) from 1 long run(s), 2 real run(s) and "
-        "9 merge(s)"
+        "9 merge(s)" in choice.verdict
     )
 
 

@@ -52,6 +52,49 @@ def test_the_choice_follows_the_expensive_fidelitys_peak():
     assert distance(choice.alpha, REAL_PEAK) < distance(runs_only.alpha, REAL_PEAK)
 
 
+def test_the_gain_over_a_baseline_is_the_joint_posteriors_difference():
+    h = two_fidelities(24, 12, run_cost=None)
+    s = get_strategy("multifidelity", k=3, seed=0, **FAST)
+    chosen = s.choose(h).alpha
+    baselines = np.array([[1 / 3, 1 / 3, 1 / 3], MERGE_PEAK])
+    mean, sd = s.gains(h, chosen, baselines)
+    predicted = s.predict(h, np.vstack([chosen, baselines]))
+    np.testing.assert_allclose(mean, predicted[0] - predicted[1:], rtol=1e-6, atol=1e-9)
+    true = real(chosen)[0] - real(baselines)
+    assert (mean > 0).all() and (np.abs(mean - true) < 0.05).all(), (mean, true)
+    # the sd of the difference, by sampling the same joint posterior
+    import torch
+
+    from parammix_core.search.multifidelity import _inputs
+
+    x = _inputs(np.vstack([chosen, baselines]), np.ones(3))
+    model = s._fit(h)
+    with torch.no_grad():
+        draws = model.posterior(x).rsample(torch.Size([20_000]))[..., 0]  # (S, 3)
+    sampled = (draws[:, :1] - draws[:, 1:]).std(dim=0).numpy()
+    np.testing.assert_allclose(sd, sampled, rtol=0.05)
+    assert (sd > 0).all()
+
+
+def test_a_flat_surface_gives_a_gain_whose_interval_holds_zero():
+    x = np.random.default_rng(3).dirichlet(np.ones(3), 12)
+    runs = History(x, np.full(12, 0.5), None, np.ones(12))
+    s = get_strategy("multifidelity", k=3, seed=0, levels=(1.0,), **FAST)
+    mean, sd = s.gains(runs, s.choose(runs).alpha, np.array([[1 / 3, 1 / 3, 1 / 3]]))
+    assert mean[0] == pytest.approx(0.0, abs=1e-9) and sd[0] > 0
+
+
+def test_each_level_gets_its_own_noise():
+    # merges on a smooth surface, real runs on the same surface plus run-to-run noise
+    rng = np.random.default_rng(0)
+    xm, xr = rng.dirichlet(np.ones(3), 30), rng.dirichlet(np.ones(3), 15)
+    y = np.r_[real(xm), real(xr) + rng.normal(0.0, 0.02, 15)]
+    h = History(np.r_[xm, xr], y, None, np.r_[np.zeros(30), np.ones(15)])
+    s = get_strategy("multifidelity", k=3, seed=0, **FAST)
+    merge_noise, run_noise = s._fit(h).likelihood.noise_covar.noise.detach().numpy()
+    assert run_noise > 10 * merge_noise, (merge_noise, run_noise)
+
+
 def test_one_level_is_plain_bo_at_that_level():
     rng = np.random.default_rng(1)
     x = rng.dirichlet(np.ones(3), 10)
