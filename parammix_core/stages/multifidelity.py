@@ -46,7 +46,7 @@ from parammix_core.config.search import FIDELITY_ORDER
 from parammix_core.model import load_state
 from parammix_core.search import Choice, History, SearchError, resolve_weights, search_bounds
 from parammix_core.search import utility as group_utility
-from parammix_core.search.multifidelity import MultiFidelityStrategy
+from parammix_core.search.multifidelity import HeldOutRuns, MultiFidelityStrategy
 from parammix_core.search.uncertainty import GainInterval
 from parammix_core.search.uncertainty import verdict as uncertainty_verdict
 from parammix_core.stages.common import Progress, dump_config
@@ -364,7 +364,7 @@ def choose(
         return {"alpha": alpha, "predicted": predicted[name], "predicted_utility": u}
 
     chosen = point("chosen")
-    intervals = _intervals(exp, gp, seen, best.alpha, baselines)
+    intervals, checked = _intervals(exp, gp, seen, best.alpha, baselines)
     choice = Choice(
         alpha=chosen["alpha"],
         predicted=chosen["predicted"],
@@ -372,7 +372,7 @@ def choose(
         weights=weights,
         baselines={b: point(b) for b in baselines},
         intervals={b: iv.to_json() for b, iv in intervals.items()},
-        verdict=_verdict(exp, seen, intervals),
+        verdict=_verdict(exp, seen, intervals, checked),
     )
     out = store.staging(ref)
     (out / "choice.json").write_text(canonical_json(choice.to_json()))
@@ -385,42 +385,61 @@ def _intervals(
     seen: History,
     chosen: np.ndarray,
     baselines: dict[str, np.ndarray],
-) -> dict[str, GainInterval]:
+) -> tuple[dict[str, GainInterval], HeldOutRuns | None]:
     """The chosen mixture's predicted gain over each baseline at the highest fidelity, with
-    the central `search.interval.level` share of the GP's joint posterior (normal)."""
+    the central `search.interval.level` share of the GP's joint posterior (normal), widened
+    by the GP's held-out errors; none when the highest fidelity has fewer than 3 rows."""
+    top = np.isclose(seen.fidelities, gp.levels[-1]).sum()
+    if top < 3:
+        return {}, None
+    checked = gp.held_out(seen)
     level = exp.search.interval.level
     mean, sd = gp.gains(seen, chosen, np.stack(list(baselines.values())))
-    half = norm.ppf((1 + level) / 2) * sd
-    return {
-        b: GainInterval(
-            b,
-            float(mean[i]),
-            float(mean[i] - half[i]),
-            float(mean[i] + half[i]),
-            level,
-            replicates=0,
-        )
-        for i, b in enumerate(baselines)
+    half = norm.ppf((1 + level) / 2) * sd * checked.widen
+    intervals = {
+        b: GainInterval(b, float(m), float(m - h), float(m + h), level, replicates=0)
+        for b, m, h in zip(baselines, mean, half, strict=True)
     }
+    return intervals, checked
 
 
-def _verdict(exp: Experiment, seen: History, intervals: dict[str, GainInterval]) -> str:
-    """Whether the choice beats the baselines beyond the GP's uncertainty, where it was made
-    and from how many evaluations of each fidelity."""
+def _verdict(
+    exp: Experiment,
+    seen: History,
+    intervals: dict[str, GainInterval],
+    checked: HeldOutRuns | None,
+) -> str:
+    """Whether the choice beats the baselines beyond the GP's uncertainty (only when the GP
+    predicts held-out evaluations at the highest fidelity better than their mean), where it
+    was made and from how many evaluations of each fidelity."""
     names = exp.search.strategies.multifidelity.fidelities
     at = dict(zip(names, levels(exp), strict=True))
     count = {f: int(np.isclose(seen.fidelities, at.get(f, -1.0)).sum()) for f in FIDELITY_ORDER}
     counts = [f"{count['long']} long run(s)"] * ("long" in names)
     counts += [f"{count['run']} real run(s)", f"{count['merge']} merge(s)"]
     where = {"merge": "merges", "run": "real runs", "long": "long real runs"}[names[-1]]
+    source = (
+        f"Chosen by the GP at fidelity {at[names[-1]]:g} ({where}) from "
+        f"{', '.join(counts[:-1])} and {counts[-1]}"
+    )
     cfg = exp.search.strategies.multifidelity
     helps = (
         f"A larger budget (search.strategies.multifidelity.budget, {cfg.budget:g} real-run "
         "equivalents now), more evaluation documents (evaluation.builtin_docs_per_task, "
-        f"{exp.evaluation.builtin_docs_per_task} now) or longer runs may narrow it."
+        f"{exp.evaluation.builtin_docs_per_task} now) or longer runs may help."
     )
+    if checked is None:
+        return f"{source}; too few {where} (under 3) to say how sure it is. {helps}"
+    held = (
+        f"{where} held out one at a time: R² {checked.r2:+.2f} over {checked.n}, errors "
+        f"{checked.scale:.2f} times the GP's standard deviation"
+    )
+    if not checked.predicts:
+        return (
+            f"No mixture is distinguishable from uniform at this budget: the GP does not "
+            f"predict held-out {where} better than their mean ({held}). {helps} {source}."
+        )
     return (
-        f"{uncertainty_verdict(intervals, helps)} Chosen by the GP at fidelity "
-        f"{at[names[-1]]:g} ({where}) from {', '.join(counts[:-1])} and {counts[-1]}; the "
-        "interval is the GP's posterior of the gain, not a bootstrap."
+        f"{uncertainty_verdict(intervals, helps)} {source}; the interval is the GP's posterior "
+        f"of the gain widened by its held-out errors ({held})."
     )

@@ -84,6 +84,19 @@ def test_a_flat_surface_gives_a_gain_whose_interval_holds_zero():
     assert mean[0] == pytest.approx(0.0, abs=1e-9) and sd[0] > 0
 
 
+def test_held_out_runs_show_whether_the_gp_predicts_them():
+    rng = np.random.default_rng(0)
+    x = rng.dirichlet(np.ones(3), 16)
+    s = get_strategy("multifidelity", k=3, seed=0, levels=(1.0,), **FAST)
+    peaked = s.held_out(History(x, real(x) + rng.normal(0.0, 0.01, 16), None, np.ones(16)))
+    assert peaked.n == 16 and peaked.r2 > 0.5 and peaked.predicts, peaked
+    assert 0.5 < peaked.scale < 2.0 and peaked.widen >= 1.0
+    flat = s.held_out(History(x, np.full(16, 0.5), None, np.ones(16)))
+    assert flat.r2 == 0.0 and not flat.predicts  # nothing to explain: nothing predicted
+    with pytest.raises(SearchError, match="judging the GP needs 3 rows at fidelity 1; got 2"):
+        s.held_out(History(x[:2], real(x[:2]), None, np.ones(2)))
+
+
 def test_each_level_gets_its_own_noise():
     # merges on a smooth surface, real runs on the same surface plus run-to-run noise
     rng = np.random.default_rng(0)
