@@ -357,6 +357,7 @@ def choose(
     }  # group -> (3,)
     predicted = {name: {g: float(per_group[g][i]) for g in groups} for i, name in enumerate(names)}
     weights = resolve_weights(groups, exp.search.group_weights or None)
+    total = sum(weights.values())
 
     def point(name: str) -> dict:
         u = float(group_utility({g: np.array([v]) for g, v in predicted[name].items()}, weights)[0])
@@ -371,6 +372,10 @@ def choose(
         predicted_utility=chosen["predicted_utility"],
         weights=weights,
         baselines={b: point(b) for b in baselines},
+        contributions={
+            g: weights[g] * (predicted["chosen"][g] - predicted["uniform"][g]) / total
+            for g in groups
+        },
         intervals={b: iv.to_json() for b, iv in intervals.items()},
         verdict=_verdict(exp, seen, intervals, checked),
     )

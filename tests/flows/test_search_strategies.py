@@ -203,6 +203,12 @@ def test_bo_on_real_runs_alone_trains_and_reports_without_merges(prefect_api, tm
     surrogates = stages.load_surrogates(store, refs["surrogates"])  # fitted on the runs' rows
     assert {len(oof) for oof in surrogates.oof.values()} == {5}
     assert "5 real run(s) and 0 merge(s)" in store.read_text(refs["report"], "report.md")
+    # what the run ends with: how sure the GP is, from runs it had not seen, and each group's
+    # share of the margin over uniform
+    lines = stages.summary(store, refs)
+    assert "real runs held out one at a time" in lines[0] and " over 5, errors " in lines[0]
+    shares = [line for line in lines if "margin share" in line]
+    assert len(shares) == len(exp.evaluation.groups)
 
 
 @pytest.mark.slow

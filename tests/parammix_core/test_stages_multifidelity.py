@@ -93,6 +93,10 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
     assert np.abs(alpha - REAL_PEAK).sum() < 0.2, alpha
     assert choice.baselines["natural"]["alpha"] == {"math": 0.25, "sft": 0.75}
     assert choice.predicted_utility > choice.baselines["uniform"]["predicted_utility"]
+    # each group's share of the predicted margin over uniform, summing to the margin
+    margin = choice.predicted_utility - choice.baselines["uniform"]["predicted_utility"]
+    assert set(choice.contributions) == set(exp.evaluation.groups)
+    assert sum(choice.contributions.values()) == pytest.approx(margin, rel=1e-9)
     # how sure: the gain over each baseline at fidelity 1 with the GP's 90 % interval
     true = {
         b: 0.5 - ((np.array(b_alpha) - REAL_PEAK) ** 2).sum()
