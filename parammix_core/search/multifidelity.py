@@ -57,6 +57,7 @@ from parammix_core.search.bayes import DTYPE
 from parammix_core.search.choice import SearchError
 
 REPEAT = 1e-3  # L1 distance under which two mixtures are the same evaluation
+MIN_HELD_OUT = 3  # rows at the highest level below which the GP cannot be judged on held-out ones
 
 
 @dataclass(frozen=True)
@@ -241,15 +242,10 @@ class MultiFidelityStrategy(Strategy):
         if history.n < 2:
             raise SearchError(f"multifidelity: choosing needs at least 2 rows; got {history.n}")
         top = float(self.levels[-1])
-        seed = self._rng_seed(history)
+        model, seed = self._fit(history), self._rng_seed(history)
+        acq = FixedFeatureAcquisitionFunction(PosteriorMean(model), self.k + 1, [self.k], [top])
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = fit_levels_gp(
-                _inputs(history.x, history.fidelities),
-                torch.tensor(history.y, dtype=DTYPE)[:, None],
-                self.levels,
-            )
-            acq = FixedFeatureAcquisitionFunction(PosteriorMean(model), self.k + 1, [self.k], [top])
+            torch.manual_seed(seed)  # botorch may draw from torch's global RNG
             cand, _ = self._maximise(acq, seed, extra_starts=history.x)
         alpha = project(cand.numpy(), self.lo, self.hi)  # (1, K)
         with torch.no_grad():
@@ -282,9 +278,10 @@ class MultiFidelityStrategy(Strategy):
         """Each row at the highest level predicted by the GP refitted without it (its
         hyper-parameters too): how well the GP predicts an evaluation it has not seen."""
         top = np.flatnonzero(np.isclose(history.fidelities, self.levels[-1]))
-        if len(top) < 3:
+        if len(top) < MIN_HELD_OUT:
             raise SearchError(
-                f"multifidelity: judging the GP needs 3 rows at fidelity {self.levels[-1]:g}; "
+                f"multifidelity: judging the GP needs {MIN_HELD_OUT} rows at fidelity "
+                f"{self.levels[-1]:g}; "
                 f"got {len(top)}"
             )
         z, errors, spread = [], [], []

@@ -46,7 +46,7 @@ from parammix_core.config.search import FIDELITY_ORDER
 from parammix_core.model import load_state
 from parammix_core.search import Choice, History, SearchError, resolve_weights, search_bounds
 from parammix_core.search import utility as group_utility
-from parammix_core.search.multifidelity import HeldOutRuns, MultiFidelityStrategy
+from parammix_core.search.multifidelity import MIN_HELD_OUT, HeldOutRuns, MultiFidelityStrategy
 from parammix_core.search.uncertainty import GainInterval
 from parammix_core.search.uncertainty import verdict as uncertainty_verdict
 from parammix_core.stages.common import Progress, dump_config
@@ -393,9 +393,8 @@ def _intervals(
 ) -> tuple[dict[str, GainInterval], HeldOutRuns | None]:
     """The chosen mixture's predicted gain over each baseline at the highest fidelity, with
     the central `search.interval.level` share of the GP's joint posterior (normal), widened
-    by the GP's held-out errors; none when the highest fidelity has fewer than 3 rows."""
-    top = np.isclose(seen.fidelities, gp.levels[-1]).sum()
-    if top < 3:
+    by the GP's held-out errors; none when the highest fidelity has too few rows to judge it."""
+    if np.isclose(seen.fidelities, gp.levels[-1]).sum() < MIN_HELD_OUT:
         return {}, None
     checked = gp.held_out(seen)
     level = exp.search.interval.level
@@ -434,7 +433,7 @@ def _verdict(
         f"{exp.evaluation.builtin_docs_per_task} now) or longer runs may help."
     )
     if checked is None:
-        return f"{source}; too few {where} (under 3) to say how sure it is. {helps}"
+        return f"{source}; too few {where} (under {MIN_HELD_OUT}) to say how sure it is. {helps}"
     held = (
         f"{where} held out one at a time: R² {checked.r2:+.2f} over {checked.n}, errors "
         f"{checked.scale:.2f} times the GP's standard deviation"
