@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from parammix_core.config import Experiment
 from parammix_core.report import summary_lines
-from parammix_core.stages import load_choice
+from parammix_core.stages import fidelity_choice, load_choice
 from parammix_core.stages import multifidelity as mf
 from parammix_core.store import ArtifactRef
 from tasks.common import RESULTS, RETRIES, open_store, prepare, run_stage, stage_task, store_key
@@ -91,14 +91,14 @@ def joined_runs(exp: Experiment, data: ArtifactRef, base: ArtifactRef) -> list[A
 @stage_task(
     name="choose_at_fidelity",
     task_run_name="choose_at_fidelity",
-    cache_key_fn=store_key(mf.choice_ref),
+    cache_key_fn=store_key(fidelity_choice.choice_ref),
     **RESULTS,
     **RETRIES,
 )
 def choose_at_fidelity(exp: Experiment, data: ArtifactRef, evals: list[ArtifactRef]) -> ArtifactRef:
     prepare(exp)
     store = open_store(exp)
-    ref = mf.choose(exp, store, data, evals)
+    ref = fidelity_choice.choose(exp, store, data, evals)
     create_markdown_artifact(
         "# Chosen mixture\n\n" + "\n".join(summary_lines(load_choice(store, ref))),
         key="chosen-mixture",

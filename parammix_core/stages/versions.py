@@ -1,7 +1,7 @@
 """Code versions: an artifact's address covers the code that computed it.
 
-A stage's version hashes the source of every `parammix_core` module the stage's module
-imports, directly or through others (imports inside functions included), plus the versions
+A stage's version hashes the source of every `parammix_core` module the stage's modules
+import, directly or through others (imports inside functions included), plus the versions
 of the numerical libraries those modules import. Sources are compared as syntax trees without
 docstrings, so comments, formatting and documentation leave every key unchanged, while any
 change that can alter an output (a constant, an expression, a new import) gives the stages
@@ -20,23 +20,23 @@ from collections.abc import Callable, Mapping
 
 PACKAGE = "parammix_core"
 
-# The module computing each stage's artifacts.
+# The modules computing each stage's artifacts (a choice: the surrogates' or the GP's).
 STAGE_MODULES = {
-    "data": "parammix_core.stages.data",
-    "base": "parammix_core.stages.base",
-    "expert": "parammix_core.stages.experts",
-    "probe": "parammix_core.stages.probe",
-    "search_inputs": "parammix_core.stages.search_inputs",
-    "imports": "parammix_core.stages.imports",
-    "proposals": "parammix_core.stages.proposals",
-    "runevals": "parammix_core.stages.multifidelity",
-    "evals": "parammix_core.stages.evaluate",
-    "surrogates": "parammix_core.stages.surrogates",
-    "choice": "parammix_core.stages.search",
-    "mixed": "parammix_core.stages.mixed",
-    "validation": "parammix_core.stages.validate",
-    "final": "parammix_core.stages.final",
-    "report": "parammix_core.stages.report",
+    "data": ("parammix_core.stages.data",),
+    "base": ("parammix_core.stages.base",),
+    "expert": ("parammix_core.stages.experts",),
+    "probe": ("parammix_core.stages.probe",),
+    "search_inputs": ("parammix_core.stages.search_inputs",),
+    "imports": ("parammix_core.stages.imports",),
+    "proposals": ("parammix_core.stages.proposals",),
+    "runevals": ("parammix_core.stages.multifidelity",),
+    "evals": ("parammix_core.stages.evaluate",),
+    "surrogates": ("parammix_core.stages.surrogates",),
+    "choice": ("parammix_core.stages.search", "parammix_core.stages.fidelity_choice"),
+    "mixed": ("parammix_core.stages.mixed",),
+    "validation": ("parammix_core.stages.validate",),
+    "final": ("parammix_core.stages.final",),
+    "report": ("parammix_core.stages.report",),
 }
 
 # Third-party libraries whose versions change numbers (import name -> distribution).
@@ -61,8 +61,8 @@ def code_version(stage: str) -> str:
 
 
 @functools.cache
-def _installed_version(module: str) -> str:
-    return _digest(module, _installed_source)  # once per process: ~0.7 s for every stage
+def _installed_version(modules: tuple[str, ...]) -> str:
+    return _digest(modules, _installed_source)  # once per process: ~0.7 s for every stage
 
 
 @functools.cache
@@ -77,8 +77,8 @@ def _installed_source(module: str) -> str | None:
         return f.read()
 
 
-def _digest(module: str, source_of: Callable[[str], str | None]) -> str:
-    modules, libraries = closure(module, source_of)
+def _digest(roots: tuple[str, ...], source_of: Callable[[str], str | None]) -> str:
+    modules, libraries = closure(roots, source_of)
     h = hashlib.sha256()
     for name in sorted(modules):
         h.update(f"{name}\n{normalised(source_of(name) or '')}\n".encode())
@@ -93,15 +93,17 @@ def versions_with(sources: Mapping[str, str]) -> dict[str, str]:
     def source_of(name: str) -> str | None:
         return sources[name] if name in sources else _installed_source(name)
 
-    return {stage: _digest(module, source_of) for stage, module in STAGE_MODULES.items()}
+    return {stage: _digest(modules, source_of) for stage, modules in STAGE_MODULES.items()}
 
 
-def closure(module: str, source_of: Callable[[str], str | None]) -> tuple[set[str], set[str]]:
-    """The `parammix_core` modules `module` depends on (itself included) and the numerical
-    libraries they import."""
+def closure(
+    roots: tuple[str, ...], source_of: Callable[[str], str | None]
+) -> tuple[set[str], set[str]]:
+    """The `parammix_core` modules the `roots` depend on (themselves included) and the
+    numerical libraries they import."""
     seen: set[str] = set()
     libraries: set[str] = set()
-    todo = [module]
+    todo = list(roots)
     while todo:
         name = todo.pop()
         if name in seen:

@@ -10,6 +10,7 @@ import pytest
 
 from parammix_core import stages
 from parammix_core.config import Experiment, apply_overrides, load_experiment
+from parammix_core.stages import fidelity_choice as fc
 from parammix_core.stages import multifidelity as mf
 from parammix_core.stages.mixed import final_run_ref, mixed_ref
 from parammix_core.store import ArtifactRef, Store
@@ -87,7 +88,7 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
     assert mf.round_work(exp, store, third) == ([], [], [], True)
     assert store.manifest(third)["info"]["spent"] == pytest.approx(3.12)
     # the choice: the GP's best at fidelity 1, near the runs' peak, not the merges'
-    ref = mf.choose(exp, store, fake_data(exp, store), [*merges, *runs])
+    ref = fc.choose(exp, store, fake_data(exp, store), [*merges, *runs])
     choice = stages.load_choice(store, ref)
     alpha = np.array([choice.alpha[d] for d in exp.domains])
     assert np.abs(alpha - REAL_PEAK).sum() < 0.2, alpha
@@ -128,7 +129,7 @@ def test_a_choice_among_runs_that_do_not_differ_says_so(tmp_path: Path):
     rows.update({f"group.{g}": np.full(len(x), 0.5) for g in exp.evaluation.groups})  # flat
     rows.update(seconds=np.full(len(x), 100.0), fidelity=np.full(len(x), mf.RUN))
     runs = [publish(store, "flat runs", rows)]
-    choice = stages.load_choice(store, mf.choose(exp, store, fake_data(exp, store), runs))
+    choice = stages.load_choice(store, fc.choose(exp, store, fake_data(exp, store), runs))
     uniform = choice.intervals["uniform"]
     assert uniform["gain"] == pytest.approx(0.0, abs=1e-6) and uniform["low"] < 0 < uniform["high"]
     assert choice.verdict.startswith(
@@ -188,7 +189,7 @@ def test_real_runs_alone_train_the_initial_design_and_choose_among_runs(tmp_path
     assert store.manifest(second)["info"]["spent"] == pytest.approx(4.0)
     grid = np.linspace(0.05, 0.95, 7)
     runs.append(fake(exp, store, np.c_[grid, 1 - grid], mf.RUN, 100.0))
-    choice = stages.load_choice(store, mf.choose(exp, store, fake_data(exp, store), runs))
+    choice = stages.load_choice(store, fc.choose(exp, store, fake_data(exp, store), runs))
     alpha = np.array([choice.alpha[d] for d in exp.domains])
     assert np.abs(alpha - REAL_PEAK).sum() < 0.2, alpha
     assert "GP at fidelity 1 (real runs) from 11 real run(s) and 0 merge(s)" in choice.verdict
@@ -208,7 +209,7 @@ def test_merges_alone_never_train_and_choose_at_the_merges_peak(tmp_path: Path):
     late = mf.propose_round(exp, store, 5, merges, [], [], experts)
     proposed, runs, long_runs, _ = mf.round_work(exp, store, late)
     assert runs == long_runs == [] and len(proposed) == 2
-    choice = stages.load_choice(store, mf.choose(exp, store, fake_data(exp, store), merges))
+    choice = stages.load_choice(store, fc.choose(exp, store, fake_data(exp, store), merges))
     alpha = np.array([choice.alpha[d] for d in exp.domains])
     assert np.abs(alpha - MERGE_PEAK).sum() < 0.2, alpha
     assert "GP at fidelity 0 (merges)" in choice.verdict
@@ -266,7 +267,7 @@ def test_long_runs_are_the_top_fidelity_and_each_kind_goes_to_its_stage(tmp_path
         False,
     )
     choice = stages.load_choice(
-        store, mf.choose(exp, store, fake_data(exp, store), [*merges, *runs])
+        store, fc.choose(exp, store, fake_data(exp, store), [*merges, *runs])
     )
     assert (
         "Chosen by the GP at fidelity 1 (long real runs) from 1 long run(s), 2 real run(s) and "

@@ -81,3 +81,13 @@ def test_an_edited_task_rescores_trained_runs_without_retraining_them():
     assert {"evals", "validation", "final", "choice"} <= moved
     # the training stages keep their keys ("mixed": the mixed and the final runs)
     assert not moved & {"data", "base", "expert", "mixed"}
+
+
+def test_a_choice_covers_the_surrogates_and_the_multi_fidelity_gp():
+    before = versions_with({})
+    verdict = _source("parammix_core.stages.fidelity_choice")
+    edited = versions_with({"parammix_core.stages.fidelity_choice": verdict + "\nEXTRA = 1\n"})
+    assert {s for s in STAGES if edited[s] != before[s]} == {"choice"}
+    rounds = _source("parammix_core.stages.multifidelity")
+    edited = versions_with({"parammix_core.stages.multifidelity": rounds + "\nEXTRA = 1\n"})
+    assert {"runevals", "choice"} <= {s for s in STAGES if edited[s] != before[s]}
