@@ -5,13 +5,14 @@ held-out errors (`parammix_core.search.multifidelity`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import norm
 
 from parammix_core.config import Experiment
-from parammix_core.config.search import FIDELITY_ORDER
+from parammix_core.config.search import FIDELITY_ORDER, significance
 from parammix_core.search import Choice, History, resolve_weights, search_bounds
 from parammix_core.search import utility as group_utility
 from parammix_core.search.multifidelity import MIN_HELD_OUT, HeldOutRuns, MultiFidelityStrategy
@@ -50,7 +51,7 @@ def choose(
     seen, rows = history(exp, store, evals)
     lo, hi = search_bounds(exp.domains, exp.search.bounds)
     cfg = exp.search.strategies.multifidelity
-    settings = {"num_restarts": cfg.num_restarts, "raw_samples": cfg.raw_samples}
+    settings = cfg.model_dump(include={"num_restarts", "raw_samples", "held_out_folds", "shuffles"})
     gp = MultiFidelityStrategy(len(exp.domains), lo, hi, exp.seed, levels(exp), **settings)
     best = gp.choose(seen)
     baselines = baseline_mixtures(exp, store.load_json(data, "stats.json"))
@@ -101,10 +102,11 @@ def _intervals(
 ) -> tuple[dict[str, GainInterval], HeldOutRuns | None]:
     """The chosen mixture's predicted gain over each baseline at the highest fidelity, with
     the central `search.interval.level` share of the GP's joint posterior (normal), widened
-    by the GP's held-out errors; none when the highest fidelity has too few rows to judge it."""
+    by the GP's held-out errors, and how the GP predicts held-out rows; none when the highest
+    fidelity has too few rows to judge it."""
     if np.isclose(seen.fidelities, gp.levels[-1]).sum() < MIN_HELD_OUT:
         return {}, None
-    checked = gp.held_out(seen)
+    checked = gp.held_out(seen, significance(exp.search))
     level = exp.search.interval.level
     mean, sd = gp.gains(seen, chosen, np.stack(list(baselines.values())))
     half = norm.ppf((1 + level) / 2) * sd * checked.widen
@@ -122,8 +124,8 @@ def _verdict(
     checked: HeldOutRuns | None,
 ) -> str:
     """Whether the choice beats the baselines beyond the GP's uncertainty (only when the GP
-    predicts held-out evaluations at the highest fidelity better than their mean), where it
-    was made and from how many evaluations of each fidelity."""
+    predicts held-out evaluations at the highest fidelity better than their mean and than
+    shuffles of them), where it was made and from how many evaluations of each fidelity."""
     names = exp.search.strategies.multifidelity.fidelities
     at = dict(zip(names, levels(exp), strict=True))
     count = {f: int(np.isclose(seen.fidelities, at.get(f, -1.0)).sum()) for f in FIDELITY_ORDER}
@@ -143,15 +145,31 @@ def _verdict(
     if checked is None:
         return f"{source}; too few {where} (under {MIN_HELD_OUT}) to say how sure it is. {helps}"
     held = (
-        f"{where} held out one at a time: R² {checked.r2:+.2f} over {checked.n}, errors "
-        f"{checked.scale:.2f} times the GP's standard deviation"
+        f"{where} held out in {checked.folds} groups: R² {checked.r2:+.2f} over {checked.n}, "
+        f"errors {checked.scale:.2f} times the GP's standard deviation"
     )
-    if not checked.predicts:
+    alpha = significance(exp.search)
+    if checked.predicts(alpha):
         return (
-            f"No mixture is distinguishable from uniform at this budget: the GP does not "
-            f"predict held-out {where} better than their mean ({held}). {helps} {source}."
+            f"{uncertainty_verdict(intervals, helps)} {source}; the interval is the GP's "
+            f"posterior of the gain widened by its held-out errors ({held}; better than all "
+            f"{checked.shuffled} shuffles of their utilities, p {checked.p:.2f})."
+        )
+    if math.factorial(checked.n) * alpha < 1 - 1e-9:
+        why = (
+            f"cannot be told from shuffles of {checked.n} {where}: they have "
+            f"{math.factorial(checked.n)} orderings, too few for one-sided {alpha:.3g} ({held})"
+        )
+    elif checked.r2 <= 0:
+        why = f"does not predict held-out {where} better than their mean ({held})"
+    else:
+        why = (
+            f"predicts held-out {where} no better than shuffles of their utilities among their "
+            f"mixtures ({held}; {checked.reached} of {checked.shuffled} shuffles predicted as "
+            f"well, p {'≥ ' * (checked.shuffled < cfg.shuffles)}{checked.p:.2f} against "
+            f"one-sided {alpha:.3g})"
         )
     return (
-        f"{uncertainty_verdict(intervals, helps)} {source}; the interval is the GP's posterior "
-        f"of the gain widened by its held-out errors ({held})."
+        f"No mixture is distinguishable from uniform at this budget: the GP {why}. {helps} "
+        f"{source}."
     )

@@ -206,7 +206,7 @@ def test_bo_on_real_runs_alone_trains_and_reports_without_merges(prefect_api, tm
     # what the run ends with: how sure the GP is, from runs it had not seen, and each group's
     # share of the margin over uniform
     lines = stages.summary(store, refs)
-    assert "real runs held out one at a time" in lines[0] and " over 5, errors " in lines[0]
+    assert "real runs held out in 5 groups" in lines[0] and " over 5, errors " in lines[0]
     shares = [line for line in lines if "margin share" in line]
     assert len(shares) == len(exp.evaluation.groups)
 

@@ -113,6 +113,17 @@ def _weights(**changed: float) -> dict:
             "search.strategies.multifidelity: raw_samples must be at least num_restarts",
         ),
         (
+            {
+                "search": {
+                    "strategy": "multifidelity",
+                    "interval": {"level": 0.95},
+                    "strategies": {"multifidelity": {"shuffles": 19}},
+                }
+            },
+            "search: strategies.multifidelity.shuffles: 19 shuffles cannot show the GP beats "
+            "them at one-sided 0.025 (interval.level 0.95); need at least 39",
+        ),
+        (
             {"search": {"strategies": {"multifidelity": {"fidelities": ["run", "run"]}}}},
             "search.strategies.multifidelity: fidelities must name merge, run and/or long once "
             "each",
@@ -161,6 +172,7 @@ def _weights(**changed: float) -> dict:
         "zero-multifidelity-budget",
         "multifidelity-decay-above-1",
         "multifidelity-few-raw-samples",
+        "multifidelity-too-few-shuffles",
         "multifidelity-fidelity-twice",
         "multifidelity-unknown-fidelity",
         "unknown-search-target",

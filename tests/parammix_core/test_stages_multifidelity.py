@@ -87,7 +87,16 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
     third = mf.propose_round(exp, store, 2, merges, runs, [], experts)
     assert mf.round_work(exp, store, third) == ([], [], [], True)
     assert store.manifest(third)["info"]["spent"] == pytest.approx(3.12)
-    # the choice: the GP's best at fidelity 1, near the runs' peak, not the merges'
+    # three runs have six orderings: too few for 19 shuffles to show anything at 0.05
+    few = stages.load_choice(store, fc.choose(exp, store, fake_data(exp, store), [*merges, *runs]))
+    assert few.verdict.startswith(
+        "No mixture is distinguishable from uniform at this budget: the GP cannot be told from "
+        "shuffles of 3 real runs: they have 6 orderings, too few for one-sided 0.05 (real runs "
+        "held out in 3 groups: R² "
+    ), few.verdict
+    # the choice: the GP's best at fidelity 1, near the runs' peak, not the merges'; with
+    # three more runs, enough for held-out runs to be predicted better than 19 shuffles
+    runs.append(fake(exp, store, [[0.7, 0.3], [0.1, 0.9], [0.2, 0.8]], mf.RUN, 100.0))
     ref = fc.choose(exp, store, fake_data(exp, store), [*merges, *runs])
     choice = stages.load_choice(store, ref)
     alpha = np.array([choice.alpha[d] for d in exp.domains])
@@ -114,8 +123,8 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
     )
     assert re.search(
         r"the interval is the GP's posterior of the gain widened by its held-out errors \(real "
-        r"runs held out one at a time: R² \+0\.\d\d over 3, errors \d\.\d\d times the GP's "
-        r"standard deviation\)\.$",
+        r"runs held out in 5 groups: R² \+0\.\d\d over 6, errors \d\.\d\d times the GP's "
+        r"standard deviation; better than all 19 shuffles of their utilities, p 0\.05\)\.$",
         choice.verdict,
     ), choice.verdict
 
@@ -134,10 +143,22 @@ def test_a_choice_among_runs_that_do_not_differ_says_so(tmp_path: Path):
     assert uniform["gain"] == pytest.approx(0.0, abs=1e-6) and uniform["low"] < 0 < uniform["high"]
     assert choice.verdict.startswith(
         "No mixture is distinguishable from uniform at this budget: the GP does not predict "
-        "held-out real runs better than their mean (real runs held out one at a time: R² +0.00 "
+        "held-out real runs better than their mean (real runs held out in 5 groups: R² +0.00 "
         "over 10, errors "
     )
     assert "search.strategies.multifidelity.budget, 4 real-run equivalents now" in choice.verdict
+    # noise the GP happens to predict (held-out R² above zero) loses to a shuffle of it
+    noise = 0.5 + np.random.default_rng(0).normal(0.0, 0.01, len(x))
+    rows.update({f"group.{g}": noise for g in exp.evaluation.groups})
+    runs = [publish(store, "noisy runs", rows)]
+    choice = stages.load_choice(store, fc.choose(exp, store, fake_data(exp, store), runs))
+    assert re.match(
+        r"No mixture is distinguishable from uniform at this budget: the GP predicts held-out "
+        r"real runs no better than shuffles of their utilities among their mixtures \(real runs "
+        r"held out in 5 groups: R² \+0\.\d\d over 10, errors \d\.\d\d times the GP's standard "
+        r"deviation; 1 of \d+ shuffles predicted as well, p ≥ 0\.10 against one-sided 0\.05\)\. ",
+        choice.verdict,
+    ), choice.verdict
 
 
 def late_round(tmp_path: Path, *overrides: str) -> tuple[Experiment, Store, ArtifactRef]:

@@ -89,12 +89,27 @@ def test_held_out_runs_show_whether_the_gp_predicts_them():
     x = rng.dirichlet(np.ones(3), 16)
     s = get_strategy("multifidelity", k=3, seed=0, levels=(1.0,), **FAST)
     peaked = s.held_out(History(x, real(x) + rng.normal(0.0, 0.01, 16), None, np.ones(16)))
-    assert peaked.n == 16 and peaked.r2 > 0.5 and peaked.predicts, peaked
+    assert peaked.n == 16 and peaked.folds == 5 and peaked.r2 > 0.5, peaked
+    # better than every one of the 19 shuffles: the smallest p-value 19 shuffles can give
+    assert peaked.shuffled == 19 and peaked.reached == 0 and peaked.p == pytest.approx(0.05)
+    assert peaked.predicts(0.05) and not peaked.predicts(0.04)
     assert 0.5 < peaked.scale < 2.0 and peaked.widen >= 1.0
     flat = s.held_out(History(x, np.full(16, 0.5), None, np.ones(16)))
-    assert flat.r2 == 0.0 and not flat.predicts  # nothing to explain: nothing predicted
+    assert flat.r2 == 0.0 and flat.shuffled == 0 and flat.p == 1.0 and not flat.predicts(0.05)
     with pytest.raises(SearchError, match="judging the GP needs 3 rows at fidelity 1; got 2"):
         s.held_out(History(x[:2], real(x[:2]), None, np.ones(2)))
+
+
+def test_noise_the_gp_happens_to_predict_loses_to_a_shuffle():
+    # pure noise whose held-out R² is above zero by chance (`benchmarks/gp_interval.py
+    # --synthetic`, flat surface 1): a shuffle is predicted as well, and shuffling stops there
+    rng = np.random.default_rng(1)
+    x = rng.dirichlet(np.ones(3), 16)
+    noise = History(x, rng.normal(0.0, 0.01, 16), None, np.ones(16))
+    s = get_strategy("multifidelity", k=3, seed=0, levels=(1.0,), num_restarts=4)
+    checked = s.held_out(noise, significance=0.05)
+    assert checked.r2 > 0 and checked.reached == 1 and checked.shuffled < 19, checked
+    assert checked.p == pytest.approx(0.1) and not checked.predicts(0.05)
 
 
 def test_each_level_gets_its_own_noise():
