@@ -8,7 +8,7 @@ Real runs (`--store`: stores of `benchmarks/search_fidelity.py`, only read): eve
 the experts' budget the store holds is held out in turn; a GP over (mixture, fidelity) fitted on
 every merge and every other run predicts it at fidelity 1, and the share of runs inside their
 90 % predictive interval (run-to-run noise included) is printed for one noise variance shared
-by merges and runs (`bayes.fit_gp`) beside one per fidelity (`multifidelity.fit_levels_gp`, the
+by merges and runs (`bayes.fit_gp`) beside one per fidelity (`level_noise.fit_levels_gp`, the
 search's). Goal: within 10 points of 90 %. With `--check RUNS`, instead, the choice's held-out
 check on the store's merges and its first RUNS real runs: R², the shuffle test's p-value and
 the seconds it took.
@@ -38,7 +38,7 @@ from scipy.stats import norm
 from parammix_core.config import load_experiment
 from parammix_core.search import History, get_strategy, utility
 from parammix_core.search.bayes import DTYPE, fit_gp
-from parammix_core.search.multifidelity import fit_levels_gp
+from parammix_core.search.level_noise import fit_levels_gp
 from parammix_core.store import ArtifactRef, Store
 
 LEVEL = 0.9

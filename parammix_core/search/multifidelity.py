@@ -7,7 +7,7 @@ fidelity): the fidelity is one more input in [0, 1], 0 the merge and 1 the real 
 caller may add levels in between. botorch's SingleTaskGP with its ARD RBF kernel over
 (alpha, s) is the seed's product of RBF kernels, one over the mixture and one over the
 fidelity, so how far the merges' landscape carries over to the real runs' is a length-scale
-fitted to the data, not assumed. Each fidelity has its own noise variance (`LevelNoise`): a
+fitted to the data, not assumed. Each fidelity has its own noise variance (`level_noise`): a
 merge is deterministic, a real run is not.
 
 Each proposal is a (mixture, fidelity) pair chosen by expected improvement per unit cost: for
@@ -28,7 +28,6 @@ posterior's standard deviation, so the choice says how sure it is.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,21 +39,13 @@ from botorch.acquisition import (
     LogExpectedImprovement,
     PosteriorMean,
 )
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
-from botorch.models.transforms.outcome import Standardize
-from botorch.models.utils.gpytorch_modules import MIN_INFERRED_NOISE_LEVEL
 from botorch.optim import optimize_acqf
-from gpytorch.constraints import GreaterThan
-from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase
-from gpytorch.likelihoods.noise_models import Noise
-from gpytorch.mlls import ExactMarginalLogLikelihood
-from gpytorch.priors import LogNormalPrior
-from linear_operator.operators import DiagLinearOperator
 
 from parammix_core.search.base import History, Strategy, project
 from parammix_core.search.bayes import DTYPE
 from parammix_core.search.choice import SearchError
+from parammix_core.search.level_noise import fit_levels_gp
 
 REPEAT = 1e-3  # L1 distance under which two mixtures are the same evaluation
 MIN_HELD_OUT = 3  # rows at the highest level below which the GP cannot be judged on held-out ones
@@ -386,46 +377,6 @@ class MultiFidelityStrategy(Strategy):
             options={"maxiter": 100},
         )
         return cand.detach(), float(value)
-
-
-class LevelNoise(Noise):
-    """One noise variance per fidelity level, read from the inputs' last column.
-
-    A merge is deterministic; a real run carries its run-to-run noise. One variance shared by
-    both lets the many merges set the runs' noise too small, and the intervals at the runs'
-    level come out too narrow: of 172 real runs held out on the five seeds' stores of
-    `benchmarks/search_fidelity.py`, 64.5 % fell inside their 90 % predictive interval with one
-    variance, 84.9 % with one per level (`benchmarks/gp_interval.py`). Each level keeps
-    botorch's default prior, LogNormal(-4, 1)."""
-
-    def __init__(self, levels: Sequence[float]):
-        super().__init__()
-        prior = LogNormalPrior(loc=-4.0, scale=1.0)
-        self.register_buffer("levels", torch.tensor(list(levels), dtype=DTYPE))
-        start = torch.full((len(levels),), float(prior.mode), dtype=DTYPE)
-        self.register_parameter("raw_noise", torch.nn.Parameter(start))
-        self.register_constraint("raw_noise", GreaterThan(MIN_INFERRED_NOISE_LEVEL, transform=None))
-        self.register_prior("noise_prior", prior, lambda m: m.noise)
-
-    @property
-    def noise(self) -> torch.Tensor:
-        """The noise variance of each level, (F,)."""
-        return self.raw_noise_constraint.transform(self.raw_noise)
-
-    def forward(self, *params, shape: torch.Size | None = None, **kwargs) -> DiagLinearOperator:
-        x = params[0] if torch.is_tensor(params[0]) else params[0][0]  # (..., n, K + 1)
-        at = (x[..., -1:] - self.levels).abs().argmin(dim=-1)  # (..., n)
-        return DiagLinearOperator(self.noise[at])
-
-
-def fit_levels_gp(x: torch.Tensor, y: torch.Tensor, levels: Sequence[float]) -> SingleTaskGP:
-    """`bayes.fit_gp` with a noise variance per fidelity level (`LevelNoise`)."""
-    likelihood = _GaussianLikelihoodBase(noise_covar=LevelNoise(levels))
-    model = SingleTaskGP(x, y, likelihood=likelihood, outcome_transform=Standardize(m=1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # L-BFGS stopping early: botorch retries, as in fit_gp
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-    return model
 
 
 def _repeats(cand: torch.Tensor, xs: torch.Tensor, level: float) -> bool:

@@ -112,17 +112,6 @@ def test_noise_the_gp_happens_to_predict_loses_to_a_shuffle():
     assert checked.p == pytest.approx(0.1) and not checked.predicts(0.05)
 
 
-def test_each_level_gets_its_own_noise():
-    # merges on a smooth surface, real runs on the same surface plus run-to-run noise
-    rng = np.random.default_rng(0)
-    xm, xr = rng.dirichlet(np.ones(3), 30), rng.dirichlet(np.ones(3), 15)
-    y = np.r_[real(xm), real(xr) + rng.normal(0.0, 0.02, 15)]
-    h = History(np.r_[xm, xr], y, None, np.r_[np.zeros(30), np.ones(15)])
-    s = get_strategy("multifidelity", k=3, seed=0, **FAST)
-    merge_noise, run_noise = s._fit(h).likelihood.noise_covar.noise.detach().numpy()
-    assert run_noise > 10 * merge_noise, (merge_noise, run_noise)
-
-
 def test_one_level_is_plain_bo_at_that_level():
     rng = np.random.default_rng(1)
     x = rng.dirichlet(np.ones(3), 10)
