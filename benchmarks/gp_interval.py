@@ -2,7 +2,7 @@
 
     python benchmarks/gp_interval.py --store /tmp/fid19/store-0 [--store ...]   # real runs
     python benchmarks/gp_interval.py --store ... --check 8                      # the choice's check
-    python benchmarks/gp_interval.py --synthetic 20 [--offset 0]                # known truth
+    python benchmarks/gp_interval.py --synthetic 20 [--offset 0] [--merges 40]  # known truth
 
 Real runs (`--store`: stores of `benchmarks/search_fidelity.py`, only read): every real run at
 the experts' budget the store holds is held out in turn; a GP over (mixture, fidelity) fitted on
@@ -21,7 +21,9 @@ ways: the GP's posterior (`MultiFidelityStrategy.gains`), widened by the GP's he
 GP predicts held-out runs better than their mean (R² > 0), and only when it also predicts them
 better than every one of 19 shuffles of their utilities among their mixtures (what the choice's
 verdict does). Printed: how often "beats uniform" is said (on a flat surface, wrongly) and how
-often the interval holds the true gain.
+often the interval holds the true gain. With `--merges M`, each surface also has M merges
+(noise-free, fidelity 0) peaked where the peaked surfaces are, searched as `[merge, run]`
+does: on the flat surfaces a cheap fidelity that misleads, on the peaked ones one that helps.
 """
 
 from __future__ import annotations
@@ -116,8 +118,21 @@ def choice_check(url: str, runs: int) -> None:
     )
 
 
-def synthetic(n: int, offset: int = 0) -> None:
+def with_merges(x: np.ndarray, y: np.ndarray, merges: int, seed: int) -> History:
+    """Real runs (fidelity 1) and, when merges > 0, that many merges (fidelity 0) peaked where
+    the peaked surfaces are (the bowl plus 0.05): on a flat surface, a misleading cheap
+    fidelity."""
+    if not merges:
+        return History(x, y, None, np.ones(len(x)))
+    xm = np.random.default_rng(10_000 + seed).dirichlet(np.ones(3), merges)
+    ym = 0.05 - 0.1 * ((xm - PEAK) ** 2).sum(axis=1)
+    fidelity = np.r_[np.zeros(merges), np.ones(len(x))]
+    return History(np.r_[xm, x], np.r_[ym, y], None, fidelity)
+
+
+def synthetic(n: int, offset: int = 0, merges: int = 0) -> None:
     z = norm.ppf((1 + LEVEL) / 2)
+    levels = (0.0, 1.0) if merges else (1.0,)
     rules = (
         "GP posterior",
         "widened",
@@ -130,8 +145,8 @@ def synthetic(n: int, offset: int = 0) -> None:
         x = rng.dirichlet(np.ones(3), 16)
         for kind, by_rule in out.items():
             bowl = -0.1 * ((x - PEAK) ** 2).sum(axis=1) if kind == "peak" else 0.0
-            runs = History(x, bowl + rng.normal(0.0, 0.01, 16), None, np.ones(16))
-            s = get_strategy("multifidelity", k=3, seed=0, levels=(1.0,), num_restarts=4)
+            runs = with_merges(x, bowl + rng.normal(0.0, 0.01, 16), merges, seed)
+            s = get_strategy("multifidelity", k=3, seed=0, levels=levels, num_restarts=4)
             chosen = s.choose(runs).alpha
             mean, sd = s.gains(runs, chosen, UNIFORM)
             checked = s.held_out(runs, significance=(1 - LEVEL) / 2)
@@ -161,6 +176,7 @@ def main() -> None:
     p.add_argument("--store", action="append", default=[])
     p.add_argument("--synthetic", type=int, default=0, help="surfaces of each kind")
     p.add_argument("--offset", type=int, default=0, help="seed of the first surface")
+    p.add_argument("--merges", type=int, default=0, help="merges peaked as the peaked runs")
     p.add_argument(
         "--check",
         type=int,
@@ -184,7 +200,7 @@ def main() -> None:
     for url in args.store if args.check is not None else []:
         choice_check(url, args.check)
     if args.synthetic:
-        synthetic(args.synthetic, args.offset)
+        synthetic(args.synthetic, args.offset, args.merges)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training stages on several processes: with training.processes > 1 a stage launches itself
 under torchrun (here two CPU processes over gloo) and only rank 0 publishes."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -114,9 +115,11 @@ def test_failing_processes_name_the_stage_and_publish_nothing(prepared, tmp_path
         stages.train_expert(exp, store, "sft", missing, base)
     message = str(info.value)
     assert message.startswith("train_expert: the 2 processes under torchrun exited with code 1")
-    # the ranks' own errors, which torchrun's summary at the end of stderr does not show
-    assert f"\n  rank 0: StoreError: {missing.path}: not in the store" in message
-    assert "\n  rank 1: StoreError: " in message
+    # the ranks' own errors, which torchrun's summary at the end of stderr does not show; the
+    # first rank to fail makes torchrun stop the other, which under load may not get as far
+    ranks = re.findall(r"\n  rank (\d): (.*)", message)
+    assert ranks and {r for r, _ in ranks} <= {"0", "1"}, message
+    assert all(e.startswith(f"StoreError: {missing.path}: not in the store") for _, e in ranks)
     assert "\nlast lines of stderr:\n" in message
     assert not store.exists(stages.expert_ref(exp, "sft", missing, base))
     assert [a["stage"] for a in store.artifacts()].count("expert") == 0
