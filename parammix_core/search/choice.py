@@ -133,6 +133,8 @@ class Choice:
         scale: `scale_spec` of the groups' scale ({} for raw), for judging the choice later.
         real_scale: group -> the line mapping merge scores to real runs' (`real_scale`), when
             the choice was made on the real runs' scale ({} otherwise).
+        held_out: the multi-fidelity GP's check on held-out rows (`HeldOutRuns`: n, folds, r2,
+            scale, shuffled, reached, p) that its verdict rests on ({} otherwise).
     """
 
     alpha: dict[str, float]
@@ -147,6 +149,7 @@ class Choice:
     verdict: str = ""
     scale: dict[str, Any] = field(default_factory=dict)
     real_scale: dict[str, dict] = field(default_factory=dict)
+    held_out: dict[str, float] = field(default_factory=dict)
 
     @property
     def domains(self) -> list[str]:
@@ -170,6 +173,7 @@ class Choice:
             "verdict": self.verdict,
             "scale": dict(self.scale),
             "real_scale": {g: dict(v) for g, v in self.real_scale.items()},
+            "held_out": dict(self.held_out),
         }
 
     @classmethod
@@ -191,6 +195,7 @@ class Choice:
             verdict=str(d.get("verdict", "")),
             scale=dict(d.get("scale", {})),
             real_scale={g: dict(v) for g, v in d.get("real_scale", {}).items()},
+            held_out=dict(d.get("held_out", {})),
         )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import numpy as np
 from scipy.stats import norm
@@ -87,6 +88,7 @@ def choose(
         },
         intervals={b: iv.to_json() for b, iv in intervals.items()},
         verdict=_verdict(exp, seen, intervals, checked),
+        held_out={} if checked is None else asdict(checked),
     )
     out = store.staging(ref)
     (out / "choice.json").write_text(canonical_json(choice.to_json()))

@@ -127,6 +127,10 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
         r"standard deviation; better than all 19 shuffles of their utilities, p 0\.05\)\.$",
         choice.verdict,
     ), choice.verdict
+    # the check the verdict rests on, as numbers beside it
+    assert choice.held_out["n"] == 6 and choice.held_out["folds"] == 5
+    assert choice.held_out["shuffled"] == 19 and choice.held_out["reached"] == 0
+    assert choice.held_out["p"] == pytest.approx(0.05) and choice.held_out["r2"] > 0
 
 
 def test_a_choice_among_runs_that_do_not_differ_says_so(tmp_path: Path):
@@ -147,6 +151,8 @@ def test_a_choice_among_runs_that_do_not_differ_says_so(tmp_path: Path):
         "over 10, errors "
     )
     assert "search.strategies.multifidelity.budget, 4 real-run equivalents now" in choice.verdict
+    checked = {k: v for k, v in choice.held_out.items() if k != "scale"}
+    assert checked == {"n": 10, "folds": 5, "r2": 0.0, "shuffled": 0, "reached": 0, "p": 1.0}
     # noise the GP happens to predict (held-out R² above zero) loses to a shuffle of it
     noise = 0.5 + np.random.default_rng(0).normal(0.0, 0.01, len(x))
     rows.update({f"group.{g}": noise for g in exp.evaluation.groups})
