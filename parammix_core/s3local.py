@@ -106,6 +106,9 @@ class LocalS3:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-s3.autoCreateBucket=false",  # as on AWS: a missing bucket is an error
+            # small volumes: mini sizes them by free disk (up to 1 GB) and allows free disk /
+            # size of them, so with 20 GB free its 19 ran out under the test suite's buckets
+            "-master.volumeSizeLimitMB=64",
             f"-s3.config={self._config()}",
         ]
         for name in self.ports:
