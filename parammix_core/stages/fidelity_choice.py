@@ -1,7 +1,9 @@
 """The multi-fidelity search's choice: the GP's best mixture at the highest fidelity, with each
 capability group predicted there by a GP of its own so the report reads it as any choice, and
 its gain over uniform and natural with an interval from the GP's posterior widened by its
-held-out errors (`parammix_core.search.multifidelity`)."""
+held-out errors (`parammix_core.search.multifidelity`). It says the choice beats a baseline only
+when that interval excludes zero and the GP predicts held-out runs better than every shuffle of
+their utilities among their mixtures (`HeldOutRuns`), and otherwise why it cannot tell."""
 
 from __future__ import annotations
 
