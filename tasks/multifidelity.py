@@ -96,9 +96,7 @@ def joined_runs(exp: Experiment, data: ArtifactRef, base: ArtifactRef) -> list[A
     **RETRIES,
 )
 def choose_at_fidelity(exp: Experiment, data: ArtifactRef, evals: list[ArtifactRef]) -> ArtifactRef:
-    prepare(exp)
-    store = open_store(exp)
-    ref = fidelity_choice.choose(exp, store, data, evals)
+    store, ref = run_stage(exp, "choose at fidelity 1", fidelity_choice.choose, data, evals)
     create_markdown_artifact(
         "# Chosen mixture\n\n" + "\n".join(summary_lines(load_choice(store, ref))),
         key="chosen-mixture",

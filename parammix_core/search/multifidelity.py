@@ -28,7 +28,7 @@ posterior's standard deviation, so the choice says how sure it is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -284,10 +284,17 @@ class MultiFidelityStrategy(Strategy):
         var = cov[0, 0] + cov.diagonal()[1:] - 2 * cov[0, 1:]
         return (mean[0] - mean[1:]).numpy(), var.clamp_min(0).sqrt().numpy()
 
-    def held_out(self, history: History, significance: float = 0.05) -> HeldOutRuns:
+    def held_out(
+        self,
+        history: History,
+        significance: float = 0.05,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> HeldOutRuns:
         """The rows at the highest level in `held_out_folds` groups, each predicted by the GP
         refitted without it (its hyper-parameters too), then the same on `shuffles` shuffles of
-        their utilities; shuffling stops once the p-value cannot reach `significance`."""
+        their utilities; shuffling stops once the p-value cannot reach `significance`.
+        `progress(done, total, message)` is told after each cross-validation (total: the
+        truth and every shuffle; fewer run when shuffling stops early)."""
         top = np.flatnonzero(np.isclose(history.fidelities, self.levels[-1]))
         if len(top) < MIN_HELD_OUT:
             raise SearchError(
@@ -297,6 +304,8 @@ class MultiFidelityStrategy(Strategy):
         rng = np.random.default_rng(self._rng_seed(history))
         folds = np.array_split(rng.permutation(top), min(self.held_out_folds, len(top)))
         r2, z = self._cross_validate(history, folds)
+        if progress is not None:
+            progress(1, 1 + self.shuffles, f"held-out R² {r2:+.2f}")
         allowed = significance * (1 + self.shuffles) * (1 + 1e-9) - 1  # shuffles that may reach
         shuffled = reached = 0
         while r2 > 0 and shuffled < self.shuffles and reached <= allowed:
@@ -305,6 +314,8 @@ class MultiFidelityStrategy(Strategy):
             shuffle = History(history.x, y, None, history.fidelities)
             reached += int(self._cross_validate(shuffle, folds)[0] >= r2)
             shuffled += 1
+            if progress is not None:
+                progress(1 + shuffled, 1 + self.shuffles, f"{reached} shuffle(s) as predicted")
         return HeldOutRuns(
             n=len(top),
             folds=len(folds),

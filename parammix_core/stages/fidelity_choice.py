@@ -21,7 +21,7 @@ from parammix_core.search import utility as group_utility
 from parammix_core.search.multifidelity import MIN_HELD_OUT, HeldOutRuns, MultiFidelityStrategy
 from parammix_core.search.uncertainty import GainInterval
 from parammix_core.search.uncertainty import verdict as uncertainty_verdict
-from parammix_core.stages.common import dump_config
+from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.final import baseline_mixtures
 from parammix_core.stages.multifidelity import history, levels
 from parammix_core.stages.versions import code_version
@@ -44,10 +44,15 @@ def choice_ref(
 
 
 def choose(
-    exp: Experiment, store: Store, data: ArtifactRef, evals: Sequence[ArtifactRef]
+    exp: Experiment,
+    store: Store,
+    data: ArtifactRef,
+    evals: Sequence[ArtifactRef],
+    progress: Progress | None = None,
 ) -> ArtifactRef:
     """The mixture the GP ranks first at fidelity 1, its groups and the uniform and natural
-    baselines predicted there by one GP per group; written as any choice is."""
+    baselines predicted there by one GP per group; written as any choice is. `progress` follows
+    the held-out check (up to `held_out_folds` x (1 + `shuffles`) GP refits)."""
     ref = choice_ref(exp, data, evals)
     if store.exists(ref):
         return ref
@@ -77,7 +82,7 @@ def choose(
         return {"alpha": alpha, "predicted": predicted[name], "predicted_utility": u}
 
     chosen = point("chosen")
-    intervals, checked = _intervals(exp, gp, seen, best.alpha, baselines)
+    intervals, checked = _intervals(exp, gp, seen, best.alpha, baselines, progress)
     choice = Choice(
         alpha=chosen["alpha"],
         predicted=chosen["predicted"],
@@ -103,6 +108,7 @@ def _intervals(
     seen: History,
     chosen: np.ndarray,
     baselines: dict[str, np.ndarray],
+    progress: Progress | None = None,
 ) -> tuple[dict[str, GainInterval], HeldOutRuns | None]:
     """The chosen mixture's predicted gain over each baseline at the highest fidelity, with
     the central `search.interval.level` share of the GP's joint posterior (normal), widened
@@ -110,7 +116,7 @@ def _intervals(
     fidelity has too few rows to judge it."""
     if np.isclose(seen.fidelities, gp.levels[-1]).sum() < MIN_HELD_OUT:
         return {}, None
-    checked = gp.held_out(seen, significance(exp.search))
+    checked = gp.held_out(seen, significance(exp.search), progress)
     level = exp.search.interval.level
     mean, sd = gp.gains(seen, chosen, np.stack(list(baselines.values())))
     half = norm.ppf((1 + level) / 2) * sd * checked.widen

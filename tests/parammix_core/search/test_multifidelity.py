@@ -107,8 +107,14 @@ def test_noise_the_gp_happens_to_predict_loses_to_a_shuffle():
     x = rng.dirichlet(np.ones(3), 16)
     noise = History(x, rng.normal(0.0, 0.01, 16), None, np.ones(16))
     s = get_strategy("multifidelity", k=3, seed=0, levels=(1.0,), num_restarts=4)
-    checked = s.held_out(noise, significance=0.05)
+    told = []
+    checked = s.held_out(noise, significance=0.05, progress=lambda *line: told.append(line))
     assert checked.r2 > 0 and checked.reached == 1 and checked.shuffled < 19, checked
+    # progress after the truth and after each shuffle, out of the truth and all 19
+    assert [(done, total) for done, total, _ in told] == [
+        (i, 20) for i in range(1, checked.shuffled + 2)
+    ]
+    assert told[-1][2] == "1 shuffle(s) as predicted"
     assert checked.p == pytest.approx(0.1) and not checked.predicts(0.05)
 
 
