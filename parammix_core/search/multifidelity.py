@@ -180,6 +180,7 @@ class MultiFidelityStrategy(Strategy):
         self.raw_samples = raw_samples
         self.held_out_folds = held_out_folds
         self.shuffles = shuffles
+        self._last_fit: tuple[bytes, SingleTaskGP] | None = None
 
     def propose_pairs(self, history: History, n: int, left: float = np.inf) -> Proposal:
         """n (mixture, fidelity) pairs: mixtures (n, K) inside the bounds, fidelities (n,);
@@ -350,14 +351,21 @@ class MultiFidelityStrategy(Strategy):
         return (1 - sse / sst if sst > 0 else 0.0), np.concatenate(z)
 
     def _fit(self, history: History) -> SingleTaskGP:
-        """The GP over (mixture, fidelity) on every row, seeded by the history."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._rng_seed(history))
-            return fit_levels_gp(
-                _inputs(history.x, history.fidelities),
-                torch.tensor(history.y, dtype=DTYPE)[:, None],
-                self.levels,
-            )
+        """The GP over (mixture, fidelity) on every row, seeded by the history. The last fit is
+        kept: choosing and the choice's gains ask for the same history's GP in turn."""
+        key = b"".join(
+            np.ascontiguousarray(a).tobytes() for a in (history.x, history.y, history.fidelities)
+        )
+        if self._last_fit is None or self._last_fit[0] != key:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self._rng_seed(history))
+                model = fit_levels_gp(
+                    _inputs(history.x, history.fidelities),
+                    torch.tensor(history.y, dtype=DTYPE)[:, None],
+                    self.levels,
+                )
+            self._last_fit = (key, model)
+        return self._last_fit[1]
 
     def _log_ei_at(self, model: SingleTaskGP, x: np.ndarray, level: float) -> AcquisitionFunction:
         """log EI over mixtures (K inputs) at fixed fidelity `level`, against the best posterior

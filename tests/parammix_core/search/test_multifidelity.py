@@ -76,6 +76,26 @@ def test_the_gain_over_a_baseline_is_the_joint_posteriors_difference():
     assert (sd > 0).all()
 
 
+def test_the_same_history_is_fitted_once(monkeypatch):
+    import parammix_core.search.multifidelity as mf
+
+    fits = []
+    fit = mf.fit_levels_gp
+    monkeypatch.setattr(mf, "fit_levels_gp", lambda *a: fits.append(1) or fit(*a))
+    h = two_fidelities(24, 12, run_cost=None)
+    s = get_strategy("multifidelity", k=3, seed=0, **FAST)
+    chosen = s.choose(h).alpha
+    uniform = np.full((1, 3), 1 / 3)
+    mean, sd = s.gains(h, chosen, uniform)
+    assert len(fits) == 1  # choosing and the gains share the fit
+    fresh = get_strategy("multifidelity", k=3, seed=0, **FAST)
+    np.testing.assert_array_equal((mean, sd), fresh.gains(h, chosen, uniform))
+    assert len(fits) == 2
+    changed = History(h.x, h.y + np.r_[np.zeros(35), 0.5], None, h.fidelities)
+    assert s.gains(changed, chosen, uniform)[0] != pytest.approx(mean)  # a new history refits
+    assert len(fits) == 3
+
+
 def test_a_flat_surface_gives_a_gain_whose_interval_holds_zero():
     x = np.random.default_rng(3).dirichlet(np.ones(3), 12)
     runs = History(x, np.full(12, 0.5), None, np.ones(12))
