@@ -274,8 +274,8 @@ def run_seed(
 def summarise(folder: Path) -> None:
     """Per seed and search: spent, evaluations, chosen mixture, real gain over uniform."""
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("seed-*.json"))]
-    gains: dict[str, list[float]] = {}
-    ses: dict[str, list[float]] = {}  # standard error of each choice's grading-run mean
+    gains: dict[str, dict[int, float]] = {}  # search@budget -> seed -> gain over uniform
+    ses: dict[str, dict[int, float]] = {}  # standard error of each choice's grading-run mean
     print(
         "| seed | search | N | spent | merges | runs | chosen | utility | gain vs uniform "
         "| gain vs natural | mean loss gain vs uniform |"
@@ -290,8 +290,8 @@ def summarise(folder: Path) -> None:
             runs = [x["utility"] for x in graded[name]["runs"]]
             sd = statistics.stdev(runs) if len(runs) > 1 else float("nan")
             gain = g["utility"] - uni["utility"]
-            gains.setdefault(name, []).append(gain)
-            ses.setdefault(name, []).append(sd / len(runs) ** 0.5)
+            gains.setdefault(name, {})[r["seed"]] = gain
+            ses.setdefault(name, {})[r["seed"]] = sd / len(runs) ** 0.5
             alpha = " / ".join(f"{v:.2f}" for v in s["alpha"].values())
             trained = f"{s['runs']} + {s['long']} long" if s.get("long") else s["runs"]
             print(
@@ -301,7 +301,8 @@ def summarise(folder: Path) -> None:
                 f"| {uni['mean_loss'] - g['mean_loss']:+.4f} |"
             )
     print("\nmean gain in real utility over uniform across seeds (± sd over seeds):")
-    for name, values in sorted(gains.items()):
+    for name, by_seed in sorted(gains.items()):
+        values = list(by_seed.values())
         sd = statistics.stdev(values) if len(values) > 1 else float("nan")
         print(f"  {name:18s} {statistics.mean(values):+.4f} ± {sd:.4f}  (n = {len(values)})")
     pairs = (
@@ -314,21 +315,30 @@ def summarise(folder: Path) -> None:
     )
     for budget in sorted({int(n.split("@")[1]) for n in gains}):
         for one, other in pairs:
-            a, b = gains.get(f"{one}@{budget}", []), gains.get(f"{other}@{budget}", [])
-            diff = [x - y for x, y in zip(a, b, strict=False)]
-            if diff:
-                se = [
-                    math.hypot(x, y)
-                    for x, y in zip(ses[f"{one}@{budget}"], ses[f"{other}@{budget}"], strict=False)
-                ]
-                sd = statistics.stdev(diff) if len(diff) > 1 else float("nan")
-                per_seed = ", ".join(
-                    f"{d:+.4f} ({d / e:+.1f} se)" for d, e in zip(diff, se, strict=False)
-                )
-                print(
-                    f"  N={budget}: {one} - {other}: {statistics.mean(diff):+.4f} ± {sd:.4f} "
-                    f"over {len(diff)} seed(s); per seed {per_seed}"
-                )
+            x, y = f"{one}@{budget}", f"{other}@{budget}"
+            a, b = gains.get(x, {}), gains.get(y, {})
+            seeds = sorted(a.keys() & b.keys())  # paired by seed: a search may miss some
+            if seeds:
+                print(f"  N={budget}: {one} - {other}: {paired(a, b, ses[x], ses[y], seeds)}")
+
+
+def paired(
+    a: dict[int, float], b: dict[int, float], se_a: dict, se_b: dict, seeds: list[int]
+) -> str:
+    """Mean ± sd over seeds of a - b, the paired t, how many seeds a was ahead, and each seed's
+    difference over the combined standard error of the two choices' grading runs."""
+    diff = [a[s] - b[s] for s in seeds]
+    mean = statistics.mean(diff)
+    sd = statistics.stdev(diff) if len(diff) > 1 else float("nan")
+    t = mean / (sd / len(diff) ** 0.5) if len(diff) > 1 and sd > 0 else float("nan")
+    per_seed = ", ".join(
+        f"{s}: {d:+.4f} ({d / math.hypot(se_a[s], se_b[s]):+.1f} se)"
+        for s, d in zip(seeds, diff, strict=True)
+    )
+    return (
+        f"{mean:+.4f} ± {sd:.4f} over {len(diff)} seed(s), paired t {t:+.1f}, ahead on "
+        f"{sum(d > 0 for d in diff)}; per seed {per_seed}"
+    )
 
 
 def mean_of(graded: dict) -> dict[str, float]:
