@@ -45,10 +45,10 @@ from botorch.optim import optimize_acqf
 from parammix_core.search.base import History, Strategy, project
 from parammix_core.search.bayes import DTYPE
 from parammix_core.search.choice import SearchError
+from parammix_core.search.held_out import MIN_HELD_OUT, HeldOutRuns, held_out_runs
 from parammix_core.search.level_noise import fit_levels_gp
 
 REPEAT = 1e-3  # L1 distance under which two mixtures are the same evaluation
-MIN_HELD_OUT = 3  # rows at the highest level below which the GP cannot be judged on held-out ones
 
 
 @dataclass(frozen=True)
@@ -66,42 +66,6 @@ class TargetChoice:
     alpha: np.ndarray  # (K,)
     mean: float  # posterior mean of the utility at the highest fidelity
     std: float  # its posterior standard deviation
-
-
-@dataclass(frozen=True)
-class HeldOutRuns:
-    """Cross-validation over the rows at the highest level (real runs, unless merges are the
-    only fidelity): does the GP predict what it has not seen, and is its uncertainty honest?
-
-    A GP fitted by marginal likelihood on a few noisy runs can read their noise as a surface
-    (short length-scales, a tiny noise variance) and then claims a gain where none exists;
-    on 20 flat synthetic surfaces of 16 runs its 90 % interval of the gain over uniform
-    excluded zero on 8 (`benchmarks/gp_interval.py`). Its held-out errors show it, but a
-    held-out R² above zero happens by chance too (on 8 of those 20, five folds), so it is
-    compared with the R² of the same GP on the runs' utilities shuffled among their mixtures:
-    when the utility does not depend on the mixture, a shuffle is as likely as the truth, and
-    the GP beats every one of S shuffles with probability 1 / (S + 1) at most.
-    """
-
-    n: int  # rows held out
-    folds: int  # groups of rows held out together
-    r2: float  # 1 - squared errors / squared deviations from the other rows' mean
-    scale: float  # root mean square of the errors over their predictive standard deviations
-    shuffled: int  # shuffles cross-validated (none when r2 <= 0; fewer once p passed a bound)
-    reached: int  # shuffles whose R² reached r2
-    p: float  # (1 + reached) / (1 + shuffles planned): the shuffle test's p-value (a lower
-    # bound when it stopped early), 1 when no shuffle ran
-
-    def predicts(self, significance: float) -> bool:
-        """The GP predicts held-out rows better than their mean does, and better than it
-        predicts them shuffled, at one-sided `significance`."""
-        return self.r2 > 0 and self.p <= significance * (1 + 1e-9)
-
-    @property
-    def widen(self) -> float:
-        """What the GP's standard deviations are multiplied by: its held-out errors' scale,
-        never narrower than the GP itself."""
-        return max(1.0, self.scale)
 
 
 def decayed_exponent(cost_exponent: float, exponent_decay: float, iteration: int) -> float:
@@ -302,53 +266,25 @@ class MultiFidelityStrategy(Strategy):
                 f"multifidelity: judging the GP needs {MIN_HELD_OUT} rows at fidelity "
                 f"{self.levels[-1]:g}; got {len(top)}"
             )
-        rng = np.random.default_rng(self._rng_seed(history))
-        folds = np.array_split(rng.permutation(top), min(self.held_out_folds, len(top)))
-        r2, z = self._cross_validate(history, folds)
-        if progress is not None:
-            progress(1, 1 + self.shuffles, f"held-out R² {r2:+.2f}")
-        allowed = significance * (1 + self.shuffles) * (1 + 1e-9) - 1  # shuffles that may reach
-        shuffled = reached = 0
-        while r2 > 0 and shuffled < self.shuffles and reached <= allowed:
-            y = history.y.copy()
-            y[top] = rng.permutation(y[top])
-            shuffle = History(history.x, y, None, history.fidelities)
-            reached += int(self._cross_validate(shuffle, folds)[0] >= r2)
-            shuffled += 1
-            if progress is not None:
-                progress(1 + shuffled, 1 + self.shuffles, f"{reached} shuffle(s) as predicted")
-        return HeldOutRuns(
-            n=len(top),
-            folds=len(folds),
-            r2=r2,
-            scale=float(np.sqrt(np.mean(np.square(z)))),
-            shuffled=shuffled,
-            reached=reached,
-            p=(1 + reached) / (1 + self.shuffles) if shuffled else 1.0,
+        return held_out_runs(
+            history,
+            top,
+            self._predict_held_out,
+            self.held_out_folds,
+            self.shuffles,
+            self._rng_seed(history),
+            significance,
+            progress,
         )
 
-    def _cross_validate(
-        self, history: History, folds: Sequence[np.ndarray]
-    ) -> tuple[float, np.ndarray]:
-        """Held-out R² of the rows in `folds`, each fold predicted at the highest level by the
-        GP refitted on every other row, and their errors over their predictive standard
-        deviations (run-to-run noise included), (n,)."""
-        top = np.concatenate(folds)
-        errors, z, spread = [], [], []
-        for fold in folds:
-            keep = np.ones(history.n, dtype=bool)
-            keep[fold] = False
-            rest = History(history.x[keep], history.y[keep], None, history.fidelities[keep])
-            model = self._fit(rest)
-            with torch.no_grad():
-                point = _inputs(history.x[fold], np.full(len(fold), self.levels[-1]))
-                post = model.posterior(point, observation_noise=True)
-            errors.append(history.y[fold] - post.mean[:, 0].numpy())
-            z.append(errors[-1] / post.variance[:, 0].sqrt().numpy())
-            spread.append(history.y[fold] - history.y[np.setdiff1d(top, fold)].mean())
-        sse = float(np.sum(np.square(np.concatenate(errors))))
-        sst = float(np.sum(np.square(np.concatenate(spread))))
-        return (1 - sse / sst if sst > 0 else 0.0), np.concatenate(z)
+    def _predict_held_out(self, rest: History, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and standard deviation (run-to-run noise included) at the highest
+        level of mixtures x (M, K), from the GP fitted on `rest`; each (M,)."""
+        model = self._fit(rest)
+        point = _inputs(x, np.full(len(x), self.levels[-1]))
+        with torch.no_grad():
+            post = model.posterior(point, observation_noise=True)
+        return post.mean[:, 0].numpy(), post.variance[:, 0].sqrt().numpy()
 
     def _fit(self, history: History) -> SingleTaskGP:
         """The GP over (mixture, fidelity) on every row, seeded by the history. The last fit is

@@ -18,7 +18,8 @@ from parammix_core.config import Experiment
 from parammix_core.config.search import FIDELITY_ORDER, significance
 from parammix_core.search import Choice, History, resolve_weights, search_bounds
 from parammix_core.search import utility as group_utility
-from parammix_core.search.multifidelity import MIN_HELD_OUT, HeldOutRuns, MultiFidelityStrategy
+from parammix_core.search.held_out import MIN_HELD_OUT, HeldOutRuns
+from parammix_core.search.multifidelity import MultiFidelityStrategy
 from parammix_core.search.uncertainty import GainInterval
 from parammix_core.search.uncertainty import verdict as uncertainty_verdict
 from parammix_core.stages.common import Progress, dump_config
