@@ -64,6 +64,7 @@ def choose(
     gp = MultiFidelityStrategy(len(exp.domains), lo, hi, exp.seed, levels(exp), **settings)
     best = gp.choose(seen)
     baselines = baseline_mixtures(exp, store.load_json(data, "stats.json"))
+    intervals, checked = _intervals(exp, gp, seen, best.alpha, baselines, progress)
     names = ["chosen", *baselines]
     points = np.stack([best.alpha, *baselines.values()])  # (3, K)
     groups = exp.evaluation.groups
@@ -83,7 +84,6 @@ def choose(
         return {"alpha": alpha, "predicted": predicted[name], "predicted_utility": u}
 
     chosen = point("chosen")
-    intervals, checked = _intervals(exp, gp, seen, best.alpha, baselines, progress)
     choice = Choice(
         alpha=chosen["alpha"],
         predicted=chosen["predicted"],
@@ -117,9 +117,9 @@ def _intervals(
     fidelity has too few rows to judge it."""
     if np.isclose(seen.fidelities, gp.levels[-1]).sum() < MIN_HELD_OUT:
         return {}, None
+    mean, sd = gp.gains(seen, chosen, np.stack(list(baselines.values())))  # choose's GP
     checked = gp.held_out(seen, significance(exp.search), progress)
     level = exp.search.interval.level
-    mean, sd = gp.gains(seen, chosen, np.stack(list(baselines.values())))
     half = norm.ppf((1 + level) / 2) * sd * checked.widen
     intervals = {
         b: GainInterval(b, float(m), float(m - h), float(m + h), level, replicates=0)

@@ -133,13 +133,21 @@ def test_rounds_spend_the_budget_and_the_choice_follows_the_runs(tmp_path: Path)
     assert choice.held_out["p"] == pytest.approx(0.05) and choice.held_out["r2"] > 0
 
 
-def test_a_choice_among_runs_that_do_not_differ_says_so(tmp_path: Path):
+def test_a_choice_among_runs_that_do_not_differ_says_so(tmp_path: Path, monkeypatch):
+    import parammix_core.search.multifidelity as strategy
+
+    fits = []
+    fit = strategy.fit_levels_gp
+    monkeypatch.setattr(strategy, "fit_levels_gp", lambda *a: fits.append(1) or fit(*a))
     exp = micro(tmp_path / "s", "search.strategies.multifidelity.fidelities=[run]")
     store = stages.open_store(exp)
     grid = np.linspace(0.05, 0.95, 10)
     x = np.c_[grid, 1 - grid]
     rows = {f"alpha.{d}": x[:, i] for i, d in enumerate(exp.domains)}
-    rows.update({f"group.{g}": np.full(len(x), 0.5) for g in exp.evaluation.groups})  # flat
+    flat = {
+        f"group.{g}": np.full(len(x), 0.5 + 0.01 * i) for i, g in enumerate(exp.evaluation.groups)
+    }
+    rows.update(flat)  # each group flat, at its own level
     rows.update(seconds=np.full(len(x), 100.0), fidelity=np.full(len(x), mf.RUN))
     runs = [publish(store, "flat runs", rows)]
     choice = stages.load_choice(store, fc.choose(exp, store, fake_data(exp, store), runs))
@@ -153,6 +161,8 @@ def test_a_choice_among_runs_that_do_not_differ_says_so(tmp_path: Path):
     assert "search.strategies.multifidelity.budget, 4 real-run equivalents now" in choice.verdict
     checked = {k: v for k, v in choice.held_out.items() if k != "scale"}
     assert checked == {"n": 10, "folds": 5, "r2": 0.0, "shuffled": 0, "reached": 0, "p": 1.0}
+    # one GP for choosing and the gains, one per held-out group, one per capability group
+    assert len(fits) == 1 + 5 + len(exp.evaluation.groups)
     # noise the GP happens to predict (held-out R² above zero) loses to a shuffle of it
     noise = 0.5 + np.random.default_rng(0).normal(0.0, 0.01, len(x))
     rows.update({f"group.{g}": noise for g in exp.evaluation.groups})
