@@ -134,7 +134,7 @@ def noise_ceiling(runs: np.ndarray, first: np.ndarray, rerun: np.ndarray) -> dic
     spread on N runs, so `spearman_low` / `spearman_high` bound it at CEILING_LEVEL from the F
     distribution of (noise / spread) over its true value, with R - 1 (1 for one rerun) and
     N - 1 degrees of freedom (Gaussian scores). Taking the spread as known (chi-square on the
-    noise alone) covered 75-84 % at 90 % in simulation, the F bounds 89-95 %
+    noise alone) covered 75-84 % at 90 % in simulation, the F bounds 90-92 %
     (`benchmarks/ceiling_power.py`). Few reruns or mixtures leave it wide: the report says so.
     """
     runs, first, rerun = (np.asarray(v, dtype=float) for v in (runs, first, rerun))
