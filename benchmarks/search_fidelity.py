@@ -320,6 +320,26 @@ def summarise(folder: Path) -> None:
             seeds = sorted(a.keys() & b.keys())  # paired by seed: a search may miss some
             if seeds:
                 print(f"  N={budget}: {one} - {other}: {paired(a, b, ses[x], ses[y], seeds)}")
+    headroom(gains, ses)
+
+
+def headroom(gains: dict[str, dict[int, float]], ses: dict[str, dict[int, float]]) -> None:
+    """How much any search could have won: per seed the best gain over uniform among every
+    graded choice (the largest of noisy means, so it leans high), each search's shortfall from
+    it, and the grading noise of one choice for scale."""
+    seeds = sorted({s for by_seed in gains.values() for s in by_seed})
+    best = {s: max(g[s] for g in gains.values() if s in g) for s in seeds}
+    noise = statistics.median(se for by_seed in ses.values() for se in by_seed.values())
+    per_seed = ", ".join(f"{s}: {best[s]:+.4f}" for s in seeds)
+    print(
+        f"\nheadroom: the best graded choice per seed gains {statistics.mean(best.values()):+.4f}"
+        f" over uniform on average ({per_seed}); one choice's grading se (median) {noise:.4f}"
+    )
+    print("shortfall from the seed's best graded choice (mean ± sd over seeds, worst):")
+    for name, by_seed in sorted(gains.items()):
+        short = [best[s] - g for s, g in by_seed.items()]
+        sd = statistics.stdev(short) if len(short) > 1 else float("nan")
+        print(f"  {name:18s} {statistics.mean(short):.4f} ± {sd:.4f}, worst {max(short):.4f}")
 
 
 def paired(
