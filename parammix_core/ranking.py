@@ -5,8 +5,10 @@ is better (negate losses first): rank correlations (Spearman with average ranks 
 Kendall tau-b), Pearson, and the overlap of the top quarter. The trivial rankings a sceptic
 tries first are scores too: a domain's own weight alpha_d for that domain's metric, the entropy
 of alpha (balanced mixtures do well on average), and the alpha-weighted mean of the experts'
-scores (linear interpolation between the corners). The noise ceiling says how well two real
-runs of the same mixtures with different data orders agree: no proxy can be expected to beat it.
+scores (linear interpolation between the corners); the merge's lead over the best of them
+comes with an interval from resampling the mixtures (`rank_lead`). The noise ceiling says how
+well two real runs of the same mixtures with different data orders agree: no proxy can be
+expected to beat it.
 
 Shapes: N mixtures, K domains.
 """
@@ -21,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from parammix_core import simplex
+from parammix_core.rank_lead import trivial_lead
 
 TOP_FRACTION = 0.25
 
@@ -356,6 +359,10 @@ def analyse(
             default=math.nan,
         )
         entry["best_trivial_spearman"] = best
+        defined = {n: b for n, b in baselines.items() if np.ptp(b) > 0}
+        if "merge" in by_kind and defined:
+            merge = sign * by_kind["merge"].loc[keep, column].to_numpy(dtype=float)
+            entry["merge_lead"] = trivial_lead(merge, defined, real)
         if chosen is not None and chosen in keep and keep[0] == 0 and "merge" in by_kind:
             entry["chosen"] = scaled_gain(
                 sign * by_kind["merge"].loc[keep, column].to_numpy(dtype=float),

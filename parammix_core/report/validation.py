@@ -33,17 +33,28 @@ def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
         ceiling = a.get("ceiling", {})
         row["ceiling ρ"] = num(ceiling.get("spearman"))
         row["ceiling 90 %"] = _interval(ceiling)
-        best = num(a.get("best_trivial_spearman"))
-        rho = row["merge ρ"]
-        row["merge beats trivial"] = (
-            "n/a"
-            if not (math.isfinite(rho) and math.isfinite(best))
-            else "yes"
-            if rho > best
-            else "no"
+        lead = a.get("merge_lead")
+        row["lead over trivial [90 %]"] = _lead_interval(lead)
+        row["merge beats trivial"] = _beats_trivial(
+            row["merge ρ"], num(a.get("best_trivial_spearman")), lead
         )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _lead_interval(lead: dict | None) -> str:
+    if not lead:
+        return "n/a"
+    return f"{lead['lead']:+.2f} [{lead['low']:+.2f}, {lead['high']:+.2f}]"
+
+
+def _beats_trivial(rho: float, best: float, lead: dict | None) -> str:
+    """yes only when the lead's interval excludes zero; a point lead inside it is noise."""
+    if not (math.isfinite(rho) and math.isfinite(best)):
+        return "n/a"
+    if rho <= best:
+        return "no"
+    return "yes" if lead is None or lead["low"] > 0 else "within noise"
 
 
 def validation_section(info: dict) -> str:
@@ -57,7 +68,9 @@ def validation_section(info: dict) -> str:
         "τ: Kendall of the proxy against the real runs (higher-is-better orientation); top-25 %: "
         "share of the real top quarter the proxy also puts there; gap: mean merge − mix in the "
         "metric's units. Trivial rankings: own_weight = α of the metric's domain, entropy = "
-        "entropy of α, expert_interpolation = α-weighted mean of the experts' scores. "
+        "entropy of α, expert_interpolation = α-weighted mean of the experts' scores; "
+        "lead over trivial: merge ρ minus the best trivial ρ with its 90 % interval from "
+        "resampling the mixtures (the merge beats trivial only when it excludes zero). "
         "real-scale ρ: the utility of the merge's group scores mapped onto the real runs' "
         "scale, a line per group fitted on the other mixtures. Ceiling: "
         "expected Spearman between two real runs with different data orders (from the reruns)."
@@ -106,6 +119,7 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
     )
     if not (rho > best):
         verdict += f"{emphasis}The merge is no better than a trivial ranking here.{emphasis} "
+    verdict += _lead_sentence(a.get("merge_lead"), a.get("n"), rho > best, emphasis)
     if math.isfinite(ceiling) and rho < ceiling - 0.05:
         verdict += "It stays more than 0.05 below the noise ceiling. "
     low, high = num(ceiling_info.get("spearman_low")), num(ceiling_info.get("spearman_high"))
@@ -124,6 +138,26 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
     if "chosen" in a:
         verdict += _chosen_check(a["chosen"])
     return verdict.strip()
+
+
+def _lead_sentence(lead: dict | None, n: int | None, ahead: bool, emphasis: str) -> str:
+    """Whether the merge's lead over the best trivial ranking survives resampling the mixtures."""
+    if not lead or not math.isfinite(lead["low"]):
+        return ""
+    said = (
+        f"Its lead over the best trivial ranking is {_lead_interval(lead)} "
+        f"({lead['level'] * 100:.0f} % interval, resampling the {n} mixtures): "
+    )
+    if lead["low"] > 0:
+        return said + "more than which mixtures were drawn. "
+    if lead["high"] < 0:
+        return said + "a trivial ranking does better beyond which mixtures were drawn. "
+    return said + (
+        f"{emphasis}on these mixtures the merge is not distinguishable from a trivial "
+        f"ranking{emphasis}; more validation mixtures (`validation.n_mixtures`) would tell. "
+        if ahead
+        else "the trivial ranking's lead is within it too. "
+    )
 
 
 def _chosen_check(c: dict) -> str:
