@@ -224,13 +224,17 @@ def run_searches(
     store: Path, seed: int, budgets: list[int], strategies: list[str], earlier: dict[str, dict]
 ) -> list[dict]:
     """The named searches of every budget, each printed as a JSON line when done, beside the
-    `earlier` ones (by `strategy@budget`) they do not replace."""
+    `earlier` ones (by `strategy@budget`) they do not replace. Real runs alone go last: its
+    initial design trains uniform at the experiment's seed, the validation's first run, which
+    a later multi-fidelity search in the store would join as a free observation; merges alone
+    go after the multi-fidelity search whose merge cost they are bought at."""
     from prefect.testing.utilities import prefect_test_harness
 
     searches = dict(earlier)
+    order = sorted(strategies, key=lambda s: {"merges": 1, "real": 2}.get(s, 0))
     with prefect_test_harness(server_startup_timeout=180):
-        for budget in budgets:
-            for strategy in strategies:
+        for strategy in order:
+            for budget in budgets:
                 merges = merges_bought(searches, budget) if strategy == "merges" else None
                 found = search(store, seed, strategy, budget, merges)
                 searches[f"{strategy}@{budget}"] = found
