@@ -135,6 +135,8 @@ class MultiFidelitySettings(Strict):
     is the GP's best mixture at the highest fidelity."""
 
     LOOP: ClassVar[frozenset[str]] = frozenset({"budget", "per_round", "max_rounds", "fidelities"})
+    # settings of the choice alone: the rounds' proposals do not depend on them
+    CHOICE: ClassVar[frozenset[str]] = frozenset({"choice", "held_out_folds", "shuffles"})
 
     fidelities: list[Literal["merge", "run", "long"]] = Field(
         ["merge", "run"],
@@ -169,6 +171,12 @@ class MultiFidelitySettings(Strict):
     )
     num_restarts: Count(1000) = 8
     raw_samples: Count(100_000) = 256
+    choice: Literal["lower_bound", "mean"] = Field(
+        "lower_bound",
+        description="How the GP picks the mixture at the highest fidelity: the best lower end "
+        "of its search.interval.level interval (where runs were measured, not a corner the GP "
+        "extrapolates to from a few runs), or the best posterior mean.",
+    )
     held_out_folds: Count(1000, lo=2) = Field(
         5,
         description="Groups of the highest fidelity's runs the choice's GP predicts held out, "

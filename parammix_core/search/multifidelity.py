@@ -21,9 +21,12 @@ again (merges and runs are deterministic for a mixture and seed, so a repeat wou
 hit that tells nothing), and when every level's best is such a repeat a random merge explores.
 Given what is left of the budget, a level whose cost exceeds it is not proposed (the cheapest
 always may be), so a search stops near its budget rather than a round of long runs past it.
-The choice is the argmax of the posterior mean at the highest fidelity: what a real run is
-predicted to score, not what a merge scores; its gain over a baseline comes with the joint
-posterior's standard deviation, so the choice says how sure it is.
+The choice is the argmax of the posterior at the highest fidelity: what a real run is
+predicted to score, not what a merge scores; by the lower end of its central `level` interval
+(`choice="lower_bound"`, the default), which keeps the choice where runs were measured rather
+than in a corner the GP extrapolates to from a few runs, or by its mean (`"mean"`). Its gain
+over a baseline comes with the joint posterior's standard deviation, so the choice says how
+sure it is.
 """
 
 from __future__ import annotations
@@ -39,8 +42,11 @@ from botorch.acquisition import (
     LogExpectedImprovement,
     PosteriorMean,
 )
+from botorch.acquisition.analytic import AnalyticAcquisitionFunction
 from botorch.models import SingleTaskGP
 from botorch.optim import optimize_acqf
+from botorch.utils.transforms import t_batch_mode_transform
+from scipy.stats import norm
 
 from parammix_core.search.base import History, Strategy, project
 from parammix_core.search.bayes import DTYPE
@@ -66,6 +72,19 @@ class TargetChoice:
     alpha: np.ndarray  # (K,)
     mean: float  # posterior mean of the utility at the highest fidelity
     std: float  # its posterior standard deviation
+
+
+class LowerBound(AnalyticAcquisitionFunction):
+    """Posterior mean minus z standard deviations: the lower end of a central interval."""
+
+    def __init__(self, model: SingleTaskGP, z: float):
+        super().__init__(model=model)
+        self.z = z
+
+    @t_batch_mode_transform(expected_q=1)
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        mean, sigma = self._mean_and_sigma(X)
+        return (mean - self.z * sigma).squeeze(-1)
 
 
 def decayed_exponent(cost_exponent: float, exponent_decay: float, iteration: int) -> float:
@@ -107,8 +126,16 @@ class MultiFidelityStrategy(Strategy):
         raw_samples: int = 256,
         held_out_folds: int = 5,
         shuffles: int = 19,
+        choice: str = "lower_bound",
+        level: float = 0.9,
     ):
         super().__init__(k, lo, hi, seed)
+        if choice not in ("mean", "lower_bound") or not 0 < level < 1:
+            raise SearchError(
+                "multifidelity: choice must be mean or lower_bound and 0 < level < 1; got "
+                f"{choice!r}, {level}"
+            )
+        self.choice, self.level = choice, level
         self.levels = np.asarray(levels, dtype=float)
         if self.levels.ndim != 1 or len(self.levels) < 1:
             raise SearchError(f"multifidelity: need at least one level; got {levels}")
@@ -213,12 +240,18 @@ class MultiFidelityStrategy(Strategy):
         return costs
 
     def choose(self, history: History) -> TargetChoice:
-        """The argmax over the bounded simplex of the posterior mean at the highest level."""
+        """The argmax over the bounded simplex, at the highest level, of the posterior mean
+        or of the lower end of its central `level` interval (`choice`)."""
         if history.n < 2:
             raise SearchError(f"multifidelity: choosing needs at least 2 rows; got {history.n}")
         top = float(self.levels[-1])
         model, seed = self._fit(history), self._rng_seed(history)
-        acq = FixedFeatureAcquisitionFunction(PosteriorMean(model), self.k + 1, [self.k], [top])
+        target = (
+            PosteriorMean(model)
+            if self.choice == "mean"
+            else LowerBound(model, float(norm.ppf((1 + self.level) / 2)))
+        )
+        acq = FixedFeatureAcquisitionFunction(target, self.k + 1, [self.k], [top])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # botorch may draw from torch's global RNG
             cand, _ = self._maximise(acq, seed, extra_starts=history.x)

@@ -60,8 +60,12 @@ def choose(
     seen, rows = history(exp, store, evals)
     lo, hi = search_bounds(exp.domains, exp.search.bounds)
     cfg = exp.search.strategies.multifidelity
-    settings = cfg.model_dump(include={"num_restarts", "raw_samples", "held_out_folds", "shuffles"})
-    gp = MultiFidelityStrategy(len(exp.domains), lo, hi, exp.seed, levels(exp), **settings)
+    settings = cfg.model_dump(
+        include={"num_restarts", "raw_samples", "held_out_folds", "shuffles", "choice"}
+    )
+    gp = MultiFidelityStrategy(
+        len(exp.domains), lo, hi, exp.seed, levels(exp), level=exp.search.interval.level, **settings
+    )
     best = gp.choose(seen)
     baselines = baseline_mixtures(exp, store.load_json(data, "stats.json"))
     intervals, checked = _intervals(exp, gp, seen, best.alpha, baselines, progress)

@@ -164,7 +164,9 @@ def round_ref(
 ) -> ArtifactRef:
     cfg = exp.search
     spec = {
-        "settings": dump_config(cfg.strategies.multifidelity),
+        "settings": cfg.strategies.multifidelity.model_dump(
+            mode="json", exclude=set(cfg.strategies.multifidelity.CHOICE)
+        ),
         "bounds": {d: dump_config(b) for d, b in cfg.bounds.items()},
         "groups": exp.evaluation.groups,
         "group_weights": cfg.group_weights,

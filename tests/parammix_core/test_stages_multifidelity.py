@@ -177,6 +177,24 @@ def test_a_choice_among_runs_that_do_not_differ_says_so(tmp_path: Path, monkeypa
     ), choice.verdict
 
 
+def test_the_choice_rule_changes_the_choice_and_no_round(tmp_path: Path):
+    """A rerun with choice: mean reuses every round and evaluation, and chooses anew."""
+    exp = micro(tmp_path / "s")  # choice: lower_bound, the default
+    mean = micro(tmp_path / "s", "search.strategies.multifidelity.choice=mean")
+    experts = [ArtifactRef.for_spec("expert", d, {"d": d}) for d in exp.domains]
+    evals = [ArtifactRef.for_spec("evals", "fake", {"n": 1})]
+    data = ArtifactRef.for_spec("data", "fake", {})
+    assert exp.search.strategies.multifidelity.choice == "lower_bound"
+    assert mf.round_ref(exp, 2, evals, [], [], experts) == mf.round_ref(
+        mean, 2, evals, [], [], experts
+    )
+    assert fc.choice_ref(exp, data, evals) != fc.choice_ref(mean, data, evals)
+    tighter = micro(tmp_path / "s", "search.strategies.multifidelity.per_round=3")
+    assert mf.round_ref(exp, 2, evals, [], [], experts) != mf.round_ref(
+        tighter, 2, evals, [], [], experts
+    )
+
+
 def late_round(tmp_path: Path, *overrides: str) -> tuple[Experiment, Store, ArtifactRef]:
     """Round 5 (exponent 1e-5: a real run costs the acquisition almost nothing) after 9 merges
     of 1 s, with two joined runs of 100 s and experts of 100 s."""

@@ -37,18 +37,21 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_the_choice_follows_the_expensive_fidelitys_peak():
     h = two_fidelities(24, 12, run_cost=None)
-    choice = get_strategy("multifidelity", k=3, seed=0, **FAST).choose(h)
+    choice = get_strategy("multifidelity", k=3, seed=0, choice="mean", **FAST).choose(h)
     assert distance(choice.alpha, REAL_PEAK) < 0.2, choice
+    # the default, the lower bound, stops short of the peak where the runs thin out
+    cautious = get_strategy("multifidelity", k=3, seed=0, **FAST).choose(h)
+    assert distance(cautious.alpha, REAL_PEAK) < 0.3 and distance(cautious.alpha, MERGE_PEAK) > 0.6
     assert distance(choice.alpha, MERGE_PEAK) > 0.6
     np.testing.assert_allclose(choice.alpha.sum(), 1.0, atol=1e-9)
     assert choice.mean == pytest.approx(real(choice.alpha)[0], abs=0.05)  # the run, not 0.1
     assert choice.std > 0
     # the merges alone point to their own peak; the real runs alone choose worse than both
     merges = History(h.x[:24], h.y[:24], None, np.ones(24))
-    merges_only = get_strategy("multifidelity", k=3, seed=0, **FAST).choose(merges)
+    merges_only = get_strategy("multifidelity", k=3, seed=0, choice="mean", **FAST).choose(merges)
     assert distance(merges_only.alpha, MERGE_PEAK) < 0.05
     runs = History(h.x[24:], h.y[24:], None, np.ones(12))
-    runs_only = get_strategy("multifidelity", k=3, seed=0, **FAST).choose(runs)
+    runs_only = get_strategy("multifidelity", k=3, seed=0, choice="mean", **FAST).choose(runs)
     assert distance(choice.alpha, REAL_PEAK) < distance(runs_only.alpha, REAL_PEAK)
 
 
@@ -149,6 +152,25 @@ def test_one_level_is_plain_bo_at_that_level():
     assert distance(s.choose(runs).alpha, REAL_PEAK) < 0.2
 
 
+def test_the_lower_bound_choice_stays_where_runs_were_measured():
+    """Six runs near the centre, the utility rising with alpha_0: the posterior mean climbs
+    past the runs into the extrapolated corner; its lower bound stops nearer the runs."""
+    rng = np.random.default_rng(0)
+    x = rng.dirichlet(np.full(3, 8.0), 6)
+    runs = History(x, x[:, 0] + rng.normal(0, 0.01, 6), None, np.ones(6))
+    mean = get_strategy("multifidelity", k=3, seed=0, levels=(1.0,), choice="mean", **FAST).choose(
+        runs
+    )
+    low = get_strategy(
+        "multifidelity", k=3, seed=0, levels=(1.0,), choice="lower_bound", **FAST
+    ).choose(runs)
+    assert mean.alpha[0] > x[:, 0].max() + 0.05  # past every run
+    assert low.alpha[0] < mean.alpha[0] - 0.03 and low.std < mean.std
+    z = 1.6448536269514722  # the 95th percentile: the lower end of the central 90 %
+    assert low.mean - z * low.std > mean.mean - z * mean.std  # what it maximises
+    np.testing.assert_allclose(low.alpha.sum(), 1.0, atol=1e-9)
+
+
 def test_the_cost_exponent_decays_over_iterations():
     assert decayed_exponent(2.0, 0.5, 0) == 2.0
     assert decayed_exponent(2.0, 0.5, 3) == pytest.approx(0.25)
@@ -228,6 +250,8 @@ def test_level_costs_are_measured_else_prior():
         ({"prior_costs": (1.0, -2.0)}, "prior_costs must be 2 positive costs"),
         ({"exponent_decay": 0.0}, "0 < exponent_decay <= 1"),
         ({"n_init": 1}, "need n_init >= 2"),
+        ({"choice": "median"}, "choice must be mean or lower_bound"),
+        ({"level": 1.0}, "0 < level < 1"),
     ],
 )
 def test_bad_settings_fail_with_the_setting(settings, message):
