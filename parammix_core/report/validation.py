@@ -43,9 +43,11 @@ def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
 
 
 def _lead_interval(lead: dict | None) -> str:
-    if not lead:
+    """`+0.15 [-0.06, +0.22]`, or n/a where a ranking was undefined (a constant score)."""
+    values = [num((lead or {}).get(k)) for k in ("lead", "low", "high")]
+    if not all(math.isfinite(v) for v in values):
         return "n/a"
-    return f"{lead['lead']:+.2f} [{lead['low']:+.2f}, {lead['high']:+.2f}]"
+    return "{:+.2f} [{:+.2f}, {:+.2f}]".format(*values)
 
 
 def _beats_trivial(rho: float, best: float, lead: dict | None) -> str:
@@ -54,7 +56,8 @@ def _beats_trivial(rho: float, best: float, lead: dict | None) -> str:
         return "n/a"
     if rho <= best:
         return "no"
-    return "yes" if lead is None or lead["low"] > 0 else "within noise"
+    low = num((lead or {}).get("low"))
+    return "yes" if not math.isfinite(low) or low > 0 else "within noise"
 
 
 def validation_section(info: dict) -> str:
@@ -142,7 +145,7 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
 
 def _lead_sentence(lead: dict | None, n: int | None, ahead: bool, emphasis: str) -> str:
     """Whether the merge's lead over the best trivial ranking survives resampling the mixtures."""
-    if not lead or not math.isfinite(lead["low"]):
+    if _lead_interval(lead) == "n/a":
         return ""
     said = (
         f"Its lead over the best trivial ranking is {_lead_interval(lead)} "

@@ -249,6 +249,10 @@ def test_the_verdict_says_whether_the_merges_lead_survives_resampling_the_mixtur
         {"analysis": analysis}
     )
     assert report.validation_table(analysis)["merge beats trivial"].tolist() == ["no"]
+    # a ranking undefined in every resample (constant scores) is stored as null: no interval
+    analysis["utility"]["merge_lead"] = {"lead": None, "low": None, "high": None, "level": 0.9}
+    assert "Its lead" not in report.validation_verdict({"analysis": analysis})
+    assert report.validation_table(analysis)["lead over trivial [90 %]"].tolist() == ["n/a"]
 
 
 def test_analyse_adds_utility_over_groups():
