@@ -186,7 +186,14 @@ def _run(
     errors: list[dict[str, Any]] = []
     tail: deque[str] = deque(maxlen=STDERR_TAIL)
     proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",  # a stray byte must not stop the reading: the error is in there
+        env=env,
+        bufsize=1,
     )
 
     def read_stderr() -> None:
@@ -194,8 +201,11 @@ def _run(
         for raw in proc.stderr:
             line = raw.rstrip("\n")
             if line.startswith(ERROR_PREFIX):
-                errors.append(json.loads(line.removeprefix(ERROR_PREFIX)))
-                continue
+                try:
+                    errors.append(json.loads(line.removeprefix(ERROR_PREFIX)))
+                    continue
+                except json.JSONDecodeError:  # ranks' lines mixed: keep it as text
+                    pass
             tail.append(line)
             log.info("%s: %s", stage, line)
 

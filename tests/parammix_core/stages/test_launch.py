@@ -1,8 +1,10 @@
 """Training stages on several processes: with training.processes > 1 a stage launches itself
 under torchrun (here two CPU processes over gloo) and only rank 0 publishes."""
 
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ import torch
 
 from parammix_core import stages
 from parammix_core.config import ConfigError, Experiment, load_experiment, parse_experiment
-from parammix_core.stages.launch import LaunchError
+from parammix_core.stages import launch
+from parammix_core.stages.launch import ERROR_PREFIX, LaunchError
 from parammix_core.store import ArtifactRef
 from tests.parammix_core.test_stages import refs
 
@@ -123,6 +126,24 @@ def test_failing_processes_name_the_stage_and_publish_nothing(prepared, tmp_path
     assert "\nlast lines of stderr:\n" in message
     assert not store.exists(stages.expert_ref(exp, "sft", missing, base))
     assert [a["stage"] for a in store.artifacts()].count("expert") == 0
+
+
+def test_a_mixed_up_error_line_or_a_stray_byte_loses_no_stderr():
+    """Ranks share one stderr: a rank's error line cut into by another, or a byte that is not
+    UTF-8, stays in the quoted stderr instead of stopping the reading of everything after."""
+    script = (
+        "import sys\n"
+        f'print({ERROR_PREFIX!r} + \'{{"rank": 0, "err\', file=sys.stderr, flush=True)\n'
+        "sys.stderr.buffer.write(b'bad byte \\xff here\\n'); sys.stderr.flush()\n"
+        f'print({ERROR_PREFIX!r} + \'{{"rank": 1, "error": "StoreError: x"}}\', '
+        "file=sys.stderr, flush=True)\n"
+        "print('Traceback: the end', file=sys.stderr)\n"
+        "sys.exit(1)\n"
+    )
+    code, errors, tail = launch._run([sys.executable, "-c", script], dict(os.environ), "t", None)
+    assert code == 1
+    assert errors == [{"rank": 1, "error": "StoreError: x"}]
+    assert tail == [ERROR_PREFIX + '{"rank": 0, "err', "bad byte \ufffd here", "Traceback: the end"]
 
 
 def refused(data: dict) -> str:
