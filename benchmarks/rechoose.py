@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from fidelity_tables import mean_of
 
 ROOT = Path(__file__).resolve().parents[1]
 Z90 = 1.6448536269514722  # the lower end of a central 90 % interval
@@ -193,11 +194,11 @@ def summarise(out: Path, folder: Path) -> None:
         new = json.loads(path.read_text())
         seed = new["seed"]
         old = json.loads((folder / f"seed-{seed}.json").read_text())["graded"]
-        uniform = mean_utility(old["uniform"])
+        uniform = mean_of(old["uniform"])["utility"]
         for name, row in new["choices"].items():
-            ran = mean_utility(old[name]) - uniform
+            ran = mean_of(old[name])["utility"] - uniform
             graded = new["graded"].get(f"{name}-{other(row['ran'])}")
-            rechosen = ran if graded is None else mean_utility(graded) - uniform
+            rechosen = ran if graded is None else mean_of(graded)["utility"] - uniform
             gains[row["ran"]].setdefault(name, {})[seed] = ran
             gains[other(row["ran"])].setdefault(name, {})[seed] = rechosen
             before, after = gains["mean"][name][seed], gains["lower_bound"][name][seed]
@@ -227,10 +228,6 @@ def summarise(out: Path, folder: Path) -> None:
                 f"{statistics.stdev(d):.4f} over {len(d)} seeds, paired t {t:+.1f}, "
                 f"ahead on {sum(x > 0 for x in d)}"
             )
-
-
-def mean_utility(graded: dict) -> float:
-    return statistics.mean(run["utility"] for run in graded["runs"])
 
 
 def main() -> None:

@@ -218,43 +218,6 @@ def test_analyse_gives_the_merges_lead_over_the_best_trivial_ranking_with_its_in
     assert b["low"] <= b["lead"] <= b["high"] and a["level"] == 0.9
 
 
-def test_the_verdict_says_whether_the_merges_lead_survives_resampling_the_mixtures():
-    analysis = {
-        "utility": {
-            "n": 13,
-            "proxy": {"merge": {"spearman": 0.8}},
-            "best_trivial_spearman": 0.6,
-            "ceiling": {"spearman": 0.82},
-            "baselines": {"entropy": {"spearman": 0.6}},
-            "merge_lead": {"lead": 0.2, "low": -0.1, "high": 0.5, "level": 0.9},
-        }
-    }
-    text = report.validation_verdict({"analysis": analysis}, emphasis="")
-    assert (
-        "Its lead over the best trivial ranking is +0.20 [-0.10, +0.50] (90 % interval, "
-        "resampling the 13 mixtures): on these mixtures the merge is not distinguishable from "
-        "a trivial ranking; more validation mixtures (`validation.n_mixtures`) would tell."
-    ) in text
-    assert report.validation_table(analysis)["merge beats trivial"].tolist() == ["within noise"]
-    analysis["utility"]["merge_lead"].update(low=0.05)
-    assert "+0.20 [+0.05, +0.50] (90 % interval, resampling the 13 mixtures): more than which" in (
-        report.validation_verdict({"analysis": analysis})
-    )
-    table = report.validation_table(analysis)
-    assert table["merge beats trivial"].tolist() == ["yes"]
-    assert table["lead over trivial [90 %]"].tolist() == ["+0.20 [+0.05, +0.50]"]
-    analysis["utility"].update(best_trivial_spearman=0.9)
-    analysis["utility"]["merge_lead"].update(lead=-0.1, low=-0.4, high=-0.02)
-    assert "a trivial ranking does better beyond" in report.validation_verdict(
-        {"analysis": analysis}
-    )
-    assert report.validation_table(analysis)["merge beats trivial"].tolist() == ["no"]
-    # a ranking undefined in every resample (constant scores) is stored as null: no interval
-    analysis["utility"]["merge_lead"] = {"lead": None, "low": None, "high": None, "level": 0.9}
-    assert "Its lead" not in report.validation_verdict({"analysis": analysis})
-    assert report.validation_table(analysis)["lead over trivial [90 %]"].tolist() == ["n/a"]
-
-
 def test_analyse_adds_utility_over_groups():
     rows = _rows()
     rows["group.g"] = -rows["loss.a"]

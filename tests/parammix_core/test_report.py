@@ -14,6 +14,8 @@ from parammix_core.report import (
     markdown_table,
     run_summary,
     summary_lines,
+    validation_table,
+    validation_verdict,
     write_report,
 )
 from parammix_core.search import choose_mixture
@@ -341,3 +343,38 @@ def test_noise_section_with_groups_that_have_no_paired_noise():
         if line.startswith("| ") and not line.startswith(("| group", "| ---"))
     }
     assert rows == {"math": "- (no spread, no noise)", "code": "inf", "knowledge": "3.0"}
+
+
+def test_the_verdict_says_whether_the_merges_lead_survives_resampling_the_mixtures():
+    analysis = {
+        "utility": {
+            "n": 13,
+            "proxy": {"merge": {"spearman": 0.8}},
+            "best_trivial_spearman": 0.6,
+            "ceiling": {"spearman": 0.82},
+            "baselines": {"entropy": {"spearman": 0.6}},
+            "merge_lead": {"lead": 0.2, "low": -0.1, "high": 0.5, "level": 0.9},
+        }
+    }
+    text = validation_verdict({"analysis": analysis}, emphasis="")
+    assert (
+        "Its lead over the best trivial ranking is +0.20 [-0.10, +0.50] (90 % interval, "
+        "resampling the 13 mixtures): on these mixtures the merge is not distinguishable from "
+        "a trivial ranking; more validation mixtures (`validation.n_mixtures`) would tell."
+    ) in text
+    assert validation_table(analysis)["merge beats trivial"].tolist() == ["within noise"]
+    analysis["utility"]["merge_lead"].update(low=0.05)
+    assert "+0.20 [+0.05, +0.50] (90 % interval, resampling the 13 mixtures): more than which" in (
+        validation_verdict({"analysis": analysis})
+    )
+    table = validation_table(analysis)
+    assert table["merge beats trivial"].tolist() == ["yes"]
+    assert table["lead over trivial [90 %]"].tolist() == ["+0.20 [+0.05, +0.50]"]
+    analysis["utility"].update(best_trivial_spearman=0.9)
+    analysis["utility"]["merge_lead"].update(lead=-0.1, low=-0.4, high=-0.02)
+    assert "a trivial ranking does better beyond" in validation_verdict({"analysis": analysis})
+    assert validation_table(analysis)["merge beats trivial"].tolist() == ["no"]
+    # a ranking undefined in every resample (constant scores) is stored as null: no interval
+    analysis["utility"]["merge_lead"] = {"lead": None, "low": None, "high": None, "level": 0.9}
+    assert "Its lead" not in validation_verdict({"analysis": analysis})
+    assert validation_table(analysis)["lead over trivial [90 %]"].tolist() == ["n/a"]
