@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from parammix_core import ranking, stages  # noqa: E402
 from parammix_core.config import Experiment, apply_overrides  # noqa: E402
 from parammix_core.stages import validate  # noqa: E402
+from parammix_core.stages.mixed import train_mixed  # noqa: E402
 from parammix_core.store import ArtifactRef, Store  # noqa: E402
 
 
@@ -125,7 +126,7 @@ def sweep(args) -> list[dict]:
         stored = stored_runs(store) if args.reuse_upstream else {}
         runs = [
             stored.get(run_key(mixtures[i], seed))
-            or validate.train_mixed(exp, store, mixtures[i], seed, data, base)
+            or train_mixed(exp, store, mixtures[i], seed, data, base)
             for i, seed in plan
         ]
         print(f"{metric}: {len(runs)} real runs ready", flush=True)

@@ -32,6 +32,7 @@ from safetensors.torch import load_file
 from parammix_core import ranking, stages
 from parammix_core.config import Experiment
 from parammix_core.stages import validate
+from parammix_core.stages.mixed import mixed_ref, train_mixed
 
 # Points without a base length of their own (base1800/3600, wide1800) start from SWEEP_BASE, the
 # 600-step base pre-training the embedded default had when the sweep ran; base1800 ranked best
@@ -114,7 +115,7 @@ def run_point(name: str, store_url: str) -> dict:
     )
     mixtures = validate.validation_mixtures(exp)
     plan = validate.run_plan(exp, len(mixtures))
-    runs = [validate.train_mixed(exp, store, mixtures[i], s, data, base) for i, s in plan]
+    runs = [train_mixed(exp, store, mixtures[i], s, data, base) for i, s in plan]
     ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts, probe)
     info = validate.load_validation(store, ref)
     out = {"point": name, "seconds": time.perf_counter() - start, "analysis": info["analysis"]}
@@ -205,7 +206,7 @@ def correction(name: str, store_url: str) -> dict:
     experts = [stages.train_expert(exp, store, d, data, base) for d in exp.domains]
     mixtures = validate.validation_mixtures(exp)
     plan = validate.run_plan(exp, len(mixtures))
-    runs = [validate.mixed_ref(exp, mixtures[i], s, data, base) for i, s in plan]
+    runs = [mixed_ref(exp, mixtures[i], s, data, base) for i, s in plan]
     ref = validate.validation_ref(exp, mixtures, runs, data, base, experts, None)
     table = store.load_parquet(ref, "rows.parquet")
     table["mean_loss"] = table[[f"loss.{d}" for d in exp.domains]].mean(axis=1)
