@@ -1,11 +1,13 @@
 """The interference probe: why a merge of experts differs from training on the mixed data.
 
-Second-order expansion of T steps of gradient descent with step eta from the base theta_0
+Second-order expansion of T steps of gradient descent with steps eta_t from the base theta_0
 (see DESIGN.md, "The second-order analysis"), with g_k and H_k the gradient and Hessian of
 domain k's loss at theta_0 and sum_k a_k = 1:
 
     Delta(a) = theta_mix - theta_merge(a) ~ s * sum_{k,j} a_k a_j v_kj,
-    v_kj = H_k g_j - H_k g_k,    s = step_scale(eta, T) = eta^2 T (T-1) / 2.
+    v_kj = H_k g_j - H_k g_k,    s = step_scale(eta) = sum_{s<t} eta_s eta_t
+
+(eta^2 T (T-1) / 2 for a constant step).
 
 So the K^2 HVPs H_k g_j decide everything: once they are stored, ||Delta(a)|| of any mixture is
 a quadratic form in vec(a a^T) with the Gram matrix of the v_kj (O(K^4) per mixture), and

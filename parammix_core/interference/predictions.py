@@ -12,11 +12,14 @@ from torch import Tensor
 from parammix_core.interference.probing import ProbeError
 
 
-def step_scale(lr: float, steps: int) -> float:
-    """eta^2 T (T-1) / 2: the coefficient of the second-order term after T steps of size eta."""
-    if lr <= 0 or steps < 1:
-        raise ProbeError(f"step_scale needs lr > 0 and steps >= 1, got lr={lr}, steps={steps}")
-    return lr * lr * steps * (steps - 1) / 2
+def step_scale(lrs: Sequence[float]) -> float:
+    """sum_{s<t} eta_s eta_t = ((sum eta)^2 - sum eta^2) / 2: the coefficient of the
+    second-order term after steps of sizes `lrs` (eta^2 T (T-1) / 2 when they are all eta), so
+    a warm-up or a decaying schedule counts as run."""
+    etas = np.asarray(lrs, dtype=np.float64)
+    if etas.ndim != 1 or etas.size < 1 or (etas <= 0).any():
+        raise ProbeError(f"step_scale needs one or more learning rates > 0, got {list(lrs)}")
+    return float((etas.sum() ** 2 - (etas**2).sum()) / 2)
 
 
 def outer_weights(alphas: np.ndarray | Tensor, k: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from parammix_core.probe_shards import ProbeShards, probe_to_shards
 from parammix_core.stages.common import Progress, check_experts_fit, dump_config
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
-from parammix_core.train import sample_batch
+from parammix_core.train import lr_at, sample_batch
 
 
 def probe_ref(
@@ -74,10 +74,11 @@ def interference_probe(
     del base_state
     cosines = gram_cosines(sum(grams.values()))
     curvature = summary.relative_curvature()
+    expert = exp.training.expert
     info = {
         "domains": exp.domains,
         "method": shards.method,
-        "step_scale": step_scale(exp.training.expert.lr, exp.training.expert.steps),
+        "step_scale": step_scale([lr_at(t, expert) for t in range(expert.steps)]),
         "relative_curvature": np.asarray(curvature).tolist(),
         "task_vector_cosines": np.asarray(cosines).tolist(),
         "per_layer_cosines": {k: gram_cosines(v).tolist() for k, v in grams.items()},

@@ -147,8 +147,9 @@ def probe_section(
             markdown_table(cosines),
             "![interference](interference.png)",
             "Predicted distance between the merge and a model trained on the mixture, "
-            f"||Delta(alpha)|| = eta^2 T(T-1)/2 ||sum_kj a_k a_j (H_k g_j - H_k g_k)|| with "
-            f"eta^2 T(T-1)/2 = {info['step_scale']:.4g} (the experts' learning rate and steps). "
+            f"||Delta(alpha)|| = s ||sum_kj a_k a_j (H_k g_j - H_k g_k)|| with "
+            f"s = sum_(s<t) eta_s eta_t = {info['step_scale']:.4g} (the experts' learning rates, "
+            "step by step). "
             "Mixtures where the proxy is expected to be least faithful:",
             markdown_table(worst[shown]),
             "![predicted discrepancy](discrepancy.png)",
