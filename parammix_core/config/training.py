@@ -22,7 +22,10 @@ class TrainConfig(Strict):
     lr: PositiveFloat = 2e-3
     warmup_steps: Count(10**8, lo=0) = 10
     schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="LR after warm-up; constant keeps experts mergeable."
+        "constant",
+        description="LR after warm-up: constant, or cosine down to min_lr_ratio * lr at the "
+        "last step (the embedded default's experts: it halves the run-to-run noise of real runs "
+        "at their budget, benchmarks/RESULTS.md).",
     )
     min_lr_ratio: UnitFloat = Field(0.1, description="Cosine floor as a fraction of lr.")
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
@@ -73,8 +76,9 @@ class TrainingConfig(Strict):
         "checkpoint).",
     )
     expert: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(steps=120, lr=1e-3, warmup_steps=10),
-        description="Short-horizon training of each domain expert from the base.",
+        default_factory=lambda: TrainConfig(steps=120, lr=1e-3, warmup_steps=10, schedule="cosine"),
+        description="Short-horizon training of each domain expert from the base (and of the "
+        "real mixed runs a merge stands in for: the same hyper-parameters and schedule).",
     )
     # system: how runs execute (the same for base, experts, mixed and final runs)
     engine: Literal["plain", "deepspeed"] = Field(
