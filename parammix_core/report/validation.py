@@ -90,7 +90,7 @@ def validation_section(info: dict) -> str:
         lines.append(
             "Second-order correction: the measured merge-vs-mix parameter gaps projected on the "
             f"probe's predicted direction give an effective step scale {fit['scale']:.3g} "
-            f"({fit['scale_over_theory']:.3g} × the plain-gradient-descent η²T(T−1)/2 = "
+            f"({fit['scale_over_theory']:.3g} × the plain-gradient-descent Σ_(s<t) η_s η_t = "
             f"{fit['theory_scale']:.3g}); mean cosine of measured and predicted gap "
             f"{fit['cosine_mean']:.2f}, share of the gap explained {fit['explained']:.2f}, "
             f"Spearman of predicted vs measured ||Δ|| {num(fit['norm_spearman']):.2f}. The merge "

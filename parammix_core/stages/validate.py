@@ -9,10 +9,10 @@ the same evaluator and compares the rankings (`parammix_core.ranking`).
 When the interference probe ran, the stage also measures what the second-order analysis
 predicts: the merge-vs-mix parameter gap theta_mix - theta_merge(alpha) of every run against the
 predicted direction d(alpha) = sum_kj a_k a_j v_kj. One effective step scale s is fitted by least
-squares, s = sum <gap, d> / sum <d, d> (for Adam, eta^2 T(T-1)/2 of plain gradient descent is
-only an order of magnitude), and the merges corrected by s d(alpha) are scored too, each with s
-fitted on the *other* mixtures (leave-one-out), so the corrected proxy is never fitted on the
-mixture it ranks.
+squares, s = sum <gap, d> / sum <d, d> (for Adam, sum_{s<t} eta_s eta_t of plain gradient
+descent is only an order of magnitude), and the merges corrected by s d(alpha) are scored too,
+each with s fitted on the *other* mixtures (leave-one-out), so the corrected proxy is never
+fitted on the mixture it ranks.
 """
 
 from __future__ import annotations
