@@ -29,8 +29,8 @@ from parammix_core.data import load_prepared
 from parammix_core.model import load_model
 from parammix_core.search import strategy_from_config
 from parammix_core.stages.evaluate import make_evaluator
+from parammix_core.stages.mixed import train_mixed
 from parammix_core.stages.search_inputs import strategy_inputs
-from parammix_core.stages.validate import train_mixed
 
 ROOT = Path(__file__).resolve().parents[1]
 
