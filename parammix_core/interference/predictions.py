@@ -18,7 +18,11 @@ def step_scale(lrs: Sequence[float]) -> float:
     a warm-up or a decaying schedule counts as run."""
     etas = np.asarray(lrs, dtype=np.float64)
     if etas.ndim != 1 or etas.size < 1 or (etas <= 0).any():
-        raise ProbeError(f"step_scale needs one or more learning rates > 0, got {list(lrs)}")
+        smallest = etas.min() if etas.size else None
+        raise ProbeError(
+            f"step_scale needs one or more learning rates > 0, got {etas.size} "
+            f"(smallest {smallest})"
+        )
     return float((etas.sum() ** 2 - (etas**2).sum()) / 2)
 
 
