@@ -1,17 +1,20 @@
-"""Does the experts' learning-rate schedule decide whether real mixed runs separate?
+"""Do the experts' learning-rate schedule and batch sampler decide whether real runs separate?
 
     python benchmarks/expert_schedule.py --store /tmp/sched/store-0 --seed 0
     python benchmarks/expert_schedule.py --store S --seed 8 --schedule constant --schedule cosine
+    python benchmarks/expert_schedule.py --store S --seed 8 --schedule cosine \
+        --sampler iid --sampler blended
 
 The validation's real runs have the experts' budget and hyper-parameters, so the experts'
-schedule is theirs too. For one experiment seed and each schedule named, the embedded default
-(its data, base: built or found in the store) trains the four experts and the validation's 12
-draws (uniform and 11 Dirichlet mixtures, six of them again on another data order) with that
-schedule and scores merges and runs with `validate_proxy`, as a run of the flow does. Per
+schedule and sampler (`training.expert.sampler`) are theirs too. For one experiment seed and
+each schedule and sampler named, the embedded default (its data, base: built or found in the
+store) trains the four experts and the validation's 12 draws (uniform and 11 Dirichlet
+mixtures, six of them again on another data order) with them and scores merges and runs with
+`validate_proxy`, as a run of the flow does. Per
 metric it prints what issue 16 asks of the validation: the rerun ceiling with its 90 %
 interval, the spread over mixtures and the run-to-run noise it comes from, the merge's
 Spearman rho against the real runs, the best trivial ranking, and the merge's lead over it
-with its 90 % interval. Both schedules see the same mixtures, data orders and base.
+with its 90 % interval. Every arm sees the same mixtures, seeds and base.
 """
 
 from __future__ import annotations
@@ -32,9 +35,14 @@ from parammix_core.stages.mixed import train_mixed  # noqa: E402
 N_DRAWS = 12  # the validation's draws; the flow adds the chosen mixture as a 13th
 
 
-def validation_rows(store_url: str, seed: int, schedule: str):
-    """The rows of a validation of the 12 draws, every run trained with `schedule`."""
-    sets = [f"store.url={store_url}", f"seed={seed}", f"training.expert.schedule={schedule}"]
+def validation_rows(store_url: str, seed: int, schedule: str, sampler: str):
+    """The rows of a validation of the 12 draws, every run trained with `schedule`, `sampler`."""
+    sets = [
+        f"store.url={store_url}",
+        f"seed={seed}",
+        f"training.expert.schedule={schedule}",
+        f"training.expert.sampler={sampler}",
+    ]
     exp = apply_overrides(Experiment(), sets, "expert_schedule")
     store = stages.open_store(exp)
     data = stages.prepare_domains(exp, store)
@@ -45,12 +53,12 @@ def validation_rows(store_url: str, seed: int, schedule: str):
     runs = []
     for n, (i, run_seed) in enumerate(plan, 1):
         runs.append(train_mixed(exp, store, mixtures[i], run_seed, data, base))
-        print(f"{schedule}: {n}/{len(plan)} real runs", file=sys.stderr, flush=True)
+        print(f"{schedule}/{sampler}: {n}/{len(plan)} real runs", file=sys.stderr, flush=True)
     ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts)
     return exp, store.load_parquet(ref, "rows.parquet")
 
 
-def table_rows(seed: int, schedule: str, exp: Experiment, rows) -> list[str]:
+def table_rows(seed: int, arm: str, exp: Experiment, rows) -> list[str]:
     rows = rows[rows["mixture"] < N_DRAWS]
     analysis = ranking.analyse(rows, exp.domains, exp.evaluation.tasks)
     out = []
@@ -59,7 +67,7 @@ def table_rows(seed: int, schedule: str, exp: Experiment, rows) -> list[str]:
         c, lead = e["ceiling"], e.get("merge_lead") or {}
         interval = f"[{_signed(lead.get('low'))}, {_signed(lead.get('high'))}]"
         out.append(
-            f"| {seed} | {schedule} | {metric} | {c['spearman']:.2f} [{c['spearman_low']:.2f}, "
+            f"| {seed} | {arm} | {metric} | {c['spearman']:.2f} [{c['spearman_low']:.2f}, "
             f"{c['spearman_high']:.2f}] | {c['spread_sd']:.4f} | {c['noise_sd']:.4f} | "
             f"{e['proxy']['merge']['spearman']:.2f} | {e['best_trivial_spearman']:.2f} | "
             f"{_signed(lead.get('lead'))} {interval} |"
@@ -76,15 +84,19 @@ def main() -> None:
     p.add_argument("--store", required=True, help="store folder or URL (built or reused)")
     p.add_argument("--seed", type=int, default=0, help="the experiment's seed")
     p.add_argument("--schedule", action="append", choices=["constant", "cosine"], help="repeatable")
+    p.add_argument(
+        "--sampler", action="append", choices=["iid", "blended"], help="repeatable; default iid"
+    )
     args = p.parse_args()
     lines = [
-        "| seed | schedule | metric | ceiling [90 %] | spread sd | noise sd | merge rho "
+        "| seed | schedule/sampler | metric | ceiling [90 %] | spread sd | noise sd | merge rho "
         "| best trivial | merge lead [90 %] |",
         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for schedule in args.schedule or ["constant", "cosine"]:
-        exp, rows = validation_rows(args.store, args.seed, schedule)
-        lines += table_rows(args.seed, schedule, exp, rows)
+        for sampler in args.sampler or ["iid"]:
+            exp, rows = validation_rows(args.store, args.seed, schedule, sampler)
+            lines += table_rows(args.seed, f"{schedule}/{sampler}", exp, rows)
     print("\n".join(lines))
 
 

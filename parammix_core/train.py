@@ -42,6 +42,7 @@ import torch
 from safetensors import safe_open
 
 from parammix_core import simplex
+from parammix_core.blending import BlendedSampler
 from parammix_core.config import TrainConfig, TrainingConfig
 from parammix_core.engines import Engine, make_engine, process_device, system_spec
 
@@ -251,11 +252,18 @@ def train(
         if resumed_from is not None:
             engine.load_optimizer(path)
             _restore_rng(path, gen)
+        blended = None
+        if cfg.sampler == "blended":
+            sizes = [b.shape[0] for b in domain_blocks]
+            blended = BlendedSampler(sizes, alpha, seed, start_row=step * cfg.batch_size)
 
         while step < cfg.steps:
             engine.set_lr(lr_at(step, cfg))
             # every process draws the same global batch; an engine trains on its share
-            batch = sample_batch(domain_blocks, probs, cfg.batch_size, gen)  # (B, T)
+            if blended is None:
+                batch = sample_batch(domain_blocks, probs, cfg.batch_size, gen)  # (B, T)
+            else:
+                batch = blended.batch(domain_blocks, cfg.batch_size)  # (B, T)
             losses.append(engine.train_step(batch))
             step += 1
 

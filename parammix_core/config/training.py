@@ -28,6 +28,12 @@ class TrainConfig(Strict):
         "at their budget, benchmarks/RESULTS.md).",
     )
     min_lr_ratio: UnitFloat = Field(0.1, description="Cosine floor as a fraction of lr.")
+    sampler: Literal["iid", "blended"] = Field(
+        "iid",
+        description="How rows are drawn: iid (each row's domain drawn by the mixture, blocks "
+        "with replacement) or blended (every stretch of rows in the mixture's proportions, "
+        "each domain read without replacement; parammix_core/blending.py).",
+    )
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     beta1: UnitFloat = 0.9
     beta2: UnitFloat = 0.95

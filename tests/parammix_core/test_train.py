@@ -86,14 +86,14 @@ def test_training_reduces_loss_on_a_repeated_corpus(tmp_path):
     assert not model.training
 
 
-def test_resume_after_crash_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("sampler", ["iid", "blended"])
+def test_resume_after_crash_is_bit_identical(tmp_path, sampler):
     blocks, weights = corpus(), [0.7, 0.3]
+    cfg = SHORT.model_copy(update={"sampler": sampler})
     reference = pico()
     torch.manual_seed(99)
     rng_before = torch.get_rng_state()
-    full = train(
-        reference, blocks, weights, SHORT, seed=5, checkpoint_dir=tmp_path / "a", device=CPU
-    )
+    full = train(reference, blocks, weights, cfg, seed=5, checkpoint_dir=tmp_path / "a", device=CPU)
     assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is untouched
 
     def crash_at_6(step, total, loss):
@@ -103,13 +103,13 @@ def test_resume_after_crash_is_bit_identical(tmp_path):
 
     run_dir = tmp_path / "b"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(pico(), blocks, weights, SHORT, 5, run_dir, CPU, progress=crash_at_6)
+        train(pico(), blocks, weights, cfg, 5, run_dir, CPU, progress=crash_at_6)
     assert sorted(p.name for p in run_dir.iterdir()) == ["step-0000004"]
     (run_dir / "step-0000009").mkdir()  # a half-written checkpoint: no state.json
     (run_dir / "step-0000009" / "model.safetensors").write_bytes(b"garbage")
 
     resumed_model = pico()
-    resumed = train(resumed_model, blocks, weights, SHORT, 5, run_dir, CPU)
+    resumed = train(resumed_model, blocks, weights, cfg, 5, run_dir, CPU)
     assert resumed.resumed_from == 4
     assert resumed.losses == full.losses
     assert resumed.tokens_seen == full.tokens_seen
@@ -162,3 +162,19 @@ def test_bad_inputs_are_named(tmp_path):
         train(pico(), empty, [0.5, 0.5], SHORT, 0, tmp_path, CPU)
     result = train(pico(), empty, [1.0, 0.0], SHORT, 0, tmp_path, CPU)  # zero weight is fine
     assert result.steps == 10
+
+
+def test_the_sampler_decides_the_batches(tmp_path):
+    losses = {
+        s: train(
+            pico(),
+            corpus(),
+            [0.7, 0.3],
+            SHORT.model_copy(update={"sampler": s}),
+            5,
+            tmp_path / s,
+            CPU,
+        ).losses
+        for s in ("iid", "blended")
+    }
+    assert losses["iid"] != losses["blended"]
