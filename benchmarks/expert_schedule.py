@@ -4,13 +4,16 @@
     python benchmarks/expert_schedule.py --store S --seed 8 --schedule constant --schedule cosine
     python benchmarks/expert_schedule.py --store S --seed 8 --schedule cosine \
         --sampler iid --sampler blended
+    python benchmarks/expert_schedule.py --store S --seed 8 --schedule cosine \
+        --set training.expert.batch_size=32
 
 The validation's real runs have the experts' budget and hyper-parameters, so the experts'
 schedule and sampler (`training.expert.sampler`) are theirs too. For one experiment seed and
 each schedule and sampler named, the embedded default (its data, base: built or found in the
 store) trains the four experts and the validation's 12 draws (uniform and 11 Dirichlet
 mixtures, six of them again on another data order) with them and scores merges and runs with
-`validate_proxy`, as a run of the flow does. Per
+`validate_proxy`, as a run of the flow does; `--set` changes the experiment further for every
+arm (any setting of `parammix run --set`). Per
 metric it prints what issue 16 asks of the validation: the rerun ceiling with its 90 %
 interval, the spread over mixtures and the run-to-run noise it comes from, the merge's
 Spearman rho against the real runs, the best trivial ranking, and the merge's lead over it
@@ -35,13 +38,14 @@ from parammix_core.stages.mixed import train_mixed  # noqa: E402
 N_DRAWS = 12  # the validation's draws; the flow adds the chosen mixture as a 13th
 
 
-def validation_rows(store_url: str, seed: int, schedule: str, sampler: str):
+def validation_rows(store_url: str, seed: int, schedule: str, sampler: str, extra: list[str]):
     """The rows of a validation of the 12 draws, every run trained with `schedule`, `sampler`."""
     sets = [
         f"store.url={store_url}",
         f"seed={seed}",
         f"training.expert.schedule={schedule}",
         f"training.expert.sampler={sampler}",
+        *extra,
     ]
     exp = apply_overrides(Experiment(), sets, "expert_schedule")
     store = stages.open_store(exp)
@@ -87,6 +91,7 @@ def main() -> None:
     p.add_argument(
         "--sampler", action="append", choices=["iid", "blended"], help="repeatable; default iid"
     )
+    p.add_argument("--set", action="append", default=[], help="KEY=VALUE for every arm")
     args = p.parse_args()
     lines = [
         "| seed | schedule/sampler | metric | ceiling [90 %] | spread sd | noise sd | merge rho "
@@ -95,8 +100,9 @@ def main() -> None:
     ]
     for schedule in args.schedule or ["constant", "cosine"]:
         for sampler in args.sampler or ["iid"]:
-            exp, rows = validation_rows(args.store, args.seed, schedule, sampler)
-            lines += table_rows(args.seed, f"{schedule}/{sampler}", exp, rows)
+            exp, rows = validation_rows(args.store, args.seed, schedule, sampler, args.set)
+            arm = " ".join([f"{schedule}/{sampler}", *args.set])
+            lines += table_rows(args.seed, arm, exp, rows)
     print("\n".join(lines))
 
 

@@ -32,7 +32,9 @@ class TrainConfig(Strict):
         "iid",
         description="How rows are drawn: iid (each row's domain drawn by the mixture, blocks "
         "with replacement) or blended (every stretch of rows in the mixture's proportions, "
-        "each domain read without replacement; parammix_core/blending.py).",
+        "each domain read without replacement, as Megatron-style pipelines blend; "
+        "parammix_core/blending.py). On the embedded default blended did not lower the real "
+        "runs' noise on the benchmark utility (benchmarks/RESULTS.md).",
     )
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     beta1: UnitFloat = 0.9
