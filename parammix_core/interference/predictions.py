@@ -15,12 +15,12 @@ from parammix_core.interference.probing import ProbeError
 def step_scale(lrs: Sequence[float]) -> float:
     """sum_{s<t} eta_s eta_t = ((sum eta)^2 - sum eta^2) / 2: the coefficient of the
     second-order term after steps of sizes `lrs` (eta^2 T (T-1) / 2 when they are all eta), so
-    a warm-up or a decaying schedule counts as run."""
+    a warm-up or a decaying schedule counts as run (a cosine to zero ends on a step of 0)."""
     etas = np.asarray(lrs, dtype=np.float64)
-    if etas.ndim != 1 or etas.size < 1 or (etas <= 0).any():
+    if etas.ndim != 1 or etas.size < 1 or not (etas >= 0).all():
         smallest = etas.min() if etas.size else None
         raise ProbeError(
-            f"step_scale needs one or more learning rates > 0, got {etas.size} "
+            f"step_scale needs one or more learning rates >= 0, got {etas.size} "
             f"(smallest {smallest})"
         )
     return float((etas.sum() ** 2 - (etas**2).sum()) / 2)

@@ -3,7 +3,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from parammix_core.config import ModelConfig
+from parammix_core.config import ModelConfig, TrainConfig
 from parammix_core.hvp import flat_params, hvp, loss_at, unflatten
 from parammix_core.interference import (
     ProbeError,
@@ -20,6 +20,7 @@ from parammix_core.interference import (
 )
 from parammix_core.model import build_model
 from parammix_core.simplex import dirichlet
+from parammix_core.train import lr_at
 
 PICO = ModelConfig(hidden_size=16, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=32)
 VOCAB = 24
@@ -165,10 +166,16 @@ def test_step_scale_and_bad_alphas():
     assert step_scale([0.1]) == 0.0
     # pairs s < t of (1, 2, 3): 1*2 + 1*3 + 2*3
     assert step_scale([1.0, 2.0, 3.0]) == pytest.approx(11.0)
-    with pytest.raises(ProbeError, match="learning rates > 0"):
-        step_scale([0.1, 0.0, 0.1])
-    with pytest.raises(ProbeError, match="learning rates > 0"):
-        step_scale([])
+    # a step of size 0 (a cosine to zero ends on one) adds nothing: 0.1 * 0.1 from the other two
+    assert step_scale([0.1, 0.0, 0.1]) == pytest.approx(0.01)
+    cosine_to_zero = TrainConfig(steps=120, lr=1e-3, schedule="cosine", min_lr_ratio=0.0)
+    etas = [lr_at(t, cosine_to_zero) for t in range(120)]
+    assert etas[-1] == 0.0
+    pairs = sum(etas[s] * etas[t] for t in range(120) for s in range(t))
+    assert step_scale(etas) == pytest.approx(pairs)
+    for bad in ([0.1, -0.1], [0.1, float("nan")], []):
+        with pytest.raises(ProbeError, match="learning rates >= 0"):
+            step_scale(bad)
     result = synthetic()
     with pytest.raises(ProbeError, match=r"row 1 sums to 0\.9"):
         predicted_delta_norms(np.array([[1, 0, 0], [0.5, 0.2, 0.2]]), result.gram(), 1.0)
