@@ -13,6 +13,7 @@ the directory `step-{step:07d}/` holding
                            by parameter index for the plain engine, full moments by
                            parameter name for DeepSpeed (`parammix_core.engines`)
     rng.safetensors        torch CPU RNG state and the batch generator state (uint8)
+    average.safetensors    the tail average so far (`average_last` > 0, once the tail began)
     state.json             step, losses so far, seed, tokens seen, the run's identity
 
 It is written under a temporary name, `state.json` last, then renamed: a directory without
@@ -42,6 +43,7 @@ import torch
 from safetensors import safe_open
 
 from parammix_core import simplex
+from parammix_core.averaging import TailAverage, tail_count
 from parammix_core.blending import BlendedSampler
 from parammix_core.config import TrainConfig, TrainingConfig
 from parammix_core.engines import Engine, make_engine, process_device, system_spec
@@ -150,7 +152,12 @@ def _complete_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
 
 
 def _save_checkpoint(
-    checkpoint_dir: Path, step: int, engine: Engine, gen: torch.Generator, state: dict
+    checkpoint_dir: Path,
+    step: int,
+    engine: Engine,
+    gen: torch.Generator,
+    state: dict,
+    average: TailAverage | None,
 ) -> None:
     final = checkpoint_dir / f"step-{step:07d}"
     tmp = checkpoint_dir / f".tmp-step-{step:07d}"
@@ -159,6 +166,8 @@ def _save_checkpoint(
         tmp.mkdir(parents=True)
     engine.save(tmp)  # collective under DeepSpeed: every process gathers, the writer writes
     if engine.is_writer:
+        if average is not None:
+            average.save(tmp)
         _finish_checkpoint(checkpoint_dir, tmp, final, gen, state)
     engine.barrier()  # nobody runs ahead of a checkpoint it might have to resume from
 
@@ -224,7 +233,8 @@ def train(
         system: the experiment's `training` section, for its engine and GPU settings
             (engine, deepspeed, precision, fused_adamw, compile); None is the plain fp32 engine.
     Returns:
-        TrainResult; the model is left on `device`, in eval mode, with the final weights.
+        TrainResult; the model is left on `device`, in eval mode, with the final weights (the
+        mean of the last iterates with `cfg.average_last` > 0).
     """
     start_time = time.perf_counter()
     domain_blocks, alpha = _check_inputs(blocks, weights)
@@ -249,9 +259,13 @@ def train(
             step, losses = state["step"], state["losses"]
         model.train()  # before the engine starts: ZeRO-3 trains a copy of the model
         engine = make_engine(model, cfg, system, device)
+        count = tail_count(cfg.average_last, cfg.steps)
+        average = TailAverage(count, cfg.steps) if count else None
         if resumed_from is not None:
             engine.load_optimizer(path)
             _restore_rng(path, gen)
+            if average is not None:
+                average.load(path, step, device)
         blended = None
         if cfg.sampler == "blended":
             sizes = [b.shape[0] for b in domain_blocks]
@@ -266,6 +280,8 @@ def train(
                 batch = blended.batch(domain_blocks, cfg.batch_size)  # (B, T)
             losses.append(engine.train_step(batch))
             step += 1
+            if average is not None and average.averaged(step):
+                average.update(step, engine.weights())
 
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 state = {
@@ -275,10 +291,12 @@ def train(
                     "tokens_seen": step * tokens_per_step,
                     "identity": identity,
                 }
-                _save_checkpoint(checkpoint_dir, step, engine, gen, state)
+                _save_checkpoint(checkpoint_dir, step, engine, gen, state, average)
             if progress is not None:
                 progress(step, cfg.steps, losses[-1])
         engine.finish()
+        if average is not None:
+            average.apply(model)
     model.eval()
     return TrainResult(
         steps=step,

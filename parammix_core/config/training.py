@@ -36,6 +36,13 @@ class TrainConfig(Strict):
         "parammix_core/blending.py). On the embedded default blended did not lower the real "
         "runs' noise on the benchmark utility (benchmarks/RESULTS.md).",
     )
+    average_last: UnitFloat = Field(
+        0.0,
+        description="Tail averaging: the run returns the mean of its weights after each of its "
+        "last average_last * steps steps (at least one) instead of the last step's, as "
+        "stochastic weight averaging does; 0 (the default) returns the last step's weights "
+        "(parammix_core/averaging.py).",
+    )
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     beta1: UnitFloat = 0.9
     beta2: UnitFloat = 0.95

@@ -32,6 +32,10 @@ class Engine(Protocol):
 
     def load_optimizer(self, ckpt_dir: Path) -> None: ...
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The full parameters by name (collective under DeepSpeed: every process gathers)."""
+        ...
+
     def barrier(self) -> None: ...
 
     def finish(self) -> None:

@@ -272,6 +272,9 @@ class DeepSpeedEngine:
         for state in opt.state.values():
             state["step"].fill_(step)
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {n: self._full(p, None) for n, p in self.module.named_parameters()}
+
     def barrier(self) -> None:
         import torch.distributed as dist
 

@@ -73,6 +73,9 @@ class PlainEngine:
             state.setdefault(int(index), {})[key] = value
         self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return dict(self.model.named_parameters())
+
     def barrier(self) -> None:
         pass
 

@@ -304,3 +304,15 @@ def test_zero3_leaves_torch_functional_linear_alone(tmp_path):
     pytest.importorskip("deepspeed")
     trained(tmp_path, deepspeed_system(3))
     assert torch.nn.functional.linear is torch._C._nn.linear
+
+
+@pytest.mark.parametrize("stage", [1, 3])
+def test_deepspeed_tail_average_matches_plain(tmp_path, stage):
+    pytest.importorskip("deepspeed")
+    cfg = CFG.model_copy(update={"average_last": 0.5})
+    plain_model, _ = trained(tmp_path / "plain", PLAIN, cfg)
+    last_model, _ = trained(tmp_path / "last", PLAIN)
+    model, _ = trained(tmp_path / "ds", deepspeed_system(stage), cfg)
+    assert_close_weights(model, plain_model)
+    gap = (model.lm_head.weight - last_model.lm_head.weight).abs().max()
+    assert gap > 1e-3  # the average is not the last iterate

@@ -178,3 +178,55 @@ def test_the_sampler_decides_the_batches(tmp_path):
         for s in ("iid", "blended")
     }
     assert losses["iid"] != losses["blended"]
+
+
+def snapshots(model: torch.nn.Module) -> tuple[list[dict[str, torch.Tensor]], object]:
+    """A progress callback that keeps the weights after every step (the plain engine trains
+    `model` in place)."""
+    kept: list[dict[str, torch.Tensor]] = []
+
+    def keep(step, total, loss):
+        kept.append({n: p.detach().clone() for n, p in model.named_parameters()})
+
+    return kept, keep
+
+
+@pytest.mark.parametrize(("fraction", "count"), [(0.0, 0), (0.01, 1), (0.3, 3), (1.0, 10)])
+def test_tail_average_is_the_mean_of_the_last_iterates(tmp_path, fraction, count):
+    model = pico()
+    kept, keep = snapshots(model)
+    cfg = SHORT.model_copy(update={"average_last": fraction})
+    train(model, corpus(), [0.7, 0.3], cfg, 5, tmp_path, CPU, progress=keep)
+    assert len(kept) == 10
+    tail = kept[-max(count, 1) :]
+    for name, p in model.named_parameters():
+        expected = torch.stack([w[name] for w in tail]).mean(0)
+        torch.testing.assert_close(p, expected, atol=1e-6, rtol=1e-5, msg=name)
+    last = kept[-1]["model.embed_tokens.weight"]
+    assert torch.equal(model.model.embed_tokens.weight, last) == (count <= 1)
+
+
+def test_tail_average_resumes_mid_tail_bit_identical(tmp_path):
+    blocks, weights = corpus(), [0.7, 0.3]
+    cfg = SHORT.model_copy(update={"average_last": 0.5})  # iterates 6-10; checkpoints 4, 8
+    reference = pico()
+    full = train(reference, blocks, weights, cfg, 5, tmp_path / "a", CPU)
+
+    def crash_at_9(step, total, loss):
+        if step == 9:
+            raise RuntimeError("simulated crash")
+
+    run_dir = tmp_path / "b"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(pico(), blocks, weights, cfg, 5, run_dir, CPU, progress=crash_at_9)
+    assert (run_dir / "step-0000008" / "average.safetensors").is_file()
+    assert not (run_dir / "step-0000004" / "average.safetensors").exists()
+    model = pico()
+    resumed = train(model, blocks, weights, cfg, 5, run_dir, CPU)
+    assert resumed.resumed_from == 8 and resumed.losses == full.losses
+    ref_params = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        assert torch.equal(p, ref_params[name]), name
+    (run_dir / "step-0000010" / "average.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"step-0000010/average\.safetensors: missing"):
+        train(pico(), blocks, weights, cfg, 5, run_dir, CPU)
