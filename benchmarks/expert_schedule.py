@@ -6,6 +6,8 @@
         --sampler iid --sampler blended
     python benchmarks/expert_schedule.py --store S --seed 8 --schedule cosine \
         --set training.expert.batch_size=32
+    python benchmarks/expert_schedule.py --store S --seed 8 --schedule cosine \
+        --set training.expert.average_last=0.5
 
 The validation's real runs have the experts' budget and hyper-parameters, so the experts'
 schedule and sampler (`training.expert.sampler`) are theirs too. For one experiment seed and
