@@ -308,11 +308,20 @@ def test_zero3_leaves_torch_functional_linear_alone(tmp_path):
 
 @pytest.mark.parametrize("stage", [1, 3])
 def test_deepspeed_tail_average_matches_plain(tmp_path, stage):
+    """Iterates 5-8 averaged; the run crashes at step 7 and resumes mid-tail from step 6."""
     pytest.importorskip("deepspeed")
     cfg = CFG.model_copy(update={"average_last": 0.5})
     plain_model, _ = trained(tmp_path / "plain", PLAIN, cfg)
     last_model, _ = trained(tmp_path / "last", PLAIN)
-    model, _ = trained(tmp_path / "ds", deepspeed_system(stage), cfg)
+
+    def crash_at_7(step, total, loss):
+        if step == 7:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trained(tmp_path / "ds", deepspeed_system(stage), cfg, progress=crash_at_7)
+    model, result = trained(tmp_path / "ds", deepspeed_system(stage), cfg)
+    assert result.resumed_from == 6
     assert_close_weights(model, plain_model)
     gap = (model.lm_head.weight - last_model.lm_head.weight).abs().max()
     assert gap > 1e-3  # the average is not the last iterate
