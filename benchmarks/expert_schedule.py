@@ -8,6 +8,8 @@
         --set training.expert.batch_size=32
     python benchmarks/expert_schedule.py --store S --seed 8 --schedule cosine \
         --set training.expert.average_last=0.5
+    python benchmarks/expert_schedule.py --store S --seed 8 --schedule cosine \
+        --set validation.reruns=12
 
 The validation's real runs have the experts' budget and hyper-parameters, so the experts'
 schedule and sampler (`training.expert.sampler`) are theirs too. For one experiment seed and
@@ -19,7 +21,10 @@ arm (any setting of `parammix run --set`). Per
 metric it prints what issue 16 asks of the validation: the rerun ceiling with its 90 %
 interval, the spread over mixtures and the run-to-run noise it comes from, the merge's
 Spearman rho against the real runs, the best trivial ranking, and the merge's lead over it
-with its 90 % interval. Every arm sees the same mixtures, seeds and base.
+with its 90 % interval. The validation ranks each mixture by the mean of its runs (a rerun
+mixture's two), so the table also gives the runs per mixture, the ceiling of those means and
+the merge's rho against the first runs alone; `--set validation.reruns=12` trains every draw
+twice. Every arm sees the same mixtures, seeds and base.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def validation_rows(store_url: str, seed: int, schedule: str, sampler: str, extr
 def table_rows(seed: int, arm: str, exp: Experiment, rows) -> list[str]:
     rows = rows[rows["mixture"] < N_DRAWS]
     analysis = ranking.analyse(rows, exp.domains, exp.evaluation.tasks)
+    first = ranking.analyse(rows[rows["kind"] != "rerun"], exp.domains, exp.evaluation.tasks)
     out = []
     for metric in ["utility", *(f"group.{g}" for g in exp.evaluation.groups), "mean_loss"]:
         e = analysis[metric]
@@ -75,6 +81,9 @@ def table_rows(seed: int, arm: str, exp: Experiment, rows) -> list[str]:
         out.append(
             f"| {seed} | {arm} | {metric} | {c['spearman']:.2f} [{c['spearman_low']:.2f}, "
             f"{c['spearman_high']:.2f}] | {c['spread_sd']:.4f} | {c['noise_sd']:.4f} | "
+            f"{e['runs_per_mixture']:.2f} | {c['truth_spearman']:.2f} "
+            f"[{c['truth_spearman_low']:.2f}, {c['truth_spearman_high']:.2f}] | "
+            f"{first[metric]['proxy']['merge']['spearman']:.2f} | "
             f"{e['proxy']['merge']['spearman']:.2f} | {e['best_trivial_spearman']:.2f} | "
             f"{_signed(lead.get('lead'))} {interval} |"
         )
@@ -96,9 +105,10 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE for every arm")
     args = p.parse_args()
     lines = [
-        "| seed | schedule/sampler | metric | ceiling [90 %] | spread sd | noise sd | merge rho "
-        "| best trivial | merge lead [90 %] |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| seed | schedule/sampler | metric | ceiling [90 %] | spread sd | noise sd | runs per "
+        "mixture | ceiling of means [90 %] | merge rho, first runs | merge rho, means | best "
+        "trivial | merge lead [90 %] |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for schedule in args.schedule or ["constant", "cosine"]:
         for sampler in args.sampler or ["iid"]:

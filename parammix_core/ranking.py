@@ -119,7 +119,13 @@ def expert_interpolation(alphas: np.ndarray, expert_scores: Sequence[float]) -> 
 # --- noise ceiling ---------------------------------------------------------------------------
 
 
-def noise_ceiling(runs: np.ndarray, first: np.ndarray, rerun: np.ndarray) -> dict[str, float]:
+def noise_ceiling(
+    runs: np.ndarray,
+    first: np.ndarray,
+    rerun: np.ndarray,
+    truth: np.ndarray | None = None,
+    runs_per: np.ndarray | None = None,
+) -> dict[str, float]:
     """How well two real runs of the same mixtures agree, from a few reruns.
 
     `runs` (N,) is the metric of every mixture's first run; `first` and `rerun` (R,) are the
@@ -139,6 +145,12 @@ def noise_ceiling(runs: np.ndarray, first: np.ndarray, rerun: np.ndarray) -> dic
     N - 1 degrees of freedom (Gaussian scores). Taking the spread as known (chi-square on the
     noise alone) covered 75-84 % at 90 % in simulation, the F bounds 90-92 %
     (`benchmarks/ceiling_power.py`). Few reruns or mixtures leave it wide: the report says so.
+
+    With `truth` (N,), each mixture's score as the mean of its `runs_per` (N,) runs, the
+    `truth_*` entries are the same ceiling for those means: their noise variance is the run's
+    times mean(1 / runs_per), so with every mixture trained twice two validations' truths agree
+    as two runs of twice the reliability would (Spearman-Brown). The offset that estimating
+    the shift leaves on the rerun mixtures (variance noise / 2R, shared by them) is left out.
     """
     runs, first, rerun = (np.asarray(v, dtype=float) for v in (runs, first, rerun))
     if first.shape != rerun.shape or first.ndim != 1 or len(first) < 1:
@@ -155,7 +167,7 @@ def noise_ceiling(runs: np.ndarray, first: np.ndarray, rerun: np.ndarray) -> dic
     tail, spread_df = (1 - CEILING_LEVEL) / 2, max(len(runs) - 1, 1)
     noise_high = noise_var / float(stats.f.ppf(tail, df, spread_df))  # more noise: lower ceiling
     noise_low = noise_var / float(stats.f.ppf(1 - tail, df, spread_df))
-    return {
+    out = {
         "reruns": float(r),
         "shift": shift,
         "noise_sd": math.sqrt(noise_var),
@@ -166,12 +178,23 @@ def noise_ceiling(runs: np.ndarray, first: np.ndarray, rerun: np.ndarray) -> dic
         "spearman_high": _spearman_ceiling(noise_low, total_var),
         "direct_spearman": spearman(first, rerun) if r >= 3 else math.nan,
     }
+    if truth is not None and runs_per is not None:
+        share = float(np.mean(1.0 / np.asarray(runs_per, dtype=float)))
+        truth_var = float(np.var(truth, ddof=1)) if len(truth) > 1 else math.nan
+        out.update(
+            truth_runs=float(np.mean(runs_per)),
+            truth_noise_sd=math.sqrt(noise_var * share),
+            truth_spearman=_spearman_ceiling(noise_var * share, truth_var),
+            truth_spearman_low=_spearman_ceiling(noise_high * share, truth_var),
+            truth_spearman_high=_spearman_ceiling(noise_low * share, truth_var),
+        )
+    return out
 
 
 CEILING_LEVEL = 0.9
 
 
-def scaled_gain(proxy: np.ndarray, real: np.ndarray, target: int, noise_sd: float) -> dict:
+def scaled_gain(proxy: np.ndarray, real: np.ndarray, target: int, gain_sd: float) -> dict:
     """The target mixture's real gain over mixture 0 (uniform) beside what the proxy predicts
     for it once the proxy's gains are put on the real runs' scale.
 
@@ -179,8 +202,8 @@ def scaled_gain(proxy: np.ndarray, real: np.ndarray, target: int, noise_sd: floa
     so the slope b of real gains on proxy gains (through the origin: mixture 0 is 0 in both) is
     fitted on the other mixtures, and the target's prediction b g gets the interval
     b g ± t sqrt(s^2 + g^2 se_b^2) at CEILING_LEVEL (s: the residual spread, which holds the
-    real runs' own noise; t with n - 1 degrees of freedom). `noise_sd` is one run's noise
-    (the ceiling's), so the measured gain, a difference of two runs, has sd sqrt(2) noise_sd.
+    real runs' own noise; t with n - 1 degrees of freedom). `gain_sd` is the run-to-run noise
+    of the measured gain (sqrt(2) times one run's for one run of each mixture).
     """
     proxy, real = np.asarray(proxy, dtype=float), np.asarray(real, dtype=float)
     g, r = proxy - proxy[0], real - real[0]
@@ -189,7 +212,7 @@ def scaled_gain(proxy: np.ndarray, real: np.ndarray, target: int, noise_sd: floa
     out = {
         "proxy_gain": float(g[target]),
         "real_gain": float(r[target]),
-        "real_gain_sd": math.sqrt(2) * noise_sd,
+        "real_gain_sd": gain_sd,
         "n_fit": len(others),
     }
     if len(others) < 3 or not np.dot(go, go) > 0:
@@ -275,6 +298,24 @@ def real_scale_utility(
     return None if np.ptp(out) == 0 else out
 
 
+def mean_of_runs(mix, rerun, columns: Sequence[str]):
+    """Each mixture's score as the mean of its runs, and how many runs that is (per mixture).
+
+    A rerun has another data order, which moves every mixture's score alike (`noise_ceiling`'s
+    shift), so it is first put on the first runs' seed by the mean difference first - rerun
+    over the rerun mixtures: mixtures trained once and twice then compare alike.
+    """
+    truth = mix[list(columns)].astype(float)
+    counts = np.ones(len(mix), dtype=int)
+    idx = [] if rerun is None else [i for i in rerun.index if i in mix.index]
+    if idx:
+        again = rerun.loc[idx, list(columns)].astype(float)
+        shift = (truth.loc[idx] - again).mean()
+        truth.loc[idx] = (truth.loc[idx] + again + shift) / 2
+        counts[mix.index.get_indexer(idx)] = 2
+    return truth, counts
+
+
 def metric_list(domains: Sequence[str], tasks) -> list[tuple[str, float, str | None]]:
     """(column, sign that makes higher better, the domain whose weight is the trivial rank)."""
     groups = list(dict.fromkeys(t.group for t in tasks))
@@ -299,7 +340,8 @@ def analyse(
     """Per metric: each proxy and each trivial ranking against the real runs, and the ceiling.
 
     `rows` has a `kind` column ("expert", "merge", "corrected", "mix", "rerun"), `mixture`
-    (index), `alpha.<domain>` and the metric columns. Only non-vertex mixtures are ranked.
+    (index), `alpha.<domain>` and the metric columns. Only non-vertex mixtures are ranked, each
+    by the mean of its real runs (`mean_of_runs`: a rerun mixture's two, half the noise).
     With `chosen` (a mixture index; mixture 0 is uniform), each metric also gets the chosen
     mixture's real gain over uniform against the merge's, scaled (`scaled_gain`). `scale`
     (`search.normaliser`) puts the groups on the scale the search's utility used.
@@ -317,20 +359,27 @@ def analyse(
         raise RankingError(f"need at least 3 non-vertex mixtures to rank, got {len(keep)}")
     alphas = mix.loc[keep, alpha_cols].to_numpy(dtype=float)  # (N, K)
     rerun = by_kind.get("rerun")
+    metrics = metric_list(domains, tasks)
+    truth, runs_per = mean_of_runs(mix.loc[keep], rerun, [m[0] for m in metrics])
     out: dict[str, dict] = {}
-    for column, sign, own in metric_list(domains, tasks):
-        real = sign * mix.loc[keep, column].to_numpy(dtype=float)
-        entry: dict[str, Any] = {"n": len(keep), "higher_is_better": sign > 0, "proxy": {}}
+    for column, sign, own in metrics:
+        real = sign * truth[column].to_numpy(dtype=float)
+        entry: dict[str, Any] = {
+            "n": len(keep),
+            "runs_per_mixture": float(runs_per.mean()),
+            "higher_is_better": sign > 0,
+            "proxy": {},
+        }
         for kind in PROXIES:
             if kind in by_kind:
                 proxy = by_kind[kind].loc[keep, column].to_numpy(dtype=float)
                 stats_ = compare(sign * proxy, real)
-                stats_["gap"] = float(np.mean(proxy - mix.loc[keep, column].to_numpy(float)))
+                stats_["gap"] = float(np.mean(proxy - truth[column].to_numpy(float)))
                 entry["proxy"][kind] = stats_
         if column == "utility" and "merge" in by_kind and len(keep) > 3:
             mapped = real_scale_utility(
                 {g: by_kind["merge"].loc[keep, f"group.{g}"].to_numpy(float) for g in groups},
-                {g: mix.loc[keep, f"group.{g}"].to_numpy(float) for g in groups},
+                {g: truth[f"group.{g}"].to_numpy(float) for g in groups},
                 weights,
                 scale,
             )
@@ -350,9 +399,11 @@ def analyse(
         if rerun is not None and len(rerun):
             idx = [i for i in rerun.index if i in keep]
             entry["ceiling"] = noise_ceiling(
-                real,
+                sign * mix.loc[keep, column].to_numpy(dtype=float),
                 sign * mix.loc[idx, column].to_numpy(dtype=float),
                 sign * rerun.loc[idx, column].to_numpy(dtype=float),
+                truth=real,
+                runs_per=runs_per,
             )
         best = max(
             (s["spearman"] for s in entry["baselines"].values() if math.isfinite(s["spearman"])),
@@ -364,11 +415,14 @@ def analyse(
             merge = sign * by_kind["merge"].loc[keep, column].to_numpy(dtype=float)
             entry["merge_lead"] = trivial_lead(merge, defined, real)
         if chosen is not None and chosen in keep and keep[0] == 0 and "merge" in by_kind:
+            target = keep.index(chosen)
+            noise_sd = entry.get("ceiling", {}).get("noise_sd", math.nan)
             entry["chosen"] = scaled_gain(
                 sign * by_kind["merge"].loc[keep, column].to_numpy(dtype=float),
                 real,
-                keep.index(chosen),
-                entry.get("ceiling", {}).get("noise_sd", math.nan),
+                target,
+                noise_sd * math.sqrt(1 / runs_per[target] + 1 / runs_per[0]),
             )
+            entry["chosen"]["runs"] = [int(runs_per[target]), int(runs_per[0])]
         out[column] = entry
     return out

@@ -22,7 +22,9 @@ class ValidationConfig(Strict):
     concentration: PositiveFloat = Field(1.0, description="Dirichlet concentration of the draws.")
     reruns: Count(100, lo=0) = Field(
         6,
-        description="Mixtures trained again with another data order: the noise ceiling. From "
+        description="Mixtures trained again with another data order (the draws first, then "
+        "uniform, then the chosen one): the noise ceiling, and a rerun mixture is ranked by "
+        "the mean of its two runs; n_mixtures + 1 reruns train every mixture twice. From "
         "R reruns the noise variance is known within a factor 0.45-4.4 at R = 6 (90 %), "
         "0.26-254 at R = 2.",
     )

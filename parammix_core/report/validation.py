@@ -33,6 +33,8 @@ def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
         ceiling = a.get("ceiling", {})
         row["ceiling ρ"] = num(ceiling.get("spearman"))
         row["ceiling 90 %"] = _interval(ceiling)
+        if num(ceiling.get("truth_runs")) > 1:
+            row["ceiling of means ρ"] = num(ceiling.get("truth_spearman"))
         lead = a.get("merge_lead")
         row["lead over trivial [90 %]"] = _lead_interval(lead)
         row["merge beats trivial"] = _beats_trivial(
@@ -75,8 +77,11 @@ def validation_section(info: dict) -> str:
         "lead over trivial: merge ρ minus the best trivial ρ with its 90 % interval from "
         "resampling the mixtures (the merge beats trivial only when it excludes zero). "
         "real-scale ρ: the utility of the merge's group scores mapped onto the real runs' "
-        "scale, a line per group fitted on the other mixtures. Ceiling: "
-        "expected Spearman between two real runs with different data orders (from the reruns)."
+        "scale, a line per group fitted on the other mixtures. A mixture trained twice is "
+        "scored by the mean of its two runs (the rerun moved onto the first runs' data-order "
+        "seed). Ceiling: expected Spearman between two real runs with different data orders "
+        "(from the reruns); ceiling of means: the same for the scores the proxies are ranked "
+        "against (shown when some mixtures were trained twice)."
         + scale_note(info.get("utility_scale", "raw")),
         markdown_table(table),
     ]
@@ -120,6 +125,13 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
         f"the real runs; the best trivial ranking reaches {best:.2f} and two real runs agree "
         f"at about {ceiling:.2f}. "
     )
+    runs = num(ceiling_info.get("truth_runs"))
+    if runs > 1:
+        ceiling = num(ceiling_info.get("truth_spearman"))
+        verdict += (
+            f"The real score of a mixture is the mean of its runs ({runs:.1f} per mixture on "
+            f"average), so two such validations would agree at about {ceiling:.2f}. "
+        )
     if not (rho > best):
         verdict += f"{emphasis}The merge is no better than a trivial ranking here.{emphasis} "
     verdict += _lead_sentence(a.get("merge_lead"), a.get("n"), rho > best, emphasis)
@@ -169,7 +181,7 @@ def _chosen_check(c: dict) -> str:
     text = (
         f"Trained for real at the experts' budget, the chosen mixture gains "
         f"{c['real_gain']:+.4f} over uniform"
-        + (f" (one run each, ± {noise:.4f} from run-to-run noise)" if math.isfinite(noise) else "")
+        + (f" ({_runs(c)}, ± {noise:.4f} from run-to-run noise)" if math.isfinite(noise) else "")
         + f" where its merge gained {c['proxy_gain']:+.4f}"
     )
     if "predicted" not in c:
@@ -193,7 +205,7 @@ def real_training_outlook(info: dict) -> str | None:
         return None
     low, high = c["predicted_low"], c["predicted_high"]
     text = (
-        f"real gain of the chosen mixture over uniform, one run of each at the experts' "
+        f"real gain of the chosen mixture over uniform, {_runs(c)} at the experts' "
         f"budget (90% prediction interval): {c['predicted']:+.4f} [{low:+.4f}, {high:+.4f}], "
         f"the merge's {c['proxy_gain']:+.4f} times the slope of real on merge gains over "
         f"{c['n_fit']} validation mixtures ({c['slope']:.2f}), the runs' noise included. "
@@ -206,6 +218,14 @@ def real_training_outlook(info: dict) -> str | None:
         "(`validation.n_mixtures`, `validation.reruns`) narrow it, longer experts may separate "
         "the mixtures more."
     )
+
+
+def _runs(chosen: dict) -> str:
+    """How many real runs the chosen mixture's and uniform's scores are means of."""
+    mine, uniform = chosen.get("runs", [1, 1])
+    if mine == uniform:
+        return "one run of each" if mine == 1 else f"the mean of {mine} runs of each"
+    return f"the mean of {mine} run(s) of it and {uniform} of uniform"
 
 
 def _interval(ceiling: dict) -> str:

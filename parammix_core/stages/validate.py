@@ -66,10 +66,12 @@ def validation_mixtures(
 
 def run_plan(exp: Experiment, n_mixtures: int) -> list[tuple[int, int]]:
     """(mixture index, seed) of every real run: each mixture once with the experiments' seed,
-    then the first `reruns` Dirichlet draws (not uniform) again with another data order."""
+    then the first `reruns` of (the Dirichlet draws, uniform, the chosen mixture) again with
+    another data order: with as many reruns as mixtures, every one is trained twice."""
     plan = [(i, exp.seed) for i in range(n_mixtures)]
-    reruns = list(range(1, n_mixtures))[: exp.validation.reruns]
-    return plan + [(i, exp.seed + RERUN_SEED) for i in reruns]
+    draws = exp.validation.n_mixtures
+    order = [*range(1, min(draws, n_mixtures)), 0, *range(draws, n_mixtures)]
+    return plan + [(i, exp.seed + RERUN_SEED) for i in order[: exp.validation.reruns]]
 
 
 def run_labels(exp: Experiment, n_mixtures: int, plan: list[tuple[int, int]]) -> list[str]:

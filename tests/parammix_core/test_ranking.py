@@ -139,6 +139,57 @@ def test_the_ceilings_interval_holds_the_true_ceiling_as_often_as_it_says():
     assert 0.86 <= held / draws <= 0.94, held / draws  # nominal 0.90; sd of the share ~0.01
 
 
+def test_the_mean_of_a_mixtures_runs_puts_reruns_on_the_first_runs_seed():
+    mix = pd.DataFrame({"m": [1.0, 2.0, 3.0, 4.0]}, index=[0, 1, 2, 3])
+    # mixtures 1 and 2 trained again on a seed that lowers every score by 0.5, plus noise
+    rerun = pd.DataFrame({"m": [1.5 - 0.1, 2.5 + 0.1]}, index=[1, 2])
+    truth, runs = ranking.mean_of_runs(mix, rerun, ["m"])
+    shift = np.mean([2.0 - 1.4, 3.0 - 2.6])  # 0.5: the rerun seed's offset
+    expected = [1.0, (2.0 + 1.4 + shift) / 2, (3.0 + 2.6 + shift) / 2, 4.0]
+    np.testing.assert_allclose(truth["m"].to_numpy(), expected)
+    assert runs.tolist() == [1, 2, 2, 1]
+    # no reruns: the first runs, once each
+    alone, once = ranking.mean_of_runs(mix, None, ["m"])
+    np.testing.assert_allclose(alone["m"].to_numpy(), mix["m"].to_numpy())
+    assert once.tolist() == [1, 1, 1, 1]
+
+
+def test_the_ceiling_of_means_of_two_runs_is_that_of_twice_the_reliability():
+    runs = np.linspace(0.0, 3.0, 6)
+    first, rerun = runs.copy(), runs + np.array([0.3, -0.3, 0.3, -0.3, 0.3, -0.3])
+    truth = (first + rerun) / 2
+    out = ranking.noise_ceiling(runs, first, rerun, truth=truth, runs_per=np.full(6, 2))
+    noise = np.var(first - rerun, ddof=1) / 2
+    pearson = 1 - noise / 2 / np.var(truth, ddof=1)
+    assert out["truth_runs"] == 2.0
+    assert out["truth_noise_sd"] == pytest.approx(math.sqrt(noise / 2))
+    assert out["truth_spearman"] == pytest.approx(6 / math.pi * math.asin(pearson / 2))
+    assert out["truth_spearman_low"] < out["truth_spearman"] < out["truth_spearman_high"]
+    assert out["truth_spearman"] > out["spearman"]  # half the noise
+    # one run per mixture: the truth's ceiling is the runs' own
+    once = ranking.noise_ceiling(runs, first, rerun, truth=runs, runs_per=np.ones(6))
+    assert once["truth_spearman"] == pytest.approx(once["spearman"])
+
+
+def test_the_ceiling_of_means_matches_two_independent_validations():
+    """Simulated validations, every mixture trained twice: the reported ceiling of the means
+    is, on average, the Spearman of two independent validations' means (as Spearman-Brown
+    says), well above a single run's; scoring the means with one run's noise would not be."""
+    rng = np.random.default_rng(1)
+    n, draws, spread = 12, 2000, 1.2
+    reported, single, found = [], [], []
+    for _ in range(draws):
+        scores = rng.normal(0, spread, n)
+        a, b, c, d = (scores + rng.normal(0, 1, n) + rng.normal() for _ in range(4))
+        truth = (a + b) / 2
+        out = ranking.noise_ceiling(a, a, b, truth=truth, runs_per=np.full(n, 2))
+        reported.append(out["truth_spearman"])
+        single.append(out["spearman"])
+        found.append(ranking.spearman(truth, (c + d) / 2))
+    assert np.mean(reported) == pytest.approx(np.mean(found), abs=0.03)
+    assert np.mean(single) < np.mean(found) - 0.05
+
+
 def test_the_verdict_says_when_the_ceiling_is_uncertain():
     analysis = {
         "mean_loss": {
@@ -293,7 +344,7 @@ def test_analyse_needs_real_runs():
 def test_scaled_gain_puts_the_proxys_gain_on_the_real_runs_scale():
     proxy = np.array([0.0, 1.0, 2.0, 3.0, 4.0])  # mixture 0 is uniform: gains are over it
     real = np.array([0.1, 0.61, 1.09, 1.62, 1.5])  # 0.5 x the proxy's gains, plus noise
-    out = ranking.scaled_gain(proxy + 7.0, real, target=4, noise_sd=0.02)
+    out = ranking.scaled_gain(proxy + 7.0, real, target=4, gain_sd=0.02 * math.sqrt(2))
     g, r = np.array([1.0, 2.0, 3.0]), np.array([0.51, 0.99, 1.52])  # the others' gains
     slope = (g @ r) / (g @ g)
     s = math.sqrt(np.sum((r - slope * g) ** 2) / 2)
@@ -307,7 +358,7 @@ def test_scaled_gain_puts_the_proxys_gain_on_the_real_runs_scale():
     assert out["predicted_high"] == pytest.approx(4 * slope + half)
     assert out["n_fit"] == 3
     # too few other mixtures for a slope: the gains alone
-    assert "predicted" not in ranking.scaled_gain(proxy[:4], real[:4], target=3, noise_sd=0.02)
+    assert "predicted" not in ranking.scaled_gain(proxy[:4], real[:4], target=3, gain_sd=0.03)
 
 
 def test_analyse_checks_the_chosen_mixtures_real_gain():
@@ -316,7 +367,29 @@ def test_analyse_checks_the_chosen_mixtures_real_gain():
     assert out["proxy_gain"] == pytest.approx(0.6) and out["real_gain"] == pytest.approx(0.6)
     noise = ranking.analyse(_rows(), ["a", "b"], [])["loss.a"]["ceiling"]["noise_sd"]
     assert out["real_gain_sd"] == pytest.approx(math.sqrt(2) * noise)
+    assert out["runs"] == [1, 1]
     assert "chosen" not in ranking.analyse(_rows(), ["a", "b"], [])["loss.a"]
+
+
+def test_analyse_ranks_mixtures_by_the_mean_of_their_runs():
+    """Every mixture trained twice: the first runs rank loss.a backwards at two places, their
+    means rank it as the merge does; the chosen gain and its noise are the means'."""
+    rows = _rows().query("kind != 'rerun'").copy()
+    first = rows["kind"] == "mix"
+    rows.loc[first, "loss.a"] = [2.5, 2.9, 2.1, 2.3]  # backwards between 0-1 and 2-3
+    again = rows[first].assign(kind="rerun", **{"loss.a": [3.2, 2.1, 2.4, 2.1]})
+    out = ranking.analyse(pd.concat([rows, again]), ["a", "b"], [], chosen=3)["loss.a"]
+    means = -np.array([2.85, 2.5, 2.25, 2.2])  # no shift: both seeds' runs average 2.45
+    merge = -np.array([2.9, 2.7, 2.5, 2.3])
+    assert out["runs_per_mixture"] == 2.0
+    assert out["proxy"]["merge"]["spearman"] == pytest.approx(ranking.spearman(merge, means))
+    assert out["proxy"]["merge"]["spearman"] == pytest.approx(1.0)
+    assert out["proxy"]["merge"]["gap"] == pytest.approx(np.mean(-merge + means))
+    c = out["ceiling"]
+    assert c["truth_noise_sd"] == pytest.approx(c["noise_sd"] / math.sqrt(2))
+    assert out["chosen"]["real_gain"] == pytest.approx(means[3] - means[0])
+    assert out["chosen"]["real_gain_sd"] == pytest.approx(c["noise_sd"])  # sqrt(1/2 + 1/2)
+    assert out["chosen"]["runs"] == [2, 2]
 
 
 def test_the_verdict_checks_the_chosen_mixture_against_the_scaled_merge():
@@ -341,12 +414,27 @@ def test_the_verdict_checks_the_chosen_mixture_against_the_scaled_merge():
     text = report.validation_verdict({"analysis": analysis})
     assert text.endswith(
         "Trained for real at the experts' budget, the chosen mixture gains +0.0310 over uniform "
-        "(one run each, ± 0.0040 from run-to-run noise) where its merge gained +0.0500; scaled "
-        "by the slope of real on merge gains over the other 11 mixtures (0.60), the merge "
-        "predicted +0.0300 [+0.0200, +0.0400] (90 %), and the real run falls inside it."
+        "(one run of each, ± 0.0040 from run-to-run noise) where its merge gained +0.0500; "
+        "scaled by the slope of real on merge gains over the other 11 mixtures (0.60), the "
+        "merge predicted +0.0300 [+0.0200, +0.0400] (90 %), and the real run falls inside it."
     )
     chosen["real_gain"] = 0.05
     assert report.validation_verdict({"analysis": analysis}).endswith("falls outside it.")
+    # every mixture trained twice: the means, and the ceiling they are ranked against
+    chosen["runs"] = [2, 2]
+    analysis["utility"]["ceiling"].update(truth_runs=2.0, truth_spearman=0.82)
+    text = report.validation_verdict({"analysis": analysis})
+    assert (
+        "two real runs agree at about 0.70. The real score of a mixture is the mean of its runs "
+        "(2.0 per mixture on average), so two such validations would agree at about 0.82. "
+    ) in text
+    assert "(the mean of 2 runs of each, ± 0.0040 from run-to-run noise)" in text
+    analysis["utility"]["baselines"] = {}
+    assert report.validation_table(analysis)["ceiling of means ρ"].tolist() == [0.82]
+    chosen["runs"] = [2, 1]
+    assert "(the mean of 2 run(s) of it and 1 of uniform, ±" in report.validation_verdict(
+        {"analysis": analysis}
+    )
 
 
 def _with_chosen(chosen: dict) -> dict:

@@ -56,6 +56,11 @@ def test_validation_mixtures_and_plan():
     reruns = plan[len(mixtures) :]
     assert [i for i, _ in reruns] == list(range(1, exp.validation.reruns + 1))
     assert all(seed != exp.seed for _, seed in reruns)
+    # as many reruns as mixtures: each once more, the draws first, then uniform, then the choice
+    everything = Experiment.model_validate({"validation": {"reruns": 13}})
+    reruns = validate.run_plan(everything, len(mixtures))[len(mixtures) :]
+    assert [i for i, _ in reruns] == [*range(1, 12), 0, 12]
+    assert {seed for _, seed in reruns} == {exp.seed + validate.RERUN_SEED}
 
 
 def test_sampler_draws_domains_in_proportion_alpha():
