@@ -316,6 +316,38 @@ def mean_of_runs(mix, rerun, columns: Sequence[str]):
     return truth, counts
 
 
+def flatness(
+    groups: dict[str, np.ndarray],
+    utility_scores: np.ndarray,
+    weights=None,
+    scale: Callable[[str, np.ndarray], np.ndarray] | None = None,
+    noise_sd: float = math.nan,
+) -> dict[str, float]:
+    """How far the utility spreads over the mixtures, against the noise of a mixture's score
+    (`noise_sd`: `separation` is their ratio) and against its groups' spread (`kept`).
+
+    For a weighted mean, sd(sum_g w_g s_g) <= sum_g w_g sd(s_g) (weights summing to 1), equal
+    when the groups rise and fall together. A share `kept` near 0 says that what a mixture
+    gains on one group it loses on others: the utility is flat over the mixtures however well
+    each group separates them, and more runs measure that flatness rather than lift it.
+    Groups are taken on the utility's scale (`scale`).
+    """
+    from parammix_core.search.choice import resolve_weights
+
+    if scale is not None:
+        groups = {g: scale(g, v) for g, v in groups.items()}
+    w = resolve_weights(list(groups), weights)
+    spread = sum(w[g] * float(np.std(v, ddof=1)) for g, v in groups.items()) / sum(w.values())
+    sd = float(np.std(utility_scores, ddof=1))
+    return {
+        "utility_sd": sd,
+        "groups_sd": spread,
+        "kept": sd / spread if spread > 0 else math.nan,
+        "noise_sd": noise_sd,
+        "separation": sd / noise_sd if noise_sd > 0 else math.nan,
+    }
+
+
 def metric_list(domains: Sequence[str], tasks) -> list[tuple[str, float, str | None]]:
     """(column, sign that makes higher better, the domain whose weight is the trivial rank)."""
     groups = list(dict.fromkeys(t.group for t in tasks))
@@ -386,6 +418,7 @@ def analyse(
             if mapped is not None:
                 gap = float(np.mean(mapped - real))
                 entry["proxy"]["real_scale"] = {**compare(mapped, real), "gap": gap}
+
         experts = by_kind["expert"][column].to_numpy(dtype=float)
         baselines = {"expert_interpolation": sign * expert_interpolation(alphas, experts)}
         if own is not None:
@@ -404,6 +437,14 @@ def analyse(
                 sign * rerun.loc[idx, column].to_numpy(dtype=float),
                 truth=real,
                 runs_per=runs_per,
+            )
+        if column == "utility":
+            entry["flatness"] = flatness(
+                {g: truth[f"group.{g}"].to_numpy(float) for g in groups},
+                real,
+                weights,
+                scale,
+                entry.get("ceiling", {}).get("truth_noise_sd", math.nan),
             )
         best = max(
             (s["spearman"] for s in entry["baselines"].values() if math.isfinite(s["spearman"])),

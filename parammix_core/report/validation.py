@@ -9,6 +9,13 @@ import pandas as pd
 from parammix_core.report.markdown import markdown_table, num, scale_note
 
 CEILING_WIDE = 0.2  # a ceiling interval wider than this is said to be uncertain
+# below this share of its groups' spread the utility is said to be flattened by trade-offs
+# (the default's seeds 0 / 8 / 9 kept 0.36 / 0.25 / 0.50 over 12 mixtures each trained twice,
+# their utilities spreading 1.8 / 1.8 / 7.0 times a mixture's noise; RESULTS.md)
+TRADE_OFF = 0.5
+# a utility spread over the mixtures under this many times a mixture's noise is one that real
+# runs barely rank (reliability under 1 - 1/4, a Spearman ceiling under ~0.74)
+SEPARATED = 2.0
 
 
 def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
@@ -212,12 +219,45 @@ def real_training_outlook(info: dict) -> str | None:
     )
     if low > 0:
         return text + "A real run of the chosen mixture is expected to beat uniform's too."
-    return text + (
+    text += (
         "The interval holds zero: at this budget the chosen mixture is not distinguishable "
-        "from uniform in real training; more validation mixtures and reruns "
-        "(`validation.n_mixtures`, `validation.reruns`) narrow it, longer experts may separate "
-        "the mixtures more."
+        "from uniform in real training; "
     )
+    more = (
+        "more validation mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) "
+        "narrow it, longer experts may separate the mixtures more."
+    )
+    return text + _why_indistinguishable(info["analysis"], more)
+
+
+def _why_indistinguishable(analysis: dict, more: str) -> str:
+    """Whether the mixtures differ on the utility at all, and if not, why: the groups pull
+    against each other (a utility keeping under TRADE_OFF of their spread) or barely move."""
+    flat = analysis[_validation_head(analysis)].get("flatness") or {}
+    kept, separation = num(flat.get("kept")), num(flat.get("separation"))
+    if not math.isfinite(kept):
+        return more
+    text = (
+        f"over the validation's mixtures the real utility varies by sd {flat['utility_sd']:.4f}"
+        + (
+            f", {separation:.1f}x the noise of a mixture's score"
+            if math.isfinite(separation)
+            else ""
+        )
+        + f", keeping {kept:.0%} of its groups' spread ({flat['groups_sd']:.4f} on average). "
+    )
+    if math.isfinite(separation) and separation >= SEPARATED:
+        return (
+            text + "The mixtures differ on the utility; this one's gain is small beside it: " + more
+        )
+    if kept < TRADE_OFF:
+        return text + (
+            "Its groups pull against each other: what a mixture gains on some it loses on "
+            "others, so the utility is nearly flat over the mixtures and more runs would measure "
+            "that rather than lift it; group weights (`search.group_weights`) that say which "
+            "groups matter more decide the mixture."
+        )
+    return text + "Its groups move together, but little at this budget: " + more
 
 
 def _runs(chosen: dict) -> str:

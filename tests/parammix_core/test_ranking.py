@@ -190,6 +190,37 @@ def test_the_ceiling_of_means_matches_two_independent_validations():
     assert np.mean(single) < np.mean(found) - 0.05
 
 
+def test_flatness_is_the_share_of_the_groups_spread_the_utility_keeps():
+    g, h = np.array([1.0, 2.0, 3.0]), np.array([1.5, 1.0, 0.5])  # sd 1 and 0.5, opposed
+    out = ranking.flatness({"g": g, "h": h}, (g + h) / 2, noise_sd=0.25)
+    assert out["utility_sd"] == pytest.approx(0.25)  # (g + h) / 2 = 1.25, 1.5, 1.75
+    assert out["groups_sd"] == pytest.approx(0.75)
+    assert out["kept"] == pytest.approx(1 / 3) and out["separation"] == pytest.approx(1.0)
+    weighted = ranking.flatness({"g": g, "h": h}, (3 * g + h) / 4, {"g": 3.0, "h": 1.0})
+    assert weighted["groups_sd"] == pytest.approx(0.875)
+    assert weighted["kept"] == pytest.approx(0.625 / 0.875)
+    assert math.isnan(weighted["separation"])  # no noise measured
+    together = ranking.flatness({"g": g, "h": 2 * g}, 1.5 * g)
+    assert together["kept"] == pytest.approx(1.0)
+    # on the utility's scale: a scale that stretches h to g's spread makes them cancel exactly
+    scaled = ranking.flatness(
+        {"g": g, "h": h}, np.full(3, 1.0), scale=lambda n, v: v * (2 if n == "h" else 1)
+    )
+    assert scaled["groups_sd"] == pytest.approx(1.0) and scaled["kept"] == 0.0
+
+
+def test_analyse_gives_the_utilitys_flatness_against_the_noise_of_its_means():
+    rows = _rows()
+    rows["group.g"] = rows["task.t"] = -rows["loss.a"]
+    rows["group.h"] = rows["task.u"] = rows["loss.a"] * 0.5
+    tasks = [EvalTask(name="t", group="g"), EvalTask(name="u", group="h")]
+    out = ranking.analyse(rows, ["a", "b"], tasks)["utility"]
+    f, c = out["flatness"], out["ceiling"]
+    assert f["kept"] == pytest.approx(1 / 3)  # h is -g / 2: the mean keeps a third
+    assert f["noise_sd"] == pytest.approx(c["truth_noise_sd"])
+    assert f["separation"] == pytest.approx(f["utility_sd"] / c["truth_noise_sd"])
+
+
 def test_the_verdict_says_when_the_ceiling_is_uncertain():
     analysis = {
         "mean_loss": {
@@ -466,5 +497,27 @@ def test_the_outlook_states_one_real_runs_predicted_gain_and_whether_it_holds_ze
         "more validation mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) "
         "narrow it, longer experts may separate the mixtures more."
     )
+    # why: mixtures apart on the utility, groups pulling against each other, or barely moving
+    info = _with_chosen(chosen)
+    flat = {"utility_sd": 0.0044, "groups_sd": 0.0177, "kept": 0.25, "separation": 1.8}
+    info["analysis"]["utility"]["flatness"] = flat
+    assert report.real_training_outlook(info).endswith(
+        "not distinguishable from uniform in real training; over the validation's mixtures the "
+        "real utility varies by sd 0.0044, 1.8x the noise of a mixture's score, keeping 25% of "
+        "its groups' spread (0.0177 on average). Its groups pull against each other: what a "
+        "mixture gains on some it loses on others, so the utility is nearly flat over the "
+        "mixtures and more runs would measure that rather than lift it; group weights "
+        "(`search.group_weights`) that say which groups matter more decide the mixture."
+    )
+    flat.update(kept=0.6)
+    assert "Its groups move together, but little at this budget: more validation mixtures" in (
+        report.real_training_outlook(info)
+    )
+    flat.update(kept=0.25, separation=7.0)
+    assert (
+        "7.0x the noise of a mixture's score, keeping 25% of its groups' spread (0.0177 on "
+        "average). The mixtures differ on the utility; this one's gain is small beside it: more "
+        "validation mixtures"
+    ) in report.real_training_outlook(info)
     assert report.real_training_outlook(_with_chosen({"proxy_gain": 0.05})) is None  # no slope
     assert report.real_training_outlook(_with_chosen({})) is None  # the choice not trained
