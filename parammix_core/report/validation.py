@@ -231,8 +231,9 @@ def real_training_outlook(info: dict) -> str | None:
 
 
 def _why_indistinguishable(analysis: dict, more: str) -> str:
-    """Whether the mixtures differ on the utility at all, and if not, why: the groups pull
-    against each other (a utility keeping under TRADE_OFF of their spread) or barely move."""
+    """Why the choice is not told apart: whether its groups pull against each other (a utility
+    keeping under TRADE_OFF of their spread) and whether the mixtures differ on the utility
+    at all (SEPARATED noise sds), and what would help accordingly."""
     flat = analysis[_validation_head(analysis)].get("flatness") or {}
     kept, separation = num(flat.get("kept")), num(flat.get("separation"))
     if not math.isfinite(kept):
@@ -246,16 +247,24 @@ def _why_indistinguishable(analysis: dict, more: str) -> str:
         )
         + f", keeping {kept:.0%} of its groups' spread ({flat['groups_sd']:.4f} on average). "
     )
-    if math.isfinite(separation) and separation >= SEPARATED:
-        return (
-            text + "The mixtures differ on the utility; this one's gain is small beside it: " + more
-        )
-    if kept < TRADE_OFF:
-        return text + (
+    traded = kept < TRADE_OFF
+    if traded:
+        text += (
             "Its groups pull against each other: what a mixture gains on some it loses on "
-            "others, so the utility is nearly flat over the mixtures and more runs would measure "
-            "that rather than lift it; group weights (`search.group_weights`) that say which "
-            "groups matter more decide the mixture."
+            "others, so group weights (`search.group_weights`) that say which groups matter "
+            "more decide the mixture. "
+        )
+    if not math.isfinite(separation):  # no reruns: no noise to weigh the spread against
+        return text + more[0].upper() + more[1:]
+    if separation >= SEPARATED:
+        return text + (
+            "The mixtures differ on the utility beyond a run's noise and this one's gain is "
+            "small beside that: " + more
+        )
+    if traded:
+        return text + (
+            "The utility is nearly flat over the mixtures at this budget: more runs would "
+            "measure that rather than lift it."
         )
     return text + "Its groups move together, but little at this budget: " + more
 

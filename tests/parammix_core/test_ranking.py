@@ -505,19 +505,26 @@ def test_the_outlook_states_one_real_runs_predicted_gain_and_whether_it_holds_ze
         "not distinguishable from uniform in real training; over the validation's mixtures the "
         "real utility varies by sd 0.0044, 1.8x the noise of a mixture's score, keeping 25% of "
         "its groups' spread (0.0177 on average). Its groups pull against each other: what a "
-        "mixture gains on some it loses on others, so the utility is nearly flat over the "
-        "mixtures and more runs would measure that rather than lift it; group weights "
-        "(`search.group_weights`) that say which groups matter more decide the mixture."
+        "mixture gains on some it loses on others, so group weights (`search.group_weights`) "
+        "that say which groups matter more decide the mixture. The utility is nearly flat over "
+        "the mixtures at this budget: more runs would measure that rather than lift it."
     )
     flat.update(kept=0.6)
-    assert "Its groups move together, but little at this budget: more validation mixtures" in (
+    text = report.real_training_outlook(info)
+    assert "Its groups move together, but little at this budget: more validation mixtures" in text
+    assert "pull against" not in text
+    flat.update(kept=0.25, separation=7.0)
+    text = report.real_training_outlook(info)
+    assert "Its groups pull against each other" in text and "nearly flat" not in text
+    assert text.endswith(
+        "decide the mixture. The mixtures differ on the utility beyond a run's noise and this "
+        "one's gain is small beside that: more validation mixtures and reruns "
+        "(`validation.n_mixtures`, `validation.reruns`) narrow it, longer experts may separate "
+        "the mixtures more."
+    )
+    flat.update(kept=0.6, separation=math.nan)  # no reruns: no noise to weigh the spread by
+    assert "(0.0177 on average). More validation mixtures and reruns" in (
         report.real_training_outlook(info)
     )
-    flat.update(kept=0.25, separation=7.0)
-    assert (
-        "7.0x the noise of a mixture's score, keeping 25% of its groups' spread (0.0177 on "
-        "average). The mixtures differ on the utility; this one's gain is small beside it: more "
-        "validation mixtures"
-    ) in report.real_training_outlook(info)
     assert report.real_training_outlook(_with_chosen({"proxy_gain": 0.05})) is None  # no slope
     assert report.real_training_outlook(_with_chosen({})) is None  # the choice not trained
