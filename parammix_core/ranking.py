@@ -418,7 +418,6 @@ def analyse(
             if mapped is not None:
                 gap = float(np.mean(mapped - real))
                 entry["proxy"]["real_scale"] = {**compare(mapped, real), "gap": gap}
-
         experts = by_kind["expert"][column].to_numpy(dtype=float)
         baselines = {"expert_interpolation": sign * expert_interpolation(alphas, experts)}
         if own is not None:
