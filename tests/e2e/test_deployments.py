@@ -84,7 +84,10 @@ def test_artifacts_published(finished_run: FinishedRun):
         assert key in by_key, sorted(by_key)
     assert "Chosen mixture" in by_key["report"].data
     progress = [a for a in artifacts if a.type == "progress"]
-    assert progress and all(float(a.data) == 100.0 for a in progress)
+    unfinished = {
+        f"{a.description} ({a.task_run_id})": a.data for a in progress if float(a.data) != 100.0
+    }
+    assert progress and not unfinished, unfinished
     images = by_key["report"].data.count("](data:image/png;base64,")
     assert images >= 3, images
     assert not [a.key for a in artifacts if not a.description]  # every card says what it is
