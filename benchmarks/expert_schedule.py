@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parammix_core import ranking, stages  # noqa: E402
+from parammix_core import proxy_validation, stages  # noqa: E402
 from parammix_core.config import Experiment, apply_overrides  # noqa: E402
 from parammix_core.stages import validate  # noqa: E402
 from parammix_core.stages.mixed import train_mixed  # noqa: E402
@@ -71,8 +71,10 @@ def validation_rows(store_url: str, seed: int, schedule: str, sampler: str, extr
 
 def table_rows(seed: int, arm: str, exp: Experiment, rows) -> list[str]:
     rows = rows[rows["mixture"] < N_DRAWS]
-    analysis = ranking.analyse(rows, exp.domains, exp.evaluation.tasks)
-    first = ranking.analyse(rows[rows["kind"] != "rerun"], exp.domains, exp.evaluation.tasks)
+    analysis = proxy_validation.analyse(rows, exp.domains, exp.evaluation.tasks)
+    first = proxy_validation.analyse(
+        rows[rows["kind"] != "rerun"], exp.domains, exp.evaluation.tasks
+    )
     out = []
     for metric in ["utility", *(f"group.{g}" for g in exp.evaluation.groups), "mean_loss"]:
         e = analysis[metric]

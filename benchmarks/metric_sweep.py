@@ -41,7 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parammix_core import ranking, stages  # noqa: E402
+from parammix_core import proxy_validation, ranking, stages  # noqa: E402
 from parammix_core.config import Experiment, apply_overrides  # noqa: E402
 from parammix_core.stages import validate  # noqa: E402
 from parammix_core.stages.mixed import train_mixed  # noqa: E402
@@ -162,7 +162,9 @@ def recomputed(result: dict, store_pattern: str) -> dict:
             continue
         rows = store.load_parquet(ref, "rows.parquet")
         tasks, groups = exp.evaluation.tasks, exp.evaluation.groups
-        analysis = ranking.analyse(rows, exp.domains, tasks, exp.search.group_weights or None)
+        analysis = proxy_validation.analyse(
+            rows, exp.domains, tasks, exp.search.group_weights or None
+        )
         return {**result, "analysis": analysis, "zscore_ceiling": zscore_ceiling(rows, groups)}
     raise SystemExit(f"no validation artifact in {store.root} matches seed {result['seed']}")
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from parammix_core import ranking, stages
+from parammix_core import proxy_validation, ranking, stages
 from parammix_core.config import Experiment
 from parammix_core.stages import validate
 from parammix_core.stages.mixed import mixed_ref, train_mixed
@@ -135,7 +135,7 @@ def _eval_size(exp: Experiment, store, ref) -> dict[str, dict[str, float]]:
             b = blocks[d]  # (rows, N)
             n = max(1, round(fraction * b.shape[1]))
             frame[f"loss.{d}"] = b[:, :n].double().mean(dim=1).numpy()
-        a = ranking.analyse(frame, exp.domains, [])["mean_loss"]
+        a = proxy_validation.analyse(frame, exp.domains, [])["mean_loss"]
         out[str(fraction)] = {
             "merge": a["proxy"]["merge"]["spearman"],
             "ceiling": a.get("ceiling", {}).get("spearman", float("nan")),

@@ -35,7 +35,7 @@ def scores(rows, kinds: list[str], groups: list[str], keep: int) -> np.ndarray:
 
 
 def report(rows, groups: list[str], keep: int) -> None:
-    from parammix_core.ranking import real_scale_utility
+    from parammix_core.proxy_validation import real_scale_utility
     from parammix_core.search.real_scale import fit_real_scale
 
     merged = scores(rows, ["merge"], groups, keep)

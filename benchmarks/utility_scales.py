@@ -8,8 +8,8 @@ validation (created before `--before`, when given: its mixtures' real runs, the 
 merges and the experts) and the search's surrogates before it (the evaluated merges and their
 paired standard errors against uniform: what `search.utility.normalise` scales by). Per mode
 (raw, zscore, rank, noise) each group column is put on the mode's scale with
-`search.normaliser`, exactly as the search does, and `ranking.analyse` gives for the utility
-what the validation reports for it: the noise ceiling with its 90 % interval, the merge's
+`search.normaliser`, exactly as the search does, and `proxy_validation.analyse` gives for the
+utility what the validation reports for it: the noise ceiling with its 90 % interval, the merge's
 Spearman against the real runs and the best trivial ranking. The real runs and merges are the
 same for every mode: only the groups' weighing moves.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parammix_core import ranking  # noqa: E402
+from parammix_core import proxy_validation  # noqa: E402
 from parammix_core.config import Experiment  # noqa: E402
 from parammix_core.search import normaliser  # noqa: E402
 from parammix_core.store import ArtifactRef, Store  # noqa: E402
@@ -57,7 +57,7 @@ def utility_rows(store: Store, exp: Experiment, before: str | None) -> dict[str,
         scaled = rows.copy()
         for g in groups:
             scaled[f"group.{g}"] = scale(g, rows[f"group.{g}"].to_numpy(dtype=float))
-        analysis = ranking.analyse(scaled, exp.domains, exp.evaluation.tasks)
+        analysis = proxy_validation.analyse(scaled, exp.domains, exp.evaluation.tasks)
         out[mode] = analysis["utility"]
     return out
 

@@ -4,7 +4,7 @@ For M non-vertex mixtures (uniform, Dirichlet draws, the chosen one) a model is 
 from the base on batches drawn by alpha, with the experts' steps, batch and hyper-parameters
 (`stages.mixed`, one mapped task each); a few are trained again with another data order to
 measure the run-to-run noise. `validate_proxy` scores the merges and the trained models with
-the same evaluator and compares the rankings (`parammix_core.ranking`).
+the same evaluator and compares the rankings (`parammix_core.proxy_validation`).
 
 When the interference probe ran, the stage also measures what the second-order analysis
 predicts: the merge-vs-mix parameter gap theta_mix - theta_merge(alpha) of every run against the
@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from parammix_core import ranking, simplex
+from parammix_core import proxy_validation, ranking, simplex
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
 from parammix_core.evaluate.heldout import block_losses
@@ -237,7 +237,7 @@ def validate_proxy(
                 _set_flat(scorer.model, theta0 + stretch * update)
             record("rescaled", i, None, alpha, {"stretch": stretch})
     frame = pd.DataFrame(rows)
-    analysis = ranking.analyse(
+    analysis = proxy_validation.analyse(
         frame,
         exp.domains,
         exp.evaluation.tasks if exp.validation.metrics == "all" else [],

@@ -17,7 +17,7 @@ from prefect.client.schemas.filters import (
 )
 
 from flows.param_mix import param_mix
-from parammix_core import ranking, simplex, stages
+from parammix_core import proxy_validation, simplex, stages
 from parammix_core.config import Experiment, load_experiment
 from parammix_core.search import scale_from_spec
 from parammix_core.stages import validate
@@ -168,7 +168,7 @@ def test_validation_and_final_training_judge_the_utility_on_the_searchs_scale(
     )
     scale = scale_from_spec(choice.scale)
     rows = store.load_parquet(refs["validation"], "rows.parquet")
-    want = ranking.analyse(
+    want = proxy_validation.analyse(
         rows, exp.domains, exp.evaluation.tasks, chosen=rows["mixture"].max(), scale=scale
     )["utility"]
     got = validate.load_validation(store, refs["validation"])["analysis"]["utility"]
