@@ -17,6 +17,7 @@ import pandas as pd
 from parammix_core import plots
 from parammix_core.report.markdown import markdown_table, with_stderr
 from parammix_core.search import Choice, utility
+from parammix_core.search.choice import REWEIGHT
 from parammix_core.surrogate import SurrogateSet
 
 TOP_MEASURED = 10
@@ -85,6 +86,7 @@ def write_report(
         markdown_table(_choice_table(choice)),
         *_real_scale_section(choice),
         f"![chosen mixture vs baselines]({CHOICE_PNG})",
+        *_reweighted_section(choice),
         "## Surrogate fit",
         "Out-of-fold cross-validation on the evaluated mixtures: LightGBM against a linear "
         "model on the same weights.",
@@ -127,6 +129,37 @@ def _real_scale_section(choice: Choice) -> list[str]:
         "for real, reruns averaged). A slope below 1 is a group the merge exaggerates; a slope "
         "of 0 (the merge ranked the group backwards, or scored it all alike: slope se NaN) "
         "leaves the group out of the choice.",
+        markdown_table(pd.DataFrame(rows, columns=columns)),
+    ]
+
+
+def _reweighted_section(choice: Choice) -> list[str]:
+    """The mixtures chosen were one group to count REWEIGHT times as much, beside the choice."""
+    if not choice.reweighted:
+        return []
+    rows = [
+        [f"{g} x{REWEIGHT:g}"]
+        + [p["alpha"][d] for d in choice.domains]
+        + [choice.moved(g), p["predicted_utility"] - choice.predicted_utility]
+        + [p["predicted"][h] - choice.predicted[h] for h in choice.groups]
+        for g, p in choice.reweighted.items()
+    ]
+    columns = [
+        "group counted more",
+        *(f"α {d}" for d in choice.domains),
+        "moved",
+        "Δ utility",
+        *(f"Δ {h}" for h in choice.groups),
+    ]
+    return [
+        "## What the group weights decide",
+        f"The mixture chosen the same way were one group to count {REWEIGHT:g} times as much "
+        "(`search.group_weights`), against the chosen one: the share of the data that changes "
+        "domain (moved), the predicted utility at the configured weights (Δ utility, what the "
+        "move gives up) and each group's predicted change. A large move at a small cost means "
+        "the utility is flat where the choice lies: the weights, not the data, decide it. The "
+        "choice is a mean of the best candidates, so on a flat surface a reweighting may even "
+        "move it sideways, the group counted more not gaining: the data do not pin it down.",
         markdown_table(pd.DataFrame(rows, columns=columns)),
     ]
 

@@ -8,6 +8,7 @@ import pandas as pd
 from parammix_core.report.final import final_verdict
 from parammix_core.report.validation import real_training_outlook, validation_verdict
 from parammix_core.search import Choice
+from parammix_core.search.choice import REWEIGHT
 
 
 def summary_lines(choice: Choice) -> list[str]:
@@ -27,7 +28,26 @@ def summary_lines(choice: Choice) -> list[str]:
         share = choice.contributions.get(g)
         margin = f"  margin share {share:+.4f}" if share is not None else ""
         lines.append(f"  {g:<{width}}  chosen {choice.predicted[g]:.3f}{vs}{margin}")
+    if choice.reweighted:
+        lines.append(reweighted_line(choice))
     return lines
+
+
+def reweighted_line(choice: Choice) -> str:
+    """How much the choice hinges on the group weights: the largest move when one group
+    counts REWEIGHT times as much, and what it costs at the configured weights."""
+    moves = {g: choice.moved(g) for g in choice.reweighted}
+    most = max(moves, key=moves.get)
+    cost = max(
+        choice.predicted_utility - p["predicted_utility"] for p in choice.reweighted.values()
+    )
+    mixture = " ".join(f"{d}={w:.3f}" for d, w in choice.reweighted[most]["alpha"].items())
+    return (
+        f"group weights: one group counted {REWEIGHT:g}x moves {min(moves.values()):.0%}-"
+        f"{max(moves.values()):.0%} of the mixture (most: {most}, {mixture}) and costs at most "
+        f'{cost:.4f} of the predicted utility at the configured weights (report: "What the '
+        'group weights decide")'
+    )
 
 
 def real_scale_line(lines: dict[str, dict]) -> str:

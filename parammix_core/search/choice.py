@@ -7,7 +7,9 @@ piecewise constant, so its single best point is mostly noise, while the mean of 
 region is stable. The box ∩ simplex is convex, so that mean stays inside the bounds.
 
 The chosen mixture is reported beside the uniform and the natural-proportion mixtures, all
-scored by the same surrogates.
+scored by the same surrogates, and beside the mixtures chosen if one group counted REWEIGHT
+times as much: where groups trade off, the weights rather than the data decide the choice, and
+those mixtures show by how much.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 from parammix_core import simplex
 from parammix_core.config import Bounds, SearchConfig
 from parammix_core.surrogate import SurrogateSet
+
+REWEIGHT = 2.0  # how much more one group counts in `Choice.reweighted`
 
 
 class SearchError(ValueError):
@@ -135,6 +139,9 @@ class Choice:
             the choice was made on the real runs' scale ({} otherwise).
         held_out: the multi-fidelity GP's check on held-out rows (`HeldOutRuns`: n, folds, r2,
             scale, shuffled, reached, p) that its verdict rests on ({} otherwise).
+        reweighted: group -> the mixture chosen the same way were that group's weight REWEIGHT
+            times larger ({"alpha", "predicted", "predicted_utility"}, the utility at the
+            configured weights), ({} when the choice was not made from surrogates).
     """
 
     alpha: dict[str, float]
@@ -150,6 +157,7 @@ class Choice:
     scale: dict[str, Any] = field(default_factory=dict)
     real_scale: dict[str, dict] = field(default_factory=dict)
     held_out: dict[str, float] = field(default_factory=dict)
+    reweighted: dict[str, dict] = field(default_factory=dict)
 
     @property
     def domains(self) -> list[str]:
@@ -158,6 +166,12 @@ class Choice:
     @property
     def groups(self) -> list[str]:
         return list(self.predicted)
+
+    def moved(self, group: str) -> float:
+        """The share of the data that changes domain when `group` counts REWEIGHT times as
+        much (half the L1 distance between the two mixtures)."""
+        other = self.reweighted[group]["alpha"]
+        return 0.5 * sum(abs(other[d] - w) for d, w in self.alpha.items())
 
     def to_json(self) -> dict:
         return {
@@ -174,6 +188,7 @@ class Choice:
             "scale": dict(self.scale),
             "real_scale": {g: dict(v) for g, v in self.real_scale.items()},
             "held_out": dict(self.held_out),
+            "reweighted": {g: _copy_point(p) for g, p in self.reweighted.items()},
         }
 
     @classmethod
@@ -196,6 +211,7 @@ class Choice:
             scale=dict(d.get("scale", {})),
             real_scale={g: dict(v) for g, v in d.get("real_scale", {}).items()},
             held_out=dict(d.get("held_out", {})),
+            reweighted={g: _copy_point(p) for g, p in d.get("reweighted", {}).items()},
         )
 
 
@@ -255,6 +271,12 @@ def choose_mixture(
     best = np.argsort(-u, kind="stable")[: cfg.top_k]
     top_k = [_point(domains, pool[i], {g: per_group[g][i] for g in groups}, u[i]) for i in best]
     chosen = _evaluate(domains, pool[best].mean(axis=0), score)
+    scaled = {g: scale(g, v) for g, v in per_group.items()}
+    reweighted = {}
+    for g in groups:
+        u_g = utility(scaled, {**weights, g: weights[g] * REWEIGHT})
+        top = np.argsort(-u_g, kind="stable")[: cfg.top_k]
+        reweighted[g] = _evaluate(domains, pool[top].mean(axis=0), score)
 
     baselines = {"uniform": _evaluate(domains, simplex.uniform(k), score)}
     if natural is not None:
@@ -279,6 +301,7 @@ def choose_mixture(
         normalise=cfg.utility.normalise,
         contributions=contributions,
         scale=scale_spec(cfg.utility.normalise, measured, paired_se),
+        reweighted=reweighted,
     )
 
 

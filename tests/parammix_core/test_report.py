@@ -157,7 +157,7 @@ def test_summary_lines(experiment):
     assert lines[0] == "chosen mixture: " + "  ".join(f"{d}={choice.alpha[d]:.3f}" for d in DOMAINS)
     uniform = choice.baselines["uniform"]
     assert f"(uniform {uniform['predicted_utility']:.3f})" in lines[1]
-    assert len(lines) == 2 + len(GROUPS)
+    assert len(lines) == 3 + len(GROUPS)
     share = (choice.predicted["math"] - uniform["predicted"]["math"]) / len(GROUPS)  # raw, equal
     assert abs(choice.contributions["math"] - share) < 1e-12
     assert sum(choice.contributions.values()) == pytest.approx(
@@ -173,6 +173,36 @@ def test_summary_lines(experiment):
         "share",
         f"{share:+.4f}",
     ]
+
+
+def test_the_summary_and_report_say_how_far_the_group_weights_move_the_choice(experiment, tmp_path):
+    rows, surrogates, choice = experiment
+    moves = {
+        g: 0.5 * sum(abs(p["alpha"][d] - choice.alpha[d]) for d in DOMAINS)
+        for g, p in choice.reweighted.items()
+    }
+    assert moves == pytest.approx({g: choice.moved(g) for g in GROUPS}, abs=1e-12)
+    most = max(moves, key=moves.get)
+    cost = max(
+        choice.predicted_utility - p["predicted_utility"] for p in choice.reweighted.values()
+    )
+    mixture = " ".join(f"{d}={w:.3f}" for d, w in choice.reweighted[most]["alpha"].items())
+    assert summary_lines(choice)[-1] == (
+        f"group weights: one group counted 2x moves {min(moves.values()):.0%}-"
+        f"{max(moves.values()):.0%} of the mixture (most: {most}, {mixture}) and costs at most "
+        f'{cost:.4f} of the predicted utility at the configured weights (report: "What the '
+        'group weights decide")'
+    )
+    text = write_report(tmp_path, "x", DOMAINS, GROUPS, rows, surrogates, choice).read_text()
+    assert "## What the group weights decide" in text
+    p = choice.reweighted["code"]
+    assert (
+        f"| code x2 | {p['alpha']['math']:.3f} | {p['alpha']['code']:.3f} | "
+        f"{p['alpha']['web']:.3f} | {moves['code']:.3f} | "
+        f"{p['predicted_utility'] - choice.predicted_utility:.3f} | "
+        f"{p['predicted']['math'] - choice.predicted['math']:.3f} | "
+        f"{p['predicted']['code'] - choice.predicted['code']:.3f} |"
+    ) in text
 
 
 def test_the_summary_names_each_groups_line_and_a_group_without_one(experiment):

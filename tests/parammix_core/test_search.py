@@ -82,6 +82,25 @@ def test_group_weights_move_the_choice(surrogates):
     assert choice.weights == weights
 
 
+def test_the_choice_if_one_group_counted_twice(surrogates):
+    choice = choose_mixture(surrogates, DOMAINS, GROUPS, config(), seed=0)
+    assert set(choice.reweighted) == set(GROUPS)
+    for g, other in (("reasoning", "knowledge"), ("knowledge", "reasoning")):
+        p = choice.reweighted[g]
+        target = (2 * OPTIMA[g] + OPTIMA[other]) / 3  # the bowls' weighted mean
+        got = np.array([p["alpha"][d] for d in DOMAINS])
+        assert np.abs(got - target).sum() < 0.1
+        # its scores are the surrogates' at that mixture, its utility at the equal weights
+        pred = surrogates.predict_best(got[None, :])
+        assert p["predicted"] == pytest.approx({h: pred[f"group.{h}"][0] for h in GROUPS})
+        assert p["predicted_utility"] == pytest.approx(np.mean(list(p["predicted"].values())))
+        assert p["predicted_utility"] <= choice.predicted_utility + 1e-3
+    # counting reasoning (peak math 0.5, sft 0.1) more moves data from sft to math
+    assert choice.reweighted["reasoning"]["alpha"]["math"] > choice.alpha["math"] + 0.01
+    assert choice.reweighted["knowledge"]["alpha"]["sft"] > choice.alpha["sft"] + 0.01
+    assert 0.01 < choice.moved("reasoning") < 0.1  # truth: 1/30 of the data
+
+
 @pytest.mark.parametrize(
     ("bounds", "target"),
     [
