@@ -26,7 +26,7 @@ import numpy as np
 
 from parammix_core.config import Experiment, load_experiment
 from parammix_core.search.calibration import HeldOut, cross_validated, pipeline_fits
-from parammix_core.search.choice import resolve_weights
+from parammix_core.search.common import resolve_weights
 from parammix_core.search.uncertainty import RESAMPLE, group_scores
 from parammix_core.stages.evaluate import load_doc_scores, load_rows
 from parammix_core.store import ArtifactRef, Store

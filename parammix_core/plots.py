@@ -15,8 +15,6 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from parammix_core.search import Choice
-
 DPI = 100
 # Baselines first in this order after the chosen mixture; colours fixed so figures compare.
 BAR_COLOURS = {"chosen": "#d62728", "uniform": "#7f7f7f", "natural": "#1f77b4"}
@@ -136,11 +134,10 @@ def plot_surrogate_fit(
     return _save(fig, out)
 
 
-def plot_choice(choice: Choice, out: Path) -> Path:
-    """Predicted group scores of the chosen vs baseline mixtures, and the chosen weights."""
-    series = {"chosen": choice.predicted}
-    series.update({name: b["predicted"] for name, b in choice.baselines.items()})
-    groups = choice.groups
+def plot_choice(alpha: dict[str, float], series: dict[str, dict[str, float]], out: Path) -> Path:
+    """Predicted group scores of the chosen vs baseline mixtures (`series`: name -> group ->
+    score, "chosen" first), and the chosen weights `alpha`."""
+    groups = list(series["chosen"])
     fig = _figure(9.0, 3.2)
     ax = fig.add_subplot(1, 3, (1, 2))
     width = 0.8 / len(series)
@@ -160,8 +157,8 @@ def plot_choice(choice: Choice, out: Path) -> Path:
     ax.tick_params(labelsize=7)
 
     ax = fig.add_subplot(1, 3, 3)
-    domains = choice.domains
-    bars = ax.bar(domains, [choice.alpha[d] for d in domains], color=BAR_COLOURS["chosen"])
+    domains = list(alpha)
+    bars = ax.bar(domains, [alpha[d] for d in domains], color=BAR_COLOURS["chosen"])
     ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.axhline(1 / len(domains), color=BAR_COLOURS["uniform"], ls="--", lw=0.8, label="uniform")
     ax.set_ylim(0, 1)

@@ -32,7 +32,7 @@ PROXIES = ("merge", "corrected", "rescaled")
 def _derived(rows, domains: Sequence[str], groups: Sequence[str], weights, scale) -> None:
     """Add `utility` (the search's weighted group mean, groups on the search's `scale` when
     given) and `mean_loss` columns in place."""
-    from parammix_core.search import utility  # here: search imports the surrogate stack
+    from parammix_core.search.common import utility  # here: search imports the surrogate stack
 
     rows["mean_loss"] = rows[[f"loss.{d}" for d in domains]].mean(axis=1)
     if groups:
@@ -54,7 +54,7 @@ def real_scale_utility(
     flat (slope 0: ranked backwards or scored all alike) is the same constant for every
     mixture, as it is for the choice; its leave-one-out mean would rank the mixtures backwards.
     None when the mapped utility does not vary (no group has a line)."""
-    from parammix_core.search import utility
+    from parammix_core.search.common import utility
     from parammix_core.search.real_scale import fit_real_scale
 
     n = len(next(iter(merged.values())))
@@ -108,7 +108,7 @@ def flatness(
     each group separates them, and more runs measure that flatness rather than lift it.
     Groups are taken on the utility's scale (`scale`).
     """
-    from parammix_core.search.choice import resolve_weights
+    from parammix_core.search.common import resolve_weights
 
     if scale is not None:
         groups = {g: scale(g, v) for g, v in groups.items()}

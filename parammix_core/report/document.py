@@ -69,7 +69,9 @@ def write_report(
         surrogates.cv,
         out_dir / FIT_PNG,
     )
-    plots.plot_choice(choice, out_dir / CHOICE_PNG)
+    predicted = {"chosen": choice.predicted}
+    predicted.update({name: b["predicted"] for name, b in choice.baselines.items()})
+    plots.plot_choice(choice.alpha, predicted, out_dir / CHOICE_PNG)
 
     weights = ", ".join(f"{g} {w:g}" for g, w in choice.weights.items())
     sections = [

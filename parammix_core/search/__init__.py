@@ -1,6 +1,7 @@
 """Search: choose the mixture, and strategies that propose which mixtures to evaluate.
 
-`choice` holds the final pick over fitted surrogates (`choose_mixture`). The strategies share
+`choice` holds the final pick over fitted surrogates (`choose_mixture`); `common` the utility
+over capability groups and the bounds that searches and judges share. The strategies share
 the `Strategy` interface of `base`: random (Dirichlet baseline), surrogate (LightGBM, shrinking
 candidate rounds), demix (DeMix's procedure: draws around the natural proportions under usage
 caps, then iterations that evaluate half as many mixtures each, drawn from the best a LightGBM
@@ -21,10 +22,9 @@ from parammix_core.search.base import (
     strategy_class,
     strategy_from_config,
 )
-from parammix_core.search.choice import (
-    Choice,
+from parammix_core.search.choice import Choice, choose_mixture
+from parammix_core.search.common import (
     SearchError,
-    choose_mixture,
     normaliser,
     resolve_weights,
     scale_from_spec,

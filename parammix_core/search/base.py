@@ -22,7 +22,7 @@ import numpy as np
 
 from parammix_core import simplex
 from parammix_core.config import SearchConfig
-from parammix_core.search.choice import SearchError, search_bounds
+from parammix_core.search.common import SearchError, search_bounds
 
 
 class UnknownStrategyError(SearchError):

@@ -28,7 +28,7 @@ from botorch.optim import optimize_acqf
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from parammix_core.search.base import History, Strategy
-from parammix_core.search.choice import SearchError
+from parammix_core.search.common import SearchError
 
 DTYPE = torch.float64
 

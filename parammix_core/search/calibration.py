@@ -31,7 +31,7 @@ from sklearn.model_selection import KFold
 from parammix_core import simplex
 from parammix_core.config import EvalTask
 from parammix_core.noise import group_noise, reference_row
-from parammix_core.search.choice import Transform, normaliser
+from parammix_core.search.common import Transform, normaliser
 from parammix_core.search.uncertainty import Fit, group_scores, utility_intervals
 from parammix_core.surrogate import fit_surrogates, lightgbm_predictor, linear_fit
 

@@ -33,7 +33,7 @@ import lightgbm
 import numpy as np
 
 from parammix_core.search.base import History, Strategy
-from parammix_core.search.choice import SearchError
+from parammix_core.search.common import SearchError
 from parammix_core.surrogate import lightgbm_params
 
 

@@ -25,7 +25,7 @@ from torch.func import functional_call
 from parammix_core import simplex
 from parammix_core.objective import lm_inputs
 from parammix_core.search.base import OneShotStrategy, kl_project, project
-from parammix_core.search.choice import SearchError
+from parammix_core.search.common import SearchError
 from parammix_core.search.pairs import PairBatch, continuation_logprobs
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # alpha (K,) float64 -> scalar loss

@@ -23,7 +23,7 @@ from scipy.special import logsumexp
 
 from parammix_core import simplex
 from parammix_core.search.base import OneShotStrategy, kl_project
-from parammix_core.search.choice import SearchError
+from parammix_core.search.common import SearchError
 
 
 def sequence_logprobs(

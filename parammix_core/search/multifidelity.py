@@ -50,7 +50,7 @@ from scipy.stats import norm
 
 from parammix_core.search.base import History, Strategy, project
 from parammix_core.search.bayes import DTYPE
-from parammix_core.search.choice import SearchError
+from parammix_core.search.common import SearchError
 from parammix_core.search.held_out import MIN_HELD_OUT, HeldOutRuns, held_out_runs
 from parammix_core.search.level_noise import fit_levels_gp
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from parammix_core.search.choice import SearchError
+from parammix_core.search.common import SearchError
 
 IGNORE = -100  # a target position that is not scored
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from parammix_core.search.base import History, Strategy
-from parammix_core.search.choice import SearchError
+from parammix_core.search.common import SearchError
 
 
 class RandomStrategy(Strategy):

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import spearmanr
 
-from parammix_core.search.choice import SearchError
+from parammix_core.search.common import SearchError
 
 
 @dataclass(frozen=True)

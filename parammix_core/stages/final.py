@@ -23,8 +23,7 @@ from parammix_core.config import Experiment
 from parammix_core.data import load_prepared, natural_weights
 from parammix_core.model import load_model, resolve_device
 from parammix_core.report.final import BASELINES, is_beside
-from parammix_core.search import scale_from_spec, utility
-from parammix_core.search.choice import Transform
+from parammix_core.search.common import Transform, scale_from_spec, utility
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.evaluate import make_evaluator
 from parammix_core.stages.versions import code_version

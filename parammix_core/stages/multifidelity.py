@@ -41,8 +41,9 @@ import torch
 from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.model import load_state
-from parammix_core.search import History, SearchError, search_bounds
-from parammix_core.search import utility as group_utility
+from parammix_core.search.base import History
+from parammix_core.search.common import SearchError, search_bounds
+from parammix_core.search.common import utility as group_utility
 from parammix_core.search.multifidelity import MultiFidelityStrategy
 from parammix_core.stages.common import Progress, dump_config
 from parammix_core.stages.evaluate import _bench, initial_design, load_rows

@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from parammix_core.config import Experiment
-from parammix_core.search import History, SearchError, strategy_from_config
-from parammix_core.search import utility as group_utility
+from parammix_core.search.base import History, strategy_from_config
+from parammix_core.search.common import SearchError
+from parammix_core.search.common import utility as group_utility
 from parammix_core.stages.common import dump_config
 from parammix_core.stages.evaluate import evaluation_mixtures, initial_design, load_rows
 from parammix_core.stages.imports import load_imported

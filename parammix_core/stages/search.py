@@ -9,7 +9,8 @@ import numpy as np
 from parammix_core.config import Experiment
 from parammix_core.data import natural_weights
 from parammix_core.search import Choice, choose_mixture, normaliser
-from parammix_core.search.choice import Transform, mapped_noise, on_real_scale
+from parammix_core.search.choice import mapped_noise, on_real_scale
+from parammix_core.search.common import Transform
 from parammix_core.search.real_scale import GroupLine, fit_real_scale, lines_to_json
 from parammix_core.search.uncertainty import gain_intervals, verdict
 from parammix_core.stages.common import dump_config

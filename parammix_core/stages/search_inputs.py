@@ -35,7 +35,8 @@ from safetensors.torch import save_file
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared, natural_weights
 from parammix_core.model import load_model, resolve_device
-from parammix_core.search import SearchError, strategy_from_config
+from parammix_core.search.base import strategy_from_config
+from parammix_core.search.common import SearchError
 from parammix_core.search.mergemix import merged_loss_objective, merged_pair_objective
 from parammix_core.search.mixmin import mixture_nll, sequence_logprobs
 from parammix_core.search.pairs import pair_logprobs

@@ -26,8 +26,7 @@ from parammix_core.data.loaders import iter_texts
 from parammix_core.data.packing import pack_texts
 from parammix_core.evaluate.target import encode_pairs, task_target
 from parammix_core.evaluate.task_loading import load_tasks
-from parammix_core.search import SearchError
-from parammix_core.search.choice import resolve_weights
+from parammix_core.search.common import SearchError, resolve_weights
 from parammix_core.search.pairs import PairBatch, pair_batches
 from parammix_core.stages.common import dump_config
 from parammix_core.stages.evaluate import _include_paths, tasks_folder_fingerprint

@@ -36,7 +36,7 @@ from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, load_state, resolve_device
 from parammix_core.plots import plot_validation
-from parammix_core.search import scale_from_spec
+from parammix_core.search.common import scale_from_spec
 from parammix_core.stages.common import (
     Progress,
     dump_config,

@@ -79,7 +79,8 @@ def test_plots_write_pngs_deterministically(experiment, tmp_path):
     assert a.read_bytes() == b.read_bytes()
     truth = {t: rows[t].to_numpy() for t in surrogates.targets}
     assert_png(plots.plot_surrogate_fit(truth, surrogates.oof, surrogates.cv, tmp_path / "f.png"))
-    assert_png(plots.plot_choice(choice, tmp_path / "sub" / "c.png"))
+    series = {"chosen": choice.predicted, "uniform": choice.baselines["uniform"]["predicted"]}
+    assert_png(plots.plot_choice(choice.alpha, series, tmp_path / "sub" / "c.png"))
 
 
 def test_interference_plots(experiment, tmp_path):

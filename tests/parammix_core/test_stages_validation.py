@@ -15,7 +15,7 @@ from parammix_core.data import load_prepared
 from parammix_core.evaluate import heldout_loss
 from parammix_core.model import load_model
 from parammix_core.report import validation as report_validation
-from parammix_core.search.choice import scale_from_spec, scale_spec
+from parammix_core.search.common import scale_from_spec, scale_spec
 from parammix_core.stages import final, mixed, validate
 from parammix_core.train import sample_batch, train
 

@@ -91,3 +91,15 @@ def test_a_choice_covers_the_surrogates_and_the_multi_fidelity_gp():
     rounds = _source("parammix_core.stages.multifidelity")
     edited = versions_with({"parammix_core.stages.multifidelity": rounds + "\nEXTRA = 1\n"})
     assert {"runevals", "choice"} <= {s for s in STAGES if edited[s] != before[s]}
+
+
+def test_a_change_to_how_the_mixture_is_chosen_keeps_every_evaluation_and_run():
+    before = versions_with({})
+    choice = _source("parammix_core.search.choice")
+    edited = versions_with({"parammix_core.search.choice": choice + "\nEXTRA = 1\n"})
+    assert {s for s in STAGES if edited[s] != before[s]} == {"choice", "report"}
+    common = _source("parammix_core.search.common")
+    edited = versions_with({"parammix_core.search.common": common + "\nEXTRA = 1\n"})
+    assert {"evals", "validation", "final", "choice"} <= {
+        s for s in STAGES if edited[s] != before[s]
+    }
