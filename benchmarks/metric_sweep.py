@@ -45,6 +45,7 @@ from parammix_core import proxy_validation, ranking, stages  # noqa: E402
 from parammix_core.config import Experiment, apply_overrides  # noqa: E402
 from parammix_core.stages import validate  # noqa: E402
 from parammix_core.stages.mixed import train_mixed  # noqa: E402
+from parammix_core.stages.validation_table import load_validation  # noqa: E402
 from parammix_core.store import ArtifactRef, Store  # noqa: E402
 
 
@@ -131,7 +132,7 @@ def sweep(args) -> list[dict]:
         ]
         print(f"{metric}: {len(runs)} real runs ready", flush=True)
         ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts)
-        info = validate.load_validation(store, ref)
+        info = load_validation(store, ref)
         rows = store.load_parquet(ref, "rows.parquet")
         groups = exp.evaluation.groups
         out.append(
@@ -158,7 +159,7 @@ def recomputed(result: dict, store_pattern: str) -> dict:
         if m["stage"] != "validation":
             continue
         ref = ArtifactRef(stage=m["stage"], name=m["name"], key=m["key"])
-        if validate.load_validation(store, ref)["analysis"] != result["analysis"]:
+        if load_validation(store, ref)["analysis"] != result["analysis"]:
             continue
         rows = store.load_parquet(ref, "rows.parquet")
         tasks, groups = exp.evaluation.tasks, exp.evaluation.groups

@@ -33,6 +33,7 @@ from parammix_core import proxy_validation, ranking, stages
 from parammix_core.config import Experiment
 from parammix_core.stages import validate
 from parammix_core.stages.mixed import mixed_ref, train_mixed
+from parammix_core.stages.validation_table import load_validation
 
 # Points without a base length of their own (base1800/3600, wide1800) start from SWEEP_BASE, the
 # 600-step base pre-training the embedded default had when the sweep ran; base1800 ranked best
@@ -117,7 +118,7 @@ def run_point(name: str, store_url: str) -> dict:
     plan = validate.run_plan(exp, len(mixtures))
     runs = [train_mixed(exp, store, mixtures[i], s, data, base) for i, s in plan]
     ref = validate.validate_proxy(exp, store, mixtures, runs, data, base, experts, probe)
-    info = validate.load_validation(store, ref)
+    info = load_validation(store, ref)
     out = {"point": name, "seconds": time.perf_counter() - start, "analysis": info["analysis"]}
     out["step_scale_fit"] = info["step_scale_fit"]
     out["eval_size"] = _eval_size(exp, store, ref)

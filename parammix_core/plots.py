@@ -218,18 +218,20 @@ def plot_discrepancy(rows: pd.DataFrame, domains: list[str], column: str, out: P
     return _save(fig, out)
 
 
-def plot_validation(rows: pd.DataFrame, analysis: dict[str, dict], out: Path) -> Path:
-    """Proxy (merge) vs real mixed run per ranked metric: utility, mean loss, each group."""
+def plot_validation(rows: pd.DataFrame, groups: list[str], out: Path) -> Path:
+    """Proxy (merge) vs real mixed run per metric: the groups' plain mean, mean held-out loss
+    and each group (`groups`; held-out loss per domain when there are none)."""
     _require(rows, ["kind", "mixture"])
-    shown = [m for m in analysis if m in ("utility", "mean_loss") or m.startswith("group.")]
-    shown = shown or [m for m in analysis if m.startswith("loss.")]
+    groups = list(dict.fromkeys(groups))
     frame = rows.copy()
     domains = [c.removeprefix("loss.") for c in frame.columns if c.startswith("loss.")]
     domains = [d for d in domains if not d.endswith(".stderr")]
     frame["mean_loss"] = frame[[f"loss.{d}" for d in domains]].mean(axis=1)
-    groups = [m.removeprefix("group.") for m in analysis if m.startswith("group.")]
-    if groups and "utility" in analysis:
-        frame["utility"] = frame[[f"group.{g}" for g in groups]].mean(axis=1)
+    if groups:
+        frame["group mean"] = frame[[f"group.{g}" for g in groups]].mean(axis=1)
+        shown = ["group mean", "mean_loss"] + [f"group.{g}" for g in groups]
+    else:
+        shown = ["mean_loss"] + [f"loss.{d}" for d in domains]
     mix = frame[frame["kind"] == "mix"].set_index("mixture").sort_index()
     cols = min(3, len(shown))
     fig = _figure(3.2 * cols, 3.0 * math.ceil(len(shown) / cols))
@@ -240,14 +242,7 @@ def plot_validation(rows: pd.DataFrame, analysis: dict[str, dict], out: Path) ->
             if part.empty:
                 continue
             idx = [i for i in part.index if i in mix.index]
-            rho = analysis[metric]["proxy"].get(kind, {}).get("spearman", math.nan)
-            ax.scatter(
-                part.loc[idx, metric],
-                mix.loc[idx, metric],
-                s=14,
-                marker=marker,
-                label=f"{kind} (rho {_fmt(rho)})",
-            )
+            ax.scatter(part.loc[idx, metric], mix.loc[idx, metric], s=14, marker=marker, label=kind)
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("proxy", fontsize=8)
         ax.set_ylabel("real mixed run", fontsize=8)

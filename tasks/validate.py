@@ -9,7 +9,7 @@ from prefect.futures import PrefectFuture
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.report import validation_section
-from parammix_core.stages import mixed, validate
+from parammix_core.stages import mixed, validate, validation_table
 from parammix_core.store import ArtifactRef
 from tasks.artifacts import inline_figures
 from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
@@ -63,7 +63,7 @@ def validate_proxy(
         probe,
         utility_scale,
     )
-    section = validation_section(validate.load_validation(store, ref))
+    section = validation_section(validation_table.load_validation(store, ref))
     create_markdown_artifact(
         "# Proxy validation\n\n" + inline_figures(store, ref, section),
         key="proxy-validation",

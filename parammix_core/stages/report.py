@@ -19,7 +19,7 @@ from parammix_core.report import (
 )
 from parammix_core.stages.search import load_choice
 from parammix_core.stages.surrogates import load_surrogates
-from parammix_core.stages.validate import load_validation
+from parammix_core.stages.validation_table import load_validation
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store
 
@@ -65,7 +65,7 @@ def report(
         (out / "validation.png").write_bytes(
             (store.local_dir(validation) / "validation.png").read_bytes()
         )
-        info = store.load_json(validation, "validation.json")
+        info = load_validation(store, validation)
         extra["Proxy validation"] = validation_section(info)
         if outlook := real_training_outlook(info):
             lead.append(outlook)

@@ -4,7 +4,9 @@ For M non-vertex mixtures (uniform, Dirichlet draws, the chosen one) a model is 
 from the base on batches drawn by alpha, with the experts' steps, batch and hyper-parameters
 (`stages.mixed`, one mapped task each); a few are trained again with another data order to
 measure the run-to-run noise. `validate_proxy` scores the merges and the trained models with
-the same evaluator and compares the rankings (`parammix_core.proxy_validation`).
+the same evaluator; how their rankings compare (`parammix_core.proxy_validation`) is computed
+from those scores when they are read (`stages.validation_table`), so a change to that analysis
+never scores a run again.
 
 When the interference probe ran, the stage also measures what the second-order analysis
 predicts: the merge-vs-mix parameter gap theta_mix - theta_merge(alpha) of every run against the
@@ -27,7 +29,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from parammix_core import proxy_validation, ranking, simplex
+from parammix_core import ranking, simplex
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
 from parammix_core.evaluate.heldout import block_losses
@@ -36,10 +38,10 @@ from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, load_state, resolve_device
 from parammix_core.plots import plot_validation
-from parammix_core.search.common import scale_from_spec
 from parammix_core.stages.common import (
     Progress,
     dump_config,
+    finite_json,
     merge_states,
 )
 from parammix_core.stages.evaluate import _bench
@@ -237,14 +239,7 @@ def validate_proxy(
                 _set_flat(scorer.model, theta0 + stretch * update)
             record("rescaled", i, None, alpha, {"stretch": stretch})
     frame = pd.DataFrame(rows)
-    analysis = proxy_validation.analyse(
-        frame,
-        exp.domains,
-        exp.evaluation.tasks if exp.validation.metrics == "all" else [],
-        exp.search.group_weights or None,
-        chosen=len(mixtures) - 1 if len(mixtures) > exp.validation.n_mixtures else None,
-        scale=scale_from_spec(utility_scale),
-    )
+    tasks = exp.evaluation.tasks if exp.validation.metrics == "all" else []
     out = store.staging(ref)
     frame.to_parquet(out / "rows.parquet", index=False)
     save_file(
@@ -255,13 +250,19 @@ def validate_proxy(
         out / "heldout_blocks.safetensors",
     )
     info = {
-        "analysis": analysis,
+        "compare": {  # what `validation_table.analysis` needs besides the rows
+            "domains": exp.domains,
+            "tasks": [[t.name, t.group] for t in tasks],
+            "weights": exp.search.group_weights or None,
+            "chosen": len(mixtures) - 1 if len(mixtures) > exp.validation.n_mixtures else None,
+            "scale": dict(utility_scale or {}),
+        },
         "step_scale_fit": fit,
         "utility_scale": (utility_scale or {}).get("normalise", "raw"),
         "seconds": time.perf_counter() - start,
     }
-    (out / "validation.json").write_text(canonical_json(_finite(info)))
-    plot_validation(frame, analysis, out / "validation.png")
+    (out / "validation.json").write_text(canonical_json(finite_json(info)))
+    plot_validation(frame, [t.group for t in tasks], out / "validation.png")
     return store.publish(ref, out, info={"seconds": info["seconds"]})
 
 
@@ -329,18 +330,3 @@ def _fit_scale(
         "norm_spearman": ranking.spearman(predicted, norms) if len(idx) > 1 else math.nan,
         "norm_pearson": ranking.pearson(predicted, norms) if len(idx) > 1 else math.nan,
     }
-
-
-def _finite(obj: Any) -> Any:
-    """NaN/inf as None: canonical JSON has no NaN."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def load_validation(store: Store, ref: ArtifactRef) -> dict[str, Any]:
-    return store.load_json(ref, "validation.json")

@@ -21,6 +21,7 @@ from parammix_core import proxy_validation, simplex, stages
 from parammix_core.config import Experiment, load_experiment
 from parammix_core.search import scale_from_spec
 from parammix_core.stages import validate
+from parammix_core.stages.validation_table import load_validation
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_TASKS = ("prepare_domains", "base_model", "train_expert[", "train_mixed[", "final_run[")
@@ -171,7 +172,7 @@ def test_validation_and_final_training_judge_the_utility_on_the_searchs_scale(
     want = proxy_validation.analyse(
         rows, exp.domains, exp.evaluation.tasks, chosen=rows["mixture"].max(), scale=scale
     )["utility"]
-    got = validate.load_validation(store, refs["validation"])["analysis"]["utility"]
+    got = load_validation(store, refs["validation"])["analysis"]["utility"]
     assert got["proxy"]["merge"]["spearman"] == pytest.approx(want["proxy"]["merge"]["spearman"])
     assert got["chosen"]["real_gain"] == pytest.approx(want["chosen"]["real_gain"])
     table = store.load_parquet(refs["final"], "comparison.parquet").set_index("metric")
@@ -196,9 +197,7 @@ def test_calibrate_puts_the_merges_on_the_real_runs_scale_before_the_choice(
     # the validation trained uniform and the draws, not the choice, which came after it
     mixes = rows[rows["kind"] == "mix"].sort_values("mixture")[alphas].to_numpy()
     np.testing.assert_allclose(mixes, validate.validation_mixtures(exp))
-    assert (
-        "chosen" not in validate.load_validation(store, refs["validation"])["analysis"]["utility"]
-    )
+    assert "chosen" not in load_validation(store, refs["validation"])["analysis"]["utility"]
     choice = stages.load_choice(store, refs["choice"])
     assert set(choice.real_scale) == set(exp.evaluation.groups)
     merged = rows[rows["kind"] == "merge"].groupby("mixture").mean(numeric_only=True)

@@ -17,6 +17,7 @@ from parammix_core.model import load_model
 from parammix_core.report import validation as report_validation
 from parammix_core.search.common import scale_from_spec, scale_spec
 from parammix_core.stages import final, mixed, validate
+from parammix_core.stages.validation_table import load_validation
 from parammix_core.train import sample_batch, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +111,7 @@ def test_validate_proxy_scores_runs_like_merges(setup):
     corner = rows[(rows["kind"] == "expert") & (rows["mixture"] == 1)].iloc[0]
     loss, _ = heldout_loss(expert, prepared.heldout[exp.domains[0]], 32, "cpu")
     assert corner[f"loss.{exp.domains[0]}"] == pytest.approx(loss, rel=1e-5)
-    info = validate.load_validation(store, ref)
+    info = load_validation(store, ref)
     assert set(info["analysis"]) == {"mean_loss", *(f"loss.{d}" for d in exp.domains)}
     assert info["analysis"]["mean_loss"]["n"] == n
     fit = info["step_scale_fit"]
@@ -137,7 +138,7 @@ def test_every_mixture_trained_twice_is_ranked_by_the_mean_of_its_runs(setup):
     again = loss[rows["kind"] == "rerun"].set_axis(rows.loc[rows["kind"] == "rerun", "mixture"])
     again = again.sort_index().to_numpy()
     means = (first + again + np.mean(first - again)) / 2  # the rerun on the first runs' seed
-    info = validate.load_validation(store, ref)
+    info = load_validation(store, ref)
     a = info["analysis"]["mean_loss"]
     assert a["runs_per_mixture"] == 2.0 and a["ceiling"]["truth_runs"] == 2.0
     assert a["chosen"]["runs"] == [2, 2]

@@ -103,3 +103,10 @@ def test_a_change_to_how_the_mixture_is_chosen_keeps_every_evaluation_and_run():
     assert {"evals", "validation", "final", "choice"} <= {
         s for s in STAGES if edited[s] != before[s]
     }
+
+
+def test_a_change_to_how_real_runs_are_compared_rescores_nothing():
+    before = versions_with({})
+    analysis = _source("parammix_core.proxy_validation")
+    edited = versions_with({"parammix_core.proxy_validation": analysis + "\nEXTRA = 1\n"})
+    assert {s for s in STAGES if edited[s] != before[s]} == {"report"}
