@@ -24,7 +24,8 @@ from parammix_core.stages.evaluate import (
 )
 from parammix_core.stages.experts import expert_ref, train_expert
 from parammix_core.stages.imports import import_runs, imports_ref, load_imported
-from parammix_core.stages.probe import interference_probe, load_probe, probe_ref
+from parammix_core.stages.probe import interference_probe, probe_ref
+from parammix_core.stages.probe_files import load_probe
 from parammix_core.stages.proposals import (
     adaptive,
     load_proposals,

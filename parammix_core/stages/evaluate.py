@@ -21,7 +21,7 @@ from parammix_core.merge import InMemoryMerger
 from parammix_core.model import load_model, resolve_device
 from parammix_core.search.common import search_bounds
 from parammix_core.stages.common import Progress, dump_config, merge_states
-from parammix_core.stages.probe import load_probe
+from parammix_core.stages.probe_files import load_probe
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 

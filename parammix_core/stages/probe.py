@@ -6,7 +6,6 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +14,6 @@ from safetensors.torch import save_file
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
 from parammix_core.interference import (
-    ProbeSummary,
     gram_cosines,
     step_scale,
     task_vector_grams,
@@ -115,12 +113,3 @@ def _probe_base(
         for d in exp.domains
     }
     return probe_to_shards(model, batches, out, exp.probe.method, exp.probe.chunk_size, progress)
-
-
-def load_probe(store: Store, ref: ArtifactRef) -> tuple[ProbeShards, ProbeSummary, dict[str, Any]]:
-    """The probe's vectors (read on demand), their norms and Gram matrix, and probe.json."""
-    info = store.load_json(ref, "probe.json")
-    summary = ProbeSummary.from_tensors(
-        len(info["domains"]), store.load_tensors(ref, "probe.safetensors")
-    )
-    return ProbeShards(store.local_dir(ref)), summary, info

@@ -14,7 +14,7 @@ from parammix_core.interference import (
 from parammix_core.noise import group_noise
 from parammix_core.stages.evaluate import load_doc_scores, load_rows
 from parammix_core.stages.imports import load_imported
-from parammix_core.stages.probe import load_probe
+from parammix_core.stages.probe_files import load_probe
 from parammix_core.stages.proposals import PROPOSAL_COLUMNS, load_proposals
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json

@@ -41,11 +41,11 @@ from parammix_core.plots import plot_validation
 from parammix_core.stages.common import (
     Progress,
     dump_config,
-    finite_json,
     merge_states,
 )
 from parammix_core.stages.evaluate import _bench
-from parammix_core.stages.probe import load_probe
+from parammix_core.stages.finite import finite_json
+from parammix_core.stages.probe_files import load_probe
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 

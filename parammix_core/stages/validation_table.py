@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from parammix_core import proxy_validation
 from parammix_core.search.common import scale_from_spec
-from parammix_core.stages.common import finite_json
+from parammix_core.stages.finite import finite_json
 from parammix_core.store import ArtifactRef, Store
 
 

@@ -110,3 +110,19 @@ def test_a_change_to_how_real_runs_are_compared_rescores_nothing():
     analysis = _source("parammix_core.proxy_validation")
     edited = versions_with({"parammix_core.proxy_validation": analysis + "\nEXTRA = 1\n"})
     assert {s for s in STAGES if edited[s] != before[s]} == {"report"}
+
+
+def test_a_change_to_the_figures_scores_no_merge_again():
+    before = versions_with({})
+    plots = _source("parammix_core.plots")
+    edited = versions_with({"parammix_core.plots": plots + "\nEXTRA = 1\n"})
+    moved = {s for s in STAGES if edited[s] != before[s]}
+    assert {"probe", "report"} <= moved
+    assert not moved & {"evals", "surrogates", "mixed", "final"}
+
+
+def test_a_helper_of_the_readers_retrains_nothing():
+    before = versions_with({})
+    for module in ("parammix_core.stages.finite", "parammix_core.stages.probe_files"):
+        edited = versions_with({module: _source(module) + "\nEXTRA = 1\n"})
+        assert not {s for s in STAGES if edited[s] != before[s]} & {"base", "expert", "mixed"}
