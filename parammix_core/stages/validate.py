@@ -250,7 +250,7 @@ def validate_proxy(
         out / "heldout_blocks.safetensors",
     )
     info = {
-        "compare": {  # what `validation_table.analysis` needs besides the rows
+        "compare": {  # what `validation_table.load_validation` needs besides the rows
             "domains": exp.domains,
             "tasks": [[t.name, t.group] for t in tasks],
             "weights": exp.search.group_weights or None,
