@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from parammix_core.config import ConfigError, Experiment, load_experiment, parse_experiment
+from parammix_core.config.overrides import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,6 +18,24 @@ def _error(data: dict) -> str:
 
 def test_default_yaml_is_the_embedded_default():
     assert load_experiment(ROOT / "configs" / "default.yaml") == Experiment()
+
+
+def test_larger_cpu_yaml_is_the_measured_command():
+    """benchmarks/RESULTS.md measured the larger model as the default plus these `--set`s; the
+    preset must build the same experiment (the name is not part of any artifact's key)."""
+    measured = apply_overrides(
+        Experiment(),
+        [
+            "model.hidden_size=192",
+            "model.num_layers=4",
+            "model.intermediate_size=512",
+            "training.precision=bf16",
+        ],
+        "--set",
+    )
+    preset = load_experiment(ROOT / "configs" / "larger-cpu.yaml")
+    assert preset.model_copy(update={"name": measured.name}) == measured
+    assert preset.name == "larger-cpu"
 
 
 def test_yaml_round_trip():
