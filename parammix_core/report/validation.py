@@ -225,8 +225,7 @@ def real_training_outlook(info: dict) -> str | None:
     )
     more = (
         "more validation mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) "
-        "narrow it; longer experts or a larger model (`configs/larger-cpu.yaml`) may separate "
-        "the mixtures more."
+        "narrow it; longer experts or a larger model may separate the mixtures more."
     )
     return text + _why_indistinguishable(info["analysis"], more)
 

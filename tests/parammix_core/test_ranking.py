@@ -281,8 +281,7 @@ def test_the_outlook_states_one_real_runs_predicted_gain_and_whether_it_holds_ze
         "validation mixtures (0.60), the runs' noise included. The interval holds zero: at "
         "this budget the chosen mixture is not distinguishable from uniform in real training; "
         "more validation mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) "
-        "narrow it; longer experts or a larger model (`configs/larger-cpu.yaml`) may separate "
-        "the mixtures more."
+        "narrow it; longer experts or a larger model may separate the mixtures more."
     )
     # why: mixtures apart on the utility, groups pulling against each other, or barely moving
     info = _with_chosen(chosen)
@@ -307,7 +306,7 @@ def test_the_outlook_states_one_real_runs_predicted_gain_and_whether_it_holds_ze
         "decide the mixture. The mixtures differ on the utility beyond a run's noise and this "
         "one's gain is small beside that: more validation mixtures and reruns "
         "(`validation.n_mixtures`, `validation.reruns`) narrow it; longer experts or a larger "
-        "model (`configs/larger-cpu.yaml`) may separate the mixtures more."
+        "model may separate the mixtures more."
     )
     flat.update(kept=0.6, separation=math.nan)  # no reruns: no noise to weigh the spread by
     assert "(0.0177 on average). More validation mixtures and reruns" in (
