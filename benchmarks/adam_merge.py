@@ -1,7 +1,8 @@
 """Does a merge that follows Adam's per-coordinate step sizes rank mixtures as real runs do?
 
     python benchmarks/adam_merge.py --store /tmp/run/store --set seed=0
-    python benchmarks/adam_merge.py --store /tmp/big/store --config configs/larger-cpu.yaml
+    python benchmarks/adam_merge.py --store /tmp/big/store --config configs/larger-cpu.yaml \\
+        --pool coordinate tensor model-sum1
 
 Adam normalises each coordinate's step by the root of its squared-gradient average, so a real
 run on mixture alpha moves a coordinate only one domain's data touches almost as far as that
@@ -15,8 +16,11 @@ only domain k's gradients reach, the expert itself at a vertex. The script reads
 last training checkpoint in the store's `_work` folder for v_k (AdamW's `exp_avg_sq`), merges
 the validation's mixtures both ways, scores them with the run's own evaluation and prints, per
 group, the utility and the mean held-out loss, the Spearman of each merge against the real
-runs (each mixture's run and reruns averaged) and the slope of real on merge. The linear
-merge's scores must equal the stored ones (printed: the largest difference).
+runs (each mixture's run and reruns averaged) and the slope of real on merge. `--pool` averages
+v over matrix rows, tensors or the whole model (one step size per expert: a warp of the
+mixture), `-sum1` rescales the weights to sum to 1. The linear merge's scores must equal the
+stored ones (printed: the largest difference). Results: benchmarks/RESULTS.md, "A merge that
+follows Adam's step sizes".
 """
 
 from __future__ import annotations
