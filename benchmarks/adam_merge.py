@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from parammix_core import stages  # noqa: E402
 from parammix_core.config import apply_overrides, load_experiment  # noqa: E402
 from parammix_core.data import load_prepared  # noqa: E402
+from parammix_core.merge import linear_merge  # noqa: E402
 from parammix_core.model import load_model, load_state  # noqa: E402
 from parammix_core.search.real_scale import fit_real_scale  # noqa: E402
 from parammix_core.stages.evaluate import make_evaluator  # noqa: E402
@@ -113,10 +114,6 @@ def adam_merge(base, taus, moments, alpha, sum_one: bool = False) -> dict[str, t
     return out
 
 
-def linear_merge(base, taus, alpha) -> dict[str, torch.Tensor]:
-    return {n: b + sum(a * t[n] for a, t in zip(alpha, taus, strict=True)) for n, b in base.items()}
-
-
 def set_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -176,12 +173,13 @@ def main() -> None:
         n: t.float() for n, t in load_state(store.local_dir(base_ref), exp.model, "cpu").items()
     }
     base = {n: base[n] for n in names}
-    taus, moments = [], []
+    states, moments = [], []
     order = optimizer_order(model)
     for d in exp.domains:
         state = load_state(store.local_dir(experts[d]), exp.model, "cpu")
-        taus.append({n: state[n].float() - base[n] for n in names})
+        states.append({n: state[n].float() for n in names})
         moments.append(second_moments(store, experts[d], order))
+    taus = [{n: e[n] - base[n] for n in names} for e in states]
 
     pools = {
         f"adam-{how}": [pooled(v, how.removesuffix("-sum1")) for v in moments] for how in args.pool
@@ -191,7 +189,7 @@ def main() -> None:
         for kind in scored:
             start = time.perf_counter()
             state = (
-                linear_merge(base, taus, alpha)
+                linear_merge(base, states, alpha)
                 if kind == "linear"
                 else adam_merge(base, taus, pools[kind], alpha, sum_one=kind.endswith("-sum1"))
             )

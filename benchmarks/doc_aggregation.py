@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from adam_merge import refs
 from scipy.stats import trim_mean
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +37,8 @@ from parammix_core.store import ArtifactRef  # noqa: E402
 
 
 def only(store, stage: str) -> ArtifactRef:
-    (m,) = [m for m in store.artifacts() if m["stage"] == stage]
-    return ArtifactRef(stage=stage, name=m["name"], key=m["key"])
+    (ref,) = refs(store, stage).values()
+    return ref
 
 
 def run_refs(store, rows, domains: list[str]) -> list[ArtifactRef]:
