@@ -28,9 +28,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors import safe_open
 from scipy.stats import spearmanr
@@ -39,8 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from parammix_core import stages  # noqa: E402
-from parammix_core.config import apply_overrides, load_experiment  # noqa: E402
+from parammix_core.config import Experiment, apply_overrides, load_experiment  # noqa: E402
 from parammix_core.data import load_prepared  # noqa: E402
+from parammix_core.evaluate.harness import Evaluator  # noqa: E402
 from parammix_core.merge import linear_merge  # noqa: E402
 from parammix_core.model import load_model, load_state  # noqa: E402
 from parammix_core.search.real_scale import fit_real_scale  # noqa: E402
@@ -132,6 +135,64 @@ def table(kinds: dict[str, np.ndarray], real: np.ndarray, labels: list[str]) -> 
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+@dataclass
+class ValidationRun:
+    """A store's validation mixtures, their real runs' mean scores and what merging needs."""
+
+    exp: Experiment
+    alphas: np.ndarray
+    merged: pd.DataFrame  # the validation's merge rows, one per mixture
+    real: pd.DataFrame  # each mixture's run and reruns averaged, in `merged`'s order
+    cols: list[str]  # the group score columns
+    losses: list[str]  # the held-out loss columns
+    model: torch.nn.Module
+    evaluator: Evaluator
+    base: dict[str, torch.Tensor]
+    states: list[dict[str, torch.Tensor]]  # the experts, in `exp.domains` order
+    moments: list[dict[str, torch.Tensor]]  # their AdamW second moments
+
+
+def load_validation_run(store_url: str, config: str | None, sets: list[str]) -> ValidationRun:
+    exp = apply_overrides(load_experiment(config), [*sets, f"store.url={store_url}"], "--set")
+    store = stages.open_store(exp)
+    keep = exp.validation.n_mixtures
+    (val,) = refs(store, "validation").values()
+    rows = store.load_parquet(val, "rows.parquet")
+    losses = [c for c in rows.columns if c.startswith("loss.") and not c.endswith(".stderr")]
+    merged = rows[(rows["kind"] == "merge") & (rows["mixture"] < keep)].sort_values("mixture")
+    real_rows = rows[rows["kind"].isin(["mix", "rerun"]) & (rows["mixture"] < keep)]
+    real = real_rows.groupby("mixture").mean(numeric_only=True).loc[merged["mixture"]]
+    print(f"{val.stage}/{val.name}-{val.key[:12]}: {len(merged)} mixtures")
+
+    (data,) = refs(store, "data").values()
+    (base_ref,) = refs(store, "base").values()
+    experts = refs(store, "expert")
+    prepared = load_prepared(store.local_dir(data))
+    model = load_model(str(store.local_dir(base_ref)), exp.model, "cpu")
+    evaluator = make_evaluator(exp, store, data, prepared, model, torch.device("cpu"))
+    names = [n for n, _ in model.named_parameters()]
+    base = load_state(store.local_dir(base_ref), exp.model, "cpu")
+    states, moments = [], []
+    order = optimizer_order(model)
+    for d in exp.domains:
+        state = load_state(store.local_dir(experts[d]), exp.model, "cpu")
+        states.append({n: state[n].float() for n in names})
+        moments.append(second_moments(store, experts[d], order))
+    return ValidationRun(
+        exp=exp,
+        alphas=merged[[f"alpha.{d}" for d in exp.domains]].to_numpy(),
+        merged=merged,
+        real=real,
+        cols=[f"group.{g}" for g in exp.evaluation.groups],
+        losses=losses,
+        model=model,
+        evaluator=evaluator,
+        base={n: base[n].float() for n in names},
+        states=states,
+        moments=moments,
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--store", required=True, help="a local store with a validation and _work")
@@ -147,45 +208,15 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.set_num_threads(1)
-    exp = apply_overrides(
-        load_experiment(args.config), [*args.set, f"store.url={args.store}"], "--set"
-    )
-    store = stages.open_store(exp)
-    groups = exp.evaluation.groups
-    keep = exp.validation.n_mixtures
-    (val,) = refs(store, "validation").values()
-    rows = store.load_parquet(val, "rows.parquet")
-    cols = [f"group.{g}" for g in groups]
-    losses = [c for c in rows.columns if c.startswith("loss.") and not c.endswith(".stderr")]
-    merged = rows[(rows["kind"] == "merge") & (rows["mixture"] < keep)].sort_values("mixture")
-    real_rows = rows[rows["kind"].isin(["mix", "rerun"]) & (rows["mixture"] < keep)]
-    real = real_rows.groupby("mixture").mean(numeric_only=True).loc[merged["mixture"]]
-    alphas = merged[[f"alpha.{d}" for d in exp.domains]].to_numpy()
-
-    (data,) = refs(store, "data").values()
-    (base_ref,) = refs(store, "base").values()
-    experts = refs(store, "expert")
-    prepared = load_prepared(store.local_dir(data))
-    model = load_model(str(store.local_dir(base_ref)), exp.model, "cpu")
-    evaluator = make_evaluator(exp, store, data, prepared, model, torch.device("cpu"))
-    names = [n for n, _ in model.named_parameters()]
-    base = {
-        n: t.float() for n, t in load_state(store.local_dir(base_ref), exp.model, "cpu").items()
-    }
-    base = {n: base[n] for n in names}
-    states, moments = [], []
-    order = optimizer_order(model)
-    for d in exp.domains:
-        state = load_state(store.local_dir(experts[d]), exp.model, "cpu")
-        states.append({n: state[n].float() for n in names})
-        moments.append(second_moments(store, experts[d], order))
-    taus = [{n: e[n] - base[n] for n in names} for e in states]
-
+    run = load_validation_run(args.store, args.config, args.set)
+    base, states, cols, losses = run.base, run.states, run.cols, run.losses
+    taus = [{n: e[n] - base[n] for n in base} for e in states]
     pools = {
-        f"adam-{how}": [pooled(v, how.removesuffix("-sum1")) for v in moments] for how in args.pool
+        f"adam-{how}": [pooled(v, how.removesuffix("-sum1")) for v in run.moments]
+        for how in args.pool
     }
     scored: dict[str, list[dict[str, float]]] = {"linear": [], **{k: [] for k in pools}}
-    for i, alpha in enumerate(alphas):
+    for i, alpha in enumerate(run.alphas):
         for kind in scored:
             start = time.perf_counter()
             state = (
@@ -193,11 +224,12 @@ def main() -> None:
                 if kind == "linear"
                 else adam_merge(base, taus, pools[kind], alpha, sum_one=kind.endswith("-sum1"))
             )
-            set_weights(model, state)
-            scored[kind].append(evaluator.evaluate())
+            set_weights(run.model, state)
+            scored[kind].append(run.evaluator.evaluate())
             print(f"mixture {i} {kind}: {time.perf_counter() - start:.0f} s", flush=True)
 
-    labels = [*groups, "utility", "mean loss"]
+    labels = [*run.exp.evaluation.groups, "utility", "mean loss"]
+    real = run.real
     target = np.column_stack(
         [real[cols].to_numpy(), real[cols].mean(axis=1), -real[losses].mean(axis=1)]
     )
@@ -208,8 +240,7 @@ def main() -> None:
         return np.column_stack([g, g.mean(axis=1), -loss.mean(axis=1)])
 
     kinds = {k: columns(v) for k, v in scored.items()}
-    stored = columns(merged.to_dict("records"))
-    print(f"\n{val.stage}/{val.name}-{val.key[:12]}: {len(alphas)} mixtures")
+    stored = columns(run.merged.to_dict("records"))
     print(
         f"linear merge re-scored vs stored: max |diff| {np.abs(kinds['linear'] - stored).max():.2e}"
     )
