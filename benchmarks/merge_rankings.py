@@ -21,7 +21,8 @@ run's own evaluation:
 
 Printed per merge: the Spearman against the real runs (each mixture's runs averaged) of the
 utility, of the mean held-out loss and of each group, saved to `--out`. `--summary` reads
-several stores' files and picks a merge leave one store out: the one best on the other
+several stores' files (each also holds the trivial rankings: each domain's weight and the
+mixture's entropy) and picks a merge leave one store out: the one best on the other
 stores' mean utility Spearman, scored on the store left out, the only choice a run could have
 made without its own real runs. Results: benchmarks/RESULTS.md, "Merges that rank the
 utility better: warps of the mixture and TIES".
@@ -107,32 +108,59 @@ def merges(run: ValidationRun, args: argparse.Namespace) -> dict[str, Callable]:
     return out
 
 
+def score(run: ValidationRun, merge: Callable[[np.ndarray], State]) -> list[dict[str, float]]:
+    """The run's own evaluation of the merge of every validation mixture."""
+    scored = []
+    for alpha in run.alphas:
+        set_weights(run.model, merge(alpha))
+        scored.append(run.evaluator.evaluate())
+    return scored
+
+
+def spearmans(run: ValidationRun, scored: list[dict[str, float]]) -> dict[str, float]:
+    """Against the real runs: the utility's, the mean held-out loss's and each group's."""
+    real, cols = run.real, run.cols
+    utility = np.array([np.mean([m[c] for c in cols]) for m in scored])
+    loss = -np.array([np.mean([m[c] for c in run.losses]) for m in scored])
+    return {
+        "utility": float(spearmanr(utility, real[cols].mean(axis=1))[0]),
+        "loss": float(spearmanr(loss, -real[run.losses].mean(axis=1))[0]),
+        **{c: float(spearmanr([m[c] for m in scored], real[c])[0]) for c in cols},
+    }
+
+
+def trivial_rankings(run: ValidationRun) -> dict[str, dict[str, float]]:
+    """What needs no merge: each domain's weight and the mixture's entropy, against the real
+    runs' utility and mean held-out loss (the validation's trivial rankings, on the same runs)."""
+    real = run.real
+    truth = {"utility": real[run.cols].mean(axis=1), "loss": -real[run.losses].mean(axis=1)}
+    a = np.clip(run.alphas, 1e-12, None)
+    rankers = {f"alpha.{d}": run.alphas[:, k] for k, d in enumerate(run.exp.domains)}
+    rankers["entropy"] = -(a * np.log(a)).sum(axis=1)
+    return {
+        name: {k: float(spearmanr(x, y)[0]) for k, y in truth.items()}
+        for name, x in rankers.items()
+    }
+
+
 def measure(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     run = load_validation_run(args.store, args.config, args.set)
-    real, cols = run.real, run.cols
-    truth = {
-        "utility": real[cols].mean(axis=1).to_numpy(),
-        "loss": -real[run.losses].mean(axis=1).to_numpy(),
-    }
-    result = {"store": args.store, "rho": {}}
+    result = {"store": args.store, "rho": {}, "trivial": trivial_rankings(run)}
+    for name, rho in result["trivial"].items():
+        print(f"trivial {name}: utility {rho['utility']:.3f}, loss {rho['loss']:.3f}")
     for name, merge in merges(run, args).items():
-        scored = []
-        for alpha in run.alphas:
-            set_weights(run.model, merge(alpha))
-            scored.append(run.evaluator.evaluate())
-        utility = np.array([np.mean([m[c] for c in cols]) for m in scored])
-        loss = -np.array([np.mean([m[c] for c in run.losses]) for m in scored])
-        rho = {
-            "utility": float(spearmanr(utility, truth["utility"])[0]),
-            "loss": float(spearmanr(loss, truth["loss"])[0]),
-            **{c: float(spearmanr([m[c] for m in scored], real[c])[0]) for c in cols},
-        }
+        scored = score(run, merge)
+        rho = spearmans(run, scored)
         if name == "warp 0:1":  # today's linear merge: the stored rows are its scores
-            stored = run.merged[cols].mean(axis=1).to_numpy()
-            rho["max_diff_vs_stored"] = float(np.abs(utility - stored).max())
+            diff = [
+                abs(m[c] - row[c])
+                for m, row in zip(scored, run.merged.to_dict("records"), strict=True)
+                for c in run.cols
+            ]
+            rho["max_diff_vs_stored"] = max(diff)
         result["rho"][name] = rho
-        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in rho.items()), flush=True)
+        print(f"{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in rho.items()), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
 
@@ -142,10 +170,12 @@ def summary(paths: list[str]) -> None:
     stores: dict[str, dict] = {}
     for path in paths:
         part = json.loads(Path(path).read_text())
-        stores.setdefault(part["store"], {"store": part["store"], "rho": {}})["rho"].update(
-            part["rho"]
-        )
+        entry = stores.setdefault(part["store"], {"store": part["store"], "rho": {}, "trivial": {}})
+        entry["rho"].update(part["rho"])
+        entry["trivial"].update(part.get("trivial", {}))
     runs = list(stores.values())
+    if len(runs) < 2:
+        raise SystemExit("error: --summary needs the files of at least two stores")
     names = [n for n in runs[0]["rho"] if all(n in r["rho"] for r in runs)]
     print("| store | " + " | ".join(names) + " | left one out |")
     print("| --- |" + " ---: |" * (len(names) + 1))
@@ -164,6 +194,16 @@ def summary(paths: list[str]) -> None:
     ]
     utility, loss = (np.mean([p[k] for p in picked]) for k in ("utility", "loss"))
     print("| mean | " + " | ".join(means) + f" | {utility:.3f} / {loss:.3f} |")
+    for r in runs:
+        if r["trivial"]:
+            best = {
+                k: max(r["trivial"].items(), key=lambda t, k=k: t[1][k])
+                for k in ("utility", "loss")
+            }
+            print(
+                f"best trivial ranking on {r['store']}: "
+                + ", ".join(f"{k} {n} {v[k]:.3f}" for k, (n, v) in best.items())
+            )
 
 
 def main() -> None:
