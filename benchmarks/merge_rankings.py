@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from adam_merge import ValidationRun, load_validation_run, set_weights  # noqa: E402
 
 from parammix_core.merge import linear_merge  # noqa: E402
+from parammix_core.proxy_validation import real_scale_utility  # noqa: E402
 
 State = dict[str, torch.Tensor]
 
@@ -118,14 +119,19 @@ def score(run: ValidationRun, merge: Callable[[np.ndarray], State]) -> list[dict
 
 
 def spearmans(run: ValidationRun, scored: list[dict[str, float]]) -> dict[str, float]:
-    """Against the real runs: the utility's, the mean held-out loss's and each group's."""
+    """Against the real runs: the utility's (raw, and with each group mapped onto the real
+    runs' scale leave one out as `search.utility.calibrate` does), the mean held-out loss's
+    and each group's."""
     real, cols = run.real, run.cols
     utility = np.array([np.mean([m[c] for c in cols]) for m in scored])
     loss = -np.array([np.mean([m[c] for c in run.losses]) for m in scored])
+    groups = {c: np.array([m[c] for m in scored]) for c in cols}
+    mapped = real_scale_utility(groups, {c: real[c].to_numpy() for c in cols})
     return {
         "utility": float(spearmanr(utility, real[cols].mean(axis=1))[0]),
+        "calibrated utility": float(spearmanr(mapped, real[cols].mean(axis=1))[0]),
         "loss": float(spearmanr(loss, -real[run.losses].mean(axis=1))[0]),
-        **{c: float(spearmanr([m[c] for m in scored], real[c])[0]) for c in cols},
+        **{c: float(spearmanr(v, real[c])[0]) for c, v in groups.items()},
     }
 
 
