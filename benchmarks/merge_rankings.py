@@ -101,9 +101,9 @@ def merges(run: ValidationRun, args: argparse.Namespace) -> dict[str, Callable]:
         out[f"warp {spec}"] = lambda a, g=gamma, p=power: linear_merge(
             run.base, run.states, warp(a, scales, g, p)
         )
+    taus = [{n: e[n] - run.base[n] for n in run.base} for e in run.states] if args.ties else []
     for spec in args.ties:
         density, how = spec.split(":")
-        taus = [{n: e[n] - run.base[n] for n in run.base} for e in run.states]
         trimmed = [trim(t, float(density)) for t in taus]
         out[f"ties {spec}"] = lambda a, t=trimmed, m=how == "mean": ties_merge(run.base, t, a, m)
     return out
