@@ -43,21 +43,30 @@ def validate(
     alpha: Sequence[float] | np.ndarray, domains: Sequence[str], tol: float = TOLERANCE
 ) -> np.ndarray:
     """Check one mixture and return it as a float array; the error names what is wrong."""
-    a = np.asarray(alpha, dtype=float)
-    if a.ndim != 1 or a.shape[0] != len(domains):
-        raise SimplexError(
-            f"mixture has {a.size} weight(s) but there are {len(domains)} domains {list(domains)}"
-        )
-    bad = [d for d, w in zip(domains, a, strict=True) if not np.isfinite(w)]
-    if bad:
-        raise SimplexError(f"mixture weight is not finite for domain(s) {bad}")
+    a = validate_affine(alpha, domains, tol)
     neg = [d for d, w in zip(domains, a, strict=True) if w < -tol]
     if neg:
         raise SimplexError(f"mixture weight is negative for domain(s) {neg}")
+    return np.clip(a, 0.0, None)
+
+
+def validate_affine(
+    weights: Sequence[float] | np.ndarray, names: Sequence[str], tol: float = TOLERANCE
+) -> np.ndarray:
+    """Check weights of an affine combination: one finite weight per name, summing to 1, of
+    any sign (merge weights that extrapolate past an expert, `merge.replay`)."""
+    a = np.asarray(weights, dtype=float)
+    if a.ndim != 1 or a.shape[0] != len(names):
+        raise SimplexError(
+            f"mixture has {a.size} weight(s) but there are {len(names)} domains {list(names)}"
+        )
+    bad = [d for d, w in zip(names, a, strict=True) if not np.isfinite(w)]
+    if bad:
+        raise SimplexError(f"mixture weight is not finite for domain(s) {bad}")
     total = float(a.sum())
     if abs(total - 1.0) > tol:
         raise SimplexError(f"mixture weights sum to {total:.6g}, not 1")
-    return np.clip(a, 0.0, None)
+    return a
 
 
 def from_mapping(weights: dict[str, float], domains: Sequence[str]) -> np.ndarray:

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from parammix_core.config.base import (
     Count,
+    NotBool,
     PositiveFloat,
     Strict,
     UnitFloat,
@@ -94,6 +95,14 @@ class TrainingConfig(Strict):
         default_factory=lambda: TrainConfig(steps=120, lr=1e-3, warmup_steps=10, schedule="cosine"),
         description="Short-horizon training of each domain expert from the base (and of the "
         "real mixed runs a merge stands in for: the same hyper-parameters and schedule).",
+    )
+    replay: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False), NotBool] = Field(
+        0.1,
+        description="Share of each expert's rows drawn from the uniform mix of every domain "
+        "(the rest from its own domain). A data mixture alpha is then merged at the weights "
+        "(alpha - replay / K) / (1 - replay) (parammix_core/merge/replay.py); 0 trains each "
+        "expert on its domain alone. 0.1 ranked the real mixed runs better than 0 on the "
+        "embedded default and the larger CPU preset (benchmarks/RESULTS.md).",
     )
     # system: how runs execute (the same for base, experts, mixed and final runs)
     engine: Literal["plain", "deepspeed"] = Field(

@@ -107,8 +107,9 @@ class InMemoryMerger:
 
     @torch.no_grad()
     def apply(self, alpha: Sequence[float] | np.ndarray) -> None:
-        """Set the model's parameters to theta(alpha); alpha must lie on the simplex."""
-        a = simplex.validate(alpha, self.names)  # (K,) float64
+        """Set the model's parameters to theta(alpha); alpha: merge weights summing to 1, of
+        any sign (`merge.replay.merge_weights` maps a data mixture to them)."""
+        a = simplex.validate_affine(alpha, self.names)  # (K,) float64
         if self._copied is not None:
             self._copied.synchronize()  # the previous candidate's weights have left the buffer
         self._alpha_host.copy_(torch.from_numpy(a))

@@ -1,6 +1,9 @@
 """The reference linear merge of state dicts, and the compatibility checks every path shares.
 
-    theta(alpha) = theta_base + sum_k alpha_k (theta_k - theta_base),   alpha on the simplex
+    theta(w) = theta_base + sum_k w_k (theta_k - theta_base),   sum_k w_k = 1
+
+w is a data mixture's merge weights (`merge.replay`): on the simplex for experts trained on
+one domain each, possibly below zero (an extrapolation) for experts that replay every domain.
 
 Computed per tensor in float64, so a vertex gives its expert back exactly, then cast back to
 each tensor's dtype. Only floating-point tensors are merged; anything else (rare integer
@@ -102,9 +105,10 @@ def linear_merge(
     experts: Sequence[Mapping[str, torch.Tensor]],
     alpha: Sequence[float] | np.ndarray,
 ) -> dict[str, torch.Tensor]:
-    """The reference merge of whole state dicts (every tensor on the CPU is fine)."""
+    """The reference merge of whole state dicts (every tensor on the CPU is fine); `alpha`:
+    merge weights summing to 1, of any sign."""
     names = [f"expert {k}" for k in range(len(experts))]
-    a = simplex.validate(alpha, names)
+    a = simplex.validate_affine(alpha, names)
     for name, expert in zip(names, experts, strict=True):
         check_compatible(base, expert, name)
     return {n: merge_tensor(n, b, [e[n] for e in experts], a) for n, b in base.items()}

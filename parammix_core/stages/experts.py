@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from parammix_core.config import Experiment
+from parammix_core.merge.replay import expert_mixtures
 from parammix_core.model import save_model
 from parammix_core.stages.common import Progress, train_from_base, training_spec
 from parammix_core.stages.data import corpus_identity
@@ -12,9 +13,19 @@ from parammix_core.store import ArtifactRef, Store
 
 
 def expert_ref(exp: Experiment, domain: str, data: ArtifactRef, base: ArtifactRef) -> ArtifactRef:
-    corpus = corpus_identity(exp, domain)  # not the other domains': they do not train it
-    spec = {"domain": domain, **training_spec(exp, exp.training.expert, exp.seed, corpus, base)}
+    replay = exp.training.replay
+    # without replay only the expert's own corpus trains it, not the other domains'
+    source = data if replay else corpus_identity(exp, domain)
+    spec = {"domain": domain, **training_spec(exp, exp.training.expert, exp.seed, source, base)}
+    if replay:
+        spec["replay"] = replay
     return ArtifactRef.for_spec("expert", domain, spec, code=code_version("expert"))
+
+
+def expert_weights(exp: Experiment, domain: str) -> list[float]:
+    """The expert's training mixture: its domain, plus `training.replay` of the uniform mix."""
+    mixtures = expert_mixtures(len(exp.domains), exp.training.replay)
+    return mixtures[exp.domains.index(domain)].tolist()
 
 
 def train_expert(
@@ -33,9 +44,17 @@ def train_expert(
         return ref
     if should_launch(exp):
         return launch("train_expert", exp, store, ref, domain, data, base, progress=progress)
-    weights = [1.0 if d == domain else 0.0 for d in exp.domains]
     model, _, result = train_from_base(
-        exp, store, ref, data, base, weights, exp.training.expert, exp.seed, progress, domain
+        exp,
+        store,
+        ref,
+        data,
+        base,
+        expert_weights(exp, domain),
+        exp.training.expert,
+        exp.seed,
+        progress,
+        domain,
     )
     if not is_writer():  # another rank of a launched run: rank 0 publishes
         return ref

@@ -26,6 +26,10 @@ def test_linear_merge_by_hand():
     mixed = linear_merge(base, [e1, e2], [0.25, 0.75])
     assert torch.equal(mixed["w"], torch.tensor([[1.25, 3.5], [3.0, 1.0]]))
     assert torch.equal(mixed["b"], torch.tensor([0.75]))
+    # an extrapolation (replay experts' merge weights): base + 1.5 (e1 - base) - 0.5 (e2 - base)
+    past = linear_merge(base, [e1, e2], [1.5, -0.5])
+    assert torch.equal(past["w"], torch.tensor([[2.5, 1.0], [3.0, 6.0]]))
+    assert torch.equal(past["b"], torch.tensor([2.0]))
 
 
 def test_task_vector_by_hand():
@@ -60,12 +64,12 @@ def test_merge_keeps_dtype_and_copies_equal_integer_tensors():
         linear_merge(base, [{**expert, "i": torch.tensor([3, 5])}], [1.0])
 
 
-def test_alpha_must_be_on_the_simplex(states):
+def test_weights_must_sum_to_one(states):
     base, experts = states
     with pytest.raises(SimplexError, match=r"sum to 1\.1"):
         linear_merge(base, experts, [0.5, 0.3, 0.3])
-    with pytest.raises(SimplexError, match=r"negative for domain\(s\) \['expert 0'\]"):
-        linear_merge(base, experts, [-0.5, 0.5, 1.0])
+    with pytest.raises(SimplexError, match=r"not finite for domain\(s\) \['expert 0'\]"):
+        linear_merge(base, experts, [float("nan"), 0.5, 0.5])
     with pytest.raises(SimplexError, match="2 weight"):
         linear_merge(base, experts, [0.5, 0.5])
 
