@@ -154,6 +154,11 @@ class ValidationRun:
 
 def load_validation_run(store_url: str, config: str | None, sets: list[str]) -> ValidationRun:
     exp = apply_overrides(load_experiment(config), [*sets, f"store.url={store_url}"], "--set")
+    if exp.training.replay:
+        sys.exit(
+            "these benchmarks compare merges of experts trained on one domain each: build the "
+            "store and read it with --set training.replay=0"
+        )
     store = stages.open_store(exp)
     keep = exp.validation.n_mixtures
     (val,) = refs(store, "validation").values()

@@ -38,7 +38,8 @@ from parammix_core.stages.validation_table import load_validation
 # Points without a base length of their own (base1800/3600, wide1800) start from SWEEP_BASE, the
 # 600-step base pre-training the embedded default had when the sweep ran; base1800 ranked best
 # and became the default.
-SWEEP_BASE = {"training": {"base": {"steps": 600}}}
+# experts on their domain alone (training.replay 0), as when the sweep was measured
+SWEEP_BASE = {"training": {"base": {"steps": 600}, "replay": 0.0}}
 WIDE = {"hidden_size": 192, "intermediate_size": 512, "num_heads": 4}
 # name -> (overrides of SWEEP_BASE + the embedded default, score benchmarks too, probe)
 POINTS: dict[str, tuple[dict, bool, bool]] = {
@@ -215,10 +216,10 @@ def correction(name: str, store_url: str) -> dict:
     probe = stages.interference_probe(probed, store, data, base, experts)
     alphas = [np.asarray(m) for m in mixtures]
     scorer = validate._Scorer(exp, store, data, base, experts, None)
-    direction = validate._directions(store, probe, alphas)
+    direction = validate._directions(store, probe, alphas, exp.training.replay)
     rows = []
     for i, alpha in enumerate(alphas):
-        scorer.merger.apply(alpha)
+        scorer.plain(alpha)
         merge = validate.flat_params(scorer.model).clone()
         scorer.load(store.load_tensors(runs[i], "model.safetensors"))
         gap = (validate.flat_params(scorer.model) - merge).double()
@@ -232,10 +233,10 @@ def correction(name: str, store_url: str) -> dict:
                 "gap_norm": float(gap.norm()),
             }
         )
-    fit = validate._fit_scale(store, probe, rows, alphas)
+    fit = validate._fit_scale(store, probe, rows, alphas, exp.training.replay)
     corrected = []
     for i, alpha in enumerate(alphas):
-        scorer.merger.apply(alpha)
+        scorer.plain(alpha)
         with torch.no_grad():
             validate._add_flat(scorer.model, fit["loo_scale"][i] * direction[i])
         corrected.append(float(np.mean([v.mean() for v in scorer.score()[1].values()])))

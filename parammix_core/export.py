@@ -1,6 +1,7 @@
 """`parammix export`: one mixture's merged model as a checkpoint anyone can load.
 
-The folder holds theta(alpha) = theta_base + sum_k alpha_k (theta_k - theta_base), computed per
+The folder holds theta(alpha) = theta_base + sum_k w_k (theta_k - theta_base), w the merge
+weights of the data mixture alpha (`merge.replay`), computed per
 tensor in float64 from the store's base and experts and rounded once (`streaming_merge`, so
 memory stays bounded whatever the model size), with the base's config.json and
 generation_config.json, the experiment's tokenizer, a model card (README.md) naming the mixture
@@ -28,6 +29,7 @@ from parammix_core.config import Experiment
 from parammix_core.data import load_tokenizer
 from parammix_core.data.prepare import TOKENIZER_DIR
 from parammix_core.merge import streaming_merge
+from parammix_core.merge.replay import merge_weights
 from parammix_core.stages.published import Models, published_choice, published_models
 from parammix_core.stages.search import load_choice
 from parammix_core.store import Store
@@ -122,24 +124,26 @@ def _build(
     base = store.local_dir(models.base)
     experts = {d: store.local_dir(r) for d, r in models.experts.items()}
     alpha = [mixture[d] for d in exp.domains]
-    streaming_merge(base, list(experts.values()), alpha, tmp)  # config.json comes along
+    w = merge_weights(alpha, exp.training.replay)
+    weights = {d: float(x) for d, x in zip(exp.domains, w, strict=True)}
+    streaming_merge(base, list(experts.values()), w, tmp)  # config.json comes along
     if (base / GENERATION_CONFIG).is_file():
         shutil.copy2(base / GENERATION_CONFIG, tmp / GENERATION_CONFIG)
     load_tokenizer(store.local_dir(models.data) / TOKENIZER_DIR).save_pretrained(tmp)
-    (tmp / MERGEKIT).write_text(mergekit_config(base, experts, mixture, exp.model.dtype))
-    (tmp / CARD).write_text(model_card(exp, store, models, mixture, source))
+    (tmp / MERGEKIT).write_text(mergekit_config(base, experts, weights, exp.model.dtype))
+    (tmp / CARD).write_text(model_card(exp, store, models, mixture, weights, source))
 
 
 def mergekit_config(
-    base: Path, experts: dict[str, Path], mixture: dict[str, float], dtype: str
+    base: Path, experts: dict[str, Path], weights: dict[str, float], dtype: str
 ) -> str:
     """The same merge as mergekit's task_arithmetic: base + sum_k weight_k (model_k - base);
-    with normalize false the weights are used as given (they sum to 1 already)."""
+    with normalize false the merge weights are used as given (they sum to 1 already)."""
     config = {
         "merge_method": "task_arithmetic",
         "base_model": str(base),
         "models": [
-            {"model": str(path), "parameters": {"weight": mixture[d]}}
+            {"model": str(path), "parameters": {"weight": weights[d]}}
             for d, path in experts.items()
         ],
         "parameters": {"normalize": False},
@@ -157,14 +161,29 @@ def mergekit_config(
 
 
 def model_card(
-    exp: Experiment, store: Store, models: Models, mixture: dict[str, float], source: str
+    exp: Experiment,
+    store: Store,
+    models: Models,
+    mixture: dict[str, float],
+    weights: dict[str, float],
+    source: str,
 ) -> str:
-    """README.md: the mixture, its inputs by store address and key, and how it was made."""
+    """README.md: the mixture, its merge weights, its inputs by store address and key, and how
+    it was made."""
     named = ", ".join(f"{d}={w:.4g}" for d, w in mixture.items())
     rows = [
-        f"| {d} | {w:.6g} | `{store.uri(models.experts[d])}` | `{models.experts[d].key}` |"
-        for d, w in mixture.items()
+        f"| {d} | {a:.6g} | {weights[d]:.6g} | `{store.uri(models.experts[d])}` "
+        f"| `{models.experts[d].key}` |"
+        for d, a in mixture.items()
     ]
+    replay = exp.training.replay
+    trained = (
+        f"each trained on its domain with a replay of {replay:g} of the uniform mix of every "
+        f"domain, so the data mixture alpha is merged at w = (alpha - {replay:g} / K) / "
+        f"(1 - {replay:g})"
+        if replay
+        else "each trained on its domain alone, so the data mixture alpha is merged at w = alpha"
+    )
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
         "---",
@@ -174,12 +193,12 @@ def model_card(
         "",
         f"# {exp.name}: merged model of the mixture {named}",
         "",
-        "The weights are theta(alpha) = theta_base + sum_k alpha_k (theta_k - theta_base): one "
-        "expert per data domain, trained from a shared base, merged with the weights alpha "
-        f"below. The mixture: {source}.",
+        "The weights are theta_base + sum_k w_k (theta_k - theta_base): one expert per data "
+        f"domain, trained from a shared base, {trained} (merge weights below). The mixture: "
+        f"{source}.",
         "",
-        "| domain | weight | expert (store address) | key |",
-        "| --- | ---: | --- | --- |",
+        "| domain | mixture | merge weight | expert (store address) | key |",
+        "| --- | ---: | ---: | --- | --- |",
         *rows,
         "",
         f"Base: `{store.uri(models.base)}` (key `{models.base.key}`).  ",
@@ -192,7 +211,7 @@ def model_card(
         "the store, computed every tensor in float64 and rounded it once to "
         f"{exp.model.dtype}; config.json and {GENERATION_CONFIG} are the base's, the "
         "tokenizer is the experiment's. Nothing was trained. `mergekit.yaml` in this folder "
-        "is the same merge as a mergekit `task_arithmetic` config (weights as above, "
+        "is the same merge as a mergekit `task_arithmetic` config (the merge weights above, "
         "normalize false) over the checkpoint folders it was computed from.",
         "",
         "<details><summary>The experiment's config</summary>",

@@ -143,10 +143,13 @@ class ProbeShards:
         """Norms and Gram matrix (`interference.summarise`), in one pass over the files."""
         return summarise(self.chunks(length), self.k)
 
-    def deltas(self, alphas: np.ndarray | Sequence, length: int | None = None) -> Tensor:
-        """(N, P) float32: d(alpha_n) = sum_kj a_k a_j v_kj, unscaled, formed in float64."""
+    def deltas(
+        self, alphas: np.ndarray | Sequence, length: int | None = None, replay: float = 0.0
+    ) -> Tensor:
+        """(N, P) float32: d(alpha_n) = sum_kj a_k a_j v_kj (weights `outer_weights` with
+        the experts' replay), unscaled, formed in float64."""
         k = self.k
-        weights = torch.from_numpy(outer_weights(np.asarray(alphas), k))  # (N, K^2)
+        weights = torch.from_numpy(outer_weights(np.asarray(alphas), k, replay))  # (N, K^2)
         out = torch.empty(len(weights), self.n_params)
         for start, hg in self.chunks(length):
             v = v_of(hg).reshape(k * k, -1).double()  # (K^2, n)

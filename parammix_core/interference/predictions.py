@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from parammix_core.interference.probing import ProbeError
+from parammix_core.merge.replay import expert_mixtures, merge_weights
 
 
 def step_scale(lrs: Sequence[float]) -> float:
@@ -26,8 +27,11 @@ def step_scale(lrs: Sequence[float]) -> float:
     return float((etas.sum() ** 2 - (etas**2).sum()) / 2)
 
 
-def outer_weights(alphas: np.ndarray | Tensor, k: int) -> np.ndarray:
-    """(N, K) mixtures -> (N, K^2) vec(a a^T), after checking each row sums to 1."""
+def outer_weights(alphas: np.ndarray | Tensor, k: int, replay: float = 0.0) -> np.ndarray:
+    """(N, K) mixtures -> (N, K^2) weights of the v_kj in Delta(alpha), after checking each
+    row sums to 1: vec(a a^T), less, for experts that replay every domain (`merge.replay`),
+    what their own runs already hold, sum_i w_i vec(m_i m_i^T) (w the merge weights of alpha,
+    m_i expert i's training mixture; zero at every m_i, where the merge is the expert)."""
     a = np.asarray(alphas, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != k:
         raise ProbeError(f"alphas must have shape (N, {k}), got {a.shape}")
@@ -38,18 +42,24 @@ def outer_weights(alphas: np.ndarray | Tensor, k: int) -> np.ndarray:
             f"alphas row {int(bad[0])} sums to {sums[bad[0]]:.6g}, not 1 "
             "(the expansion of theta_mix - theta_merge assumes sum_k a_k = 1)"
         )
-    return np.einsum("nk,nj->nkj", a, a).reshape(len(a), k * k)
+    out = np.einsum("nk,nj->nkj", a, a).reshape(len(a), k * k)
+    if replay:
+        m = expert_mixtures(k, replay)  # (K, K)
+        own = np.einsum("ik,ij->ikj", m, m).reshape(k, k * k)  # (K, K^2)
+        out -= merge_weights(a, replay) @ own
+    return out
 
 
 def predicted_delta_norms(
-    alphas: np.ndarray | Tensor, gram: np.ndarray | Tensor, scale: float
+    alphas: np.ndarray | Tensor, gram: np.ndarray | Tensor, scale: float, replay: float = 0.0
 ) -> np.ndarray:
-    """(N,) predicted ||theta_mix - theta_merge|| = scale * sqrt(vec(aa^T)^T G vec(aa^T))."""
+    """(N,) predicted ||theta_mix - theta_merge|| = scale * sqrt(m^T G m), m the
+    `outer_weights` of alpha (vec(aa^T) without replay)."""
     g = np.asarray(gram, dtype=np.float64)  # (K^2, K^2)
     k = round(float(np.sqrt(g.shape[0])))
     if g.ndim != 2 or g.shape[0] != g.shape[1] or k * k != g.shape[0]:
         raise ProbeError(f"gram must be (K^2, K^2), got {g.shape}")
-    m = outer_weights(alphas, k)  # (N, K^2)
+    m = outer_weights(alphas, k, replay)  # (N, K^2)
     quad = np.einsum("na,ab,nb->n", m, g, m)  # (N,)
     return scale * np.sqrt(np.clip(quad, 0.0, None))
 
@@ -59,10 +69,13 @@ def off_diagonal(k: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(k) for j in range(k) if i != j]
 
 
-def pair_weights(alpha: np.ndarray | Sequence[float]) -> np.ndarray:
-    """(K(K-1),) a_k a_j in `off_diagonal` order: the weights of the v_kj in Delta(alpha)."""
+def pair_weights(alpha: np.ndarray | Sequence[float], replay: float = 0.0) -> np.ndarray:
+    """(K(K-1),) the weights of the v_kj in Delta(alpha) in `off_diagonal` order: a_k a_j
+    without replay (`outer_weights`)."""
     a = np.asarray(alpha, dtype=np.float64)
-    return np.array([a[i] * a[j] for i, j in off_diagonal(len(a))])
+    k = len(a)
+    full = outer_weights(a[None], k, replay)[0].reshape(k, k)
+    return np.array([full[i, j] for i, j in off_diagonal(k)])
 
 
 def predicted_delta(alpha: np.ndarray | Tensor, v: Tensor, scale: float) -> Tensor:

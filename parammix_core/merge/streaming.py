@@ -40,7 +40,8 @@ def streaming_merge(
     out_dir: Path,
     max_shard_bytes: int = 2**30,
 ) -> Path:
-    """Write theta(alpha) as a HF checkpoint in `out_dir`, one slice of a tensor at a time.
+    """Write theta(alpha) as a HF checkpoint in `out_dir`, one slice of a tensor at a time;
+    alpha: merge weights summing to 1, of any sign.
 
     Inputs are safetensors files or HF checkpoint dirs (single or sharded). The output is
     `model.safetensors`, or `model-0000i-of-0000n.safetensors` shards of at most
@@ -52,7 +53,7 @@ def streaming_merge(
     expert_paths = [Path(p) for p in expert_paths]
     if not expert_paths:
         raise MergeError("no experts to merge")
-    a = simplex.validate(alpha, [str(p) for p in expert_paths])
+    a = simplex.validate_affine(alpha, [str(p) for p in expert_paths])
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise MergeError(f"{out_dir}: output exists and is not an empty directory")
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"

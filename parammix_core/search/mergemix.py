@@ -1,12 +1,13 @@
-"""MergeMix: learn the merge weights by gradient descent on a dev-set loss through the merge.
+"""MergeMix: learn the mixture by gradient descent on a dev-set loss through its merge.
 
-theta(alpha) = theta_base + sum_k alpha_k tau_k is differentiable in alpha, so a held-out loss
-of the merged model can be minimised over alpha directly - a few hundred forward/backward
-passes, no retraining, no surrogate. The weights stay on the simplex by mirror descent
-(exponentiated gradient; a KL projection keeps per-domain floors and caps), the
-constraint-respecting counterpart of alpha = softmax(w). Steps are AdaGrad-normalised by the
-gradient's largest entry, so `lr` means the same for a loss of any scale; the best alpha seen
-is returned (the objective is not convex in general).
+theta(alpha) = theta_base + sum_k w_k(alpha) tau_k is differentiable in the data mixture alpha
+(w = alpha for experts trained on one domain, affine in alpha with `training.replay`:
+`merge.replay`), so a held-out loss of the merged model can be minimised over alpha directly -
+a few hundred forward/backward passes, no retraining, no surrogate. The weights stay on the
+simplex by mirror descent (exponentiated gradient; a KL projection keeps per-domain floors and
+caps), the constraint-respecting counterpart of alpha = softmax(w). Steps are AdaGrad-
+normalised by the gradient's largest entry, so `lr` means the same for a loss of any scale; the
+best alpha seen is returned (the objective is not convex in general).
 
 `merged_loss_objective` (LM loss on token blocks) and `merged_pair_objective` (the NLL of
 benchmark answers given their prompts) build such a loss for a transformers causal LM with
@@ -81,10 +82,13 @@ MergedParams = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # alpha (K,) -
 
 
 def merged_params(
-    base_state: Mapping[str, torch.Tensor], expert_states: Sequence[Mapping[str, torch.Tensor]]
+    base_state: Mapping[str, torch.Tensor],
+    expert_states: Sequence[Mapping[str, torch.Tensor]],
+    replay: float = 0.0,
 ) -> MergedParams:
-    """theta(alpha) as a state dict, differentiable in alpha: every floating-point tensor of the
-    base merged, the rest (integer buffers) taken from the base."""
+    """theta(alpha) as a state dict, differentiable in the data mixture alpha: every
+    floating-point tensor of the base merged at alpha's merge weights (the experts' `replay`,
+    `merge.replay`), the rest (integer buffers) taken from the base."""
     if not expert_states:
         raise SearchError("mergemix: no expert states")
     names = [n for n, t in base_state.items() if t.is_floating_point()]
@@ -104,9 +108,10 @@ def merged_params(
             raise SearchError(
                 f"mergemix: alpha has shape {tuple(alpha.shape)}; expected ({len(expert_states)},)"
             )
+        w = (alpha - replay / len(alpha)) / (1.0 - replay)  # merge_weights, in torch
         out = dict(fixed)
         for n, b in base.items():
-            out[n] = b + torch.tensordot(alpha.to(b.dtype), taus[n], dims=1)  # base shape
+            out[n] = b + torch.tensordot(w.to(b.dtype), taus[n], dims=1)  # base shape
         return out
 
     return params
@@ -117,6 +122,7 @@ def merged_loss_objective(
     base_state: Mapping[str, torch.Tensor],
     expert_states: Sequence[Mapping[str, torch.Tensor]],
     batches: Sequence[torch.Tensor | Mapping[str, torch.Tensor]],
+    replay: float = 0.0,
 ) -> Objective:
     """Mean causal-LM loss of theta(alpha) on `batches`, differentiable in alpha.
 
@@ -127,10 +133,11 @@ def merged_loss_objective(
             parameter once; `parammix_core.model.load_state`); see `merged_params`.
         batches: token ids (B, T) (labels = the ids; the LM loss alone, no MoE router loss),
             or dicts of model inputs with `labels`.
+        replay: the experts' `training.replay` (see `merged_params`).
     """
     if not batches:
         raise SearchError("mergemix: no batches to compute the loss on")
-    params = merged_params(base_state, expert_states)
+    params = merged_params(base_state, expert_states, replay)
     inputs = [b if isinstance(b, Mapping) else lm_inputs(model, b) for b in batches]
 
     def objective(alpha: torch.Tensor) -> torch.Tensor:
@@ -146,6 +153,7 @@ def merged_pair_objective(
     base_state: Mapping[str, torch.Tensor],
     expert_states: Sequence[Mapping[str, torch.Tensor]],
     batches: Sequence[PairBatch],
+    replay: float = 0.0,
 ) -> Objective:
     """sum_s w_s * -log p(continuation_s | context_s) under theta(alpha): the weighted NLL of
     the gold answers (weights summing to 1), the quantity MixMin mixes; differentiable in alpha.
@@ -153,10 +161,11 @@ def merged_pair_objective(
     Args:
         model, base_state, expert_states: see `merged_loss_objective`.
         batches: the target pairs on the model's device (`pairs.pair_batches`).
+        replay: the experts' `training.replay` (see `merged_params`).
     """
     if not batches:
         raise SearchError("mergemix: no batches to compute the loss on")
-    params = merged_params(base_state, expert_states)
+    params = merged_params(base_state, expert_states, replay)
 
     def objective(alpha: torch.Tensor) -> torch.Tensor:
         theta = params(alpha)

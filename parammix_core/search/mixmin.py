@@ -22,7 +22,8 @@ import torch
 from scipy.special import logsumexp
 
 from parammix_core import simplex
-from parammix_core.search.base import OneShotStrategy, kl_project
+from parammix_core.merge.replay import convex_bounds, data_mixture
+from parammix_core.search.base import OneShotStrategy, kl_project, project
 from parammix_core.search.common import SearchError
 
 
@@ -126,6 +127,9 @@ class MixMinStrategy(OneShotStrategy):
         logprobs: (K, S) per-sequence log-probabilities of each expert on target data.
         weights: (S,) weight of each target sequence (None: equal); see `mixmin`.
         steps, lr: see `mixmin`.
+        replay: the experts' `training.replay`: mixing their distributions with weights w
+            stands for the data mixture (1 - replay) w + replay u (`merge.replay`), so the
+            optimum is solved over w and proposed as that data mixture.
     """
 
     name = "mixmin"
@@ -140,6 +144,7 @@ class MixMinStrategy(OneShotStrategy):
         steps: int = 500,
         lr: float = 1.0,
         weights: np.ndarray | None = None,
+        replay: float = 0.0,
     ):
         super().__init__(k, lo, hi, seed)
         if logprobs is None:
@@ -147,4 +152,6 @@ class MixMinStrategy(OneShotStrategy):
         lp = np.asarray(logprobs, dtype=float)
         if lp.ndim != 2 or lp.shape[0] != k:
             raise SearchError(f"mixmin: logprobs have shape {lp.shape}; expected ({k}, S)")
-        self.optimum = mixmin(lp, steps, lr, self.lo, self.hi, weights)  # (K,)
+        lo_w, hi_w = convex_bounds(self.lo, self.hi, replay)
+        w = mixmin(lp, steps, lr, lo_w, hi_w, weights)  # (K,)
+        self.optimum = project(data_mixture(w, replay), self.lo, self.hi)[0]  # (K,)

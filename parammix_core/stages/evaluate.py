@@ -18,6 +18,7 @@ from parammix_core.data.fingerprint import folder_fingerprint
 from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
 from parammix_core.interference import pair_weights
 from parammix_core.merge import InMemoryMerger
+from parammix_core.merge.replay import mixture_merge_weights
 from parammix_core.model import load_model, resolve_device
 from parammix_core.search.common import search_bounds
 from parammix_core.stages.common import Progress, dump_config, merge_states
@@ -38,9 +39,9 @@ def evaluation_mixtures(exp: Experiment) -> np.ndarray:
 
 
 def initial_design(k: int) -> np.ndarray:
-    """Vertices (the experts themselves) and uniform, (K + 1, K): evaluated whatever the
-    bounds, which constrain the proposals and the choice, because they anchor the surrogates
-    and the report."""
+    """Vertices (the pure domains: the experts themselves, or with `training.replay` a merge
+    just past them) and uniform, (K + 1, K): evaluated whatever the bounds, which constrain
+    the proposals and the choice, because they anchor the surrogates and the report."""
     return np.vstack([simplex.vertices(k), simplex.uniform(k)[None]])
 
 
@@ -86,13 +87,15 @@ class _Bench:
 
     merger: InMemoryMerger
     evaluator: Evaluator
+    replay: float = 0.0  # the experts' (training.replay)
     step_scale: float | None = None  # set when the merge is curvature-corrected
 
     def set_mixture(self, alpha: np.ndarray) -> None:
-        """theta(alpha), plus Delta(alpha) = scale * sum_kj a_k a_j v_kj for the corrected proxy."""
-        self.merger.apply(alpha)
+        """The merge that stands for the data mixture alpha (`merge.replay`), plus
+        Delta(alpha) = scale * sum_kj c_kj v_kj for the corrected proxy (`pair_weights`)."""
+        self.merger.apply(mixture_merge_weights(alpha, self.merger.names, self.replay))
         if self.step_scale is not None:
-            self.merger.correct(self.step_scale * pair_weights(alpha))
+            self.merger.correct(self.step_scale * pair_weights(alpha, self.replay))
 
 
 _benches = threading.local()
@@ -129,7 +132,8 @@ def _bench(
     base_state, expert_states = merge_states(exp, store, base, experts, device)
     merger = InMemoryMerger(model, base_state, expert_states, names=exp.domains)
     del base_state, expert_states
-    bench = _Bench(merger, make_evaluator(exp, store, data, prepared, model, device))
+    evaluator = make_evaluator(exp, store, data, prepared, model, device)
+    bench = _Bench(merger, evaluator, exp.training.replay)
     if corrected:
         shards, _, info = load_probe(store, probe)
         merger.set_correction(shards.correction(next(model.parameters()).dtype, device))

@@ -13,7 +13,7 @@ corpus of your own is packed into blocks like the domain corpora.
   tokens only, with `weights` (S,) beside it for the tasks target. The MixMin objective over
   alpha is convex in these numbers; solving it takes milliseconds, so each round solves it
   again.
-- mergemix: `mergemix.json`, the merge weights learned by gradient descent through the merge on
+- mergemix: `mergemix.json`, the mixture learned by gradient descent through its merge on
   the target's loss (blocks: the mean LM loss, also stored as `dev.safetensors` (S, T); task
   documents: the weighted NLL of their gold answers). Learning costs `steps`
   forward/backward passes of the merged model, so it happens here, once; the rounds propose
@@ -162,13 +162,14 @@ def _dev_objective(
 ):
     """The target's loss under theta(alpha), differentiable in alpha."""
     base_state, states = merge_states(exp, store, base, experts, device)
+    replay = exp.training.replay
     if target.blocks is None:
         batches = [b.to(device) for b in target.batches]
-        return merged_pair_objective(model, base_state, states, batches)
+        return merged_pair_objective(model, base_state, states, batches, replay)
     size = exp.evaluation.batch_size
     blocks = target.blocks
     batches = [blocks[i : i + size].to(device) for i in range(0, blocks.shape[0], size)]
-    return merged_loss_objective(model, base_state, states, batches)
+    return merged_loss_objective(model, base_state, states, batches, replay)
 
 
 def strategy_inputs(exp: Experiment, store: Store, ref: ArtifactRef | None) -> dict[str, Any]:
@@ -185,6 +186,7 @@ def strategy_inputs(exp: Experiment, store: Store, ref: ArtifactRef | None) -> d
         return {
             "logprobs": tensors["logprobs"].numpy(),
             "weights": None if weights is None else weights.numpy(),
+            "replay": exp.training.replay,
         }
     if exp.search.strategy == "demix":
         prior = store.load_json(ref, "prior.json")["prior"]

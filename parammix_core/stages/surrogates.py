@@ -84,7 +84,8 @@ def fit(
     (out / "noise.json").write_text(canonical_json(noise))
     if probe is not None:
         _, summary, info = load_probe(store, probe)
-        rows["predicted_delta_norm"] = predicted_delta_norms(x, summary.gram, info["step_scale"])
+        scale, replay = info["step_scale"], exp.training.replay
+        rows["predicted_delta_norm"] = predicted_delta_norms(x, summary.gram, scale, replay)
     rows.to_parquet(out / "rows.parquet", index=False)
     return store.publish(ref, out, info={"rows": len(rows), "cv": surrogates.cv})
 

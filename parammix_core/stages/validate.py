@@ -36,6 +36,7 @@ from parammix_core.evaluate.heldout import block_losses
 from parammix_core.hvp import flat_params
 from parammix_core.interference import predicted_delta_norms
 from parammix_core.merge import InMemoryMerger
+from parammix_core.merge.replay import expert_mixtures, mixture_merge_weights
 from parammix_core.model import load_model, load_state, resolve_device
 from parammix_core.plots import plot_validation
 from parammix_core.stages.common import (
@@ -133,7 +134,12 @@ class _Scorer:
         if self.bench is not None:
             self.bench.set_mixture(alpha)
         else:
-            self.merger.apply(alpha)
+            self.plain(alpha)
+
+    def plain(self, alpha: np.ndarray) -> None:
+        """The plain merge that stands for the data mixture alpha (`merge.replay`)."""
+        replay = self.exp.training.replay
+        self.merger.apply(mixture_merge_weights(alpha, self.exp.domains, replay))
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
@@ -181,7 +187,7 @@ def validate_proxy(
     alphas = [simplex.validate(m, exp.domains) for m in mixtures]
     k = len(exp.domains)
     scorer = _Scorer(exp, store, data, base, experts, probe)
-    direction = _directions(store, probe, alphas) if probe is not None else None
+    direction = _directions(store, probe, alphas, exp.training.replay) if probe else None
     rows: list[dict[str, Any]] = []
     blocks: list[dict[str, np.ndarray]] = []
     proxies = 1 + (direction is not None) + exp.validation.rescaled
@@ -199,9 +205,11 @@ def validate_proxy(
         if progress is not None:
             progress(done, total, f"validation: {kind} {index}")
 
-    for j, vertex in enumerate(simplex.vertices(k)):  # the experts: the merge at each corner
-        scorer.proxy(vertex)
-        record("expert", j, exp.seed, vertex)
+    replay = exp.training.replay
+    trained_on = expert_mixtures(k, replay)
+    for j, vertex in enumerate(simplex.vertices(k)):  # the experts: merge weights at a corner
+        scorer.merger.apply(vertex)
+        record("expert", j, exp.seed, trained_on[j])
     base_state = load_state(store.local_dir(base), exp.model, scorer.device)
     theta0 = torch.cat([base_state[n].reshape(-1) for n, _ in scorer.model.named_parameters()])
     del base_state
@@ -209,7 +217,7 @@ def validate_proxy(
     for i, alpha in enumerate(alphas):
         scorer.proxy(alpha)
         record("merge", i, None, alpha)
-        scorer.merger.apply(alpha)  # the plain merge, whatever the proxy, for the gaps
+        scorer.plain(alpha)  # the plain merge, whatever the proxy, for the gaps
         merges.append(flat_params(scorer.model).clone())
     for (i, seed), run in zip(plan, runs, strict=True):
         state = load_state(store.local_dir(run), exp.model, scorer.device)
@@ -223,9 +231,9 @@ def validate_proxy(
         record("mix" if seed == exp.seed else "rerun", i, seed, alphas[i], extra)
     fit: dict[str, Any] = {}
     if direction is not None:
-        fit = _fit_scale(store, probe, rows, alphas)
+        fit = _fit_scale(store, probe, rows, alphas, replay)
         for i, alpha in enumerate(alphas):
-            scorer.merger.apply(alpha)
+            scorer.plain(alpha)
             with torch.no_grad():
                 _add_flat(scorer.model, fit["loo_scale"][i] * direction[i])
             record("corrected", i, None, alpha)
@@ -267,11 +275,12 @@ def validate_proxy(
 
 
 def _directions(
-    store: Store, probe: ArtifactRef, alphas: Sequence[np.ndarray]
+    store: Store, probe: ArtifactRef, alphas: Sequence[np.ndarray], replay: float
 ) -> list[torch.Tensor]:
-    """d(alpha) = sum_kj a_k a_j v_kj (P,) per mixture: the unscaled predicted gap."""
+    """d(alpha) = sum_kj c_kj v_kj (P,) per mixture (`outer_weights`): the unscaled predicted
+    gap."""
     shards, _, _ = load_probe(store, probe)
-    return list(shards.deltas(np.stack(alphas)))
+    return list(shards.deltas(np.stack(alphas), replay=replay))
 
 
 def _vertex_flats(scorer: _Scorer, k: int) -> list[torch.Tensor]:
@@ -300,7 +309,11 @@ def _add_flat(model: torch.nn.Module, delta: torch.Tensor) -> None:
 
 
 def _fit_scale(
-    store: Store, probe: ArtifactRef, rows: list[dict[str, Any]], alphas: Sequence[np.ndarray]
+    store: Store,
+    probe: ArtifactRef,
+    rows: list[dict[str, Any]],
+    alphas: Sequence[np.ndarray],
+    replay: float,
 ) -> dict[str, Any]:
     """Least-squares step scale of the measured gaps onto d(alpha), all and leave-one-out."""
     mix = {r["mixture"]: r for r in rows if r["kind"] == "mix"}
@@ -314,7 +327,8 @@ def _fit_scale(
         for j in range(len(idx))
     ]
     _, summary, info = load_probe(store, probe)
-    predicted = predicted_delta_norms(np.stack([alphas[i] for i in idx]), summary.gram, 1.0)
+    mixed = np.stack([alphas[i] for i in idx])
+    predicted = predicted_delta_norms(mixed, summary.gram, 1.0, replay)
     cosine = dot / np.maximum(norms * np.sqrt(sq), 1e-30)
     # share of the measured gap the fitted correction explains: 1 - |gap - s d|^2 / |gap|^2
     residual = norms**2 - 2 * scale * dot + scale**2 * sq

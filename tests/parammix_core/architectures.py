@@ -255,16 +255,16 @@ def run_stages(family: str, root: Path, tok: PreTrainedTokenizerBase, suite: Pat
     )
 
 
-def reference_merge(run: MicroRun, alpha: Sequence[float]) -> dict[str, torch.Tensor]:
-    """theta_base + sum_k alpha_k (theta_k - theta_base) in float64, per tensor of the raw
+def reference_merge(run: MicroRun, weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """theta_base + sum_k w_k (theta_k - theta_base) in float64, per tensor of the raw
     files (the checkpoint's own layout and names), without any library code."""
     base = load_file(run.weights(run.base))
     experts = [load_file(run.weights(e)) for e in run.experts]
     out = {}
     for name, b in base.items():
         merged = b.double().clone()
-        for a, e in zip(alpha, experts, strict=True):
-            merged += float(a) * (e[name].double() - b.double())
+        for w, e in zip(weights, experts, strict=True):
+            merged += float(w) * (e[name].double() - b.double())
         out[name] = merged
     return out
 

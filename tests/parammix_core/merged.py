@@ -14,8 +14,8 @@ from parammix_core.stages.published import published_models
 from parammix_core.store import Store
 
 
-def reference(store: Store, exp: Experiment, alpha: np.ndarray) -> dict[str, torch.Tensor]:
-    """theta_base + sum_k alpha_k (theta_k - theta_base) in float64, from the stored files."""
+def reference(store: Store, exp: Experiment, weights: np.ndarray) -> dict[str, torch.Tensor]:
+    """theta_base + sum_k w_k (theta_k - theta_base) in float64, from the stored files."""
     models = published_models(exp, store)
     base = store.load_tensors(models.base, "model.safetensors")
     experts = [store.load_tensors(r, "model.safetensors") for r in models.experts.values()]
@@ -23,7 +23,7 @@ def reference(store: Store, exp: Experiment, alpha: np.ndarray) -> dict[str, tor
     for name, b in base.items():
         b64 = b.double()
         out[name] = b64 + sum(
-            a * (e[name].double() - b64) for a, e in zip(alpha, experts, strict=True)
+            w * (e[name].double() - b64) for w, e in zip(weights, experts, strict=True)
         )
     return out
 

@@ -130,11 +130,13 @@ def test_evaluated_rows_are_the_reference_merges_scores(run, tmp_path):
     assert (np.argmin(losses, axis=0) == np.arange(k)).all()  # a vertex is its domain's best
 
     heldout = load_prepared(store.local_dir(run.data)).heldout
-    for i in (k, len(rows) - 1):  # uniform, and the last Dirichlet draw
+    replay = exp.training.replay  # the experts': a mixture merges at (alpha - r / K) / (1 - r)
+    assert replay == 0.1
+    for i in (0, k, len(rows) - 1):  # a vertex (past its expert), uniform, the last draw
         folder = tmp_path / f"reference{i}"
         folder.mkdir()
         shutil.copy(Path(store.local_dir(run.base)) / "config.json", folder)
-        reference = reference_merge(run, run.alphas[i])
+        reference = reference_merge(run, (np.asarray(run.alphas[i]) - replay / k) / (1 - replay))
         save_file(
             {n: t.float().contiguous() for n, t in reference.items()}, folder / "model.safetensors"
         )

@@ -48,6 +48,7 @@ def no_flow(monkeypatch):
         ("data.domains=[]", "data.domains: List should have at least 1 item"),
         ("search.group_weights={music: 1.0}", "search.group_weights: unknown groups ['music']"),
         ("search.bounds={poetry: {min: 0.2}}", "search.bounds: unknown domains ['poetry']"),
+        ("training.replay=1", "training.replay: Input should be less than 1 (got 1)"),
     ],
     ids=[
         "unknown-key",
@@ -57,6 +58,7 @@ def no_flow(monkeypatch):
         "zero-experts",
         "unknown-group",
         "unknown-domain",
+        "replay-all",
     ],
 )
 def test_run_with_a_bad_override_exits_2_and_creates_nothing(

@@ -35,7 +35,10 @@ def test_a_given_mixture_is_exported_as_the_float64_merge(pipeline, tmp_path: Pa
     out = tmp_path / "export"
     done = export_model(exp, store, out, alpha)
     assert done.path == out and done.mixture == {"a": 0.3, "b": 0.7}
-    want = reference(store, exp, alpha)
+    # experts with replay 0.1 of the uniform mix: merged at w = (alpha - 0.1 / 2) / (1 - 0.1)
+    assert exp.training.replay == 0.1
+    weights = [0.25 / 0.9, 0.65 / 0.9]
+    want = reference(store, exp, weights)
     assert_is_merge(out, want)
     # the merge moved away from the base and from each expert: the comparison has teeth
     models = published_models(exp, store)
@@ -54,7 +57,8 @@ def test_a_given_mixture_is_exported_as_the_float64_merge(pipeline, tmp_path: Pa
     assert "merged model of the mixture a=0.3, b=0.7" in card
     for ref in (models.base, models.data, *models.experts.values()):
         assert ref.key in card
-    assert "| a | 0.3 |" in card and "| b | 0.7 |" in card
+    assert "| a | 0.3 | 0.277778 |" in card and "| b | 0.7 | 0.722222 |" in card
+    assert "replay of 0.1 of the uniform mix" in card
 
     config = yaml.safe_load((out / "mergekit.yaml").read_text())
     assert config["merge_method"] == "task_arithmetic"
@@ -62,18 +66,20 @@ def test_a_given_mixture_is_exported_as_the_float64_merge(pipeline, tmp_path: Pa
     assert config["dtype"] == "float32"
     assert Path(config["base_model"]) == store.local_dir(models.base)
     listed = [(Path(m["model"]), m["parameters"]["weight"]) for m in config["models"]]
-    assert listed == [
-        (store.local_dir(models.experts["a"]), 0.3),
-        (store.local_dir(models.experts["b"]), 0.7),
+    assert [path for path, _ in listed] == [
+        store.local_dir(models.experts["a"]),
+        store.local_dir(models.experts["b"]),
     ]
+    np.testing.assert_allclose([w for _, w in listed], weights, rtol=0, atol=1e-12)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary left
 
 
-def test_a_vertex_is_its_expert_and_an_empty_folder_is_filled(pipeline, tmp_path: Path):
+def test_an_experts_mixture_is_the_expert_and_an_empty_folder_is_filled(pipeline, tmp_path):
     exp, store = pipeline
     out = tmp_path / "empty"
     out.mkdir()
-    export_model(exp, store, out, parse_mixture("a=1", exp.domains))
+    # expert a trained on a with a replay of 0.1 of the uniform mix: a=0.95, b=0.05
+    export_model(exp, store, out, parse_mixture("a=0.95,b=0.05", exp.domains))
     expert = store.load_tensors(published_models(exp, store).experts["a"], "model.safetensors")
     assert_is_merge(out, {n: t.double() for n, t in expert.items()})
 

@@ -11,6 +11,8 @@ from parammix_core.interference import (
     ProbeSummary,
     first_order_loss_effect,
     layer_group,
+    outer_weights,
+    pair_weights,
     per_layer_cosines,
     predicted_delta,
     predicted_delta_norms,
@@ -18,6 +20,7 @@ from parammix_core.interference import (
     step_scale,
     task_vector_cosines,
 )
+from parammix_core.merge.replay import expert_mixtures, merge_weights
 from parammix_core.model import build_model
 from parammix_core.simplex import dirichlet
 from parammix_core.train import lr_at
@@ -235,3 +238,29 @@ def test_task_vector_cosines_global_and_per_layer():
         task_vector_cosines(
             base, [experts[0], {k: v for k, v in experts[1].items() if k != "lm_head.weight"}]
         )
+
+
+def test_with_replay_the_gap_weights_leave_out_what_the_experts_already_hold():
+    """Runs that follow theta(m) = T m + sum_kj m_k m_j v_kj exactly: the replay experts'
+    merge at w(alpha) misses the mixed run by sum_kj c_kj v_kj, c the `outer_weights`."""
+    rng = np.random.default_rng(3)
+    k, p, replay = 4, 5, 0.1
+    t = rng.normal(size=(p, k))
+    v = rng.normal(size=(k, k, p))
+    v[np.arange(k), np.arange(k)] = 0.0  # v_kk = 0 by definition
+
+    def run(m: np.ndarray) -> np.ndarray:
+        return t @ m + np.einsum("k,j,kjp->p", m, m, v)
+
+    experts = [run(m) for m in expert_mixtures(k, replay)]
+    alphas = dirichlet(k, 3, seed=1)
+    c = outer_weights(alphas, k, replay)  # (3, K^2)
+    for alpha, weights in zip(alphas, c, strict=True):
+        merge = sum(w * e for w, e in zip(merge_weights(alpha, replay), experts, strict=True))
+        np.testing.assert_allclose(run(alpha) - merge, weights @ v.reshape(k * k, p), atol=1e-12)
+    # zero at every expert's own mixture; by hand for alpha = (0.4, 0.3, 0.2, 0.1), pair (0, 1):
+    # a_0 a_1 - (1 - r)(r / K)(w_0 + w_1) - r^2 / K^2 with w = (alpha - r / K) / (1 - r)
+    np.testing.assert_allclose(outer_weights(expert_mixtures(k, replay), k, replay), 0, atol=1e-15)
+    by_hand = 0.12 - 0.9 * 0.025 * (0.375 + 0.275) / 0.9 - 0.025**2
+    assert pair_weights([0.4, 0.3, 0.2, 0.1], replay)[0] == pytest.approx(by_hand, abs=1e-15)
+    assert pair_weights([0.4, 0.3, 0.2, 0.1])[0] == pytest.approx(0.12, abs=1e-15)

@@ -13,10 +13,12 @@ from parammix_core import simplex, stages
 from parammix_core.config import Experiment, load_experiment
 from parammix_core.data import load_prepared
 from parammix_core.evaluate import heldout_loss
+from parammix_core.merge import linear_merge
 from parammix_core.model import load_model
 from parammix_core.report import validation as report_validation
 from parammix_core.search.common import scale_from_spec, scale_spec
 from parammix_core.stages import final, mixed, validate
+from parammix_core.stages.experts import expert_weights
 from parammix_core.stages.validation_table import load_validation
 from parammix_core.train import sample_batch, train
 
@@ -77,9 +79,11 @@ def test_sampler_draws_domains_in_proportion_alpha():
     assert stats.chisquare(counts, np.full(3, counts.sum() / 3)).pvalue < 1e-6
 
 
-def test_mixed_run_at_a_vertex_is_the_expert(setup):
+def test_mixed_run_at_an_experts_mixture_is_the_expert(setup):
     exp, store, data, base, experts, _ = setup
-    ref = mixed.train_mixed(exp, store, [1.0, 0.0], exp.seed, data, base)
+    weights = expert_weights(exp, exp.domains[0])  # its domain and a replay of 0.1 of both
+    np.testing.assert_allclose(weights, [0.95, 0.05], rtol=0, atol=1e-15)
+    ref = mixed.train_mixed(exp, store, weights, exp.seed, data, base)
     run = store.load_tensors(ref, "model.safetensors")
     expert = store.load_tensors(experts[0], "model.safetensors")
     assert run.keys() == expert.keys()
@@ -106,11 +110,20 @@ def test_validate_proxy_scores_runs_like_merges(setup):
     for d in exp.domains:
         loss, _ = heldout_loss(model, prepared.heldout[d], 32, "cpu")
         assert row[f"loss.{d}"] == pytest.approx(loss, rel=1e-5)
-    # the merge at a corner is the expert
+    # the merge at a corner is the expert, recorded at the mixture it trained on
     expert = load_model(str(store.local_dir(experts[1])), exp.model, "cpu")
     corner = rows[(rows["kind"] == "expert") & (rows["mixture"] == 1)].iloc[0]
     loss, _ = heldout_loss(expert, prepared.heldout[exp.domains[0]], 32, "cpu")
     assert corner[f"loss.{exp.domains[0]}"] == pytest.approx(loss, rel=1e-5)
+    assert [corner[f"alpha.{d}"] for d in exp.domains] == pytest.approx([0.05, 0.95], abs=1e-15)
+    # a mixture's merge row is the merge at (alpha - 0.1 / 2) / 0.9, past the simplex or not
+    merge = rows[(rows["kind"] == "merge") & (rows["mixture"] == 1)].iloc[0]
+    alpha = np.array([merge[f"alpha.{d}"] for d in exp.domains])
+    states = [store.load_tensors(r, "model.safetensors") for r in (base, *experts)]
+    merged = linear_merge(states[0], states[1:], (alpha - 0.05) / 0.9)
+    model.load_state_dict(merged, strict=False)
+    loss, _ = heldout_loss(model, prepared.heldout[exp.domains[1]], 32, "cpu")
+    assert merge[f"loss.{exp.domains[1]}"] == pytest.approx(loss, rel=1e-5)
     info = load_validation(store, ref)
     assert set(info["analysis"]) == {"mean_loss", *(f"loss.{d}" for d in exp.domains)}
     assert info["analysis"]["mean_loss"]["n"] == n

@@ -76,6 +76,26 @@ def test_merged_loss_matches_the_loaded_merge_and_leaves_the_model_alone(pico):
     assert abs(loss.item() - want.item()) < 1e-5
 
 
+def test_with_replay_the_objective_of_a_mixture_is_the_loss_of_its_merge(pico):
+    model, base, experts, batches = pico
+    objective = merged_loss_objective(model, base, experts, batches, replay=0.3)
+    loss = objective(torch.tensor([0.8, 0.2, 0.0], dtype=torch.float64))
+    # merged at (alpha - 0.3 / 3) / 0.7: (1, 1/7, -1/7), past the third expert
+    merged = linear_merge(base, experts, [1.0, 1 / 7, -1 / 7])
+    with torch.no_grad():
+        want = torch.stack(
+            [
+                functional_call(model, merged, args=(), kwargs={"input_ids": b, "labels": b}).loss
+                for b in batches
+            ]
+        ).mean()
+    assert abs(loss.item() - want.item()) < 1e-5
+    plain = merged_loss_objective(model, base, experts, batches)  # merged at alpha itself
+    assert (
+        abs(plain(torch.tensor([0.8, 0.2, 0.0], dtype=torch.float64)).item() - want.item()) > 1e-3
+    )
+
+
 def test_learns_known_merge_weights_on_a_pico_llama(pico):
     """Dev loss = KL from the model merged at TRUE: its only minimiser is TRUE."""
     model, base, experts, batches = pico

@@ -55,6 +55,17 @@ def test_mixmin_strategy_proposes_the_optimum_then_its_neighbourhood(logprobs):
     assert (np.abs(later - s.optimum).sum(axis=1) <= 0.5 + 1e-9).all()  # 0.75 opt + 0.25 draw
 
 
+def test_with_replay_experts_the_optimum_is_a_data_mixture_they_can_mix(logprobs):
+    """Experts trained on m_k = 0.8 e_k + 0.2 u: mixing them at w is the data mixture
+    0.8 w + 0.05, so the optimum over w comes back as that, every share >= 0.05."""
+    s = get_strategy("mixmin", k=4, seed=0, logprobs=logprobs, replay=0.2)
+    w = mixmin(logprobs, steps=500, lr=1.0)
+    np.testing.assert_allclose(s.optimum, 0.8 * w + 0.05, rtol=0, atol=1e-9)
+    assert s.optimum.min() >= 0.05 - 1e-12 and abs(s.optimum.sum() - 1) < 1e-12
+    capped = get_strategy("mixmin", k=4, seed=0, logprobs=logprobs, replay=0.2, hi=[0.3] * 4)
+    assert capped.optimum.max() <= 0.3 + 1e-9  # the cap holds on the data mixture
+
+
 def categorical_experts(seed: int) -> tuple[np.ndarray, np.random.Generator]:
     """Three experts = three distinct categorical distributions over 30 symbols, (K, V)."""
     rng = np.random.default_rng(seed)

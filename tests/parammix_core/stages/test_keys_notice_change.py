@@ -1,6 +1,7 @@
 """Caches that notice change: edit one corpus file and only what depends on it gets a new key
 (and recomputes); touch nothing and everything is reused; add a domain on a user's checkpoint
-and only the new expert trains."""
+and only the new expert trains (experts without replay: with it every expert reads every
+corpus)."""
 
 import json
 import os
@@ -54,7 +55,8 @@ def append_document(path: Path) -> None:
 
 def test_on_a_users_checkpoint_only_what_a_change_touches_recomputes(checkpoint, tmp_path):
     files = corpora(tmp_path, "ab")
-    exp = experiment(files, tmp_path / "store", model__checkpoint=str(checkpoint))
+    alone = {"model__checkpoint": str(checkpoint), "training__replay": 0.0}
+    exp = experiment(files, tmp_path / "store", **alone)
     store = open_store(exp, tmp_path / "cache")
     first = run(exp, store)
     published = created(store)
@@ -70,11 +72,23 @@ def test_on_a_users_checkpoint_only_what_a_change_touches_recomputes(checkpoint,
 
     (tmp_path / "c").mkdir()
     more = {**files, **corpora(tmp_path / "c", "c")}
-    wider = experiment(more, tmp_path / "store", model__checkpoint=str(checkpoint))
+    wider = experiment(more, tmp_path / "store", **alone)
     third = run(wider, store)
     assert third["a"] == second["a"] and third["b"] == second["b"]  # only c trains
     assert third["c"] not in {v for v in second.values()}
     assert {k: created(store)[k] for k in published} == published
+
+
+def test_with_replay_an_edited_corpus_retrains_every_expert(checkpoint, tmp_path):
+    files = corpora(tmp_path, "ab")
+    exp = experiment(files, tmp_path / "store", model__checkpoint=str(checkpoint))
+    assert exp.training.replay == 0.1  # the default: expert a reads b's rows too
+    store = open_store(exp, tmp_path / "cache")
+    first = run(exp, store)
+    append_document(Path(files["b"][0]))
+    second = run(exp, store)
+    assert second["base"] == first["base"]
+    assert second["a"] != first["a"] and second["b"] != first["b"]
 
 
 def test_a_base_trained_here_depends_on_every_corpus(tmp_path):
