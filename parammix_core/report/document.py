@@ -40,8 +40,11 @@ def write_report(
     choice: Choice,
     extra: dict[str, str] | None = None,
     lead: list[str] | None = None,
+    replay: float = 0.0,
 ) -> Path:
     """Write report.md and its three figures into `out_dir`; return the report.md path.
+
+    `replay`: the experts' `training.replay`, which decides the merge weights of a mixture.
 
     `lead`: sentences shown in bold first, above the merges' verdict (what the validation's
     real runs expect real training of the choice to gain), before any table.
@@ -78,7 +81,7 @@ def write_report(
         f"# Param-Mix report: {experiment_name}",
         f"{len(rows)} merged mixtures evaluated over {len(domains)} domains "
         f"({', '.join(domains)}); utility = weighted mean of the capability groups "
-        f"({weights}; groups {_scale_text(choice.normalise)}).",
+        f"({weights}; groups {_scale_text(choice.normalise)}). {_merge_text(replay)}",
         *(f"**{line}**" for line in lead or []),
         *([f"**{choice.verdict}**"] if choice.verdict else []),
         "## Chosen mixture",
@@ -105,6 +108,16 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n\n".join(sections) + "\n")
     return path
+
+
+def _merge_text(replay: float) -> str:
+    if not replay:
+        return "Each expert trained on its domain alone; a mixture α is merged at weights α."
+    return (
+        f"Each expert trained on its domain with a replay of {replay:g} of every domain; a "
+        f"mixture α is merged at the weights (α − {replay:g}/K) / (1 − {replay:g}), whose "
+        "experts' data add up to α."
+    )
 
 
 def _scale_text(normalise: str) -> str:

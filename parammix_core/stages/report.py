@@ -83,6 +83,7 @@ def report(
         load_choice(store, choice),
         extra=extra,
         lead=lead,
+        replay=exp.training.replay,
     )
     return store.publish(ref, out, info={"name": exp.name})
 

@@ -118,10 +118,12 @@ def test_report_states_choice_fit_and_best_measured(experiment, tmp_path):
         surrogates,
         choice,
         extra={"Proxy validation": "Spearman 0.8 over 6 mixed runs."},
+        replay=0.1,
     )
     assert path == tmp_path / "report" / "report.md"
     text = path.read_text()
     assert text.startswith("# Param-Mix report: unit-test\n")
+    assert "replay of 0.1 of every domain; a mixture α is merged at the weights (α − 0.1/K)" in text
     for name in ("landscape.png", "surrogate_fit.png", "choice.png"):
         assert_png(path.parent / name)
         assert f"]({name})" in text
@@ -194,6 +196,7 @@ def test_the_summary_and_report_say_how_far_the_group_weights_move_the_choice(ex
         'group weights decide")'
     )
     text = write_report(tmp_path, "x", DOMAINS, GROUPS, rows, surrogates, choice).read_text()
+    assert "Each expert trained on its domain alone; a mixture α is merged at weights α." in text
     assert "## What the group weights decide" in text
     p = choice.reweighted["code"]
     assert (
