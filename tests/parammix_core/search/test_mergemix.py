@@ -55,6 +55,17 @@ def pico():
     return model, base, experts, batches
 
 
+def loaded_loss(model, merged, batches) -> torch.Tensor:
+    """The mean LM loss of the model with the merged weights passed in."""
+    with torch.no_grad():
+        return torch.stack(
+            [
+                functional_call(model, merged, args=(), kwargs={"input_ids": b, "labels": b}).loss
+                for b in batches
+            ]
+        ).mean()
+
+
 def test_merged_loss_matches_the_loaded_merge_and_leaves_the_model_alone(pico):
     model, base, experts, batches = pico
     before = {n: t.clone() for n, t in model.state_dict().items()}
@@ -66,13 +77,7 @@ def test_merged_loss_matches_the_loaded_merge_and_leaves_the_model_alone(pico):
     for n, t in model.state_dict().items():
         assert torch.equal(t, before[n]), n
     merged = linear_merge(base, experts, [0.2, 0.5, 0.3])
-    with torch.no_grad():
-        want = torch.stack(
-            [
-                functional_call(model, merged, args=(), kwargs={"input_ids": b, "labels": b}).loss
-                for b in batches
-            ]
-        ).mean()
+    want = loaded_loss(model, merged, batches)
     assert abs(loss.item() - want.item()) < 1e-5
 
 
@@ -82,13 +87,7 @@ def test_with_replay_the_objective_of_a_mixture_is_the_loss_of_its_merge(pico):
     loss = objective(torch.tensor([0.8, 0.2, 0.0], dtype=torch.float64))
     # merged at (alpha - 0.3 / 3) / 0.7: (1, 1/7, -1/7), past the third expert
     merged = linear_merge(base, experts, [1.0, 1 / 7, -1 / 7])
-    with torch.no_grad():
-        want = torch.stack(
-            [
-                functional_call(model, merged, args=(), kwargs={"input_ids": b, "labels": b}).loss
-                for b in batches
-            ]
-        ).mean()
+    want = loaded_loss(model, merged, batches)
     assert abs(loss.item() - want.item()) < 1e-5
     plain = merged_loss_objective(model, base, experts, batches)  # merged at alpha itself
     assert (
