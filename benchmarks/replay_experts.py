@@ -35,6 +35,7 @@ from adam_merge import ValidationRun, load_validation_run, refs  # noqa: E402
 from merge_rankings import State, score, spearmans  # noqa: E402
 
 from parammix_core import stages  # noqa: E402
+from parammix_core.merge.replay import expert_mixtures, merge_weights  # noqa: E402
 from parammix_core.stages.common import train_from_base  # noqa: E402
 from parammix_core.stages.experts import expert_ref  # noqa: E402
 from parammix_core.store import ArtifactRef  # noqa: E402
@@ -51,7 +52,7 @@ def replay_experts(run: ValidationRun, rate: float) -> list[State]:
     for i, domain in enumerate(exp.domains):
         expert = expert_ref(exp, domain, data, base)
         ref = ArtifactRef.for_spec("bench-replay", domain, {"expert": expert.key, "replay": rate})
-        weights = [(1 - rate) * (j == i) + rate / k for j in range(k)]
+        weights = expert_mixtures(k, rate)[i].tolist()
         model, _, result = train_from_base(
             exp, store, ref, data, base, weights, exp.training.expert, exp.seed, None, domain
         )
@@ -78,7 +79,6 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     run = load_validation_run(args.store, args.config, args.set)
-    uniform = np.full(len(run.exp.domains), 1 / len(run.exp.domains))
     result = {"store": args.store, "rho": {}}
     for rate in args.replay:
         states = replay_experts(run, rate)
@@ -86,9 +86,7 @@ def main() -> None:
             run,
             score(
                 run,
-                lambda a, s=states, r=rate: extrapolated_merge(
-                    run.base, s, (a - r * uniform) / (1 - r)
-                ),
+                lambda a, s=states, r=rate: extrapolated_merge(run.base, s, merge_weights(a, r)),
             ),
         )
         result["rho"][f"replay {rate:g}"] = rho
