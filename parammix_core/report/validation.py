@@ -206,7 +206,9 @@ def real_training_outlook(info: dict) -> str | None:
     """What one real run of the chosen mixture is predicted to gain over one of uniform; None
     when the validation did not train the choice. The search's interval is one of merges,
     which overstate real gains (the slope of real on merge gains was 0.46-0.55 on the
-    default) and know nothing of a training run's own noise, so a run leads with this."""
+    default) and know nothing of a training run's own noise, so a run leads with this. The
+    validation trained the choice too: when its runs fell below an interval that excludes
+    zero, the two pieces of evidence disagree and neither is presented as a gain."""
     c = info["analysis"][_validation_head(info["analysis"])].get("chosen", {})
     if "predicted" not in c:
         return None
@@ -217,12 +219,22 @@ def real_training_outlook(info: dict) -> str | None:
         f"the merge's {c['proxy_gain']:+.4f} times the slope of real on merge gains over "
         f"{c['n_fit']} validation mixtures ({c['slope']:.2f}), the runs' noise included. "
     )
+    measured = f"the validation's real training of it gained {c['real_gain']:+.4f}"
+    if low > 0 and c["real_gain"] >= low:
+        return (
+            text
+            + f"A real run of the chosen mixture is expected to beat uniform's too ({measured})."
+        )
     if low > 0:
-        return text + "A real run of the chosen mixture is expected to beat uniform's too."
-    text += (
-        "The interval holds zero: at this budget the chosen mixture is not distinguishable "
-        "from uniform in real training; "
-    )
+        text += (
+            f"But {measured}, below that interval: the two disagree, so the chosen mixture "
+            "is not shown to beat uniform in real training; "
+        )
+    else:
+        text += (
+            "The interval holds zero: at this budget the chosen mixture is not distinguishable "
+            "from uniform in real training; "
+        )
     more = (
         "more validation mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) "
         "narrow it; longer experts or a larger model may separate the mixtures more."

@@ -273,8 +273,25 @@ def test_the_outlook_states_one_real_runs_predicted_gain_and_whether_it_holds_ze
         "real gain of the chosen mixture over uniform, one run of each at the experts' budget "
         "(90% prediction interval): +0.0300 [+0.0100, +0.0500], the merge's +0.0500 times the "
         "slope of real on merge gains over 11 validation mixtures (0.60), the runs' noise "
-        "included. A real run of the chosen mixture is expected to beat uniform's too."
+        "included. A real run of the chosen mixture is expected to beat uniform's too (the "
+        "validation's real training of it gained +0.0310)."
     )
+    # the choice's own runs below an interval that excludes zero: the evidence disagrees
+    chosen["real_gain"] = -0.0008
+    text = report.real_training_outlook(_with_chosen(chosen))
+    assert "expected to beat" not in text
+    assert text.endswith(
+        "included. But the validation's real training of it gained -0.0008, below that "
+        "interval: the two disagree, so the chosen mixture is not shown to beat uniform in real "
+        "training; more validation mixtures and reruns (`validation.n_mixtures`, "
+        "`validation.reruns`) narrow it; longer experts or a larger model may separate the "
+        "mixtures more."
+    )
+    chosen["real_gain"] = 0.09  # above the interval: still a gain
+    assert report.real_training_outlook(_with_chosen(chosen)).endswith(
+        "expected to beat uniform's too (the validation's real training of it gained +0.0900)."
+    )
+    chosen["real_gain"] = 0.031
     chosen["predicted_low"] = -0.002
     assert report.real_training_outlook(_with_chosen(chosen)).endswith(
         "[-0.0020, +0.0500], the merge's +0.0500 times the slope of real on merge gains over 11 "
