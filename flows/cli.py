@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from contextlib import nullcontext
@@ -306,9 +308,21 @@ def cmd_store(args: argparse.Namespace) -> int:
     return args.store_func(_load(args), args)
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM (`kill`, `docker stop`, a worker cancelling): the contract's one line, then out.
+    Prefect's engine marks a running flow crashed first and re-sends the signal here. Exiting
+    at once, not unwinding: the main thread would wait for the training threads to finish.
+    Finished stages are in the store (written atomically); a rerun resumes from them."""
+    print("error: terminated (SIGTERM); finished stages are kept in the store", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(143)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.log = DebugLog()
+    main_thread = threading.current_thread() is threading.main_thread()  # else the embedder's
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -318,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(err, args)
     finally:
         args.log.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _expected(err: BaseException) -> bool:

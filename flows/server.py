@@ -36,9 +36,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Linux: the server gets SIGTERM when this process dies, however it dies (SIGKILL, or SIGTERM,
+# which Prefect's engine re-sends to the default handler): a run never leaves a server behind.
+# Checking the parent after prctl closes the race where it died first.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
 def _command(port: int) -> list[str]:
     prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
+    launcher = (
+        [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid())]
+        if sys.platform == "linux"
+        else []
+    )
     return [
+        *launcher,
         prefect,
         "server",
         "start",

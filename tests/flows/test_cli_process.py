@@ -1,12 +1,15 @@
 """`parammix run` as a user starts it: a separate process, no Prefect server configured, so
 the CLI starts its own temporary one. Successful runs (the first and a fully cached one) and a
-failing one end without a traceback on the terminal; tracebacks go to the debug log."""
+failing one end without a traceback on the terminal; tracebacks go to the debug log. A
+SIGTERM ends a run with one error line and takes its temporary server with it."""
 
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,51 @@ def test_a_failing_run_prints_one_error_line_and_logs_the_traceback(tmp_path: Pa
     assert details and "Traceback" in Path(details.group(1)).read_text()
     debug = parammix(tmp_path, "run", "--config", "exp.yaml", "--debug")
     assert debug.returncode == 2 and "Traceback (most recent call last)" in debug.stderr
+
+
+def _with_env(marker: str) -> set[int]:
+    """PIDs of the processes whose environment holds `marker` (Linux /proc)."""
+    found = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.add(int(environ.parent.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; the server's parent-death signal")
+def test_sigterm_prints_one_error_line_and_leaves_no_server(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PYTEST"))}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PARAMMIX_CACHE=str(tmp_path / "cache"))
+    command = [sys.executable, "-c", "from flows.cli import main; raise SystemExit(main())"]
+    argv = ["run", "--config", str(ROOT / "configs" / "micro.yaml")]
+    argv += ["--set", f"store.url={tmp_path / 'store'}"]
+    run = subprocess.Popen(
+        [*command, *argv],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    seen = []
+    for line in run.stdout:  # the base is training: the flow and its server are up
+        seen.append(line)
+        if "base: step" in line:
+            break
+    others = _with_env(str(tmp_path / "prefect")) - {run.pid}
+    assert others, "".join(seen)  # the temporary server, which must not outlive the run
+    run.send_signal(signal.SIGTERM)
+    rest = run.stdout.read()
+    assert run.wait(timeout=120) == 143
+    result = subprocess.CompletedProcess(run.args, 143, "".join(seen) + rest, "")
+    text = clean(result)
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert errors == ["error: terminated (SIGTERM); finished stages are kept in the store"]
+    deadline = time.monotonic() + 30
+    while _with_env(str(tmp_path / "prefect")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _with_env(str(tmp_path / "prefect"))
