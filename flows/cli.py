@@ -313,6 +313,9 @@ def _terminated(signum: int, frame: Any) -> None:
     Prefect's engine marks a running flow crashed first and re-sends the signal here. Exiting
     at once, not unwinding: the main thread would wait for the training threads to finish.
     Finished stages are in the store (written atomically); a rerun resumes from them."""
+    from flows.server import signal_servers
+
+    signal_servers()
     print("error: terminated (SIGTERM); finished stages are kept in the store", file=sys.stderr)
     sys.stderr.flush()
     os._exit(143)

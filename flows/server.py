@@ -36,9 +36,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-# Linux: the server gets SIGTERM when this process dies, however it dies (SIGKILL, or SIGTERM,
-# which Prefect's engine re-sends to the default handler): a run never leaves a server behind.
-# Checking the parent after prctl closes the race where it died first.
+# Linux: the server gets SIGTERM when this process dies, however it dies (even by SIGKILL):
+# a run never leaves a server behind. Checking the parent after prctl closes the race where it
+# died first.
 _DIE_WITH_PARENT = (
     "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
     "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execv(sys.argv[2], sys.argv[2:])"
@@ -100,6 +100,17 @@ def _drain() -> None:
             logger.setLevel(level)
 
 
+_RUNNING: list[subprocess.Popen] = []  # this process's temporary servers
+
+
+def signal_servers() -> None:
+    """SIGTERM every temporary server this process started, without waiting: for an exit that
+    skips `prefect_api`'s cleanup (the CLI's SIGTERM handler), on every platform."""
+    for proc in _RUNNING:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
@@ -133,6 +144,7 @@ def prefect_api(log: Path) -> Iterator[str]:
             start_new_session=True,  # its own process group: stopped as a whole, not by ^C
         )
     url = f"http://127.0.0.1:{port}/api"
+    _RUNNING.append(proc)
     try:
         _wait_healthy(url, proc, log, STARTUP_TIMEOUT)
         with temporary_settings(updates={PREFECT_API_URL: url}):
@@ -142,3 +154,4 @@ def prefect_api(log: Path) -> Iterator[str]:
                 _drain()
     finally:
         _stop(proc)
+        _RUNNING.remove(proc)
