@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,10 +84,7 @@ def interference_probe(
     save_file(summary.to_tensors(), out / "probe.safetensors")
     (out / "probe.json").write_text(canonical_json(info))
     plot_interference(exp.domains, curvature, cosines, out / "interference.png")
-    try:
-        return store.publish(ref, out, info={"method": shards.method, "seconds": info["seconds"]})
-    finally:
-        shutil.rmtree(out, ignore_errors=True)  # K^2 vectors: not left twice on disk
+    return store.publish(ref, out, info={"method": shards.method, "seconds": info["seconds"]})
 
 
 def _probe_base(

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,6 +41,12 @@ LOADABLE = (".safetensors", ".json", ".parquet")
 # store is ever written into (besides a new or empty folder, which becomes one).
 MARKER = "STORE_ID"
 _STORE_ID = re.compile(r"^[0-9a-f]{32}$")
+_ARTIFACT_FOLDER = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_.\-]*-[0-9a-f]{{{KEY_CHARS}}}$")
+
+
+def _written_here(folder: str, name: str) -> bool:
+    """Whether the pipeline writes an entry `name` in the store's top-level `folder`."""
+    return name in STAGES if folder == "_work" else bool(_ARTIFACT_FOLDER.match(name))
 
 
 class Store:
@@ -91,6 +98,11 @@ class Store:
                 raw = self.fs.cat_file(self._p(MARKER))
             except (FileNotFoundError, IsADirectoryError):
                 return None
+            except NotADirectoryError:
+                raise StoreError(
+                    f"store {self.url}: a file, not a folder; point store.url at a new or empty "
+                    "folder"
+                ) from None
         marker = raw.decode(errors="replace").strip()
         if not _STORE_ID.match(marker):
             raise StoreError(f"store {self.url}: {MARKER} is damaged (not a store identity)")
@@ -111,16 +123,14 @@ class Store:
 
     def _ensure_store(self) -> None:
         """Before the first write: a new or empty folder becomes a store (its marker is
-        created); a folder holding anything else is refused, so a mistyped `store.url`
-        never fills a user's folder with artifacts."""
+        created), and so does a store from before the marker (only artifact folders of the
+        pipeline's stages); a folder holding anything else is refused, so a mistyped
+        `store.url` never fills a user's folder with artifacts."""
         if self._ready:
             return
         if self._read_marker() is None:
             with self._explained("list"):
-                ours = {*STAGES, "_work"}  # and the marker being created by another writer
-                foreign = sorted(
-                    e for e in self._entries() if e not in ours and not e.startswith(MARKER)
-                )
+                foreign = self._foreign_entries()
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
                 raise StoreError(
@@ -131,14 +141,30 @@ class Store:
                 self._create(self._p(MARKER), uuid.uuid4().hex.encode())
         self._ready = True
 
-    def _entries(self) -> list[str]:
-        """Names at the top of the store's folder; [] when there is no folder."""
+    def _foreign_entries(self) -> list[str]:
+        """What a folder without the marker holds that the pipeline never writes: anything but
+        `<stage>/<name>-<key>/` folders, `_work/<stage>/` and a marker another writer is
+        creating. A user's `data/` or `report/` folder is foreign by its contents."""
+        foreign = []
+        for entry in sorted(self._entries()):
+            if entry.startswith(MARKER):
+                continue
+            if entry not in (*STAGES, "_work") or not self.fs.isdir(self._p(entry)):
+                foreign.append(entry)
+                continue
+            inner = self._entries(entry)
+            foreign += [f"{entry}/{name}" for name in inner if not _written_here(entry, name)]
+        return foreign
+
+    def _entries(self, *parts: str) -> list[str]:
+        """Names in the store's folder (or in its sub-folder `parts`); [] when there is none."""
+        folder = self._p(*parts)
         try:
-            paths = [p.rstrip("/") for p in self.fs.ls(self.root, detail=False)]
+            paths = [p.rstrip("/") for p in self.fs.ls(folder, detail=False)]
         except (FileNotFoundError, NotADirectoryError):
             return []
         # some S3 servers list an emptied prefix as an entry of itself
-        return [p.rsplit("/", 1)[-1] for p in paths if p != self.root]
+        return [p.rsplit("/", 1)[-1] for p in paths if p != folder]
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -292,8 +318,16 @@ class Store:
         """Upload the files under `src` to a fresh upload folder, then create the manifest.
 
         A no-op if the artifact is already published; if another writer publishes it while
-        this one uploads, the other's manifest wins and this upload is removed.
+        this one uploads, the other's manifest wins and this upload is removed. A folder from
+        `staging` is removed afterwards, published or not: a retry builds its own.
         """
+        try:
+            return self._publish(ref, Path(src), info)
+        finally:
+            if Path(src).is_relative_to(self.cache_dir / "staging"):
+                shutil.rmtree(src, ignore_errors=True)
+
+    def _publish(self, ref: ArtifactRef, src: Path, info: dict[str, Any] | None) -> ArtifactRef:
         if self.manifest(ref) is not None:
             return ref
         self._ensure_store()

@@ -129,6 +129,21 @@ def test_corrupt_safetensors_is_a_clear_error(store: Store):
         store.load_tensors(ref, "model.safetensors")
 
 
+def test_a_staging_folder_is_removed_once_published_or_refused(store: Store):
+    """Every model a run builds is staged in the cache: none may stay there."""
+    ref = ArtifactRef.for_spec("t", "s", {"v": 8})
+    published = _artifact(store, ref)
+    store.publish(ref, published)
+    again = _artifact(store, ref)
+    store.publish(ref, again)  # already published: nothing uploaded
+    empty = store.staging(ArtifactRef.for_spec("t", "s", {"v": 9}))
+    with pytest.raises(StoreError, match="nothing to publish"):
+        store.publish(ArtifactRef.for_spec("t", "s", {"v": 9}), empty)
+    assert not published.exists() and not again.exists() and not empty.exists()
+    assert list((store.cache_dir / "staging").iterdir()) == []
+    assert store.load_json(ref, "info.json") == {"a": 1}
+
+
 def test_publish_never_overwrites(store: Store):
     ref = ArtifactRef.for_spec("t", "x", {"v": 8})
     store.publish(ref, _artifact(store, ref))

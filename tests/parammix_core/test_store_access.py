@@ -105,6 +105,26 @@ def test_a_folder_that_is_not_a_store_is_never_written(tmp_path: Path):
     ]
 
 
+def test_a_folder_with_stage_names_but_user_files_is_not_a_store(tmp_path: Path):
+    """`data/` and `report/` are stage names; a user's files inside them are not artifacts."""
+    project = tmp_path / "project"
+    for rel in ("data/my_corpus.jsonl", "report/q3.md"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text("mine\n")
+    store = Store(str(project), cache_dir=tmp_path / "cache")
+    ref = ArtifactRef.for_spec("report", "x", {"v": 1})
+    message = r"not a Param-Mix store \(no STORE_ID; it holds data/my_corpus.jsonl, report/q3.md\)"
+    for write in (lambda: store.publish(ref, _artifact(store, ref)), lambda: store.id):
+        with pytest.raises(StoreError, match=message):
+            write()
+    assert sorted(p.relative_to(project).as_posix() for p in project.rglob("*")) == [
+        "data",
+        "data/my_corpus.jsonl",
+        "report",
+        "report/q3.md",
+    ]
+
+
 def test_a_store_from_before_the_marker_is_adopted(tmp_path: Path):
     store = Store(str(tmp_path / "store"), cache_dir=tmp_path / "cache")
     ref = ArtifactRef.for_spec("expert", "math", {"v": 1})
