@@ -23,7 +23,7 @@ from tqdm import tqdm
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.failure import STAGE
-from parammix_core.store import ArtifactRef, Store, StoreUnavailable
+from parammix_core.store import ArtifactRef, Store, StoreError, StoreUnavailable
 
 # Results are small refs: JSON, never pickle. Stages that touch the store or train get retries.
 RESULTS = {"persist_result": True, "result_serializer": "json"}
@@ -60,9 +60,14 @@ def block_credentials(name: str | None) -> dict[str, str] | None:
     """{key, secret[, token]} from a Prefect Secret block (JSON); never logged."""
     if name is None:
         return None
-    value = Secret.load(name).get()
+    try:
+        value = Secret.load(name).get()
+    except ValueError as err:  # Prefect's "Unable to find block document named ..."
+        raise StoreError(
+            f"store.credentials_block {name!r}: no such Prefect Secret block ({err})"
+        ) from None
     if not isinstance(value, dict) or not {"key", "secret"} <= set(value):
-        raise ValueError(
+        raise StoreError(
             f"store.credentials_block {name!r}: the Secret must be JSON with 'key' and 'secret'"
         )
     return {k: str(value[k]) for k in ("key", "secret", "token") if k in value}

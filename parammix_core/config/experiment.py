@@ -15,6 +15,7 @@ from parammix_core.config.model import ModelConfig
 from parammix_core.config.runtime import RuntimeConfig, StoreConfig
 from parammix_core.config.search import Bounds, SearchConfig
 from parammix_core.config.training import TrainingConfig
+from parammix_core.config.urls import SECRET_IN_CONFIG
 from parammix_core.config.validation import FinalConfig, ValidationConfig
 
 
@@ -138,8 +139,10 @@ def _format_errors(source: str, err: ValidationError) -> str:
 
 
 def _short(e: dict) -> bool:
+    """Whether to show the bad value: short, and never a secret."""
     value = e.get("input")
-    return isinstance(value, str | int | float | bool) and len(repr(value)) <= 60
+    shown = isinstance(value, str | int | float | bool) and len(repr(value)) <= 60
+    return shown and e["type"] != SECRET_IN_CONFIG
 
 
 def parse_experiment(data: dict, source: str = "<config>") -> Experiment:

@@ -7,15 +7,26 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from parammix_core.config.base import Count, FreeForm, NotBool, Strict, Text
-from parammix_core.config.urls import known_scheme
+from parammix_core.config.urls import WHERE_SECRETS_GO, known_scheme, secret_in_url
 
-# Option names that would carry a secret: never accepted in a config (configs are flow
-# parameters, shown in the UI and stored in Prefect's database).
-SECRET_OPTIONS = ("key", "secret", "token", "password", "access_key", "secret_key", "session")
+# Option names that would carry a secret (an Authorization header, an Azure connection string
+# holding AccountKey=...): never accepted in a config (configs are flow parameters, shown in
+# the UI and stored in Prefect's database).
+SECRET_OPTIONS = (
+    "key",
+    "secret",
+    "token",
+    "password",
+    "session",
+    "auth",
+    "credential",
+    "connection_string",
+)
 
 
 def _secret_keys(options: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of options (at any depth) that look like they carry a secret."""
+    """Dotted names of options (at any depth) that look like they carry a secret, by their
+    name or by a URL value with a password or a signed query."""
     out = []
     for key, value in options.items():
         name = f"{prefix}{key}"
@@ -23,6 +34,8 @@ def _secret_keys(options: dict[str, Any], prefix: str = "") -> list[str]:
             out.append(name)
         elif isinstance(value, dict):
             out += _secret_keys(value, f"{name}.")
+        elif isinstance(value, str) and secret_in_url(value):
+            out.append(name)
     return out
 
 
@@ -54,9 +67,7 @@ class StoreConfig(Strict):
         bad = sorted(_secret_keys(options))
         if bad:
             raise ValueError(
-                f"secrets are not accepted in a config ({', '.join(bad)}): set "
-                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment or name a Prefect "
-                "Secret block in store.credentials_block"
+                f"secrets are not accepted in a config ({', '.join(bad)}): {WHERE_SECRETS_GO}"
             )
         return options
 

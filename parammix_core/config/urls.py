@@ -3,12 +3,43 @@ at load, not after the base has been pre-trained."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 import fsspec
 from fsspec.core import split_protocol
+from pydantic_core import PydanticCustomError
+
+# The error type of a secret found in a config: its message never repeats the value.
+SECRET_IN_CONFIG = "secret_in_config"
+# Query parameters that sign or authorise a URL (Azure SAS `sig`, `X-Amz-Signature`, `token`).
+SECRET_QUERY = ("sig", "token", "key", "secret", "password", "credential")
+WHERE_SECRETS_GO = (
+    "set them in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ...) or name a "
+    "Prefect Secret block in store.credentials_block"
+)
+
+
+def secret_in_url(url: str) -> str | None:
+    """What part of `url` carries a secret (a password, a signed query), or None."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    if parts.password is not None:
+        return "a password in user:password@host"
+    names = [k for k, _ in parse_qsl(parts.query) if any(w in k.lower() for w in SECRET_QUERY)]
+    return f"query parameter {names[0]!r}" if names else None
 
 
 def known_scheme(url: str) -> str:
-    """`url` if it is a local path or uses a scheme an installed fsspec backend serves."""
+    """`url` if it is a local path or uses a scheme an installed fsspec backend serves, and
+    carries no credentials (configs are flow parameters, shown in the UI and stored)."""
+    secret = secret_in_url(url)
+    if secret is not None:
+        raise PydanticCustomError(
+            SECRET_IN_CONFIG,
+            "credentials in a URL are not accepted ({part}): {where}",
+            {"part": secret, "where": WHERE_SECRETS_GO},
+        )
     protocol, _ = split_protocol(url)
     if protocol is None or protocol == "file":
         return url

@@ -47,7 +47,15 @@ def test_credentials_from_a_prefect_secret_block(
 def test_a_secret_block_without_key_and_secret_is_refused(prefect_api, no_env_credentials):
     Secret(value="just-a-string").save("pm-bad-credentials", overwrite=True)
     exp = Experiment.model_validate({"store": {"credentials_block": "pm-bad-credentials"}})
-    with pytest.raises(ValueError, match=r"pm-bad-credentials.*JSON with 'key' and 'secret'"):
+    with pytest.raises(StoreError, match=r"pm-bad-credentials.*JSON with 'key' and 'secret'"):
+        open_store(exp)
+
+
+def test_a_missing_secret_block_names_the_field(prefect_api, no_env_credentials):
+    exp = Experiment.model_validate({"store": {"credentials_block": "pm-no-such-block"}})
+    with pytest.raises(
+        StoreError, match=r"store\.credentials_block 'pm-no-such-block': no such Prefect Secret"
+    ):
         open_store(exp)
 
 
