@@ -23,12 +23,13 @@ import time
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from flows import runs_cli, store_cli
 from flows.debug_log import DebugLog, quiet_console
 from parammix_core.config import Experiment, apply_overrides, load_experiment
-from parammix_core.failure import STAGE, describe
+from parammix_core.failure import STAGE, UsageError, describe
+from parammix_core.paths import cache_root
 from parammix_core.store import StoreError
 
 QUIET_ENV = {
@@ -66,8 +67,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
     exp = _load(args)
     from parammix_core.evaluate.resolve import check_evaluation
 
@@ -83,6 +82,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from parammix_core import stages
 
     log_path = args.log.start()  # after Prefect set up its console handlers
+    if log_path is None:  # the cache holds the build folders too: nothing would work
+        raise UsageError(
+            f"PARAMMIX_CACHE: cannot write in {cache_root()} (the debug log, build and staging "
+            "folders go there); set PARAMMIX_CACHE to a writable folder"
+        )
 
     if exp.store.credentials_block is None:  # a folder that is no store: refused before all
         _ = stages.open_store(exp).id
@@ -155,9 +159,8 @@ def served_deployments(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
     exp = _load(args)
+    _check_crons(weekly=args.weekly, nightly=args.nightly)
 
     from prefect import serve
     from prefect.settings import get_current_settings
@@ -169,19 +172,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    import httpx
     import torch
 
     torch.set_num_threads(exp.runtime.torch_threads)
     args.log.start()  # the runs' tracebacks go there; their one-line logs to the terminal
     with _console(args):
         deployments = served_deployments(exp, args.weekly, args.nightly, args.config, args.set)
-        serve(*deployments, limit=args.limit)
+        try:
+            serve(*deployments, limit=args.limit)
+        except httpx.ConnectError as err:
+            url = get_current_settings().api.url
+            raise UsageError(
+                f"PREFECT_API_URL {url}: cannot reach the Prefect server ({err}); start it "
+                "(`prefect server start`) or correct the URL"
+            ) from None
     return 0
 
 
+def _check_crons(**crons: str) -> None:
+    """Each schedule a cron expression Prefect accepts, or 'none'; else the option is named."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    for option, cron in crons.items():
+        if cron == "none":
+            continue
+        try:
+            CronSchedule(cron=cron)
+        except ValidationError:
+            raise UsageError(
+                f"--{option} {cron!r}: not a cron expression (e.g. '0 2 * * 0'), or 'none'"
+            ) from None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
     exp = _load(args)
     from parammix_core.export import export_model, parse_mixture
 
@@ -192,14 +217,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(raw: str) -> int:
+    """A seed numpy and LightGBM accept."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number from 0 to 2**32 - 1")
+    return value
+
+
 def with_debug(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--debug", action="store_true", help="show tracebacks here, not only in the debug log"
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse failing as every command does: one `error:` line naming the option, exit 2
+    (argparse prints the usage first; `--help` shows it). Subcommands inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="parammix", description=__doc__.split("\n")[0])
+    p = Parser(prog="parammix", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> None:
@@ -282,7 +326,7 @@ def parser() -> argparse.ArgumentParser:
     sur.add_argument(
         "--folds", type=int, default=5, help="CV folds on the train table (2 to its rows)"
     )
-    sur.add_argument("--seed", type=int, default=0)
+    sur.add_argument("--seed", type=_seed, default=0, help="seed of the fits (0 to 2**32 - 1)")
     sur.add_argument(
         "--json", action="store_true", help="print one JSON object: train CV and test scores"
     )
@@ -324,6 +368,8 @@ def _terminated(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.log = DebugLog()
+    for k, v in QUIET_ENV.items():  # every command: a store command may start Prefect too
+        os.environ.setdefault(k, v)
     main_thread = threading.current_thread() is threading.main_thread()  # else the embedder's
     previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:

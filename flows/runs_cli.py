@@ -8,6 +8,7 @@ import json
 import math
 import sys
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas takes a while to import: the commands load it when they run
@@ -17,6 +18,8 @@ if TYPE_CHECKING:  # pandas takes a while to import: the commands load it when t
 def cmd_import(args: argparse.Namespace) -> int:
     from parammix_core.runs import RunsWarning, load_runs
 
+    if args.out:
+        _check_out(args.out, (args.ratios, args.metrics))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunsWarning)
         domains, table = load_runs(
@@ -33,9 +36,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(f"{len(metrics)} metric(s): {', '.join(metrics)}")
     print(table.drop(columns="run_id").describe().T[["mean", "std", "min", "max"]].to_string())
     if args.out:
-        table.to_parquet(args.out, index=False)
+        partial = Path(args.out).with_name(f".{Path(args.out).name}.partial")
+        table.to_parquet(partial, index=False)
+        partial.replace(args.out)  # whole or not at all
         print(f"wrote {args.out}")
     return 0
+
+
+def _check_out(out: str, inputs: tuple[str, ...]) -> None:
+    """--out names a new or replaceable file in an existing folder, never an input table."""
+    from parammix_core.runs import RunsError
+
+    path = Path(out)
+    if any(path.resolve() == Path(i).resolve() for i in inputs):
+        raise RunsError(f"--out {out}: is an input table; name a new file")
+    if path.is_dir():
+        raise RunsError(f"--out {out}: is a folder; name a file (rows.parquet)")
+    if not path.resolve().parent.is_dir():
+        raise RunsError(f"--out {out}: the folder {path.resolve().parent} does not exist")
 
 
 def _tolerance(raw: str) -> float:

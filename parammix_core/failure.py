@@ -13,6 +13,10 @@ _OURS = ("parammix_core", "tasks", "flows")
 _TRACEBACK = "Traceback (most recent call last)"
 
 
+class UsageError(ValueError):
+    """A command line or environment a command cannot use; the message names which."""
+
+
 def describe(err: BaseException, stage: str | None = None) -> str:
     """`<stage>: <cause>`; the stage from the exception, else `stage`, else none."""
     where = getattr(err, STAGE, None) or stage

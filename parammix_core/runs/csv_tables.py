@@ -60,14 +60,16 @@ class _Faults:
     def add_row(self, row: int, text: str, column: str | None = None) -> None:
         self.add(row + 2, text, column)  # row 0 is line 2: line 1 is the header
 
-    def raise_any(self) -> None:
+    def raise_any(self, note: str = "") -> None:
+        """Raise the faults found, if any; `note` (a parenthesis) says what was not checked."""
         faults = [self.by_line[line] for line in sorted(self.by_line)]
+        after = f" {note}" if note else ""
         if len(faults) == 1:
-            raise RunsError(f"{self.path}, {faults[0]}")
+            raise RunsError(f"{self.path}, {faults[0]}{after}")
         if faults:
             first = f", the first {SHOWN}" if len(faults) > SHOWN else ""
             listed = "".join(f"\n  {f}" for f in faults[:SHOWN])
-            raise RunsError(f"{self.path}: {len(faults)} bad rows{first}:{listed}")
+            raise RunsError(f"{self.path}: {len(faults)} bad rows{first}{after}:{listed}")
 
 
 def _check_fields(path: Path, kind: str) -> None:
@@ -86,7 +88,7 @@ def _check_fields(path: Path, kind: str) -> None:
         raise RunsError(f"{path}: not UTF-8 text (byte offset {err.start})") from None
     except csv.Error as err:
         raise RunsError(f"{path}: not a readable CSV {kind} table: {err}") from None
-    faults.raise_any()
+    faults.raise_any("(the values are checked once every row has the header's fields)")
 
 
 def _read(path: str | Path, kind: str, id_column: str) -> tuple[pd.DataFrame, _Faults]:

@@ -101,6 +101,22 @@ CONFIG_CASES = {
         override("store.storage_options={secret: hunter2}"),
         "store.storage_options: secrets are not accepted",
     ),
+    "password-in-store-url": case(
+        override("store.url=s3://AKIAKEY:never-printed-secret@bucket/x"),
+        "store.url: credentials in a URL are not accepted (a password in user:password@host)",
+    ),
+    "password-in-endpoint-url": case(
+        override('store.storage_options={endpoint_url: "http://k:never-printed-secret@h:9"}'),
+        "store.storage_options: secrets are not accepted in a config (endpoint_url)",
+    ),
+    "authorization-header": case(
+        override('store.storage_options={headers: {Authorization: "never-printed-secret"}}'),
+        "store.storage_options: secrets are not accepted in a config (headers.Authorization)",
+    ),
+    "signed-corpus-url": case(
+        override('data.domains.0.paths=["az://c/x.jsonl?sv=1&sig=never-printed-secret"]'),
+        "data.domains.0.paths.0: credentials in a URL are not accepted (query parameter 'sig')",
+    ),
     "no-such-config-file": case(
         lambda tmp: ["run", "--config", str(tmp / "nope.yaml")], "nope.yaml: no such config file"
     ),
@@ -149,13 +165,24 @@ TABLE_CASES = {
         lambda tmp: ["import", "--ratios", str(tmp / "r.csv"), "--metrics", str(tmp / "m.csv")],
         "r.csv: no such ratios file",
     ),
+    "import-out-is-an-input": case(
+        lambda tmp: [*tables()(tmp)[:-1], str(tmp / "metrics.csv")],
+        "--out ",
+        "metrics.csv: is an input table; name a new file",
+    ),
+    "import-out-in-a-missing-folder": case(
+        lambda tmp: [*tables()(tmp)[:-1], str(tmp / "nowhere" / "rows.parquet")],
+        "nowhere/rows.parquet: the folder ",
+        "nowhere does not exist",
+    ),
     "extra-field": case(
         tables(RATIOS.replace("r2,0.5,0.5", "r2,0.5,0.5,9")),
         "ratios.csv, line 3: 4 fields, but the header has 3",
     ),
     "extra-field-every-row": case(
         tables("run_id,math,code\nr1,0.2,0.8,1\nr2,0.5,0.5,2\n"),
-        "ratios.csv: 2 bad rows:\n  line 2: 4 fields, but the header has 3\n  line 3: 4 fields",
+        "ratios.csv: 2 bad rows (the values are checked once every row has the header's "
+        "fields):\n  line 2: 4 fields, but the header has 3\n  line 3: 4 fields",
     ),
     "duplicate-run": case(
         tables(RATIOS.replace("r3,", "r2,")),
@@ -197,6 +224,20 @@ def user_folder(tmp: Path) -> Path:
     return home
 
 
+def stage_named_folder(tmp: Path) -> Path:
+    """A user's folder whose sub-folders happen to carry stage names."""
+    project = tmp / "project"
+    for rel in ("data/my_corpus.jsonl", "report/q3.md"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text("mine\n")
+    return project
+
+
+def a_file(tmp: Path) -> Path:
+    (tmp / "notes.txt").write_text("x\n")
+    return tmp / "notes.txt"
+
+
 def store_cmd(
     *action: str, at: Callable[[Path], Path] | None = None
 ) -> Callable[[Path], list[str]]:
@@ -225,6 +266,19 @@ STORE_CASES = {
         lambda tmp: ["run", "--config", write_config(tmp, **{"store__url": str(user_folder(tmp))})],
         "home: the folder is not empty and is not a Param-Mix store",
     ),
+    "run-into-a-folder-with-stage-names": case(
+        lambda tmp: [
+            "run",
+            "--config",
+            write_config(tmp, **{"store__url": str(stage_named_folder(tmp))}),
+        ],
+        "project: the folder is not empty and is not a Param-Mix store",
+        "it holds data/my_corpus.jsonl, report/q3.md",
+    ),
+    "run-into-a-file": case(
+        lambda tmp: ["run", "--config", write_config(tmp, **{"store__url": str(a_file(tmp))})],
+        "notes.txt: a file, not a folder; point store.url at a new or empty folder",
+    ),
     "store-endpoint-unreachable": case(
         override(
             "store.url=s3://bucket-x/p",
@@ -250,3 +304,10 @@ def test_refused_before_any_flow(case: Case, tmp_path: Path, capfd, monkeypatch)
 def test_the_suite_has_at_least_60_cases():
     cases = [CONFIG_CASES, TABLE_CASES, STORE_CASES, CORPUS_CASES, CHECKPOINT_CASES]
     assert sum(len(c) for c in cases) + 1 >= 60
+
+
+def test_a_cache_that_is_a_file_is_one_error_line(tmp_path: Path, capfd):
+    (tmp_path / "cache").write_text("x\n")  # where the autouse fixture points PARAMMIX_CACHE
+    says = ("PARAMMIX_CACHE: cannot write in", "set PARAMMIX_CACHE to a writable folder")
+    refused(tmp_path, ["run", "--config", write_config(tmp_path)], capfd, says)
+    assert (tmp_path / "cache").read_text() == "x\n"

@@ -56,6 +56,31 @@ def test_bad_override_is_a_config_error(capsys):
     assert "expected dotted.path=value" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        ([], "error: parammix: the following arguments are required: command"),
+        (["frobnicate"], "error: parammix: argument command: invalid choice: 'frobnicate'"),
+        (["store", "gc", "--older-than", "abc"], "error: parammix store gc: argument --older-than"),
+        (["export", "--out", "x"], "error: parammix export: one of the arguments --chosen"),
+        (["run", "--bogus"], "error: parammix: unrecognized arguments: --bogus"),
+        (
+            ["surrogate", "--train", "a", "--test", "b", "--seed", "-5"],
+            "error: parammix surrogate: argument --seed: '-5' is not a whole number",
+        ),
+    ],
+)
+def test_a_bad_command_line_is_one_error_line(argv: list[str], says: str, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(says), lines
+    assert lines[0].endswith("--help)")
+
+
 def test_importing_the_cli_loads_no_heavy_library():
     """`parammix --help` and `parammix import` start in well under a second only if the CLI
     module leaves torch, transformers, LightGBM, Prefect and pandas to the commands that use

@@ -46,6 +46,23 @@ def test_serve_needs_a_server(capsys):
     assert "prefect server start" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--weekly", "--nightly"])
+def test_a_schedule_that_is_no_cron_names_its_option(option: str, capsys):
+    assert main(["serve", option, "at two"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: {option} 'at two': not a cron expression (e.g. '0 2 * * 0'), or 'none'"]
+
+
+def test_an_unreachable_server_names_its_url(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setenv("PARAMMIX_CACHE", str(tmp_path / "cache"))
+    url = "http://127.0.0.1:9/api"  # the discard port: nothing listens
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        assert main(["serve", "--config", str(ROOT / "configs" / "micro.yaml")]) == 2
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith(f"error: PREFECT_API_URL {url}: cannot reach the Prefect server")
+    assert "Traceback" not in first
+
+
 def test_a_run_takes_a_preset_a_file_or_a_whole_experiment(tmp_path):
     micro = load_experiment(ROOT / "configs" / "micro.yaml")
     assert resolve_experiment(config="micro") == micro

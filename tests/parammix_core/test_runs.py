@@ -231,10 +231,14 @@ def test_every_bad_row_is_counted_and_the_first_five_listed(tmp_path):
 
 
 def test_every_line_with_a_wrong_field_count_is_listed(tmp_path):
-    ratios = "run_id,math,code\nr1,0.5,0.5,1\nr2,0.5,0.5\nr3,1\n"
+    ratios = "run_id,math,code\nr1,0.5,0.5,1\nr2,0.5,0.5\nr3,1\nr4,x,0.5\n"
     with pytest.raises(RunsError) as err:
         load_runs(*write(tmp_path, ratios))
-    assert str(err.value).splitlines()[1:] == [
+    first, *listed = str(err.value).splitlines()
+    assert first.endswith(
+        "ratios.csv: 2 bad rows (the values are checked once every row has the header's fields):"
+    )
+    assert listed == [
         "  line 2: 4 fields, but the header has 3",
         "  line 4: 2 fields, but the header has 3",
     ]
