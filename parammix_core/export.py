@@ -78,7 +78,7 @@ def export_model(
 ) -> Exported:
     """Write the merged model of `alpha` (default: the run's chosen mixture) to `out`."""
     out = Path(out)
-    check_out(out)
+    check_out(out, Path(store.root) if store.is_local else None)
     models = published_models(exp, store)
     if alpha is None:
         choice = published_choice(exp, store, models)
@@ -97,8 +97,14 @@ def export_model(
     return Exported(out, mixture, source)
 
 
-def check_out(out: Path) -> None:
-    """A new or empty folder only: an export never overwrites anything."""
+def check_out(out: Path, store_root: Path | None = None) -> None:
+    """A new or empty folder only, never the current folder (it cannot be renamed onto) nor
+    inside the store (only artifacts live there): an export never overwrites anything."""
+    where = out.resolve()
+    if where == Path.cwd().resolve():
+        raise ExportError(f"--out {out}: the current folder; give a new folder (e.g. merged/)")
+    if store_root is not None and where.is_relative_to(store_root.resolve()):
+        raise ExportError(f"--out {out}: inside the store ({store_root}); give a folder outside it")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "is a file" if not out.is_dir() else "is not empty"
         raise ExportError(f"--out {out}: {what}; refusing to overwrite it (give a new folder)")

@@ -32,9 +32,9 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
         keys = path.split(".")
         try:
             for k in keys[:-1]:
-                node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
+                node = node[_index(k)] if isinstance(node, list) else node.setdefault(k, {})
             if isinstance(node, list):
-                node[int(keys[-1])] = value
+                node[_index(keys[-1])] = value
             else:
                 node[keys[-1]] = value
         except (ValueError, IndexError, TypeError, AttributeError):
@@ -43,6 +43,13 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
                 "e.g. data.domains.0.name)"
             ) from None
     return parse_experiment(data, f"{source} with --set")
+
+
+def _index(key: str) -> int:
+    """A list item's position as written: 0, 1, ...; never Python's -1 (the last item)."""
+    if not key.isdecimal():
+        raise ValueError(key)
+    return int(key)
 
 
 def presets() -> list[str]:

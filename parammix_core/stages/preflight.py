@@ -9,9 +9,13 @@ Only listings and file names are read: nothing is loaded, downloaded or written.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import fsspec
 
 from parammix_core.config import Experiment
+from parammix_core.data import DataError
 from parammix_core.stages.data import domain_files
 
 # Any of these beside the weights is a tokenizer transformers can load.
@@ -23,14 +27,29 @@ class PreflightError(ValueError):
 
 
 def check_inputs(exp: Experiment) -> None:
-    """Refuse, by field, the first input the data and base stages could not read."""
-    for domain in exp.data.domains:
-        if domain.paths:
-            domain_files(exp, domain.name)  # lists every path: DataError naming the domain
+    """Refuse, by field, every input the data and base stages could not read: one at a time
+    would make a user fix and rerun once per missing corpus."""
+    checks: list[Callable[[], object]] = [
+        functools.partial(domain_files, exp, d.name)  # DataError naming the domain
+        for d in exp.data.domains
+        if d.paths
+    ]
     if exp.data.tokenizer is not None:
-        _check_tokenizer("data.tokenizer", exp.data.tokenizer, exp)
+        tokenizer = exp.data.tokenizer
+        checks.append(functools.partial(_check_tokenizer, "data.tokenizer", tokenizer, exp))
     if exp.model.checkpoint is not None:
-        _check_checkpoint(exp)
+        checks.append(functools.partial(_check_checkpoint, exp))
+    refused: list[ValueError] = []
+    for check in checks:
+        try:
+            check()
+        except (DataError, PreflightError) as err:
+            refused.append(err)
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        listed = "".join(f"\n  {err}" for err in refused)
+        raise PreflightError(f"{len(refused)} inputs cannot be read:{listed}")
 
 
 def _names(exp: Experiment, url: str, field: str) -> tuple[str, set[str]]:

@@ -123,6 +123,10 @@ CONFIG_CASES = {
     "bad-set-path": case(
         override("data.domains.9.name=x"), "--set 'data.domains.9.name=x': the config has no field"
     ),
+    "negative-set-index": case(
+        override("data.domains.-1.name=x"),
+        "--set 'data.domains.-1.name=x': the config has no field 'data.domains.-1.name'",
+    ),
     "bad-set-syntax": case(override("nonsense"), "--set 'nonsense': expected dotted.path=value"),
     "unknown-bound-domain": case(
         override("search.bounds={poetry: {min: 0.2}}"), "search.bounds: unknown domains ['poetry']"

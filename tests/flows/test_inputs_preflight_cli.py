@@ -90,3 +90,18 @@ def test_a_tokenizer_folder_without_a_tokenizer(tmp_path, capsys, no_flow):
     data["data"]["tokenizer"] = str(tmp_path / "tok")
     path.write_text(yaml.safe_dump(data))
     refuses(path, tmp_path, capsys, "data.tokenizer: ", "holds no tokenizer")
+
+
+def test_every_unreadable_input_is_named_at_once(tmp_path, capsys, no_flow):
+    path = config(tmp_path, model={"checkpoint": str(tmp_path / "nowhere")})
+    data = yaml.safe_load(path.read_text())
+    for i, domain in enumerate(data["data"]["domains"]):
+        domain["paths"] = [str(tmp_path / f"missing{i}" / "*.jsonl")]
+    path.write_text(yaml.safe_dump(data))
+    refuses(path, tmp_path, capsys, "3 inputs cannot be read:")
+    assert main(["validate-config", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "error: preflight: 3 inputs cannot be read:"
+    assert lines[1].startswith(f"  domain 'a': {tmp_path / 'missing0' / '*.jsonl'}")
+    assert lines[2].startswith(f"  domain 'b': {tmp_path / 'missing1' / '*.jsonl'}")
+    assert lines[3].startswith("  model.checkpoint: no such folder")

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from parammix_core.config import Experiment, apply_overrides
 from parammix_core.data import load_prepared
-from parammix_core.export import ExportError, export_model, parse_mixture
+from parammix_core.export import ExportError, check_out, export_model, parse_mixture
 from parammix_core.stages.published import NotPublished, published_models
 from parammix_core.store import Store
 from tests.parammix_core.bad_input import build_pipeline_store, open_store, snapshot
@@ -127,3 +127,19 @@ def test_the_chosen_mixture_needs_a_finished_run(pipeline, tmp_path: Path):
     with pytest.raises(NotPublished, match=r"the interference probe .* run `parammix run`"):
         export_model(exp, store, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_export_never_goes_into_the_current_folder_or_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    store = tmp_path / "store"
+    (store / "expert").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "store")
+    with pytest.raises(ExportError, match=r"--out \.: the current folder; give a new folder"):
+        check_out(Path("."), None)
+    with pytest.raises(ExportError, match=r"--out merged: inside the store \(.*store\)"):
+        check_out(Path("merged"), store)
+    with pytest.raises(ExportError, match=r"--out .*expert: inside the store"):
+        check_out(store / "expert", store)
+    check_out(tmp_path / "merged", store)  # a new folder beside the store
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
