@@ -23,9 +23,10 @@ import time
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from flows import runs_cli, store_cli
+from flows.cli_values import Parser, check_crons, seed
 from flows.debug_log import DebugLog, quiet_console
 from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.failure import STAGE, UsageError, describe
@@ -160,7 +161,7 @@ def served_deployments(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     exp = _load(args)
-    _check_crons(weekly=args.weekly, nightly=args.nightly)
+    check_crons(weekly=args.weekly, nightly=args.nightly)
 
     from prefect import serve
     from prefect.settings import get_current_settings
@@ -190,22 +191,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_crons(**crons: str) -> None:
-    """Each schedule a cron expression Prefect accepts, or 'none'; else the option is named."""
-    from prefect.client.schemas.schedules import CronSchedule
-    from pydantic import ValidationError
-
-    for option, cron in crons.items():
-        if cron == "none":
-            continue
-        try:
-            CronSchedule(cron=cron)
-        except ValidationError:
-            raise UsageError(
-                f"--{option} {cron!r}: not a cron expression (e.g. '0 2 * * 0'), or 'none'"
-            ) from None
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     exp = _load(args)
     from parammix_core.export import export_model, parse_mixture
@@ -217,29 +202,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seed(raw: str) -> int:
-    """A seed numpy and LightGBM accept."""
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number from 0 to 2**32 - 1")
-    return value
-
-
 def with_debug(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--debug", action="store_true", help="show tracebacks here, not only in the debug log"
     )
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse failing as every command does: one `error:` line naming the option, exit 2
-    (argparse prints the usage first; `--help` shows it). Subcommands inherit the class."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -326,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
     sur.add_argument(
         "--folds", type=int, default=5, help="CV folds on the train table (2 to its rows)"
     )
-    sur.add_argument("--seed", type=_seed, default=0, help="seed of the fits (0 to 2**32 - 1)")
+    sur.add_argument("--seed", type=seed, default=0, help="seed of the fits (0 to 2**32 - 1)")
     sur.add_argument(
         "--json", action="store_true", help="print one JSON object: train CV and test scores"
     )

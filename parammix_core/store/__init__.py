@@ -30,13 +30,15 @@ The package, by what each module holds: `address.py` (keys and `ArtifactRef`), `
 (checking files against a manifest), `errors.py` (`StoreError`, `StoreUnavailable`),
 `transfer.py` (moving bytes: the S3 part settings `CONCURRENCY` and `DOWNLOAD_PART`, patch them
 there; create-only writes; backend errors explained), `cache.py` (verified local copies of a
-remote store's artifacts) and `fsspec_store.py` (the `Store` itself).
+remote store's artifacts), `marker.py` (the `STORE_ID` marker and which folders may become a
+store) and `fsspec_store.py` (the `Store` itself).
 """
 
 from parammix_core.store.address import KEY_CHARS, STAGES, ArtifactRef, canonical_json
 from parammix_core.store.errors import StoreError, StoreUnavailable
-from parammix_core.store.fsspec_store import LOADABLE, MARKER, Store
+from parammix_core.store.fsspec_store import LOADABLE, Store
 from parammix_core.store.manifest import MANIFEST, Verify, sha256_file
+from parammix_core.store.marker import MARKER
 from parammix_core.store.transfer import CONCURRENCY, DOWNLOAD_PART
 
 __all__ = [

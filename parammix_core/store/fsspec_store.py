@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import time
 import uuid
@@ -18,7 +17,7 @@ import fsspec
 
 from parammix_core import __version__
 from parammix_core.paths import cache_root
-from parammix_core.store.address import KEY_CHARS, STAGES, ArtifactRef, canonical_json
+from parammix_core.store.address import KEY_CHARS, ArtifactRef, canonical_json
 from parammix_core.store.cache import cached_copy
 from parammix_core.store.errors import StoreError
 from parammix_core.store.manifest import (
@@ -30,6 +29,7 @@ from parammix_core.store.manifest import (
     sha256_file,
     unsafe_name,
 )
+from parammix_core.store.marker import MARKER, STORE_ID, entries, foreign_entries
 from parammix_core.store.transfer import create_file, explained, get_file, is_local, put_file
 
 if TYPE_CHECKING:  # torch and pandas take seconds to import: only the loaders below need them
@@ -37,16 +37,6 @@ if TYPE_CHECKING:  # torch and pandas take seconds to import: only the loaders b
     import torch
 
 LOADABLE = (".safetensors", ".json", ".parquet")
-# A store's identity and marker: a folder without it is not a store, and nothing but a
-# store is ever written into (besides a new or empty folder, which becomes one).
-MARKER = "STORE_ID"
-_STORE_ID = re.compile(r"^[0-9a-f]{32}$")
-_ARTIFACT_FOLDER = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_.\-]*-[0-9a-f]{{{KEY_CHARS}}}$")
-
-
-def _written_here(folder: str, name: str) -> bool:
-    """Whether the pipeline writes an entry `name` in the store's top-level `folder`."""
-    return name in STAGES if folder == "_work" else bool(_ARTIFACT_FOLDER.match(name))
 
 
 class Store:
@@ -104,7 +94,7 @@ class Store:
                     "folder"
                 ) from None
         marker = raw.decode(errors="replace").strip()
-        if not _STORE_ID.match(marker):
+        if not STORE_ID.match(marker):
             raise StoreError(f"store {self.url}: {MARKER} is damaged (not a store identity)")
         return marker
 
@@ -113,7 +103,7 @@ class Store:
         if self._read_marker() is not None:
             return
         with self._explained("list"):
-            exists = self.fs.exists(self.root) and bool(self._entries())
+            exists = self.fs.exists(self.root) and bool(entries(self.fs, self.root))
         what = (
             f"not a Param-Mix store (no {MARKER} marker); refusing to touch it"
             if exists
@@ -130,7 +120,7 @@ class Store:
             return
         if self._read_marker() is None:
             with self._explained("list"):
-                foreign = self._foreign_entries()
+                foreign = foreign_entries(self.fs, self.root)
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
                 raise StoreError(
@@ -140,31 +130,6 @@ class Store:
             with self._explained("write"), suppress(FileExistsError):
                 self._create(self._p(MARKER), uuid.uuid4().hex.encode())
         self._ready = True
-
-    def _foreign_entries(self) -> list[str]:
-        """What a folder without the marker holds that the pipeline never writes: anything but
-        `<stage>/<name>-<key>/` folders, `_work/<stage>/` and a marker another writer is
-        creating. A user's `data/` or `report/` folder is foreign by its contents."""
-        foreign = []
-        for entry in sorted(self._entries()):
-            if entry.startswith(MARKER):
-                continue
-            if entry not in (*STAGES, "_work") or not self.fs.isdir(self._p(entry)):
-                foreign.append(entry)
-                continue
-            inner = self._entries(entry)
-            foreign += [f"{entry}/{name}" for name in inner if not _written_here(entry, name)]
-        return foreign
-
-    def _entries(self, *parts: str) -> list[str]:
-        """Names in the store's folder (or in its sub-folder `parts`); [] when there is none."""
-        folder = self._p(*parts)
-        try:
-            paths = [p.rstrip("/") for p in self.fs.ls(folder, detail=False)]
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        # some S3 servers list an emptied prefix as an entry of itself
-        return [p.rsplit("/", 1)[-1] for p in paths if p != folder]
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"

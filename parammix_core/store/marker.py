@@ -1,0 +1,46 @@
+"""What makes a folder a store: its `STORE_ID` marker, and which folders without one hold
+nothing but the pipeline's own artifacts (a store from before the marker)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from parammix_core.store.address import KEY_CHARS, STAGES
+
+# A store's identity and marker: a folder without it is not a store, and nothing but a
+# store is ever written into (besides a new or empty folder, which becomes one).
+MARKER = "STORE_ID"
+STORE_ID = re.compile(r"^[0-9a-f]{32}$")
+_ARTIFACT_FOLDER = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_.\-]*-[0-9a-f]{{{KEY_CHARS}}}$")
+
+
+def entries(fs: Any, folder: str) -> list[str]:
+    """Names in `folder` of filesystem `fs`; [] when there is no such folder."""
+    try:
+        paths = [p.rstrip("/") for p in fs.ls(folder, detail=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    # some S3 servers list an emptied prefix as an entry of itself
+    return [p.rsplit("/", 1)[-1] for p in paths if p != folder]
+
+
+def foreign_entries(fs: Any, root: str) -> list[str]:
+    """What a folder without the marker holds that the pipeline never writes: anything but
+    `<stage>/<name>-<key>/` folders, `_work/<stage>/` and a marker another writer is
+    creating. A user's `data/` or `report/` folder is foreign by its contents."""
+    foreign = []
+    for entry in sorted(entries(fs, root)):
+        if entry.startswith(MARKER):
+            continue
+        if entry not in (*STAGES, "_work") or not fs.isdir(f"{root}/{entry}"):
+            foreign.append(entry)
+            continue
+        inner = entries(fs, f"{root}/{entry}")
+        foreign += [f"{entry}/{name}" for name in inner if not _written_here(entry, name)]
+    return foreign
+
+
+def _written_here(folder: str, name: str) -> bool:
+    """Whether the pipeline writes an entry `name` in the store's top-level `folder`."""
+    return name in STAGES if folder == "_work" else bool(_ARTIFACT_FOLDER.match(name))
