@@ -85,16 +85,27 @@ def cmd_surrogate(args: argparse.Namespace) -> int:
         RunsError,
         cv_scores,
         fit_on_table,
+        non_numeric,
         read_table,
         scale_differs,
         score_on_table,
     )
 
     domains, metrics, train = read_table(args.train)
+    text = non_numeric(train)
     chosen = args.metric or metrics
+    named = {m: text[m] for m in chosen if m in text}
+    if named:
+        shown = ", ".join(f"{m!r} ({dtype})" for m, dtype in named.items())
+        raise RunsError(f"{args.train}: column(s) {shown} hold no numbers; metrics are {metrics}")
     unknown = [m for m in chosen if m not in metrics]
     if unknown:
         raise RunsError(f"{args.train}: no metric(s) {unknown}; metrics are {metrics}")
+    if text and not args.metric:
+        print(
+            f"note: {args.train}: column(s) {', '.join(text)} hold no numbers: not scored",
+            file=sys.stderr,
+        )
     _check_folds(args.folds, len(train), args.train)
     tests = {path: _test_table(path, domains, args.train) for path in args.test}
     fitted = fit_on_table(train, domains, chosen, args.folds, args.seed, name=args.train)

@@ -8,6 +8,7 @@ names: stored weights are read back by name through `load_state`, never straight
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -17,6 +18,17 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Pr
 from parammix_core.config import ModelConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+log = logging.getLogger(__name__)
+
+
+def _drop_load_report(record: logging.LogRecord) -> bool:
+    """transformers prints a table of missing and unexpected tensors, saying they were
+    initialised at random, at every load that does not fit: `load_model` refuses the missing ones
+    and logs the unexpected ones itself, so the table would only contradict its one error line."""
+    return "LOAD REPORT" not in str(record.msg)
+
+
+logging.getLogger("transformers.modeling_utils").addFilter(_drop_load_report)
 
 
 class ModelLoadError(ValueError):
@@ -110,6 +122,15 @@ def load_model(path: str | Path, cfg: ModelConfig, device: torch.device | str) -
         raise ModelLoadError(
             f"{path}: the weights do not fit config.json ({type(model).__name__}): "
             + "; ".join(problems)
+        )
+    unused = sorted(info["unexpected_keys"])
+    if unused:
+        log.warning(
+            "%s: %d tensor(s) of the checkpoint are not used by %s, e.g. %s",
+            path,
+            len(unused),
+            type(model).__name__,
+            unused[:3],
         )
     return model.to(dtype=DTYPES[cfg.dtype], device=torch.device(device)).eval()
 

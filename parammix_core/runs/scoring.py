@@ -25,7 +25,7 @@ def read_table(path: str | Path) -> tuple[list[str], list[str], pd.DataFrame]:
     """A joined table (parquet from `parammix import`, or the pipeline's rows.parquet).
 
     Returns domains (from the `alpha.` columns), metrics (every other numeric column except
-    run ids, `*.stderr` and timings) and the table.
+    run ids, `*.stderr` and timings; `non_numeric` names the others) and the table.
     """
     path = Path(path)
     if not path.is_file():
@@ -37,15 +37,25 @@ def read_table(path: str | Path) -> tuple[list[str], list[str], pd.DataFrame]:
     domains = [c.removeprefix(ALPHA) for c in df.columns if c.startswith(ALPHA)]
     if not domains:
         raise RunsError(f"{path}: no {ALPHA}<domain> columns; columns are {list(df.columns)}")
-    metrics = [
+    metrics = [c for c in _value_columns(df) if pd.api.types.is_numeric_dtype(df[c])]
+    return domains, metrics, df
+
+
+def _value_columns(df: pd.DataFrame) -> list[str]:
+    """Every column but the weights, run ids, `*.stderr` and timings."""
+    return [
         c
         for c in df.columns
-        if not c.startswith(ALPHA)
-        and c not in NOT_METRICS
-        and not c.endswith(".stderr")
-        and pd.api.types.is_numeric_dtype(df[c])
+        if not c.startswith(ALPHA) and c not in NOT_METRICS and not c.endswith(".stderr")
     ]
-    return domains, metrics, df
+
+
+def non_numeric(df: pd.DataFrame) -> dict[str, str]:
+    """{column: dtype} of the value columns `read_table` leaves out because they hold no
+    numbers (text, dates): a surrogate cannot fit them, and the user should hear so."""
+    return {
+        c: str(df[c].dtype) for c in _value_columns(df) if not pd.api.types.is_numeric_dtype(df[c])
+    }
 
 
 def fit_on_table(
@@ -130,6 +140,10 @@ def _inputs(df: pd.DataFrame, domains: list[str], metrics: list[str], name: str)
     absent = [c for c in [*cols, *metrics] if c not in df.columns]
     if absent:
         raise RunsError(f"{name}: no column(s) {absent}")
+    text = {m: dtype for m, dtype in non_numeric(df).items() if m in metrics}
+    if text:
+        shown = ", ".join(f"{m!r} ({dtype})" for m, dtype in text.items())
+        raise RunsError(f"{name}: column(s) {shown} hold no numbers")
     for m in metrics:
         bad = np.flatnonzero(~np.isfinite(df[m].to_numpy(dtype=float)))
         if bad.size:

@@ -229,3 +229,26 @@ def test_surrogate_takes_a_test_table_with_its_domains_in_another_order(tmp_path
     as_is, other_order = json.loads(capsys.readouterr().out)["tests"]
     assert other_order["scores"] == as_is["scores"]
     assert as_is["scores"]["score"]["linear"]["r2"] > 0.9
+
+
+def test_surrogate_names_metric_columns_that_hold_no_numbers(tmp_path, capsys):
+    """A text column is never fitted in silence: left out with a note, refused when asked for."""
+    train, test, _ = surrogate_tables(tmp_path)
+    pd.read_parquet(train).assign(grade="A").to_parquet(train)
+    text = pd.read_parquet(train)["grade"].dtype  # str in pandas 3, object before
+    argv = ["surrogate", "--train", str(train), "--test", str(test), "--json"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert list(json.loads(printed.out)["train"]["cv"]) == ["score"]
+    assert printed.err.splitlines() == [
+        f"note: {train}: column(s) grade hold no numbers: not scored"
+    ]
+    assert main([*argv, "--metric", "grade"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {train}: column(s) 'grade' ({text}) hold no numbers; metrics are ['score']"
+    ]
+    pd.read_parquet(test).assign(score=lambda t: t["score"].map("{:.3f}".format)).to_parquet(test)
+    assert main([*argv, "--metric", "score"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {test}: column(s) 'score' ({text}) hold no numbers"
+    ]

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 import torch
@@ -123,3 +124,41 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def _set_layers(path, n: int) -> None:
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": n}))
+
+
+@pytest.fixture
+def transformers_log():
+    """What transformers' loader logs (it does not propagate to pytest's handlers)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def test_a_load_that_does_not_fit_prints_only_its_error(tmp_path, transformers_log):
+    """transformers' own table calls missing tensors 'newly initialized': the refusal says it."""
+    save_model(pico(), tmp_path)
+    _set_layers(tmp_path, 3)
+    with pytest.raises(ModelLoadError, match=r"9 tensor\(s\) missing, e\.g\. \['model\.layers\.2"):
+        load_model(tmp_path, PICO, "cpu")
+    assert not [r for r in transformers_log if "LOAD REPORT" in r.getMessage()]
+
+
+def test_unused_checkpoint_tensors_are_logged_by_name(tmp_path, caplog, transformers_log):
+    save_model(pico(), tmp_path)
+    _set_layers(tmp_path, 1)
+    with caplog.at_level("WARNING", logger="parammix_core.model"):
+        loaded = load_model(tmp_path, PICO, "cpu")
+    assert loaded.config.num_hidden_layers == 1
+    [record] = [r for r in caplog.records if r.name == "parammix_core.model"]
+    assert "9 tensor(s) of the checkpoint are not used by LlamaForCausalLM" in record.getMessage()
+    assert "model.layers.1." in record.getMessage()
+    assert not [r for r in transformers_log if "LOAD REPORT" in r.getMessage()]
