@@ -9,6 +9,7 @@ names: stored weights are read back by name through `load_state`, never straight
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import torch
@@ -29,6 +30,12 @@ def _drop_load_report(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("transformers.modeling_utils").addFilter(_drop_load_report)
+
+# `from_pretrained` swaps `PreTrainedModel.tie_weights` for a no-op while it loads and puts back
+# what it found: two loads in two threads can leave the no-op in place for good, and every
+# tied checkpoint (GPT-2, Qwen2, Llama 3.2) loaded after that lacks its output layer. One load
+# at a time; the stages' threads only wait for the file reads.
+_LOADING = threading.Lock()
 
 
 class ModelLoadError(ValueError):
@@ -92,21 +99,22 @@ def load_model(path: str | Path, cfg: ModelConfig, device: torch.device | str) -
     for file in sorted(path.glob("*.safetensors")):
         _check_safetensors(file)
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
-            path,
-            use_safetensors=True,
-            local_files_only=True,
-            trust_remote_code=cfg.trust_remote_code,
-            attn_implementation=cfg.attn_implementation,
-            # transformers sets the process-wide default dtype while it builds a model of
-            # another dtype: a thread training or evaluating meanwhile creates its tensors in
-            # bf16 (float != BFloat16 in a matmul), and two loads at once can leave bf16 the
-            # default for good. So load in the default (float32) and cast after: the same
-            # values, at the cost of a float32 copy while loading.
-            dtype=torch.get_default_dtype(),
-            output_loading_info=True,
-            ignore_mismatched_sizes=True,  # reported below, with the names, instead of a log
-        )
+        with _LOADING:
+            model, info = AutoModelForCausalLM.from_pretrained(
+                path,
+                use_safetensors=True,
+                local_files_only=True,
+                trust_remote_code=cfg.trust_remote_code,
+                attn_implementation=cfg.attn_implementation,
+                # transformers sets the process-wide default dtype while it builds a model of
+                # another dtype: a thread training or evaluating meanwhile creates its tensors in
+                # bf16 (float != BFloat16 in a matmul), and two loads at once can leave bf16 the
+                # default for good. So load in the default (float32) and cast after: the same
+                # values, at the cost of a float32 copy while loading.
+                dtype=torch.get_default_dtype(),
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,  # reported below, with the names, instead of a log
+            )
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"{path}: cannot load the checkpoint: {err}") from None
     # transformers only logs weights that are absent or of another shape and initialises them

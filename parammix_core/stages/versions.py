@@ -16,6 +16,7 @@ import functools
 import hashlib
 import importlib.metadata
 import importlib.util
+import threading
 from collections.abc import Callable, Mapping
 
 PACKAGE = "parammix_core"
@@ -57,7 +58,13 @@ NUMERIC_LIBRARIES = {
 
 def code_version(stage: str) -> str:
     """The version of the code computing `stage`'s artifacts (a short hex digest)."""
-    return _installed_version(STAGE_MODULES[stage])
+    with _HASHING:
+        return _installed_version(STAGE_MODULES[stage])
+
+
+# Prefect computes cache keys in its worker threads; CPython 3.11's `ast.parse` raised
+# "AST constructor recursion depth mismatch" when two threads parsed at once.
+_HASHING = threading.Lock()
 
 
 @functools.cache

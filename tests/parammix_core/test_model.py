@@ -1,8 +1,10 @@
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from parammix_core.config import ModelConfig
 from parammix_core.model import (
@@ -162,3 +164,26 @@ def test_unused_checkpoint_tensors_are_logged_by_name(tmp_path, caplog, transfor
     assert "9 tensor(s) of the checkpoint are not used by LlamaForCausalLM" in record.getMessage()
     assert "model.layers.1." in record.getMessage()
     assert not [r for r in transformers_log if "LOAD REPORT" in r.getMessage()]
+
+
+def test_tied_checkpoints_load_from_several_threads_at_once(tmp_path):
+    """The stages load models in threads; transformers' loader swaps `tie_weights` process-wide
+    while it works, so unserialised loads left every later tied checkpoint without lm_head."""
+    original = PreTrainedModel.tie_weights
+    cfg = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=96,
+        max_position_embeddings=32,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(tmp_path)
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(lambda _: load_model(tmp_path, PICO, "cpu"), range(8)))
+    assert PreTrainedModel.tie_weights is original
+    later = load_model(tmp_path, PICO, "cpu")
+    for model in [*models, later]:
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
