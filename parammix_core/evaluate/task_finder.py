@@ -227,3 +227,31 @@ class TaskFinder:
             lines.append(f"available in {folder}: {', '.join(user) or 'nothing'}")
         lines.append(f"lm-eval knows {len(own)} tasks and groups of its own (`lm_eval ls tasks`)")
         return "\n    ".join(lines)
+
+
+def folder_data_files(folder: str | Path) -> list[str]:
+    """The `dataset_kwargs.data_files` that the task files under `folder` name (includes
+    followed): data a user's tasks read from outside their folder."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    out: list[str] = []
+    for path in sorted(_yaml_files(root)):
+        try:
+            cfg = load_yaml(path, resolve_func=False, recursive=True)
+        except Exception:  # not a task file: lm-eval's index skips it too
+            continue
+        kwargs = cfg.get("dataset_kwargs") if isinstance(cfg, dict) else None
+        out += _paths(kwargs.get("data_files") if isinstance(kwargs, dict) else None)
+    return out
+
+
+def _paths(files: object) -> list[str]:
+    """The paths in a `data_files` value: one path, a list, or splits of either."""
+    if isinstance(files, str):
+        return [files]
+    if isinstance(files, Mapping):
+        return [p for v in files.values() for p in _paths(v)]
+    if isinstance(files, (list, tuple)):
+        return [p for v in files for p in _paths(v)]
+    return []

@@ -13,9 +13,10 @@ import torch
 
 from parammix_core import simplex
 from parammix_core.config import EvalTask, Experiment
-from parammix_core.data import PreparedData, load_prepared
-from parammix_core.data.fingerprint import folder_fingerprint
+from parammix_core.data import DataError, PreparedData, load_prepared
+from parammix_core.data.fingerprint import fingerprint, folder_fingerprint
 from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
+from parammix_core.evaluate.task_finder import folder_data_files
 from parammix_core.interference import pair_weights
 from parammix_core.merge import InMemoryMerger
 from parammix_core.merge.replay import mixture_merge_weights
@@ -62,8 +63,7 @@ def eval_ref(
     spec = {
         "probe": probe.key if exp.evaluation.proxy == "corrected" and probe else None,
         "format": 2,  # rows.parquet + per-document docs.parquet
-        "evaluation": dump_config(exp.evaluation),
-        "tasks_folder": tasks_folder_fingerprint(exp),
+        "evaluation": evaluation_spec(exp),
         "domains": exp.domains,
         "alphas": [list(map(float, a)) for a in alphas],
         "seed": exp.seed,
@@ -74,11 +74,39 @@ def eval_ref(
     return ArtifactRef.for_spec("evals", "batch", spec, code=code_version("evals"))
 
 
+def evaluation_spec(exp: Experiment) -> dict:
+    """What every score depends on beyond the model: the evaluation config, the user's task
+    folder and the data files its tasks read, fingerprinted, so editing any of them gives new
+    keys to every stage that scores (evaluations, validation, final training, search)."""
+    return {
+        "config": dump_config(exp.evaluation),
+        "tasks_folder": tasks_folder_fingerprint(exp),
+        "data_files": task_data_fingerprint(exp),
+    }
+
+
 def tasks_folder_fingerprint(exp: Experiment) -> list | None:
     """The files of the user's lm-eval task folder (YAMLs, their data), hashed: editing a task
     gives new evaluation keys."""
     folder = exp.evaluation.include_path
     return None if folder is None else folder_fingerprint(folder, exp.store.storage_options)
+
+
+def task_data_fingerprint(exp: Experiment) -> list:
+    """[path, size, stamp] of every file a task reads: `evaluation.tasks[].data_files` and the
+    `data_files` the task folder's YAMLs name (often outside it). A missing file is marked
+    here and named when its task loads."""
+    evaluation = exp.evaluation
+    paths = [p for t in evaluation.tasks for p in (t.data_files or {}).values()]
+    if evaluation.include_path is not None:
+        paths += folder_data_files(evaluation.include_path)
+    out: list = []
+    for path in sorted(set(paths)):
+        try:
+            out += fingerprint([path], exp.store.storage_options, exp.data.fingerprint)
+        except DataError:
+            out.append([path, None, "missing"])
+    return out
 
 
 @dataclass
@@ -114,8 +142,7 @@ def _bench(
         raise ValueError("evaluation.proxy 'corrected' needs the interference probe's output")
     ident = canonical_json(
         [
-            dump_config(exp.evaluation),
-            tasks_folder_fingerprint(exp),
+            evaluation_spec(exp),
             exp.seed,
             data.key,
             base.key,

@@ -24,8 +24,8 @@ from parammix_core.data import load_prepared, natural_weights
 from parammix_core.model import load_model, resolve_device
 from parammix_core.report.final import BASELINES, is_beside
 from parammix_core.search.common import Transform, scale_from_spec, utility
-from parammix_core.stages.common import Progress, dump_config
-from parammix_core.stages.evaluate import make_evaluator
+from parammix_core.stages.common import Progress
+from parammix_core.stages.evaluate import evaluation_spec, make_evaluator
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
@@ -55,7 +55,7 @@ def final_seeds(exp: Experiment) -> list[int]:
 def final_scores_ref(exp: Experiment, run: ArtifactRef, data: ArtifactRef) -> ArtifactRef:
     spec = {
         "run": run.key,
-        "evaluation": dump_config(exp.evaluation),
+        "evaluation": evaluation_spec(exp),
         "domains": exp.domains,
         "data": data.key,
     }

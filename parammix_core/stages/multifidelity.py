@@ -46,7 +46,7 @@ from parammix_core.search.common import SearchError, search_bounds
 from parammix_core.search.common import utility as group_utility
 from parammix_core.search.multifidelity import MultiFidelityStrategy
 from parammix_core.stages.common import Progress, dump_config
-from parammix_core.stages.evaluate import _bench, initial_design, load_rows
+from parammix_core.stages.evaluate import _bench, evaluation_spec, initial_design, load_rows
 from parammix_core.stages.final import baseline_mixtures
 from parammix_core.stages.mixed import final_run_ref, mixed_ref
 from parammix_core.stages.proposals import measured_costs, round_seed
@@ -91,7 +91,7 @@ def run_eval_ref(
 ) -> ArtifactRef:
     spec = {
         "run": run.key,
-        "evaluation": dump_config(exp.evaluation),
+        "evaluation": evaluation_spec(exp),
         "domains": exp.domains,
         "seed": exp.seed,
         "data": data.key,

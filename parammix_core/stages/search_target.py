@@ -29,7 +29,11 @@ from parammix_core.evaluate.task_loading import load_tasks
 from parammix_core.search.common import SearchError, resolve_weights
 from parammix_core.search.pairs import PairBatch, pair_batches
 from parammix_core.stages.common import dump_config
-from parammix_core.stages.evaluate import _include_paths, tasks_folder_fingerprint
+from parammix_core.stages.evaluate import (
+    _include_paths,
+    task_data_fingerprint,
+    tasks_folder_fingerprint,
+)
 from parammix_core.store import ArtifactRef, Store
 
 
@@ -54,11 +58,10 @@ def target_spec(exp: Experiment) -> Any:
     if isinstance(target, TargetCorpus):
         return {"corpus": dump_config(target), "files": _files(exp, target.paths, "paths")}
     evaluation = exp.evaluation
-    data_files = [p for t in evaluation.tasks for p in (t.data_files or {}).values()]
     return {
         "tasks": [dump_config(t) for t in evaluation.tasks],
         "tasks_folder": tasks_folder_fingerprint(exp),
-        "data_files": _files(exp, data_files, None) if data_files else [],
+        "data_files": task_data_fingerprint(exp),
         "num_fewshot": evaluation.num_fewshot,
         "builtin_docs_per_task": evaluation.builtin_docs_per_task,
         "group_weights": exp.search.group_weights,
@@ -66,13 +69,11 @@ def target_spec(exp: Experiment) -> Any:
     }
 
 
-def _files(exp: Experiment, paths: list[str], field: str | None) -> list:
-    """Fingerprints of a target's files; a task's missing file is named when it loads."""
+def _files(exp: Experiment, paths: list[str], field: str) -> list:
+    """Fingerprints of a target corpus's files."""
     try:
         return fingerprint(paths, exp.store.storage_options, exp.data.fingerprint)
     except DataError as err:
-        if field is None:
-            return ["missing"]
         raise DataError(f"search.target.{field}: {err}") from None
 
 

@@ -44,7 +44,7 @@ from parammix_core.stages.common import (
     dump_config,
     merge_states,
 )
-from parammix_core.stages.evaluate import _bench
+from parammix_core.stages.evaluate import _bench, evaluation_spec
 from parammix_core.stages.finite import finite_json
 from parammix_core.stages.probe_files import load_probe
 from parammix_core.stages.versions import code_version
@@ -99,7 +99,7 @@ def validation_ref(
 ) -> ArtifactRef:
     spec = {
         "validation": dump_config(exp.validation),
-        "evaluation": dump_config(exp.evaluation),
+        "evaluation": evaluation_spec(exp),
         "group_weights": exp.search.group_weights,
         "mixtures": [[float(a) for a in m] for m in mixtures],
         "runs": [r.key for r in runs],

@@ -12,6 +12,8 @@ import pytest
 
 from parammix_core import stages
 from parammix_core.data import load_prepared
+from parammix_core.stages.final import final_scores_ref
+from parammix_core.stages.validate import validation_ref
 from tests.parammix_core.bad_input import (
     build_pipeline_store,
     experiment,
@@ -167,3 +169,48 @@ def test_corpora_on_a_private_s3_endpoint_are_read_with_the_stores_options(
     with fs.open(f"{bucket}/b/part-0.jsonl", "ab") as f:
         f.write(json.dumps({"text": "one more document " * 10}).encode() + b"\n")
     assert stages.data_ref(exp) != data  # the ETag moved
+
+
+def test_editing_a_tasks_data_file_gives_new_keys_to_every_stage_that_scores(tmp_path):
+    """Data a task reads lives anywhere: named in the config (`data_files`) or in the folder's
+    YAML. Rewriting it must never let an evaluation, a validation or a final score be reused."""
+    data_dir, folder = tmp_path / "taskdata", tmp_path / "tasks"
+    data_dir.mkdir()
+    folder.mkdir()
+    (data_dir / "mc.jsonl").write_text('{"q": "1+1", "label": 0}\n')
+    (data_dir / "extra.jsonl").write_text('{"q": "2+2", "label": 0}\n')
+    (folder / "mine.yaml").write_text(
+        "task: mine\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: [{data_dir / 'mc.jsonl'}]\n"
+    )
+    exp = experiment(
+        corpora(tmp_path, "ab"),
+        tmp_path / "store",
+        evaluation__include_path=str(folder),
+        evaluation__tasks=[
+            {"name": "mine", "group": "math", "metric": "acc"},
+            {
+                "name": "also_mine",
+                "group": "code",
+                "metric": "acc",
+                "data_files": {"test": str(data_dir / "extra.jsonl")},
+            },
+        ],
+    )
+    data = stages.data_ref(exp)
+    base = stages.base_ref(exp, data)
+
+    def keys() -> list[str]:
+        return [
+            stages.eval_ref(exp, [[0.5, 0.5]], data, base, [base, base]).key,
+            validation_ref(exp, [[0.5, 0.5]], [base], data, base, [base, base]).key,
+            final_scores_ref(exp, base, data).key,
+        ]
+
+    first = keys()
+    assert keys() == first
+    (data_dir / "mc.jsonl").write_text('{"q": "1+1", "label": 1}\n{"q": "3+3", "label": 0}\n')
+    second = keys()
+    assert all(a != b for a, b in zip(first, second, strict=True))
+    (data_dir / "extra.jsonl").write_text('{"q": "2+2", "label": 1}\n{"q": "5+5", "label": 0}\n')
+    assert all(a != b for a, b in zip(second, keys(), strict=True))
