@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lm_eval.api.metrics  # noqa: F401  (fills the registries below)
+from lm_eval.api.registry import HIGHER_IS_BETTER_REGISTRY, METRIC_AGGREGATION_REGISTRY
 from lm_eval.tasks._index import Kind
 from lm_eval.tasks._yaml_loader import load_yaml
 
@@ -73,6 +75,39 @@ def _metric_problem(task: EvalTask, info: TaskInfo) -> str | None:
         )
     ours = f"; or computed by Param-Mix: {', '.join(computed)}" if computed else ""
     return f"{info.name} does not report {task.metric!r}; it reports (metric,filter): {keys}{ours}"
+
+
+def _score_problem(task: EvalTask, info: TaskInfo, *, utility: bool) -> str | None:
+    """Why an lm-eval metric cannot score a mixture: Param-Mix averages per-document values, so
+    a corpus-level aggregate (perplexity, BLEU, F1) has none; and the utility is maximised, so
+    the task's own metric must be higher-is-better (`utility`; an `also` metric is only shown)."""
+    if info.kind != "task" or is_continuous(task.metric):
+        return None
+    name = task.metric.split(",", 1)[0]
+    declared = next(
+        (
+            m
+            for m in info.config.get("metric_list") or []
+            if isinstance(m, Mapping) and m.get("metric") == name
+        ),
+        {},
+    )
+    aggregation = declared.get("aggregation", METRIC_AGGREGATION_REGISTRY.get(name, None))
+    aggregation = getattr(aggregation, "__name__", aggregation)
+    if aggregation is not None and aggregation != "mean":
+        return (
+            f"{name} of {info.name} is aggregated over all documents ({aggregation}), not a "
+            "mean of per-document scores, which is what Param-Mix scores and averages: name a "
+            "per-document metric, or neg_bpb / p_gold (computed here)"
+        )
+    higher = declared.get("higher_is_better", HIGHER_IS_BETTER_REGISTRY.get(name, None))
+    if utility and higher is False:
+        return (
+            f"{name} of {info.name} is lower-is-better (higher_is_better: false), and Param-Mix "
+            "maximises the utility, so it would choose the worst mixture: name a metric where "
+            "higher is better, or neg_bpb (computed here); show it beside with `also`"
+        )
+    return None
 
 
 def _continuous_problem(task: EvalTask, info: TaskInfo, computed: tuple[str, ...]) -> str:
@@ -243,15 +278,16 @@ def _task_problems(i: int, task: EvalTask, info: TaskInfo, context: RunContext) 
                 "evaluation.allow_code_execution: true to run it, on a machine where that is safe",
             )
         )
-    problem = _metric_problem(task, info)
+    problem = _metric_problem(task, info) or _score_problem(task, info, utility=True)
     if problem:
         out.append(Problem(f"{where}.metric", problem))
     for j, metric in enumerate(task.also):
+        shown = task.model_copy(update={"metric": metric})
         problem = (
             f"{metric} is computed by Param-Mix, not reported by lm-eval; `also` takes "
             "lm-eval's metrics (name it as the task's metric instead)"
             if is_continuous(metric)
-            else _metric_problem(task.model_copy(update={"metric": metric}), info)
+            else _metric_problem(shown, info) or _score_problem(shown, info, utility=False)
         )
         if problem:
             out.append(Problem(f"{where}.also.{j}", problem))

@@ -233,3 +233,27 @@ def test_the_readme_example_names_real_tasks_and_metrics():
 def test_math_hard_groups_need_the_main_thread_too():
     infos = resolve(EvalTask(name="leaderboard_math_hard", group="m", metric="exact_match")).infos
     assert infos["leaderboard_math_hard"].main_thread_only
+
+
+def test_lower_is_better_and_corpus_level_metrics_are_refused_by_name():
+    """The utility is maximised over per-document means: crows_pairs' likelihood_diff (lower is
+    better) would choose the most biased mixture; wikitext's perplexities have no per-document
+    value (they failed after all the training with a bare TypeError)."""
+    resolution = resolve(
+        EvalTask(name="crows_pairs_english", group="s", metric="likelihood_diff"),
+        EvalTask(name="wikitext", group="l", metric="word_perplexity"),
+        EvalTask(name="arc_easy", group="r", metric="acc", also=["acc_norm"]),  # both fine
+        EvalTask(name="crows_pairs_english", group="t", metric="pct_stereotype"),
+    )
+    lower, corpus, lower_too = messages(resolution)
+    assert lower.startswith(
+        "evaluation.tasks.0.metric: likelihood_diff of crows_pairs_english is lower-is-better "
+        "(higher_is_better: false), and Param-Mix maximises the utility"
+    )
+    assert corpus.startswith(
+        "evaluation.tasks.1.metric: word_perplexity of wikitext is aggregated over all "
+        "documents (weighted_perplexity), not a mean of per-document scores"
+    )
+    assert lower_too.startswith("evaluation.tasks.3.metric: pct_stereotype of crows_pairs")
+    shown = EvalTask(name="crows_pairs_english", group="s", metric="p_gold")
+    assert messages(resolve(shown.model_copy(update={"also": ["likelihood_diff"]}))) == []
