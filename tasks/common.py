@@ -185,6 +185,9 @@ class StageProgress:
         self.bar = tqdm(desc=description, disable=not show, leave=False)
 
     def __call__(self, done: int, total: int, message: str) -> None:
+        if total == 0:  # a report (what the stage found), never throttled
+            self.logger.info(message)
+            return
         self.bar.total = total
         self.bar.n = done
         self.bar.refresh()

@@ -60,7 +60,11 @@ class DataConfig(Strict):
     )
     # cleaning
     min_chars: PositiveInt = Field(40, description="Drop documents shorter than this.")
-    max_chars: PositiveInt = Field(6000, description="Truncate documents longer than this.")
+    max_chars: PositiveInt = Field(
+        6000,
+        description="Keep the first this many characters of a longer document (the data "
+        "stage logs how many it cut per domain); raise it for books or long files.",
+    )
     dedup: bool = Field(True, description="Drop exact duplicate documents (after whitespace norm).")
     # size
     max_train_tokens: Count(10**12) = Field(

@@ -232,9 +232,11 @@ def _prepare(
             **{k: counts[k] for k in ("dropped_short", "dropped_duplicate", "truncated")},
             "characters": counts["characters"],
         }
+        cut = counts["truncated"]
         say(
             f"{spec.name}: {kept:,} of {stats[spec.name]['documents']:,} documents kept "
             f"({counts['dropped_short']:,} short, {counts['dropped_duplicate']:,} duplicates)"
+            + (f"; {cut:,} cut to their first data.max_chars = {cfg.max_chars:,}" if cut else "")
         )
 
     tokenizer = _tokenizer(cfg, seed, domains, say)

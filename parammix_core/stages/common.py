@@ -17,7 +17,8 @@ from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import TrainResult, train
 
 Progress = Callable[[int, int, str], None]
-"""progress(done, total, message): how far a long stage has got."""
+"""progress(done, total, message): how far a long stage has got; total 0: a report to log
+(what a stage found), not a step."""
 
 
 def open_store(exp: Experiment, credentials: dict[str, str] | None = None) -> Store:

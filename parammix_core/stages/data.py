@@ -108,7 +108,7 @@ def prepare_domains(exp: Experiment, store: Store, progress: Progress | None = N
             return ref
         out.mkdir(exist_ok=True)
         cfg = exp.data.model_copy(update={"tokenizer": tokenizer_source(exp)})
-        log = (lambda msg: progress(0, 1, msg)) if progress else None
+        log = (lambda msg: progress(0, 0, msg)) if progress else None  # reports, not steps
         stats = prepare_corpora(cfg, exp.seed, out, progress=log, storage_options=store.options)
         published = store.publish(ref, out, info={"domains": exp.domains, "stats": stats})
         shutil.rmtree(out)  # published: a second copy of every token would only fill the disk

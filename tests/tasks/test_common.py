@@ -10,7 +10,7 @@ from parammix_core.config import Experiment
 from parammix_core.data import DataError
 from parammix_core.failure import STAGE, describe
 from parammix_core.store import StoreError, StoreUnavailable
-from tasks.common import InjectedFault, is_transient, stage_task, store_key
+from tasks.common import InjectedFault, StageProgress, is_transient, stage_task, store_key
 
 
 def with_store(path: Path) -> Experiment:
@@ -81,3 +81,24 @@ def test_verify_cached_turns_off_cache_hits(tmp_path: Path):
     exp = exp.model_copy(update={"runtime": exp.runtime.model_copy(update={"verify_cached": True})})
     assert key(None, {"exp": exp}) is None  # the stage runs and re-hashes what it reuses
     assert stages.open_store(exp).lookup == "sha256"
+
+
+def test_a_stages_reports_are_all_logged_and_its_steps_by_tenths(prefect_api, caplog):
+    """The data stage reports each domain's kept documents (total 0): every one is logged; steps
+    are logged once per tenth. Before, only the first of the domains' reports was shown."""
+
+    @flow
+    def run() -> None:
+        progress = StageProgress(Experiment(), "stage", every_seconds=0.0)
+        for name in ("math", "code", "web"):
+            progress(0, 0, f"{name}: kept")
+        for step in range(1, 21):
+            progress(step, 20, f"step {step}")
+        progress.close()
+
+    with caplog.at_level("INFO"):
+        run()
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("prefect.flow_runs")]
+    assert [m for m in logged if "kept" in m] == ["math: kept", "code: kept", "web: kept"]
+    tenths = ["step 1", *(f"step {2 * i}" for i in range(1, 11))]  # the first, then each tenth
+    assert [m for m in logged if m.startswith("step")] == tenths

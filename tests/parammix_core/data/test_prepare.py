@@ -153,6 +153,22 @@ def test_user_corpus_with_existing_tokenizer(prepared, tmp_path):
     ).read_bytes()
 
 
+def test_documents_cut_to_max_chars_are_reported_per_domain(prepared, tmp_path):
+    """A book stored as one document loses all but its first max_chars: the log says so."""
+    out, _, _ = prepared
+    texts = [f"Document {i} is short but long enough to keep." for i in range(300)]
+    texts += ["A long chapter line.\n" * 500, "Another long chapter.\n" * 400]
+    spec = DomainSpec(name="books", paths=[_jsonl(tmp_path / "b.jsonl", texts)], text_field="body")
+    cfg = small_config(domains=[spec], tokenizer=str(out / "tokenizer"), heldout_tokens=128)
+    said: list[str] = []
+    stats = prepare_corpora(cfg, seed=0, out_dir=tmp_path / "out", progress=said.append)
+    assert stats["books"]["truncated"] == 2
+    assert (
+        "books: 302 of 302 documents kept (0 short, 0 duplicates); 2 cut to their first "
+        f"data.max_chars = {cfg.max_chars:,}"
+    ) in said
+
+
 def test_domain_empty_after_cleaning(tmp_path):
     paths = [_jsonl(tmp_path / "t.jsonl", ["short", "also short"])]
     spec = DomainSpec(name="tiny", paths=paths, text_field="body")
