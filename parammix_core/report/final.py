@@ -7,6 +7,7 @@ import pandas as pd
 from parammix_core.report.markdown import markdown_table, scale_note
 
 BASELINES = ("uniform", "natural")  # what the final training trains beside the choice
+UNTESTED = "untested (one seed)"  # a difference with no seed spread to judge it by
 
 
 def is_beside(key: str) -> bool:
@@ -21,6 +22,11 @@ def final_verdict(table: pd.DataFrame) -> str:
     Rows reported beside (`acc.<task>`, `also.<task>.<metric>`) stay in the table only: the
     verdict reads what the search optimises and the held-out losses."""
     baselines = [b for b in BASELINES if f"wins vs {b}" in table]  # those final training ran
+    if (table[[f"wins vs {b}" for b in baselines]] == UNTESTED).all(axis=None):
+        return (
+            "One seed per mixture (final.seeds: 1) gives no spread to judge the differences "
+            "by: they are in the table, untested; final.seeds: 2 or more judges them."
+        )
     wins, within, losses = [], [], []
     for _, row in table.iterrows():
         metric = str(row["metric"])

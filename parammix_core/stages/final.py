@@ -22,7 +22,7 @@ from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared, natural_weights
 from parammix_core.model import load_model, resolve_device
-from parammix_core.report.final import BASELINES, is_beside
+from parammix_core.report.final import BASELINES, UNTESTED, is_beside
 from parammix_core.search.common import Transform, scale_from_spec, utility
 from parammix_core.stages.common import Progress
 from parammix_core.stages.evaluate import evaluation_spec, make_evaluator
@@ -137,7 +137,8 @@ def compare_runs(
         return np.array(out)
 
     for column in columns:
-        sign = -1.0 if "loss" in column else 1.0
+        lower_wins = column == "mean_loss" or column.startswith("loss.")  # not group.glossary
+        sign = -1.0 if lower_wins else 1.0
         chosen = values("chosen", column)
         row: dict[str, Any] = {
             "metric": column,
@@ -156,7 +157,7 @@ def compare_runs(
             row[f"wins vs {name}"] = (
                 ("yes" if gain > spread else "no" if gain < -spread else "within spread")
                 if math.isfinite(spread)
-                else ("yes" if gain > 0 else "no")
+                else UNTESTED
             )
         rows.append(row)
     return pd.DataFrame(rows)

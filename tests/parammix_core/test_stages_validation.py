@@ -15,6 +15,7 @@ from parammix_core.data import load_prepared
 from parammix_core.evaluate import heldout_loss
 from parammix_core.merge import linear_merge
 from parammix_core.model import load_model
+from parammix_core.report import final_verdict
 from parammix_core.report import validation as report_validation
 from parammix_core.search.common import scale_from_spec, scale_spec
 from parammix_core.stages import final, mixed, validate
@@ -188,6 +189,27 @@ def test_compare_runs_gains_and_verdicts():
     scaled = final.compare_runs(metrics, ["a"], ["g", "h"], None, scale_from_spec(spec))
     gain = scaled.set_index("metric").loc["utility", "gain vs uniform"]
     assert gain == pytest.approx((0.10 / 0.02 - 1 / 10) / 2)
+
+
+def test_compare_runs_with_one_seed_judges_nothing_and_reads_only_losses_as_lower_wins():
+    """One seed has no spread: nothing is called a win (before: any gain > 0 was 'beyond the
+    seed spread'). A group named glossary is scored higher-is-better, not as a loss."""
+    metrics = {
+        "chosen": [{"group.glossary": 0.6, "loss.a": 1.0}],
+        "uniform": [{"group.glossary": 0.5, "loss.a": 1.2}],
+        "natural": [{"group.glossary": 0.7, "loss.a": 0.9}],
+    }
+    table = final.compare_runs(metrics, ["a"], ["glossary"])
+    rows = table.set_index("metric")
+    assert rows.loc["group.glossary", "gain vs uniform"] == pytest.approx(0.1)
+    assert rows.loc["loss.a", "gain vs uniform"] == pytest.approx(0.2)
+    assert rows.loc["mean_loss", "gain vs natural"] == pytest.approx(-0.1)
+    wins = rows[["wins vs uniform", "wins vs natural"]].to_numpy()
+    assert set(wins.ravel()) == {"untested (one seed)"}
+    assert final_verdict(table) == (
+        "One seed per mixture (final.seeds: 1) gives no spread to judge the differences by: "
+        "they are in the table, untested; final.seeds: 2 or more judges them."
+    )
 
 
 def test_compare_runs_shows_accuracy_where_every_run_reports_it():
