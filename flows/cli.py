@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from flows.param_mix import with_workers
+    from flows.param_mix import param_mix
     from flows.server import prefect_api
     from parammix_core import stages
 
@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with _console(args), prefect_api(log_path):
         try:
-            refs = with_workers(exp.runtime.max_workers, exp.runtime)(exp)
+            refs = param_mix(exp)  # on the runner exp.runtime names
         except Exception as err:
             if not hasattr(err, STAGE):
                 setattr(err, STAGE, "param-mix flow")

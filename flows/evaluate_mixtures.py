@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.runners import ExperimentTaskRunner
 from parammix_core import simplex
 from parammix_core.config import Experiment, resolve_experiment
 from tasks.base import base_model
@@ -24,7 +24,7 @@ from tasks.report import summarise_evaluations
 
 @flow(
     name="evaluate-mixtures",
-    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    task_runner=ExperimentTaskRunner(),
     log_prints=True,
     validate_parameters=True,
 )

@@ -12,12 +12,11 @@ optimise_mixture the line from each group's merge scores to its real runs'.
 from __future__ import annotations
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.multifidelity import multifidelity_search
-from flows.runners import task_runner
+from flows.runners import ExperimentTaskRunner
 from parammix_core import stages
-from parammix_core.config import Experiment, RuntimeConfig, resolve_experiment
+from parammix_core.config import Experiment, resolve_experiment
 from parammix_core.store import ArtifactRef
 from tasks.base import base_model
 from tasks.data import prepare_domains
@@ -32,7 +31,7 @@ from tasks.surrogates import fit_surrogates
 from tasks.validate import run_validation
 
 
-@flow(name="param-mix", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
+@flow(name="param-mix", task_runner=ExperimentTaskRunner(), log_prints=True)
 def param_mix(
     exp: Experiment | None = None,
     config: str | None = None,
@@ -119,10 +118,3 @@ def merge_rounds(
             index=range(len(evals), len(evals) + len(proposed.batches)),
         )
     return [e.result() for e in evals], rounds
-
-
-def with_workers(max_workers: int, runtime: RuntimeConfig | None = None):
-    """The flow with a thread pool of max_workers, or with `runtime.task_runner` if given."""
-    if runtime is not None:
-        return param_mix.with_options(task_runner=task_runner(runtime))
-    return param_mix.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_workers))

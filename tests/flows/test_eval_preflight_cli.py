@@ -24,7 +24,7 @@ def no_flow(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the flow was started")
 
-    monkeypatch.setitem(sys.modules, "flows.param_mix", types.SimpleNamespace(with_workers=refuse))
+    monkeypatch.setitem(sys.modules, "flows.param_mix", types.SimpleNamespace(param_mix=refuse))
 
 
 def write_config(tmp_path: Path, tasks: list[dict], **evaluation) -> Path:

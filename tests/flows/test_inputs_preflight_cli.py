@@ -20,7 +20,7 @@ def no_flow(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the flow was started")
 
-    monkeypatch.setitem(sys.modules, "flows.param_mix", types.SimpleNamespace(with_workers=refuse))
+    monkeypatch.setitem(sys.modules, "flows.param_mix", types.SimpleNamespace(param_mix=refuse))
 
 
 def checkpoint(root: Path, *files: str) -> Path:

@@ -8,7 +8,7 @@ import pytest
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.param_mix import with_workers
+from flows.param_mix import param_mix
 from flows.runners import task_runner
 from parammix_core import stages
 from parammix_core.config import Experiment, load_experiment, parse_experiment
@@ -82,8 +82,8 @@ def small_micro(store: Path, runner: str) -> Experiment:
 def test_ray_runner_gives_the_thread_runners_results(prefect_api, local_ray, tmp_path: Path):
     on_ray = small_micro(tmp_path / "ray", "ray")
     on_threads = small_micro(tmp_path / "threads", "thread")
-    refs = with_workers(2, on_ray.runtime)(on_ray)
-    assert refs == with_workers(2, on_threads.runtime)(on_threads)
+    refs = param_mix(on_ray)  # each on the runner its runtime names
+    assert refs == param_mix(on_threads)
     ray_store, thread_store = stages.open_store(on_ray), stages.open_store(on_threads)
     rows = ray_store.load_parquet(refs["surrogates"], "rows.parquet")
     assert len(rows) == on_ray.search.n_mixtures
