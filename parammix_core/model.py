@@ -143,6 +143,33 @@ def load_model(path: str | Path, cfg: ModelConfig, device: torch.device | str) -
     return model.to(dtype=DTYPES[cfg.dtype], device=torch.device(device)).eval()
 
 
+def check_fits(model: PreTrainedModel, tokens: int, block_size: int, where: str) -> None:
+    """Refuse a checkpoint its data cannot feed: token ids past its embedding rows, or blocks
+    longer than its positions (both end in an IndexError deep in training otherwise). `tokens`
+    is the tokenizer's length, added tokens included."""
+    rows = model.get_input_embeddings().num_embeddings
+    if tokens > rows:
+        raise ModelLoadError(
+            f"{where}: its tokenizer has {tokens:,} tokens (added ones included) but the model "
+            f"embeds {rows:,}: ids past {rows - 1:,} cannot be read; resize the embeddings "
+            "and save the checkpoint again, or name another data.tokenizer"
+        )
+    config = model.config
+    positions = next(
+        (
+            getattr(config, k)
+            for k in ("max_position_embeddings", "n_positions", "n_ctx")
+            if isinstance(getattr(config, k, None), int)
+        ),
+        None,
+    )
+    if positions is not None and block_size > positions:
+        raise ModelLoadError(
+            f"data.block_size {block_size:,} is longer than the {positions:,} positions of "
+            f"{where}: set data.block_size to {positions:,} or less"
+        )
+
+
 def load_state(
     path: str | Path, cfg: ModelConfig, device: torch.device | str
 ) -> dict[str, torch.Tensor]:

@@ -10,7 +10,14 @@ from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
 from parammix_core.engines import system_spec
-from parammix_core.model import build_model, load_model, parameter_count, resolve_device, save_model
+from parammix_core.model import (
+    build_model,
+    check_fits,
+    load_model,
+    parameter_count,
+    resolve_device,
+    save_model,
+)
 from parammix_core.stages.common import (
     Progress,
     check_batches_fit,
@@ -65,6 +72,8 @@ def build_base(
     check_batches_fit(exp, prepared.stats)
     if exp.model.checkpoint is not None:
         model = load_model(_local_checkpoint(exp, store), exp.model, device)
+        where = f"model.checkpoint {exp.model.checkpoint}"
+        check_fits(model, len(prepared.tokenizer), exp.data.block_size, where)
         info: dict[str, Any] = {"source": exp.model.checkpoint}
     else:
         tok = prepared.tokenizer

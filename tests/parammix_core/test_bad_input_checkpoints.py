@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from transformers import AutoTokenizer
 
 from parammix_core import stages
 from parammix_core.config import EvalTask, parse_experiment
@@ -316,3 +317,44 @@ def test_missing_task_folder_is_named_before_lm_eval_indexes(pipeline, tmp_path)
     tasks = [EvalTask(name="my_task", group="math")]
     with pytest.raises(EvaluationError, match=r"include_path: no such task folder\(s\) \[.*nope"):
         Evaluator(model, tok, tasks, str(tmp_path / "nope"), 4, "cpu")
+
+
+def _added_token(path: Path) -> None:
+    """A chat token added to the tokenizer and not to the model (a common slip)."""
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    tok.save_pretrained(path)
+
+
+def test_a_tokenizer_longer_than_the_embeddings_is_refused_by_the_base(good_checkpoint, tmp_path):
+    """Before: IndexError: index out of range in self, in train_expert."""
+    checkpoint = _damaged(good_checkpoint, tmp_path, _added_token)
+    exp, store, data = _base_from(checkpoint, tmp_path)
+    rows = json.loads((checkpoint / "config.json").read_text())["vocab_size"]
+    before = snapshot(tmp_path / "store")
+    with pytest.raises(ModelLoadError) as err:
+        stages.build_base(exp, store, data)
+    assert str(err.value) == (
+        f"model.checkpoint {checkpoint}: its tokenizer has {rows + 1:,} tokens (added ones "
+        f"included) but the model embeds {rows:,}: ids past {rows - 1:,} cannot be read; resize "
+        "the embeddings and save the checkpoint again, or name another data.tokenizer"
+    )
+    assert snapshot(tmp_path / "store") == before
+
+
+def test_blocks_longer_than_the_checkpoints_positions_are_refused(good_checkpoint, tmp_path):
+    positions = json.loads((good_checkpoint / "config.json").read_text())["max_position_embeddings"]
+    exp = experiment(
+        corpus_of(tmp_path),
+        tmp_path / "store",
+        model__checkpoint=str(good_checkpoint),
+        data__block_size=2 * positions,
+    )
+    store = open_store(exp, tmp_path / "cache")
+    data = stages.prepare_domains(exp, store)
+    with pytest.raises(ModelLoadError) as err:
+        stages.build_base(exp, store, data)
+    assert str(err.value) == (
+        f"data.block_size {2 * positions} is longer than the {positions} positions of "
+        f"model.checkpoint {good_checkpoint}: set data.block_size to {positions} or less"
+    )
