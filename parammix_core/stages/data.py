@@ -59,6 +59,10 @@ def tokenizer_source(exp: Experiment) -> str | None:
     return exp.data.tokenizer or exp.model.checkpoint
 
 
+# Files of a checkpoint that are no part of its tokenizer.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
+
+
 def tokenizer_identity(exp: Experiment) -> Any:
     """A given tokenizer: its path and files. One trained here depends on every domain."""
     source = tokenizer_source(exp)
@@ -67,10 +71,16 @@ def tokenizer_identity(exp: Experiment) -> Any:
             "trained": _data_config(exp),
             "files": {d.name: domain_files(exp, d.name) for d in exp.data.domains},
         }
+    options = exp.store.storage_options
     try:
-        files = fingerprint([f"{source.rstrip('/')}/*"], exp.store.storage_options, "metadata")
+        listed = fingerprint([f"{source.rstrip('/')}/*"], options, "metadata")
     except DataError:  # missing: prepare_domains names the field when it loads it
-        files = "missing"
+        return {"path": source, "files": "missing"}
+    # A checkpoint folder holds its weights too: a new checkpoint with the same tokenizer must
+    # not tokenize every corpus again. The tokenizer's files, by data.fingerprint.
+    files = [entry for entry in listed if not entry[0].endswith(WEIGHT_SUFFIXES)]
+    if exp.data.fingerprint == "content":
+        files = fingerprint([entry[0] for entry in files], options, "content")
     return {"path": source, "files": files}
 
 

@@ -214,3 +214,21 @@ def test_editing_a_tasks_data_file_gives_new_keys_to_every_stage_that_scores(tmp
     assert all(a != b for a, b in zip(first, second, strict=True))
     (data_dir / "extra.jsonl").write_text('{"q": "2+2", "label": 1}\n{"q": "5+5", "label": 0}\n')
     assert all(a != b for a, b in zip(second, keys(), strict=True))
+
+
+def test_new_weights_with_the_same_tokenizer_keep_the_prepared_data(checkpoint, tmp_path):
+    """A newer pre-training checkpoint of the same model: a new base, the corpora not tokenized
+    again (the data key covered the weights' files too). A changed tokenizer: new data."""
+    mine = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, mine)
+    files = corpora(tmp_path, "ab")
+    exp = experiment(files, tmp_path / "store", model__checkpoint=str(mine))
+    data = stages.data_ref(exp)
+    base = stages.base_ref(exp, data)
+    weights = mine / "model.safetensors"
+    os.utime(weights, ns=(0, weights.stat().st_mtime_ns + 10**9))  # new weights, same size
+    assert stages.data_ref(exp) == data
+    assert stages.base_ref(exp, data) != base
+    tokenizer = mine / "tokenizer.json"
+    os.utime(tokenizer, ns=(0, tokenizer.stat().st_mtime_ns + 10**9))
+    assert stages.data_ref(exp) != data
