@@ -138,6 +138,8 @@ def _jsonl(handle, name: str, text_field: str) -> Iterator[str]:
     offset = 0
     for lineno, raw in enumerate(handle, start=1):
         line = _decode(raw, name, offset)
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark, as Windows tools write
         offset += len(raw)
         if line.strip():
             yield _json_text(line, f"{name}:{lineno}", text_field)
@@ -186,6 +188,8 @@ def _check_column(schema: pa.Schema, name: str, text_field: str) -> None:
             "set the domain's text_field"
         )
     column_type = schema.field(text_field).type
+    if pa.types.is_dictionary(column_type):  # pandas' category: strings with an index
+        column_type = column_type.value_type
     if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
         raise DataError(f"{name}: column {text_field!r} has type {column_type}, expected string")
 

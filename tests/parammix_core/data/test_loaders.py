@@ -44,6 +44,21 @@ def test_parquet(tmp_path):
     assert load_texts([str(p)]) == ["p1", "p2"]
 
 
+def test_jsonl_with_a_byte_order_mark(tmp_path):
+    """Windows tools (and Python's utf-8-sig) start a file with U+FEFF: refused before."""
+    p = tmp_path / "bom.jsonl"
+    p.write_text('{"text": "first"}\n{"text": "\ufeffkept inside"}\n', encoding="utf-8-sig")
+    assert load_texts([str(p)]) == ["first", "\ufeffkept inside"]
+
+
+def test_parquet_with_a_dictionary_encoded_text_column(tmp_path):
+    """pandas' category dtype writes dictionary<string>: refused before as not a string."""
+    p = tmp_path / "cat.parquet"
+    column = pa.array(["a cat", "a dog", "a cat"]).dictionary_encode()
+    pq.write_table(pa.table({"text": column}), p)
+    assert load_texts([str(p)]) == ["a cat", "a dog", "a cat"]
+
+
 def test_paths_keep_given_order_and_fsspec_urls(tmp_path):
     _jsonl(tmp_path / "z.jsonl", [{"text": "z"}])
     (tmp_path / "a.txt").write_text("a", encoding="utf-8")
