@@ -85,6 +85,14 @@ def evaluation_spec(exp: Experiment) -> dict:
     }
 
 
+def more_documents(exp: Experiment) -> str:
+    """The advice on evaluation documents that applies to the configured tasks."""
+    if any(t.name in BUILTIN_TASKS for t in exp.evaluation.tasks):
+        docs = exp.evaluation.builtin_docs_per_task
+        return f"more evaluation documents (evaluation.builtin_docs_per_task, {docs} now)"
+    return "more evaluation documents (larger task sets)"
+
+
 def tasks_folder_fingerprint(exp: Experiment) -> list | None:
     """The files of the user's lm-eval task folder (YAMLs, their data), hashed: editing a task
     gives new evaluation keys."""

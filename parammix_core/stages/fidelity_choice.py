@@ -23,6 +23,7 @@ from parammix_core.search.multifidelity import MultiFidelityStrategy
 from parammix_core.search.uncertainty import GainInterval
 from parammix_core.search.uncertainty import verdict as uncertainty_verdict
 from parammix_core.stages.common import Progress, dump_config
+from parammix_core.stages.evaluate import more_documents
 from parammix_core.stages.final import baseline_mixtures
 from parammix_core.stages.multifidelity import history, levels
 from parammix_core.stages.versions import code_version
@@ -154,8 +155,7 @@ def _verdict(
     cfg = exp.search.strategies.multifidelity
     helps = (
         f"A larger budget (search.strategies.multifidelity.budget, {cfg.budget:g} real-run "
-        "equivalents now), more evaluation documents (evaluation.builtin_docs_per_task, "
-        f"{exp.evaluation.builtin_docs_per_task} now) or longer runs may help."
+        f"equivalents now), {more_documents(exp)} or longer runs may help."
     )
     if checked is None:
         return f"{source}; too few {where} (under {MIN_HELD_OUT}) to say how sure it is. {helps}"

@@ -14,7 +14,7 @@ from parammix_core.search.common import Transform
 from parammix_core.search.real_scale import GroupLine, fit_real_scale, lines_to_json
 from parammix_core.search.uncertainty import gain_intervals, verdict
 from parammix_core.stages.common import dump_config
-from parammix_core.stages.evaluate import load_doc_scores, load_rows
+from parammix_core.stages.evaluate import load_doc_scores, load_rows, more_documents
 from parammix_core.stages.surrogates import load_surrogates
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
@@ -135,11 +135,10 @@ def _interval(
         level=exp.search.interval.level,
     )
     choice.intervals = {b: iv.to_json() for b, iv in intervals.items()}
-    docs = exp.evaluation.builtin_docs_per_task
+    advice = more_documents(exp)
     choice.verdict = verdict(
         intervals,
-        f"More evaluation documents (evaluation.builtin_docs_per_task, {docs} now, or larger "
-        "task sets), longer experts (training.expert.steps, "
+        f"{advice[0].upper()}{advice[1:]}, longer experts (training.expert.steps, "
         f"{exp.training.expert.steps} now) or a larger model may narrow it.",
     )
 
