@@ -56,6 +56,14 @@ class ExperimentTaskRunner(TaskRunner):
                 self._inner = task_runner(runtime).__enter__()
             return self._inner
 
+    def __getstate__(self) -> dict:
+        """Ray pickles the flow, runner included: a started runner and a lock stay behind."""
+        return {**self.__dict__, "_inner": None, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __exit__(self, exc_type, exc_value, traceback) -> None:
         if self._inner is not None:
             self._inner.__exit__(exc_type, exc_value, traceback)

@@ -1,10 +1,12 @@
 """A run's task runner comes from its own experiment, deployments' runs included."""
 
+import pickle
 import threading
 import time
 
 import pytest
 from prefect import flow, task, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.evaluate_mixtures import evaluate_mixtures
 from flows.param_mix import param_mix
@@ -57,3 +59,14 @@ def test_a_runs_tasks_get_the_workers_its_experiment_names(prefect_api, workers,
 def test_the_pipelines_flows_take_the_runner_from_the_experiment():
     for pipeline in (param_mix, evaluate_mixtures):
         assert isinstance(pipeline.task_runner, ExperimentTaskRunner)
+
+
+def test_the_runner_pickles_without_its_started_runner():
+    """Ray pickles the flow run's context, the flow and its runner with it."""
+    runner = ExperimentTaskRunner()
+    with runner:
+        runner.runner(Experiment())
+        copy = pickle.loads(pickle.dumps(runner))
+    assert copy._inner is None
+    with copy:
+        assert isinstance(copy.runner(Experiment()), ThreadPoolTaskRunner)
