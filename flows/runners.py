@@ -58,7 +58,7 @@ class ExperimentTaskRunner(TaskRunner):
 
     def __getstate__(self) -> dict:
         """Ray pickles the flow, runner included: a started runner and a lock stay behind."""
-        return {**self.__dict__, "_inner": None, "_lock": None}
+        return {**self.__dict__, "_inner": None, "_lock": None, "_started": False}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
