@@ -74,7 +74,11 @@ def resolve_experiment(
     """The experiment of a flow run: `config` (a preset name or YAML path) or `exp` (a whole
     experiment) or the embedded default, then `overrides` on top."""
     if exp is not None and config is not None:
-        raise ConfigError("give either config (a preset or file) or exp (a whole experiment)")
+        raise ConfigError(
+            "give either config (a preset or file) or exp (a whole experiment), not both; a "
+            "deployment whose default parameters hold an exp (docker/setup.sh's) runs another "
+            "config with exp=null beside config=... (e.g. --param exp=null)"
+        )
     if config is not None:
         exp = load_experiment(config_path(config))
     base = exp if exp is not None else Experiment()

@@ -71,7 +71,8 @@ def test_a_run_takes_a_preset_a_file_or_a_whole_experiment(tmp_path):
     assert resolve_experiment() == load_experiment(None)
     with pytest.raises(ConfigError, match=r"config 'tiny': no such preset; presets are \["):
         resolve_experiment(config="tiny")
-    with pytest.raises(ConfigError, match="give either config"):
-        resolve_experiment(exp=micro, config="micro")
+    with pytest.raises(ConfigError, match=r"give either config .* with exp=null beside config"):
+        resolve_experiment(exp=micro, config="micro")  # a setup.sh deployment given a config
+    assert resolve_experiment(exp=None, config="micro") == micro  # --param exp=null: it runs
     with pytest.raises(ConfigError, match=r"search.n_mixtures: Input should be greater than 0"):
         resolve_experiment(config="micro", overrides=["search.n_mixtures=0"])
