@@ -31,9 +31,10 @@ first, whose vmapped tangents make large batched kernels (an unmeasured choice: 
 here). Either way it falls back to the other kernel if the first raises, logs which ran, and
 `HVPResult.method` says it too.
 
-PyTorch's CPU flash-attention kernel has neither forward-mode AD nor a double backward, so for
-models using SDPA both kernels run inside `sdpa_kernel([SDPBackend.MATH])` (checked with
-torch 2.13: without it jvp raises NotImplementedError, double backward RuntimeError). Likewise
+PyTorch's CPU flash-attention kernel has neither forward-mode AD nor a double backward, so a
+model using SDPA runs both kernels with transformers' eager attention (the same arithmetic as
+the MATH backend, switched on that model only; checked with torch 2.13: with flash, jvp raises
+NotImplementedError, double backward RuntimeError). Likewise
 a sparse MoE's routed experts (`torch._grouped_mm` in transformers 5) have no forward-mode AD:
 forward-over-reverse switches the model to transformers' eager expert loop while it runs
 (double backward through `_grouped_mm` works and matches the loop to 5e-9 relative).
@@ -66,7 +67,6 @@ from typing import Literal
 import torch
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from parammix_core.objective import training_inputs
 
@@ -140,12 +140,22 @@ def _autocast(
     return torch.autocast(device_type=_device(model).type, dtype=dtype)
 
 
-def _math_attention(model: torch.nn.Module) -> contextlib.AbstractContextManager:
-    """The MATH SDPA backend for models using SDPA: the fused CPU flash kernel has neither
-    forward-mode AD nor a derivative of its backward (double backward)."""
-    if getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa":
-        return sdpa_kernel([SDPBackend.MATH])
-    return contextlib.nullcontext()
+@contextlib.contextmanager
+def _math_attention(model: torch.nn.Module) -> Iterator[None]:
+    """Eager attention on this model for the duration, for models using SDPA: the fused CPU
+    flash kernel has neither forward-mode AD nor a derivative of its backward (double
+    backward). `sdpa_kernel([MATH])` would do it too, but for the whole process: every merge
+    evaluated in another thread meanwhile took the MATH kernel, and its scores differed by up
+    to 8e-6 from a run where the probe did not overlap it."""
+    current = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if current != "sdpa":
+        yield
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(current)
 
 
 @contextlib.contextmanager

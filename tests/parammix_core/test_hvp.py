@@ -272,3 +272,23 @@ def test_bad_inputs_are_named():
     model.train()
     with pytest.raises(HVPError, match="training mode"):
         hvp(model, batch, torch.zeros(1, p))
+
+
+@pytest.mark.parametrize("method", ["forward_over_reverse", "double_backward"])
+def test_hvp_leaves_the_process_attention_backends_alone(method, monkeypatch):
+    """The probe runs beside merges evaluated in other threads: selecting the MATH backend
+    for the process made their scores depend on whether the probe overlapped them."""
+    model = llama(NANO)
+    assert model.config._attn_implementation == "sdpa"
+    seen: list[tuple[bool, str]] = []
+    forward = model.forward
+
+    def watched(*args, **kwargs):
+        seen.append((torch.backends.cuda.flash_sdp_enabled(), model.config._attn_implementation))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", watched)
+    batch = tokens(2, 6, 4)
+    hvp(model, batch, vectors(1, sum(p.numel() for p in model.parameters()), torch.float32), method)
+    assert seen and set(seen) == {(True, "eager")}  # flash stays on for every other thread
+    assert model.config._attn_implementation == "sdpa"
