@@ -31,7 +31,7 @@ from lm_eval.tasks._yaml_loader import load_yaml
 from parammix_core.config import ConfigError, EvalTask, Experiment
 from parammix_core.evaluate.continuous import METRICS_BY_OUTPUT, continuous_for, is_continuous
 from parammix_core.evaluate.suite import BUILTIN_TASKS
-from parammix_core.evaluate.task_finder import TaskFinder
+from parammix_core.evaluate.task_finder import TaskFinder, data_file_paths, lm_eval_tasks_dir
 from parammix_core.evaluate.task_info import TaskInfo, _Describer
 
 # `datasets` builders by file extension, compressed or not, for `data_files`.
@@ -259,6 +259,18 @@ class Resolution:
         return specs
 
 
+def _yaml_data_files_problems(info: TaskInfo) -> list[str]:
+    """Local files the task's own YAML reads (`dataset_kwargs.data_files`) that are not there:
+    lm-eval would only find out when the first merge is scored, after all the training."""
+    if info.path is None or info.path.is_relative_to(lm_eval_tasks_dir()):
+        return []  # lm-eval's own tasks: their files are lm-eval's business
+    kwargs = info.config.get("dataset_kwargs")
+    files = data_file_paths(kwargs.get("data_files") if isinstance(kwargs, Mapping) else None)
+    missing = [f for f in files if "://" not in f and not glob.glob(f) and not Path(f).exists()]
+    where = f" ({info.path})" if info.path is not None else ""
+    return [f"{info.name} reads {f}{where}, which does not exist" for f in missing]
+
+
 def _task_problems(i: int, task: EvalTask, info: TaskInfo, context: RunContext) -> list[Problem]:
     where = f"evaluation.tasks.{i}"
     out = [Problem(f"{where}.name", p) for p in info.problems]
@@ -294,6 +306,8 @@ def _task_problems(i: int, task: EvalTask, info: TaskInfo, context: RunContext) 
     if task.data_files is not None:
         problems = _data_files_problems(task, info, context.num_fewshot)
         out += [Problem(f"{where}.data_files", p) for p in problems]
+    elif info.kind == "task":
+        out += [Problem(f"{where}.name", p) for p in _yaml_data_files_problems(info)]
     if task.max_gen_toks is not None and (
         info.kind != "task" or info.output_type != "generate_until"
     ):

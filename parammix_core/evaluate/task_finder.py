@@ -242,16 +242,16 @@ def folder_data_files(folder: str | Path) -> list[str]:
         except Exception:  # not a task file: lm-eval's index skips it too
             continue
         kwargs = cfg.get("dataset_kwargs") if isinstance(cfg, dict) else None
-        out += _paths(kwargs.get("data_files") if isinstance(kwargs, dict) else None)
+        out += data_file_paths(kwargs.get("data_files") if isinstance(kwargs, dict) else None)
     return out
 
 
-def _paths(files: object) -> list[str]:
+def data_file_paths(files: object) -> list[str]:
     """The paths in a `data_files` value: one path, a list, or splits of either."""
     if isinstance(files, str):
         return [files]
     if isinstance(files, Mapping):
-        return [p for v in files.values() for p in _paths(v)]
+        return [p for v in files.values() for p in data_file_paths(v)]
     if isinstance(files, (list, tuple)):
-        return [p for v in files for p in _paths(v)]
+        return [p for v in files for p in data_file_paths(v)]
     return []

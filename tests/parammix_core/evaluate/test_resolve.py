@@ -257,3 +257,28 @@ def test_lower_is_better_and_corpus_level_metrics_are_refused_by_name():
     assert lower_too.startswith("evaluation.tasks.3.metric: pct_stereotype of crows_pairs")
     shown = EvalTask(name="crows_pairs_english", group="s", metric="p_gold")
     assert messages(resolve(shown.model_copy(update={"also": ["likelihood_diff"]}))) == []
+
+
+def test_a_task_folders_yaml_naming_a_missing_data_file_is_refused(tmp_path: Path):
+    """Caught by the preflight, not by lm-eval after all the training."""
+    data = tmp_path / "mc.jsonl"
+    data.write_text('{"q": "1+1", "choices": ["2", "3"], "label": 0}\n')
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    yaml_text = (
+        "task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {path}\n"
+        "output_type: multiple_choice\ntest_split: test\ndoc_to_text: '{{{{q}}}}'\n"
+        "doc_to_choice: '{{{{choices}}}}'\ndoc_to_target: label\n"
+        "metric_list:\n  - metric: acc\n"
+    )
+    (folder / "mine.yaml").write_text(yaml_text.format(name="mine", path=data))
+    gone = tmp_path / "gone.jsonl"
+    (folder / "lost.yaml").write_text(yaml_text.format(name="lost", path=gone))
+    found = resolve(
+        EvalTask(name="mine", group="g", metric="acc"),
+        EvalTask(name="lost", group="h", metric="acc"),
+        include_path=str(folder),
+    )
+    assert messages(found) == [
+        f"evaluation.tasks.1.name: lost reads {gone} ({folder / 'lost.yaml'}), which does not exist"
+    ]
