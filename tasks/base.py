@@ -7,7 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, run_stage, stage_task, store_key
+from tasks.common import RESULTS, RETRIES, artifact_key, run_stage, stage_task, store_key
 
 
 @stage_task(
@@ -23,7 +23,7 @@ def base_model(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
     lines = [f"- **{k}**: {v}" for k, v in info.items()]
     create_markdown_artifact(
         "# Base model\n\n" + "\n".join(lines),
-        key="base-model",
+        key=artifact_key(exp, "base-model"),
         description="The shared base every expert starts from",
     )
     return ref

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -168,6 +169,13 @@ def run_stage(
     ref = stage(exp, store, *args, progress)
     progress.close()
     return store, ref
+
+
+def artifact_key(exp: Experiment, what: str) -> str:
+    """A Prefect artifact key of this experiment: the UI's Artifacts page keeps one history
+    per key, so a bare `report` mixed every experiment's reports into one."""
+    name = re.sub(r"[^a-z0-9]+", "-", exp.name.lower()).strip("-") or "experiment"
+    return f"{name}-{what}"
 
 
 class StageProgress:

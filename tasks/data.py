@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, run_stage, stage_task, store_key
+from tasks.common import RESULTS, RETRIES, artifact_key, run_stage, stage_task, store_key
 
 
 @stage_task(
@@ -22,7 +22,7 @@ def prepare_domains(exp: Experiment) -> ArtifactRef:
     stats = store.load_json(ref, "stats.json")
     create_table_artifact(
         [{"domain": d, **s} for d, s in stats.items()],
-        key="domains",
+        key=artifact_key(exp, "domains"),
         description="Per-domain corpus statistics",
     )
     return ref

@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, run_stage, stage_task, store_key
+from tasks.common import RESULTS, RETRIES, artifact_key, run_stage, stage_task, store_key
 
 
 @stage_task(name="plan_mixtures", task_run_name="plan_mixtures")
@@ -46,7 +46,7 @@ def merge_and_evaluate(
     shown = [c for c in rows.columns if c.startswith(("alpha.", "group.")) and "stderr" not in c]
     create_table_artifact(
         rows[shown].round(4).to_dict(orient="records"),
-        key=f"evaluated-batch-{index}",
+        key=artifact_key(exp, f"evaluated-batch-{index}"),
         description=f"Merged mixtures of batch {index} and their capability-group scores",
     )
     return ref

@@ -7,7 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, run_stage, stage_task, store_key
+from tasks.common import RESULTS, RETRIES, artifact_key, run_stage, stage_task, store_key
 
 
 @stage_task(
@@ -22,7 +22,7 @@ def train_expert(exp: Experiment, domain: str, data: ArtifactRef, base: Artifact
     info = store.manifest(ref)["info"]
     create_markdown_artifact(
         f"Expert **{domain}**: final loss {info['final_loss']:.4f}, {info['seconds']:.0f} s",
-        key=f"expert-{domain.lower().replace('_', '-')}",
+        key=artifact_key(exp, f"expert-{domain.lower().replace('_', '-')}"),
         description=f"Expert of domain {domain}: final training loss and time",
     )
     return ref

@@ -11,7 +11,15 @@ from parammix_core.config import Experiment
 from parammix_core.report import final_section
 from parammix_core.stages import final, mixed
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
+from tasks.common import (
+    RESULTS,
+    RETRIES,
+    artifact_key,
+    open_store,
+    run_stage,
+    stage_task,
+    store_key,
+)
 
 
 def plan_final(exp: Experiment, chosen: dict[str, float], data: ArtifactRef) -> list[list]:
@@ -73,7 +81,7 @@ def final_training(
     summary = store.load_json(ref, "final.json")
     create_markdown_artifact(
         "# Final mid-training\n\n" + final_section(table, summary),
-        key="final-training",
+        key=artifact_key(exp, "final-training"),
         description="The chosen mixture mid-trained against uniform and natural, per group",
     )
     return ref

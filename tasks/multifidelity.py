@@ -11,7 +11,16 @@ from parammix_core.report import summary_lines
 from parammix_core.stages import fidelity_choice, load_choice
 from parammix_core.stages import multifidelity as mf
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, open_store, prepare, run_stage, stage_task, store_key
+from tasks.common import (
+    RESULTS,
+    RETRIES,
+    artifact_key,
+    open_store,
+    prepare,
+    run_stage,
+    stage_task,
+    store_key,
+)
 
 
 class FidelityRound(BaseModel):
@@ -51,7 +60,7 @@ def propose_fidelities(
     rows = store.load_parquet(ref, "rows.parquet")
     create_table_artifact(
         rows.round(4).to_dict(orient="records"),
-        key=f"fidelity-round-{round_index}",
+        key=artifact_key(exp, f"fidelity-round-{round_index}"),
         description=f"Merges (fidelity 0) and real runs (above 0; 1 the highest configured "
         f"budget) proposed in round {round_index}; "
         f"{store.manifest(ref)['info']['spent']:.2f} real-run equivalents spent before it",
@@ -99,7 +108,7 @@ def choose_at_fidelity(exp: Experiment, data: ArtifactRef, evals: list[ArtifactR
     store, ref = run_stage(exp, "choose at fidelity 1", fidelity_choice.choose, data, evals)
     create_markdown_artifact(
         "# Chosen mixture\n\n" + "\n".join(summary_lines(load_choice(store, ref))),
-        key="chosen-mixture",
+        key=artifact_key(exp, "chosen-mixture"),
         description="The mixture the multi-fidelity GP ranks first at fidelity 1 (real runs)",
     )
     return ref

@@ -7,7 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, run_stage, stage_task, store_key
+from tasks.common import RESULTS, RETRIES, artifact_key, run_stage, stage_task, store_key
 
 
 @stage_task(
@@ -33,7 +33,7 @@ def interference_probe(
     create_markdown_artifact(
         f"# Interference probe ({info['method']})\n\nRelative effective curvature "
         "||H_k g_j|| / ||H_k g_k||:\n\n" + "\n".join([header, rule, *rows]),
-        key="interference-probe",
+        key=artifact_key(exp, "interference-probe"),
         description="Cross-domain curvature at the base: where merging stands in for mixing",
     )
     return ref

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, open_store, prepare, stage_task, store_key
+from tasks.common import RESULTS, RETRIES, artifact_key, open_store, prepare, stage_task, store_key
 
 
 class ProposedRound(BaseModel):
@@ -44,7 +44,7 @@ def propose_mixtures(
     rows = store.load_parquet(ref, "rows.parquet")
     create_table_artifact(
         rows.round(4).to_dict(orient="records"),
-        key=f"proposals-round-{round_index}",
+        key=artifact_key(exp, f"proposals-round-{round_index}"),
         description=f"Mixtures proposed by {exp.search.strategy} in round {round_index}",
     )
     return ProposedRound(ref=ref, batches=stages.round_batches(exp, store, ref))

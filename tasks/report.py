@@ -9,7 +9,7 @@ from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
 from tasks.artifacts import inline_figures
-from tasks.common import RESULTS, RETRIES, open_store, stage_task, store_key
+from tasks.common import RESULTS, RETRIES, artifact_key, open_store, stage_task, store_key
 
 
 @stage_task(
@@ -33,7 +33,7 @@ def report(
     body = inline_figures(store, ref, stages.report_text(store, ref))
     create_markdown_artifact(
         f"Report: `{path}`\n\n{body}",
-        key="report",
+        key=artifact_key(exp, "report"),
         description="The report with its figures: chosen mixture, surrogate fit, landscapes",
     )
     return ref
@@ -48,7 +48,7 @@ def summarise(exp: Experiment, refs: dict[str, ArtifactRef]) -> list[str]:
         logger.info(line)
     create_markdown_artifact(
         "# Param-Mix summary\n\n" + "\n".join(f"- {line.strip()}" for line in lines),
-        key="summary",
+        key=artifact_key(exp, "summary"),
         description="The chosen mixture, how sure the run is of it, and where the report is",
     )
     return lines
@@ -69,7 +69,7 @@ def summarise_evaluations(exp: Experiment, evals: list[ArtifactRef]) -> list[str
         logger.info(line)
     create_markdown_artifact(
         "# Evaluated mixtures\n\n" + "\n".join(f"- {line}" for line in lines),
-        key="evaluated-mixtures",
+        key=artifact_key(exp, "evaluated-mixtures"),
         description="How many mixtures have scores in the store, and since when",
     )
     return lines

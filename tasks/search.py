@@ -8,7 +8,7 @@ from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.report import summary_lines
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, open_store, prepare, stage_task, store_key
+from tasks.common import RESULTS, RETRIES, artifact_key, open_store, prepare, stage_task, store_key
 
 
 @stage_task(
@@ -31,7 +31,7 @@ def optimise_mixture(
     lines = summary_lines(stages.load_choice(store, ref))
     create_markdown_artifact(
         "# Chosen mixture\n\n" + "\n".join(lines),
-        key="chosen-mixture",
+        key=artifact_key(exp, "chosen-mixture"),
         description="The mixture maximising the predicted utility, against the baselines",
     )
     return ref

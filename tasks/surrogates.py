@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, open_store, prepare, stage_task, store_key
+from tasks.common import RESULTS, RETRIES, artifact_key, open_store, prepare, stage_task, store_key
 
 
 @stage_task(
@@ -30,7 +30,7 @@ def fit_surrogates(
     cv = store.load_json(ref, "cv.json")
     create_table_artifact(
         [{"metric": m, **{k: round(v, 4) for k, v in s.items()}} for m, s in cv.items()],
-        key="surrogate-fit",
+        key=artifact_key(exp, "surrogate-fit"),
         description="Cross-validated fit per metric: LightGBM vs linear baseline",
     )
     return ref

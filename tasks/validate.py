@@ -12,7 +12,15 @@ from parammix_core.report import validation_section
 from parammix_core.stages import mixed, validate, validation_table
 from parammix_core.store import ArtifactRef
 from tasks.artifacts import inline_figures
-from tasks.common import RESULTS, RETRIES, open_store, run_stage, stage_task, store_key
+from tasks.common import (
+    RESULTS,
+    RETRIES,
+    artifact_key,
+    open_store,
+    run_stage,
+    stage_task,
+    store_key,
+)
 
 
 @stage_task(
@@ -66,7 +74,7 @@ def validate_proxy(
     section = validation_section(validation_table.load_validation(store, ref))
     create_markdown_artifact(
         "# Proxy validation\n\n" + inline_figures(store, ref, section),
-        key="proxy-validation",
+        key=artifact_key(exp, "proxy-validation"),
         description="How the merge ranks mixtures against real mixed runs, beside trivial "
         "rankings and the noise ceiling",
     )

@@ -23,6 +23,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateName,
 )
 
+from tasks.common import artifact_key
 from tests.e2e.conftest import FAULT, FinishedRun, Stack
 from tests.e2e.servers import BIN, ROOT, child, wait_for
 
@@ -79,7 +80,9 @@ def test_artifacts_published(finished_run: FinishedRun):
                 flow_run_id=ArtifactFilterFlowRunId(any_=[finished_run.run.id])
             )
         )
-    by_key = {a.key: a for a in artifacts if a.key}
+    named = artifact_key(finished_run.exp, "")  # each experiment keeps its own histories
+    by_key = {a.key.removeprefix(named): a for a in artifacts if a.key}
+    assert all(a.key.startswith(named) for a in artifacts if a.key), sorted(by_key)
     for key in ("domains", "evaluated-batch-0", "surrogate-fit", "chosen-mixture", "report"):
         assert key in by_key, sorted(by_key)
     assert "Chosen mixture" in by_key["report"].data
@@ -123,7 +126,7 @@ def test_ui_shows_run(finished_run: FinishedRun):
                 flow_run_id=ArtifactFilterFlowRunId(any_=[finished_run.run.id])
             )
         )
-    report = next(a for a in artifacts if a.key == "report")
+    report = next(a for a in artifacts if a.key == artifact_key(finished_run.exp, "report"))
     figure = f"{stack.server.ui}/artifacts/artifact/{report.id}"
     images = re.findall(r"<img[^>]+src=\"([^\"]+)\"", browse(figure, "--dump-dom"))
     assert len(images) >= 3, images  # chosen mixture, surrogate fit, landscapes, probe

@@ -105,7 +105,7 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
 
     # every run, the cached one too, ends with its answer: a flow-run summary and log lines
     for state in (first, second):
-        summary = run_artifacts(state.state_details.flow_run_id)["summary"]
+        summary = run_artifacts(state.state_details.flow_run_id)["micro-summary"]
         assert summary.task_run_id is None and summary.description
         expected = stages.summary(store, refs)
         assert [f"- {line.strip()}" for line in expected] == summary.data.splitlines()[2:]
@@ -130,8 +130,8 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
     rescored = {n: s for n, s in states.items() if n.startswith("score_final_run[")}
     assert len(rescored) == 6 and set(rescored.values()) == {"Completed"}, rescored
     artifacts = run_artifacts(first.state_details.flow_run_id)
-    assert "validation-validation" not in artifacts
-    for key in ("report", "proxy-validation"):
+    assert "micro-validation-validation" not in artifacts
+    for key in ("micro-report", "micro-proxy-validation"):  # keyed by the experiment's name
         body = artifacts[key].data
         assert "](data:image/png;base64," in body and not re.search(r"\]\([^)]*\.png\)", body)
     assert all(a.description for a in artifacts.values()), [

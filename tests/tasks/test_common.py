@@ -10,7 +10,14 @@ from parammix_core.config import Experiment
 from parammix_core.data import DataError
 from parammix_core.failure import STAGE, describe
 from parammix_core.store import StoreError, StoreUnavailable
-from tasks.common import InjectedFault, StageProgress, is_transient, stage_task, store_key
+from tasks.common import (
+    InjectedFault,
+    StageProgress,
+    artifact_key,
+    is_transient,
+    stage_task,
+    store_key,
+)
 
 
 def with_store(path: Path) -> Experiment:
@@ -102,3 +109,11 @@ def test_a_stages_reports_are_all_logged_and_its_steps_by_tenths(prefect_api, ca
     assert [m for m in logged if "kept" in m] == ["math: kept", "code: kept", "web: kept"]
     tenths = ["step 1", *(f"step {2 * i}" for i in range(1, 11))]  # the first, then each tenth
     assert [m for m in logged if m.startswith("step")] == tenths
+
+
+def test_artifact_keys_carry_the_experiment_name_in_prefects_alphabet():
+    """Prefect keys allow lowercase letters, digits and dashes; one history per experiment."""
+    exp = Experiment()
+    assert artifact_key(exp, "report") == "embedded-default-report"
+    named = exp.model_copy(update={"name": "Q3 Mix_Sweep v2!"})
+    assert artifact_key(named, "evaluated-batch-0") == "q3-mix-sweep-v2-evaluated-batch-0"
