@@ -90,6 +90,7 @@ class _Folder:
         self._configs: dict[str, dict] = {}
         self._entries: dict[str, Entry] = {}
         self._searched: set[str] = set()
+        self.unreadable: dict[str, str] = {}  # path -> why lm-eval's loader refused it
 
     def texts(self) -> list[tuple[str, bytes]]:
         """(path, bytes) of every file that may be YAML (task files and the templates they
@@ -126,7 +127,8 @@ class _Folder:
             for path in self._candidates(todo):
                 try:  # as TaskIndex.build: a file that is no task or group is skipped
                     TaskIndex.process_cfg(self._config(path), Path(path), index)
-                except Exception:
+                except Exception as err:  # kept: the file may be the user's broken task
+                    self.unreadable[path] = f"{type(err).__name__}: {err}".splitlines()[0]
                     continue
             self._entries.update({n: index[n] for n in todo if n in index})
             self._searched |= todo
@@ -165,6 +167,11 @@ class _Folder:
         """Every task and group name defined at the top of a file here (for suggestions)."""
         self.texts()
         return {m.decode() for m in _NAME_LINE.findall(self._blob)}
+
+    def names_in(self, path: str) -> set[str]:
+        """The task and group names one file of this folder defines at its top."""
+        text = dict(self.texts()).get(path, b"")
+        return {m.decode() for m in _NAME_LINE.findall(text)}
 
 
 class _Static:
@@ -214,7 +221,17 @@ class TaskFinder:
         return {n: self._found[n] for n in names}
 
     def unknown(self, name: str) -> str:
-        """Why `name` was not found, with close matches and where it was looked for."""
+        """Why `name` was not found: a file of the user's naming it that lm-eval cannot read,
+        else close matches and where it was looked for."""
+        for folder in self.user:
+            broken = [
+                (path, why)
+                for path, why in getattr(folder, "unreadable", {}).items()
+                if name in folder.names_in(path)
+            ]
+            if broken:
+                path, why = broken[0]
+                return f"{name!r} is defined in {path}, which lm-eval cannot read ({why})"
         own = self.own.names()
         user = sorted(set().union(*(s.names() for s in self.user))) if self.user else []
         close = difflib.get_close_matches(name, [*user, *sorted(own - set(user))], 3, 0.6)

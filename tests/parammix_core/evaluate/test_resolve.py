@@ -282,3 +282,15 @@ def test_a_task_folders_yaml_naming_a_missing_data_file_is_refused(tmp_path: Pat
     assert messages(found) == [
         f"evaluation.tasks.1.name: lost reads {gone} ({folder / 'lost.yaml'}), which does not exist"
     ]
+
+
+def test_a_task_file_lm_eval_cannot_read_is_named_with_why(tmp_path: Path):
+    """Before: 'unknown lm-eval task 'broken' - did you mean broken?', the very name given."""
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "broken.yaml").write_text("task: broken\ndataset_path: json\n  doc_to_text: [q\n")
+    [message] = messages(resolve(EvalTask(name="broken", group="g"), include_path=str(folder)))
+    assert message.startswith(
+        f"evaluation.tasks.0.name: 'broken' is defined in {folder / 'broken.yaml'}, which "
+        "lm-eval cannot read ("
+    )
