@@ -81,8 +81,9 @@ class DataConfig(Strict):
     block_size: Count(1 << 20) = Field(128, description="Tokens per packed training sequence.")
     fingerprint: Literal["metadata", "content"] = Field(
         "metadata",
-        description="How a change of a corpus file is noticed: metadata (size and mtime or "
-        "ETag, one listing) or content (sha256 of the bytes).",
+        description="How a change of a corpus file is noticed: metadata (size, mtime and a "
+        "local file's inode change time, or ETag; one listing) or content (sha256 of the "
+        "bytes).",
     )
 
     @field_validator("domains")

@@ -68,6 +68,10 @@ def _expand(pattern: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileS
 
 
 def _stamp(info: dict[str, Any]) -> str:
+    if "ino" in info and info.get("created") is not None:  # a local file
+        # with its inode change time, which no tool sets back: `cp -p`, `rsync -t` and
+        # `touch -r` restore the mtime of an edited file, never its ctime
+        return f"{info.get('mtime')}/{info['created']}"
     for key in ("ETag", "etag", "md5Hash", "mtime", "LastModified", "last_modified", "created"):
         value = info.get(key)
         if value is not None:
