@@ -77,7 +77,12 @@ def plot_landscape(
         fig.colorbar(points, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
         for name, (cx, cy) in zip(domains, corners, strict=True):
             ax.annotate(
-                name, (cx, cy), xytext=(cx * 1.13, cy * 1.13), ha="center", va="center", fontsize=8
+                short(name),
+                (cx, cy),
+                xytext=(cx * 1.13, cy * 1.13),
+                ha="center",
+                va="center",
+                fontsize=8,
             )
         if star is not None:
             ax.scatter(
@@ -150,7 +155,7 @@ def plot_choice(alpha: dict[str, float], series: dict[str, dict[str, float]], ou
             label=name,
             color=BAR_COLOURS.get(name),
         )
-    ax.set_xticks(x, groups, fontsize=8)
+    ax.set_xticks(x, [short(g) for g in groups], fontsize=8)
     ax.set_ylabel("predicted score", fontsize=8)
     ax.set_title("capability groups (surrogate prediction)", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
@@ -158,7 +163,9 @@ def plot_choice(alpha: dict[str, float], series: dict[str, dict[str, float]], ou
 
     ax = fig.add_subplot(1, 3, 3)
     domains = list(alpha)
-    bars = ax.bar(domains, [alpha[d] for d in domains], color=BAR_COLOURS["chosen"])
+    at = np.arange(len(domains))  # by position: two long names may shorten alike
+    bars = ax.bar(at, [alpha[d] for d in domains], color=BAR_COLOURS["chosen"])
+    ax.set_xticks(at, [short(d) for d in domains])
     ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.axhline(1 / len(domains), color=BAR_COLOURS["uniform"], ls="--", lw=0.8, label="uniform")
     ax.set_ylim(0, 1)
@@ -187,8 +194,9 @@ def plot_interference(
         limits = {"vmin": -1, "vmax": 1} if cmap == "coolwarm" else {}
         image = ax.imshow(matrix, cmap=cmap, **limits)
         fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
-        ax.set_xticks(range(len(domains)), domains, fontsize=8, rotation=45)
-        ax.set_yticks(range(len(domains)), domains, fontsize=8)
+        names = [short(d) for d in domains]
+        ax.set_xticks(range(len(domains)), names, fontsize=8, rotation=45)
+        ax.set_yticks(range(len(domains)), names, fontsize=8)
         for (r, c), v in np.ndenumerate(matrix):
             ax.text(c, r, _fmt(float(v)), ha="center", va="center", fontsize=7, color="0.5")
         ax.set_title(title, fontsize=9)
@@ -209,7 +217,7 @@ def plot_discrepancy(rows: pd.DataFrame, domains: list[str], column: str, out: P
     points = ax.scatter(xy[:, 0], xy[:, 1], c=rows[column].to_numpy(dtype=float), cmap="inferno")
     fig.colorbar(points, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
     for name, (cx, cy) in zip(domains, corners, strict=True):
-        ax.annotate(name, (cx, cy), xytext=(cx * 1.13, cy * 1.13), ha="center", fontsize=8)
+        ax.annotate(short(name), (cx, cy), xytext=(cx * 1.13, cy * 1.13), ha="center", fontsize=8)
     ax.set_title("predicted merge-vs-mix distance ||Delta(alpha)||", fontsize=9)
     ax.set_xlim(-1.35, 1.35)
     ax.set_ylim(-1.35, 1.35)
@@ -249,6 +257,12 @@ def plot_validation(rows: pd.DataFrame, groups: list[str], out: Path) -> Path:
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
     return _save(fig, out)
+
+
+def short(name: str, width: int = 12) -> str:
+    """A domain or group name as a label: names may run to 64 characters, and a long one
+    squeezed the heat maps to a few pixels and ran the simplex's corner labels together."""
+    return name if len(name) <= width else name[: width - 1] + "\u2026"
 
 
 def _figure(width: float, height: float) -> Figure:

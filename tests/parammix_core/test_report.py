@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import matplotlib.text
 import numpy as np
 import pandas as pd
 import pytest
@@ -312,3 +313,24 @@ def test_the_verdict_says_whether_the_merges_lead_survives_resampling_the_mixtur
     analysis["utility"]["merge_lead"] = {"lead": None, "low": None, "high": None, "level": 0.9}
     assert "Its lead" not in validation_verdict({"analysis": analysis})
     assert validation_table(analysis)["lead over trivial [90 %]"].tolist() == ["n/a"]
+
+
+def test_long_domain_names_are_shortened_on_every_label(monkeypatch, tmp_path):
+    """Names may run to 64 characters: the heat maps shrank to ~40 px and corner labels ran
+    together. Labels keep 11 characters and an ellipsis; the bars stay one per domain."""
+    names = ["a_very_long_domain_name_for_plots", "a_very_long_domain_name_too", "code"]
+    drawn: list[str] = []
+    save = plots._save
+
+    def capture(fig, out):
+        drawn.extend(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+        return save(fig, out)
+
+    monkeypatch.setattr(plots, "_save", capture)
+    k = len(names)
+    assert_png(plots.plot_interference(names, np.eye(k), np.eye(k), tmp_path / "i.png"))
+    alpha = dict(zip(names, (0.5, 0.3, 0.2), strict=True))
+    assert_png(plots.plot_choice(alpha, {"chosen": {"g": 1.0}}, tmp_path / "c.png"))
+    assert "a_very_long\u2026" in drawn and "code" in drawn
+    assert not [t for t in drawn if t.startswith("a_very_long_")]
+    assert plots.short("x" * 12) == "x" * 12 and plots.short("x" * 13) == "x" * 11 + "\u2026"
