@@ -12,7 +12,7 @@ from parammix_core.config import Experiment, TrainConfig
 from parammix_core.data import DataError, PreparedData, load_prepared
 from parammix_core.engines import system_spec
 from parammix_core.merge.linear import check_specs
-from parammix_core.model import load_model, load_state, resolve_device
+from parammix_core.model import check_fits, load_model, load_state, resolve_device
 from parammix_core.store import ArtifactRef, Store
 from parammix_core.train import TrainResult, train
 
@@ -132,6 +132,9 @@ def train_from_base(
     prepared = load_prepared(store.local_dir(data))
     check_batches_fit(exp, prepared.stats)
     model = load_model(str(store.local_dir(base)), exp.model, device)
+    # a cached base from a checkpoint meets this data for the first time when the data changed
+    where = f"model.checkpoint {exp.model.checkpoint}" if exp.model.checkpoint else "the base"
+    check_fits(model, len(prepared.tokenizer), exp.data.block_size, where)
     work = store.work_dir(ref)
     with holding(work):
         result = train(

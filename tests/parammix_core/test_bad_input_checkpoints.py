@@ -358,3 +358,26 @@ def test_blocks_longer_than_the_checkpoints_positions_are_refused(good_checkpoin
         f"data.block_size {2 * positions} is longer than the {positions} positions of "
         f"model.checkpoint {good_checkpoint}: set data.block_size to {positions} or less"
     )
+
+
+def test_a_cached_base_meeting_longer_blocks_is_refused_before_training(good_checkpoint, tmp_path):
+    """The base from a checkpoint does not depend on the data: raising data.block_size after
+    a run reuses it, and the expert is where the two meet."""
+    positions = json.loads((good_checkpoint / "config.json").read_text())["max_position_embeddings"]
+    exp = experiment(
+        corpus_of(tmp_path), tmp_path / "store", model__checkpoint=str(good_checkpoint)
+    )
+    store = open_store(exp, tmp_path / "cache")
+    base = stages.build_base(exp, store, stages.prepare_domains(exp, store))
+    longer = experiment(
+        corpus_of(tmp_path),
+        tmp_path / "store",
+        model__checkpoint=str(good_checkpoint),
+        data__block_size=2 * positions,
+    )
+    data = stages.prepare_domains(longer, store)
+    assert stages.base_ref(longer, data) == base  # a cache hit: never checked again there
+    before = snapshot(tmp_path / "store")
+    with pytest.raises(ModelLoadError, match=rf"data.block_size {2 * positions} is longer"):
+        stages.train_expert(longer, store, longer.domains[0], data, base)
+    assert snapshot(tmp_path / "store") == before
