@@ -9,6 +9,7 @@ import fsspec
 from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared
+from parammix_core.data.fingerprint import fingerprint
 from parammix_core.engines import system_spec
 from parammix_core.model import (
     build_model,
@@ -50,13 +51,11 @@ def base_ref(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
 
 
 def _fingerprint(exp: Experiment) -> list[list[Any]]:
-    """Names, sizes and modification stamps of the checkpoint's files: cheap change detection."""
-    fs, root = checkpoint_root(exp)
-    out = []
-    for info in sorted(fs.ls(root, detail=True), key=lambda i: i["name"]):
-        stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
-        out.append([info["name"].rsplit("/", 1)[-1], info.get("size"), str(stamp)])
-    return out
+    """Sizes and stamps of the checkpoint's files (a local file's inode change time too, S3's
+    ETag): weights swapped at the same size with their mtime set back are still noticed."""
+    checkpoint_root(exp)  # a missing folder is named by its field
+    pattern = f"{exp.model.checkpoint.rstrip('/')}/*"
+    return fingerprint([pattern], exp.store.storage_options, "metadata")
 
 
 def build_base(

@@ -234,6 +234,12 @@ def test_new_weights_with_the_same_tokenizer_keep_the_prepared_data(checkpoint, 
     os.utime(weights, ns=(0, weights.stat().st_mtime_ns + 10**9))  # new weights, same size
     assert stages.data_ref(exp) == data
     assert stages.base_ref(exp, data) != base
+    base = stages.base_ref(exp, data)
+    mtime = weights.stat().st_mtime_ns
+    time.sleep(0.01)
+    weights.write_bytes(weights.read_bytes()[::-1])  # other weights, same size...
+    os.utime(weights, ns=(0, mtime))  # ...with the old mtime set back (cp -p, rsync -t)
+    assert stages.base_ref(exp, data) != base
     tokenizer = mine / "tokenizer.json"
     os.utime(tokenizer, ns=(0, tokenizer.stat().st_mtime_ns + 10**9))
     assert stages.data_ref(exp) != data
