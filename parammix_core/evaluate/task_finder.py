@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
 import importlib.util
 import os
 import re
@@ -180,6 +181,7 @@ class _Static:
     def __init__(self, entries: Mapping[str, Entry]) -> None:
         self.root = None
         self._entries = dict(entries)
+        self.unreadable: dict[str, str] = {}  # nothing here is parsed
 
     def lookup(self, names: set[str]) -> dict[str, Entry]:
         return {n: self._entries[n] for n in names if n in self._entries}
@@ -226,7 +228,7 @@ class TaskFinder:
         for folder in self.user:
             broken = [
                 (path, why)
-                for path, why in getattr(folder, "unreadable", {}).items()
+                for path, why in folder.unreadable.items()
                 if name in folder.names_in(path)
             ]
             if broken:
@@ -252,15 +254,24 @@ def folder_data_files(folder: str | Path) -> list[str]:
     root = Path(folder)
     if not root.is_dir():
         return []
+    # every evaluation key asks: parse again only when a file of the folder changed
+    stats = ((path, os.stat(path)) for path in sorted(_yaml_files(root)))
+    state = tuple((path, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for path, st in stats)
+    return list(_named_data_files(state))
+
+
+@functools.lru_cache(maxsize=64)
+def _named_data_files(state: tuple[tuple[str, int, int, int], ...]) -> tuple[str, ...]:
+    """`folder_data_files` of the files in `state` (path, size, mtime, ctime)."""
     out: list[str] = []
-    for path in sorted(_yaml_files(root)):
+    for path, *_ in state:
         try:
             cfg = load_yaml(path, resolve_func=False, recursive=True)
         except Exception:  # not a task file: lm-eval's index skips it too
             continue
         kwargs = cfg.get("dataset_kwargs") if isinstance(cfg, dict) else None
         out += data_file_paths(kwargs.get("data_files") if isinstance(kwargs, dict) else None)
-    return out
+    return tuple(out)
 
 
 def data_file_paths(files: object) -> list[str]:
