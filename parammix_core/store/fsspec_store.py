@@ -387,5 +387,7 @@ class Store:
             yield folder, manifest
 
     def uri(self, ref: ArtifactRef, rel: str = "") -> str:
-        path = self.file_path(ref, rel) if rel else self._p(ref.path)
+        """Where a person opens a published artifact's file, or its files' folder (a model's
+        is a `transformers` checkpoint); the artifact's own folder holds only the manifest."""
+        path = self.file_path(ref, rel).rstrip("/")
         return path if self.is_local else self.fs.unstrip_protocol(path)

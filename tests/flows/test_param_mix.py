@@ -15,6 +15,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from flows.param_mix import param_mix
 from parammix_core import proxy_validation, simplex, stages
@@ -84,6 +85,9 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
     assert (report.parent / "validation.png").stat().st_size > 1000
     final = store.load_json(refs["final"], "final.json")
     assert set(final["alphas"]) == {"chosen", "uniform", "natural"}
+    loaded = AutoModelForCausalLM.from_pretrained(final["model_uri"])  # as docs/validation.md
+    assert len(AutoTokenizer.from_pretrained(final["model_uri"])) == loaded.config.vocab_size
+    assert f"`{final['model_uri']}`" in text
     published = {m["key"]: m["created"] for m in store.artifacts()}
 
     monkeypatch.setenv("PARAMMIX_FAIL_ONCE", "train_expert[math]")  # a drill on a cached run
