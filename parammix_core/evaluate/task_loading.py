@@ -53,7 +53,10 @@ def _load_failure(i: int, task: EvalTask, err: Exception, lm_evals_own: bool) ->
             f"evaluation.tasks.{i}.data_files: lm-eval's {task.name} could not read {files} "
             f"({cause}); each file must hold the data set's own columns"
         )
-    hint = f"; offline, give local copies of its data as evaluation.tasks.{i}.data_files"
+    hint = (
+        f"; offline, give local copies of its data as evaluation.tasks.{i}.data_files, or "
+        "let lm-eval download it: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 in the environment"
+    )
     return f"evaluation.tasks.{i}.name: lm-eval could not load {task.name} ({cause})" + (
         hint if lm_evals_own else ""
     )

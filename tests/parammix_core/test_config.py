@@ -16,8 +16,24 @@ def _error(data: dict) -> str:
     return str(info.value)
 
 
+def _fields(node: object, prefix: str = "") -> set[str]:
+    """Every dotted field path of a YAML tree (list items by index)."""
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else []
+    )
+    return {f for k, v in items for f in {f"{prefix}{k}", *_fields(v, f"{prefix}{k}.")}}
+
+
 def test_default_yaml_is_the_embedded_default():
-    assert load_experiment(ROOT / "configs" / "default.yaml") == Experiment()
+    path = ROOT / "configs" / "default.yaml"
+    assert load_experiment(path) == Experiment()
+    # every field written out, so a user reading the file sees every setting the run uses
+    written = _fields(yaml.safe_load(path.read_text()))
+    assert written == _fields(yaml.safe_load(Experiment().to_yaml()))
 
 
 def test_larger_cpu_yaml_is_the_measured_command():

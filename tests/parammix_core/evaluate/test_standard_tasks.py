@@ -137,6 +137,7 @@ def test_a_standard_task_without_its_data_offline_points_at_data_files(tokenizer
         EvaluationError,
         match=r"^evaluation.tasks.0.name: lm-eval could not load "
         r"arc_easy \(.*\); offline, give local copies of its data as "
-        r"evaluation.tasks.0.data_files$",
+        r"evaluation.tasks.0.data_files, or let lm-eval download it: HF_HUB_OFFLINE=0 "
+        r"HF_DATASETS_OFFLINE=0 in the environment$",
     ):
         evaluator(tokenizer, [arc])
