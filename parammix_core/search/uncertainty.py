@@ -224,11 +224,16 @@ def gain_intervals(
     }
 
 
-def verdict(intervals: Mapping[str, GainInterval], help_text: str) -> str:
-    """One plain sentence on whether the chosen mixture beats the baselines beyond noise."""
+def verdict(intervals: Mapping[str, GainInterval], help_text: str, on_merges: bool = False) -> str:
+    """One plain sentence on whether the chosen mixture beats the baselines beyond noise.
+
+    `on_merges`: the gains are the merges' (the surrogates of merge scores), a biased proxy
+    whose own noise says nothing of real training's, so a win is claimed for the merges only.
+    """
     parts = [f"{b} {iv.gain:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]" for b, iv in intervals.items()]
     level = next(iter(intervals.values())).level
-    head = f"Predicted utility gain of the chosen mixture ({level:.0%} interval): " + "; ".join(
+    on = " on the merges" if on_merges else ""
+    head = f"Predicted utility gain of the chosen mixture{on} ({level:.0%} interval): " + "; ".join(
         parts
     )
     unstable = [b for b, iv in intervals.items() if iv.outside]
@@ -239,6 +244,11 @@ def verdict(intervals: Mapping[str, GainInterval], help_text: str) -> str:
         if unstable
         else ""
     )
+    if all(iv.low > 0 for iv in intervals.values()) and on_merges:
+        return (
+            head + ". Its merge beats theirs beyond the merges' noise (resampled mixtures and "
+            "documents); whether real training follows is the validation's to say." + caveat
+        )
     if all(iv.low > 0 for iv in intervals.values()):
         return head + ". The chosen mixture is predicted to beat them beyond the noise." + caveat
     if "uniform" in intervals and not intervals["uniform"].distinguishable:

@@ -140,6 +140,7 @@ def _interval(
         intervals,
         f"{advice[0].upper()}{advice[1:]}, longer experts (training.expert.steps, "
         f"{exp.training.expert.steps} now) or a larger model may narrow it.",
+        on_merges=True,
     )
 
 

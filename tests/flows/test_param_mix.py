@@ -68,7 +68,9 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
         assert iv["replicates"] == exp.search.interval.replicates and iv["low"] <= iv["high"]
         gain = choice.predicted_utility - choice.baselines[baseline]["predicted_utility"]
         assert iv["gain"] == pytest.approx(gain)
-    assert choice.verdict.startswith("Predicted utility gain of the chosen mixture (90% interval)")
+    assert choice.verdict.startswith(
+        "Predicted utility gain of the chosen mixture on the merges (90% interval)"
+    )
     assert rows["predicted_delta_norm"].ge(0).all()
     # zero at the experts' own mixtures; a vertex lies past its replay 0.1 expert: with K = 2
     # the one pair's weight is -0.9 * 0.05 * 1 - 0.05^2 there, 0.25 - 0.9 * 0.05 - 0.05^2 at

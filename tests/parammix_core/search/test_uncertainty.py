@@ -80,6 +80,12 @@ def test_a_clear_peak_is_distinguishable():
     assert iv.low > 0.05 and iv.distinguishable
     assert iv.low <= iv.gain <= iv.high
     assert "beat them beyond the noise" in verdict({"uniform": iv}, "")
+    # a merge's win is the merges' (2.56M preset, seed 0: [+0.0051, +0.0130] on the merges,
+    # then final training lost 0.008 to uniform beyond the seed spread)
+    text = verdict({"uniform": iv}, "", on_merges=True)
+    assert text.startswith("Predicted utility gain of the chosen mixture on the merges (90% ")
+    assert "Its merge beats theirs beyond the merges' noise" in text
+    assert "validation's to say" in text and "predicted to beat" not in text
 
 
 def test_a_point_gain_outside_its_interval_is_called_unstable():
