@@ -12,7 +12,19 @@ from pydantic_core import PydanticCustomError
 # The error type of a secret found in a config: its message never repeats the value.
 SECRET_IN_CONFIG = "secret_in_config"
 # Query parameters that sign or authorise a URL (Azure SAS `sig`, `X-Amz-Signature`, `token`).
-SECRET_QUERY = ("sig", "token", "key", "secret", "password", "credential")
+SECRET_QUERY = (
+    "sig",
+    "token",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "credential",
+    "auth",
+    "jwt",
+    "session",
+)
 WHERE_SECRETS_GO = (
     "set them in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ...) or name a "
     "Prefect Secret block in store.credentials_block"
@@ -26,6 +38,8 @@ def secret_in_url(url: str) -> str | None:
         return None
     if parts.password is not None:
         return "a password in user:password@host"
+    if parts.username is not None:  # a token alone there (GitHub's https://TOKEN@host)
+        return "a user name or token in user@host"
     names = [k for k, _ in parse_qsl(parts.query) if any(w in k.lower() for w in SECRET_QUERY)]
     return f"query parameter {names[0]!r}" if names else None
 

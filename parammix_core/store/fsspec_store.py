@@ -66,6 +66,23 @@ class Store:
             self.root = os.path.abspath(self.root)
         self._ready = False  # the marker was seen or made: writes may go ahead
         self.cache_dir = cache_dir or cache_root()
+        if self.is_local:
+            self._apart_from_cache()
+
+    def _apart_from_cache(self) -> None:
+        """The cache's staging folders are built and removed by path: a store inside it (or
+        holding it) would see its artifacts deleted as they are published."""
+        store, cache = Path(self.root).resolve(), Path(self.cache_dir).resolve()
+        if store.is_relative_to(cache):
+            raise StoreError(
+                f"store {self.url}: inside the cache folder {cache} (PARAMMIX_CACHE), which "
+                "Param-Mix empties as it works; give store.url a folder outside it"
+            )
+        if cache.is_relative_to(store):
+            raise StoreError(
+                f"store {self.url}: holds the cache folder {cache} (PARAMMIX_CACHE); give the "
+                "store and PARAMMIX_CACHE separate folders"
+            )
 
     @property
     def id(self) -> str:

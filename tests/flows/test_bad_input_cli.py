@@ -117,6 +117,15 @@ CONFIG_CASES = {
         override('data.domains.0.paths=["az://c/x.jsonl?sv=1&sig=never-printed-secret"]'),
         "data.domains.0.paths.0: credentials in a URL are not accepted (query parameter 'sig')",
     ),
+    "token-in-corpus-url": case(
+        override('data.domains.0.paths=["http://never-printed-secret@127.0.0.1:9/web.jsonl"]'),
+        "data.domains.0.paths.0: credentials in a URL are not accepted (a user name or token "
+        "in user@host)",
+    ),
+    "jwt-in-corpus-url": case(
+        override('data.domains.0.paths=["https://h/web.jsonl?jwt=never-printed-secret"]'),
+        "data.domains.0.paths.0: credentials in a URL are not accepted (query parameter 'jwt')",
+    ),
     "no-such-config-file": case(
         lambda tmp: ["run", "--config", str(tmp / "nope.yaml")], "nope.yaml: no such config file"
     ),
@@ -278,6 +287,11 @@ STORE_CASES = {
         ],
         "project: the folder is not empty and is not a Param-Mix store",
         "it holds data/my_corpus.jsonl, report/q3.md",
+    ),
+    "run-into-the-cache": case(  # the autouse fixture's PARAMMIX_CACHE
+        lambda tmp: ["run", "--config", write_config(tmp, **{"store__url": str(tmp / "cache/s")})],
+        "cache/s: inside the cache folder",
+        "(PARAMMIX_CACHE), which Param-Mix empties as it works; give store.url a folder outside",
     ),
     "run-into-a-file": case(
         lambda tmp: ["run", "--config", write_config(tmp, **{"store__url": str(a_file(tmp))})],
