@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,16 +38,34 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(f"{len(metrics)} metric(s): {', '.join(metrics)}")
     print(table.drop(columns="run_id").describe().T[["mean", "std", "min", "max"]].to_string())
     if args.out:
-        partial = Path(args.out).with_name(f".{Path(args.out).name}.partial")
-        table.to_parquet(partial, index=False)
-        partial.replace(args.out)  # whole or not at all
+        _write(table, args.out)
         print(f"wrote {args.out}")
     return 0
+
+
+def _write(table: pd.DataFrame, out: str) -> None:
+    """Whole or not at all, through a temporary file this command made (O_EXCL: never a name
+    someone else put there, such as a symlink)."""
+    from parammix_core.runs import RunsError
+
+    path = Path(out)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        os.close(fd)
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise RunsError(f"--out {out}: cannot write it ({err.strerror or err})") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _check_out(out: str, inputs: tuple[str, ...]) -> None:
     """--out names a new or replaceable file in an existing folder, never an input table."""
     from parammix_core.runs import RunsError
+    from parammix_core.store.marker import MARKER
 
     path = Path(out)
     if any(path.resolve() == Path(i).resolve() for i in inputs):
@@ -54,6 +74,9 @@ def _check_out(out: str, inputs: tuple[str, ...]) -> None:
         raise RunsError(f"--out {out}: is a folder; name a file (rows.parquet)")
     if not path.resolve().parent.is_dir():
         raise RunsError(f"--out {out}: the folder {path.resolve().parent} does not exist")
+    store = next((p for p in path.resolve().parents if (p / MARKER).is_file()), None)
+    if store is not None:
+        raise RunsError(f"--out {out}: inside the store {store} (only artifacts live there)")
 
 
 def _tolerance(raw: str) -> float:

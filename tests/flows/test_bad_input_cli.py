@@ -188,6 +188,9 @@ TABLE_CASES = {
         "nowhere/rows.parquet: the folder ",
         "nowhere does not exist",
     ),
+    "import-out-cannot-be-written": case(
+        lambda tmp: [*tables()(tmp)[:-1], "/proc/version"], "--out /proc/version: cannot write it ("
+    ),
     "extra-field": case(
         tables(RATIOS.replace("r2,0.5,0.5", "r2,0.5,0.5,9")),
         "ratios.csv, line 3: 4 fields, but the header has 3",
@@ -322,6 +325,21 @@ def test_refused_before_any_flow(case: Case, tmp_path: Path, capfd, monkeypatch)
 def test_the_suite_has_at_least_60_cases():
     cases = [CONFIG_CASES, TABLE_CASES, STORE_CASES, CORPUS_CASES, CHECKPOINT_CASES]
     assert sum(len(c) for c in cases) + 1 >= 60
+
+
+def test_import_never_writes_into_a_store(tmp_path: Path, capfd):
+    """A release check overwrote a stored rows.parquet and the store's own STORE_ID this way."""
+    stored = tmp_path / "s" / "evals" / "batch-0" / "rows.parquet"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"artifact")
+    (tmp_path / "s" / "STORE_ID").write_text("0" * 32)
+    for out in (stored, tmp_path / "s" / "STORE_ID"):
+        argv = [*tables()(tmp_path)[:-1], str(out)]
+        refused(tmp_path, argv, capfd, (f"--out {out}: inside the store {tmp_path / 's'}",))
+    assert (
+        stored.read_bytes() == b"artifact" and (tmp_path / "s" / "STORE_ID").read_text() == "0" * 32
+    )
+    assert sorted(p.name for p in stored.parent.iterdir()) == ["rows.parquet"]
 
 
 def test_a_cache_that_is_a_file_is_one_error_line(tmp_path: Path, capfd):
