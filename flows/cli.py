@@ -15,6 +15,7 @@ parammix export [--config FILE] [--set ...] (--chosen | --mixture D=W,...) --out
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
@@ -318,14 +319,25 @@ def cmd_store(args: argparse.Namespace) -> int:
     return args.store_func(_load(args), args)
 
 
-def _terminated(signum: int, frame: Any) -> None:
+# Commands that write outside the store (`--out`) in the main thread alone: SIGTERM unwinds
+# them, so the temporary file or folder they were filling is removed.
+UNWOUND = ("export", "import")
+
+
+class Terminated(BaseException):
+    """SIGTERM in an UNWOUND command."""
+
+
+def _terminated(unwind: bool, signum: int, frame: Any) -> None:
     """SIGTERM (`kill`, `docker stop`, a worker cancelling): the contract's one line, then out.
-    Prefect's engine marks a running flow crashed first and re-sends the signal here. Exiting
-    at once, not unwinding: the main thread would wait for the training threads to finish.
-    Finished stages are in the store (written atomically); a rerun resumes from them."""
+    Prefect's engine marks a running flow crashed first and re-sends the signal here. A flow
+    exits at once, not unwinding: the main thread would wait for the training threads to
+    finish. Finished stages are in the store (written atomically); a rerun resumes from them."""
     from flows.server import signal_servers
 
     signal_servers()
+    if unwind:
+        raise Terminated
     print("error: terminated (SIGTERM); finished stages are kept in the store", file=sys.stderr)
     sys.stderr.flush()
     os._exit(143)
@@ -337,9 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in QUIET_ENV.items():  # every command: a store command may start Prefect too
         os.environ.setdefault(k, v)
     main_thread = threading.current_thread() is threading.main_thread()  # else the embedder's
-    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+    handler = functools.partial(_terminated, args.command in UNWOUND)
+    previous = signal.signal(signal.SIGTERM, handler) if main_thread else None
     try:
         return args.func(args)
+    except Terminated:
+        msg = f"error: {args.command}: terminated (SIGTERM); its unfinished output was removed"
+        print(msg, file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -3,7 +3,9 @@ and every refusal as one `error:` line with exit code 2."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from transformers import AutoTokenizer
 
 from flows.cli import main
 from flows.param_mix import param_mix
-from parammix_core import simplex, stages
+from parammix_core import export, simplex, stages
 from parammix_core.config import Experiment
 from parammix_core.stages.published import published_choice, published_models
 from parammix_core.store import ArtifactRef
@@ -115,6 +117,28 @@ def test_a_non_empty_folder_is_refused(run, tmp_path: Path, capfd):
     (tmp_path / "out" / "mine.txt").write_text("keep")
     error = refused(exp, tmp_path, capfd, ["--config", config, "--chosen"])
     assert f"--out {tmp_path / 'out'}: is not empty; refusing to overwrite it" in error
+
+
+@pytest.mark.slow
+def test_sigterm_mid_export_leaves_nothing_beside_out(run, tmp_path: Path, capfd, monkeypatch):
+    """A release check's SIGTERM left `.out.export-<hex>/` with the merged weights: the
+    command now unwinds, and the half-built folder goes with it."""
+    exp, _, config = run
+    build = export._build
+
+    def killed_midway(tmp: Path, *args) -> None:
+        build(tmp, *args)
+        assert (tmp / "model.safetensors").is_file()
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, in the main thread
+
+    monkeypatch.setattr(export, "_build", killed_midway)
+    before = snapshot(Path(exp.store.url))
+    code = main(["export", "--config", config, "--chosen", "--out", str(tmp_path / "out")])
+    text = "".join(capfd.readouterr())
+    assert code == 143 and not FRAME.search(text)
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert errors == ["error: export: terminated (SIGTERM); its unfinished output was removed"]
+    assert list(tmp_path.iterdir()) == [] and snapshot(Path(exp.store.url)) == before
 
 
 def refused(exp: Experiment, tmp: Path, capfd, argv: list[str]) -> str:
