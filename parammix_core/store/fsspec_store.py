@@ -196,7 +196,7 @@ class Store:
         """Compare every file with the manifest; raise StoreError naming the first mismatch."""
         manifest = self.manifest(ref)
         if manifest is None:
-            raise StoreError(f"{ref.path}: not in the store {self.url} (no {MANIFEST})")
+            raise self._missing(ref)
         level = verify or self.verify
         folder = Path(self.file_path(ref, "", manifest)) if self.is_local else None
         for rel, want in manifest["files"].items():
@@ -209,6 +209,14 @@ class Store:
                 raise StoreError(f"{ref.path}/{rel}: listed in the manifest but missing") from None
             _compare(ref, rel, size, want, level, lambda p=path: self._sha256(p))
         return manifest
+
+    def _missing(self, ref: ArtifactRef) -> StoreError:
+        """A stage expected `ref`; a Prefect cache kept from before it was lost (a store
+        restored from a backup keeps its identity) would name it on every run."""
+        return StoreError(
+            f"{ref.path}: not in the store {self.url} (no {MANIFEST}); if a cached stage still "
+            "names it, `parammix run --verify` (runtime.verify_cached) builds it again"
+        )
 
     def _sha256(self, path: str) -> str:
         h = hashlib.sha256()
@@ -225,7 +233,7 @@ class Store:
             return Path(self.file_path(ref, "", manifest)).resolve()
         manifest = self.manifest(ref)
         if manifest is None:
-            raise StoreError(f"{ref.path}: not in the store {self.url} (no {MANIFEST})")
+            raise self._missing(ref)
         return cached_copy(self, ref, manifest)
 
     def _loadable(self, ref: ArtifactRef, rel: str) -> Path:

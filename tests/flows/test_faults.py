@@ -2,6 +2,7 @@
 with its cause and leaves earlier artifacts reusable, an S3 server killed mid-run loses
 nothing that was published. All on the micro config, in the session's Prefect harness."""
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -206,3 +207,29 @@ def test_s3_server_killed_mid_run_then_restarted(
     again = param_mix(exp, return_state=True)
     assert again.result() == state.result()
     assert published(store) == before  # everything reused after the restart
+
+
+@pytest.mark.slow
+def test_an_artifact_lost_after_caching_is_named_and_verify_rebuilds_it(
+    prefect_api, tmp_path: Path
+):
+    """A store restored from a backup keeps its identity, so Prefect's cache still names the
+    artifacts it lost: the run says how to rebuild them, and `--verify` does."""
+    exp = micro(str(tmp_path / "store"))
+    off = {"validation": {"enabled": False}, "final": {"enabled": False}}
+    exp = Experiment.model_validate({**exp.model_dump(), **off})
+    refs = param_mix(exp)
+    store = stages.open_store(exp)
+    shutil.rmtree(Path(store.root) / refs["choice"].path)
+
+    state = param_mix(exp, return_state=True)
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert f"{refs['choice'].path}: not in the store" in message
+    assert "if a cached stage still names it, `parammix run --verify`" in message
+
+    verified = exp.model_copy(
+        update={"runtime": exp.runtime.model_copy(update={"verify_cached": True})}
+    )
+    assert param_mix(verified) == refs
+    assert store.exists(refs["choice"])
