@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -348,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     args.log = DebugLog()
     for k, v in QUIET_ENV.items():  # every command: a store command may start Prefect too
         os.environ.setdefault(k, v)
+    os.environ.setdefault("MPLCONFIGDIR", str(cache_root() / "matplotlib"))  # not ~/.config
+    warnings.formatwarning = _one_line
     main_thread = threading.current_thread() is threading.main_thread()  # else the embedder's
     handler = functools.partial(_terminated, args.command in UNWOUND)
     previous = signal.signal(signal.SIGTERM, handler) if main_thread else None
@@ -366,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         args.log.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
+    """A warning as the user reads it: what, not the source file and line it came from."""
+    return f"warning: {message}\n"
 
 
 def _expected(err: BaseException) -> bool:

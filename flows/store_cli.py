@@ -57,7 +57,7 @@ def cmd_verify(exp: Experiment, args: argparse.Namespace) -> int:
 
 
 def cmd_gc(exp: Experiment, args: argparse.Namespace) -> int:
-    if args.older_than < 0:
+    if not args.older_than >= 0:  # nan too: it compares false with every age
         raise StoreError(f"--older-than {args.older_than:g}: must be 0 or more seconds")
     store = config_store(exp)
     found = find_garbage(store, args.older_than)

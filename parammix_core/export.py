@@ -91,6 +91,11 @@ def export_model(
     try:
         _build(tmp, exp, store, models, mixture, source)
         _move(tmp, out)
+    except OSError as err:  # where the export is written (read-only, full): named as --out
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.filename is None or not str(err.filename).startswith(str(tmp)):
+            raise
+        raise ExportError(f"--out {out}: cannot write there ({err.strerror})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 STAGE = "parammix_stage"  # attribute naming the stage an exception was raised in
 _OURS = ("parammix_core", "tasks", "flows")
 _TRACEBACK = "Traceback (most recent call last)"
+_DISK_FULL = "No space left on device"  # also inside other libraries' messages (safetensors)
 
 
 class UsageError(ValueError):
@@ -21,6 +22,8 @@ def describe(err: BaseException, stage: str | None = None) -> str:
     """`<stage>: <cause>`; the stage from the exception, else `stage`, else none."""
     where = getattr(err, STAGE, None) or stage
     text = _cause(err)
+    if _DISK_FULL in text and "store" not in text:
+        text += " (the disk holding store.url or PARAMMIX_CACHE is full: free space there)"
     if _TRACEBACK in text:  # e.g. the stderr of a launched process
         text = text.split(_TRACEBACK, 1)[0].rstrip() + "\n  (a traceback: see the debug log)"
     return f"{where}: {text}" if where else text

@@ -239,6 +239,10 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
     if path is None:
         return Experiment()
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file")
+    if path.exists() and not path.is_file():  # a device or a pipe: never read
+        raise ConfigError(f"{path}: not a regular file; give a YAML config file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:

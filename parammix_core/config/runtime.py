@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from parammix_core.config.base import Count, FreeForm, NotBool, Strict, Text
-from parammix_core.config.urls import WHERE_SECRETS_GO, known_scheme, secret_in_url
+from parammix_core.config.urls import WHERE_SECRETS_GO, secret_in_url, writable_scheme
 
 # Option names that would carry a secret (an Authorization header, an Azure connection string
 # holding AccountKey=...): never accepted in a config (configs are flow parameters, shown in
@@ -42,7 +42,7 @@ def _secret_keys(options: dict[str, Any], prefix: str = "") -> list[str]:
 class StoreConfig(Strict):
     """Where artifacts live. Credentials come from the environment or a Prefect Secret block."""
 
-    url: Annotated[Text, AfterValidator(known_scheme)] = Field(
+    url: Annotated[Text, AfterValidator(writable_scheme)] = Field(
         ".parammix/store", min_length=1, description="Local folder or fsspec URL (s3://b/p)."
     )
     storage_options: FreeForm = Field(

@@ -44,6 +44,21 @@ def secret_in_url(url: str) -> str | None:
     return f"query parameter {names[0]!r}" if names else None
 
 
+# fsspec filesystems that read only: a store there fails at its first write, after training.
+READ_ONLY = ("reference", "zip", "tar", "libarchive", "http", "https", "github", "git")
+
+
+def writable_scheme(url: str) -> str:
+    """`known_scheme`, and one a store can be written to."""
+    protocol, _ = split_protocol(known_scheme(url))
+    if protocol in READ_ONLY:
+        raise ValueError(
+            f"{protocol}:// in {url!r} is read-only; the store needs a writable location (a "
+            "local folder, s3://, gs://, az://, ...)"
+        )
+    return url
+
+
 def known_scheme(url: str) -> str:
     """`url` if it is a local path or uses a scheme an installed fsspec backend serves, and
     carries no credentials (configs are flow parameters, shown in the UI and stored)."""

@@ -3,6 +3,7 @@ create-only writes, and backend errors turned into a StoreError saying what to f
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -49,6 +50,12 @@ def explained(url: str, action: str) -> Iterator[None]:
             ) from None
         raise
     except Exception as err:
+        if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.ENOSPC):
+            on = f" on {err.filename}" if err.filename else ""
+            raise StoreError(
+                f"store {url}: cannot {action}, {err.strerror.lower()}{on}; "
+                + ("free space there" if err.errno == errno.ENOSPC else "give a writable store")
+            ) from None
         if type(err).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
             raise StoreError(
                 f"store {url}: no credentials found; set AWS_ACCESS_KEY_ID and "

@@ -117,6 +117,10 @@ CONFIG_CASES = {
         override('data.domains.0.paths=["az://c/x.jsonl?sv=1&sig=never-printed-secret"]'),
         "data.domains.0.paths.0: credentials in a URL are not accepted (query parameter 'sig')",
     ),
+    "read-only-store-scheme": case(
+        override("store.url=zip://sub::/tmp/s.zip"),
+        "store.url: zip:// in 'zip://sub::/tmp/s.zip' is read-only; the store needs a writable",
+    ),
     "token-in-corpus-url": case(
         override('data.domains.0.paths=["http://never-printed-secret@127.0.0.1:9/web.jsonl"]'),
         "data.domains.0.paths.0: credentials in a URL are not accepted (a user name or token "
@@ -125,6 +129,13 @@ CONFIG_CASES = {
     "jwt-in-corpus-url": case(
         override('data.domains.0.paths=["https://h/web.jsonl?jwt=never-printed-secret"]'),
         "data.domains.0.paths.0: credentials in a URL are not accepted (query parameter 'jwt')",
+    ),
+    "config-is-a-folder": case(
+        lambda tmp: ["run", "--config", str(tmp)], ": a folder, not a config file"
+    ),
+    "config-is-a-device": case(
+        lambda tmp: ["run", "--config", "/dev/zero"],
+        "/dev/zero: not a regular file; give a YAML config file",
     ),
     "no-such-config-file": case(
         lambda tmp: ["run", "--config", str(tmp / "nope.yaml")], "nope.yaml: no such config file"
@@ -277,6 +288,9 @@ STORE_CASES = {
     "verify-on-a-missing-store": case(store_cmd("verify"), "nowhere: no store here"),
     "gc-negative-age": case(
         store_cmd("gc", "--older-than", "-5"), "--older-than -5: must be 0 or more seconds"
+    ),
+    "gc-nan-age": case(
+        store_cmd("gc", "--older-than", "nan"), "--older-than nan: must be 0 or more seconds"
     ),
     "run-into-a-user-folder": case(
         lambda tmp: ["run", "--config", write_config(tmp, **{"store__url": str(user_folder(tmp))})],

@@ -3,6 +3,7 @@ and every refusal as one `error:` line with exit code 2."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -139,6 +140,21 @@ def test_sigterm_mid_export_leaves_nothing_beside_out(run, tmp_path: Path, capfd
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert errors == ["error: export: terminated (SIGTERM); its unfinished output was removed"]
     assert list(tmp_path.iterdir()) == [] and snapshot(Path(exp.store.url)) == before
+
+
+@pytest.mark.slow
+def test_an_unwritable_out_is_named_not_the_temporary_folder(run, tmp_path, capfd, monkeypatch):
+    """A release check's read-only --out was reported by the hidden `.out.export-<hex>` name."""
+    exp, _, config = run
+
+    def read_only(tmp: Path, *args) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp / "model.safetensors"))
+
+    monkeypatch.setattr(export, "_build", read_only)
+    error = refused(exp, tmp_path, capfd, ["--config", config, "--chosen"])
+    assert error == (
+        f"error: --out {tmp_path / 'out'}: cannot write there ({os.strerror(errno.EROFS)})"
+    )
 
 
 def refused(exp: Experiment, tmp: Path, capfd, argv: list[str]) -> str:

@@ -1,10 +1,15 @@
 """How a failure reads after `error:`: the stage, then the cause; never a traceback."""
 
 import errno
+import os
+
+import pytest
 
 from parammix_core.data import DataError
 from parammix_core.failure import STAGE, describe
 from parammix_core.stages.launch import LaunchError
+from parammix_core.store import StoreError
+from parammix_core.store.transfer import explained
 
 
 def test_our_errors_keep_their_message_and_get_their_stage():
@@ -36,3 +41,26 @@ def test_a_traceback_inside_a_message_stays_out_of_the_terminal():
     assert "rank 1: DataError: bad" in text
     assert "Traceback" not in text and 'File "x.py"' not in text
     assert text.endswith("(a traceback: see the debug log)")
+
+
+def test_a_full_disk_says_which_disks_to_free():
+    """A release check's full store: `SafetensorError: ... No space left on device` named
+    neither the store nor the cache."""
+    full = type("SafetensorError", (Exception,), {})(
+        "Error while serializing: No space left on device (os error 28)"
+    )
+    setattr(full, STAGE, "train_expert[math]")
+    assert describe(full) == (
+        "train_expert[math]: SafetensorError: Error while serializing: No space left on device "
+        "(os error 28) (the disk holding store.url or PARAMMIX_CACHE is full: free space there)"
+    )
+
+
+def test_a_read_only_or_full_store_is_a_store_error_naming_it():
+    for code, says in ((errno.EROFS, "give a writable store"), (errno.ENOSPC, "free space there")):
+        with pytest.raises(StoreError) as err, explained("/s", "delete"):
+            raise OSError(code, os.strerror(code), "state.json")
+        assert (
+            str(err.value)
+            == f"store /s: cannot delete, {os.strerror(code).lower()} on state.json; {says}"
+        )
