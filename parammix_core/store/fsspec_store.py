@@ -19,7 +19,7 @@ from parammix_core import __version__
 from parammix_core.paths import cache_root
 from parammix_core.store.address import KEY_CHARS, ArtifactRef, canonical_json
 from parammix_core.store.cache import cached_copy
-from parammix_core.store.errors import StoreError
+from parammix_core.store.errors import StoreError, missing
 from parammix_core.store.manifest import (
     MANIFEST,
     Verify,
@@ -29,7 +29,13 @@ from parammix_core.store.manifest import (
     sha256_file,
     unsafe_name,
 )
-from parammix_core.store.marker import MARKER, STORE_ID, entries, foreign_entries
+from parammix_core.store.marker import (
+    MARKER,
+    STORE_ID,
+    apart_from_cache,
+    entries,
+    foreign_entries,
+)
 from parammix_core.store.transfer import create_file, explained, get_file, is_local, put_file
 
 if TYPE_CHECKING:  # torch and pandas take seconds to import: only the loaders below need them
@@ -67,22 +73,7 @@ class Store:
         self._ready = False  # the marker was seen or made: writes may go ahead
         self.cache_dir = cache_dir or cache_root()
         if self.is_local:
-            self._apart_from_cache()
-
-    def _apart_from_cache(self) -> None:
-        """The cache's staging folders are built and removed by path: a store inside it (or
-        holding it) would see its artifacts deleted as they are published."""
-        store, cache = Path(self.root).resolve(), Path(self.cache_dir).resolve()
-        if store.is_relative_to(cache):
-            raise StoreError(
-                f"store {self.url}: inside the cache folder {cache} (PARAMMIX_CACHE), which "
-                "Param-Mix empties as it works; give store.url a folder outside it"
-            )
-        if cache.is_relative_to(store):
-            raise StoreError(
-                f"store {self.url}: holds the cache folder {cache} (PARAMMIX_CACHE); give the "
-                "store and PARAMMIX_CACHE separate folders"
-            )
+            apart_from_cache(url, Path(self.root), Path(self.cache_dir))
 
     @property
     def id(self) -> str:
@@ -196,7 +187,7 @@ class Store:
         """Compare every file with the manifest; raise StoreError naming the first mismatch."""
         manifest = self.manifest(ref)
         if manifest is None:
-            raise self._missing(ref)
+            raise missing(f"{ref.path}: not in the store {self.url} (no {MANIFEST})")
         level = verify or self.verify
         folder = Path(self.file_path(ref, "", manifest)) if self.is_local else None
         for rel, want in manifest["files"].items():
@@ -209,14 +200,6 @@ class Store:
                 raise StoreError(f"{ref.path}/{rel}: listed in the manifest but missing") from None
             _compare(ref, rel, size, want, level, lambda p=path: self._sha256(p))
         return manifest
-
-    def _missing(self, ref: ArtifactRef) -> StoreError:
-        """A stage expected `ref`; a Prefect cache kept from before it was lost (a store
-        restored from a backup keeps its identity) would name it on every run."""
-        return StoreError(
-            f"{ref.path}: not in the store {self.url} (no {MANIFEST}); if a cached stage still "
-            "names it, `parammix run --verify` (runtime.verify_cached) builds it again"
-        )
 
     def _sha256(self, path: str) -> str:
         h = hashlib.sha256()
@@ -233,7 +216,7 @@ class Store:
             return Path(self.file_path(ref, "", manifest)).resolve()
         manifest = self.manifest(ref)
         if manifest is None:
-            raise self._missing(ref)
+            raise missing(f"{ref.path}: not in the store {self.url} (no {MANIFEST})")
         return cached_copy(self, ref, manifest)
 
     def _loadable(self, ref: ArtifactRef, rel: str) -> Path:
@@ -412,7 +395,6 @@ class Store:
             yield folder, manifest
 
     def uri(self, ref: ArtifactRef, rel: str = "") -> str:
-        """Where a person opens a published artifact's file, or its files' folder (a model's
-        is a `transformers` checkpoint); the artifact's own folder holds only the manifest."""
+        """Where a person opens an artifact's file, or its files' folder (not the manifest's)."""
         path = self.file_path(ref, rel).rstrip("/")
         return path if self.is_local else self.fs.unstrip_protocol(path)

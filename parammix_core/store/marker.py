@@ -4,9 +4,11 @@ nothing but the pipeline's own artifacts (a store from before the marker)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from parammix_core.store.address import KEY_CHARS, STAGES
+from parammix_core.store.errors import StoreError
 
 # A store's identity and marker: a folder without it is not a store, and nothing but a
 # store is ever written into (besides a new or empty folder, which becomes one).
@@ -44,3 +46,19 @@ def foreign_entries(fs: Any, root: str) -> list[str]:
 def _written_here(folder: str, name: str) -> bool:
     """Whether the pipeline writes an entry `name` in the store's top-level `folder`."""
     return name in STAGES if folder == "_work" else bool(_ARTIFACT_FOLDER.match(name))
+
+
+def apart_from_cache(url: str, root: Path, cache: Path) -> None:
+    """A local store must not overlap the cache: its staging folders are built and removed by
+    path, so a store inside it (or holding it) would see artifacts deleted as published."""
+    store, cache = root.resolve(), cache.resolve()
+    if store.is_relative_to(cache):
+        raise StoreError(
+            f"store {url}: inside the cache folder {cache} (PARAMMIX_CACHE), which Param-Mix "
+            "empties as it works; give store.url a folder outside it"
+        )
+    if cache.is_relative_to(store):
+        raise StoreError(
+            f"store {url}: holds the cache folder {cache} (PARAMMIX_CACHE); give the store and "
+            "PARAMMIX_CACHE separate folders"
+        )
