@@ -313,9 +313,10 @@ def load_prepared(out_dir: Path) -> PreparedData:
 
 
 def natural_weights(stats: dict[str, dict[str, int]]) -> dict[str, float]:
-    """Mixture weights in proportion to each domain's cleaned characters (before the
-    token caps): the "natural proportions" baseline. For built-in domains that size is
-    what was generated or found, so they come out near uniform."""
+    """Mixture weights in proportion to each domain's cleaned characters (after the cut to
+    `max_chars` and the `max_documents` cap, before the token caps): the "natural
+    proportions" of the text the runs can read. For built-in domains that size is what was
+    generated or found, so they come out near uniform."""
     chars = {name: s["characters"] for name, s in stats.items()}
     total = sum(chars.values())
     if total <= 0:
