@@ -169,11 +169,7 @@ def choose_mixture(
     if absent:
         raise SearchError(f"no surrogate for {absent}; fitted targets are {surrogates.targets}")
     weights = resolve_weights(groups, cfg.group_weights)
-    lo, hi = search_bounds(domains, cfg.bounds)
-
-    pool = simplex.sample_bounded(k, cfg.n_candidates, lo, hi, seed=seed)  # (C, K)
-    corners = np.vstack([simplex.vertices(k), simplex.uniform(k)])  # (K + 1, K)
-    pool = np.vstack([pool, corners[simplex.within_bounds(corners, lo, hi)]])
+    pool = candidate_pool(domains, cfg, seed, cfg.n_candidates)  # (C, K)
 
     to_real = on_real_scale(groups, real_scale)
     measured, paired_se = mapped_noise(to_real, measured, paired_se)
@@ -258,6 +254,17 @@ def _natural(natural: dict[str, float], domains: list[str]) -> np.ndarray:
     if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise SearchError(f"natural proportions must be non-negative and not all 0; got {natural}")
     return w / w.sum()
+
+
+def candidate_pool(domains: list[str], cfg: SearchConfig, seed: int, size: int) -> np.ndarray:
+    """The mixtures `choose_mixture` ranks: `size` draws inside the bounds, then the vertices
+    and uniform when inside them. A smaller `size` samples the same distribution (what a
+    simultaneous interval covers, `uncertainty.gain_intervals`)."""
+    k = len(domains)
+    lo, hi = search_bounds(domains, cfg.bounds)
+    pool = simplex.sample_bounded(k, size, lo, hi, seed=seed)
+    corners = np.vstack([simplex.vertices(k), simplex.uniform(k)])  # (K + 1, K)
+    return np.vstack([pool, corners[simplex.within_bounds(corners, lo, hi)]])
 
 
 def _evaluate(domains: list[str], alpha: np.ndarray, score) -> dict:

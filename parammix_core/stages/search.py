@@ -9,7 +9,7 @@ import numpy as np
 from parammix_core.config import Experiment
 from parammix_core.data import natural_weights
 from parammix_core.search import Choice, choose_mixture, normaliser
-from parammix_core.search.choice import mapped_noise, on_real_scale
+from parammix_core.search.choice import candidate_pool, mapped_noise, on_real_scale
 from parammix_core.search.common import Transform
 from parammix_core.search.real_scale import GroupLine, fit_real_scale, lines_to_json
 from parammix_core.search.uncertainty import gain_intervals, verdict
@@ -95,6 +95,11 @@ def real_scale(store: Store, validation: ArtifactRef, groups: list[str]) -> dict
     )
 
 
+# Candidates the chosen mixture's interval is simultaneous over, beside the top ones it averages
+# (a sample of the pool it was picked from, the same distribution).
+BAND = 512
+
+
 def _interval(
     exp: Experiment,
     store: Store,
@@ -104,7 +109,7 @@ def _interval(
     transform: Transform,
 ) -> None:
     """Set `choice.intervals` and `choice.verdict` from a bootstrap over the evaluated
-    mixtures and their documents."""
+    mixtures and their documents, simultaneous over the candidates it was picked among."""
     tasks = exp.evaluation.tasks
     per_doc = load_doc_scores(store, evals, tasks)
     if any(t.name not in per_doc for t in tasks):
@@ -120,6 +125,8 @@ def _interval(
     point = {
         b: choice.predicted_utility - p["predicted_utility"] for b, p in choice.baselines.items()
     }
+    picked = [[p["alpha"][d] for d in exp.domains] for p in choice.top_k]
+    candidates = np.vstack([candidate_pool(exp.domains, exp.search, exp.seed, BAND), picked])
     intervals = gain_intervals(
         alphas,
         per_doc,
@@ -133,6 +140,7 @@ def _interval(
         seed=exp.seed,
         replicates=exp.search.interval.replicates,
         level=exp.search.interval.level,
+        candidates=candidates,
     )
     choice.intervals = {b: iv.to_json() for b, iv in intervals.items()}
     advice = more_documents(exp)
