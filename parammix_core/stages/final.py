@@ -6,7 +6,8 @@ their corpus size), each with `final.seeds` data-order seeds and otherwise ident
 (`mixed.final_run`: a `transformers` checkpoint that `from_pretrained` loads). Every run is then
 scored like the merges (benchmarks and held-out loss; `score_final_run`, its own artifact so an
 edited task never retrains a run), and the summary says per capability group whether the chosen
-mixture wins, with the seed spread. The chosen mixture's first seed is *the* final model.
+mixture wins: the mixtures share their data-order seeds, so each difference is paired by seed
+and judged by its t interval. The chosen mixture's first seed is *the* final model.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from parammix_core import simplex
 from parammix_core.config import Experiment
 from parammix_core.data import load_prepared, natural_weights
 from parammix_core.model import load_model, resolve_device
-from parammix_core.report.final import BASELINES, UNTESTED, is_beside
+from parammix_core.report.final import BASELINES, NOT_JUDGED, UNTESTED, WITHIN, is_beside
 from parammix_core.search.common import Transform, scale_from_spec, utility
 from parammix_core.stages.common import Progress
 from parammix_core.stages.evaluate import evaluation_spec, make_evaluator
@@ -105,6 +107,10 @@ def final_summary_ref(
     return ArtifactRef.for_spec("final", "summary", spec, code=code_version("final"))
 
 
+# The level of the paired interval a final-training win or loss must clear.
+LEVEL = 0.9
+
+
 def compare_runs(
     metrics: Mapping[str, Sequence[Mapping[str, float]]],
     domains: Sequence[str],
@@ -114,8 +120,13 @@ def compare_runs(
 ) -> pd.DataFrame:
     """Per metric (utility, groups, mean loss, losses, then each task's accuracy and `also`
     metrics where every run reports them): the chosen mixture's mean and seed sd, each
-    baseline's, and the chosen-minus-baseline gain oriented so that positive is better. The
-    utility puts the groups on `scale` (the search's, `search.normaliser`) when given."""
+    baseline's, and the chosen-minus-baseline gain oriented so that positive is better, with
+    the `LEVEL` t interval of the per-seed differences (runs i of every mixture share data-order
+    seed i). A win or loss is called only when that interval excludes zero: "beyond the seed
+    spread" (gain > the runs' combined sd) called 15 % of no-difference comparisons a win and
+    15 % a loss with two seeds (review 38). `also.<task>.<metric>` rows are not judged (lm-eval
+    does not say for every metric whether higher is better). The utility puts the groups on
+    `scale` (the search's, `search.normaliser`) when given."""
     rows = []
     columns = ["utility"] * bool(groups) + [f"group.{g}" for g in groups]
     columns += ["mean_loss"] + [f"loss.{d}" for d in domains]
@@ -149,18 +160,31 @@ def compare_runs(
             if name not in metrics:
                 continue
             base = values(name, column)
-            gain = sign * (chosen.mean() - base.mean())
-            spread = math.sqrt(_sd(chosen) ** 2 + _sd(base) ** 2) if len(chosen) > 1 else math.nan
+            low, high = paired_interval(sign * (chosen - base), LEVEL)
             row[name] = base.mean()
             row[f"{name} sd"] = _sd(base)
-            row[f"gain vs {name}"] = gain
+            row[f"gain vs {name}"] = sign * (chosen.mean() - base.mean())
+            row[f"low vs {name}"], row[f"high vs {name}"] = low, high
             row[f"wins vs {name}"] = (
-                ("yes" if gain > spread else "no" if gain < -spread else "within spread")
-                if math.isfinite(spread)
+                NOT_JUDGED
+                if column.startswith("also.")
+                else ("yes" if low > 0 else "no" if high < 0 else WITHIN)
+                if math.isfinite(low)
                 else UNTESTED
             )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def paired_interval(differences: np.ndarray, level: float) -> tuple[float, float]:
+    """The central `level` t interval of the mean of per-seed differences (nan, nan with one
+    seed; the mean itself when every seed differs by the same amount)."""
+    n = len(differences)
+    if n < 2:
+        return math.nan, math.nan
+    mean = float(differences.mean())
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * _sd(differences) / math.sqrt(n)
+    return mean - half, mean + half
 
 
 def _sd(v: np.ndarray) -> float:
