@@ -7,8 +7,10 @@ tries first are scores too: a domain's own weight alpha_d for that domain's metr
 of alpha (balanced mixtures do well on average), and the alpha-weighted mean of the experts'
 scores (linear interpolation between the corners); the merge's lead over the best of them
 comes with an interval from resampling the mixtures (`rank_lead`). The noise ceiling says how
-well two real runs of the same mixtures with different data orders agree: no proxy can be
-expected to beat it. `proxy_validation` puts them together into the validation's table.
+well two real runs of the same mixtures with different data orders agree (reliability r); a
+proxy as noisy as a run can be expected to reach it, a noiseless one sqrt(r) (`proxy_spearman`),
+so a deterministic merge may beat the ceiling but not that bound. `proxy_validation` puts them
+together into the validation's table.
 
 Shapes: N mixtures, K domains.
 """
@@ -135,7 +137,10 @@ def noise_ceiling(
     the squared difference, halved. The reliability 1 - noise / var(runs) is the expected
     Pearson correlation of two independent sets of runs over the N mixtures, and
     (6/pi) asin(r/2) its Spearman equivalent for Gaussian scores. With R >= 3 the direct
-    Spearman of first vs rerun is given too (over R mixtures only: a rough check).
+    Spearman of first vs rerun is given too (over R mixtures only: a rough check). A proxy
+    that knew every mixture's expected score would correlate with the runs at sqrt(r), not r
+    (Pearson; (6/pi) asin(sqrt(r)/2) as Spearman): `proxy_spearman`, the most a proxy can be
+    expected to reach against them.
 
     The ceiling is itself an estimate: its noise variance rests on R differences and the
     spread on N runs, so `spearman_low` / `spearman_high` bound it at CEILING_LEVEL from the F
@@ -174,6 +179,7 @@ def noise_ceiling(
         "spearman": _spearman_ceiling(noise_var, total_var),
         "spearman_low": _spearman_ceiling(noise_high, total_var),
         "spearman_high": _spearman_ceiling(noise_low, total_var),
+        "proxy_spearman": _spearman_bound(noise_var, total_var),
         "direct_spearman": spearman(first, rerun) if r >= 3 else math.nan,
     }
     if truth is not None and runs_per is not None:
@@ -185,6 +191,7 @@ def noise_ceiling(
             truth_spearman=_spearman_ceiling(noise_var * share, truth_var),
             truth_spearman_low=_spearman_ceiling(noise_high * share, truth_var),
             truth_spearman_high=_spearman_ceiling(noise_low * share, truth_var),
+            truth_proxy_spearman=_spearman_bound(noise_var * share, truth_var),
         )
     return out
 
@@ -244,3 +251,9 @@ def _spearman_ceiling(noise_var: float, total_var: float) -> float:
     """The reliability's Spearman equivalent for Gaussian scores, (6/pi) asin(r/2)."""
     pearson = _reliability(noise_var, total_var)
     return 6 / math.pi * math.asin(pearson / 2) if math.isfinite(pearson) else math.nan
+
+
+def _spearman_bound(noise_var: float, total_var: float) -> float:
+    """A noiseless proxy's expected Spearman against the runs, (6/pi) asin(sqrt(r)/2)."""
+    pearson = _reliability(noise_var, total_var)
+    return 6 / math.pi * math.asin(math.sqrt(pearson) / 2) if math.isfinite(pearson) else math.nan

@@ -77,8 +77,25 @@ def test_noise_ceiling_from_reruns():
     assert out["pearson"] == pytest.approx(reliability)
     assert out["spearman"] == pytest.approx(6 / math.pi * math.asin(reliability / 2))
     assert math.isnan(out["direct_spearman"])  # two reruns: too few for a rank correlation
+    bound = 6 / math.pi * math.asin(math.sqrt(reliability) / 2)
+    assert out["proxy_spearman"] == pytest.approx(bound) and bound > out["spearman"]
     # noise as large as the spread: no reliable ranking at all
     assert ranking.noise_ceiling(runs, np.array([1.0]), np.array([4.0]))["spearman"] == 0.0
+
+
+def test_a_noiseless_proxy_reaches_the_bound_not_the_ceiling():
+    """Review 38: two runs agree at the reliability r, a proxy that knows every mixture's
+    expected score agrees with one run at sqrt(r). Simulated at r = 0.5 over 300 mixtures:
+    the runs' mean Spearman is the ceiling, the perfect proxy's the bound, 0.2 above it."""
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 1, (40, 300))
+    one, two = (truth + rng.normal(0, 1, truth.shape) for _ in range(2))  # r = 1 / (1 + 1)
+    runs_agree = np.mean([ranking.spearman(a, b) for a, b in zip(one, two, strict=True)])
+    proxy = np.mean([ranking.spearman(t, a) for t, a in zip(truth, one, strict=True)])
+    out = ranking.noise_ceiling(one[0], one[0, :100], two[0, :100])
+    assert runs_agree == pytest.approx(out["spearman"], abs=0.05)
+    assert proxy == pytest.approx(out["proxy_spearman"], abs=0.05)
+    assert proxy > runs_agree + 0.15
 
 
 def test_a_shift_common_to_the_reruns_is_not_noise():
