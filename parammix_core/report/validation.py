@@ -133,10 +133,10 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
     best = num(a["best_trivial_spearman"])
     ceiling_info = a.get("ceiling", {})
     ceiling = num(ceiling_info.get("spearman"))
+    agree = f" and two real runs agree at about {ceiling:.2f}" if math.isfinite(ceiling) else ""
     verdict = (
         f"On the {head.replace('_', ' ')}, the merge ranks mixtures at ρ = {rho:.2f} against "
-        f"the real runs; the best trivial ranking reaches {best:.2f} and two real runs agree "
-        f"at about {ceiling:.2f}. "
+        f"the real runs; the best trivial ranking reaches {best:.2f}{agree}. "
     )
     runs = num(ceiling_info.get("truth_runs"))
     bound = num(ceiling_info.get("proxy_spearman"))
@@ -147,7 +147,7 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
             f"The real score of a mixture is the mean of its runs ({runs:.1f} per mixture on "
             f"average), so two such validations would agree at about {ceiling:.2f}. "
         )
-    if not (rho > best):
+    if math.isfinite(best) and not (rho > best):
         verdict += f"{emphasis}The merge is no better than a trivial ranking here.{emphasis} "
     verdict += _lead_sentence(a.get("merge_lead"), a.get("n"), rho > best, emphasis)
     if math.isfinite(bound) and rho < bound - 0.05:
@@ -183,8 +183,11 @@ def _lead_sentence(lead: dict | None, n: int | None, ahead: bool, emphasis: str)
     )
     if lead["low"] > 0:
         return said + "more than which mixtures were drawn. "
-    if lead["high"] < 0:
-        return said + "a trivial ranking does better beyond which mixtures were drawn. "
+    if lead["high"] < 0:  # the best of several noisy trivial rankings is favoured by chance
+        return said + (
+            "the best of the trivial rankings is ahead on these mixtures (picked as the best "
+            "of several, it is favoured by chance, so this does not show it ranks better). "
+        )
     return said + (
         f"{emphasis}on these mixtures the merge is not distinguishable from a trivial "
         f"ranking{emphasis}; more validation mixtures (`validation.n_mixtures`) would tell. "

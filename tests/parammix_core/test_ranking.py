@@ -204,6 +204,12 @@ def test_the_verdict_says_when_the_ceiling_is_uncertain():
     analysis["mean_loss"]["ceiling"].update(spearman_low=0.65, spearman_high=0.75)
     assert "uncertain" not in report.validation_verdict({"analysis": analysis})
     assert report.validation_table(analysis)["ceiling 90 %"].tolist() == ["0.65–0.75"]
+    analysis["mean_loss"]["ceiling"] = {}  # validation.reruns: 0: no ceiling, none quoted
+    text = report.validation_verdict({"analysis": analysis})
+    assert text == (
+        "On the mean loss, the merge ranks mixtures at ρ = 0.80 against the real runs; the best "
+        "trivial ranking reaches 0.50."
+    )  # before: "... and two real runs agree at about nan."
 
 
 def test_scaled_gain_puts_the_proxys_gain_on_the_real_runs_scale():
