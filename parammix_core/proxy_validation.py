@@ -79,12 +79,13 @@ def mean_of_runs(mix, rerun, columns: Sequence[str]):
 
     A rerun has another data order, which moves every mixture's score alike (`noise_ceiling`'s
     shift), so it is first put on the first runs' seed by the mean difference first - rerun
-    over the rerun mixtures: mixtures trained once and twice then compare alike.
+    over the rerun mixtures: mixtures trained once and twice then compare alike. One rerun
+    put on the first run's seed is that run again, so it counts for nothing.
     """
     truth = mix[list(columns)].astype(float)
     counts = np.ones(len(mix), dtype=int)
     idx = [] if rerun is None else [i for i in rerun.index if i in mix.index]
-    if idx:
+    if len(idx) > 1:
         again = rerun.loc[idx, list(columns)].astype(float)
         shift = (truth.loc[idx] - again).mean()
         truth.loc[idx] = (truth.loc[idx] + again + shift) / 2

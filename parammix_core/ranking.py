@@ -134,7 +134,9 @@ def noise_ceiling(
     (on the default, by up to the spread between mixtures): a shift that changes no ranking.
     So the run-to-run noise variance is the variance of the differences first - rerun about
     their mean (`shift`), halved; with one rerun there is no mean to take out, and it is
-    the squared difference, halved. The reliability 1 - noise / var(runs) is the expected
+    the squared difference, halved: the shift stays in it, so the ceiling reads low (a true
+    0.79 read 0.56 on average when the shift's sd equalled the spread's; review 38) and gets
+    no interval. The reliability 1 - noise / var(runs) is the expected
     Pearson correlation of two independent sets of runs over the N mixtures, and
     (6/pi) asin(r/2) its Spearman equivalent for Gaussian scores. With R >= 3 the direct
     Spearman of first vs rerun is given too (over R mixtures only: a rough check). A proxy
@@ -170,6 +172,8 @@ def noise_ceiling(
     tail, spread_df = (1 - CEILING_LEVEL) / 2, max(len(runs) - 1, 1)
     noise_high = noise_var / float(stats.f.ppf(tail, df, spread_df))  # more noise: lower ceiling
     noise_low = noise_var / float(stats.f.ppf(1 - tail, df, spread_df))
+    if r == 1:
+        noise_high = noise_low = math.nan
     out = {
         "reruns": float(r),
         "shift": shift,
@@ -246,7 +250,7 @@ def scaled_gain(proxy: np.ndarray, real: np.ndarray, target: int, gain_sd: float
 
 def _reliability(noise_var: float, total_var: float) -> float:
     """Expected Pearson correlation of two runs: 1 - noise / spread, floored at 0."""
-    if not total_var > 0:
+    if not (total_var > 0 and math.isfinite(noise_var)):
         return math.nan
     return max(0.0, 1 - noise_var / total_var)
 

@@ -156,7 +156,12 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
             "mixture's expected score would reach against these runs. "
         )
     low, high = num(ceiling_info.get("spearman_low")), num(ceiling_info.get("spearman_high"))
-    if math.isfinite(low) and math.isfinite(high) and high - low > CEILING_WIDE:
+    if num(ceiling_info.get("reruns")) == 1:
+        verdict += (
+            "From one rerun the noise holds the data-order seed's shift too, so the ceiling "
+            "reads low and has no interval; `validation.reruns: 2` or more separates them. "
+        )
+    elif math.isfinite(low) and math.isfinite(high) and high - low > CEILING_WIDE:
         reruns = int(num(ceiling_info.get("reruns")))
         verdict += (
             f"The ceiling itself is uncertain: from {reruns} rerun(s) it lies in "

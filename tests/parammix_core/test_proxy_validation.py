@@ -25,6 +25,10 @@ def test_the_mean_of_a_mixtures_runs_puts_reruns_on_the_first_runs_seed():
     alone, once = proxy_validation.mean_of_runs(mix, None, ["m"])
     np.testing.assert_allclose(alone["m"].to_numpy(), mix["m"].to_numpy())
     assert once.tolist() == [1, 1, 1, 1]
+    # one rerun moved onto the first run's seed is that run again: it counts for nothing
+    single, counts = proxy_validation.mean_of_runs(mix, rerun.loc[[1]], ["m"])
+    np.testing.assert_allclose(single["m"].to_numpy(), mix["m"].to_numpy())
+    assert counts.tolist() == [1, 1, 1, 1]  # before: [1, 2, 1, 1]
 
 
 def test_flatness_is_the_share_of_the_groups_spread_the_utility_keeps():

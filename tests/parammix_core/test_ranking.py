@@ -81,6 +81,10 @@ def test_noise_ceiling_from_reruns():
     assert out["proxy_spearman"] == pytest.approx(bound) and bound > out["spearman"]
     # noise as large as the spread: no reliable ranking at all
     assert ranking.noise_ceiling(runs, np.array([1.0]), np.array([4.0]))["spearman"] == 0.0
+    # one rerun: the seed's shift is in the noise, so the point reads low and has no interval
+    one = ranking.noise_ceiling(runs, np.array([1.0]), np.array([1.2]))
+    assert one["spearman"] == pytest.approx(6 / math.pi * math.asin((1 - 0.02 / (5 / 3)) / 2))
+    assert math.isnan(one["spearman_low"]) and math.isnan(one["spearman_high"])
 
 
 def test_a_noiseless_proxy_reaches_the_bound_not_the_ceiling():
@@ -204,6 +208,10 @@ def test_the_verdict_says_when_the_ceiling_is_uncertain():
     analysis["mean_loss"]["ceiling"].update(spearman_low=0.65, spearman_high=0.75)
     assert "uncertain" not in report.validation_verdict({"analysis": analysis})
     assert report.validation_table(analysis)["ceiling 90 %"].tolist() == ["0.65–0.75"]
+    analysis["mean_loss"]["ceiling"].update(reruns=1, spearman_low=None, spearman_high=None)
+    assert "From one rerun the noise holds the data-order seed's shift too" in (
+        report.validation_verdict({"analysis": analysis})
+    )
     analysis["mean_loss"]["ceiling"] = {}  # validation.reruns: 0: no ceiling, none quoted
     text = report.validation_verdict({"analysis": analysis})
     assert text == (
