@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from parammix_core.config.base import Count, Strict
 from parammix_core.config.data import DataConfig
@@ -15,7 +16,12 @@ from parammix_core.config.model import ModelConfig
 from parammix_core.config.runtime import RuntimeConfig, StoreConfig
 from parammix_core.config.search import Bounds, SearchConfig
 from parammix_core.config.training import TrainingConfig
-from parammix_core.config.urls import SECRET_IN_CONFIG
+from parammix_core.config.urls import (
+    SECRET_IN_CONFIG,
+    WHERE_SECRETS_GO,
+    secret_in_url,
+    urls_with_secrets,
+)
 from parammix_core.config.validation import FinalConfig, ValidationConfig
 
 
@@ -34,6 +40,20 @@ class Experiment(Strict):
     final: FinalConfig = Field(default_factory=FinalConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _no_urls_with_secrets(self) -> Experiment:
+        """No field may hold a URL with a password or a signed query (a flow's parameters are
+        shown in the UI, stored by Prefect and written into an exported model card); fields
+        that name locations refuse them on their own, this catches every other one."""
+        bad = urls_with_secrets(self.model_dump(mode="json"))
+        if bad:
+            raise PydanticCustomError(
+                SECRET_IN_CONFIG,
+                "credentials in a URL are not accepted ({fields}): {where}",
+                {"fields": ", ".join(bad), "where": WHERE_SECRETS_GO},
+            )
+        return self
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:
@@ -132,17 +152,20 @@ class ConfigError(ValueError):
 def _format_errors(source: str, err: ValidationError) -> str:
     lines = [f"{source}: {err.error_count()} invalid field(s)"]
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        path = ".".join(str(p) for p in e["loc"])  # none: a check across fields names them
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {path}: {msg}" + (f" (got {e['input']!r})" if _short(e) else ""))
+        got = f" (got {e['input']!r})" if _short(e) and path else ""
+        lines.append(f"  {path}: {msg}{got}" if path else f"  {msg}")
     return "\n".join(lines)
 
 
 def _short(e: dict) -> bool:
-    """Whether to show the bad value: short, and never a secret."""
+    """Whether to show the bad value: short, and never a secret (nor a URL holding one under
+    a mistyped key, `store.ur: s3://user:password@...`)."""
     value = e.get("input")
     shown = isinstance(value, str | int | float | bool) and len(repr(value)) <= 60
-    return shown and e["type"] != SECRET_IN_CONFIG
+    hidden = isinstance(value, str) and ("@" in value or secret_in_url(value) is not None)
+    return shown and not hidden and e["type"] != SECRET_IN_CONFIG
 
 
 def parse_experiment(data: dict, source: str = "<config>") -> Experiment:

@@ -13,6 +13,8 @@ from parammix_core.config.experiment import (
     load_yaml,
     parse_experiment,
 )
+from parammix_core.config.runtime import secret_name
+from parammix_core.config.urls import secret_in_url
 
 # The shipped configs (configs/<name>.yaml beside the package): named presets.
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -26,8 +28,14 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
     for item in overrides:
         path, sep, raw = item.partition("=")
         if not sep or not path:
-            raise ConfigError(f"--set {item!r}: expected dotted.path=value")
-        value = load_yaml(raw, f"--set {item!r}: the value")
+            raise ConfigError(f"--set {_shown(item)!r}: expected dotted.path=value")
+        if _shown(item) != item:  # a YAML error would quote the value
+            try:
+                value = load_yaml(raw, "")
+            except ConfigError:
+                raise ConfigError(f"--set {_shown(item)!r}: the value is not valid YAML") from None
+        else:
+            value = load_yaml(raw, f"--set {item!r}: the value")
         node: Any = data
         keys = path.split(".")
         try:
@@ -39,10 +47,18 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
                 node[keys[-1]] = value
         except (ValueError, IndexError, TypeError, AttributeError):
             raise ConfigError(
-                f"--set {item!r}: the config has no field {path!r} (list items take an index, "
-                "e.g. data.domains.0.name)"
+                f"--set {_shown(item)!r}: the config has no field {path!r} (list items take an "
+                "index, e.g. data.domains.0.name)"
             ) from None
     return parse_experiment(data, f"{source} with --set")
+
+
+def _shown(item: str) -> str:
+    """A `--set` item as an error may quote it: the value hidden when it may be a secret (a
+    secret-like name, or a URL with a user part)."""
+    path, sep, raw = item.partition("=")
+    secret = secret_name(path.rsplit(".", 1)[-1]) or "@" in raw or secret_in_url(raw)
+    return f"{path}=<hidden>" if sep and secret else item
 
 
 def _index(key: str) -> int:

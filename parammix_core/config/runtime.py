@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from parammix_core.config.base import Count, FreeForm, NotBool, Strict, Text
-from parammix_core.config.urls import WHERE_SECRETS_GO, secret_in_url, writable_scheme
+from parammix_core.config.urls import WHERE_SECRETS_GO, urls_with_secrets, writable_scheme
 
 # Option names that would carry a secret (an Authorization header, an Azure connection string
 # holding AccountKey=...): never accepted in a config (configs are flow parameters, shown in
@@ -17,6 +17,8 @@ SECRET_OPTIONS = (
     "secret",
     "token",
     "password",
+    "passwd",
+    "pwd",
     "session",
     "auth",
     "credential",
@@ -24,19 +26,33 @@ SECRET_OPTIONS = (
 )
 
 
+def secret_name(key: object) -> bool:
+    """Whether an option or variable is named like a secret (`HF_TOKEN`, `passwd`, ...)."""
+    return any(s in str(key).lower() for s in SECRET_OPTIONS)
+
+
 def _secret_keys(options: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of options (at any depth) that look like they carry a secret, by their
-    name or by a URL value with a password or a signed query."""
+    """Dotted names of options (at any depth, lists included) that look like they carry a
+    secret, by their name or by a URL value with a password or a signed query."""
     out = []
     for key, value in options.items():
         name = f"{prefix}{key}"
-        if any(s in str(key).lower() for s in SECRET_OPTIONS):
+        if secret_name(key):
             out.append(name)
         elif isinstance(value, dict):
             out += _secret_keys(value, f"{name}.")
-        elif isinstance(value, str) and secret_in_url(value):
-            out.append(name)
+        else:
+            out += [f"{name}.{p}" if p else name for p in urls_with_secrets(value)]
     return out
+
+
+def _refuse_secrets(options: dict) -> dict:
+    bad = sorted(_secret_keys(options))
+    if bad:
+        raise ValueError(
+            f"secrets are not accepted in a config ({', '.join(bad)}): {WHERE_SECRETS_GO}"
+        )
+    return options
 
 
 class StoreConfig(Strict):
@@ -64,12 +80,7 @@ class StoreConfig(Strict):
     @field_validator("storage_options")
     @classmethod
     def _no_secrets(cls, options: dict) -> dict:
-        bad = sorted(_secret_keys(options))
-        if bad:
-            raise ValueError(
-                f"secrets are not accepted in a config ({', '.join(bad)}): {WHERE_SECRETS_GO}"
-            )
-        return options
+        return _refuse_secrets(options)
 
 
 NonNegativeFloat = Annotated[float, NotBool, Field(ge=0, le=10_000, allow_inf_nan=False)]
@@ -100,6 +111,12 @@ class RayConfig(Strict):
         "secrets).",
     )
     train_expert: RayTaskResources = Field(default_factory=RayTaskResources)
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _no_secrets(cls, env: dict) -> dict:  # env_vars: {HF_TOKEN: ...} would be shown
+        return _refuse_secrets(env)
+
     merge_and_evaluate: RayTaskResources = Field(default_factory=RayTaskResources)
     other_tasks: RayTaskResources = Field(default_factory=RayTaskResources)
 

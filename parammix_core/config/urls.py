@@ -44,6 +44,20 @@ def secret_in_url(url: str) -> str | None:
     return f"query parameter {names[0]!r}" if names else None
 
 
+def urls_with_secrets(value: object, path: str = "") -> list[str]:
+    """Dotted paths of every string at any depth of `value` (mappings, lists) that is a URL
+    carrying a secret: no field of a config may hold one."""
+    if isinstance(value, str):
+        return [path] if secret_in_url(value) else []
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return []
+    return [p for k, v in items for p in urls_with_secrets(v, f"{path}.{k}" if path else str(k))]
+
+
 # fsspec filesystems that read only: a store there fails at its first write, after training.
 READ_ONLY = ("reference", "zip", "tar", "libarchive", "http", "https", "github", "git")
 

@@ -64,6 +64,10 @@ class Store:
         except (ImportError, ValueError) as err:
             raise StoreError(f"store {url!r}: cannot open ({err})") from None
         self.root = root.rstrip("/")
+        if not self.root:  # "/", "file:///", "s3://": "" would be the working folder
+            raise StoreError(
+                f"store {url!r}: the root of a file system; store.url needs a folder in it"
+            )
         self.verify = verify
         self.lookup = lookup  # what `exists` checks: sizes, or sha256 to trust nothing cached
         self.part_size = part_size  # multipart upload part size for large files (S3)

@@ -121,6 +121,42 @@ CONFIG_CASES = {
         override("store.url=zip://sub::/tmp/s.zip"),
         "store.url: zip:// in 'zip://sub::/tmp/s.zip' is read-only; the store needs a writable",
     ),
+    # an audit (2026-12-07) found these accepted, shown by show-config and written into an
+    # exported model card, or the value repeated by the error naming a mistyped key
+    "passwd-in-storage-options": case(
+        override("store.storage_options.passwd=never-printed-secret"),
+        "store.storage_options: secrets are not accepted in a config (passwd)",
+    ),
+    "token-in-ray-env-vars": case(
+        override("runtime.ray.runtime_env={env_vars: {HF_TOKEN: never-printed-secret}}"),
+        "runtime.ray.runtime_env: secrets are not accepted in a config (env_vars.HF_TOKEN)",
+    ),
+    "password-in-ray-address": case(
+        override("runtime.ray.address=ray://u:never-printed-secret@head:10001"),
+        "credentials in a URL are not accepted (runtime.ray.address)",
+    ),
+    "password-in-import-runs-url": case(
+        override(
+            'search.import_runs={ratios: "https://u:never-printed-secret@h/r.csv", metrics: m.csv}'
+        ),
+        "credentials in a URL are not accepted (search.import_runs.ratios)",
+    ),
+    "password-in-a-listed-option": case(
+        override("store.storage_options.endpoint_url=[http://u:never-printed-secret@h]"),
+        "secrets are not accepted in a config (endpoint_url.0)",
+    ),
+    "password-under-a-mistyped-key": case(
+        override("store.ur=s3://u:never-printed-secret@b/p"),
+        "store.ur: Extra inputs are not permitted",
+    ),
+    "password-under-a-path-that-is-not-there": case(
+        override("store.url.x=s3://u:never-printed-secret@b/p"),
+        "--set 'store.url.x=<hidden>': the config has no field 'store.url.x'",
+    ),
+    "broken-yaml-under-a-secret-name": case(
+        override("store.storage_options.secret=[never-printed-secret"),
+        "--set 'store.storage_options.secret=<hidden>': the value is not valid YAML",
+    ),
     "token-in-corpus-url": case(
         override('data.domains.0.paths=["http://never-printed-secret@127.0.0.1:9/web.jsonl"]'),
         "data.domains.0.paths.0: credentials in a URL are not accepted (a user name or token "
@@ -309,6 +345,10 @@ STORE_CASES = {
         lambda tmp: ["run", "--config", write_config(tmp, **{"store__url": str(tmp / "cache/s")})],
         "cache/s: inside the cache folder",
         "(PARAMMIX_CACHE), which Param-Mix empties as it works; give store.url a folder outside",
+    ),
+    "store-at-the-root": case(  # "/" stripped to "", read as the working folder: a whole
+        override("store.url=/"),  # store was built there (audit 2026-12-07)
+        "store '/': the root of a file system; store.url needs a folder in it",
     ),
     "run-into-a-file": case(
         lambda tmp: ["run", "--config", write_config(tmp, **{"store__url": str(a_file(tmp))})],

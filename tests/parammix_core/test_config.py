@@ -104,6 +104,7 @@ def test_bad_values_name_the_field(data: dict, expected: str):
     message = _error(data)
     assert message.startswith("exp.yaml:")
     assert expected in message
+    assert "<root>" not in message  # a check across fields names its fields itself
 
 
 def test_load_errors_name_the_file(tmp_path: Path):
