@@ -2,7 +2,8 @@
 
 `parammix validate-config` and `parammix run` call `check_inputs` right after the evaluation
 tasks are resolved, so a corpus path that matches nothing, a checkpoint folder without its
-config, weights or tokenizer, or a tokenizer folder that is not there fails in seconds with
+config, weights or tokenizer, a tokenizer folder that is not there, or a table of
+`search.import_runs` that is missing or does not fit the experiment fails in seconds with
 the field named, instead of after the Prefect server has started and the data stage has begun.
 Only listings and file names are read: nothing is loaded, downloaded or written.
 """
@@ -16,7 +17,9 @@ import fsspec
 
 from parammix_core.config import Experiment
 from parammix_core.data import DataError
+from parammix_core.runs import RunsError
 from parammix_core.stages.data import domain_files
+from parammix_core.stages.imports import imported_rows, imports_ref
 
 # Any of these beside the weights is a tokenizer transformers can load.
 TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"})
@@ -39,17 +42,27 @@ def check_inputs(exp: Experiment) -> None:
         checks.append(functools.partial(_check_tokenizer, "data.tokenizer", tokenizer, exp))
     if exp.model.checkpoint is not None:
         checks.append(functools.partial(_check_checkpoint, exp))
+    if exp.search.import_runs is not None:  # else read after data, base and experts trained
+        checks.append(functools.partial(_check_imports, exp))
     refused: list[ValueError] = []
     for check in checks:
         try:
             check()
-        except (DataError, PreflightError) as err:
+        except (DataError, PreflightError, RunsError) as err:
             refused.append(err)
     if len(refused) == 1:
         raise refused[0]
     if refused:
         listed = "".join(f"\n  {err}" for err in refused)
         raise PreflightError(f"{len(refused)} inputs cannot be read:{listed}")
+
+
+def _check_imports(exp: Experiment) -> None:
+    """search.import_runs: both files there, and the tables the search would join."""
+    runs = exp.search.import_runs
+    assert runs is not None
+    imports_ref(exp)  # names the field of a missing file
+    imported_rows(exp, runs.ratios, runs.metrics)
 
 
 def _names(exp: Experiment, url: str, field: str) -> tuple[str, set[str]]:

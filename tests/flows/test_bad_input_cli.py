@@ -53,6 +53,13 @@ BOMB = "store:\n  storage_options:\n    l0: &l0 [a, a]\n" + "".join(
     f"    l{i}: &l{i} [*l{i - 1}, *l{i - 1}]\n" for i in range(1, 24)
 )
 
+
+def _table(tmp: Path, name: str, *lines: str) -> Path:
+    path = tmp / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 CONFIG_CASES = {
     "unknown-key": case(
         yaml_file("training: {expert: {stepz: 3}}\n"), "exp.yaml", "training.expert.stepz"
@@ -156,6 +163,18 @@ CONFIG_CASES = {
     "broken-yaml-under-a-secret-name": case(
         override("store.storage_options.secret=[never-printed-secret"),
         "--set 'store.storage_options.secret=<hidden>': the value is not valid YAML",
+    ),
+    "import-runs-missing": case(  # found only after data, base and experts trained before
+        override("search.import_runs={ratios: /nonexistent/r.csv, metrics: /nonexistent/m.csv}"),
+        "preflight: search.import_runs.ratios: no such file /nonexistent/r.csv",
+    ),
+    "import-runs-of-other-domains": case(
+        lambda tmp: override(
+            f"search.import_runs={{ratios: {_table(tmp, 'r.csv', 'run_id,poetry,prose', 'a,1,0')}"
+            f", metrics: {_table(tmp, 'm.csv', 'run_id,group.math', 'a,0.1')}}}"
+        )(tmp),
+        "preflight: ",
+        "r.csv: weight columns ['poetry', 'prose'] differ from the experiment's domains",
     ),
     "token-in-corpus-url": case(
         override('data.domains.0.paths=["http://never-printed-secret@127.0.0.1:9/web.jsonl"]'),
