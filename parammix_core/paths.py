@@ -1,5 +1,5 @@
 """Where Param-Mix keeps what is not an artifact: debug logs, data being prepared, the
-unpacked stdlib snapshot. `$PARAMMIX_CACHE`, else ~/.cache/parammix."""
+unpacked stdlib snapshot. `$PARAMMIX_CACHE`, else (unset or empty) ~/.cache/parammix."""
 
 from __future__ import annotations
 
@@ -8,4 +8,4 @@ from pathlib import Path
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("PARAMMIX_CACHE", Path.home() / ".cache/parammix"))
+    return Path(os.environ.get("PARAMMIX_CACHE") or Path.home() / ".cache/parammix")  # "": not "."

@@ -75,6 +75,10 @@ CONFIG_CASES = {
         yaml_file("seed: 1\nseed: 2\n"), "exp.yaml: not valid YAML: duplicate key 'seed'"
     ),
     "not-yaml": case(yaml_file("data: [unclosed\n"), "exp.yaml: not valid YAML"),
+    "list-as-a-key": case(  # was "TypeError: unhashable type: 'list'"
+        yaml_file("? [a, b]\n: 1\n"),
+        "exp.yaml: not valid YAML: a mapping key must be a name, not a list or mapping",
+    ),
     "top-level-list": case(yaml_file("- 1\n- 2\n"), "exp.yaml: top level must be a mapping"),
     "not-utf8": case(
         yaml_file("name: caf\xe9\n".encode("latin-1")), "exp.yaml: not UTF-8 text (byte offset 9)"
