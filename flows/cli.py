@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.param_mix import param_mix
     from flows.server import prefect_api
     from parammix_core import stages
+    from parammix_core.model import resolve_device
 
     log_path = args.log.start()  # after Prefect set up its console handlers
     if log_path is None:  # the cache holds the build folders too: nothing would work
@@ -91,6 +92,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             "folders go there); set PARAMMIX_CACHE to a writable folder"
         )
 
+    if exp.runtime.task_runner == "thread":  # tasks run here: a missing GPU fails now, not later
+        try:
+            resolve_device(exp.runtime.device)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     if exp.store.credentials_block is None:  # a folder that is no store: refused before all
         _ = stages.open_store(exp).id
     torch.set_num_threads(exp.runtime.torch_threads)

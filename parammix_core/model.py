@@ -220,7 +220,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+        raise ValueError(
+            f"runtime.device: {name!r} requested but CUDA is not available on this machine "
+            "(torch.cuda.is_available() is False); use auto or cpu"
+        )
     return device
 
 

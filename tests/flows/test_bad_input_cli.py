@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.flows.bad_input_cli import Case, case, refused, write_config
 from tests.flows.test_bad_input_cli_runs import CHECKPOINT_CASES, CORPUS_CASES
@@ -397,6 +398,17 @@ def test_refused_before_any_flow(case: Case, tmp_path: Path, capfd, monkeypatch)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-printed-secret")
     message = refused(tmp_path, case.make(tmp_path), capfd, case.says)
     assert "never-printed-secret" not in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has the GPU asked for")
+def test_a_gpu_asked_for_on_a_machine_without_one_is_refused_before_the_store(
+    tmp_path: Path, capfd
+):
+    """An audit (2026-12-07): validate-config passed, then the run made the store and failed in
+    base_model with a bare ValueError naming no field."""
+    argv = override("runtime.device=cuda")(tmp_path)
+    refused(tmp_path, argv, capfd, ("runtime.device: 'cuda' requested but CUDA is not available",))
+    assert not (tmp_path / "store").exists()
 
 
 def test_the_suite_has_at_least_60_cases():
