@@ -30,7 +30,7 @@ from typing import Any
 from flows import runs_cli, store_cli
 from flows.cli_values import Parser, check_crons, seed
 from flows.debug_log import DebugLog, quiet_console
-from parammix_core.config import Experiment, apply_overrides, load_experiment
+from parammix_core.config import Experiment, apply_overrides, config_path, load_experiment
 from parammix_core.failure import STAGE, UsageError, describe
 from parammix_core.paths import cache_root
 from parammix_core.store import StoreError
@@ -50,8 +50,16 @@ QUIET_ENV = {
 
 
 def _load(args: argparse.Namespace) -> Experiment:
-    exp = load_experiment(args.config)
+    exp = load_experiment(_config_file(args.config))
     return apply_overrides(exp, args.set or [], args.config or "<embedded default>")
+
+
+def _config_file(config: str | None) -> str | Path | None:
+    """The file as given, or a preset's (`micro`) for a bare name that is no file here, as a
+    deployment's `config` parameter takes it; a bare name that is neither lists the presets."""
+    if config is None or Path(config).exists():
+        return config
+    return config_path(config)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -60,7 +68,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    exp = load_experiment(args.file)
+    exp = load_experiment(_config_file(args.file))
     from parammix_core.evaluate.resolve import check_evaluation  # loads lm-eval: not for --help
 
     check_evaluation(exp, args.file)  # lm-eval task names, metrics, data files, code execution
@@ -221,7 +229,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--config", help="experiment YAML (default: the embedded default)")
+        sp.add_argument(
+            "--config",
+            help="experiment YAML, or a preset name such as micro (default: the embedded default)",
+        )
         sp.add_argument(
             "--set", action="append", metavar="PATH=VALUE", help="override one field, repeatable"
         )
@@ -367,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr)
         return 143
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        kept = "; finished stages are kept in the store: the same command resumes from them"
+        said = f"error: {args.command}: interrupted (Ctrl-C)"
+        print(said + (kept if args.command == "run" else ""), file=sys.stderr)
         return 130
     except Exception as err:  # the contract: one line, exit 2, the traceback in the log
         return _fail(err, args)

@@ -34,7 +34,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     _show_warnings(caught)
     metrics = [c for c in table.columns if c != "run_id" and not c.startswith("alpha.")]
-    print(f"{len(table)} runs, {len(domains)} domains: {', '.join(domains)}")
+    print(f"{len(table)} runs, {len(domains)} domain(s): {', '.join(domains)}")
     print(f"{len(metrics)} metric(s): {', '.join(metrics)}")
     print(table.drop(columns="run_id").describe().T[["mean", "std", "min", "max"]].to_string())
     if args.out:
@@ -54,6 +54,9 @@ def _write(table: pd.DataFrame, out: str) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
         os.close(fd)
         table.to_parquet(tmp, index=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the partial file, not the table
         os.replace(tmp, path)
     except OSError as err:
         raise RunsError(f"--out {out}: cannot write it ({err.strerror or err})") from None

@@ -23,7 +23,12 @@ from parammix_core.config.experiment import (
     parse_experiment,
 )
 from parammix_core.config.model import ModelConfig
-from parammix_core.config.overrides import apply_overrides, presets, resolve_experiment
+from parammix_core.config.overrides import (
+    apply_overrides,
+    config_path,
+    presets,
+    resolve_experiment,
+)
 from parammix_core.config.runtime import RuntimeConfig, StoreConfig
 from parammix_core.config.search import (
     Bounds,
@@ -61,6 +66,7 @@ __all__ = [
     "TrainingConfig",
     "ValidationConfig",
     "apply_overrides",
+    "config_path",
     "load_experiment",
     "load_yaml",
     "parse_experiment",

@@ -81,6 +81,7 @@ def _check_fields(path: Path, kind: str) -> None:
             reader = csv.reader(f)
             header = next(reader, None)
             width = len(header or [])
+            _check_header([c.strip() for c in header or []], path)
             for row in reader:
                 if row and len(row) != width:
                     faults.add(reader.line_num, f"{len(row)} fields, but the header has {width}")
@@ -89,6 +90,17 @@ def _check_fields(path: Path, kind: str) -> None:
     except csv.Error as err:
         raise RunsError(f"{path}: not a readable CSV {kind} table: {err}") from None
     faults.raise_any("(the values are checked once every row has the header's fields)")
+
+
+def _check_header(names: list[str], path: Path) -> None:
+    """Every column named once (pandas renames a repeated `math` to `math.1` and a blank one
+    to `Unnamed: 2`, which then read as domains or metrics)."""
+    blank = [i + 1 for i, name in enumerate(names) if not name]
+    if blank and len(names) > 1:
+        raise RunsError(f"{path}, line 1: column {blank[0]} has no name")
+    dupes = sorted({name for name in names if names.count(name) > 1})
+    if dupes:
+        raise RunsError(f"{path}, line 1: column(s) {dupes} given more than once")
 
 
 def _read(path: str | Path, kind: str, id_column: str) -> tuple[pd.DataFrame, _Faults]:
@@ -111,9 +123,6 @@ def _read(path: str | Path, kind: str, id_column: str) -> tuple[pd.DataFrame, _F
         )
     if len(df.columns) < 2:
         raise RunsError(f"{path}: no {kind} columns besides {id_column!r}")
-    dupes = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-    if dupes:
-        raise RunsError(f"{path}: duplicated column(s) {dupes}")
     if df.empty:
         raise RunsError(f"{path}: no rows")
     faults = _Faults(path)

@@ -262,6 +262,18 @@ TABLE_CASES = {
     "import-out-cannot-be-written": case(
         lambda tmp: [*tables()(tmp)[:-1], "/proc/version"], "--out /proc/version: cannot write it ("
     ),
+    "column-given-twice": case(  # pandas read it as the domains math, math.1 (audit 38)
+        tables(RATIOS.replace("run_id,math,code", "run_id,math,math")),
+        "ratios.csv, line 1: column(s) ['math'] given more than once",
+    ),
+    "metric-given-twice": case(
+        tables(metrics=METRICS.replace("loss.math\n", "group.math\n", 1)),
+        "metrics.csv, line 1: column(s) ['group.math'] given more than once",
+    ),
+    "column-without-a-name": case(  # read as the domain 'Unnamed: 2'
+        tables(RATIOS.replace("run_id,math,code", "run_id,math,")),
+        "ratios.csv, line 1: column 3 has no name",
+    ),
     "extra-field": case(
         tables(RATIOS.replace("r2,0.5,0.5", "r2,0.5,0.5,9")),
         "ratios.csv, line 3: 4 fields, but the header has 3",

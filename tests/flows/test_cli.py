@@ -116,7 +116,10 @@ def test_import_renormalises_a_rounded_table_with_one_warning_line(tmp_path: Pat
     assert printed.err.splitlines() == [
         f"warning: {tmp_path / 'r.csv'}: renormalised 2 row(s); the worst summed to 0.996 (line 2)"
     ]
-    assert "3 runs, 2 domains: math, code" in printed.out
+    assert "3 runs, 2 domain(s): math, code" in printed.out
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600 (audit 38)
     table = pd.read_parquet(out)
     assert list(table.columns) == ["run_id", "alpha.math", "alpha.code", "acc"]
     assert table["alpha.math"].tolist() == pytest.approx([0.5, 0.5, 0.7 / 1.002])
@@ -252,3 +255,22 @@ def test_surrogate_names_metric_columns_that_hold_no_numbers(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         f"error: {test}: column(s) 'score' ({text}) hold no numbers"
     ]
+
+
+def test_ctrl_c_says_what_is_kept_and_exits_130(monkeypatch, capsys):
+    """An audit (2026-12-07): ^C printed a bare `error: interrupted`, naming no command and not
+    saying that a rerun resumes from the finished stages."""
+    import flows.cli as cli
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_run", interrupted)
+    monkeypatch.setattr(cli, "cmd_show", interrupted)
+    assert main(["run"]) == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "error: run: interrupted (Ctrl-C); finished stages are kept in the store: the same "
+        "command resumes from them"
+    ]
+    assert main(["show-config"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["error: show-config: interrupted (Ctrl-C)"]

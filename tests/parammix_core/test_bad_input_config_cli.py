@@ -38,6 +38,20 @@ def no_flow(monkeypatch):
     monkeypatch.setitem(sys.modules, "flows.param_mix", types.SimpleNamespace(param_mix=refuse))
 
 
+def test_a_preset_name_is_a_config_and_a_wrong_one_lists_the_presets(
+    tmp_path, capsys, monkeypatch
+):
+    """Deployments took `config=micro`, the CLI refused it (audit 38)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["show-config", "--config", "micro"]) == 0
+    assert capsys.readouterr().out.startswith("name: micro\n")
+    assert main(["show-config", "--config", "mikro"]) == 2
+    assert "error: config 'mikro': no such preset; presets are [" in capsys.readouterr().err
+    (tmp_path / "micro").write_text("name: mine\n")  # a file of that name here wins
+    assert main(["show-config", "--config", "micro"]) == 0
+    assert capsys.readouterr().out.startswith("name: mine\n")
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
