@@ -38,9 +38,7 @@ def no_flow(monkeypatch):
     monkeypatch.setitem(sys.modules, "flows.param_mix", types.SimpleNamespace(param_mix=refuse))
 
 
-def test_a_preset_name_is_a_config_and_a_wrong_one_lists_the_presets(
-    tmp_path, capsys, monkeypatch
-):
+def test_a_preset_name_is_a_config_and_a_wrong_one_lists_the_presets(tmp_path, capsys, monkeypatch):
     """Deployments took `config=micro`, the CLI refused it (audit 38)."""
     monkeypatch.chdir(tmp_path)
     assert main(["show-config", "--config", "micro"]) == 0
