@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
     from flows.param_mix import param_mix
-    from flows.server import prefect_api
+    from flows.server import check_api, prefect_api
     from parammix_core import stages
     from parammix_core.model import resolve_device
 
@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "folders go there); set PARAMMIX_CACHE to a writable folder"
         )
 
+    check_api()  # an unreachable PREFECT_API_URL: said now, not after the store is made
     if exp.runtime.task_runner == "thread":  # tasks run here: a missing GPU fails now, not later
         try:
             resolve_device(exp.runtime.device)

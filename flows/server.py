@@ -122,6 +122,29 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def check_api() -> None:
+    """Before a run writes anything: a set PREFECT_API_URL answers, and a temporary server
+    has a PREFECT_HOME folder for its database (else ServerError naming the setting)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    url = settings.api.url
+    if url:
+        with get_client(sync_client=True) as client:
+            err = client.api_healthcheck()
+        if err is not None:
+            raise ServerError(
+                f"PREFECT_API_URL {url}: cannot reach the Prefect server ({err}); start it "
+                "(`prefect server start`) or unset PREFECT_API_URL for a temporary one"
+            )
+    elif settings.home.exists() and not settings.home.is_dir():
+        raise ServerError(
+            f"PREFECT_HOME {settings.home}: a file, not a folder; the temporary Prefect server "
+            "keeps its database there"
+        )
+
+
 @contextmanager
 def prefect_api(log: Path) -> Iterator[str]:
     """The API URL for this run; a temporary server (output to `log`) when none is set."""

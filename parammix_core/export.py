@@ -78,6 +78,7 @@ def export_model(
 ) -> Exported:
     """Write the merged model of `alpha` (default: the run's chosen mixture) to `out`."""
     out = Path(out)
+    store.require_store()  # a file or a folder of other things: said so, not "run first"
     check_out(out, Path(store.root) if store.is_local else None)
     models = published_models(exp, store)
     if alpha is None:

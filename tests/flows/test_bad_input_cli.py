@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
 from tests.flows.bad_input_cli import Case, case, refused, write_config
 from tests.flows.test_bad_input_cli_runs import CHECKPOINT_CASES, CORPUS_CASES
@@ -386,6 +387,28 @@ STORE_CASES = {
         override("store.url=/"),  # store was built there (audit 2026-12-07)
         "store '/': the root of a file system; store.url needs a folder in it",
     ),
+    "export-from-a-user-folder": case(  # said "not in the store: run `parammix run` first"
+        lambda tmp: [
+            "export",
+            "--set",
+            f"store.url={user_folder(tmp)}",
+            "--chosen",
+            "--out",
+            str(tmp / "o"),
+        ],
+        "not a Param-Mix store (no STORE_ID marker)",
+    ),
+    "export-from-a-file": case(  # was a raw NotADirectoryError
+        lambda tmp: [
+            "export",
+            "--set",
+            f"store.url={a_file(tmp)}",
+            "--chosen",
+            "--out",
+            str(tmp / "o"),
+        ],
+        "notes.txt: a file, not a folder",
+    ),
     "run-into-a-file": case(
         lambda tmp: ["run", "--config", write_config(tmp, **{"store__url": str(a_file(tmp))})],
         "notes.txt: a file, not a folder; point store.url at a new or empty folder",
@@ -420,6 +443,25 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_refused_before_the_store(
     base_model with a bare ValueError naming no field."""
     argv = override("runtime.device=cuda")(tmp_path)
     refused(tmp_path, argv, capfd, ("runtime.device: 'cuda' requested but CUDA is not available",))
+    assert not (tmp_path / "store").exists()
+
+
+def test_an_unreachable_prefect_api_is_refused_before_the_store(tmp_path: Path, capfd):
+    """An audit (2026-12-07): the run made the store, then failed after about 20 s with a bare
+    RuntimeError naming no setting."""
+    url = "http://127.0.0.1:9/api"
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        refused(tmp_path, override()(tmp_path), capfd, (f"PREFECT_API_URL {url}: cannot reach",))
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_prefect_home_that_is_a_file_is_named(tmp_path: Path, capfd):
+    """Was "the temporary Prefect server exited with code 3" (audit 38)."""
+    home = tmp_path / "cache" / "prefect-home"  # inside the cache: the harness's own folders
+    home.parent.mkdir(exist_ok=True)
+    home.write_text("")
+    with temporary_settings(updates={PREFECT_HOME: home}, restore_defaults={PREFECT_API_URL}):
+        refused(tmp_path, override()(tmp_path), capfd, (f"PREFECT_HOME {home}: a file",))
     assert not (tmp_path / "store").exists()
 
 
