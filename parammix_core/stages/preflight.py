@@ -32,24 +32,27 @@ class PreflightError(ValueError):
 def check_inputs(exp: Experiment) -> None:
     """Refuse, by field, every input the data and base stages could not read: one at a time
     would make a user fix and rerun once per missing corpus."""
-    checks: list[Callable[[], object]] = [
-        functools.partial(domain_files, exp, d.name)  # DataError naming the domain
+    checks: list[tuple[str, Callable[[], object]]] = [
+        (f"domain {d.name!r} ({', '.join(d.paths)})", functools.partial(domain_files, exp, d.name))
         for d in exp.data.domains
         if d.paths
     ]
     if exp.data.tokenizer is not None:
         tokenizer = exp.data.tokenizer
-        checks.append(functools.partial(_check_tokenizer, "data.tokenizer", tokenizer, exp))
+        check = functools.partial(_check_tokenizer, "data.tokenizer", tokenizer, exp)
+        checks.append(("data.tokenizer", check))
     if exp.model.checkpoint is not None:
-        checks.append(functools.partial(_check_checkpoint, exp))
+        checks.append(("model.checkpoint", functools.partial(_check_checkpoint, exp)))
     if exp.search.import_runs is not None:  # else read after data, base and experts trained
-        checks.append(functools.partial(_check_imports, exp))
+        checks.append(("search.import_runs", functools.partial(_check_imports, exp)))
     refused: list[ValueError] = []
-    for check in checks:
+    for field, check in checks:
         try:
             check()
-        except (DataError, PreflightError, RunsError) as err:
+        except (DataError, PreflightError, RunsError) as err:  # they name the field
             refused.append(err)
+        except Exception as err:  # e.g. botocore's NoCredentialsError: named, and the rest go on
+            refused.append(PreflightError(f"{field}: {type(err).__name__}: {err}"))
     if len(refused) == 1:
         raise refused[0]
     if refused:

@@ -61,7 +61,7 @@ class Store:
         self.options = dict(storage_options or {})  # also how corpora on this endpoint are read
         try:
             self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
-        except (ImportError, ValueError) as err:
+        except (ImportError, ValueError, OSError) as err:  # OSError: ftp:// to a host not there
             raise StoreError(f"store {url!r}: cannot open ({err})") from None
         self.root = root.rstrip("/")
         if not self.root:  # "/", "file:///", "s3://": "" would be the working folder

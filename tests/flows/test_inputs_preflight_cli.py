@@ -105,3 +105,29 @@ def test_every_unreadable_input_is_named_at_once(tmp_path, capsys, no_flow):
     assert lines[1].startswith(f"  domain 'a': {tmp_path / 'missing0' / '*.jsonl'}")
     assert lines[2].startswith(f"  domain 'b': {tmp_path / 'missing1' / '*.jsonl'}")
     assert lines[3].startswith("  model.checkpoint: no such folder")
+
+
+def test_an_unexpected_error_listing_a_corpus_is_named_and_hides_nothing_else(
+    tmp_path, capsys, no_flow, monkeypatch
+):
+    """An audit (2026-12-07): an S3 corpus without credentials gave `preflight:
+    NoCredentialsError: Unable to locate credentials`, naming no domain, and the config's other
+    problems went unsaid."""
+    from parammix_core.stages import preflight
+
+    listed = preflight.domain_files
+
+    def no_credentials(exp, name):
+        if name == "b":
+            raise RuntimeError("Unable to locate credentials")
+        return listed(exp, name)
+
+    monkeypatch.setattr(preflight, "domain_files", no_credentials)
+    path = config(tmp_path, model={"checkpoint": str(tmp_path / "nowhere")})
+    assert main(["validate-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: preflight: 2 inputs cannot be read:\n  domain 'b' (")
+    assert (
+        "): RuntimeError: Unable to locate credentials\n  model.checkpoint: no such folder" in err
+    )
+    assert "Traceback" not in err
