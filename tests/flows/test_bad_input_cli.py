@@ -409,6 +409,10 @@ STORE_CASES = {
         ],
         "notes.txt: a file, not a folder",
     ),
+    "store-host-not-there": case(  # was "gaierror: [Errno -2] Name or service not known"
+        lambda tmp: ["store", "list", "--set", "store.url=ftp://example.invalid/x"],
+        "store 'ftp://example.invalid/x': cannot open (",
+    ),
     "run-into-a-file": case(
         lambda tmp: ["run", "--config", write_config(tmp, **{"store__url": str(a_file(tmp))})],
         "notes.txt: a file, not a folder; point store.url at a new or empty folder",
