@@ -30,7 +30,13 @@ from typing import Any
 from flows import runs_cli, store_cli
 from flows.cli_values import Parser, check_crons, seed
 from flows.debug_log import DebugLog, quiet_console
-from parammix_core.config import Experiment, apply_overrides, config_path, load_experiment
+from parammix_core.config import (
+    ConfigError,
+    Experiment,
+    apply_overrides,
+    config_path,
+    load_experiment,
+)
 from parammix_core.failure import STAGE, UsageError, describe
 from parammix_core.paths import cache_root
 from parammix_core.store import StoreError
@@ -69,20 +75,31 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     exp = load_experiment(_config_file(args.file))
-    from parammix_core.evaluate.resolve import check_evaluation  # loads lm-eval: not for --help
-
-    check_evaluation(exp, args.file)  # lm-eval task names, metrics, data files, code execution
-    _check_inputs(exp)  # corpora, checkpoint, tokenizer
+    _preflight(exp, args.file)
     print(f"{args.file}: valid ({len(exp.domains)} domains: {', '.join(exp.domains)})")
     return 0
 
 
+def _preflight(exp: Experiment, source: str) -> None:
+    """The evaluation tasks (names, metrics, data files, code execution), then the inputs
+    (corpora, checkpoint, tokenizer, imported runs), before any server or training; a config
+    bad on both has both named in one error, not the second after fixing the first."""
+    from parammix_core.evaluate.resolve import check_evaluation  # loads lm-eval: not for --help
+
+    try:
+        check_evaluation(exp, source)
+    except ConfigError as tasks:
+        try:
+            _check_inputs(exp)
+        except Exception as inputs:
+            raise ConfigError(f"{tasks}\n{describe(inputs)}") from None
+        raise
+    _check_inputs(exp)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     exp = _load(args)
-    from parammix_core.evaluate.resolve import check_evaluation
-
-    check_evaluation(exp, args.config or "<embedded default>")  # before any server or training
-    _check_inputs(exp)
+    _preflight(exp, args.config or "<embedded default>")
     if args.verify:
         exp = apply_overrides(exp, ["runtime.verify_cached=true"], "--verify")
 
@@ -365,6 +382,14 @@ def _terminated(unwind: bool, signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.log = DebugLog()
+    cache = cache_root()
+    if cache.exists() and not cache.is_dir():  # before matplotlib tries a folder in it
+        print(
+            f"error: PARAMMIX_CACHE: cannot write in {cache} (a file, not a folder; the debug "
+            "log, build and staging folders go there); set PARAMMIX_CACHE to a writable folder",
+            file=sys.stderr,
+        )
+        return 2
     for k, v in QUIET_ENV.items():  # every command: a store command may start Prefect too
         os.environ.setdefault(k, v)
     os.environ.setdefault("MPLCONFIGDIR", str(cache_root() / "matplotlib"))  # not ~/.config

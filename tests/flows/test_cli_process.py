@@ -128,3 +128,16 @@ def test_sigterm_prints_one_error_line_and_leaves_no_server(tmp_path: Path):
     while _with_env(str(tmp_path / "prefect")) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _with_env(str(tmp_path / "prefect"))
+
+
+def test_a_cache_that_is_a_file_gives_one_line_and_nothing_from_matplotlib(tmp_path: Path):
+    """An audit (2026-12-07): with PARAMMIX_CACHE a file, matplotlib printed two lines (and made
+    a folder under /tmp) before `store list` failed on something else."""
+    (tmp_path / "cache").write_text("x\n")
+    done = parammix(tmp_path, "store", "list", "--set", f"store.url={tmp_path / 's'}")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: PARAMMIX_CACHE: cannot write in {tmp_path / 'cache'} (a file, not a folder; the "
+        "debug log, build and staging folders go there); set PARAMMIX_CACHE to a writable folder"
+    ]
+    assert done.stdout == "" and (tmp_path / "cache").read_text() == "x\n"

@@ -131,3 +131,17 @@ def test_an_unexpected_error_listing_a_corpus_is_named_and_hides_nothing_else(
         "): RuntimeError: Unable to locate credentials\n  model.checkpoint: no such folder" in err
     )
     assert "Traceback" not in err
+
+
+def test_a_config_bad_in_its_tasks_and_its_inputs_has_both_named(tmp_path, capsys, no_flow):
+    """An audit (2026-12-07): a bad task hid the missing corpus until the task was fixed."""
+    path = config(tmp_path, evaluation={"tasks": [{"name": "no_such_task_xyz", "group": "g"}]})
+    data = yaml.safe_load(path.read_text())
+    data["data"]["domains"][1]["paths"] = [str(tmp_path / "missing" / "*.jsonl")]
+    path.write_text(yaml.safe_dump(data))
+    for argv in (["validate-config", str(path)], ["run", "--config", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: 1 invalid evaluation field(s)\n"), err
+        assert "no_such_task_xyz" in err and "\npreflight: domain 'b': " in err
+        assert sum(line.startswith("error:") for line in err.splitlines()) == 1
