@@ -244,7 +244,7 @@ def with_debug(sp: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="parammix", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(

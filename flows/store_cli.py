@@ -76,7 +76,7 @@ def cmd_gc(exp: Experiment, args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction, with_config) -> None:
     """Register `parammix store ...` on the main parser."""
     store = sub.add_parser("store", help="list, verify or garbage-collect the artifact store")
-    actions = store.add_subparsers(dest="store_action", required=True)
+    actions = store.add_subparsers(dest="store_action", required=True, metavar="ACTION")
     for name, func, text in (
         ("list", cmd_list, "published artifacts with their stage and config hash"),
         ("verify", cmd_verify, "re-hash every artifact against its manifest"),
@@ -90,6 +90,7 @@ def add_parser(sub: argparse._SubParsersAction, with_config) -> None:
                 "--older-than",
                 type=float,
                 default=3600.0,
+                metavar="SECONDS",
                 help="only leftovers untouched this many seconds (default 3600)",
             )
             sp.add_argument("--delete", action="store_true", help="delete them")

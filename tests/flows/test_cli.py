@@ -59,8 +59,11 @@ def test_bad_override_is_a_config_error(capsys):
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        ([], "error: parammix: the following arguments are required: command"),
-        (["frobnicate"], "error: parammix: argument command: invalid choice: 'frobnicate'"),
+        ([], "error: parammix: the following arguments are required: COMMAND"),
+        (["frobnicate"], "error: parammix: argument COMMAND: invalid choice: 'frobnicate'"),
+        # argparse's own names (store_action) were in these messages (audit 38)
+        (["store"], "error: parammix store: the following arguments are required: ACTION"),
+        (["store", "du"], "error: parammix store: argument ACTION: invalid choice: 'du'"),
         (["store", "gc", "--older-than", "abc"], "error: parammix store gc: argument --older-than"),
         (["export", "--out", "x"], "error: parammix export: one of the arguments --chosen"),
         (["run", "--bogus"], "error: parammix: unrecognized arguments: --bogus"),
