@@ -43,8 +43,10 @@ def by_seed(runs: list[dict], alpha: list[float]) -> dict[int, dict]:
     return {r["seed"]: r["metrics"] for r in runs if np.allclose(r["alpha"], alpha)}
 
 
-def old_call(gain: float, chosen: np.ndarray, base: np.ndarray) -> str:
-    spread = math.sqrt(np.var(chosen, ddof=1) + np.var(base, ddof=1))
+def old_call(row, baseline: str) -> str:
+    """The rule before 2026-12-07: a gain beyond the runs' combined seed sd."""
+    spread = math.hypot(row["chosen sd"], row[f"{baseline} sd"])
+    gain = row[f"gain vs {baseline}"]
     return "yes" if gain > spread else "no" if gain < -spread else "within"
 
 
@@ -83,31 +85,12 @@ def main() -> None:
             print(f"{store} chosen {mixture}, seeds {seeds}")
             for metric in [*args.metrics, *(f"group.{g}" for g in groups)]:
                 row = table.loc[metric]
-                sign = -1.0 if metric == "mean_loss" else 1.0
-                parts = []
-                for b in baselines:
-                    if metric == "mean_loss":
-                        values = {
-                            n: np.array([np.mean([m[f"loss.{d}"] for d in domains]) for m in ms])
-                            for n, ms in metrics.items()
-                        }
-                    elif metric == "utility":
-                        values = {
-                            n: np.array([np.mean([m[f"group.{g}"] for g in groups]) for m in ms])
-                            for n, ms in metrics.items()
-                        }
-                    else:
-                        values = {n: np.array([m[metric] for m in ms]) for n, ms in metrics.items()}
-                    old = old_call(
-                        sign * (values["chosen"].mean() - values[b].mean()),
-                        values["chosen"],
-                        values[b],
-                    )
-                    parts.append(
-                        f"vs {b} {row[f'gain vs {b}']:+.4f} old {old}, paired "
-                        f"[{row[f'low vs {b}']:+.4f}, {row[f'high vs {b}']:+.4f}] "
-                        f"{row[f'wins vs {b}']}"
-                    )
+                parts = [
+                    f"vs {b} {row[f'gain vs {b}']:+.4f} old {old_call(row, b)}, paired "
+                    f"[{row[f'low vs {b}']:+.4f}, {row[f'high vs {b}']:+.4f}] "
+                    f"{row[f'wins vs {b}']}"
+                    for b in baselines
+                ]
                 print(f"  {metric:16s} " + "; ".join(parts))
 
 

@@ -27,7 +27,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from flows import runs_cli, store_cli
+from flows import runs_cli, serve_cli, store_cli
 from flows.cli_values import Parser, check_crons, seed
 from flows.debug_log import DebugLog, quiet_console
 from parammix_core.config import (
@@ -157,72 +157,10 @@ def _console(args: argparse.Namespace):
     return nullcontext() if args.debug else quiet_console()
 
 
-def served_deployments(
-    exp: Experiment,
-    weekly: str,
-    nightly: str,
-    config: str | None = None,
-    sets: list[str] | None = None,
-) -> list[Any]:
-    """The flows as deployments of this process. Their default parameters are the config
-    file and overrides given (a short run form, the file read when a run starts), or the whole
-    experiment when it came from elsewhere."""
-    from flows.evaluate_mixtures import evaluate_mixtures
-    from flows.param_mix import param_mix
-    from flows.refit import refit_surrogates
-
-    params: dict[str, Any] = {"overrides": list(sets or [])}
-    if config is not None:
-        params["config"] = str(Path(config).resolve())
-    tags = ["parammix", exp.name]
-    deployments = [
-        param_mix.to_deployment("served", parameters=params, tags=tags),
-        refit_surrogates.to_deployment("served", parameters=params, tags=tags),
-        evaluate_mixtures.to_deployment("served", parameters=params, tags=tags),
-    ]
-    if weekly != "none":
-        deployments.append(
-            param_mix.to_deployment("served-weekly", parameters=params, cron=weekly, tags=tags)
-        )
-    if nightly != "none":
-        deployments.append(
-            evaluate_mixtures.to_deployment(
-                "served-nightly", parameters=params, cron=nightly, tags=tags
-            )
-        )
-    return deployments
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     exp = _load(args)
     check_crons(weekly=args.weekly, nightly=args.nightly)
-
-    from prefect import serve
-    from prefect.settings import get_current_settings
-
-    if not get_current_settings().api.url:
-        print(
-            "error: no Prefect server: start one (`prefect server start`) and set "
-            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)",
-            file=sys.stderr,
-        )
-        return 2
-    import httpx
-    import torch
-
-    torch.set_num_threads(exp.runtime.torch_threads)
-    args.log.start()  # the runs' tracebacks go there; their one-line logs to the terminal
-    with _console(args):
-        deployments = served_deployments(exp, args.weekly, args.nightly, args.config, args.set)
-        try:
-            serve(*deployments, limit=args.limit)
-        except httpx.ConnectError as err:
-            url = get_current_settings().api.url
-            raise UsageError(
-                f"PREFECT_API_URL {url}: cannot reach the Prefect server ({err}); start it "
-                "(`prefect server start`) or correct the URL"
-            ) from None
-    return 0
+    return serve_cli.serve_flows(exp, args, _console(args))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

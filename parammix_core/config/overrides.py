@@ -29,13 +29,13 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
         path, sep, raw = item.partition("=")
         if not sep or not path:
             raise ConfigError(f"--set {_shown(item)!r}: expected dotted.path=value")
-        if _shown(item) != item:  # a YAML error would quote the value
-            try:
-                value = load_yaml(raw, "")
-            except ConfigError:
-                raise ConfigError(f"--set {_shown(item)!r}: the value is not valid YAML") from None
-        else:
+        try:
             value = load_yaml(raw, f"--set {item!r}: the value")
+        except ConfigError:
+            if _shown(item) == item:
+                raise
+            # YAML's error quotes the value, which may be a secret
+            raise ConfigError(f"--set {_shown(item)!r}: the value is not valid YAML") from None
         node: Any = data
         keys = path.split(".")
         try:

@@ -165,15 +165,18 @@ def compare_runs(
             row[f"{name} sd"] = _sd(base)
             row[f"gain vs {name}"] = sign * (chosen.mean() - base.mean())
             row[f"low vs {name}"], row[f"high vs {name}"] = low, high
-            row[f"wins vs {name}"] = (
-                NOT_JUDGED
-                if column.startswith("also.")
-                else ("yes" if low > 0 else "no" if high < 0 else WITHIN)
-                if math.isfinite(low)
-                else UNTESTED
-            )
+            row[f"wins vs {name}"] = _call(column, low, high)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _call(column: str, low: float, high: float) -> str:
+    """yes / no / within noise from the paired interval; `also` rows are not judged."""
+    if column.startswith("also."):
+        return NOT_JUDGED
+    if not math.isfinite(low):
+        return UNTESTED
+    return "yes" if low > 0 else "no" if high < 0 else WITHIN
 
 
 def paired_interval(differences: np.ndarray, level: float) -> tuple[float, float]:

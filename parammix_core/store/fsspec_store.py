@@ -13,8 +13,6 @@ from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fsspec
-
 from parammix_core import __version__
 from parammix_core.paths import cache_root
 from parammix_core.store.address import KEY_CHARS, ArtifactRef, canonical_json
@@ -35,6 +33,7 @@ from parammix_core.store.marker import (
     apart_from_cache,
     entries,
     foreign_entries,
+    open_location,
 )
 from parammix_core.store.transfer import create_file, explained, get_file, is_local, put_file
 
@@ -59,15 +58,7 @@ class Store:
     ) -> None:
         self.url = url
         self.options = dict(storage_options or {})  # also how corpora on this endpoint are read
-        try:
-            self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
-        except (ImportError, ValueError, OSError) as err:  # OSError: ftp:// to a host not there
-            raise StoreError(f"store {url!r}: cannot open ({err})") from None
-        self.root = root.rstrip("/")
-        if not self.root:  # "/", "file:///", "s3://": "" would be the working folder
-            raise StoreError(
-                f"store {url!r}: the root of a file system; store.url needs a folder in it"
-            )
+        self.fs, self.root = open_location(url, self.options)
         self.verify = verify
         self.lookup = lookup  # what `exists` checks: sizes, or sha256 to trust nothing cached
         self.part_size = part_size  # multipart upload part size for large files (S3)

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import fsspec
+
 from parammix_core.store.address import KEY_CHARS, STAGES
 from parammix_core.store.errors import StoreError
 
@@ -15,6 +17,21 @@ from parammix_core.store.errors import StoreError
 MARKER = "STORE_ID"
 STORE_ID = re.compile(r"^[0-9a-f]{32}$")
 _ARTIFACT_FOLDER = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_.\-]*-[0-9a-f]{{{KEY_CHARS}}}$")
+
+
+def open_location(url: str, options: dict[str, Any]) -> tuple[Any, str]:
+    """The filesystem and folder of a store URL. A URL that cannot be opened, or a file
+    system's root ("/", "file:///", "s3://": "" would read as the working folder), is refused
+    naming it."""
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **options)
+    except (ImportError, ValueError, OSError) as err:  # OSError: ftp:// to a host not there
+        raise StoreError(f"store {url!r}: cannot open ({err})") from None
+    if not root.rstrip("/"):
+        raise StoreError(
+            f"store {url!r}: the root of a file system; store.url needs a folder in it"
+        )
+    return fs, root.rstrip("/")
 
 
 def entries(fs: Any, folder: str) -> list[str]:

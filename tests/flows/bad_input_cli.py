@@ -1,6 +1,6 @@
 """Helpers of the command-line bad-input tests (`test_bad_input_cli.py`,
-`test_bad_input_cli_runs.py`): a case, the contract every refusal is checked against
-(`refused`), and a tiny experiment's config file."""
+`test_bad_input_cli_stores.py`, `test_bad_input_cli_runs.py`): a case, the contract every
+refusal is checked against (`refused`), a tiny experiment's config file and `--set` items."""
 
 from __future__ import annotations
 
@@ -82,3 +82,13 @@ def write_config(tmp: Path, corpus: dict[str, list[str]] | None = None, **overri
     path = tmp / "exp.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
+
+
+def override(*sets: str, command: str = "run") -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        argv = [command, "--set", f"store.url={tmp / 'store'}"]
+        for item in sets:
+            argv += ["--set", item]
+        return argv
+
+    return make

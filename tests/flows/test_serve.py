@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.cli import main, served_deployments
+from flows.cli import main
+from flows.serve_cli import served_deployments
 from parammix_core.config import ConfigError, load_experiment, resolve_experiment
 
 ROOT = Path(__file__).resolve().parents[2]

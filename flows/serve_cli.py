@@ -1,0 +1,77 @@
+"""`parammix serve`: the flows served as deployments from this process (runs start from the
+UI), against the Prefect server PREFECT_API_URL names."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from parammix_core.config import Experiment
+
+
+def served_deployments(
+    exp: Experiment,
+    weekly: str,
+    nightly: str,
+    config: str | None = None,
+    sets: list[str] | None = None,
+) -> list[Any]:
+    """The flows as deployments of this process. Their default parameters are the config
+    file and overrides given (a short run form, the file read when a run starts), or the whole
+    experiment when it came from elsewhere."""
+    from flows.evaluate_mixtures import evaluate_mixtures
+    from flows.param_mix import param_mix
+    from flows.refit import refit_surrogates
+
+    params: dict[str, Any] = {"overrides": list(sets or [])}
+    if config is not None:
+        params["config"] = str(Path(config).resolve())
+    tags = ["parammix", exp.name]
+    deployments = [
+        param_mix.to_deployment("served", parameters=params, tags=tags),
+        refit_surrogates.to_deployment("served", parameters=params, tags=tags),
+        evaluate_mixtures.to_deployment("served", parameters=params, tags=tags),
+    ]
+    if weekly != "none":
+        deployments.append(
+            param_mix.to_deployment("served-weekly", parameters=params, cron=weekly, tags=tags)
+        )
+    if nightly != "none":
+        deployments.append(
+            evaluate_mixtures.to_deployment(
+                "served-nightly", parameters=params, cron=nightly, tags=tags
+            )
+        )
+    return deployments
+
+
+def serve_flows(
+    exp: Experiment, args: argparse.Namespace, console: AbstractContextManager[Any]
+) -> int:
+    """Serve until stopped; a server that is not set or does not answer is one error line."""
+    from prefect import serve
+    from prefect.settings import get_current_settings
+
+    from flows.server import check_api
+
+    if not get_current_settings().api.url:
+        print(
+            "error: no Prefect server: start one (`prefect server start`) and set "
+            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)",
+            file=sys.stderr,
+        )
+        return 2
+    check_api()
+    import torch
+
+    torch.set_num_threads(exp.runtime.torch_threads)
+    args.log.start()  # the runs' tracebacks go there; their one-line logs to the terminal
+    with console:
+        serve(
+            *served_deployments(exp, args.weekly, args.nightly, args.config, args.set),
+            limit=args.limit,
+        )
+    return 0
