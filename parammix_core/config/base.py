@@ -20,6 +20,16 @@ def _not_bool(value: object) -> object:
 
 
 NotBool = BeforeValidator(_not_bool)
+
+
+def _only_bool(value: object) -> object:
+    # pydantic would read 1, "yes", "y" and "on" as true; a config says true or false
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_only_bool)]
 # The bounds come before NotBool (which still runs first): so they stay standard JSON-schema
 # bounds (exclusiveMinimum, ...), which the Prefect UI form and API enforce on deployments.
 # Every count is bounded above too: generous for real runs, far below what would exhaust a

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from parammix_core.config.base import (
     BUILTIN_DOMAINS,
     Count,
+    Flag,
     PositiveInt,
     Strict,
     Text,
@@ -65,7 +66,7 @@ class DataConfig(Strict):
         description="Keep the first this many characters of a longer document (the data "
         "stage logs how many it cut per domain); raise it for books or long files.",
     )
-    dedup: bool = Field(True, description="Drop exact duplicate documents (after whitespace norm).")
+    dedup: Flag = Field(True, description="Drop exact duplicate documents (after whitespace norm).")
     # size
     max_train_tokens: Count(10**12) = Field(
         400_000, description="Cap on training tokens per domain (the rest is not used)."

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from parammix_core.config.base import Count, Strict, Text
+from parammix_core.config.base import Count, Flag, Strict, Text
 
 # A dataset split's name as `datasets` accepts it ("test", "validation", "train", "dev", ...).
 SplitName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=64)]
@@ -80,7 +80,7 @@ class EvaluationConfig(Strict):
     include_path: Text | None = Field(
         None, description="Directory of your own lm-eval task YAMLs; None uses the built-in suite."
     )
-    allow_code_execution: bool = Field(
+    allow_code_execution: Flag = Field(
         False,
         description="Run tasks that execute model-generated code (humaneval, mbpp: lm-eval's "
         "unsafe_code tasks); only on a machine where that is safe.",
@@ -94,7 +94,7 @@ class EvaluationConfig(Strict):
         "one CPU thread (cache-sized logits), raise it on a GPU.",
     )
     num_fewshot: Count(100, lo=0) = 0
-    heldout_loss: bool = Field(True, description="Also score held-out loss per domain.")
+    heldout_loss: Flag = Field(True, description="Also score held-out loss per domain.")
     proxy: Literal["merge", "corrected"] = Field(
         "merge",
         description="merge: theta(alpha); corrected: theta(alpha) plus the interference "
@@ -121,7 +121,7 @@ class EvaluationConfig(Strict):
 class ProbeConfig(Strict):
     """The second-order probe at the base: gradients g_k and Hessian-vector products H_k g_j."""
 
-    enabled: bool = Field(True, description="Run the interference_probe stage.")
+    enabled: Flag = Field(True, description="Run the interference_probe stage.")
     batches_per_domain: Count(10_000) = Field(2, description="Batches averaged per domain.")
     batch_size: Count(1 << 16) = Field(8, description="Blocks per probe batch.")
     method: Literal["auto", "forward_over_reverse", "double_backward"] = Field(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from parammix_core.config.base import Count, Strict
@@ -23,6 +25,7 @@ from parammix_core.config.urls import (
     urls_with_secrets,
 )
 from parammix_core.config.validation import FinalConfig, ValidationConfig
+from parammix_core.config.yaml_loader import ConfigError, load_yaml
 
 
 class Experiment(Strict):
@@ -145,16 +148,16 @@ class Experiment(Strict):
 NOT_HASHED = {"name", "store", "runtime"}
 
 
-class ConfigError(ValueError):
-    """A config file that does not load; the message names the file and each bad field."""
-
-
 def _format_errors(source: str, err: ValidationError) -> str:
     lines = [f"{source}: {err.error_count()} invalid field(s)"]
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"])  # none: a check across fields names them
         msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = _unknown_field(e["loc"])
         got = f" (got {e['input']!r})" if _short(e) and path else ""
+        if e["input"] is None and path:
+            got = " (got null: the value is empty)"
         lines.append(f"  {path}: {msg}{got}" if path else f"  {msg}")
     return "\n".join(lines)
 
@@ -168,100 +171,48 @@ def _short(e: dict) -> bool:
     return shown and not hidden and e["type"] != SECRET_IN_CONFIG
 
 
+def _unknown_field(loc: tuple) -> str:
+    """Pydantic's "Extra inputs are not permitted" as a user reads it: the field is not
+    there, and the nearest one that is (or the section's fields when none is near)."""
+    node: Any = Experiment
+    for key in loc[:-1]:
+        node = _field_type(node, key)
+    node = _unwrap(node)
+    names = list(node.model_fields) if isinstance(node, type) else []
+    near = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    if near:
+        return f"no such field; did you mean {near[0]!r}?"
+    return f"no such field; the fields here are {', '.join(names)}" if names else "no such field"
+
+
+def _field_type(node: Any, key: object) -> Any:
+    """What `key` holds in a section, list or mapping annotation; None when not known."""
+    node = _unwrap(node)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        field = node.model_fields.get(str(key))
+        return field.annotation if field else None
+    return get_args(node)[-1] if get_origin(node) in (list, dict) else None
+
+
+def _unwrap(node: Any) -> Any:
+    """The type inside `Annotated[...]` and `X | None`."""
+    while True:
+        if get_origin(node) is Annotated:
+            node = get_args(node)[0]
+        elif get_origin(node) in (Union, UnionType):
+            kinds = [a for a in get_args(node) if a is not type(None)]
+            if len(kinds) != 1:
+                return node
+            node = kinds[0]
+        else:
+            return node
+
+
 def parse_experiment(data: dict, source: str = "<config>") -> Experiment:
     try:
         return Experiment.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_errors(source, err)) from None
-
-
-# A config is a few kilobytes of YAML. Anchors and aliases are allowed for sharing a block,
-# within a budget, so a "billion laughs" file cannot expand into gigabytes at load.
-MAX_CONFIG_BYTES = 1 << 20
-MAX_ALIASES = 64
-MAX_NODES = 100_000
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one)
-    and documents whose aliases expand past the budget."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.aliases = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise yaml.composer.ComposerError(
-                    None, None, f"more than {MAX_ALIASES} aliases", mark
-                )
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, str | int | float | bool | None):
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    "a mapping key must be a name, not a list or mapping",
-                    key_node.start_mark,
-                )
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, int], open_: set[int]) -> int:
-    """Nodes of the document once every alias is expanded (shared nodes counted once each
-    time they are referenced); stops as soon as the budget is passed."""
-    if id(node) in memo:
-        return memo[id(node)]
-    if id(node) in open_:
-        raise ValueError("an alias refers to its own anchor (a recursive document)")
-    open_.add(id(node))
-    size = 1
-    if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [n for pair in node.value for n in pair]
-    else:
-        children = []
-    for child in children:
-        size += _expanded_size(child, memo, open_)
-        if size > MAX_NODES:
-            raise ValueError(f"the document expands to more than {MAX_NODES} values")
-    open_.discard(id(node))
-    memo[id(node)] = size
-    return size
-
-
-def load_yaml(text: str, source: str) -> Any:
-    """Parse YAML with the config's limits; ConfigError naming `source` if it is refused."""
-    if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES >> 10} KiB; not a config")
-    loader = _ConfigLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _expanded_size(node, {}, set())
-        return loader.construct_document(node)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML: {err}") from None
-    except ValueError as err:
-        raise ConfigError(f"{source}: refused: {err}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: refused: nested too deeply") from None
-    finally:
-        loader.dispose()
 
 
 def load_experiment(path: str | Path | None = None) -> Experiment:

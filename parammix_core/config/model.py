@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from parammix_core.config.base import Count, Strict, Text
+from parammix_core.config.base import Count, Flag, Strict, Text
 from parammix_core.config.urls import known_scheme
 
 
@@ -16,7 +16,7 @@ class ModelConfig(Strict):
     checkpoint: Annotated[Text, AfterValidator(known_scheme)] | None = Field(
         None, description="HF checkpoint dir or fsspec URL; None builds and pre-trains a tiny one."
     )
-    trust_remote_code: bool = Field(False, description="Allow custom modeling code (off).")
+    trust_remote_code: Flag = Field(False, description="Allow custom modeling code (off).")
     hidden_size: Count(1 << 16) = 96
     num_layers: Count(1024) = 3
     num_heads: Count(1024) = 4

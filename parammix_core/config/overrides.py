@@ -27,12 +27,13 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
     data: dict[str, Any] = exp.model_dump(mode="json")
     for item in overrides:
         path, sep, raw = item.partition("=")
+        path = path.strip()  # `--set 'seed = 1'` as YAML would read `seed: 1`
         if not sep or not path:
             raise ConfigError(f"--set {_shown(item)!r}: expected dotted.path=value")
         try:
-            value = load_yaml(raw, f"--set {item!r}: the value")
+            value = load_yaml(raw, f"--set {_shown(item)!r}: the value")
         except ConfigError:
-            if _shown(item) == item:
+            if not _secret(item):
                 raise
             # YAML's error quotes the value, which may be a secret
             raise ConfigError(f"--set {_shown(item)!r}: the value is not valid YAML") from None
@@ -53,12 +54,22 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
     return parse_experiment(data, f"{source} with --set")
 
 
+SHOWN_CHARS = 80
+
+
 def _shown(item: str) -> str:
-    """A `--set` item as an error may quote it: the value hidden when it may be a secret (a
-    secret-like name, or a URL with a user part)."""
+    """A `--set` item as an error may quote it: the value hidden when it may be a secret, cut
+    when long."""
+    if _secret(item):
+        return f"{item.partition('=')[0]}=<hidden>"
+    return item if len(item) <= SHOWN_CHARS else f"{item[:SHOWN_CHARS]}... ({len(item)} chars)"
+
+
+def _secret(item: str) -> bool:
+    """A secret-like name, or a value that is a URL with a user part."""
     path, sep, raw = item.partition("=")
-    secret = secret_name(path.rsplit(".", 1)[-1]) or "@" in raw or secret_in_url(raw)
-    return f"{path}=<hidden>" if sep and secret else item
+    name = secret_name(path.strip().rsplit(".", 1)[-1])
+    return bool(sep) and bool(name or "@" in raw or secret_in_url(raw))
 
 
 def _index(key: str) -> int:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from parammix_core.config.base import Count, FreeForm, NotBool, Strict, Text
+from parammix_core.config.base import Count, Flag, FreeForm, NotBool, Strict, Text
 from parammix_core.config.urls import WHERE_SECRETS_GO, urls_with_secrets, writable_scheme
 
 # Option names that would carry a secret (an Authorization header, an Azure connection string
@@ -127,8 +127,8 @@ class RuntimeConfig(Strict):
         1, description="Intra-op threads per task; 1 is fastest for tiny models on small CPUs."
     )
     max_workers: Count(1024) = Field(2, description="Tasks run at once in the flow.")
-    progress: bool = Field(True, description="tqdm bars in the terminal.")
-    verify_cached: bool = Field(
+    progress: Flag = Field(True, description="tqdm bars in the terminal.")
+    verify_cached: Flag = Field(
         False,
         description="Re-hash (sha256) every stored artifact a stage would reuse instead of "
         "trusting Prefect's cache (parammix run --verify).",

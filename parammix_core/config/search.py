@@ -18,6 +18,7 @@ from pydantic import (
 
 from parammix_core.config.base import (
     Count,
+    Flag,
     PositiveFloat,
     Strict,
     Text,
@@ -265,7 +266,7 @@ class UtilitySettings(Strict):
         "zscore: over the evaluated mixtures; rank: percentile among them (DeMix); noise: "
         "spread in units of the paired standard error against uniform.",
     )
-    calibrate: bool = Field(
+    calibrate: Flag = Field(
         False,
         description="Map each group's merge scores onto the real runs' scale before summing "
         "(a line per group fitted at the validation's mixtures, which then train before the "

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from parammix_core.config.base import (
     Count,
+    Flag,
     NotBool,
     PositiveFloat,
     Strict,
@@ -63,11 +64,11 @@ class DeepSpeedConfig(Strict):
     zero_stage: Literal[0, 1, 2, 3] = Field(
         2, description="ZeRO stage: 1 shards optimizer states, 2 also gradients, 3 also weights."
     )
-    offload_optimizer: bool = Field(
+    offload_optimizer: Flag = Field(
         False, description="ZeRO-Offload: optimizer states in host memory (stages 1-3)."
     )
-    offload_param: bool = Field(False, description="Weights in host memory (stage 3 only).")
-    overlap_comm: bool = Field(False, description="Overlap gradient reduction with backward.")
+    offload_param: Flag = Field(False, description="Weights in host memory (stage 3 only).")
+    overlap_comm: Flag = Field(False, description="Overlap gradient reduction with backward.")
     bucket_size: Count(10**11) = Field(
         50_000_000,
         description="Elements per gradient-reduce / all-gather bucket (DeepSpeed's own default, "
@@ -118,8 +119,8 @@ class TrainingConfig(Strict):
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: forward/backward under bf16 autocast, fp32 weights and Adam."
     )
-    fused_adamw: bool = Field(False, description="torch's fused AdamW kernel (for GPUs).")
-    compile: bool = Field(False, description="torch.compile the forward pass (opt-in; GPUs).")
+    fused_adamw: Flag = Field(False, description="torch's fused AdamW kernel (for GPUs).")
+    compile: Flag = Field(False, description="torch.compile the forward pass (opt-in; GPUs).")
 
     @model_validator(mode="after")
     def _processes(self) -> TrainingConfig:

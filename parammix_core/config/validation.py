@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from parammix_core.config.base import Count, PositiveFloat, Strict
+from parammix_core.config.base import Count, Flag, PositiveFloat, Strict
 from parammix_core.config.training import TrainConfig
 
 
 class ValidationConfig(Strict):
     """Really train on sampled mixtures (expert budget) and compare with the merges' ranking."""
 
-    enabled: bool = Field(True, description="Run the validate_proxy stage.")
+    enabled: Flag = Field(True, description="Run the validate_proxy stage.")
     n_mixtures: Count(1000, lo=3) = Field(
         12,
         description="Non-vertex mixtures trained for real (uniform + Dirichlet draws), "
@@ -33,7 +33,7 @@ class ValidationConfig(Strict):
         description="all: benchmarks and held-out loss, as the merges; loss: held-out "
         "loss only (cheap).",
     )
-    rescaled: bool = Field(
+    rescaled: Flag = Field(
         False,
         description="Also score the norm-matched merge (the merged update stretched to the "
         "alpha-weighted experts' length), a diagnostic of the proxy sweep.",
@@ -47,7 +47,7 @@ def _final_train() -> TrainConfig:
 class FinalConfig(Strict):
     """Mid-train the base on the chosen mixture and on the uniform and natural baselines."""
 
-    enabled: bool = Field(True, description="Run the final_training stage.")
+    enabled: Flag = Field(True, description="Run the final_training stage.")
     train: TrainConfig = Field(
         default_factory=_final_train,
         description="Hyper-parameters of the final runs (the same for the chosen mixture and "

@@ -150,7 +150,7 @@ CONFIG_CASES = {
     ),
     "password-under-a-mistyped-key": case(
         override("store.ur=s3://u:never-printed-secret@b/p"),
-        "store.ur: Extra inputs are not permitted",
+        "store.ur: no such field; did you mean 'url'?",
     ),
     "password-under-a-path-that-is-not-there": case(
         override("store.url.x=s3://u:never-printed-secret@b/p"),

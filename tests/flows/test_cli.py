@@ -46,7 +46,7 @@ def test_validate_config_names_the_bad_field(tmp_path: Path, capsys):
     assert f"{bad}: 3 invalid field(s)" in err
     assert "training.expert.steps: Input should be greater than 0 (got 0)" in err
     assert "training.expert.lr: Input should be greater than 0 (got -1)" in err
-    assert "search.top_kk: Extra inputs are not permitted" in err
+    assert "search.top_kk: no such field; did you mean 'top_k'?" in err
 
 
 def test_bad_override_is_a_config_error(capsys):

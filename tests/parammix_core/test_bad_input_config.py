@@ -29,7 +29,7 @@ def _weights(**changed: float) -> dict:
         # unknown keys, deep down
         (
             {"search": {"strategies": {"bayes": {"n_inital": 4}}}},
-            "search.strategies.bayes.n_inital: Extra inputs are not permitted",
+            "search.strategies.bayes.n_inital: no such field; did you mean 'n_init'?",
         ),
         # wrong types
         ({"data": {"domains": "math"}}, "data.domains: Input should be a valid list (got 'math')"),
@@ -144,7 +144,7 @@ def _weights(**changed: float) -> dict:
         ),
         (
             {"search": {"target": {"paths": ["t.jsonl"], "field": "body"}}},
-            "search.target.corpus.field: Extra inputs are not permitted",
+            "search.target.corpus.field: no such field",
         ),
     ],
     ids=[

@@ -53,14 +53,19 @@ def test_a_preset_name_is_a_config_and_a_wrong_one_lists_the_presets(tmp_path, c
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("training.expert.stepz=5", "training.expert.stepz: Extra inputs are not permitted"),
-        ("training.expert.steps=yes", "training.expert.steps: expected a number, not a boolean"),
+        ("training.expert.stepz=5", "training.expert.stepz: no such field; did you mean 'steps'?"),
+        ("training.expert.steps=true", "training.expert.steps: expected a number, not a boolean"),
         ("training.base.steps=0", "training.base.steps: Input should be greater than 0 (got 0)"),
         ("data.domains.1.name=math", "data.domains: duplicate domain names: ['math']"),
         ("data.domains=[]", "data.domains: List should have at least 1 item"),
         ("search.group_weights={music: 1.0}", "search.group_weights: unknown groups ['music']"),
         ("search.bounds={poetry: {min: 0.2}}", "search.bounds: unknown domains ['poetry']"),
         ("training.replay=1", "training.replay: Input should be less than 1 (got 1)"),
+        ("data.dedup=yes", "data.dedup: expected true or false (got 'yes')"),
+        ("data.dedup=1", "data.dedup: expected true or false (got 1)"),
+        ("seed=", "seed: Input should be a valid integer (got null: the value is empty)"),
+        ("seed=1:00", "seed: Input should be a valid integer, unable to parse string"),
+        ("trainin.expert.steps=5", "trainin: no such field; did you mean 'training'?"),
     ],
     ids=[
         "unknown-key",
@@ -71,6 +76,11 @@ def test_a_preset_name_is_a_config_and_a_wrong_one_lists_the_presets(tmp_path, c
         "unknown-group",
         "unknown-domain",
         "replay-all",
+        "yes-is-not-a-flag",
+        "one-is-not-a-flag",
+        "empty-value",
+        "sexagesimal",
+        "mistyped-section",
     ],
 )
 def test_run_with_a_bad_override_exits_2_and_creates_nothing(
@@ -83,6 +93,27 @@ def test_run_with_a_bad_override_exits_2_and_creates_nothing(
     assert err.startswith("error: <embedded default> with --set: 1 invalid field(s)\n")
     assert expected in err
     assert list(tmp_path.iterdir()) == []  # no store, no staging, nothing
+
+
+def test_yaml_is_read_as_yaml_1_2_with_merge_keys(tmp_path):
+    """PyYAML's YAML 1.1 read `017` as 15 and refused `1e3` as a count (audit 38)."""
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "seed: 017\nsearch: {n_mixtures: 1e3}\nname: 2026-12-07\n"
+        "training:\n  base: &t {steps: 40, batch_size: 8}\n  expert: {<<: *t, steps: 0x10}\n"
+    )
+    exp = load_experiment(path)
+    assert (exp.seed, exp.search.n_mixtures, exp.name) == (17, 1000, "2026-12-07")
+    assert (exp.training.expert.steps, exp.training.expert.batch_size) == (16, 8)
+
+
+def test_overrides_trim_the_key_and_cut_a_long_value(capsys, no_flow):
+    assert main(["show-config", "--set", " seed = 5"]) == 0
+    assert "\nseed: 5\n" in capsys.readouterr().out
+    assert main(["show-config", "--set", "seed=" + "9" * 5000]) == 2
+    err = capsys.readouterr().err
+    assert "refused: a number of 5000 digits (line 1); too large" in err
+    assert len(err) < 300 and "sys.set_int_max_str_digits" not in err
 
 
 @pytest.mark.parametrize(
@@ -171,7 +202,7 @@ def _bomb(levels: int, width: int) -> str:
 @pytest.mark.parametrize(
     ("levels", "width", "expected"),
     [
-        (9, 10, "not valid YAML: more than 64 aliases"),  # 4.8e8 leaves from 80 aliases
+        (9, 10, "refused: more than 64 aliases"),  # 4.8e8 leaves from 80 aliases
         (24, 2, "refused: the document expands to more than 100000 values"),  # 46 aliases
     ],
     ids=["many-aliases", "few-aliases-deep"],
@@ -181,7 +212,7 @@ def test_yaml_alias_bomb_is_refused_fast_and_small(
 ):
     import resource
 
-    from parammix_core.config.experiment import _ConfigLoader
+    from parammix_core.config.yaml_loader import _ConfigLoader
 
     def never(self, node):
         raise AssertionError("the document was expanded")
@@ -209,7 +240,7 @@ def test_many_aliases_are_refused_and_a_few_allowed(tmp_path):
     assert exp.training.expert.steps == exp.training.base.steps == 40
     many = tmp_path / "many.yaml"
     many.write_text("a: &a 1\nb: [" + ", ".join(["*a"] * 70) + "]\n")
-    with pytest.raises(ConfigError, match=r"many\.yaml: not valid YAML: more than 64 aliases"):
+    with pytest.raises(ConfigError, match=r"many\.yaml: refused: more than 64 aliases \(line 2\)"):
         load_experiment(many)
 
 
@@ -223,7 +254,7 @@ def test_override_values_have_the_same_limits(capsys, no_flow):
         + "}"
     )
     assert main(["show-config", "--set", f"store.storage_options={bomb}"]) == 2
-    assert "the value: not valid YAML: more than 64 aliases" in capsys.readouterr().err
+    assert "the value: refused: more than 64 aliases" in capsys.readouterr().err
 
 
 def test_non_utf8_config_is_a_config_error(tmp_path, capsys, no_flow):
