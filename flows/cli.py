@@ -29,7 +29,7 @@ from typing import Any
 
 from flows import runs_cli, serve_cli, store_cli
 from flows.cli_values import Parser, check_crons, seed
-from flows.debug_log import DebugLog, quiet_console
+from flows.debug_log import DebugLog, drop_accelerator_guess, off_the_console, quiet_console
 from parammix_core.config import (
     ConfigError,
     Experiment,
@@ -109,6 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.server import check_api, prefect_api
     from parammix_core import stages
     from parammix_core.model import resolve_device
+    from tasks.report import SUMMARY
 
     log_path = args.log.start()  # after Prefect set up its console handlers
     if log_path is None:  # the cache holds the build folders too: nothing would work
@@ -127,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _ = stages.open_store(exp).id
     torch.set_num_threads(exp.runtime.torch_threads)
     start = time.perf_counter()
-    with _console(args), prefect_api(log_path):
+    with _console(args), off_the_console(SUMMARY), prefect_api(log_path):
         try:
             refs = param_mix(exp)  # on the runner exp.runtime names
         except Exception as err:
@@ -332,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(k, v)
     os.environ.setdefault("MPLCONFIGDIR", str(cache_root() / "matplotlib"))  # not ~/.config
     warnings.formatwarning = _one_line
+    drop_accelerator_guess()
     main_thread = threading.current_thread() is threading.main_thread()  # else the embedder's
     handler = functools.partial(_terminated, args.command in UNWOUND)
     previous = signal.signal(signal.SIGTERM, handler) if main_thread else None

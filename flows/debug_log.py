@@ -112,3 +112,31 @@ def quiet_console() -> Iterator[None]:
     finally:
         for handler, formatter in changed:
             handler.setFormatter(formatter)
+
+
+@contextmanager
+def off_the_console(attribute: str) -> Iterator[None]:
+    """Log records carrying `attribute` reach the API (the Prefect UI) and files but not the
+    terminal while this is open: the command prints them itself (the run's summary)."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not getattr(record, attribute, False)
+
+    handlers = list(_console_handlers())
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)
+
+
+def drop_accelerator_guess() -> None:
+    """DeepSpeed logs "Setting accelerator to CPU. If you have GPU ..., we were unable to
+    detect it." on stdout when it is imported on a machine without CUDA, `training.engine:
+    plain` too. The config names the device (`runtime.device`, refused where it is not), so
+    the line only alarms; its other records are kept."""
+    logging.getLogger("DeepSpeed").addFilter(
+        lambda record: not record.getMessage().startswith("Setting accelerator to CPU")
+    )

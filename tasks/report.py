@@ -39,13 +39,17 @@ def report(
     return ref
 
 
+# Marks the summary's log records: the CLI keeps them off its terminal log (it prints them).
+SUMMARY = "parammix_summary"
+
+
 def summarise(exp: Experiment, refs: dict[str, ArtifactRef]) -> list[str]:
     """Inside the flow, after every stage (run or cached): the run's summary as a flow-run
     artifact and log lines, so no run, cached or served, ends without its answer."""
     lines = stages.summary(open_store(exp), refs)
     logger = get_run_logger()
     for line in lines:
-        logger.info(line)
+        logger.info(line, extra={SUMMARY: True})  # `parammix run` prints them on stdout
     create_markdown_artifact(
         "# Param-Mix summary\n\n" + "\n".join(f"- {line.strip()}" for line in lines),
         key=artifact_key(exp, "summary"),

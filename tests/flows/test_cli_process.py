@@ -56,6 +56,10 @@ def test_successful_and_cached_runs_end_without_tracebacks(tmp_path: Path):
     for result in (first, second):
         text = clean(result)
         assert "Param-Mix finished in" in text and "report: " in text
+        # the summary once, on stdout (it is in Prefect's log for the UI, not on this terminal)
+        assert result.stdout.count("\nchosen mixture: ") == 1
+        assert "chosen mixture: " not in result.stderr
+        assert "[WARNING]" not in text  # DeepSpeed's accelerator guess (engine: plain)
     assert first.stdout.splitlines()[-1] == second.stdout.splitlines()[-1]  # the same report
     logs = list((tmp_path / "cache" / "logs").glob("parammix-*.log"))
     assert len(logs) == 2  # the server's output went there, not to the terminal
