@@ -201,6 +201,7 @@ def noise_ceiling(
 
 
 CEILING_LEVEL = 0.9
+MIN_FIT = 3  # validation mixtures besides uniform and the target for a line and its interval
 
 
 def scaled_gain(proxy: np.ndarray, real: np.ndarray, target: int, gain_sd: float) -> dict:
@@ -229,7 +230,7 @@ def scaled_gain(proxy: np.ndarray, real: np.ndarray, target: int, gain_sd: float
     }
     x, y = g[[0, *others]], r[[0, *others]]
     sxx = float(np.sum((x - x.mean()) ** 2))
-    if len(others) < 3 or not sxx > 0:
+    if len(others) < MIN_FIT or not sxx > 0:
         return out
     slope = float(np.sum((x - x.mean()) * (y - y.mean())) / sxx)
     intercept = float(y.mean() - slope * x.mean())

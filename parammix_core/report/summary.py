@@ -33,10 +33,18 @@ def summary_lines(choice: Choice) -> list[str]:
     return lines
 
 
+STILL = 0.005  # a move the summary's whole-percent figures would print as 0 %
+
+
 def reweighted_line(choice: Choice) -> str:
     """How much the choice hinges on the group weights: the largest move when one group
     counts REWEIGHT times as much, and what it costs at the configured weights."""
     moves = {g: choice.moved(g) for g in choice.reweighted}
+    if max(moves.values()) < STILL:
+        return (
+            f"group weights: counting any one group {REWEIGHT:g}x moves under {STILL:.1%} of "
+            "the mixture; the choice does not hinge on them"
+        )
     most = max(moves, key=moves.get)
     cost = max(
         choice.predicted_utility - p["predicted_utility"] for p in choice.reweighted.values()

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from parammix_core.ranking import MIN_FIT
 from parammix_core.report.markdown import markdown_table, num, scale_note
 
 CEILING_WIDE = 0.2  # a ceiling interval wider than this is said to be uncertain
@@ -229,8 +230,19 @@ def real_training_outlook(info: dict) -> str | None:
     validation trained the choice too: when its runs fell below an interval that excludes
     zero, the two pieces of evidence disagree and neither is presented as a gain."""
     c = info["analysis"][_validation_head(info["analysis"])].get("chosen", {})
-    if "predicted" not in c:
+    if "n_fit" not in c:
         return None
+    if "predicted" not in c:
+        why = (
+            f"the line of real on merge gains needs {MIN_FIT} validation mixtures besides "
+            f"uniform and the choice, this run trained {c['n_fit']}; raise `validation.n_mixtures`"
+            if c["n_fit"] < MIN_FIT
+            else "the merges gave every validation mixture the same gain"
+        )
+        return (
+            f"real gain of the chosen mixture over uniform: not predicted ({why}). The "
+            f"validation's real training of it gained {c['real_gain']:+.4f} ({_runs(c)})."
+        )
     low, high = c["predicted_low"], c["predicted_high"]
     text = (
         f"real gain of the chosen mixture over uniform, {_runs(c)} at the experts' "

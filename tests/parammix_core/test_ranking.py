@@ -305,6 +305,22 @@ def _with_chosen(chosen: dict) -> dict:
     return {"analysis": {"utility": {**proxy, "ceiling": {"spearman": 0.7}, "chosen": chosen}}}
 
 
+def test_the_outlook_says_why_there_is_no_prediction():
+    """micro's three validation mixtures left the first summary line out unexplained (audit 38)."""
+    chosen = {"proxy_gain": 0.05, "real_gain": 0.0095, "n_fit": 1}
+    assert report.real_training_outlook(_with_chosen(chosen)) == (
+        "real gain of the chosen mixture over uniform: not predicted (the line of real on merge "
+        "gains needs 3 validation mixtures besides uniform and the choice, this run trained 1; "
+        "raise `validation.n_mixtures`). The validation's real training of it gained +0.0095 "
+        "(one run of each)."
+    )
+    chosen["n_fit"] = 5
+    assert "(the merges gave every validation mixture the same gain)" in (
+        report.real_training_outlook(_with_chosen(chosen))
+    )
+    assert report.real_training_outlook(_with_chosen({})) is None  # the choice not trained
+
+
 def test_the_outlook_states_one_real_runs_predicted_gain_and_whether_it_holds_zero():
     chosen = {
         "proxy_gain": 0.05,

@@ -196,6 +196,11 @@ def test_the_summary_and_report_say_how_far_the_group_weights_move_the_choice(ex
         f'{cost:.4f} of the predicted utility at the configured weights (report: "What the '
         'group weights decide")'
     )
+    still = {g: {**p, "alpha": dict(choice.alpha)} for g, p in choice.reweighted.items()}
+    assert summary_lines(replace(choice, reweighted=still))[-1] == (
+        "group weights: counting any one group 2x moves under 0.5% of the mixture; the choice "
+        "does not hinge on them"
+    )  # not "moves 0%-0% (most: code, ...)" (audit 38)
     text = write_report(tmp_path, "x", DOMAINS, GROUPS, rows, surrogates, choice).read_text()
     assert "Each expert trained on its domain alone; a mixture α is merged at weights α." in text
     assert "## What the group weights decide" in text
