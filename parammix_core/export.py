@@ -111,6 +111,14 @@ def check_out(out: Path, store_root: Path | None = None) -> None:
         raise ExportError(f"--out {out}: the current folder; give a new folder (e.g. merged/)")
     if store_root is not None and where.is_relative_to(store_root.resolve()):
         raise ExportError(f"--out {out}: inside the store ({store_root}); give a folder outside it")
+    if not out.parent.is_dir():  # as `import --out`: a typo'd path is not made (nor left)
+        parent = out.parent.resolve()
+        what = (
+            f"{parent} is not a folder"
+            if parent.exists()
+            else f"the folder {parent} does not exist"
+        )
+        raise ExportError(f"--out {out}: {what}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "is a file" if not out.is_dir() else "is not empty"
         raise ExportError(f"--out {out}: {what}; refusing to overwrite it (give a new folder)")

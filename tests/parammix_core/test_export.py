@@ -143,3 +143,14 @@ def test_an_export_never_goes_into_the_current_folder_or_the_store(
         check_out(store / "expert", store)
     check_out(tmp_path / "merged", store)  # a new folder beside the store
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_an_export_makes_no_missing_parent_folders(tmp_path: Path):
+    """`export --out a/b/c` made a/ and b/ (and left them after Ctrl-C) where `import --out`
+    refuses a folder that is not there (audit 38)."""
+    with pytest.raises(ExportError, match=rf"--out .*: the folder {tmp_path}/a/b does not exist$"):
+        check_out(tmp_path / "a" / "b" / "c")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ExportError, match=rf"--out .*: {tmp_path}/f is not a folder$"):
+        check_out(tmp_path / "f" / "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
