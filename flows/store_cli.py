@@ -41,7 +41,7 @@ def cmd_list(exp: Experiment, args: argparse.Namespace) -> int:
         line = f"{r['stage']:<11} {r['config_hash']:<13} {_size(r['bytes']):>10}  "
         print(line + f"{r['created']:<20}  {r['path']}")
     for path, err in damaged:
-        print(f"DAMAGED  {path}: {err}")
+        print(f"DAMAGED  {path}: {_within(path, err)}")
     extra = f", {len(damaged)} damaged (parammix store verify)" if damaged else ""
     print(f"{len(rows)} artifact(s), {_size(sum(r['bytes'] for r in rows))}{extra}")
     return 0
@@ -51,9 +51,15 @@ def cmd_verify(exp: Experiment, args: argparse.Namespace) -> int:
     results = verify_all(config_store(exp))
     bad = [(p, e) for p, e in results if e is not None]
     for path, err in bad:
-        print(f"BAD  {path}: {err}")
+        print(f"BAD  {path}: {_within(path, err)}")
     print(f"{len(results) - len(bad)} intact, {len(bad)} damaged (sha256 of every file)")
     return 1 if bad else 0
+
+
+def _within(path: str, err: object) -> str:
+    """An artifact's error without its path, which the line already starts with."""
+    text = str(err).removeprefix(f"{path}: ")
+    return text.removeprefix(f"{path}/")
 
 
 def cmd_gc(exp: Experiment, args: argparse.Namespace) -> int:
