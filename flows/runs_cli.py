@@ -34,7 +34,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     _show_warnings(caught)
     metrics = [c for c in table.columns if c != "run_id" and not c.startswith("alpha.")]
-    print(f"{len(table)} runs, {len(domains)} domain(s): {', '.join(domains)}")
+    print(f"{len(table)} run(s), {len(domains)} domain(s): {', '.join(domains)}")
     print(f"{len(metrics)} metric(s): {', '.join(metrics)}")
     print(table.drop(columns="run_id").describe().T[["mean", "std", "min", "max"]].to_string())
     if args.out:

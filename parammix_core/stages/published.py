@@ -42,7 +42,7 @@ def require(store: Store, ref: ArtifactRef, what: str) -> ArtifactRef:
     """`ref` if the store holds it, else an error naming it and saying how to make it."""
     if not store.exists(ref):
         raise NotPublished(
-            f"{what} ({ref.path}) is not in the store {store.url}: run `parammix run` with "
+            f"{what} ({ref.path}): not in the store {store.url}; run `parammix run` with "
             "this config first"
         )
     return ref

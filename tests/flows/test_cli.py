@@ -119,7 +119,7 @@ def test_import_renormalises_a_rounded_table_with_one_warning_line(tmp_path: Pat
     assert printed.err.splitlines() == [
         f"warning: {tmp_path / 'r.csv'}: renormalised 2 row(s); the worst summed to 0.996 (line 2)"
     ]
-    assert "3 runs, 2 domain(s): math, code" in printed.out
+    assert "3 run(s), 2 domain(s): math, code" in printed.out
     umask = os.umask(0o022)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600 (audit 38)

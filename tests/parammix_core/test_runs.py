@@ -177,7 +177,7 @@ def test_cli_import_then_surrogate(tmp_path, capsys):
         )
         == 0
     )
-    assert "80 runs, 3 domain(s): a, b, c" in capsys.readouterr().out
+    assert "80 run(s), 3 domain(s): a, b, c" in capsys.readouterr().out
     domains, metrics, table = read_table(out)
     assert (domains, metrics) == (["a", "b", "c"], ["score"])
     table.iloc[:60].to_parquet(tmp_path / "train.parquet")
