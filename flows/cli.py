@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flows import runs_cli, serve_cli, store_cli
-from flows.cli_values import Parser, check_crons, seed
+from flows.cli_values import Parser, check_crons, positive, seed
 from flows.debug_log import DebugLog, drop_accelerator_guess, off_the_console, quiet_console
 from parammix_core.config import (
     ConfigError,
@@ -224,7 +224,9 @@ def parser() -> argparse.ArgumentParser:
         metavar="CRON",
         help="evaluate-mixtures, a no-op unless inputs changed ('none': no schedule)",
     )
-    srv.add_argument("--limit", type=int, default=1, help="flow runs at once in this process")
+    srv.add_argument(
+        "--limit", type=positive, default=1, metavar="N", help="flow runs at once (1 to 1024)"
+    )
     srv.set_defaults(func=cmd_serve)
     imp = sub.add_parser("import", help="validate and join mixture -> metric tables from elsewhere")
     imp.add_argument("--ratios", required=True, help="CSV: run id, one weight column per domain")

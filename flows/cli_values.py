@@ -28,6 +28,17 @@ def seed(raw: str) -> int:
     return value
 
 
+def positive(raw: str) -> int:
+    """A count of at least one (`serve --limit`): 0 would serve flows that never run."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number from 1 to 1024")
+    return value
+
+
 def check_crons(**crons: str) -> None:
     """Each schedule a cron expression Prefect accepts, or 'none'; else the option is named."""
     from prefect.client.schemas.schedules import CronSchedule  # Prefect: not for --help

@@ -71,6 +71,8 @@ def test_bad_override_is_a_config_error(capsys):
             ["surrogate", "--train", "a", "--test", "b", "--seed", "-5"],
             "error: parammix surrogate: argument --seed: '-5' is not a whole number",
         ),
+        # 0 was taken: a served process that never starts a run (audit 38)
+        (["serve", "--limit", "0"], "error: parammix serve: argument --limit: '0' is not a whole"),
     ],
 )
 def test_a_bad_command_line_is_one_error_line(argv: list[str], says: str, capsys):
