@@ -109,6 +109,7 @@ def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
 def cmd_surrogate(args: argparse.Namespace) -> int:
     from parammix_core.runs import (
         RunsError,
+        constant_fits,
         cv_scores,
         fit_on_table,
         non_numeric,
@@ -116,6 +117,7 @@ def cmd_surrogate(args: argparse.Namespace) -> int:
         scale_differs,
         score_on_table,
     )
+    from parammix_core.surrogate import MIN_CHILD_SAMPLES
 
     domains, metrics, train = read_table(args.train)
     text = non_numeric(train)
@@ -143,6 +145,13 @@ def cmd_surrogate(args: argparse.Namespace) -> int:
         print(json.dumps(out, allow_nan=False))
     else:
         _print_scores(args, len(train), cv, tests, scores)
+    if flat := constant_fits(fitted, train, domains):
+        print(
+            f"note: {args.train}: LightGBM predicts one value for {', '.join(flat)} from "
+            f"{len(train)} rows (a split needs {2 * MIN_CHILD_SAMPLES} or more): its scores are a "
+            "constant's; read the linear baseline's",
+            file=sys.stderr,
+        )
     for path, names in differ.items():
         if names:
             print(

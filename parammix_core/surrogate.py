@@ -34,6 +34,9 @@ class SurrogateError(ValueError):
     """Inputs a surrogate cannot be fitted on or predict from, or a bad serialised set."""
 
 
+MIN_CHILD_SAMPLES = 5  # rows per leaf: a table of fewer than twice this gets no split
+
+
 def lightgbm_params(seed: int) -> dict:
     """Settings for ~50-500 rows and a handful of inputs: small trees, many slow steps.
 
@@ -44,7 +47,7 @@ def lightgbm_params(seed: int) -> dict:
         "n_estimators": 300,
         "learning_rate": 0.05,
         "num_leaves": 8,
-        "min_child_samples": 5,
+        "min_child_samples": MIN_CHILD_SAMPLES,
         "min_data_in_bin": 1,  # the default 3 merges distinct weights when rows are few
         "reg_lambda": 1.0,
         "random_state": seed,

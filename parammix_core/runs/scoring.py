@@ -107,6 +107,13 @@ def score_on_table(
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
 
 
+def constant_fits(fitted: SurrogateSet, train: pd.DataFrame, domains: list[str]) -> list[str]:
+    """Metrics whose LightGBM predicts one value on its own rows: too few rows for a split
+    (each leaf needs `min_child_samples`), so its scores are a constant's."""
+    predicted = fitted.predict(_inputs(train, domains, fitted.targets, "train table"))
+    return [m for m, p in predicted.items() if np.ptp(p) == 0]
+
+
 def compare_surrogates(
     train: pd.DataFrame,
     test: pd.DataFrame,

@@ -197,6 +197,21 @@ def test_surrogate_prints_the_cross_validation_and_scores_every_test_table(tmp_p
     ]
 
 
+def test_surrogate_says_when_lightgbm_fits_a_constant(tmp_path, capsys):
+    """Five rows give LightGBM no split: its cross-validation printed spearman 0.000 as if it
+    meant something (audit 38)."""
+    train, test, _ = surrogate_tables(tmp_path)
+    small = tmp_path / "small.parquet"
+    pd.read_parquet(train).iloc[:5].to_parquet(small)
+    assert main(["surrogate", "--train", str(small), "--test", str(test), "--folds", "2"]) == 0
+    assert (
+        f"note: {small}: LightGBM predicts one value for score from 5 rows (a split needs 10 or "
+        "more): its scores are a constant's; read the linear baseline's"
+    ) in capsys.readouterr().err.splitlines()
+    assert main(["surrogate", "--train", str(train), "--test", str(test)]) == 0
+    assert capsys.readouterr().err == ""  # 30 rows: a real fit, no note
+
+
 def test_surrogate_json_is_one_object_with_the_cv_and_each_test_table(tmp_path, capsys):
     train, test, shifted = surrogate_tables(tmp_path)
     argv = ["surrogate", "--train", str(train), "--test", str(test), "--test", str(shifted)]
