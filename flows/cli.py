@@ -169,7 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from parammix_core.export import export_model, parse_mixture
 
     alpha = None if args.chosen else parse_mixture(args.mixture, exp.domains)
-    done = export_model(exp, store_cli.config_store(exp), Path(args.out), alpha)
+    done = export_model(exp, store_cli.config_store(exp, args.log), Path(args.out), alpha)
     print(f"mixture {', '.join(f'{d}={w:.4g}' for d, w in done.mixture.items())}: {done.source}")
     print(f"wrote {done.path}: config.json, safetensors, tokenizer, README.md, mergekit.yaml")
     return 0

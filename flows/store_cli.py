@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from flows.debug_log import DebugLog
 from parammix_core.config import Experiment
 from parammix_core.store import StoreError
 from parammix_core.store_admin import collect, find_garbage, list_artifacts, verify_all
@@ -22,20 +23,26 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def config_store(exp: Experiment):
-    """The config's store; Prefect is loaded only when a credentials block is named."""
+def config_store(exp: Experiment, log: DebugLog):
+    """The config's store; Prefect is loaded only when a credentials block is named, and its
+    temporary server (when no API is set) writes to the debug log, not the terminal."""
     if exp.store.credentials_block is None:
         # imported here: parammix_core.stages loads torch and transformers (seconds)
         from parammix_core.stages.common import open_store
 
         return open_store(exp)
+    from flows.server import prefect_api
     from tasks.common import open_store as with_block  # Prefect only when a block is named
 
-    return with_block(exp)
+    path = log.start()
+    if path is None:  # no debug log: Prefect's own temporary server, lines and all
+        return with_block(exp)
+    with prefect_api(path):
+        return with_block(exp)
 
 
 def cmd_list(exp: Experiment, args: argparse.Namespace) -> int:
-    rows, damaged = list_artifacts(config_store(exp))
+    rows, damaged = list_artifacts(config_store(exp, args.log))
     print(f"{'stage':<11} {'config hash':<13} {'size':>10}  {'created':<20}  path")
     for r in rows:
         line = f"{r['stage']:<11} {r['config_hash']:<13} {_size(r['bytes']):>10}  "
@@ -48,7 +55,7 @@ def cmd_list(exp: Experiment, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(exp: Experiment, args: argparse.Namespace) -> int:
-    results = verify_all(config_store(exp))
+    results = verify_all(config_store(exp, args.log))
     bad = [(p, e) for p, e in results if e is not None]
     for path, err in bad:
         print(f"BAD  {path}: {_within(path, err)}")
@@ -65,7 +72,7 @@ def _within(path: str, err: object) -> str:
 def cmd_gc(exp: Experiment, args: argparse.Namespace) -> int:
     if not args.older_than >= 0:  # nan too: it compares false with every age
         raise StoreError(f"--older-than {args.older_than:g}: must be 0 or more seconds")
-    store = config_store(exp)
+    store = config_store(exp, args.log)
     found = find_garbage(store, args.older_than)
     for item in found:
         print(f"{_size(item.bytes):>10}  {item.path}  ({item.reason})")

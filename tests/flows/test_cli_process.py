@@ -145,3 +145,21 @@ def test_a_cache_that_is_a_file_gives_one_line_and_nothing_from_matplotlib(tmp_p
         "debug log, build and staging folders go there); set PARAMMIX_CACHE to a writable folder"
     ]
     assert done.stdout == "" and (tmp_path / "cache").read_text() == "x\n"
+
+
+@pytest.mark.slow
+def test_a_store_command_with_a_block_keeps_prefects_server_off_the_terminal(tmp_path: Path):
+    """Reading a credentials block starts a temporary Prefect server when no API is set: its
+    "Starting temporary server" and "See https://docs.prefect.io..." lines went to the
+    terminal (audit 38); they go to the debug log, as `run`'s do."""
+    argv = ["store", "list", "--set", "store.url=s3://bucket/x"]
+    done = parammix(tmp_path, *argv, "--set", "store.credentials_block=no-such-block")
+    assert done.returncode == 2 and done.stdout == ""
+    lines = clean(done).splitlines()
+    assert lines[0] == (
+        "error: store.credentials_block 'no-such-block': no such Prefect Secret block (Unable to "
+        "find block document named no-such-block for block type secret)"
+    )
+    assert len(lines) == 2 and lines[1].startswith("  details: ")
+    log = next((tmp_path / "cache" / "logs").glob("parammix-*.log")).read_text()
+    assert "prefect config set PREFECT_API_URL=http://127.0.0.1:" in log  # the server's banner
