@@ -81,20 +81,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _preflight(exp: Experiment, source: str) -> None:
-    """The evaluation tasks (names, metrics, data files, code execution), then the inputs
-    (corpora, checkpoint, tokenizer, imported runs), before any server or training; a config
-    bad on both has both named in one error, not the second after fixing the first."""
-    from parammix_core.evaluate.resolve import check_evaluation  # loads lm-eval: not for --help
+    """`stages.preflight` before any server or training; an input it refuses is said as the
+    stage `preflight` (a config's own errors name the file instead)."""
+    from parammix_core.stages.preflight import preflight  # loads lm-eval: not for --help
 
     try:
-        check_evaluation(exp, source)
-    except ConfigError as tasks:
-        try:
-            _check_inputs(exp)
-        except Exception as inputs:
-            raise ConfigError(f"{tasks}\n{describe(inputs)}") from None
+        preflight(exp, source)
+    except ConfigError:
         raise
-    _check_inputs(exp)
+    except Exception as err:
+        setattr(err, STAGE, "preflight")
+        raise
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -140,17 +137,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in stages.summary(stages.open_store(exp), refs):
         print(line)
     return 0
-
-
-def _check_inputs(exp: Experiment) -> None:
-    """What the first stages read (`stages.preflight`), refused as the stage `preflight`."""
-    from parammix_core.stages.preflight import check_inputs
-
-    try:
-        check_inputs(exp)
-    except Exception as err:
-        setattr(err, STAGE, "preflight")
-        raise
 
 
 def _console(args: argparse.Namespace):

@@ -18,6 +18,7 @@ from tasks.base import base_model
 from tasks.data import prepare_domains
 from tasks.evaluate import merge_and_evaluate, plan_mixtures
 from tasks.experts import train_expert
+from tasks.preflight import preflight
 from tasks.probe import interference_probe
 from tasks.report import summarise_evaluations
 
@@ -40,6 +41,7 @@ def evaluate_mixtures(
     Returns the refs the caller needs to go on: data, base, experts, probe, evals.
     """
     exp = resolve_experiment(exp, config, overrides)
+    preflight(exp, config or "the experiment")
     if mixtures is not None:
         if not mixtures:
             raise ValueError("mixtures: give at least one {domain: weight} mapping, or null")

@@ -1,12 +1,13 @@
 """The `param_mix` flow: the whole pipeline of DESIGN.md as one DAG.
 
-prepare_domains -> base_model -> train_expert[domain] -> rounds of (propose_mixtures[round]
--> merge_and_evaluate[batch]) -> fit_surrogates -> optimise_mixture -> validate_proxy (real
-mixed runs) -> final_training -> report, with interference_probe beside the fan-out. With
-search.strategy multifidelity the rounds also train real mixed runs (flows.multifidelity) and
-the choice is the multi-fidelity GP's at fidelity 1 instead of optimise_mixture's. With
-search.utility.calibrate, validate_proxy (without the choice) runs beside the merges and feeds
-optimise_mixture the line from each group's merge scores to its real runs'.
+preflight -> prepare_domains -> base_model -> train_expert[domain] -> rounds of
+(propose_mixtures[round] -> merge_and_evaluate[batch]) -> fit_surrogates -> optimise_mixture
+-> validate_proxy (real mixed runs) -> final_training -> report, with interference_probe
+beside the fan-out. With search.strategy multifidelity the rounds also train real mixed runs
+(flows.multifidelity) and the choice is the multi-fidelity GP's at fidelity 1 instead of
+optimise_mixture's. With search.utility.calibrate, validate_proxy (without the choice) runs
+beside the merges and feeds optimise_mixture the line from each group's merge scores to its
+real runs'.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tasks.data import prepare_domains
 from tasks.evaluate import merge_and_evaluate
 from tasks.experts import train_expert
 from tasks.final import run_final
+from tasks.preflight import preflight
 from tasks.probe import interference_probe
 from tasks.proposals import import_runs, propose_mixtures, search_inputs
 from tasks.report import report, summarise
@@ -43,6 +45,7 @@ def param_mix(
     experiment; default the embedded one), then `overrides` (`search.n_mixtures=48`, ...).
     """
     exp = resolve_experiment(exp, config, overrides)
+    preflight(exp, config or "the experiment")
     data = prepare_domains(exp)
     base = base_model(exp, data)
     experts = train_expert.map(unmapped(exp), exp.domains, unmapped(data), unmapped(base))

@@ -1,11 +1,12 @@
 """Preflight of what the first stages will read, before any server starts or anything trains.
 
-`parammix validate-config` and `parammix run` call `check_inputs` right after the evaluation
-tasks are resolved, so a corpus path that matches nothing, a checkpoint folder without its
-config, weights or tokenizer, a tokenizer folder that is not there, or a table of
-`search.import_runs` that is missing or does not fit the experiment fails in seconds with
-the field named, instead of after the Prefect server has started and the data stage has begun.
-Only listings and file names are read: nothing is loaded, downloaded or written.
+`parammix validate-config`, `parammix run` and the first task of every flow run (one started
+from a deployment too) call `preflight`: the evaluation tasks resolved, then the inputs. So a
+corpus path that matches nothing, a checkpoint folder without its config, weights or
+tokenizer, a tokenizer folder that is not there, or a table of `search.import_runs` that is
+missing or does not fit the experiment fails in seconds with the field named, instead of after
+the Prefect server has started and the data stage has begun. Only listings and file names are
+read: nothing is loaded, downloaded or written.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Callable
 
 import fsspec
 
-from parammix_core.config import Experiment
+from parammix_core.config import ConfigError, Experiment
 from parammix_core.data import DataError
+from parammix_core.failure import describe
 from parammix_core.runs import RunsError
 from parammix_core.stages.data import domain_files
 from parammix_core.stages.imports import imported_rows, imports_ref
@@ -27,6 +29,23 @@ TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer.model", "vocab.json", 
 
 class PreflightError(ValueError):
     """An input the run would fail on; the message names the field and the path."""
+
+
+def preflight(exp: Experiment, source: str) -> None:
+    """The evaluation tasks (names, metrics, data files, code execution), then the inputs;
+    a config bad on both has both named in one error, not the second after fixing the first.
+    Cheap when repeated in one process (lm-eval's task index is read once)."""
+    from parammix_core.evaluate.resolve import check_evaluation  # loads lm-eval
+
+    try:
+        check_evaluation(exp, source)
+    except ConfigError as tasks:
+        try:
+            check_inputs(exp)
+        except Exception as inputs:
+            raise ConfigError(f"{tasks}\n{describe(inputs, 'preflight')}") from None
+        raise
+    check_inputs(exp)
 
 
 def check_inputs(exp: Experiment) -> None:

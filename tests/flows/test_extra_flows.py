@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 
 from flows.evaluate_mixtures import evaluate_mixtures
+from flows.param_mix import param_mix
 from flows.refit import refit_surrogates
 from parammix_core import stages
-from parammix_core.config import Experiment, apply_overrides, load_experiment
+from parammix_core.config import ConfigError, Experiment, apply_overrides, load_experiment
+from parammix_core.failure import STAGE
 from parammix_core.simplex import SimplexError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +48,14 @@ def test_evaluate_rejects_a_mixture_off_the_simplex(prefect_api, tmp_path: Path)
     exp = micro(tmp_path / "store")
     with pytest.raises(SimplexError, match="sum"):
         evaluate_mixtures(exp, [{"math": 0.9, "sft": 0.9}])
+
+
+@pytest.mark.parametrize("flow", [param_mix, evaluate_mixtures], ids=["param-mix", "evaluate"])
+def test_a_flow_run_refuses_a_bad_task_before_anything_trains(prefect_api, tmp_path, flow):
+    """A deployment's run (the UI's, a schedule's) trained data, base and experts before an
+    unknown task failed it: only `parammix run` checked first (audit 39)."""
+    overrides = [f"store.url={tmp_path / 'store'}", "evaluation.tasks.0.name=no_such_task"]
+    with pytest.raises(ConfigError, match=r"evaluation\.tasks\.0\.name.*'no_such_task'") as err:
+        flow(config="micro", overrides=overrides)
+    assert getattr(err.value, STAGE) == "preflight"
+    assert not (tmp_path / "store").exists()  # no data, base or expert
