@@ -147,6 +147,7 @@ def _console(args: argparse.Namespace):
 def cmd_serve(args: argparse.Namespace) -> int:
     exp = _load(args)
     check_crons(weekly=args.weekly, nightly=args.nightly)
+    _preflight(exp, args.config or "<embedded default>")  # else every served run fails alike
     return serve_cli.serve_flows(exp, args, _console(args))
 
 

@@ -27,8 +27,8 @@ def served_deployments(
     from flows.refit import refit_surrogates
 
     params: dict[str, Any] = {"overrides": list(sets or [])}
-    if config is not None:
-        params["config"] = str(Path(config).resolve())
+    if config is not None:  # a preset's name stays a name: a run resolves it where it runs
+        params["config"] = str(Path(config).resolve()) if Path(config).exists() else config
     tags = ["parammix", exp.name]
     deployments = [
         param_mix.to_deployment("served", parameters=params, tags=tags),
@@ -59,12 +59,17 @@ def serve_flows(
 
     if not get_current_settings().api.url:
         print(
-            "error: no Prefect server: start one (`prefect server start`) and set "
-            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)",
+            "error: serve: PREFECT_API_URL is not set; served deployments need a lasting "
+            "server: start one (`prefect server start`) and set PREFECT_API_URL (e.g. "
+            "http://127.0.0.1:4200/api)",
             file=sys.stderr,
         )
         return 2
-    check_api()
+    check_api(temporary=False)
+    if exp.store.credentials_block is None:  # a folder that is no store: refused, not served
+        from parammix_core import stages
+
+        _ = stages.open_store(exp).id
     import torch
 
     torch.set_num_threads(exp.runtime.torch_threads)

@@ -122,9 +122,10 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def check_api() -> None:
+def check_api(temporary: bool = True) -> None:
     """Before a run writes anything: a set PREFECT_API_URL answers, and a temporary server
-    has a PREFECT_HOME folder for its database (else ServerError naming the setting)."""
+    has a PREFECT_HOME folder for its database (else ServerError naming the setting).
+    `temporary`: whether the command can do without a set server (`serve` cannot)."""
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
 
@@ -134,9 +135,10 @@ def check_api() -> None:
         with get_client(sync_client=True) as client:
             err = client.api_healthcheck()
         if err is not None:
+            other = " or unset PREFECT_API_URL for a temporary one" if temporary else ""
             raise ServerError(
                 f"PREFECT_API_URL {url}: cannot reach the Prefect server ({err}); start it "
-                "(`prefect server start`) or unset PREFECT_API_URL for a temporary one"
+                f"(`prefect server start`){other}"
             )
     elif settings.home.exists() and not settings.home.is_dir():
         raise ServerError(

@@ -44,7 +44,39 @@ def test_served_deployments_without_schedules():
 def test_serve_needs_a_server(capsys):
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         assert main(["serve", "--config", str(ROOT / "configs" / "micro.yaml")]) == 2
-    assert "prefect server start" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: serve: PREFECT_API_URL is not set;")
+    assert "prefect server start" in err
+
+
+def test_a_served_preset_stays_a_name(tmp_path: Path, monkeypatch):
+    """`serve --config micro` served `config: <cwd>/micro`, a file no run found (audit 39)."""
+    monkeypatch.chdir(tmp_path)
+    exp = load_experiment(ROOT / "configs" / "micro.yaml")
+    (served,) = served_deployments(exp, "none", "none", "micro")[:1]
+    assert served.parameters["config"] == "micro"
+    assert resolve_experiment(config=served.parameters["config"]) == exp
+    (tmp_path / "mine.yaml").write_text("name: mine\n")  # a file is served by its full path
+    (served,) = served_deployments(exp, "none", "none", "mine.yaml")[:1]
+    assert served.parameters["config"] == str(tmp_path / "mine.yaml")
+
+
+def test_serve_refuses_a_bad_task_and_a_folder_that_is_no_store(tmp_path, capsys, monkeypatch):
+    """Every served run would have failed on them (audit 39)."""
+    monkeypatch.setenv("PARAMMIX_CACHE", str(tmp_path / "cache"))
+    argv = ["serve", "--config", "micro", "--set", "evaluation.tasks.0.name=no_such_task"]
+    assert main(argv) == 2
+    assert "evaluation.tasks.0.name: unknown lm-eval task 'no_such_task'" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        monkeypatch.setattr("flows.server.check_api", lambda temporary=True: None)
+        assert main(["serve", "--config", "micro", "--set", f"store.url={tmp_path / 'mine'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: store {tmp_path / 'mine'}: ") and "not a Param-Mix store" in err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
 
 
 @pytest.mark.parametrize("option", ["--weekly", "--nightly"])
@@ -62,6 +94,7 @@ def test_an_unreachable_server_names_its_url(tmp_path: Path, capsys, monkeypatch
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith(f"error: PREFECT_API_URL {url}: cannot reach the Prefect server")
     assert "Traceback" not in first
+    assert "unset PREFECT_API_URL" not in first  # serve refuses to run without it (audit 39)
 
 
 def test_a_run_takes_a_preset_a_file_or_a_whole_experiment(tmp_path):
