@@ -132,9 +132,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not hasattr(err, STAGE):
                 setattr(err, STAGE, "param-mix flow")
             raise
+        took = time.perf_counter() - start
+        lines = stages.summary(store_cli.config_store(exp, args.log), refs)  # the block's keys
     print()
-    print(f"Param-Mix finished in {time.perf_counter() - start:.0f} s")
-    for line in stages.summary(stages.open_store(exp), refs):
+    print(f"Param-Mix finished in {took:.0f} s")
+    for line in lines:
         print(line)
     return 0
 

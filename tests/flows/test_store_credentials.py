@@ -6,6 +6,7 @@ import pytest
 import s3fs
 from prefect.blocks.system import Secret
 
+from flows.cli import main
 from parammix_core.config import ConfigError, Experiment, parse_experiment
 from parammix_core.store import ArtifactRef, StoreError
 from tasks.common import block_credentials, open_store
@@ -68,3 +69,27 @@ def test_secrets_in_a_config_are_refused(options: dict):
     ) as err:
         parse_experiment({"store": {"url": "s3://b/p", "storage_options": options}})
     assert "'x'" not in str(err.value)  # the value is never echoed
+
+
+@pytest.mark.slow
+def test_a_run_on_a_block_only_store_ends_with_its_summary(
+    prefect_api, s3_server, s3_bucket: str, no_env_credentials, tmp_path: Path, capsys, monkeypatch
+):
+    """The flow completed, then `parammix run` opened the store for its summary without the
+    block's keys: "no credentials found", exit 2 (audit 39)."""
+    monkeypatch.setenv("PARAMMIX_CACHE", str(tmp_path / "cache"))
+    Secret(value={"key": s3_server.access_key, "secret": s3_server.secret_key}).save(
+        "pm-run-credentials", overwrite=True
+    )
+    sets = [
+        f"store.url=s3://{s3_bucket}/run",
+        f"store.storage_options={{endpoint_url: '{s3_server.endpoint}'}}",
+        "store.credentials_block=pm-run-credentials",
+        "validation.enabled=false",
+        "final.enabled=false",
+    ]
+    argv = ["run", "--config", "micro", *(a for s in sets for a in ("--set", s))]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "\nchosen mixture: " in out and f"report: s3://{s3_bucket}/run/report/" in out
+    assert s3_server.secret_key not in out
