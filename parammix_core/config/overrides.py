@@ -104,7 +104,8 @@ def resolve_experiment(
         raise ConfigError(
             "give either config (a preset or file) or exp (a whole experiment), not both; a "
             "deployment whose default parameters hold an exp (docker/setup.sh's) runs another "
-            "config with exp=null beside config=... (e.g. --param exp=null)"
+            "config with exp=null beside config=... (e.g. --param exp=null), one that holds a "
+            "config (parammix serve's) runs a whole exp with config=null beside exp=..."
         )
     if config is not None:
         exp = load_experiment(config_path(config))

@@ -107,6 +107,8 @@ def test_a_run_takes_a_preset_a_file_or_a_whole_experiment(tmp_path):
         resolve_experiment(config="tiny")
     with pytest.raises(ConfigError, match=r"give either config .* with exp=null beside config"):
         resolve_experiment(exp=micro, config="micro")  # a setup.sh deployment given a config
+    with pytest.raises(ConfigError, match=r"one that holds a config .* with config=null beside"):
+        resolve_experiment(exp=micro, config="micro")  # a served one given an exp (audit 39)
     assert resolve_experiment(exp=None, config="micro") == micro  # --param exp=null: it runs
     with pytest.raises(ConfigError, match=r"search.n_mixtures: Input should be greater than 0"):
         resolve_experiment(config="micro", overrides=["search.n_mixtures=0"])
