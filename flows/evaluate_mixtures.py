@@ -7,6 +7,7 @@ retrained first. Run it nightly and it costs nothing until something upstream ch
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import flow, unmapped
@@ -41,6 +42,7 @@ def evaluate_mixtures(
     Returns the refs the caller needs to go on: data, base, experts, probe, evals.
     """
     exp = resolve_experiment(exp, config, overrides)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # the store's stamps
     preflight(exp, config or "the experiment")
     if mixtures is not None:
         if not mixtures:
@@ -62,7 +64,7 @@ def evaluate_mixtures(
         unmapped(base),
         unmapped(experts),
         unmapped(probe if corrected else None),
-        index=range(len(batches)),
+        index=[f"given-{i}" if mixtures is not None else i for i in range(len(batches))],
     ).result()
-    summarise_evaluations(exp, evals)
+    summarise_evaluations(exp, evals, since, given=mixtures is not None)
     return {"data": data, "base": base, "experts": experts, "probe": probe, "evals": evals}

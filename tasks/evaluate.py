@@ -30,8 +30,10 @@ def merge_and_evaluate(
     base: ArtifactRef,
     experts: list[ArtifactRef],
     probe: ArtifactRef | None = None,
-    index: int = 0,
+    index: int | str = 0,
 ) -> ArtifactRef:
+    """`index` names the batch (its task run and table artifact): planned batches count from
+    0, given ones (`given-0`, ...) apart, so neither replaces the other's table."""
     store, ref = run_stage(
         exp,
         f"merge_and_evaluate batch {index}",

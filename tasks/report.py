@@ -58,15 +58,23 @@ def summarise(exp: Experiment, refs: dict[str, ArtifactRef]) -> list[str]:
     return lines
 
 
-def summarise_evaluations(exp: Experiment, evals: list[ArtifactRef]) -> list[str]:
-    """Inside evaluate-mixtures: how many mixtures the store now holds scores for, as a
-    flow-run artifact and log lines (a nightly run with nothing new says so)."""
+def summarise_evaluations(
+    exp: Experiment, evals: list[ArtifactRef], since: str, given: bool
+) -> list[str]:
+    """Inside evaluate-mixtures: how many mixtures this run's batches hold and how many of
+    the batches it scored itself (published at or after `since`, the store's UTC stamp of
+    the run's start), as a flow-run artifact and log lines: a nightly run with nothing new
+    says so."""
     store = open_store(exp)
     created = sorted(store.manifest(ref)["created"] for ref in evals)
+    new = sum(stamp >= since for stamp in created)
     rows = len(stages.load_rows(store, evals)) if evals else 0
+    which = "the given mixtures" if given else "the planned mixtures"
     lines = [
-        f"{rows} mixture(s) scored in {len(evals)} batch(es) for experiment {exp.name!r}",
-        f"newest batch published {created[-1]}" if created else "no batches",
+        f"{rows} mixture(s) of {which} in {len(evals)} batch(es) for experiment {exp.name!r}",
+        f"{new} batch(es) scored by this run, the newest published {created[-1]}"
+        if new
+        else f"nothing new: every batch was already in the store (newest {created[-1]})",
     ]
     logger = get_run_logger()
     for line in lines:
@@ -74,6 +82,6 @@ def summarise_evaluations(exp: Experiment, evals: list[ArtifactRef]) -> list[str
     create_markdown_artifact(
         "# Evaluated mixtures\n\n" + "\n".join(f"- {line}" for line in lines),
         key=artifact_key(exp, "evaluated-mixtures"),
-        description="How many mixtures have scores in the store, and since when",
+        description="How many mixtures this run's batches hold, and how many it scored",
     )
     return lines

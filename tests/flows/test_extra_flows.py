@@ -1,8 +1,10 @@
 """evaluate-mixtures and refit-surrogates on the micro config, reusing one set of experts."""
 
+import logging
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
 
 from flows.evaluate_mixtures import evaluate_mixtures
 from flows.param_mix import param_mix
@@ -48,6 +50,29 @@ def test_evaluate_rejects_a_mixture_off_the_simplex(prefect_api, tmp_path: Path)
     exp = micro(tmp_path / "store")
     with pytest.raises(SimplexError, match="sum"):
         evaluate_mixtures(exp, [{"math": 0.9, "sft": 0.9}])
+
+
+@pytest.mark.slow
+def test_evaluate_says_what_it_scored_and_keeps_the_planned_tables(
+    prefect_api, tmp_path: Path, caplog
+):
+    """A second nightly run read as work done, and given mixtures replaced the planned batch
+    0's table artifact (audit 39)."""
+    exp = micro(tmp_path / "store")
+    with caplog.at_level(logging.INFO):
+        evaluate_mixtures(exp)
+        evaluate_mixtures(exp)
+        evaluate_mixtures(exp, [{"math": 0.9, "sft": 0.1}])
+    logs = [r.getMessage() for r in caplog.records]
+    said = [m for m in logs if "batch(es)" in m or "nothing new" in m]
+    assert said[0] == "8 mixture(s) of the planned mixtures in 2 batch(es) for experiment 'micro'"
+    assert said[1].startswith("2 batch(es) scored by this run, the newest published 20")
+    assert said[2] == said[0] and said[3].startswith("nothing new: every batch was already in")
+    assert said[4] == "1 mixture(s) of the given mixtures in 1 batch(es) for experiment 'micro'"
+    assert said[5].startswith("1 batch(es) scored by this run")
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts() if a.key}
+    assert {"micro-evaluated-batch-0", "micro-evaluated-batch-given-0"} <= keys
 
 
 @pytest.mark.parametrize("flow", [param_mix, evaluate_mixtures], ids=["param-mix", "evaluate"])
