@@ -7,7 +7,6 @@ retrained first. Run it nightly and it costs nothing until something upstream ch
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from prefect import flow, unmapped
@@ -17,7 +16,7 @@ from parammix_core import simplex
 from parammix_core.config import Experiment, resolve_experiment
 from tasks.base import base_model
 from tasks.data import prepare_domains
-from tasks.evaluate import merge_and_evaluate, plan_mixtures
+from tasks.evaluate import already_scored, merge_and_evaluate, plan_mixtures
 from tasks.experts import train_expert
 from tasks.preflight import preflight
 from tasks.probe import interference_probe
@@ -42,7 +41,6 @@ def evaluate_mixtures(
     Returns the refs the caller needs to go on: data, base, experts, probe, evals.
     """
     exp = resolve_experiment(exp, config, overrides)
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # the store's stamps
     preflight(exp, config or "the experiment")
     if mixtures is not None:
         if not mixtures:
@@ -57,6 +55,7 @@ def evaluate_mixtures(
     experts = train_expert.map(unmapped(exp), exp.domains, unmapped(data), unmapped(base)).result()
     probe = interference_probe(exp, data, base, experts) if exp.probe.enabled else None
     corrected = exp.evaluation.proxy == "corrected"
+    known = already_scored(exp, batches, data, base, experts, probe if corrected else None)
     evals = merge_and_evaluate.map(
         unmapped(exp),
         batches,
@@ -66,5 +65,5 @@ def evaluate_mixtures(
         unmapped(probe if corrected else None),
         index=[f"given-{i}" if mixtures is not None else i for i in range(len(batches))],
     ).result()
-    summarise_evaluations(exp, evals, since, given=mixtures is not None)
+    summarise_evaluations(exp, evals, known, given=mixtures is not None)
     return {"data": data, "base": base, "experts": experts, "probe": probe, "evals": evals}

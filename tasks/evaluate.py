@@ -7,13 +7,36 @@ from prefect.artifacts import create_table_artifact
 from parammix_core import stages
 from parammix_core.config import Experiment
 from parammix_core.store import ArtifactRef
-from tasks.common import RESULTS, RETRIES, artifact_key, run_stage, stage_task, store_key
+from tasks.common import (
+    RESULTS,
+    RETRIES,
+    artifact_key,
+    open_store,
+    run_stage,
+    stage_task,
+    store_key,
+)
 
 
 @stage_task(name="plan_mixtures", task_run_name="plan_mixtures")
 def plan_mixtures(exp: Experiment) -> list[list[list[float]]]:
     """The mixtures to evaluate, in batches of `search.batch_size`."""
     return stages.mixture_batches(exp)
+
+
+@stage_task(name="already_scored", task_run_name="already_scored")
+def already_scored(
+    exp: Experiment,
+    batches: list[list[list[float]]],
+    data: ArtifactRef,
+    base: ArtifactRef,
+    experts: list[ArtifactRef],
+    probe: ArtifactRef | None = None,
+) -> list[str]:
+    """Keys of the batches the store holds before they are scored: what a run did not add."""
+    store = open_store(exp)
+    refs = [stages.eval_ref(exp, alphas, data, base, experts, probe) for alphas in batches]
+    return [ref.key for ref in refs if store.exists(ref)]
 
 
 @stage_task(

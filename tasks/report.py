@@ -59,15 +59,14 @@ def summarise(exp: Experiment, refs: dict[str, ArtifactRef]) -> list[str]:
 
 
 def summarise_evaluations(
-    exp: Experiment, evals: list[ArtifactRef], since: str, given: bool
+    exp: Experiment, evals: list[ArtifactRef], known: list[str], given: bool
 ) -> list[str]:
     """Inside evaluate-mixtures: how many mixtures this run's batches hold and how many of
-    the batches it scored itself (published at or after `since`, the store's UTC stamp of
-    the run's start), as a flow-run artifact and log lines: a nightly run with nothing new
-    says so."""
+    the batches it scored itself (not among `known`, those the store held before), as a
+    flow-run artifact and log lines: a nightly run with nothing new says so."""
     store = open_store(exp)
     created = sorted(store.manifest(ref)["created"] for ref in evals)
-    new = sum(stamp >= since for stamp in created)
+    new = sum(ref.key not in known for ref in evals)
     rows = len(stages.load_rows(store, evals)) if evals else 0
     which = "the given mixtures" if given else "the planned mixtures"
     lines = [
