@@ -20,8 +20,11 @@ from parammix_core.config.urls import secret_in_url
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
-def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Experiment:
-    """`a.b.c=value` items (value parsed as YAML) on top of a loaded config."""
+def apply_overrides(
+    exp: Experiment, overrides: list[str], source: str, flag: str = "--set"
+) -> Experiment:
+    """`a.b.c=value` items (value parsed as YAML) on top of a loaded config; errors name each
+    item as the user gave it (`flag`: the CLI's `--set`, a flow run's `overrides`)."""
     if not overrides:
         return exp
     data: dict[str, Any] = exp.model_dump(mode="json")
@@ -29,14 +32,14 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
         path, sep, raw = item.partition("=")
         path = path.strip()  # `--set 'seed = 1'` as YAML would read `seed: 1`
         if not sep or not path:
-            raise ConfigError(f"--set {_shown(item)!r}: expected dotted.path=value")
+            raise ConfigError(f"{flag} {_shown(item)!r}: expected dotted.path=value")
         try:
-            value = load_yaml(raw, f"--set {_shown(item)!r}: the value")
+            value = load_yaml(raw, f"{flag} {_shown(item)!r}: the value")
         except ConfigError:
             if not _secret(item):
                 raise
             # YAML's error quotes the value, which may be a secret
-            raise ConfigError(f"--set {_shown(item)!r}: the value is not valid YAML") from None
+            raise ConfigError(f"{flag} {_shown(item)!r}: the value is not valid YAML") from None
         node: Any = data
         keys = path.split(".")
         try:
@@ -48,10 +51,10 @@ def apply_overrides(exp: Experiment, overrides: list[str], source: str) -> Exper
                 node[keys[-1]] = value
         except (ValueError, IndexError, TypeError, AttributeError):
             raise ConfigError(
-                f"--set {_shown(item)!r}: the config has no field {path!r} (list items take an "
+                f"{flag} {_shown(item)!r}: the config has no field {path!r} (list items take an "
                 "index, e.g. data.domains.0.name)"
             ) from None
-    return parse_experiment(data, f"{source} with --set")
+    return parse_experiment(data, f"{source} with {flag}")
 
 
 SHOWN_CHARS = 80
@@ -110,4 +113,4 @@ def resolve_experiment(
     if config is not None:
         exp = load_experiment(config_path(config))
     base = exp if exp is not None else Experiment()
-    return apply_overrides(base, list(overrides or []), config or "the experiment")
+    return apply_overrides(base, list(overrides or []), config or "the experiment", "overrides")

@@ -112,3 +112,8 @@ def test_a_run_takes_a_preset_a_file_or_a_whole_experiment(tmp_path):
     assert resolve_experiment(exp=None, config="micro") == micro  # --param exp=null: it runs
     with pytest.raises(ConfigError, match=r"search.n_mixtures: Input should be greater than 0"):
         resolve_experiment(config="micro", overrides=["search.n_mixtures=0"])
+    # a flow run's parameter is `overrides`, not the CLI's --set (audit 39)
+    with pytest.raises(ConfigError, match=r"^micro with overrides: 1 invalid field"):
+        resolve_experiment(config="micro", overrides=["search.n_mixtures=0"])
+    with pytest.raises(ConfigError, match=r"^overrides 'nonsense': expected dotted.path=value"):
+        resolve_experiment(config="micro", overrides=["nonsense"])
