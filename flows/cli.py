@@ -29,7 +29,7 @@ from typing import Any
 
 from flows import runs_cli, serve_cli, store_cli
 from flows.cli_values import Parser, check_crons, positive, seed
-from flows.debug_log import DebugLog, drop_accelerator_guess, off_the_console, quiet_console
+from flows.debug_log import DebugLog, off_the_console, quiet_console
 from parammix_core.config import (
     ConfigError,
     Experiment,
@@ -324,7 +324,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(k, v)
     os.environ.setdefault("MPLCONFIGDIR", str(cache_root() / "matplotlib"))  # not ~/.config
     warnings.formatwarning = _one_line
-    drop_accelerator_guess()
     main_thread = threading.current_thread() is threading.main_thread()  # else the embedder's
     handler = functools.partial(_terminated, args.command in UNWOUND)
     previous = signal.signal(signal.SIGTERM, handler) if main_thread else None

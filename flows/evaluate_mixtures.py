@@ -43,9 +43,7 @@ def evaluate_mixtures(
     exp = resolve_experiment(exp, config, overrides)
     preflight(exp, config or "the experiment")
     if mixtures is not None:
-        if not mixtures:
-            raise ValueError("mixtures: give at least one {domain: weight} mapping, or null")
-        alphas = [simplex.from_mapping(m, exp.domains).tolist() for m in mixtures]
+        alphas = simplex.from_mappings(mixtures, exp.domains).tolist()
         size = exp.search.batch_size
         batches = [alphas[i : i + size] for i in range(0, len(alphas), size)]
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.evaluate_mixtures import evaluate_mixtures
+from parammix_core import simplex
 from parammix_core.config import Experiment, resolve_experiment
 from parammix_core.store import ArtifactRef
 from tasks.proposals import import_runs
@@ -29,9 +30,11 @@ def refit_surrogates(
     """Surrogates on the planned plus `mixtures` ({domain: weight}) rows; the new choice.
     The experiment as in `param_mix`."""
     exp = resolve_experiment(exp, config, overrides)
+    if mixtures is not None:  # refused before the planned mixtures train and score
+        simplex.from_mappings(mixtures, exp.domains)
     planned = evaluate_mixtures(exp)
     evals = list(planned["evals"])
-    if mixtures:
+    if mixtures is not None:
         evals += evaluate_mixtures(exp, mixtures)["evals"]
     imported = import_runs(exp) if exp.search.import_runs is not None else None
     probe = planned["probe"]

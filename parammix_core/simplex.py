@@ -80,6 +80,22 @@ def from_mapping(weights: dict[str, float], domains: Sequence[str]) -> np.ndarra
     return validate([weights[d] for d in domains], domains)
 
 
+def from_mappings(
+    mixtures: Sequence[dict[str, float]], domains: Sequence[str], name: str = "mixtures"
+) -> np.ndarray:
+    """Mixtures given as {domain: weight} mappings, (N, K); an error names the item
+    (`mixtures.2: ...`), which a list pasted into the UI's run form needs."""
+    if not mixtures:
+        raise SimplexError(f"{name}: give at least one {{domain: weight}} mapping, or null")
+    rows = []
+    for i, weights in enumerate(mixtures):
+        try:
+            rows.append(from_mapping(weights, domains))
+        except SimplexError as err:
+            raise SimplexError(f"{name}.{i}: {err}") from None
+    return np.array(rows)
+
+
 def within_bounds(mixtures: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Mask of the mixtures (N, K) that respect per-domain floors and caps, shape (N,)."""
     return np.all((mixtures >= lo - TOLERANCE) & (mixtures <= hi + TOLERANCE), axis=1)

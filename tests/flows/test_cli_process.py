@@ -163,3 +163,19 @@ def test_a_store_command_with_a_block_keeps_prefects_server_off_the_terminal(tmp
     assert len(lines) == 2 and lines[1].startswith("  details: ")
     log = next((tmp_path / "cache" / "logs").glob("parammix-*.log")).read_text()
     assert "prefect config set PREFECT_API_URL=http://127.0.0.1:" in log  # the server's banner
+
+
+def test_a_flow_run_process_drops_deepspeeds_accelerator_guess(tmp_path: Path):
+    """A worker's flow-run process imports the flow, not the CLI: DeepSpeed's stdout line
+    "Setting accelerator to CPU ... unable to detect it" came back there (audit 39)."""
+    code = "import flows.param_mix, deepspeed; print('imported')"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=user_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "imported\n" and "accelerator" not in done.stderr

@@ -48,8 +48,12 @@ def test_evaluate_given_mixtures_then_refit_with_them(prefect_api, tmp_path: Pat
 
 def test_evaluate_rejects_a_mixture_off_the_simplex(prefect_api, tmp_path: Path):
     exp = micro(tmp_path / "store")
-    with pytest.raises(SimplexError, match="sum"):
-        evaluate_mixtures(exp, [{"math": 0.9, "sft": 0.9}])
+    ok = {"math": 0.5, "sft": 0.5}
+    with pytest.raises(SimplexError, match=r"^mixtures\.1: mixture weights sum to 1\.8"):
+        evaluate_mixtures(exp, [ok, {"math": 0.9, "sft": 0.9}])  # the item named (audit 39)
+    with pytest.raises(ValueError, match="mixtures: give at least one"):
+        refit_surrogates(exp, [])  # refit ignored [] where evaluate refused it (audit 39)
+    assert not (tmp_path / "store").exists()
 
 
 @pytest.mark.slow

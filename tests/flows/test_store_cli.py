@@ -42,9 +42,7 @@ def test_store_commands(tmp_path: Path, capsys):
     assert main(["store", "verify", *opts]) == 0
     Path(store.file_path(ref, "info.json")).write_text('{"a": 2}')
     assert main(["store", "verify", *opts]) == 1
-    assert f"BAD  {ref.path}: info.json: sha256 does not match" in (
-        capsys.readouterr().out
-    )
+    assert f"BAD  {ref.path}: info.json: sha256 does not match" in capsys.readouterr().out
 
 
 def test_store_errors_are_one_line(tmp_path: Path, capsys, monkeypatch):
