@@ -91,10 +91,14 @@ def store_key(ref_fn: Callable[..., ArtifactRef]) -> Callable[[TaskRunContext, d
         if exp.runtime.verify_cached:  # no cache hit: the stage re-hashes what it reuses
             return None
         args = {k: v for k, v in parameters.items() if k not in NAMING}
-        store, ref = open_store(exp), ref_fn(exp, **args)
+        try:
+            store, ref = open_store(exp), ref_fn(exp, **args)
+            key = f"{store.id}/{ref.path}"
+        except Exception:  # the task fails on it too, naming it once: no second traceback
+            return None  # under Prefect's "Error encountered when computing cache key"
         if context is not None and context.task_run.name in drilled():
             _warn_if_drill_is_moot(context.task_run.name, store, ref)
-        return f"{store.id}/{ref.path}"
+        return key
 
     return cache_key
 

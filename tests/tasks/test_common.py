@@ -41,6 +41,15 @@ def test_cache_key_differs_between_stores_not_between_runs(tmp_path: Path):
     assert key(None, {"exp": a}).split("/", 1)[1] == key(None, {"exp": b}).split("/", 1)[1]
 
 
+def test_a_stage_that_cannot_name_its_output_has_no_cache_key(tmp_path: Path):
+    """The stage then fails with the error named; a key that raised was logged by Prefect as
+    "Error encountered when computing cache key" with a second traceback (audit 39)."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")  # a folder that is no store
+    assert store_key(stages.data_ref)(None, {"exp": with_store(tmp_path / "mine")}) is None
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
 def _state(exc: BaseException):
     return types.SimpleNamespace(data=exc)
 
