@@ -21,7 +21,7 @@ from lm_eval.tasks import TaskManager
 from parammix_core.config import EvalTask
 from parammix_core.evaluate.code_eval import code_eval_fallback
 from parammix_core.evaluate.resolve import Resolution, RunContext, resolve_tasks
-from parammix_core.evaluate.task_finder import lm_eval_tasks_dir
+from parammix_core.evaluate.task_finder import data_file_paths, lm_eval_tasks_dir
 
 
 class EvaluationError(ValueError):
@@ -44,9 +44,15 @@ class LoadedTasks:
         return [self.task_dict["tasks"][name]]
 
 
-def _load_failure(i: int, task: EvalTask, err: Exception, lm_evals_own: bool) -> str:
-    """Why a task did not load; for lm-eval's own tasks, offline, the way out is data_files."""
+def _load_failure(
+    i: int, task: EvalTask, err: Exception, lm_evals_own: bool, reads: Sequence[str] = ()
+) -> str:
+    """Why a task did not load; for lm-eval's own tasks, offline, the way out is data_files.
+    `reads`: the files the task's own YAML names, which a user's damaged file is among."""
     cause = f"{type(err).__name__}: {err}"
+    inner = err.__cause__ or err.__context__  # datasets' "An error occurred ..." says no more
+    if inner is not None and str(inner) and str(inner) not in cause:
+        cause += f"; {type(inner).__name__}: {str(inner).splitlines()[0][:300]}"
     if task.data_files:
         files = ", ".join(f"{split}: {path}" for split, path in task.data_files.items())
         return (
@@ -57,7 +63,8 @@ def _load_failure(i: int, task: EvalTask, err: Exception, lm_evals_own: bool) ->
         f"; offline, give local copies of its data as evaluation.tasks.{i}.data_files, or "
         "let lm-eval download it: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 in the environment"
     )
-    return f"evaluation.tasks.{i}.name: lm-eval could not load {task.name} ({cause})" + (
+    source = f" from {', '.join(reads)}" if reads else ""
+    return f"evaluation.tasks.{i}.name: lm-eval could not load {task.name}{source} ({cause})" + (
         hint if lm_evals_own else ""
     )
 
@@ -69,9 +76,11 @@ def _build(tasks: Sequence[EvalTask], manager: TaskManager, resolution: Resoluti
         try:
             loaded = manager.load([spec])
         except Exception as err:
-            path = resolution.infos[task.name].path
-            own = path is not None and lm_eval_tasks_dir() in path.parents
-            raise EvaluationError(_load_failure(i, task, err, own)) from err
+            info = resolution.infos[task.name]
+            own = info.path is not None and lm_eval_tasks_dir() in info.path.parents
+            kwargs = info.config.get("dataset_kwargs")
+            reads = data_file_paths(kwargs.get("data_files") if isinstance(kwargs, dict) else None)
+            raise EvaluationError(_load_failure(i, task, err, own, reads)) from err
         built[task.name] = loaded["groups"].get(task.name) or loaded["tasks"][task.name]
     return built
 

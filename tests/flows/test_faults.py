@@ -123,7 +123,10 @@ def assert_secret_written_nowhere(secret: str, state, store: Store, capfd) -> No
 def test_permanent_failure_names_its_cause_and_keeps_earlier_artifacts(prefect_api, tmp_path: Path):
     tasks_dir = tmp_path / "tasks"
     tasks_dir.mkdir()
-    data_file = tmp_path / "docs.jsonl"  # missing on the first run: a user's broken task
+    # damaged on the first run: a user's broken task that the preflight, which checks the
+    # task's files by name, cannot see (a missing file is refused before anything trains)
+    data_file = tmp_path / "docs.jsonl"
+    data_file.write_text('{"q": "1 + 1 =", "choices": ["2", "3"], "answer": 0\n')
     (tasks_dir / "my_task.yaml").write_text(
         "task: my_task\n"
         "dataset_path: json\n"
