@@ -278,8 +278,8 @@ def verdict(intervals: Mapping[str, GainInterval], help_text: str, on_merges: bo
     if all(iv.low > 0 for iv in intervals.values()) and on_merges:
         return (
             head + ". Its merge beats theirs beyond the merges' noise (resampled mixtures and "
-            "documents); whether real training follows only real runs can say (the "
-            "validation's, `validation.enabled`)." + caveat
+            "documents); only real runs can say whether real training follows (the "
+            "validation's, with `validation.enabled`)." + caveat
         )
     if all(iv.low > 0 for iv in intervals.values()):
         return head + ". The chosen mixture is predicted to beat them beyond the noise." + caveat

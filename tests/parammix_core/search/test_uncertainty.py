@@ -87,7 +87,7 @@ def test_a_clear_peak_is_distinguishable():
     text = verdict({"uniform": iv}, "", on_merges=True)
     assert text.startswith("Predicted utility gain of the chosen mixture on the merges (90% ")
     assert "Its merge beats theirs beyond the merges' noise" in text
-    assert "whether real training follows only real runs can say" in text
+    assert "only real runs can say whether real training follows" in text
     assert "predicted to beat" not in text
 
 
