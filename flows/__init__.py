@@ -9,7 +9,8 @@ CLI and in a worker's flow-run process alike.
 
 import os
 
-from flows.debug_log import drop_accelerator_guess
+from flows.debug_log import drop_accelerator_guess, strip_console_tracebacks
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 drop_accelerator_guess()
+strip_console_tracebacks()

@@ -101,6 +101,19 @@ def _console_handlers() -> Iterator[logging.Handler]:
                 yield handler
 
 
+# Set by `parammix serve` (unless --debug) for the flow-run processes Prefect starts for it:
+# they inherit its terminal, and their tracebacks belong in the run's log in the UI.
+NO_TRACEBACKS_ENV = "PARAMMIX_CONSOLE_TRACEBACKS"
+
+
+def strip_console_tracebacks() -> None:
+    """In a process `serve` started: console lines from now on without tracebacks."""
+    if os.environ.get(NO_TRACEBACKS_ENV) == "0":
+        for handler in _console_handlers():
+            if not isinstance(handler.formatter, _NoTraceback):
+                handler.setFormatter(_NoTraceback(handler.formatter))
+
+
 @contextmanager
 def quiet_console() -> Iterator[None]:
     """Console handlers print log lines without tracebacks while this is open."""

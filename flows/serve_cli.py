@@ -4,11 +4,13 @@ UI), against the Prefect server PREFECT_API_URL names."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from flows.debug_log import NO_TRACEBACKS_ENV
 from parammix_core.config import Experiment
 
 
@@ -74,6 +76,8 @@ def serve_flows(
 
     torch.set_num_threads(exp.runtime.torch_threads)
     args.log.start()  # the runs' tracebacks go there; their one-line logs to the terminal
+    if not args.debug:  # the flow-run processes Prefect starts: tracebacks to the UI only
+        os.environ[NO_TRACEBACKS_ENV] = "0"
     with console:
         serve(
             *served_deployments(exp, args.weekly, args.nightly, args.config, args.set),

@@ -179,3 +179,31 @@ def test_a_flow_run_process_drops_deepspeeds_accelerator_guess(tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "imported\n" and "accelerator" not in done.stderr
+
+
+@pytest.mark.parametrize("served", [True, False], ids=["served", "plain"])
+def test_a_served_flow_run_process_logs_without_tracebacks(tmp_path: Path, served: bool):
+    """`parammix serve`'s flow runs are processes Prefect spawns, sharing its terminal: their
+    tracebacks filled it (audit 39). Under serve they log one line each, the traceback kept
+    for the UI's copy of the log; elsewhere Prefect's console is left as it is."""
+    code = (
+        "import logging\nfrom prefect.logging.configuration import setup_logging\n"
+        "setup_logging()\nimport flows\n"  # the order of Prefect's spawned flow-run process
+        "try:\n    raise ValueError('boom')\n"
+        "except ValueError:\n    logging.getLogger('prefect.check').exception('it failed')\n"
+    )
+    env = user_env(tmp_path)
+    env.pop("PARAMMIX_CONSOLE_TRACEBACKS", None)
+    if served:
+        env["PARAMMIX_CONSOLE_TRACEBACKS"] = "0"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "it failed" in done.stderr
+    assert ("Traceback" in done.stderr) is not served

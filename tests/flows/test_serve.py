@@ -1,5 +1,6 @@
 """`parammix serve`: which deployments it serves, and what it says without a server."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,19 @@ def test_a_run_takes_a_preset_a_file_or_a_whole_experiment(tmp_path):
         resolve_experiment(config="micro", overrides=["search.n_mixtures=0"])
     with pytest.raises(ConfigError, match=r"^overrides 'nonsense': expected dotted.path=value"):
         resolve_experiment(config="micro", overrides=["nonsense"])
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_serve_keeps_tracebacks_of_its_runs_off_its_terminal(tmp_path, monkeypatch, debug):
+    """The flow-run processes Prefect spawns inherit the setting (audit 39); --debug keeps them."""
+    import prefect
+
+    seen = {}
+    monkeypatch.setenv("PARAMMIX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("PARAMMIX_CONSOLE_TRACEBACKS", raising=False)
+    monkeypatch.setattr("flows.server.check_api", lambda temporary=True: None)
+    monkeypatch.setattr(prefect, "serve", lambda *d, **k: seen.update(env=os.environ.copy()))
+    argv = ["serve", "--config", "micro", "--set", f"store.url={tmp_path / 'store'}"]
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        assert main([*argv, *(["--debug"] if debug else [])]) == 0
+    assert seen["env"].get("PARAMMIX_CONSOLE_TRACEBACKS") == (None if debug else "0")
