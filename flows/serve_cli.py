@@ -53,10 +53,11 @@ def served_deployments(
 def serve_flows(
     exp: Experiment, args: argparse.Namespace, console: AbstractContextManager[Any]
 ) -> int:
-    """Serve until stopped; a server that is not set or does not answer is one error line."""
-    from prefect import serve
+    """Serve until Ctrl-C or SIGTERM; a server that is not set or does not answer is one
+    error line. SIGTERM cancels the runs this process started and exits 143, as `run` does."""
     from prefect.settings import get_current_settings
 
+    from flows.served_runner import serve
     from flows.server import check_api
 
     if not get_current_settings().api.url:
@@ -78,9 +79,26 @@ def serve_flows(
     args.log.start()  # the runs' tracebacks go there; their one-line logs to the terminal
     if not args.debug:  # the flow-run processes Prefect starts: tracebacks to the UI only
         os.environ[NO_TRACEBACKS_ENV] = "0"
+    deployments = served_deployments(exp, args.weekly, args.nightly, args.config, args.set)
+    print(serving(deployments, get_current_settings().api.url), flush=True)
     with console:
-        serve(
-            *served_deployments(exp, args.weekly, args.nightly, args.config, args.set),
-            limit=args.limit,
+        runner = serve(deployments, args.limit)
+    if runner.terminated:
+        print(
+            "error: serve: terminated (SIGTERM); the flow runs it had started were cancelled "
+            "and its schedules paused (`parammix serve` again resumes them)",
+            file=sys.stderr,
         )
+        return 143
     return 0
+
+
+def serving(deployments: list[Any], api_url: str) -> str:
+    """What the terminal shows once: the deployments by the names `prefect deployment run`
+    takes, and how to stop."""
+    names = [d.full_name for d in deployments]
+    return (
+        f"serving {len(names)} deployments on {api_url}: {', '.join(names)}\n"
+        f"  start a run from the UI, or: prefect deployment run '{names[0]}'\n"
+        "  Ctrl-C or SIGTERM stops serving (runs started here are cancelled)"
+    )

@@ -6,6 +6,7 @@ import base64
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -196,3 +197,51 @@ def test_parammix_serve_registers_its_deployments(stack: Stack):
     assert [s.schedule.cron for s in nightly.schedules] == ["0 3 * * *"]
     assert on_demand.parameters == {"config": str(ROOT / "configs" / "micro.yaml"), "overrides": []}
     assert not on_demand.schedules
+
+
+def test_sigterm_to_parammix_serve_cancels_its_run_and_says_so(stack: Stack):
+    """`docker stop` / `kill` on serve with a run in flight: the run is Cancelled in the UI (not
+    left Running), the schedules paused, one error line, exit 143 (Prefect 3.8's own handler
+    left the run Running, printed "coroutine 'Runner.astop' was never awaited", exited 0)."""
+    if stack.server.database != "sqlite":
+        pytest.skip("the serve path does not depend on the server's database")
+    store = stack.workdir / "store-sigterm"
+    cmd = [str(BIN / "parammix"), "serve", "--config", "micro", "--set", f"store.url={store}"]
+    log = stack.workdir / "serve-sigterm.log"
+    env = {**stack.server.env, "PARAMMIX_CACHE": str(stack.workdir / "cache-sigterm")}
+    with log.open("wb") as out:
+        serve = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        with get_client(sync_client=True) as client:
+            wait_for(
+                "parammix serve",
+                lambda: client.read_deployment_by_name("param-mix/served"),
+                120,
+                log,
+            )
+            deployment = client.read_deployment_by_name("param-mix/served")
+            run = client.create_flow_run_from_deployment(deployment.id)
+            wait_for(
+                "a running flow run",
+                lambda: client.read_flow_run(run.id).state.is_running(),
+                120,
+                log,
+            )
+            serve.send_signal(signal.SIGTERM)  # to serve alone, as `docker stop` does PID 1
+            code = serve.wait(120)
+            state = client.read_flow_run(run.id).state
+            weekly = client.read_deployment_by_name("param-mix/served-weekly")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    said = log.read_text()
+    assert code == 143, said[-3000:]
+    assert state.is_cancelled(), state
+    assert weekly.paused
+    assert said.startswith("serving 5 deployments on ")
+    errors = [line for line in said.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: serve: terminated (SIGTERM); the flow runs it had started were cancelled and "
+        "its schedules paused (`parammix serve` again resumes them)"
+    ]
+    assert "never awaited" not in said and "Traceback" not in said

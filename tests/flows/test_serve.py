@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -123,14 +124,55 @@ def test_a_run_takes_a_preset_a_file_or_a_whole_experiment(tmp_path):
 @pytest.mark.parametrize("debug", [False, True])
 def test_serve_keeps_tracebacks_of_its_runs_off_its_terminal(tmp_path, monkeypatch, debug):
     """The flow-run processes Prefect spawns inherit the setting (audit 39); --debug keeps them."""
-    import prefect
-
     seen = {}
     monkeypatch.setenv("PARAMMIX_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("PARAMMIX_CONSOLE_TRACEBACKS", raising=False)
     monkeypatch.setattr("flows.server.check_api", lambda temporary=True: None)
-    monkeypatch.setattr(prefect, "serve", lambda *d, **k: seen.update(env=os.environ.copy()))
+
+    def serve(deployments, limit):
+        seen.update(env=os.environ.copy())
+        return SimpleNamespace(terminated=False)
+
+    monkeypatch.setattr("flows.served_runner.serve", serve)
     argv = ["serve", "--config", "micro", "--set", f"store.url={tmp_path / 'store'}"]
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
         assert main([*argv, *(["--debug"] if debug else [])]) == 0
     assert seen["env"].get("PARAMMIX_CONSOLE_TRACEBACKS") == (None if debug else "0")
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [
+        (
+            "sigterm",
+            143,
+            "error: serve: terminated (SIGTERM); the flow runs it had started were cancelled and "
+            "its schedules paused (`parammix serve` again resumes them)",
+        ),
+        ("ctrl-c", 130, "error: serve: interrupted (Ctrl-C)"),
+    ],
+)
+def test_a_stopped_serve_says_how(tmp_path, capsys, monkeypatch, stop, code, said):
+    """SIGTERM and Ctrl-C end serve as they end `run`: one line, 143 / 130 (Prefect's serve
+    swallowed both and exited 0). The real SIGTERM path: tests/e2e, against a real server."""
+
+    def serve(deployments, limit):
+        assert limit == 3
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        return SimpleNamespace(terminated=True)
+
+    monkeypatch.setenv("PARAMMIX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("flows.server.check_api", lambda temporary=True: None)
+    monkeypatch.setattr("flows.served_runner.serve", serve)
+    argv = ["serve", "--config", "micro", "--set", f"store.url={tmp_path / 'store'}"]
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        assert main([*argv, "--limit", "3", "--weekly", "none"]) == code
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "serving 4 deployments on http://127.0.0.1:4200/api: param-mix/served, "
+        "refit-surrogates/served, evaluate-mixtures/served, evaluate-mixtures/served-nightly",
+        "  start a run from the UI, or: prefect deployment run 'param-mix/served'",
+        "  Ctrl-C or SIGTERM stops serving (runs started here are cancelled)",
+    ]
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [said]
