@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from parammix_core.paths import cache_root
@@ -153,3 +153,33 @@ def drop_accelerator_guess() -> None:
     logging.getLogger("DeepSpeed").addFilter(
         lambda record: not record.getMessage().startswith("Setting accelerator to CPU")
     )
+
+
+_LOGGED = "_parammix_traceback_logged"  # set on an exception once a record showed its traceback
+_ENGINE_WRAPPER = "Engine execution exited with unexpected exception"
+
+
+def _once(record: logging.LogRecord) -> bool:
+    """Keep a record; drop its traceback if an earlier record showed this exception's, and drop
+    the engine wrapper's record of an exception already shown (it adds nothing to it)."""
+    err = record.exc_info[1] if record.exc_info else None
+    if err is None:
+        return True
+    if getattr(err, _LOGGED, False):
+        if record.msg == _ENGINE_WRAPPER:
+            return False
+        record.exc_info, record.exc_text = None, None
+        return True
+    with suppress(AttributeError):  # one that takes no attributes: records stay
+        setattr(err, _LOGGED, True)
+    return True
+
+
+def one_traceback_per_error() -> None:
+    """A failed flow run logs its exception with the traceback up to three times: the task that
+    raised it, the flow engine ("Encountered exception during execution"), the engine's wrapper
+    around the run ("Engine execution exited with unexpected exception"). In the run's log in
+    the UI (and on a worker's terminal) the first keeps the traceback, the flow's line keeps its
+    message without it, the wrapper's goes."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(_once)
