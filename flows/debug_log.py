@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -107,11 +108,26 @@ NO_TRACEBACKS_ENV = "PARAMMIX_CONSOLE_TRACEBACKS"
 
 
 def strip_console_tracebacks() -> None:
-    """In a process `serve` started: console lines from now on without tracebacks."""
+    """In a process `serve` started: console lines from now on without tracebacks, and what
+    Python reports as "Exception ignored in ..." on one line."""
     if os.environ.get(NO_TRACEBACKS_ENV) == "0":
         for handler in _console_handlers():
             if not isinstance(handler.formatter, _NoTraceback):
                 handler.setFormatter(_NoTraceback(handler.formatter))
+        sys.unraisablehook = _unraisable_on_one_line
+
+
+def _unraisable_on_one_line(unraisable: sys.UnraisableHookArgs) -> None:
+    """A signal that lands while a finalizer runs (Prefect cancels a run by SIGTERM, a
+    terminal's Ctrl-C reaches every process) is reported with a traceback and then ignored;
+    the run's cancellation says it already. Other errors get one line."""
+    if unraisable.exc_type is None or not issubclass(unraisable.exc_type, Exception):
+        return
+    where = f" in {unraisable.object!r}" if unraisable.object is not None else ""
+    print(
+        f"warning: {unraisable.exc_type.__name__}: {unraisable.exc_value} ignored{where}",
+        file=sys.stderr,
+    )
 
 
 @contextmanager

@@ -54,7 +54,8 @@ def serve_flows(
     exp: Experiment, args: argparse.Namespace, console: AbstractContextManager[Any]
 ) -> int:
     """Serve until Ctrl-C or SIGTERM; a server that is not set or does not answer is one
-    error line. SIGTERM cancels the runs this process started and exits 143, as `run` does."""
+    error line. Either signal cancels the runs this process started; exit 130 or 143, as
+    `run`'s."""
     from prefect.settings import get_current_settings
 
     from flows.served_runner import serve
@@ -83,14 +84,15 @@ def serve_flows(
     print(serving(deployments, get_current_settings().api.url), flush=True)
     with console:
         runner = serve(deployments, args.limit)
-    if runner.terminated:
-        print(
-            "error: serve: terminated (SIGTERM); the flow runs it had started were cancelled "
-            "and its schedules paused (`parammix serve` again resumes them)",
-            file=sys.stderr,
-        )
-        return 143
-    return 0
+    if runner.stopped_by is None:
+        return 0
+    how = "terminated (SIGTERM)" if runner.stopped_by == "SIGTERM" else "interrupted (Ctrl-C)"
+    print(
+        f"error: serve: {how}; the flow runs it had started were cancelled and its schedules "
+        "paused (`parammix serve` again resumes them)",
+        file=sys.stderr,
+    )
+    return 143 if runner.stopped_by == "SIGTERM" else 130
 
 
 def serving(deployments: list[Any], api_url: str) -> str:

@@ -199,18 +199,29 @@ def test_parammix_serve_registers_its_deployments(stack: Stack):
     assert not on_demand.schedules
 
 
-def test_sigterm_to_parammix_serve_cancels_its_run_and_says_so(stack: Stack):
-    """`docker stop` / `kill` on serve with a run in flight: the run is Cancelled in the UI (not
-    left Running), the schedules paused, one error line, exit 143 (Prefect 3.8's own handler
-    left the run Running, printed "coroutine 'Runner.astop' was never awaited", exited 0)."""
+@pytest.mark.parametrize(
+    ("stop", "said"),
+    [
+        ("SIGTERM", "error: serve: terminated (SIGTERM); "),
+        ("Ctrl-C", "error: serve: interrupted (Ctrl-C); "),
+    ],
+)
+def test_a_stopped_serve_cancels_its_run_and_says_so(stack: Stack, stop: str, said: str):
+    """SIGTERM to serve alone (`docker stop` signals PID 1) or SIGINT to its process group (a
+    terminal's Ctrl-C, which its flow run gets too), with a run in flight: the run is Cancelled
+    in the UI (not left Running), the schedules paused, one error line, exit 143 / 130.
+    Prefect 3.8's own serve left the run Running and exited 0 both ways (and printed
+    "coroutine 'Runner.astop' was never awaited" on SIGTERM)."""
     if stack.server.database != "sqlite":
         pytest.skip("the serve path does not depend on the server's database")
-    store = stack.workdir / "store-sigterm"
+    store = stack.workdir / f"store-{stop}"
     cmd = [str(BIN / "parammix"), "serve", "--config", "micro", "--set", f"store.url={store}"]
-    log = stack.workdir / "serve-sigterm.log"
-    env = {**stack.server.env, "PARAMMIX_CACHE": str(stack.workdir / "cache-sigterm")}
+    log = stack.workdir / f"serve-{stop}.log"
+    env = {**stack.server.env, "PARAMMIX_CACHE": str(stack.workdir / f"cache-{stop}")}
     with log.open("wb") as out:
-        serve = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        serve = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         with get_client(sync_client=True) as client:
             wait_for(
@@ -227,21 +238,24 @@ def test_sigterm_to_parammix_serve_cancels_its_run_and_says_so(stack: Stack):
                 120,
                 log,
             )
-            serve.send_signal(signal.SIGTERM)  # to serve alone, as `docker stop` does PID 1
+            if stop == "SIGTERM":
+                serve.send_signal(signal.SIGTERM)
+            else:
+                os.killpg(serve.pid, signal.SIGINT)
             code = serve.wait(120)
             state = client.read_flow_run(run.id).state
             weekly = client.read_deployment_by_name("param-mix/served-weekly")
     finally:
         if serve.poll() is None:
-            serve.kill()
-    said = log.read_text()
-    assert code == 143, said[-3000:]
+            os.killpg(serve.pid, signal.SIGKILL)
+    printed = log.read_text()
+    assert code == (143 if stop == "SIGTERM" else 130), printed[-3000:]
     assert state.is_cancelled(), state
     assert weekly.paused
-    assert said.startswith("serving 5 deployments on ")
-    errors = [line for line in said.splitlines() if line.startswith("error:")]
+    assert printed.startswith("serving 5 deployments on ")
+    errors = [line for line in printed.splitlines() if line.startswith("error:")]
     assert errors == [
-        "error: serve: terminated (SIGTERM); the flow runs it had started were cancelled and "
-        "its schedules paused (`parammix serve` again resumes them)"
+        said + "the flow runs it had started were cancelled and its schedules paused "
+        "(`parammix serve` again resumes them)"
     ]
-    assert "never awaited" not in said and "Traceback" not in said
+    assert "never awaited" not in printed and "Traceback" not in printed

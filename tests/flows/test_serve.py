@@ -131,7 +131,7 @@ def test_serve_keeps_tracebacks_of_its_runs_off_its_terminal(tmp_path, monkeypat
 
     def serve(deployments, limit):
         seen.update(env=os.environ.copy())
-        return SimpleNamespace(terminated=False)
+        return SimpleNamespace(stopped_by=None)
 
     monkeypatch.setattr("flows.served_runner.serve", serve)
     argv = ["serve", "--config", "micro", "--set", f"store.url={tmp_path / 'store'}"]
@@ -144,23 +144,26 @@ def test_serve_keeps_tracebacks_of_its_runs_off_its_terminal(tmp_path, monkeypat
     ("stop", "code", "said"),
     [
         (
-            "sigterm",
+            "SIGTERM",
             143,
             "error: serve: terminated (SIGTERM); the flow runs it had started were cancelled and "
             "its schedules paused (`parammix serve` again resumes them)",
         ),
-        ("ctrl-c", 130, "error: serve: interrupted (Ctrl-C)"),
+        (
+            "Ctrl-C",
+            130,
+            "error: serve: interrupted (Ctrl-C); the flow runs it had started were cancelled and "
+            "its schedules paused (`parammix serve` again resumes them)",
+        ),
     ],
 )
 def test_a_stopped_serve_says_how(tmp_path, capsys, monkeypatch, stop, code, said):
     """SIGTERM and Ctrl-C end serve as they end `run`: one line, 143 / 130 (Prefect's serve
-    swallowed both and exited 0). The real SIGTERM path: tests/e2e, against a real server."""
+    swallowed both and exited 0). The signals themselves: tests/e2e, against a real server."""
 
     def serve(deployments, limit):
         assert limit == 3
-        if stop == "ctrl-c":
-            raise KeyboardInterrupt
-        return SimpleNamespace(terminated=True)
+        return SimpleNamespace(stopped_by=stop)
 
     monkeypatch.setenv("PARAMMIX_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("flows.server.check_api", lambda temporary=True: None)
