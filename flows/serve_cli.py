@@ -87,11 +87,14 @@ def serve_flows(
     if runner.stopped_by is None:
         return 0
     how = "terminated (SIGTERM)" if runner.stopped_by == "SIGTERM" else "interrupted (Ctrl-C)"
-    print(
-        f"error: serve: {how}; the flow runs it had started were cancelled and its schedules "
-        "paused (`parammix serve` again resumes them)",
-        file=sys.stderr,
+    done = (
+        "stopped at once by a second signal: a flow run it had started may show Running in the "
+        "UI until cancelled there"
+        if runner.at_once
+        else "the flow runs it had started were cancelled and its schedules paused "
+        "(`parammix serve` again resumes them)"
     )
+    print(f"error: serve: {how}; {done}", file=sys.stderr)
     return 143 if runner.stopped_by == "SIGTERM" else 130
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from typing import Any
 
 from prefect.exceptions import TerminationSignal
@@ -24,6 +25,7 @@ class ServedRunner(Runner):
     """A `Runner` that a signal stops through its own loop; `stopped_by` names the signal."""
 
     stopped_by: str | None = None
+    at_once: bool = False  # a second signal: stopped before its runs were cancelled
     _stopping: asyncio.Future[None] | None = None
 
     def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:  # Prefect installs it
@@ -32,6 +34,7 @@ class ServedRunner(Runner):
     def handle_signal(self, signum: int, *_: Any) -> None:
         """Stop gracefully; at once when the runner is not started yet or already stopping."""
         if self.stopped_by is not None or not self.started or self._loop is None:
+            self.at_once = self.stopped_by is not None
             self.stopped_by = self.stopped_by or SIGNALS[signum]
             raise TerminationSignal(signum)
         self.stopped_by = SIGNALS[signum]
@@ -48,11 +51,13 @@ def serve(deployments: list[Any], limit: int | None) -> ServedRunner:
     runner = ServedRunner(pause_on_shutdown=True, limit=limit)
     for deployment in deployments:
         runner.add_deployment(deployment)
-    previous = signal.signal(signal.SIGINT, runner.handle_signal)
+    main = threading.current_thread() is threading.main_thread()  # else the embedder's signals
+    previous = signal.signal(signal.SIGINT, runner.handle_signal) if main else None
     try:
         asyncio.run(runner.start())
     except TerminationSignal:
         pass  # a signal before the runner started, or a second one: `stopped_by` says which
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     return runner

@@ -1,6 +1,7 @@
 """`parammix serve`: which deployments it serves, and what it says without a server."""
 
 import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -131,7 +132,7 @@ def test_serve_keeps_tracebacks_of_its_runs_off_its_terminal(tmp_path, monkeypat
 
     def serve(deployments, limit):
         seen.update(env=os.environ.copy())
-        return SimpleNamespace(stopped_by=None)
+        return SimpleNamespace(stopped_by=None, at_once=False)
 
     monkeypatch.setattr("flows.served_runner.serve", serve)
     argv = ["serve", "--config", "micro", "--set", f"store.url={tmp_path / 'store'}"]
@@ -141,29 +142,38 @@ def test_serve_keeps_tracebacks_of_its_runs_off_its_terminal(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize(
-    ("stop", "code", "said"),
+    ("stop", "at_once", "code", "said"),
     [
         (
             "SIGTERM",
+            False,
             143,
             "error: serve: terminated (SIGTERM); the flow runs it had started were cancelled and "
             "its schedules paused (`parammix serve` again resumes them)",
         ),
         (
             "Ctrl-C",
+            False,
             130,
             "error: serve: interrupted (Ctrl-C); the flow runs it had started were cancelled and "
             "its schedules paused (`parammix serve` again resumes them)",
         ),
+        (
+            "Ctrl-C",
+            True,
+            130,
+            "error: serve: interrupted (Ctrl-C); stopped at once by a second signal: a flow run "
+            "it had started may show Running in the UI until cancelled there",
+        ),
     ],
 )
-def test_a_stopped_serve_says_how(tmp_path, capsys, monkeypatch, stop, code, said):
+def test_a_stopped_serve_says_how(tmp_path, capsys, monkeypatch, stop, at_once, code, said):
     """SIGTERM and Ctrl-C end serve as they end `run`: one line, 143 / 130 (Prefect's serve
     swallowed both and exited 0). The signals themselves: tests/e2e, against a real server."""
 
     def serve(deployments, limit):
         assert limit == 3
-        return SimpleNamespace(stopped_by=stop)
+        return SimpleNamespace(stopped_by=stop, at_once=at_once)
 
     monkeypatch.setenv("PARAMMIX_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("flows.server.check_api", lambda temporary=True: None)
@@ -179,3 +189,34 @@ def test_a_stopped_serve_says_how(tmp_path, capsys, monkeypatch, stop, code, sai
         "  Ctrl-C or SIGTERM stops serving (runs started here are cancelled)",
     ]
     assert [line for line in err.splitlines() if line.startswith("error:")] == [said]
+
+
+class Loop:
+    def __init__(self) -> None:
+        self.scheduled: list = []
+
+    def call_soon_threadsafe(self, callback) -> None:
+        self.scheduled.append(callback)
+
+
+def test_a_signal_stops_the_runner_through_its_loop_and_a_second_at_once():
+    """The first signal schedules the runner's own `astop` (which cancels its runs); a second
+    one, or one before the runner started, unwinds at once and says so."""
+    from prefect.exceptions import TerminationSignal
+
+    from flows.served_runner import ServedRunner
+
+    runner = ServedRunner()
+    with pytest.raises(TerminationSignal):  # not started: nothing to cancel
+        runner.handle_signal(signal.SIGINT)
+    assert (runner.stopped_by, runner.at_once) == ("Ctrl-C", False)
+
+    runner, loop = ServedRunner(), Loop()
+    runner.started, runner._loop = True, loop
+    runner.handle_sigterm()
+    assert (runner.stopped_by, runner.at_once) == ("SIGTERM", False)
+    assert loop.scheduled == [runner._stop_soon]
+    with pytest.raises(TerminationSignal):
+        runner.handle_signal(signal.SIGINT)
+    assert (runner.stopped_by, runner.at_once) == ("SIGTERM", True)
+    assert loop.scheduled == [runner._stop_soon]
