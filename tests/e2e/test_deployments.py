@@ -218,9 +218,10 @@ def test_parammix_serve_registers_its_deployments(stack: Stack):
     ],
 )
 def test_a_stopped_serve_cancels_its_run_and_says_so(stack: Stack, stop: str, said: str):
-    """SIGTERM to serve alone (`docker stop` signals PID 1) or SIGINT to its process group (a
-    terminal's Ctrl-C, which its flow run gets too), with a run in flight: the run is Cancelled
-    in the UI (not left Running), the schedules paused, one error line, exit 143 / 130.
+    """SIGTERM (`docker stop` signals PID 1) or SIGINT (`kill -INT`) to serve, with a run in
+    flight: the run is Cancelled in the UI (not left Running), the schedules paused, one error
+    line, exit 143 / 130. (A terminal's Ctrl-C also reaches the flow-run process, which then
+    gets two signals, the second one the runner's cancel: docs/prefect.md says what it prints.)
     Prefect 3.8's own serve left the run Running and exited 0 both ways (and printed
     "coroutine 'Runner.astop' was never awaited" on SIGTERM)."""
     if stack.server.database != "sqlite":
@@ -249,10 +250,7 @@ def test_a_stopped_serve_cancels_its_run_and_says_so(stack: Stack, stop: str, sa
                 120,
                 log,
             )
-            if stop == "SIGTERM":
-                serve.send_signal(signal.SIGTERM)
-            else:
-                os.killpg(serve.pid, signal.SIGINT)
+            serve.send_signal(signal.SIGTERM if stop == "SIGTERM" else signal.SIGINT)
             code = serve.wait(120)
             state = client.read_flow_run(run.id).state
             weekly = client.read_deployment_by_name("param-mix/served-weekly")
