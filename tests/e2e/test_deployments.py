@@ -236,12 +236,12 @@ def test_a_stopped_serve_cancels_its_run_and_says_so(stack: Stack, stop: str, sa
         )
     try:
         with get_client(sync_client=True) as client:
-            wait_for(
-                "parammix serve",
-                lambda: client.read_deployment_by_name("param-mix/served"),
-                120,
-                log,
-            )
+
+            def served() -> bool:  # this serve's deployment, not the one a test before left
+                current = client.read_deployment_by_name("param-mix/served")
+                return f"store.url={store}" in current.parameters["overrides"]
+
+            wait_for("parammix serve", served, 120, log)
             deployment = client.read_deployment_by_name("param-mix/served")
             run = client.create_flow_run_from_deployment(deployment.id)
             wait_for(
