@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.evaluate_mixtures import evaluate_mixtures
 from flows.param_mix import param_mix
@@ -74,9 +75,12 @@ def test_evaluate_says_what_it_scored_and_keeps_the_planned_tables(
     assert said[2] == said[0] and said[3].startswith("nothing new: every batch was already in")
     assert said[4] == "1 mixture(s) of the given mixtures in 1 batch(es) for experiment 'micro'"
     assert said[5].startswith("1 batch(es) scored by this run")
-    with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts() if a.key}
-    assert {"micro-evaluated-batch-0", "micro-evaluated-batch-given-0"} <= keys
+    wanted = ["micro-evaluated-batch-0", "micro-evaluated-batch-given-0"]
+    with get_client(sync_client=True) as client:  # by key: the session's server holds many
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=wanted))
+        )
+    assert set(wanted) <= {a.key for a in found}
 
 
 @pytest.mark.parametrize("flow", [param_mix, evaluate_mixtures], ids=["param-mix", "evaluate"])
