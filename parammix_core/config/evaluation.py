@@ -42,6 +42,11 @@ class EvalTask(Strict):
     max_gen_toks: Count(1 << 20) | None = Field(
         None, description="Cap on generated tokens per answer (generate_until tasks only)."
     )
+    docs: Count(100_000, lo=2) | None = Field(
+        None,
+        description="Documents of a built-in task (None: evaluation.builtin_docs_per_task): a "
+        "task whose score moves with a run's data order more than with its mixture gets more.",
+    )
     also: list[LmEvalMetric] = Field(
         default_factory=list,
         max_length=16,

@@ -380,6 +380,15 @@ def check_evaluation(exp: Experiment, source: str) -> Resolution:
         t.name in BUILTIN_TASKS for t in evaluation.tasks
     )
     resolution = resolve_tasks(evaluation.tasks, evaluation.include_path, context, builtin)
+    resolution.problems[:0] = [
+        Problem(
+            f"evaluation.tasks.{i}.docs",
+            f"{t.name} is not a generated built-in task: its documents are its dataset's "
+            "(`docs` sets how many the built-in suite writes)",
+        )
+        for i, t in enumerate(evaluation.tasks)
+        if t.docs is not None and not (builtin and t.name in BUILTIN_TASKS)
+    ]
     if resolution.problems:
         lines = [f"{source}: {len(resolution.problems)} invalid evaluation field(s)"]
         lines += [f"  {p}" for p in resolution.problems]

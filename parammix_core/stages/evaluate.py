@@ -219,14 +219,21 @@ def _builtin_suite(
     exp: Experiment, store: Store, data: ArtifactRef, heldout_texts: dict[str, list[str]]
 ) -> str:
     """The built-in suite, generated once per machine from the held-out texts."""
+    task_docs = {t.name: t.docs for t in exp.evaluation.tasks if t.docs is not None}
     spec = {"docs": exp.evaluation.builtin_docs_per_task, "seed": exp.seed, "data": data.key}
+    if task_docs:
+        spec["task_docs"] = task_docs
     key = ArtifactRef.for_spec("suite", "builtin", spec, code=code_version("evals")).key
     target = store.cache_dir / "suites" / key[:24]
     with _suite_lock:
         if not (target / ".complete").exists():
             target.mkdir(parents=True, exist_ok=True)
             write_builtin_suite(
-                target, exp.evaluation.builtin_docs_per_task, exp.seed, heldout_texts
+                target,
+                exp.evaluation.builtin_docs_per_task,
+                exp.seed,
+                heldout_texts,
+                task_docs=task_docs,
             )
             (target / ".complete").write_text("ok")
     return str(target)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import random
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +150,7 @@ def write_builtin_suite(
     heldout_texts: dict[str, list[str]] | None = None,
     *,
     stdlib_dir: Path | None = None,
+    task_docs: Mapping[str, int] | None = None,
 ) -> Path:
     """Write `<task>.yaml` + `<task>.jsonl` for every task in `BUILTIN_TASKS` into `out_dir`.
 
@@ -164,12 +165,21 @@ def write_builtin_suite(
             in the built-in domains' format; else those tasks are generated.
         stdlib_dir: the standard library to read; default: the shipped snapshot (the same
             on every machine, `parammix_core.data.sources.snapshot`).
+        task_docs: documents of the named tasks instead of `n_docs` (a noisy task gets more;
+            a task cut from held-out documents cannot have more than they hold).
 
     Returns:
         out_dir, with identical bytes for identical arguments on the same stdlib.
     """
-    if n_docs < 2:
-        raise SuiteError(f"n_docs must be at least 2 (a standard error needs two), got {n_docs}")
+    counts = {name: int((task_docs or {}).get(name, n_docs)) for name in BUILTIN_TASKS}
+    unknown = sorted(set(task_docs or {}) - set(BUILTIN_TASKS))
+    if unknown:
+        raise SuiteError(f"task_docs names no built-in task: {unknown}")
+    for name, count in counts.items():
+        if count < 2:
+            raise SuiteError(
+                f"{name}: documents must be at least 2 (a standard error needs two), got {count}"
+            )
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     heldout_texts = heldout_texts or {}
@@ -193,17 +203,19 @@ def write_builtin_suite(
         )
     generators: dict[str, Callable[[random.Random], list[Doc]]] = {
         "pm_arithmetic": lambda rng: _heldout_or(
-            "pm_arithmetic", rng, n_docs, heldout_texts, _arithmetic_docs
+            "pm_arithmetic", rng, counts["pm_arithmetic"], heldout_texts, _arithmetic_docs
         ),
         "pm_code_completion": lambda rng: _code_docs(
-            rng, n_docs, _code_lines(code_texts), code_source
+            rng, counts["pm_code_completion"], _code_lines(code_texts), code_source
         ),
-        "pm_stdlib_knowledge": lambda rng: _knowledge_docs(rng, n_docs, entries),
+        "pm_stdlib_knowledge": lambda rng: _knowledge_docs(
+            rng, counts["pm_stdlib_knowledge"], entries
+        ),
         "pm_word_order": lambda rng: _word_order_docs(
-            rng, n_docs, _prose_sentences(prose), prose_source
+            rng, counts["pm_word_order"], _prose_sentences(prose), prose_source
         ),
         "pm_sequences": lambda rng: _heldout_or(
-            "pm_sequences", rng, n_docs, heldout_texts, _sequence_docs
+            "pm_sequences", rng, counts["pm_sequences"], heldout_texts, _sequence_docs
         ),
     }
     for name, generate in generators.items():

@@ -185,6 +185,23 @@ def test_the_embedded_default_is_checked_without_searching_lm_evals_tasks(monkey
         check_evaluation(custom, "exp.yaml")
 
 
+def test_a_document_count_is_refused_for_tasks_not_generated_here(tmp_path):
+    """`docs` sets how many documents the built-in suite writes: an lm-eval task, or a
+    built-in name read from the user's folder, has its own dataset."""
+    ok = Experiment().model_copy(deep=True)
+    ok.evaluation.tasks[2].docs = 900
+    assert check_evaluation(ok, "exp.yaml").problems == []
+    bad = ok.model_copy(deep=True)
+    bad.evaluation.tasks.append(EvalTask(name="arc_easy", group="m", metric="acc", docs=50))
+    with pytest.raises(ConfigError) as err:
+        check_evaluation(bad, "exp.yaml")
+    assert str(err.value).splitlines() == [
+        "exp.yaml: 1 invalid evaluation field(s)",
+        "  evaluation.tasks.5.docs: arc_easy is not a generated built-in task: its documents "
+        "are its dataset's (`docs` sets how many the built-in suite writes)",
+    ]
+
+
 @pytest.mark.slow
 def test_the_finder_agrees_with_lm_evals_own_index():
     """The same file for every name lm-eval's full index (about 25 s) knows, tags included."""

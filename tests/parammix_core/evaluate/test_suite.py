@@ -196,6 +196,25 @@ def test_same_inputs_same_bytes_and_seed_matters(tmp_path, suite, stdlib):
         assert (other / f"{name}.jsonl").read_bytes() != (suite / f"{name}.jsonl").read_bytes()
 
 
+def test_a_task_given_its_own_count_gets_it_and_the_others_keep_theirs(tmp_path, suite, stdlib):
+    out = write_builtin_suite(
+        tmp_path, N_DOCS, 3, {"web": WEB}, stdlib_dir=stdlib, task_docs={"pm_stdlib_knowledge": 30}
+    )
+    for name in BUILTIN_TASKS:
+        lines = (out / f"{name}.jsonl").read_text().splitlines()
+        assert len(lines) == (30 if name == "pm_stdlib_knowledge" else N_DOCS), name
+        if name != "pm_stdlib_knowledge":  # the same documents as without the override
+            assert (out / f"{name}.jsonl").read_bytes() == (suite / f"{name}.jsonl").read_bytes()
+    with pytest.raises(SuiteError, match=r"task_docs names no built-in task: \['mmlu'\]"):
+        write_builtin_suite(
+            tmp_path, N_DOCS, 3, {"web": WEB}, stdlib_dir=stdlib, task_docs={"mmlu": 5}
+        )
+    with pytest.raises(SuiteError, match="pm_word_order: documents must be at least 2"):
+        write_builtin_suite(
+            tmp_path, N_DOCS, 3, {"web": WEB}, stdlib_dir=stdlib, task_docs={"pm_word_order": 1}
+        )
+
+
 def test_too_few_sources_is_an_error(tmp_path, stdlib):
     with pytest.raises(SuiteError, match="pm_word_order: heldout_texts\\['web'\\] gives"):
         write_builtin_suite(tmp_path, 50, 0, {"web": WEB}, stdlib_dir=stdlib)
