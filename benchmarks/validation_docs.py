@@ -10,7 +10,8 @@ changes), and prints the figures the flow's validation prints for the utility an
 the noise ceiling of single runs and of the runs' means with its 90 % interval, the merge's
 Spearman, the best trivial ranking, and each group's run-to-run noise and spread between
 mixtures. `--task NAME` (repeatable) rescores only those tasks, with `--docs` as their own
-count (`EvalTask.docs`), and keeps the others' stored scores. The held-out losses are the
+count (`EvalTask.docs`), and keeps the others' stored scores; `--metric` scores the rescored
+tasks by another metric (`margin_bpb`, `p_gold`, ...). The held-out losses are the
 stored ones. With the run's own document count the figures must equal the stored
 validation's: the check that the rescoring is the product's.
 """
@@ -109,6 +110,7 @@ def main() -> None:
     p.add_argument("--docs", type=int, action="append", required=True)
     p.add_argument("--config", type=Path, help="the run's config (default: the embedded one)")
     p.add_argument("--task", action="append", help="rescore only these tasks (repeatable)")
+    p.add_argument("--metric", help="score the rescored tasks by this metric instead")
     args = p.parse_args()
     torch.set_num_threads(1)
     print(
@@ -125,15 +127,17 @@ def main() -> None:
         print_table("stored", seed, summary(stored, compare))
         base = load_experiment(args.config).model_copy(update={"seed": seed})
         for docs in args.docs:
+            metric = {"metric": args.metric} if args.metric else {}
             if args.task:  # those tasks' own count (`EvalTask.docs`), the others unscored
                 tasks = [
-                    t.model_copy(update={"docs": docs})
+                    t.model_copy(update={"docs": docs, **metric})
                     for t in base.evaluation.tasks
                     if t.name in args.task
                 ]
                 update = {"tasks": tasks}
             else:
-                tasks, update = base.evaluation.tasks, {"builtin_docs_per_task": docs}
+                tasks = [t.model_copy(update=metric) for t in base.evaluation.tasks]
+                update = {"tasks": tasks, "builtin_docs_per_task": docs}
             evaluation = base.evaluation.model_copy(update={**update, "heldout_loss": False})
             exp = base.model_copy(update={"evaluation": evaluation})
             rescored = rescore(exp, store, stored)
@@ -145,7 +149,7 @@ def main() -> None:
             for _, group in compare["tasks"]:
                 names = [f"task.{n}" for n, g in compare["tasks"] if g == group]
                 rows[f"group.{group}"] = rows[names].mean(axis=1)
-            print_table(str(docs), seed, summary(rows, compare))
+            print_table(f"{docs} {args.metric or ''}".strip(), seed, summary(rows, compare))
 
 
 if __name__ == "__main__":

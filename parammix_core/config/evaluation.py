@@ -29,8 +29,9 @@ class EvalTask(Strict):
         "Param-Mix from the task's own log-likelihood requests (nothing generated): `neg_bpb`, "
         "minus the bits per UTF-8 byte of the gold continuation (any multiple_choice, "
         "generate_until or loglikelihood task; for generate_until, the task's doc_to_target "
-        "after its prompt), or `p_gold`, the gold choice's probability normalised over the "
-        "choices (multiple_choice). Higher is better, always.",
+        "after its prompt), `p_gold`, the gold choice's probability normalised over the "
+        "choices, or `margin_bpb`, the other choices' mean bits per byte minus the gold's "
+        "(both multiple_choice). Higher is better, always.",
     )
     data_files: dict[SplitName, Text] | None = Field(
         None,

@@ -12,6 +12,11 @@ whose `EvalTask.metric` names one:
              better; the utility and the report need no sign flip.
     p_gold   the probability of the gold choice normalised over the choices (sums to 1 over
              them): multiple-choice tasks only.
+    margin_bpb
+             the other choices' mean bits per byte minus the gold's: how much more readily the
+             model writes the right choice than the wrong ones (DataDecide's margin, per byte).
+             A run-wide shift in how well the model writes text of the choices' kind moves
+             every choice alike and cancels; multiple-choice tasks only.
 
 The text is never formatted here: lm-eval's task builds its own requests (`build_all_requests`,
 so its prompt, few-shot examples and delimiters are kept). A multiple-choice task's requests
@@ -39,13 +44,14 @@ from lm_eval.api.instance import Instance
 
 NEG_BPB = "neg_bpb"
 P_GOLD = "p_gold"
+MARGIN_BPB = "margin_bpb"
 # lm-eval output_type -> the metrics computed here from its requests.
 METRICS_BY_OUTPUT: dict[str, tuple[str, ...]] = {
-    "multiple_choice": (NEG_BPB, P_GOLD),
+    "multiple_choice": (NEG_BPB, P_GOLD, MARGIN_BPB),
     "generate_until": (NEG_BPB,),
     "loglikelihood": (NEG_BPB,),
 }
-CONTINUOUS_METRICS = frozenset({NEG_BPB, P_GOLD})
+CONTINUOUS_METRICS = frozenset({NEG_BPB, P_GOLD, MARGIN_BPB})
 
 
 class ContinuousMetricError(ValueError):
@@ -73,6 +79,17 @@ def bits_per_byte(loglikelihood: float, continuation: str) -> float:
 def gold_probability(loglikelihoods: np.ndarray, gold: int) -> float:
     """p(gold) / sum over choices of p(choice), from the choices' (n_choices,) log-likelihoods."""
     return float(np.exp(loglikelihoods[gold] - np.logaddexp.reduce(loglikelihoods)))
+
+
+def bpb_margin(loglikelihoods: np.ndarray, choices: Sequence[str], gold: int) -> float:
+    """Mean bits per byte of the non-gold choices minus the gold's, from their (n_choices,)
+    log-likelihoods; higher is better."""
+    if len(choices) < 2:
+        raise ContinuousMetricError("a margin needs at least two choices")
+    bpb = np.array(
+        [bits_per_byte(float(ll), c) for ll, c in zip(loglikelihoods, choices, strict=True)]
+    )
+    return float(np.delete(bpb, gold).mean() - bpb[gold])
 
 
 def reference_answer(task, doc: dict) -> str:
@@ -154,6 +171,9 @@ class ContinuousScorer:
                 doc = _doc_requests(task, doc_id, by_doc[doc_id])
                 if metric == NEG_BPB and not doc.requests[doc.gold].args[1]:
                     raise ContinuousMetricError("the gold continuation is empty")
+                empty = [k for k, r in enumerate(doc.requests) if not r.args[1]]
+                if metric == MARGIN_BPB and empty:
+                    raise ContinuousMetricError(f"choice {empty[0]}'s continuation is empty")
             except ContinuousMetricError as err:
                 raise ContinuousMetricError(f"document {doc_id}: {err}") from err
             self.docs.append(doc)
@@ -169,6 +189,8 @@ class ContinuousScorer:
         for i, (doc, lls, _) in enumerate(self._per_doc(results)):
             if self.metric == P_GOLD:
                 out[i] = gold_probability(lls, doc.gold)
+            elif self.metric == MARGIN_BPB:
+                out[i] = bpb_margin(lls, [r.args[1] for r in doc.requests], doc.gold)
             else:
                 continuation = doc.requests[doc.gold].args[1]
                 out[i] = -bits_per_byte(float(lls[doc.gold]), continuation)

@@ -98,7 +98,7 @@ def _score_problem(task: EvalTask, info: TaskInfo, *, utility: bool) -> str | No
         return (
             f"{name} of {info.name} is aggregated over all documents ({aggregation}), not a "
             "mean of per-document scores, which is what Param-Mix scores and averages: name a "
-            "per-document metric, or neg_bpb / p_gold (computed here)"
+            "per-document metric, or neg_bpb / p_gold / margin_bpb (computed here)"
         )
     higher = declared.get("higher_is_better", HIGHER_IS_BETTER_REGISTRY.get(name, None))
     if utility and higher is False:

@@ -1,5 +1,6 @@
-"""Continuous metrics (neg_bpb, p_gold) from lm-eval's own requests: hand computations on a
-pico Llama, the reference-answer request of a generative task, and the preflight."""
+"""Continuous metrics (neg_bpb, p_gold, margin_bpb) from lm-eval's own requests: hand
+computations on a pico Llama, the reference-answer request of a generative task, and the
+preflight."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import yaml
 
 from parammix_core.config import EvalTask
 from parammix_core.evaluate import EvaluationError, Evaluator
-from parammix_core.evaluate.continuous import bits_per_byte, gold_probability
+from parammix_core.evaluate.continuous import (
+    ContinuousMetricError,
+    bits_per_byte,
+    bpb_margin,
+    gold_probability,
+)
 from parammix_core.evaluate.harness import FEWSHOT_SEED
 from parammix_core.evaluate.resolve import RunContext, resolve_tasks
 from tests.parammix_core.evaluate import standard_data as data
@@ -95,6 +101,36 @@ def test_p_gold_is_the_gold_choices_probability_normalised_over_the_choices(toke
     assert scores["acc.mmlu_anatomy"] == pytest.approx(np.mean(right))
     p, n = np.mean(right), len(right)
     assert scores["acc.mmlu_anatomy.stderr"] == pytest.approx(math.sqrt(p * (1 - p) / (n - 1)))
+
+
+def test_margin_bpb_is_the_wrong_choices_bits_per_byte_less_the_golds(tokenizer, files):
+    mmlu = EvalTask(
+        name="mmlu_anatomy", group="k", metric="margin_bpb", data_files=files["mmlu_anatomy"]
+    )
+    ev = evaluator(tokenizer, [mmlu])
+    scores, per_doc = ev.evaluate_docs()
+    expected = []
+    for row in data.MMLU_ANATOMY[1:]:
+        bpb = [
+            -loglikelihood(ev.model, tokenizer, mmlu_prompt(row), f" {c}") / math.log(2) / 2
+            for c in "ABCD"  # " A" is two bytes
+        ]
+        gold = row["answer"]
+        expected.append(np.mean([b for k, b in enumerate(bpb) if k != gold]) - bpb[gold])
+    np.testing.assert_allclose(per_doc["mmlu_anatomy"], expected, rtol=1e-4, atol=1e-9)
+    assert scores["task.mmlu_anatomy"] == pytest.approx(np.mean(expected), rel=1e-4)
+
+
+def test_a_margin_does_not_move_when_every_choice_moves_alike():
+    """A run-wide shift in how readily the model writes the choices' kind of text cancels."""
+    choices = [" the cat sat.", " a dog ran!", " it rained."]
+    lls = np.array([-9.0, -7.5, -12.0])
+    shifted = lls - 0.8 * np.array([len(c.encode()) for c in choices])  # 0.8 nats per byte
+    assert bpb_margin(shifted, choices, 1) == pytest.approx(bpb_margin(lls, choices, 1))
+    by_hand = np.mean([9.0 / 13, 12.0 / 11]) / math.log(2) - 7.5 / 11 / math.log(2)
+    assert bpb_margin(lls, choices, 1) == pytest.approx(by_hand)
+    with pytest.raises(ContinuousMetricError, match="at least two choices"):
+        bpb_margin(lls[:1], choices[:1], 0)
 
 
 @pytest.mark.parametrize("num_fewshot", [0, 1])
@@ -196,6 +232,7 @@ def test_preflight_knows_which_tasks_each_continuous_metric_applies_to():
         EvalTask(name="gsm8k", group="m", metric="p_gold"),
         EvalTask(name="mmlu", group="k", metric="neg_bpb"),
         EvalTask(name="wikitext", group="w", metric="neg_bpb"),
+        EvalTask(name="gsm8k", group="m", metric="margin_bpb"),
     ) == [
         "evaluation.tasks.1.metric: p_gold applies to output_type multiple_choice, and gsm8k is "
         "generate_until; valid: neg_bpb, exact_match,flexible-extract, exact_match,strict-match",
@@ -204,6 +241,8 @@ def test_preflight_knows_which_tasks_each_continuous_metric_applies_to():
         "evaluation.tasks.3.metric: neg_bpb applies to output_type multiple_choice or "
         "generate_until or loglikelihood, and wikitext is loglikelihood_rolling; valid: "
         "bits_per_byte,none, byte_perplexity,none, word_perplexity,none",
+        "evaluation.tasks.4.metric: margin_bpb applies to output_type multiple_choice, and gsm8k "
+        "is generate_until; valid: neg_bpb, exact_match,flexible-extract, exact_match,strict-match",
     ]
 
 
@@ -211,7 +250,7 @@ def test_a_metric_nobody_reports_lists_the_continuous_ones_too():
     (problem,) = problems(EvalTask(name="arc_easy", group="r", metric="bpb"))
     assert problem == (
         "evaluation.tasks.0.metric: arc_easy does not report 'bpb'; it reports (metric,filter): "
-        "acc,none, acc_norm,none; or computed by Param-Mix: neg_bpb, p_gold"
+        "acc,none, acc_norm,none; or computed by Param-Mix: neg_bpb, p_gold, margin_bpb"
     )
 
 
