@@ -9,7 +9,9 @@ Reads the newest validation in a store of a finished `parammix run` (13 mixtures
 changes), and prints the figures the flow's validation prints for the utility and each group:
 the noise ceiling of single runs and of the runs' means with its 90 % interval, the merge's
 Spearman, the best trivial ranking, and each group's run-to-run noise and spread between
-mixtures. `--task NAME` (repeatable) rescores only those tasks, with `--docs` as their own
+mixtures, and per rescored task its noise beside what it would be if each document moved
+independently of the others (a run-wide shift is what more documents cannot average away).
+`--task NAME` (repeatable) rescores only those tasks, with `--docs` as their own
 count (`EvalTask.docs`), and keeps the others' stored scores; `--metric` scores the rescored
 tasks by another metric (`margin_bpb`, `p_gold`, ...). The held-out losses are the
 stored ones. With the run's own document count the figures must equal the stored
@@ -56,9 +58,12 @@ def run_refs(store: Store) -> dict[tuple[tuple[float, ...], int], ArtifactRef]:
     }
 
 
-def rescore(exp: Experiment, store: Store, rows: pd.DataFrame) -> pd.DataFrame:
+PerDoc = dict[tuple[str, int], dict[str, np.ndarray]]  # (kind, mixture) -> task -> (n_docs,)
+
+
+def rescore(exp: Experiment, store: Store, rows: pd.DataFrame) -> tuple[pd.DataFrame, PerDoc]:
     """`rows` (the validation's expert, merge, mix and rerun rows) with every task and group
-    column scored again under `exp`'s evaluation."""
+    column scored again under `exp`'s evaluation, and the real runs' per-document scores."""
     data = ref_of(newest(store, "data"))
     base = ref_of(newest(store, "base"))
     experts = {m["info"]["domain"]: ref_of(m) for m in store.artifacts() if m["stage"] == "expert"}
@@ -66,7 +71,7 @@ def rescore(exp: Experiment, store: Store, rows: pd.DataFrame) -> pd.DataFrame:
     model = bench.evaluator.model
     runs = run_refs(store)
     alpha_cols = [f"alpha.{d}" for d in exp.domains]
-    out = []
+    out, per_doc = [], {}
     for _, row in rows.iterrows():
         alpha = row[alpha_cols].to_numpy(dtype=float)
         if row["kind"] == "expert":
@@ -79,9 +84,25 @@ def rescore(exp: Experiment, store: Store, rows: pd.DataFrame) -> pd.DataFrame:
             with torch.no_grad():
                 for name, p in model.named_parameters():
                     p.copy_(state[name])
-        out.append({**row.to_dict(), **bench.evaluator.evaluate()})
+        metrics, docs = bench.evaluator.evaluate_docs()
+        out.append({**row.to_dict(), **metrics})
+        if row["kind"] in ("mix", "rerun"):
+            per_doc[(row["kind"], int(row["mixture"]))] = docs
         print(f"  scored {row['kind']} {row['mixture']}", file=sys.stderr, flush=True)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out), per_doc
+
+
+def shift_share(per_doc: PerDoc, task: str) -> tuple[float, float]:
+    """(measured run-to-run noise sd of the task's mean score, the sd it would have if each
+    document moved independently: the per-document differences' sd / sqrt(n)), both over the
+    rerun mixtures with the data order's common shift taken out. Far above the second, the
+    noise is a run-wide shift that more documents do not average away."""
+    reruns = sorted(m for kind, m in per_doc if kind == "rerun")
+    diffs = np.stack([per_doc[("mix", m)][task] - per_doc[("rerun", m)][task] for m in reruns])
+    diffs = diffs - diffs.mean(axis=0)  # (R, n): the seed pair's shift of each document out
+    means = diffs.mean(axis=1)
+    independent = diffs.std(ddof=1) / np.sqrt(diffs.shape[1])
+    return float(means.std(ddof=1) / np.sqrt(2)), float(independent / np.sqrt(2))
 
 
 def summary(rows: pd.DataFrame, compare: dict) -> dict[str, dict]:
@@ -140,7 +161,7 @@ def main() -> None:
                 update = {"tasks": tasks, "builtin_docs_per_task": docs}
             evaluation = base.evaluation.model_copy(update={**update, "heldout_loss": False})
             exp = base.model_copy(update={"evaluation": evaluation})
-            rescored = rescore(exp, store, stored)
+            rescored, per_doc = rescore(exp, store, stored)
             rows = stored.copy()
             for t in tasks:
                 rows[[f"task.{t.name}", f"task.{t.name}.stderr"]] = rescored[
@@ -149,7 +170,14 @@ def main() -> None:
             for _, group in compare["tasks"]:
                 names = [f"task.{n}" for n, g in compare["tasks"] if g == group]
                 rows[f"group.{group}"] = rows[names].mean(axis=1)
-            print_table(f"{docs} {args.metric or ''}".strip(), seed, summary(rows, compare))
+            label = f"{docs} {args.metric or ''}".strip()
+            print_table(label, seed, summary(rows, compare))
+            for t in tasks:
+                measured, independent = shift_share(per_doc, t.name)
+                print(
+                    f"  {label}, seed {seed}, {t.name}: run-to-run noise sd {measured:.4f}, "
+                    f"{independent:.4f} if its documents moved independently"
+                )
 
 
 if __name__ == "__main__":
