@@ -108,6 +108,14 @@ CASES = {
             "set evaluation.allow_code_execution: true",
         ),
     ),
+    "docs-on-a-standard-task": (
+        [{"name": "arc_easy", "group": "reasoning", "metric": "acc", "docs": 50}],
+        {},
+        (
+            "evaluation.tasks.0.docs: arc_easy is not a generated built-in task: its documents "
+            "are its dataset's (`docs` sets how many the built-in suite writes)",
+        ),
+    ),
     "mbpp-without-code-execution": (
         [{"name": "mbpp", "group": "code", "metric": "pass_at_1"}],
         {"allow_code_execution": False},
