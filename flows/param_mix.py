@@ -1,6 +1,6 @@
 """The `param_mix` flow: the whole pipeline of DESIGN.md as one DAG.
 
-preflight -> prepare_domains -> base_model -> train_expert[domain] -> rounds of
+preflight -> prepare_domains -> evaluation_suite -> base_model -> train_expert[domain] -> rounds of
 (propose_mixtures[round] -> merge_and_evaluate[batch]) -> fit_surrogates -> optimise_mixture
 -> validate_proxy (real mixed runs) -> final_training -> report, with interference_probe
 beside the fan-out. With search.strategy multifidelity the rounds also train real mixed runs
@@ -21,7 +21,7 @@ from parammix_core.config import Experiment, resolve_experiment
 from parammix_core.store import ArtifactRef
 from tasks.base import base_model
 from tasks.data import prepare_domains
-from tasks.evaluate import merge_and_evaluate
+from tasks.evaluate import evaluation_suite, merge_and_evaluate
 from tasks.experts import train_expert
 from tasks.final import run_final
 from tasks.preflight import preflight
@@ -47,6 +47,7 @@ def param_mix(
     exp = resolve_experiment(exp, config, overrides)
     preflight(exp, config or "the experiment")
     data = prepare_domains(exp)
+    evaluation_suite(exp, data)
     base = base_model(exp, data)
     experts = train_expert.map(unmapped(exp), exp.domains, unmapped(data), unmapped(base))
     probe = (

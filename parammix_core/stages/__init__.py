@@ -15,6 +15,7 @@ from parammix_core.stages.common import Progress, open_store
 from parammix_core.stages.data import data_ref, prepare_domains, tokenizer_source
 from parammix_core.stages.evaluate import (
     _include_paths,
+    builtin_suite,
     eval_ref,
     evaluation_mixtures,
     load_doc_scores,
@@ -53,6 +54,7 @@ __all__ = [
     "adaptive",
     "base_ref",
     "build_base",
+    "builtin_suite",
     "choice_ref",
     "data_ref",
     "eval_ref",

@@ -15,7 +15,7 @@ from parammix_core import simplex
 from parammix_core.config import EvalTask, Experiment
 from parammix_core.data import DataError, PreparedData, load_prepared
 from parammix_core.data.fingerprint import fingerprint, folder_fingerprint
-from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, write_builtin_suite
+from parammix_core.evaluate import BUILTIN_TASKS, Evaluator, SuiteError, write_builtin_suite
 from parammix_core.evaluate.task_finder import folder_data_files
 from parammix_core.interference import pair_weights
 from parammix_core.merge import InMemoryMerger
@@ -228,15 +228,37 @@ def _builtin_suite(
     with _suite_lock:
         if not (target / ".complete").exists():
             target.mkdir(parents=True, exist_ok=True)
-            write_builtin_suite(
-                target,
-                exp.evaluation.builtin_docs_per_task,
-                exp.seed,
-                heldout_texts,
-                task_docs=task_docs,
-            )
+            try:
+                write_builtin_suite(
+                    target,
+                    exp.evaluation.builtin_docs_per_task,
+                    exp.seed,
+                    heldout_texts,
+                    task_docs=task_docs,
+                )
+            except SuiteError as err:
+                raise SuiteError(f"{_count_field(exp, str(err))}: {err}") from None
             (target / ".complete").write_text("ok")
     return str(target)
+
+
+def _count_field(exp: Experiment, message: str) -> str:
+    """The config field that set the count a built-in task could not reach (its message
+    starts with the task's name): its own `docs`, else `builtin_docs_per_task`."""
+    for i, task in enumerate(exp.evaluation.tasks):
+        if task.docs is not None and message.startswith(f"{task.name}:"):
+            return f"evaluation.tasks.{i}.docs"
+    return "evaluation.builtin_docs_per_task"
+
+
+def builtin_suite(exp: Experiment, store: Store, data: ArtifactRef) -> str | None:
+    """The built-in suite's folder when a built-in task is configured, written now: a count
+    its sources cannot reach fails right after the data stage, not after training."""
+    if exp.evaluation.include_path is not None:
+        return None
+    if not any(t.name in BUILTIN_TASKS for t in exp.evaluation.tasks):
+        return None
+    return _builtin_suite(exp, store, data, load_prepared(store.local_dir(data)).heldout_texts)
 
 
 def merge_and_evaluate(

@@ -147,6 +147,12 @@ CORPUS_CASES = {
         "the model's context is 32 tokens: raise data.block_size",
         published=("data", "base", "expert", "probe", "proposals"),
     ),
+    "built-in-tasks-beyond-their-sources": case(
+        run_with(file_b("b.jsonl", plain), evaluation__builtin_docs_per_task=5000),
+        "evaluation_suite: evaluation.builtin_docs_per_task: pm_stdlib_knowledge: 3780 stdlib "
+        "docstrings, need 5000",
+        published=("data",),  # before the base trains
+    ),
     "batch-larger-than-corpus": case(
         run_with(
             file_b("b.jsonl", lambda tmp: write_jsonl(tmp / "small.src", n_docs=6).read_bytes()),
@@ -163,7 +169,7 @@ CORPUS_CASES = {
 def test_bad_corpus_in_a_run(case: Case, prefect_api, tmp_path: Path, capfd):
     message = refused(tmp_path, case.make(tmp_path), capfd, case.says, case.published)
     stage = (
-        r"(preflight|prepare_domains|base_model|train_expert\[\w+\]"
+        r"(preflight|prepare_domains|evaluation_suite|base_model|train_expert\[\w+\]"
         r"|merge_and_evaluate\[batch \d+\])"
     )
     assert re.match(rf"error: {stage}: ", message)
