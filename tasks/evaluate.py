@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from parammix_core import stages
 from parammix_core.config import Experiment
@@ -19,7 +18,12 @@ from tasks.common import (
 )
 
 
-@stage_task(name="evaluation_suite", task_run_name="evaluation_suite", cache_policy=NO_CACHE)
+@stage_task(
+    name="evaluation_suite",
+    task_run_name="evaluation_suite",
+    cache_key_fn=store_key(stages.suite_ref),
+    **RESULTS,
+)
 def evaluation_suite(exp: Experiment, data: ArtifactRef) -> None:
     """The built-in tasks' documents written from the prepared data, before any training: a
     count their sources cannot reach fails here, naming its field."""

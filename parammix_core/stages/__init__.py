@@ -22,6 +22,7 @@ from parammix_core.stages.evaluate import (
     load_rows,
     merge_and_evaluate,
     mixture_batches,
+    suite_ref,
 )
 from parammix_core.stages.experts import expert_ref, train_expert
 from parammix_core.stages.imports import import_runs, imports_ref, load_imported
@@ -90,6 +91,7 @@ __all__ = [
     "report_text",
     "round_batches",
     "search_inputs",
+    "suite_ref",
     "summary",
     "surrogate_ref",
     "surrogate_targets",

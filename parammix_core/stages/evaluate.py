@@ -219,12 +219,8 @@ def _builtin_suite(
     exp: Experiment, store: Store, data: ArtifactRef, heldout_texts: dict[str, list[str]]
 ) -> str:
     """The built-in suite, generated once per machine from the held-out texts."""
-    task_docs = {t.name: t.docs for t in exp.evaluation.tasks if t.docs is not None}
-    spec = {"docs": exp.evaluation.builtin_docs_per_task, "seed": exp.seed, "data": data.key}
-    if task_docs:
-        spec["task_docs"] = task_docs
-    key = ArtifactRef.for_spec("suite", "builtin", spec, code=code_version("evals")).key
-    target = store.cache_dir / "suites" / key[:24]
+    task_docs = _task_docs(exp)
+    target = store.cache_dir / "suites" / suite_ref(exp, data).key[:24]
     with _suite_lock:
         if not (target / ".complete").exists():
             target.mkdir(parents=True, exist_ok=True)
@@ -240,6 +236,18 @@ def _builtin_suite(
                 raise SuiteError(f"{_count_field(exp, str(err))}: {err}") from None
             (target / ".complete").write_text("ok")
     return str(target)
+
+
+def _task_docs(exp: Experiment) -> dict[str, int]:
+    return {t.name: t.docs for t in exp.evaluation.tasks if t.docs is not None}
+
+
+def suite_ref(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
+    """The built-in suite's address: what its documents are drawn from and how many."""
+    spec: dict = {"docs": exp.evaluation.builtin_docs_per_task, "seed": exp.seed, "data": data.key}
+    if _task_docs(exp):
+        spec["task_docs"] = _task_docs(exp)
+    return ArtifactRef.for_spec("suite", "builtin", spec, code=code_version("evals"))
 
 
 def _count_field(exp: Experiment, message: str) -> str:

@@ -193,7 +193,7 @@ def test_metric_the_task_does_not_report_is_refused_before_any_scoring(suite, to
     message = (
         r"evaluation.tasks.0.metric: pm_arithmetic does not report 'f1'; "
         r"it reports \(metric,filter\): acc,none, acc_norm,none, p_correct,none; "
-        r"or computed by Param-Mix: neg_bpb, p_gold$"
+        r"or computed by Param-Mix: neg_bpb, p_gold, margin_bpb$"
     )
     with pytest.raises(EvaluationError, match=message):
         make_evaluator(pico_llama(tokenizer, 0), tokenizer, suite, tasks)
