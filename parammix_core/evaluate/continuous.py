@@ -171,9 +171,10 @@ class ContinuousScorer:
                 doc = _doc_requests(task, doc_id, by_doc[doc_id])
                 if metric == NEG_BPB and not doc.requests[doc.gold].args[1]:
                     raise ContinuousMetricError("the gold continuation is empty")
-                empty = [k for k, r in enumerate(doc.requests) if not r.args[1]]
-                if metric == MARGIN_BPB and empty:
-                    raise ContinuousMetricError(f"choice {empty[0]}'s continuation is empty")
+                if metric == MARGIN_BPB:
+                    for k, request in enumerate(doc.requests):
+                        if not request.args[1]:
+                            raise ContinuousMetricError(f"choice {k}'s continuation is empty")
             except ContinuousMetricError as err:
                 raise ContinuousMetricError(f"document {doc_id}: {err}") from err
             self.docs.append(doc)

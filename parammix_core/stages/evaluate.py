@@ -210,9 +210,17 @@ def _include_paths(
     built-in task is named; names not found there are looked up in lm-eval's own tasks."""
     if exp.evaluation.include_path is not None:
         return exp.evaluation.include_path
-    if any(t.name in BUILTIN_TASKS for t in exp.evaluation.tasks):
+    if _uses_builtin_suite(exp):
         return _builtin_suite(exp, store, data, heldout_texts)
     return None
+
+
+def _uses_builtin_suite(exp: Experiment) -> bool:
+    """A built-in task is configured and no user folder replaces the suite."""
+    evaluation = exp.evaluation
+    return evaluation.include_path is None and any(
+        t.name in BUILTIN_TASKS for t in evaluation.tasks
+    )
 
 
 def _builtin_suite(
@@ -245,8 +253,9 @@ def _task_docs(exp: Experiment) -> dict[str, int]:
 def suite_ref(exp: Experiment, data: ArtifactRef) -> ArtifactRef:
     """The built-in suite's address: what its documents are drawn from and how many."""
     spec: dict = {"docs": exp.evaluation.builtin_docs_per_task, "seed": exp.seed, "data": data.key}
-    if _task_docs(exp):
-        spec["task_docs"] = _task_docs(exp)
+    task_docs = _task_docs(exp)
+    if task_docs:
+        spec["task_docs"] = task_docs
     return ArtifactRef.for_spec("suite", "builtin", spec, code=code_version("evals"))
 
 
@@ -262,9 +271,7 @@ def _count_field(exp: Experiment, message: str) -> str:
 def builtin_suite(exp: Experiment, store: Store, data: ArtifactRef) -> str | None:
     """The built-in suite's folder when a built-in task is configured, written now: a count
     its sources cannot reach fails right after the data stage, not after training."""
-    if exp.evaluation.include_path is not None:
-        return None
-    if not any(t.name in BUILTIN_TASKS for t in exp.evaluation.tasks):
+    if not _uses_builtin_suite(exp):
         return None
     return _builtin_suite(exp, store, data, load_prepared(store.local_dir(data)).heldout_texts)
 
