@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from parammix_core.config import Experiment, load_experiment  # noqa: E402
 from parammix_core.model import load_state  # noqa: E402
+from parammix_core.noise import run_noise  # noqa: E402
 from parammix_core.proxy_validation import analyse  # noqa: E402
 from parammix_core.stages.evaluate import _bench  # noqa: E402
 from parammix_core.stages.validation_table import Task  # noqa: E402
@@ -94,15 +95,12 @@ def rescore(exp: Experiment, store: Store, rows: pd.DataFrame) -> tuple[pd.DataF
 
 def shift_share(per_doc: PerDoc, task: str) -> tuple[float, float]:
     """(measured run-to-run noise sd of the task's mean score, the sd it would have if each
-    document moved independently: the per-document differences' sd / sqrt(n)), both over the
-    rerun mixtures with the data order's common shift taken out. Far above the second, the
-    noise is a run-wide shift that more documents do not average away."""
+    document moved independently), over the rerun mixtures (`noise.run_noise`, as the
+    validation reports it)."""
     reruns = sorted(m for kind, m in per_doc if kind == "rerun")
-    diffs = np.stack([per_doc[("mix", m)][task] - per_doc[("rerun", m)][task] for m in reruns])
-    diffs = diffs - diffs.mean(axis=0)  # (R, n): the seed pair's shift of each document out
-    means = diffs.mean(axis=1)
-    independent = diffs.std(ddof=1) / np.sqrt(diffs.shape[1])
-    return float(means.std(ddof=1) / np.sqrt(2)), float(independent / np.sqrt(2))
+    first, second = (np.stack([per_doc[(k, m)][task] for m in reruns]) for k in ("mix", "rerun"))
+    noise = run_noise(first, second)
+    return noise["noise_sd"], noise["documents_sd"]
 
 
 def summary(rows: pd.DataFrame, compare: dict) -> dict[str, dict]:

@@ -78,3 +78,29 @@ def group_noise(
             "split_half": split_half(docs),
         }
     return out
+
+
+def run_noise(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
+    """How much of a task's run-to-run noise its documents explain.
+
+    `first` and `second` (R, D) are the per-document scores of R mixtures trained twice (two
+    data orders, the same D documents). Every first run shares one data-order seed and every
+    rerun another, so each document's mean difference over the mixtures (the seed pair's shift)
+    is taken out first. `noise_sd` is one run's score's noise (the differences' means' sd over
+    sqrt 2); `documents_sd` what it would be if each document moved independently (the
+    differences' sd within a run pair over sqrt(2 D)). Far above it, the noise is a shift of
+    the whole run that more documents do not average away: `doubled_sd` is the noise with
+    twice the documents, their share halved and the rest kept.
+    """
+    diffs = first - second
+    diffs = diffs - diffs.mean(axis=0)
+    r, d = diffs.shape
+    if r < 3 or d < 2:
+        nan = float("nan")
+        return {"noise_sd": nan, "documents_sd": nan, "doubled_sd": nan, "docs": d}
+    noise = float(diffs.mean(axis=1).std(ddof=1) / np.sqrt(2))
+    # within each run pair, the documents' spread; r / (r - 1) undoes the centring over runs
+    spread = diffs.var(axis=1, ddof=1).mean() * r / (r - 1)
+    documents = float(np.sqrt(spread / (2 * d)))
+    doubled = float(np.sqrt(max(noise**2 - documents**2 / 2, 0.0)))
+    return {"noise_sd": noise, "documents_sd": documents, "doubled_sd": doubled, "docs": d}

@@ -17,6 +17,9 @@ TRADE_OFF = 0.5
 # a utility spread over the mixtures under this many times a mixture's noise is one that real
 # runs barely rank (reliability under 1 - 1/4, a Spearman ceiling under ~0.74)
 SEPARATED = 2.0
+# twice a task's documents must lower its run-to-run noise sd by at least this share for
+# "more documents" to be advice (the default's tasks: 0-10 %, the knowledge task ~1 %; RESULTS)
+DOUBLING_HELPS = 0.1
 
 
 def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
@@ -116,6 +119,8 @@ def validation_section(info: dict) -> str:
             f"corrected with this scale (fitted leave-one-out) ranks the {head.replace('_', ' ')} "
             f"at ρ = {corrected:.2f} against {rho:.2f} for the plain merge."
         )
+    if info.get("task_noise"):
+        lines.append(task_noise_section(info["task_noise"]))
     lines.append("![proxy vs real](validation.png)")
     return "\n\n".join(lines)
 
@@ -270,7 +275,62 @@ def real_training_outlook(info: dict) -> str | None:
         "more validation mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) "
         "narrow it; longer experts or a larger model may separate the mixtures more."
     )
-    return text + _why_indistinguishable(info["analysis"], more)
+    advice = documents_advice(info.get("task_noise") or {})
+    return text + _why_indistinguishable(info["analysis"], more) + (f" {advice}" if advice else "")
+
+
+def task_noise_section(task_noise: dict[str, dict]) -> str:
+    """Markdown: per task, how much of the real runs' noise its documents explain."""
+    rows = [
+        {
+            "task": task,
+            "documents": int(n["docs"]),
+            "run-to-run noise sd": f"{num(n['noise_sd']):.4f}",
+            "from its documents alone": f"{num(n['documents_sd']):.4f}",
+            "with twice the documents": f"{num(n['doubled_sd']):.4f}",
+        }
+        for task, n in task_noise.items()
+    ]
+    intro = (
+        "Where the real runs' noise comes from, per task (the mixtures trained twice): one "
+        "run's noise sd on the task's score, what it would be if each of its documents moved "
+        "independently of the others, and the noise expected with twice the documents. A noise "
+        "far above its documents' is a shift of the whole run (its data order) that more "
+        "documents do not average away."
+    )
+    table = markdown_table(pd.DataFrame(rows))
+    return "\n\n".join([intro, table, documents_advice(task_noise)]).strip()
+
+
+def documents_advice(task_noise: dict[str, dict]) -> str:
+    """Whether more evaluation documents would narrow the real runs' noise, and on which
+    tasks; empty when no task's noise was measured."""
+    measured = {
+        t: n
+        for t, n in task_noise.items()
+        if num(n.get("noise_sd")) > 0 and num(n.get("documents_sd")) > 0
+    }
+    if not measured:
+        return ""
+    cut = {t: 1 - num(n["doubled_sd"]) / num(n["noise_sd"]) for t, n in measured.items()}
+    helps = [t for t, c in cut.items() if c >= DOUBLING_HELPS]
+    ratio = [num(n["noise_sd"]) / num(n["documents_sd"]) for n in measured.values()]
+    if not helps:
+        return (
+            "More evaluation documents would not narrow the real runs' noise: on every task it "
+            f"is {min(ratio):.1f}-{max(ratio):.1f}x what its documents give, a shift of the "
+            "whole run that twice the documents lower by "
+            f"{100 * min(cut.values()):.0f}-{100 * max(cut.values()):.0f} %."
+        )
+    listed = ", ".join(f"{t} (-{100 * cut[t]:.0f} %)" for t in helps)
+    others = (
+        "; on the other tasks the noise is a shift of the whole run" if cut.keys() - helps else ""
+    )
+    return (
+        f"Twice the documents would lower the real runs' noise on {listed} "
+        "(`evaluation.tasks[].docs`, or `evaluation.builtin_docs_per_task` for the built-in "
+        f"tasks){others}."
+    )
 
 
 def _why_indistinguishable(analysis: dict, more: str) -> str:

@@ -51,6 +51,7 @@ from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
 
 DRAW_SEED = 7919  # validation draws are independent of the search's evaluated mixtures
+RUN_DOCS = "run_docs.parquet"  # per-document scores of the real runs (kind, mixture, task.doc)
 RERUN_SEED = 1_000_003  # seed offset of the reruns: another data order, same everything else
 
 
@@ -146,18 +147,24 @@ class _Scorer:
             for name, p in self.model.named_parameters():
                 p.copy_(state[name])
 
-    def score(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        """Metrics as the merges were scored, plus per-block held-out losses (for noise)."""
+    def score(
+        self, docs: bool = False
+    ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Metrics as the merges were scored, per-block held-out losses (for noise) and, with
+        `docs`, each task's per-document scores (what of the runs' noise is the documents')."""
         metrics: dict[str, float] = {}
         blocks: dict[str, np.ndarray] = {}
-        if self.bench is not None:  # one forward pass over the held-out set gives both
+        per_doc: dict[str, np.ndarray] = {}
+        if self.bench is not None and docs:
+            metrics, per_doc = self.bench.evaluator.evaluate_docs()
+        elif self.bench is not None:  # one forward pass over the held-out set gives both
             metrics, blocks = self.bench.evaluator.evaluate_blocks()
         batch = self.exp.evaluation.batch_size
         for domain, held in self.prepared.heldout.items():
             if domain not in blocks:
                 blocks[domain] = block_losses(self.model, held, batch, self.device).numpy()
             metrics.setdefault(f"loss.{domain}", float(blocks[domain].mean()))
-        return metrics, blocks
+        return metrics, blocks, per_doc
 
 
 def validate_proxy(
@@ -190,14 +197,17 @@ def validate_proxy(
     direction = _directions(store, probe, alphas, exp.training.replay) if probe else None
     rows: list[dict[str, Any]] = []
     blocks: list[dict[str, np.ndarray]] = []
+    run_docs: list[dict[str, Any]] = []  # the real runs' per-document scores
     proxies = 1 + (direction is not None) + exp.validation.rescaled
     total = k + proxies * len(alphas) + len(plan)
     done = 0
 
     def record(kind: str, index: int, seed: int | None, alpha: np.ndarray, extra=None) -> None:
         nonlocal done
-        metrics, per_block = scorer.score()
+        metrics, per_block, per_doc = scorer.score(docs=kind in ("mix", "rerun"))
         row = {"kind": kind, "mixture": index, "seed": seed}
+        if per_doc:
+            run_docs.append({"kind": kind, "mixture": index, **_doc_columns(per_doc)})
         row.update({f"alpha.{d}": float(a) for d, a in zip(exp.domains, alpha, strict=True)})
         rows.append({**row, **metrics, **(extra or {})})
         blocks.append(per_block)
@@ -250,6 +260,8 @@ def validate_proxy(
     tasks = exp.evaluation.tasks if exp.validation.metrics == "all" else []
     out = store.staging(ref)
     frame.to_parquet(out / "rows.parquet", index=False)
+    if run_docs:
+        pd.DataFrame(run_docs).to_parquet(out / RUN_DOCS, index=False)
     save_file(
         {
             d: torch.from_numpy(np.stack([b[d] for b in blocks])).float().contiguous()
@@ -272,6 +284,13 @@ def validate_proxy(
     (out / "validation.json").write_text(canonical_json(finite_json(info)))
     plot_validation(frame, [t.group for t in tasks], out / "validation.png")
     return store.publish(ref, out, info={"seconds": info["seconds"]})
+
+
+def _doc_columns(per_doc: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """`<task>.<doc id>` -> score: the layout of the evaluations' docs.parquet."""
+    return {
+        f"{task}.{i}": float(v) for task, values in per_doc.items() for i, v in enumerate(values)
+    }
 
 
 def _directions(

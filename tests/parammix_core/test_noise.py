@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from parammix_core.config import EvalTask
-from parammix_core.noise import group_noise, paired_stderr, reference_row, split_half
+from parammix_core.noise import group_noise, paired_stderr, reference_row, run_noise, split_half
 
 
 def test_paired_stderr_by_hand():
@@ -61,3 +61,37 @@ def test_group_noise_combines_tasks():
     per_task = paired_stderr(a, reference=1)
     expected = np.sqrt(2 * per_task**2) / 2
     assert out["paired_stderr"] == pytest.approx(np.median(np.delete(expected, 1)))
+
+
+def test_run_noise_by_hand():
+    # three mixtures trained twice, two documents; the seed pair shifts document 0 by 1 on all
+    first = np.array([[1.0, 0.0], [2.0, 1.0], [3.0, 3.0]])
+    second = np.array([[0.0, 0.0], [1.0, 0.5], [2.0, 1.5]])
+    out = run_noise(first, second)
+    # differences less each document's mean: [[0, -2/3], [0, -1/6], [0, 5/6]]
+    means = np.array([-1 / 3, -1 / 12, 5 / 12])
+    assert out["noise_sd"] == pytest.approx(np.std(means, ddof=1) / np.sqrt(2))
+    within = np.mean([2 / 9, 1 / 72, 25 / 72]) * 3 / 2  # each row's variance, ddof=1
+    assert out["documents_sd"] == pytest.approx(np.sqrt(within / 4))
+    assert out["doubled_sd"] == pytest.approx(
+        np.sqrt(out["noise_sd"] ** 2 - out["documents_sd"] ** 2 / 2)
+    )
+    assert out["docs"] == 2
+    assert np.isnan(run_noise(first[:2], second[:2])["noise_sd"])  # two mixtures: no estimate
+
+
+def test_run_noise_tells_a_run_wide_shift_from_its_documents():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 1, (40, 1000))
+    docs_only = [truth + rng.normal(0, 0.1, truth.shape) for _ in range(2)]
+    out = run_noise(*docs_only)
+    # documents moving independently: the noise is theirs, and twice as many cut it by 1/sqrt 2
+    assert out["noise_sd"] == pytest.approx(0.1 / np.sqrt(1000), rel=0.25)
+    assert out["documents_sd"] == pytest.approx(0.1 / np.sqrt(1000), rel=0.05)
+    assert out["doubled_sd"] < 0.85 * out["noise_sd"]
+    shifted = [d + rng.normal(0, 0.02, (40, 1)) for d in docs_only]
+    out = run_noise(*shifted)
+    # a shift of each whole run: the noise is the shift's, the documents' share unchanged
+    assert out["noise_sd"] == pytest.approx(0.02, rel=0.25)
+    assert out["documents_sd"] == pytest.approx(0.1 / np.sqrt(1000), rel=0.05)
+    assert out["doubled_sd"] > 0.98 * out["noise_sd"]

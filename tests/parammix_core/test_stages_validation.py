@@ -162,6 +162,41 @@ def test_every_mixture_trained_twice_is_ranked_by_the_mean_of_its_runs(setup):
     assert "(the mean of 2 runs of each, ±" in report_validation.validation_verdict(info)
 
 
+def test_validation_splits_each_tasks_run_noise_into_its_documents_and_the_runs_shift(setup):
+    exp, store, data, base, experts, _ = setup
+    mixtures = validate.validation_mixtures(exp)
+    n = len(mixtures)
+    update = {"reruns": n, "rescaled": False, "metrics": "all"}
+    twice = exp.model_copy(update={"validation": exp.validation.model_copy(update=update)})
+    plan = validate.run_plan(twice, n)
+    runs = [mixed.train_mixed(twice, store, mixtures[i], s, data, base) for i, s in plan]
+    ref = validate.validate_proxy(twice, store, mixtures, runs, data, base, experts)
+    rows = store.load_parquet(ref, "rows.parquet")
+    docs = store.load_parquet(ref, validate.RUN_DOCS)
+    assert sorted(docs["kind"].value_counts().items()) == [("mix", n), ("rerun", n)]
+    tasks = [t.name for t in exp.evaluation.tasks]
+    info = load_validation(store, ref)
+    assert set(info["task_noise"]) == set(tasks)
+    for task in tasks:
+        cols = [c for c in docs.columns if c.rsplit(".", 1)[0] == task]
+        assert len(cols) == exp.evaluation.builtin_docs_per_task
+        scores = {}
+        for kind in ("mix", "rerun"):
+            # each run's per-document scores average to the task score its row holds
+            mine = docs[docs["kind"] == kind].set_index("mixture")[cols].mean(axis=1)
+            row = rows[rows["kind"] == kind].set_index("mixture")[f"task.{task}"]
+            assert mine.sort_index().to_numpy() == pytest.approx(row.sort_index().to_numpy())
+            scores[kind] = row.sort_index().to_numpy()
+        diff = scores["mix"] - scores["rerun"]
+        measured = info["task_noise"][task]
+        assert measured["docs"] == len(cols)
+        assert measured["noise_sd"] == pytest.approx(np.std(diff, ddof=1) / np.sqrt(2))
+        assert 0 <= measured["doubled_sd"] <= measured["noise_sd"]
+    section = report_validation.validation_section(info)
+    assert "Where the real runs' noise comes from" in section
+    assert all(f"| {task} |" in section for task in tasks)
+
+
 def test_compare_runs_gains_and_verdicts():
     def m(u, loss):
         return {"group.g": u, "loss.a": loss}
