@@ -10,7 +10,9 @@ changes), and prints the figures the flow's validation prints for the utility an
 the noise ceiling of single runs and of the runs' means with its 90 % interval, the merge's
 Spearman, the best trivial ranking, and each group's run-to-run noise and spread between
 mixtures, and per rescored task its noise beside what it would be if each document moved
-independently of the others (a run-wide shift is what more documents cannot average away).
+independently of the others (a run-wide shift is what more documents cannot average away);
+rescoring every task, also the utility's noise, its documents' part and the noise with twice
+the documents (what the validation's report says, `validation_table.utility_run_noise`).
 `--task NAME` (repeatable) rescores only those tasks, with `--docs` as their own
 count (`EvalTask.docs`), and keeps the others' stored scores; `--metric` scores the rescored
 tasks by another metric (`margin_bpb`, `p_gold`, ...). The held-out losses are the
@@ -36,7 +38,7 @@ from parammix_core.model import load_state  # noqa: E402
 from parammix_core.noise import run_noise  # noqa: E402
 from parammix_core.proxy_validation import analyse  # noqa: E402
 from parammix_core.stages.evaluate import _bench  # noqa: E402
-from parammix_core.stages.validation_table import Task  # noqa: E402
+from parammix_core.stages.validation_table import Task, utility_run_noise  # noqa: E402
 from parammix_core.store import ArtifactRef, Store  # noqa: E402
 
 KINDS = ("expert", "merge", "mix", "rerun")  # the rows the utility's analysis reads
@@ -93,14 +95,12 @@ def rescore(exp: Experiment, store: Store, rows: pd.DataFrame) -> tuple[pd.DataF
     return pd.DataFrame(out), per_doc
 
 
-def shift_share(per_doc: PerDoc, task: str) -> tuple[float, float]:
-    """(measured run-to-run noise sd of the task's mean score, the sd it would have if each
-    document moved independently), over the rerun mixtures (`noise.run_noise`, as the
-    validation reports it)."""
+def run_pair(per_doc: PerDoc, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The task's per-document scores (R, D) of the first runs and the reruns of the R rerun
+    mixtures, as the validation's `run_docs.parquet` holds them."""
     reruns = sorted(m for kind, m in per_doc if kind == "rerun")
     first, second = (np.stack([per_doc[(k, m)][task] for m in reruns]) for k in ("mix", "rerun"))
-    noise = run_noise(first, second)
-    return noise["noise_sd"], noise["documents_sd"]
+    return first, second
 
 
 def summary(rows: pd.DataFrame, compare: dict) -> dict[str, dict]:
@@ -171,10 +171,20 @@ def main() -> None:
             label = f"{docs} {args.metric or ''}".strip()
             print_table(label, seed, summary(rows, compare))
             for t in tasks:
-                measured, independent = shift_share(per_doc, t.name)
+                noise = run_noise(*run_pair(per_doc, t.name))
                 print(
-                    f"  {label}, seed {seed}, {t.name}: run-to-run noise sd {measured:.4f}, "
-                    f"{independent:.4f} if its documents moved independently"
+                    f"  {label}, seed {seed}, {t.name}: run-to-run noise sd "
+                    f"{noise['noise_sd']:.4f}, {noise['documents_sd']:.4f} if its documents "
+                    "moved independently"
+                )
+            if not args.task:  # every task rescored: the utility's split, as the report's
+                pairs = {t.name: run_pair(per_doc, t.name) for t in tasks}
+                named = [Task(t.name, t.group) for t in tasks]
+                u = utility_run_noise(pairs, named, compare["weights"])
+                print(
+                    f"  {label}, seed {seed}, utility: run-to-run noise sd {u['noise_sd']:.4f}, "
+                    f"{u['documents_sd']:.4f} from its documents, {u['doubled_sd']:.4f} with "
+                    "twice the documents"
                 )
 
 

@@ -120,7 +120,7 @@ def validation_section(info: dict) -> str:
             f"at ρ = {corrected:.2f} against {rho:.2f} for the plain merge."
         )
     if info.get("task_noise"):
-        lines.append(task_noise_section(info["task_noise"]))
+        lines.append(task_noise_section(info["task_noise"], info.get("utility_noise")))
     lines.append("![proxy vs real](validation.png)")
     return "\n\n".join(lines)
 
@@ -275,52 +275,66 @@ def real_training_outlook(info: dict) -> str | None:
         "more validation mixtures and reruns (`validation.n_mixtures`, `validation.reruns`) "
         "narrow it; longer experts or a larger model may separate the mixtures more."
     )
-    advice = documents_advice(info.get("task_noise") or {})
+    advice = documents_advice(info.get("task_noise") or {}, info.get("utility_noise"))
     return text + _why_indistinguishable(info["analysis"], more) + (f" {advice}" if advice else "")
 
 
-def task_noise_section(task_noise: dict[str, dict]) -> str:
-    """Markdown: per task, how much of the real runs' noise its documents explain."""
+def task_noise_section(task_noise: dict[str, dict], utility_noise: dict | None = None) -> str:
+    """Markdown: per task (and for the utility), how much of the real runs' noise the
+    evaluation documents explain."""
     rows = [
-        {
-            "task": task,
-            "documents": int(n["docs"]),
-            "run-to-run noise sd": f"{num(n['noise_sd']):.4f}",
-            "from its documents alone": f"{num(n['documents_sd']):.4f}",
-            "with twice the documents": f"{num(n['doubled_sd']):.4f}",
-        }
+        {"score": task, "documents": str(int(n["docs"])), **_noise_columns(n)}
         for task, n in task_noise.items()
     ]
+    if utility_noise:
+        rows.append({"score": "utility", "documents": "all", **_noise_columns(utility_noise)})
     intro = (
-        "Where the real runs' noise comes from, per task (the mixtures trained twice): one "
-        "run's noise sd on the task's score, what it would be if each of its documents moved "
+        "Where the real runs' noise comes from (the mixtures trained twice): one run's noise "
+        "sd on each task's score, what it would be if each of its documents moved "
         "independently of the others, and the noise expected with twice the documents. A noise "
         "far above its documents' is a shift of the whole run (its data order) that more "
         "documents do not average away."
     )
     table = markdown_table(pd.DataFrame(rows))
-    return "\n\n".join([intro, table, documents_advice(task_noise)]).strip()
+    return "\n\n".join([intro, table, documents_advice(task_noise, utility_noise)]).strip()
 
 
-def documents_advice(task_noise: dict[str, dict]) -> str:
-    """Whether more evaluation documents would narrow the real runs' noise, and on which
-    tasks; empty when no task's noise was measured."""
-    measured = {
-        t: n
-        for t, n in task_noise.items()
-        if num(n.get("noise_sd")) > 0 and num(n.get("documents_sd")) > 0
+def _noise_columns(n: dict) -> dict[str, str]:
+    return {
+        "run-to-run noise sd": f"{num(n['noise_sd']):.4f}",
+        "from its documents alone": f"{num(n['documents_sd']):.4f}",
+        "with twice the documents": f"{num(n['doubled_sd']):.4f}",
     }
-    if not measured:
+
+
+def documents_advice(task_noise: dict[str, dict], utility_noise: dict | None = None) -> str:
+    """Whether more evaluation documents would narrow the real runs' noise: on the utility
+    when it was measured, else per task; empty when nothing was."""
+    if utility_noise and _cut(utility_noise) is not None:
+        before, after, cut = (
+            num(utility_noise["noise_sd"]),
+            num(utility_noise["doubled_sd"]),
+            _cut(utility_noise),
+        )
+        text = (
+            "Twice the evaluation documents on every task would lower the utility's "
+            f"run-to-run noise sd from {before:.4f} to {after:.4f} (-{100 * cut:.0f} %)"
+        )
+        if cut >= DOUBLING_HELPS:
+            return text + " (`evaluation.builtin_docs_per_task`, `evaluation.tasks[].docs`)."
+        return text + (
+            ": the rest is a shift of the whole run (its data order) that more documents do "
+            "not average away."
+        )
+    cut = {t: c for t, n in task_noise.items() if (c := _cut(n)) is not None}
+    if not cut:
         return ""
-    cut = {t: 1 - num(n["doubled_sd"]) / num(n["noise_sd"]) for t, n in measured.items()}
     helps = [t for t, c in cut.items() if c >= DOUBLING_HELPS]
-    ratio = [num(n["noise_sd"]) / num(n["documents_sd"]) for n in measured.values()]
     if not helps:
         return (
-            "More evaluation documents would not narrow the real runs' noise: on every task it "
-            f"is {min(ratio):.1f}-{max(ratio):.1f}x what its documents give, a shift of the "
-            "whole run that twice the documents lower by "
-            f"{100 * min(cut.values()):.0f}-{100 * max(cut.values()):.0f} %."
+            "More evaluation documents would not narrow the real runs' noise: twice the "
+            f"documents lower it by {100 * min(cut.values()):.0f}-{100 * max(cut.values()):.0f} "
+            "% per task, the rest being a shift of the whole run."
         )
     listed = ", ".join(f"{t} (-{100 * cut[t]:.0f} %)" for t in helps)
     others = (
@@ -331,6 +345,12 @@ def documents_advice(task_noise: dict[str, dict]) -> str:
         "(`evaluation.tasks[].docs`, or `evaluation.builtin_docs_per_task` for the built-in "
         f"tasks){others}."
     )
+
+
+def _cut(n: dict) -> float | None:
+    """The share of a noise sd that twice the documents remove; None where not measured."""
+    noise, doubled = num(n.get("noise_sd")), num(n.get("doubled_sd"))
+    return 1 - doubled / noise if noise > 0 and math.isfinite(doubled) else None
 
 
 def _why_indistinguishable(analysis: dict, more: str) -> str:

@@ -8,13 +8,16 @@ change to the statistics re-keys the report only, never a scored run.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from parammix_core import proxy_validation
 from parammix_core.noise import run_noise
-from parammix_core.search.common import scale_from_spec
+from parammix_core.search.common import resolve_weights, scale_from_spec
 from parammix_core.stages.finite import finite_json
 from parammix_core.stages.validate import RUN_DOCS
 from parammix_core.store import ArtifactRef, Store
@@ -42,14 +45,17 @@ def load_validation(store: Store, ref: ArtifactRef) -> dict[str, Any]:
     )
     out = {**info, "analysis": finite_json(analysis)}
     if RUN_DOCS in (store.manifest(ref) or {}).get("files", {}):
-        docs = store.load_parquet(ref, RUN_DOCS)
-        out["task_noise"] = finite_json(task_run_noise(docs, [n for n, _ in compare["tasks"]]))
+        tasks = [Task(name, group) for name, group in compare["tasks"]]
+        pairs = run_pairs(store.load_parquet(ref, RUN_DOCS), [t.name for t in tasks])
+        out["task_noise"] = finite_json({t: run_noise(*p) for t, p in pairs.items()})
+        if pairs and len(pairs) == len(tasks) and info.get("utility_scale", "raw") == "raw":
+            out["utility_noise"] = finite_json(utility_run_noise(pairs, tasks, compare["weights"]))
     return out
 
 
-def task_run_noise(docs: pd.DataFrame, tasks: list[str]) -> dict[str, dict[str, float]]:
-    """Per task, its run-to-run noise and the part its documents explain (`noise.run_noise`),
-    over the mixtures trained twice; {} without three of them."""
+def run_pairs(docs: pd.DataFrame, tasks: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per task, the per-document scores (R, D) of the first runs and of the reruns of the R
+    mixtures trained twice; {} when none was."""
     by_kind = {kind: part.set_index("mixture") for kind, part in docs.groupby("kind")}
     if "rerun" not in by_kind or "mix" not in by_kind:
         return {}
@@ -60,5 +66,25 @@ def task_run_noise(docs: pd.DataFrame, tasks: list[str]) -> dict[str, dict[str, 
         if cols:
             cols.sort(key=lambda c: int(c.rsplit(".", 1)[1]))
             first, second = (by_kind[k].loc[twice, cols].to_numpy(float) for k in ("mix", "rerun"))
-            out[task] = run_noise(first, second)
+            out[task] = (first, second)
     return out
+
+
+def utility_run_noise(
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]], tasks: list[Task], weights
+) -> dict[str, float]:
+    """The raw utility's run-to-run noise sd, the part its tasks' documents explain and the
+    noise with twice the documents on every task. The utility is linear in the task scores
+    (weighted group means of task means) and different tasks' documents move independently,
+    so their variances add with the utility's coefficients squared."""
+    groups = list(dict.fromkeys(t.group for t in tasks))
+    w = resolve_weights(groups, weights)
+    size = Counter(t.group for t in tasks)
+    coef = {t.name: w[t.group] / sum(w.values()) / size[t.group] for t in tasks}
+    diff = sum(c * (pairs[t][0] - pairs[t][1]).mean(axis=1) for t, c in coef.items())
+    noise = float(np.std(diff, ddof=1) / np.sqrt(2)) if len(diff) >= 3 else math.nan
+    documents = math.sqrt(
+        sum((c * run_noise(*pairs[t])["documents_sd"]) ** 2 for t, c in coef.items())
+    )
+    doubled = math.sqrt(max(noise**2 - documents**2 / 2, 0.0)) if math.isfinite(noise) else math.nan
+    return {"noise_sd": noise, "documents_sd": documents, "doubled_sd": doubled}

@@ -192,9 +192,16 @@ def test_validation_splits_each_tasks_run_noise_into_its_documents_and_the_runs_
         assert measured["docs"] == len(cols)
         assert measured["noise_sd"] == pytest.approx(np.std(diff, ddof=1) / np.sqrt(2))
         assert 0 <= measured["doubled_sd"] <= measured["noise_sd"]
+    # the utility's noise is the analysis' (equal weights, one task per group here), and its
+    # documents' part adds the tasks' independent variances with the utility's coefficients
+    utility = info["utility_noise"]
+    assert utility["noise_sd"] == pytest.approx(info["analysis"]["utility"]["ceiling"]["noise_sd"])
+    share = 1 / len(tasks)
+    documents = [info["task_noise"][t]["documents_sd"] for t in tasks]
+    assert utility["documents_sd"] == pytest.approx(share * np.sqrt(np.sum(np.square(documents))))
     section = report_validation.validation_section(info)
     assert "Where the real runs' noise comes from" in section
-    assert all(f"| {task} |" in section for task in tasks)
+    assert all(f"| {task} |" in section for task in [*tasks, "utility"])
 
 
 def test_compare_runs_gains_and_verdicts():
