@@ -153,10 +153,14 @@ def _verdict(
         f"{', '.join(counts[:-1])} and {counts[-1]}"
     )
     cfg = exp.search.strategies.multifidelity
-    helps = (
-        f"A larger budget (search.strategies.multifidelity.budget, {cfg.budget:g} real-run "
-        f"equivalents now), {more_documents(exp)} or longer runs may help."
-    )
+    budget = f"A larger budget (search.strategies.multifidelity.budget, {cfg.budget:g} real-run "
+    if names[-1] == "merge":  # merges share one data order: their noise is their documents'
+        helps = f"{budget}equivalents now), {more_documents(exp)} or longer runs may help."
+    else:  # a real run's noise is mostly its data order's on the default (RESULTS.md)
+        helps = (
+            f"{budget}equivalents now) or longer runs may help; whether more evaluation "
+            "documents would, the validation's split of the real runs' noise says."
+        )
     if checked is None:
         return f"{source}; too few {where} (under {MIN_HELD_OUT}) to say how sure it is. {helps}"
     held = (
