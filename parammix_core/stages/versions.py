@@ -6,7 +6,9 @@ of the numerical libraries those modules import. Sources are compared as syntax 
 docstrings, so comments, formatting and documentation leave every key unchanged, while any
 change that can alter an output (a constant, an expression, a new import) gives the stages
 that depend on it new keys: they recompute instead of silently reusing stale artifacts. No
-version number to remember to bump; a test keeps it that way.
+version number to remember to bump; a test keeps it that way. The config models' field
+declarations are left out (`without_fields`): a field reaches a stage as a value in its spec, so
+adding one to a section re-keys only the stages whose specs hold that section.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 PACKAGE = "parammix_core"
+SCHEMA = "parammix_core.config"  # pydantic models: their values are in the specs, not their code
 
 # The modules computing each stage's artifacts (a choice: the surrogates' or the GP's).
 STAGE_MODULES = {
@@ -88,7 +91,9 @@ def _digest(roots: tuple[str, ...], source_of: Callable[[str], str | None]) -> s
     modules, libraries = closure(roots, source_of)
     h = hashlib.sha256()
     for name in sorted(modules):
-        h.update(f"{name}\n{normalised(source_of(name) or '')}\n".encode())
+        source = source_of(name) or ""
+        hashed = without_fields(source) if _is_schema(name) else normalised(source)
+        h.update(f"{name}\n{hashed}\n".encode())
     for lib in sorted(libraries):
         h.update(f"{lib}=={_library_version(lib)}\n".encode())
     return h.hexdigest()[:16]
@@ -153,6 +158,25 @@ def normalised(source: str) -> str:
         if isinstance(first, ast.Expr) and isinstance(getattr(first.value, "value", None), str):
             node.body = node.body[1:] or [ast.Pass()]
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def _is_schema(module: str) -> bool:
+    return module == SCHEMA or module.startswith(SCHEMA + ".")
+
+
+@functools.lru_cache(maxsize=1024)
+def without_fields(source: str) -> str:
+    """`normalised`, less the field declarations of the config models (a class body's
+    annotated assignments). Every stage imports `Experiment`, so every config module is in
+    every stage's closure; a field's default, type or description reaches a stage only as the
+    dumped value in its spec, so a field added to one section (evaluation, say) re-keys the
+    stages whose specs hold that section, not the data and base. Methods, validators and
+    module-level constants stay hashed: they compute."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            node.body = [n for n in node.body if not isinstance(n, ast.AnnAssign)] or [ast.Pass()]
+    return normalised(ast.unparse(tree))
 
 
 def _library_version(name: str) -> str:

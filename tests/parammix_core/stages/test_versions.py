@@ -126,3 +126,26 @@ def test_a_helper_of_the_readers_retrains_nothing():
     for module in ("parammix_core.stages.finite", "parammix_core.stages.probe_files"):
         edited = versions_with({module: _source(module) + "\nEXTRA = 1\n"})
         assert not {s for s in STAGES if edited[s] != before[s]} & {"base", "expert", "mixed"}
+
+
+def test_a_new_config_field_re_keys_through_its_value_not_its_code():
+    """Every stage imports Experiment, so every config module is in every closure: a field
+    added to the evaluation section (as EvalTask.docs was) retrained the data and the base."""
+    before = versions_with({})
+    evaluation = _source("parammix_core.config.evaluation")
+    field = "    also: list[LmEvalMetric] = Field("
+    assert field in evaluation
+    added = evaluation.replace(field, "    shots: int = Field(0, description='new')\n" + field)
+    assert versions_with({"parammix_core.config.evaluation": added}) == before
+    # what computes stays in every key: a method of a model, a module-level constant
+    data = _source("parammix_core.config.data")
+    names = "return [d.name for d in self.domains]"
+    assert names in data
+    reordered = data.replace(names, "return sorted(d.name for d in self.domains)")
+    moved = versions_with({"parammix_core.config.data": reordered})
+    assert all(moved[s] != before[s] for s in STAGES)
+    base = _source("parammix_core.config.base")
+    constant = 'DEFAULT_GROUPS = ("math", "code", "knowledge", "language", "reasoning")'
+    assert constant in base
+    fewer = base.replace(constant, 'DEFAULT_GROUPS = ("math", "code")')
+    assert versions_with({"parammix_core.config.base": fewer})["data"] != before["data"]
