@@ -170,17 +170,16 @@ def main() -> None:
                 rows[f"group.{group}"] = rows[names].mean(axis=1)
             label = f"{docs} {args.metric or ''}".strip()
             print_table(label, seed, summary(rows, compare))
-            for t in tasks:
-                noise = run_noise(*run_pair(per_doc, t.name))
+            pairs = {t.name: run_pair(per_doc, t.name) for t in tasks}
+            noise = {name: run_noise(*pair) for name, pair in pairs.items()}
+            for name, n in noise.items():
                 print(
-                    f"  {label}, seed {seed}, {t.name}: run-to-run noise sd "
-                    f"{noise['noise_sd']:.4f}, {noise['documents_sd']:.4f} if its documents "
-                    "moved independently"
+                    f"  {label}, seed {seed}, {name}: run-to-run noise sd {n['noise_sd']:.4f}, "
+                    f"{n['documents_sd']:.4f} if its documents moved independently"
                 )
             if not args.task:  # every task rescored: the utility's split, as the report's
-                pairs = {t.name: run_pair(per_doc, t.name) for t in tasks}
                 named = [Task(t.name, t.group) for t in tasks]
-                u = utility_run_noise(pairs, named, compare["weights"])
+                u = utility_run_noise(pairs, noise, named, compare["weights"])
                 print(
                     f"  {label}, seed {seed}, utility: run-to-run noise sd {u['noise_sd']:.4f}, "
                     f"{u['documents_sd']:.4f} from its documents, {u['doubled_sd']:.4f} with "

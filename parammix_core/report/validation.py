@@ -8,6 +8,7 @@ import pandas as pd
 
 from parammix_core.ranking import MIN_FIT
 from parammix_core.report.markdown import markdown_table, num, scale_note
+from parammix_core.report.noise_split import documents_advice, task_noise_section
 
 CEILING_WIDE = 0.2  # a ceiling interval wider than this is said to be uncertain
 # below this share of its groups' spread the utility is said to be flattened by trade-offs
@@ -17,9 +18,6 @@ TRADE_OFF = 0.5
 # a utility spread over the mixtures under this many times a mixture's noise is one that real
 # runs barely rank (reliability under 1 - 1/4, a Spearman ceiling under ~0.74)
 SEPARATED = 2.0
-# twice a task's documents must lower its run-to-run noise sd by at least this share for
-# "more documents" to be advice (the default's tasks: 0-10 %, the knowledge task ~1 %; RESULTS)
-DOUBLING_HELPS = 0.1
 
 
 def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
@@ -277,80 +275,6 @@ def real_training_outlook(info: dict) -> str | None:
     )
     advice = documents_advice(info.get("task_noise") or {}, info.get("utility_noise"))
     return text + _why_indistinguishable(info["analysis"], more) + (f" {advice}" if advice else "")
-
-
-def task_noise_section(task_noise: dict[str, dict], utility_noise: dict | None = None) -> str:
-    """Markdown: per task (and for the utility), how much of the real runs' noise the
-    evaluation documents explain."""
-    rows = [
-        {"score": task, "documents": str(int(n["docs"])), **_noise_columns(n)}
-        for task, n in task_noise.items()
-    ]
-    if utility_noise:
-        rows.append({"score": "utility", "documents": "all", **_noise_columns(utility_noise)})
-    intro = (
-        "Where the real runs' noise comes from (the mixtures trained twice): one run's noise "
-        "sd on each task's score, what it would be if each of its documents moved "
-        "independently of the others, and the noise expected with twice the documents. A noise "
-        "far above its documents' is a shift of the whole run (its data order) that more "
-        "documents do not average away."
-    )
-    table = markdown_table(pd.DataFrame(rows))
-    return "\n\n".join([intro, table, documents_advice(task_noise, utility_noise)]).strip()
-
-
-def _noise_columns(n: dict) -> dict[str, str]:
-    return {
-        "run-to-run noise sd": f"{num(n['noise_sd']):.4f}",
-        "from its documents alone": f"{num(n['documents_sd']):.4f}",
-        "with twice the documents": f"{num(n['doubled_sd']):.4f}",
-    }
-
-
-def documents_advice(task_noise: dict[str, dict], utility_noise: dict | None = None) -> str:
-    """Whether more evaluation documents would narrow the real runs' noise: on the utility
-    when it was measured, else per task; empty when nothing was."""
-    if utility_noise and _cut(utility_noise) is not None:
-        before, after, cut = (
-            num(utility_noise["noise_sd"]),
-            num(utility_noise["doubled_sd"]),
-            _cut(utility_noise),
-        )
-        text = (
-            "Twice the evaluation documents on every task would lower the utility's "
-            f"run-to-run noise sd from {before:.4f} to {after:.4f} (-{100 * cut:.0f} %)"
-        )
-        if cut >= DOUBLING_HELPS:
-            return text + " (`evaluation.builtin_docs_per_task`, `evaluation.tasks[].docs`)."
-        return text + (
-            ": the rest is a shift of the whole run (its data order) that more documents do "
-            "not average away."
-        )
-    cut = {t: c for t, n in task_noise.items() if (c := _cut(n)) is not None}
-    if not cut:
-        return ""
-    helps = [t for t, c in cut.items() if c >= DOUBLING_HELPS]
-    if not helps:
-        return (
-            "More evaluation documents would not narrow the real runs' noise: twice the "
-            f"documents lower it by {100 * min(cut.values()):.0f}-{100 * max(cut.values()):.0f} "
-            "% per task, the rest being a shift of the whole run."
-        )
-    listed = ", ".join(f"{t} (-{100 * cut[t]:.0f} %)" for t in helps)
-    others = (
-        "; on the other tasks the noise is a shift of the whole run" if cut.keys() - helps else ""
-    )
-    return (
-        f"Twice the documents would lower the real runs' noise on {listed} "
-        "(`evaluation.tasks[].docs`, or `evaluation.builtin_docs_per_task` for the built-in "
-        f"tasks){others}."
-    )
-
-
-def _cut(n: dict) -> float | None:
-    """The share of a noise sd that twice the documents remove; None where not measured."""
-    noise, doubled = num(n.get("noise_sd")), num(n.get("doubled_sd"))
-    return 1 - doubled / noise if noise > 0 and math.isfinite(doubled) else None
 
 
 def _why_indistinguishable(analysis: dict, more: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -305,7 +305,7 @@ def merge_and_evaluate(
         row = {f"alpha.{d}": float(w) for d, w in zip(exp.domains, alpha, strict=True)}
         # the measured cost of this evaluation (merge + scoring), which cost-aware search reads
         rows.append({**row, **metrics, "seconds": time.perf_counter() - start, "device": device})
-        docs.append({f"{t}.{j}": v for t, values in per_doc.items() for j, v in enumerate(values)})
+        docs.append(doc_columns(per_doc))
         if progress is not None:
             progress(i + 1, len(mixtures), f"mixture {i + 1}/{len(mixtures)}")
     out = store.staging(ref)
@@ -321,10 +321,20 @@ def load_rows(store: Store, evals: Sequence[ArtifactRef]) -> pd.DataFrame:
 def load_doc_scores(store: Store, evals: Sequence[ArtifactRef], tasks: Sequence[EvalTask]):
     """Per-document scores of every evaluated mixture: task -> (N, D_task)."""
     docs = pd.concat([store.load_parquet(r, "docs.parquet") for r in evals], ignore_index=True)
-    out = {}
-    for task in tasks:
-        cols = [c for c in docs.columns if c.rsplit(".", 1)[0] == task.name]
-        if cols:
-            cols.sort(key=lambda c: int(c.rsplit(".", 1)[1]))
-            out[task.name] = docs[cols].to_numpy(dtype=float)
-    return out
+    scores = {task.name: doc_matrix(docs, task.name) for task in tasks}
+    return {name: m for name, m in scores.items() if m is not None}
+
+
+def doc_columns(per_doc: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """One row of a per-document table: `<task>.<doc id>` -> score."""
+    return {f"{t}.{j}": float(v) for t, values in per_doc.items() for j, v in enumerate(values)}
+
+
+def doc_matrix(docs: pd.DataFrame, task: str) -> np.ndarray | None:
+    """A task's per-document scores (rows, D) from a per-document table, in doc-id order;
+    None when the table has none of the task's."""
+    cols = [c for c in docs.columns if c.rsplit(".", 1)[0] == task]
+    if not cols:
+        return None
+    cols.sort(key=lambda c: int(c.rsplit(".", 1)[1]))
+    return docs[cols].to_numpy(dtype=float)

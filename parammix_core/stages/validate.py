@@ -44,7 +44,7 @@ from parammix_core.stages.common import (
     dump_config,
     merge_states,
 )
-from parammix_core.stages.evaluate import _bench, evaluation_spec
+from parammix_core.stages.evaluate import _bench, doc_columns, evaluation_spec
 from parammix_core.stages.finite import finite_json
 from parammix_core.stages.probe_files import load_probe
 from parammix_core.stages.versions import code_version
@@ -207,7 +207,7 @@ def validate_proxy(
         metrics, per_block, per_doc = scorer.score(docs=kind in ("mix", "rerun"))
         row = {"kind": kind, "mixture": index, "seed": seed}
         if per_doc:
-            run_docs.append({"kind": kind, "mixture": index, **_doc_columns(per_doc)})
+            run_docs.append({"kind": kind, "mixture": index, **doc_columns(per_doc)})
         row.update({f"alpha.{d}": float(a) for d, a in zip(exp.domains, alpha, strict=True)})
         rows.append({**row, **metrics, **(extra or {})})
         blocks.append(per_block)
@@ -284,13 +284,6 @@ def validate_proxy(
     (out / "validation.json").write_text(canonical_json(finite_json(info)))
     plot_validation(frame, [t.group for t in tasks], out / "validation.png")
     return store.publish(ref, out, info={"seconds": info["seconds"]})
-
-
-def _doc_columns(per_doc: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """`<task>.<doc id>` -> score: the layout of the evaluations' docs.parquet."""
-    return {
-        f"{task}.{i}": float(v) for task, values in per_doc.items() for i, v in enumerate(values)
-    }
 
 
 def _directions(

@@ -18,6 +18,7 @@ import pandas as pd
 from parammix_core import proxy_validation
 from parammix_core.noise import run_noise
 from parammix_core.search.common import resolve_weights, scale_from_spec
+from parammix_core.stages.evaluate import doc_matrix
 from parammix_core.stages.finite import finite_json
 from parammix_core.stages.validate import RUN_DOCS
 from parammix_core.store import ArtifactRef, Store
@@ -47,9 +48,11 @@ def load_validation(store: Store, ref: ArtifactRef) -> dict[str, Any]:
     if RUN_DOCS in (store.manifest(ref) or {}).get("files", {}):
         tasks = [Task(name, group) for name, group in compare["tasks"]]
         pairs = run_pairs(store.load_parquet(ref, RUN_DOCS), [t.name for t in tasks])
-        out["task_noise"] = finite_json({t: run_noise(*p) for t, p in pairs.items()})
+        noise = {t: run_noise(*p) for t, p in pairs.items()}
+        out["task_noise"] = finite_json(noise)
         if pairs and len(pairs) == len(tasks) and info.get("utility_scale", "raw") == "raw":
-            out["utility_noise"] = finite_json(utility_run_noise(pairs, tasks, compare["weights"]))
+            utility = utility_run_noise(pairs, noise, tasks, compare["weights"])
+            out["utility_noise"] = finite_json(utility)
     return out
 
 
@@ -60,31 +63,32 @@ def run_pairs(docs: pd.DataFrame, tasks: list[str]) -> dict[str, tuple[np.ndarra
     if "rerun" not in by_kind or "mix" not in by_kind:
         return {}
     twice = sorted(set(by_kind["rerun"].index) & set(by_kind["mix"].index))
+    first, second = (by_kind[k].loc[twice] for k in ("mix", "rerun"))
     out = {}
     for task in tasks:
-        cols = [c for c in docs.columns if c.rsplit(".", 1)[0] == task]
-        if cols:
-            cols.sort(key=lambda c: int(c.rsplit(".", 1)[1]))
-            first, second = (by_kind[k].loc[twice, cols].to_numpy(float) for k in ("mix", "rerun"))
-            out[task] = (first, second)
+        pair = doc_matrix(first, task), doc_matrix(second, task)
+        if pair[0] is not None:
+            out[task] = pair
     return out
 
 
 def utility_run_noise(
-    pairs: dict[str, tuple[np.ndarray, np.ndarray]], tasks: list[Task], weights
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+    task_noise: dict[str, dict[str, float]],
+    tasks: list[Task],
+    weights,
 ) -> dict[str, float]:
     """The raw utility's run-to-run noise sd, the part its tasks' documents explain and the
     noise with twice the documents on every task. The utility is linear in the task scores
     (weighted group means of task means) and different tasks' documents move independently,
-    so their variances add with the utility's coefficients squared."""
+    so their variances (`task_noise`, `noise.run_noise`) add with the utility's coefficients
+    squared."""
     groups = list(dict.fromkeys(t.group for t in tasks))
     w = resolve_weights(groups, weights)
     size = Counter(t.group for t in tasks)
     coef = {t.name: w[t.group] / sum(w.values()) / size[t.group] for t in tasks}
     diff = sum(c * (pairs[t][0] - pairs[t][1]).mean(axis=1) for t, c in coef.items())
     noise = float(np.std(diff, ddof=1) / np.sqrt(2)) if len(diff) >= 3 else math.nan
-    documents = math.sqrt(
-        sum((c * run_noise(*pairs[t])["documents_sd"]) ** 2 for t, c in coef.items())
-    )
+    documents = math.sqrt(sum((c * task_noise[t]["documents_sd"]) ** 2 for t, c in coef.items()))
     doubled = math.sqrt(max(noise**2 - documents**2 / 2, 0.0)) if math.isfinite(noise) else math.nan
     return {"noise_sd": noise, "documents_sd": documents, "doubled_sd": doubled}
