@@ -21,6 +21,7 @@ from tasks.common import (
     stage_task,
     store_key,
 )
+from tasks.final import final_run
 
 
 @stage_task(
@@ -98,7 +99,8 @@ def run_validation(
     alpha = [chosen.alpha[d] for d in exp.domains] if chosen is not None else None
     mixtures = validate.validation_mixtures(exp, alpha)
     plan = validate.run_plan(exp, len(mixtures))
-    runs = train_mixed.map(
+    train = final_run if exp.validation.budget == "final" else train_mixed
+    runs = train.map(
         unmapped(exp),
         [mixtures[i] for i, _ in plan],
         [seed for _, seed in plan],

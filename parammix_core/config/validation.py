@@ -11,7 +11,7 @@ from parammix_core.config.training import TrainConfig
 
 
 class ValidationConfig(Strict):
-    """Really train on sampled mixtures (expert budget) and compare with the merges' ranking."""
+    """Really train on sampled mixtures and compare with the merges' ranking."""
 
     enabled: Flag = Field(True, description="Run the validate_proxy stage.")
     n_mixtures: Count(1000, lo=3) = Field(
@@ -27,6 +27,14 @@ class ValidationConfig(Strict):
         "the mean of its two runs; n_mixtures + 1 reruns train every mixture twice. From "
         "R reruns the noise variance is known within a factor 0.45-4.4 at R = 6 (90 %), "
         "0.26-254 at R = 2.",
+    )
+    budget: Literal["experts", "final"] = Field(
+        "experts",
+        description="How long each real run trains: experts (training.expert), what a merge "
+        "stands in for; final (final.train), the budget the chosen mixture is trained at, so "
+        "the merges' ranking is judged where it is used (3x the training on the default; the "
+        "runs of uniform and the chosen mixture on the experiment's seed are final "
+        "training's own).",
     )
     metrics: Literal["all", "loss"] = Field(
         "all",

@@ -81,8 +81,8 @@ def validation_section(info: dict) -> str:
     table = validation_table(analysis)
     n = next(iter(analysis.values()))["n"]
     lines = [
-        f"{n} non-vertex mixtures trained for real from the base with the experts' steps, "
-        "batch and hyper-parameters, scored exactly like the merges. ρ: Spearman, r: Pearson, "
+        f"{n} non-vertex mixtures trained for real from the base at {_budget(info)}, "
+        "scored exactly like the merges. ρ: Spearman, r: Pearson, "
         "τ: Kendall of the proxy against the real runs (higher-is-better orientation); top-25 %: "
         "share of the real top quarter the proxy also puts there; gap: mean merge − mix in the "
         "metric's units. Trivial rankings: own_weight = α of the metric's domain, entropy = "
@@ -178,7 +178,7 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
             f"leave-one-out; `search.utility.calibrate`), the merge ranks it at ρ = {mapped:.2f}. "
         )
     if "chosen" in a:
-        verdict += _chosen_check(a["chosen"])
+        verdict += _chosen_check(a["chosen"], _budget(info))
     return verdict.strip()
 
 
@@ -205,11 +205,19 @@ def _lead_sentence(lead: dict | None, n: int | None, ahead: bool, emphasis: str)
     )
 
 
-def _chosen_check(c: dict) -> str:
+def _budget(info: dict) -> str:
+    """Where the real runs trained (`validation.budget`; validations stored before it have
+    no `budget` and trained at the experts')."""
+    budget = info.get("budget") or {"name": "experts"}
+    where = "the final budget" if budget["name"] == "final" else "the experts' budget"
+    return where + (f" ({budget['steps']} steps)" if "steps" in budget else "")
+
+
+def _chosen_check(c: dict, budget: str) -> str:
     """The chosen mixture's real gain over uniform against the merge's, on one scale."""
     noise = num(c.get("real_gain_sd"))
     text = (
-        f"Trained for real at the experts' budget, the chosen mixture gains "
+        f"Trained for real at {budget}, the chosen mixture gains "
         f"{c['real_gain']:+.4f} over uniform"
         + (f" ({_runs(c)}, ± {noise:.4f} from run-to-run noise)" if math.isfinite(noise) else "")
         + f" where its merge gained {c['proxy_gain']:+.4f}"
@@ -248,8 +256,8 @@ def real_training_outlook(info: dict) -> str | None:
         )
     low, high = c["predicted_low"], c["predicted_high"]
     text = (
-        f"real gain of the chosen mixture over uniform, {_runs(c)} at the experts' "
-        f"budget (90% prediction interval): {c['predicted']:+.4f} [{low:+.4f}, {high:+.4f}], "
+        f"real gain of the chosen mixture over uniform, {_runs(c)} at {_budget(info)} "
+        f"(90% prediction interval): {c['predicted']:+.4f} [{low:+.4f}, {high:+.4f}], "
         f"the merge's {c['proxy_gain']:+.4f} times the slope of real on merge gains over "
         f"{c['n_fit']} validation mixtures ({c['slope']:.2f}), the runs' noise included. "
     )

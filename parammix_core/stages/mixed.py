@@ -2,7 +2,8 @@
 
 A mixed run has the experts' budget: what a merge stands in for; the validation trains a few
 (`validate`), the multi-fidelity search more. A final run has the final budget
-(`final.train`): the mid-trained model the user wants, and its baselines (`final`). Both live
+(`final.train`): the mid-trained model the user wants, and its baselines (`final`); with
+`validation.budget: final` the validation's runs are final runs. Both live
 here, apart from every evaluation module, so that their code version, and so every trained
 run's key, holds only the training code: an edit to an evaluation task rescores the runs,
 never retrains them. Each run is a `transformers` checkpoint (safetensors, config, tokenizer)
@@ -32,6 +33,11 @@ def final_run_ref(
     exp: Experiment, alpha: Sequence[float], seed: int, data: ArtifactRef, base: ArtifactRef
 ) -> ArtifactRef:
     return _run_ref("final", exp, exp.final.train, alpha, seed, data, base)
+
+
+def validation_train(exp: Experiment) -> TrainConfig:
+    """How the validation's real runs train: the experts' budget, or the final one."""
+    return exp.final.train if exp.validation.budget == "final" else exp.training.expert
 
 
 def _run_ref(

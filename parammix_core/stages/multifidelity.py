@@ -143,16 +143,21 @@ def joined_runs(
     exp: Experiment, store: Store, data: ArtifactRef, base: ArtifactRef
 ) -> list[ArtifactRef]:
     """Real runs already in the store, free observations on the experiment's seed (the chosen
-    mixture's depend on this search): the validation's (uniform and the draws) when `run` is a
-    fidelity, final training's uniform and natural runs when `long` is."""
+    mixture's depend on this search): the validation's (uniform and the draws) at the experts'
+    budget when `run` is a fidelity; when `long` is, final training's uniform and natural runs
+    and the validation's at the final budget (`validation.budget: final`)."""
     fidelities = exp.search.strategies.multifidelity.fidelities
+    mixtures = validation_mixtures(exp)
     refs = []
     if "run" in fidelities:
-        refs += [mixed_ref(exp, m, exp.seed, data, base) for m in validation_mixtures(exp)]
+        refs += [mixed_ref(exp, m, exp.seed, data, base) for m in mixtures]
     if "long" in fidelities:
         baselines = baseline_mixtures(exp, store.load_json(data, "stats.json"))
-        refs += [final_run_ref(exp, alpha, exp.seed, data, base) for alpha in baselines.values()]
-    return [r for r in refs if store.exists(r)]
+        refs += [
+            final_run_ref(exp, m, exp.seed, data, base) for m in (*mixtures, *baselines.values())
+        ]
+    unique = {r.key: r for r in refs}  # uniform is both a validation run and a baseline
+    return [r for r in unique.values() if store.exists(r)]
 
 
 def round_ref(

@@ -46,6 +46,7 @@ from parammix_core.stages.common import (
 )
 from parammix_core.stages.evaluate import _bench, doc_columns, evaluation_spec
 from parammix_core.stages.finite import finite_json
+from parammix_core.stages.mixed import validation_train
 from parammix_core.stages.probe_files import load_probe
 from parammix_core.stages.versions import code_version
 from parammix_core.store import ArtifactRef, Store, canonical_json
@@ -279,6 +280,7 @@ def validate_proxy(
         },
         "step_scale_fit": fit,
         "utility_scale": (utility_scale or {}).get("normalise", "raw"),
+        "budget": {"name": exp.validation.budget, "steps": validation_train(exp).steps},
         "seconds": time.perf_counter() - start,
     }
     (out / "validation.json").write_text(canonical_json(finite_json(info)))

@@ -21,7 +21,7 @@ from flows.param_mix import param_mix
 from parammix_core import proxy_validation, simplex, stages
 from parammix_core.config import Experiment, load_experiment
 from parammix_core.search import scale_from_spec
-from parammix_core.stages import validate
+from parammix_core.stages import final, mixed, validate
 from parammix_core.stages.validation_table import load_validation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,3 +232,40 @@ def test_calibrate_puts_the_merges_on_the_real_runs_scale_before_the_choice(
         assert uniform[g] == pytest.approx(want, rel=1e-9)
     report = Path(stages.report_path(store, refs["report"])).read_text()
     assert "Predictions are on the real runs' scale" in report
+
+
+@pytest.mark.slow
+def test_validation_at_the_final_budget_shares_final_trainings_runs(prefect_api, tmp_path: Path):
+    exp = micro(tmp_path / "store")
+    at_final = exp.validation.model_copy(update={"budget": "final"})
+    exp = exp.model_copy(update={"validation": at_final})
+    state = param_mix(exp, return_state=True)
+    refs = state.result()
+    store = stages.open_store(exp)
+    runs = [m for m in store.artifacts() if m["name"] == "run"]
+    assert {m["stage"] for m in runs} == {"final"}  # no run at the experts' budget
+    n = exp.validation.n_mixtures + 1  # uniform, the draws and the choice
+    validation_runs = n + exp.validation.reruns
+    final_runs = 3 * exp.final.seeds  # chosen, uniform, natural
+    assert len(runs) == validation_runs + final_runs - 2  # uniform and chosen on seed 0 shared
+    info = load_validation(store, refs["validation"])
+    assert info["budget"] == {"name": "final", "steps": exp.final.train.steps}
+    # the validation's run of the choice is final training's first: the same scores
+    rows = store.load_parquet(refs["validation"], "rows.parquet")
+    chosen = rows[(rows["kind"] == "mix") & (rows["mixture"] == n - 1)].iloc[0]
+    alpha = [chosen[f"alpha.{d}"] for d in exp.domains]
+    run = mixed.final_run_ref(exp, alpha, exp.seed, refs["data"], refs["base"])
+    scores = store.load_json(final.final_scores_ref(exp, run, refs["data"]), "scores.json")
+    assert scores["alpha"] == pytest.approx(
+        list(stages.load_choice(store, refs["choice"]).alpha.values())
+    )
+    for metric in (
+        *(f"loss.{d}" for d in exp.domains),
+        *(f"group.{g}" for g in exp.evaluation.groups),
+    ):
+        assert chosen[metric] == pytest.approx(scores["metrics"][metric], rel=1e-6)
+    states = task_states(state.state_details.flow_run_id, 0)
+    assert {"final_run[uniform]", "final_run[chosen]", "final_run[draw 1, rerun]"} <= set(states)
+    assert not any(name.startswith("train_mixed[") for name in states)
+    report = Path(stages.report_path(store, refs["report"])).read_text()
+    assert f"at the final budget ({exp.final.train.steps} steps)" in report

@@ -92,6 +92,10 @@ def test_yaml_round_trip():
         ({"search": {"group_weights": {"music": 1.0}}}, "unknown groups ['music']"),
         ({"search": {"group_weights": {"math": 2.0}}}, "no weight for groups ['code', 'knowledge'"),
         ({"search": {"bounds": {"math": {"min": 0.5, "max": 0.2}}}}, "min must not exceed max"),
+        (
+            {"validation": {"budget": "long"}},
+            "validation.budget: Input should be 'experts' or 'final'",
+        ),
         ({"model": {"hidden_size": 100, "num_heads": 3}}, "divisible by num_heads"),
         ({"training": {"expert": {"warmup_steps": 500}}}, "warmup_steps must be smaller"),
         (

@@ -12,6 +12,7 @@ from parammix_core import stages
 from parammix_core.config import Experiment, apply_overrides, load_experiment
 from parammix_core.stages import fidelity_choice as fc
 from parammix_core.stages import multifidelity as mf
+from parammix_core.stages import validate as validate_stage
 from parammix_core.stages.mixed import final_run_ref, mixed_ref
 from parammix_core.store import ArtifactRef, Store
 
@@ -300,6 +301,11 @@ def test_long_runs_are_the_top_fidelity_and_each_kind_goes_to_its_stage(tmp_path
     ]
     validation = publish_at(store, mixed_ref(exp, [0.5, 0.5], exp.seed, data, base))
     assert mf.joined_runs(exp, store, data, base) == [validation, *finals[:2]]
+    # a validation draw trained at the final budget (`validation.budget: final`) joins as a
+    # long run; uniform, a validation mixture and a baseline, joins once
+    draw = validate_stage.validation_mixtures(exp)[1]
+    drawn = publish_at(store, final_run_ref(exp, draw, exp.seed, data, base))
+    assert mf.joined_runs(exp, store, data, base) == [validation, finals[0], drawn, finals[1]]
     experts = [publish(store, f"expert-{d}", seconds=100.0) for d in exp.domains]
     grid = np.linspace(0.0, 1.0, 9)
     merges = [fake(exp, store, np.c_[grid, 1 - grid], mf.MERGE, 1.0)]

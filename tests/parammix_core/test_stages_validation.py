@@ -204,6 +204,44 @@ def test_validation_splits_each_tasks_run_noise_into_its_documents_and_the_runs_
     assert all(f"| {task} |" in section for task in [*tasks, "utility"])
 
 
+def test_validation_at_the_final_budget_trains_final_trainings_runs(setup):
+    exp, store, data, base, experts, _ = setup
+    at_final = exp.validation.model_copy(update={"budget": "final", "rescaled": False})
+    final_exp = exp.model_copy(update={"validation": at_final})
+    stats = store.load_json(data, "stats.json")
+    chosen = {d: a for d, a in zip(exp.domains, [0.7, 0.3], strict=True)}
+    mixtures = validate.validation_mixtures(final_exp, list(chosen.values()))
+    plan = validate.run_plan(final_exp, len(mixtures))
+    assert mixed.validation_train(final_exp) == exp.final.train
+    # uniform's and the chosen mixture's runs on the experiment's seed are final training's
+    seed = final.final_seeds(exp)[0]
+    finals = final.final_mixtures(exp, chosen, stats)
+    runs = [mixed.final_run(final_exp, store, mixtures[i], s, data, base) for i, s in plan]
+    assert runs[0] == mixed.final_run_ref(exp, finals["uniform"], seed, data, base)
+    assert runs[len(mixtures) - 1] == mixed.final_run_ref(exp, finals["chosen"], seed, data, base)
+    ref = validate.validate_proxy(final_exp, store, mixtures, runs, data, base, experts)
+    rows = store.load_parquet(ref, "rows.parquet")
+    # the rows score the final-budget runs, not runs of the experts' budget
+    prepared = load_prepared(store.local_dir(data))
+    short = mixed.train_mixed(exp, store, mixtures[1], exp.seed, data, base)
+    row = rows[(rows["kind"] == "mix") & (rows["mixture"] == 1)].iloc[0]
+    d = exp.domains[0]
+    losses = {}
+    for name, run in (("final", runs[1]), ("experts", short)):
+        model = load_model(str(store.local_dir(run)), exp.model, "cpu")
+        losses[name], _ = heldout_loss(model, prepared.heldout[d], 32, "cpu")
+    assert row[f"loss.{d}"] == pytest.approx(losses["final"], rel=1e-5)
+    assert abs(losses["final"] - losses["experts"]) > 1e-3
+    info = load_validation(store, ref)
+    assert info["budget"] == {"name": "final", "steps": exp.final.train.steps}
+    section = report_validation.validation_section(info)
+    assert (
+        f"trained for real from the base at the final budget ({exp.final.train.steps} steps)"
+        in (section)
+    )
+    assert f"Trained for real at the final budget ({exp.final.train.steps} steps)" in section
+
+
 def test_compare_runs_gains_and_verdicts():
     def m(u, loss):
         return {"group.g": u, "loss.a": loss}
