@@ -1,0 +1,89 @@
+"""The validations of a store side by side, by the budget their real runs trained at.
+
+    python benchmarks/validation_budget.py --store /tmp/s0/store [--store ...]
+
+A store where `parammix run` ran once as configured and once more with `--set
+validation.budget=final` holds two validations of the same 13 mixtures (6 trained twice) and
+the same merges: one whose real runs trained at the experts' budget (120 steps on the default),
+one at the final training's (360). Per validation, for the utility, each group and the mean
+held-out loss, this prints what the flow's validation computes (`load_validation`): each run's
+noise sd and the spread of the mixtures' scores, the ceiling of single runs with its 90 %
+interval and of the runs' means, the merge's Spearman, the best trivial ranking and the merge's
+lead over it with its interval; then the chosen mixture's real gain over uniform. Nothing is
+trained or scored here: the figures are the stored validations'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from parammix_core.report.markdown import num  # noqa: E402
+from parammix_core.stages.validation_table import load_validation  # noqa: E402
+from parammix_core.store import ArtifactRef, Store  # noqa: E402
+
+
+def validations(store: Store) -> dict[str, ArtifactRef]:
+    """The newest validation per budget (stored before `validation.budget`: the experts')."""
+    found: dict[str, tuple[str, ArtifactRef]] = {}
+    for m in store.artifacts():
+        if m["stage"] != "validation":
+            continue
+        ref = ArtifactRef(stage=m["stage"], name=m["name"], key=m["key"])
+        budget = (store.load_json(ref, "validation.json").get("budget") or {}).get("name")
+        budget = budget or "experts"
+        if budget not in found or m["created"] > found[budget][0]:
+            found[budget] = (m["created"], ref)
+    return {b: ref for b, (_, ref) in sorted(found.items())}
+
+
+def rows(label: str, info: dict) -> list[str]:
+    """One markdown row per column of the analysis: utility, groups, mean held-out loss."""
+    out = []
+    for column, a in info["analysis"].items():
+        if column not in ("utility", "mean_loss") and not column.startswith("group."):
+            continue
+        c = {k: num(v) for k, v in a["ceiling"].items()}
+        lead = [num((a.get("merge_lead") or {}).get(k)) for k in ("lead", "low", "high")]
+        out.append(
+            f"| {label} | {column.removeprefix('group.')} | {c['noise_sd']:.4f} | "
+            f"{c['spread_sd']:.4f} | {c['spearman']:.2f} [{c['spearman_low']:.2f}, "
+            f"{c['spearman_high']:.2f}] | {c['truth_spearman']:.2f} | "
+            f"{num(a['proxy']['merge']['spearman']):.2f} | {num(a['best_trivial_spearman']):.2f} | "
+            "{:+.2f} [{:+.2f}, {:+.2f}] |".format(*lead)
+        )
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--store", type=Path, action="append", required=True)
+    args = p.parse_args()
+    print(
+        "| store, budget | column | noise sd | spread sd | ceiling, single runs [90 %] | "
+        "ceiling, means | merge rho | best trivial | merge lead [90 %] |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    chosen = []
+    for folder in args.store:
+        store = Store(str(folder))
+        for budget, ref in validations(store).items():
+            info = load_validation(store, ref)
+            steps = (info.get("budget") or {}).get("steps", "")
+            label = f"{folder} {budget} {steps}".strip()
+            print("\n".join(rows(label, info)))
+            c = info["analysis"]["utility"].get("chosen")
+            if c:
+                chosen.append(
+                    f"{label}: chosen - uniform, real {c['real_gain']:+.4f} "
+                    f"(± {num(c.get('real_gain_sd')):.4f}), merge {c['proxy_gain']:+.4f}"
+                )
+    print("\n".join(chosen))
+
+
+if __name__ == "__main__":
+    main()
