@@ -210,7 +210,7 @@ def _budget(info: dict) -> str:
     no `budget` and trained at the experts')."""
     budget = info.get("budget") or {"name": "experts"}
     where = "the final budget" if budget["name"] == "final" else "the experts' budget"
-    return where + (f" ({budget['steps']} steps)" if "steps" in budget else "")
+    return where + (f" of {budget['steps']} steps" if "steps" in budget else "")
 
 
 def _chosen_check(c: dict, budget: str) -> str:

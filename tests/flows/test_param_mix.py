@@ -268,4 +268,4 @@ def test_validation_at_the_final_budget_shares_final_trainings_runs(prefect_api,
     assert {"final_run[uniform]", "final_run[chosen]", "final_run[draw 1, rerun]"} <= set(states)
     assert not any(name.startswith("train_mixed[") for name in states)
     report = Path(stages.report_path(store, refs["report"])).read_text()
-    assert f"at the final budget ({exp.final.train.steps} steps)" in report
+    assert f"at the final budget of {exp.final.train.steps} steps" in report

@@ -236,10 +236,10 @@ def test_validation_at_the_final_budget_trains_final_trainings_runs(setup):
     assert info["budget"] == {"name": "final", "steps": exp.final.train.steps}
     section = report_validation.validation_section(info)
     assert (
-        f"trained for real from the base at the final budget ({exp.final.train.steps} steps)"
+        f"trained for real from the base at the final budget of {exp.final.train.steps} steps"
         in (section)
     )
-    assert f"Trained for real at the final budget ({exp.final.train.steps} steps)" in section
+    assert f"Trained for real at the final budget of {exp.final.train.steps} steps" in section
 
 
 def test_compare_runs_gains_and_verdicts():
