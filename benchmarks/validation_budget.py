@@ -5,7 +5,9 @@
 A store where `parammix run` ran once as configured and once more with `--set
 validation.budget=final` holds two validations of the same 13 mixtures (6 trained twice) and
 the same merges: one whose real runs trained at the experts' budget (120 steps on the default),
-one at the final training's (360). Per validation, for the utility, each group and the mean
+one at the final training's (360); a run with other experts (`--set training.expert.steps=360`)
+adds a third, with new merges. Every validation is printed, oldest first, labelled with its
+budget and creation time. Per validation, for the utility, each group and the mean
 held-out loss, this prints what the flow's validation computes (`load_validation`): each run's
 noise sd and the spread of the mixtures' scores, the ceiling of single runs with its 90 %
 interval and of the runs' means, the merge's Spearman, the best trivial ranking and the merge's
@@ -27,18 +29,18 @@ from parammix_core.stages.validation_table import load_validation  # noqa: E402
 from parammix_core.store import ArtifactRef, Store  # noqa: E402
 
 
-def validations(store: Store) -> dict[str, ArtifactRef]:
-    """The newest validation per budget (stored before `validation.budget`: the experts')."""
-    found: dict[str, tuple[str, ArtifactRef]] = {}
+def validations(store: Store) -> list[tuple[str, str, ArtifactRef]]:
+    """Every validation in the store, oldest first: (created, budget, ref); stored before
+    `validation.budget`: the experts'. A store holds several when runs differ in what the
+    validation's key holds (its budget, the experts behind its merges)."""
+    found = []
     for m in store.artifacts():
         if m["stage"] != "validation":
             continue
         ref = ArtifactRef(stage=m["stage"], name=m["name"], key=m["key"])
         budget = (store.load_json(ref, "validation.json").get("budget") or {}).get("name")
-        budget = budget or "experts"
-        if budget not in found or m["created"] > found[budget][0]:
-            found[budget] = (m["created"], ref)
-    return {b: ref for b, (_, ref) in sorted(found.items())}
+        found.append((m["created"], budget or "experts", ref))
+    return sorted(found, key=lambda f: f[0])
 
 
 def rows(label: str, info: dict) -> list[str]:
@@ -71,10 +73,10 @@ def main() -> None:
     chosen = []
     for folder in args.store:
         store = Store(str(folder))
-        for budget, ref in validations(store).items():
+        for created, budget, ref in validations(store):
             info = load_validation(store, ref)
             steps = (info.get("budget") or {}).get("steps", "")
-            label = f"{folder} {budget} {steps}".strip()
+            label = f"{folder} {budget} {steps} {created}".replace("  ", " ")
             print("\n".join(rows(label, info)))
             c = info["analysis"]["utility"].get("chosen")
             if c:
