@@ -42,11 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from parammix_core import proxy_validation, ranking, stages  # noqa: E402
-from parammix_core.config import Experiment, apply_overrides  # noqa: E402
+from parammix_core.config import Experiment, apply_overrides, load_experiment  # noqa: E402
 from parammix_core.stages import validate  # noqa: E402
 from parammix_core.stages.mixed import train_mixed  # noqa: E402
 from parammix_core.stages.validation_table import load_validation  # noqa: E402
 from parammix_core.store import ArtifactRef, Store  # noqa: E402
+
+CONFIG: list[str | None] = [None]  # --config: the experiment swept (default: the embedded one)
 
 
 def experiment(store: Path, seed: int, n: int, concentration: float, metric: str, docs: int):
@@ -60,7 +62,7 @@ def experiment(store: Path, seed: int, n: int, concentration: float, metric: str
         "validation.rescaled=false",
         f"evaluation.builtin_docs_per_task={docs}",
     ]
-    exp = apply_overrides(Experiment(), sets, "metric_sweep")
+    exp = apply_overrides(load_experiment(CONFIG[0]), sets, "metric_sweep")
     tasks = [t.model_copy(update={"metric": metric}) for t in exp.evaluation.tasks]
     return exp.model_copy(update={"evaluation": exp.evaluation.model_copy(update={"tasks": tasks})})
 
@@ -237,7 +239,11 @@ def main() -> None:
     p.add_argument("--docs", type=int, default=300, help="documents per built-in task")
     p.add_argument("--reuse-upstream", action="store_true")
     p.add_argument("--out", type=Path, help="append each metric's result here (JSON lines)")
+    p.add_argument(
+        "--config", help="a config file or preset (RESULTS' runs: the default, now short-experts)"
+    )
     args = p.parse_args()
+    CONFIG[0] = args.config
     if args.summarise:
         summarise(args.summarise, args.recompute)
         return

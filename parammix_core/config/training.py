@@ -93,9 +93,11 @@ class TrainingConfig(Strict):
         "checkpoint).",
     )
     expert: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(steps=120, lr=1e-3, warmup_steps=10, schedule="cosine"),
-        description="Short-horizon training of each domain expert from the base (and of the "
-        "real mixed runs a merge stands in for: the same hyper-parameters and schedule).",
+        default_factory=lambda: TrainConfig(steps=360, lr=1e-3, warmup_steps=10, schedule="cosine"),
+        description="Training of each domain expert from the base (and of the real mixed runs "
+        "a merge stands in for: the same hyper-parameters and schedule). The default's 360 "
+        "steps are final training's: merges of such experts ranked 360-step real runs better "
+        "on the embedded default than merges of 120-step ones (benchmarks/RESULTS.md).",
     )
     replay: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False), NotBool] = Field(
         0.1,

@@ -103,7 +103,8 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
     }
     assert stage_runs and set(stage_runs.values()) == {"Cached"}, stage_runs
     names = set(states)
-    assert {"train_mixed[uniform]", "train_mixed[chosen]", "train_mixed[draw 1, rerun]"} <= names
+    assert exp.validation.budget == "final"  # the default: the validation's runs are final runs
+    assert {"final_run[uniform]", "final_run[chosen]", "final_run[draw 1, rerun]"} <= names
     assert {
         f"{task}[{m}, seed {s}]"
         for task in ("final_run", "score_final_run")
@@ -133,7 +134,8 @@ def test_flow_end_to_end_then_cached(prefect_api, tmp_path: Path, monkeypatch):
     assert third.result()["final"] != refs["final"]
     states = task_states(third.state_details.flow_run_id, first_count)
     trained = {n: s for n, s in states.items() if n.startswith(TRAINING_TASKS)}
-    assert {n.split("[")[0] for n in trained} == {t.rstrip("[") for t in TRAINING_TASKS}
+    kinds = {t.rstrip("[") for t in TRAINING_TASKS} - {"train_mixed"}  # validation: final runs
+    assert {n.split("[")[0] for n in trained} == kinds
     assert set(trained.values()) == {"Cached"}, trained
     rescored = {n: s for n, s in states.items() if n.startswith("score_final_run[")}
     assert len(rescored) == 6 and set(rescored.values()) == {"Completed"}, rescored

@@ -36,12 +36,26 @@ def test_default_yaml_is_the_embedded_default():
     assert written == _fields(yaml.safe_load(Experiment().to_yaml()))
 
 
+# the default until 2026-12-07, which every earlier measurement of the default ran
+SHORT_EXPERTS = ["training.expert.steps=120", "validation.budget=experts"]
+
+
+def test_short_experts_yaml_is_the_default_of_earlier_measurements():
+    """Only the experts' steps and the validation's budget differ from today's default."""
+    measured = apply_overrides(Experiment(), SHORT_EXPERTS, "--set")
+    preset = load_experiment(ROOT / "configs" / "short-experts.yaml")
+    assert preset.model_copy(update={"name": measured.name}) == measured
+    assert (preset.training.expert.steps, preset.validation.budget) == (120, "experts")
+    assert (Experiment().training.expert.steps, Experiment().validation.budget) == (360, "final")
+
+
 def test_larger_cpu_yaml_is_the_measured_command():
-    """benchmarks/RESULTS.md measured the larger model as the default plus these `--set`s; the
-    preset must build the same experiment (the name is not part of any artifact's key)."""
+    """benchmarks/RESULTS.md measured the larger model as the default of the time plus these
+    `--set`s; the preset must build the same experiment (the name is in no artifact's key)."""
     measured = apply_overrides(
         Experiment(),
         [
+            *SHORT_EXPERTS,
             "model.hidden_size=192",
             "model.num_layers=4",
             "model.intermediate_size=512",
