@@ -2,11 +2,11 @@
 
     python benchmarks/validation_budget.py --store /tmp/s0/store [--store ...]
 
-A store where `parammix run` ran once as configured and once more with `--set
-validation.budget=final` holds two validations of the same 13 mixtures (6 trained twice) and
-the same merges: one whose real runs trained at the experts' budget (120 steps on the default),
-one at the final training's (360); a run with other experts (`--set training.expert.steps=360`)
-adds a third, with new merges. Every validation is printed, oldest first, labelled with its
+A store where `parammix run --config short-experts` ran once as is and once more with `--set
+validation.budget=final` holds two validations of the same 13 mixtures (6 trained twice) and the
+same merges: one whose real runs trained at the experts' budget (120 steps), one at the final
+training's (360); a run of today's default (360-step experts) adds a third, with new merges.
+Every validation is printed, oldest first, labelled with its
 budget and creation time. Per validation, for the utility, each group and the mean
 held-out loss, this prints what the flow's validation computes (`load_validation`): each run's
 noise sd and the spread of the mixtures' scores, the ceiling of single runs with its 90 %
@@ -76,7 +76,7 @@ def main() -> None:
         for created, budget, ref in validations(store):
             info = load_validation(store, ref)
             steps = (info.get("budget") or {}).get("steps", "")
-            label = f"{folder} {budget} {steps} {created}".replace("  ", " ")
+            label = " ".join(str(p) for p in (folder, budget, steps, created) if p != "")
             print("\n".join(rows(label, info)))
             c = info["analysis"]["utility"].get("chosen")
             if c:
