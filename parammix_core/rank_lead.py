@@ -46,26 +46,34 @@ def trivial_lead(
 ) -> dict[str, float]:
     """The proxy's Spearman against `real` minus the best of `trivials`' (all (N,), higher is
     better), and its `level` percentile interval over `replicates` resamplings of the N
-    mixtures (replicates where a ranking is undefined, a constant resample, are left out)."""
+    mixtures (replicates where a ranking is undefined, a constant resample, are left out);
+    `rho`, `rho_low`, `rho_high`: the proxy's own Spearman and its interval from the same
+    resamples, how far a dozen mixtures pin it down."""
     p, r = np.asarray(proxy, dtype=float), np.asarray(real, dtype=float)
     ts = [np.asarray(t, dtype=float) for t in trivials.values()]
     if not ts:
         raise ValueError("trivial_lead needs at least one trivial ranking")
 
-    def lead(index: np.ndarray) -> np.ndarray:  # index (B, N) -> (B,)
+    def rhos(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (B, N) -> (B,), (B,)
         best = np.fmax.reduce([row_spearman(t[index], r[index]) for t in ts])
-        return row_spearman(p[index], r[index]) - best
+        own = row_spearman(p[index], r[index])
+        return own, own - best
 
     n = len(r)
-    point = float(lead(np.arange(n)[None, :])[0])
-    draws = lead(np.random.default_rng(seed).integers(0, n, size=(replicates, n)))
-    draws = draws[np.isfinite(draws)]
+    rho, point = (float(v[0]) for v in rhos(np.arange(n)[None, :]))
+    own, lead = rhos(np.random.default_rng(seed).integers(0, n, size=(replicates, n)))
+    kept = np.isfinite(lead)
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(draws, [tail, 100 - tail]) if len(draws) else (math.nan,) * 2
+    nan = (math.nan,) * 2
+    low, high = np.percentile(lead[kept], [tail, 100 - tail]) if kept.any() else nan
+    rho_low, rho_high = np.percentile(own[kept], [tail, 100 - tail]) if kept.any() else nan
     return {
         "lead": point,
         "low": float(low),
         "high": float(high),
+        "rho": rho,
+        "rho_low": float(rho_low),
+        "rho_high": float(rho_high),
         "level": level,
-        "replicates": len(draws),
+        "replicates": int(kept.sum()),
     }

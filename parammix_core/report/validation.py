@@ -29,6 +29,7 @@ def validation_table(analysis: dict[str, dict]) -> pd.DataFrame:
         row = {
             "metric": metric,
             "merge ρ": num(merge.get("spearman")),
+            "merge ρ 90 %": _rho_interval(a.get("merge_lead")),
             "merge r": num(merge.get("pearson")),
             "merge τ": num(merge.get("kendall")),
             "top-25 %": num(merge.get("top25")),
@@ -65,6 +66,14 @@ def _lead_interval(lead: dict | None) -> str:
     return "{:+.2f} [{:+.2f}, {:+.2f}]".format(*values)
 
 
+def _rho_interval(lead: dict | None) -> str:
+    """`0.52–0.93`: the merge's own Spearman over resamples of the mixtures, or n/a."""
+    low, high = (num((lead or {}).get(k)) for k in ("rho_low", "rho_high"))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return f"{low:.2f}–{high:.2f}"
+
+
 def _beats_trivial(rho: float, best: float, lead: dict | None) -> str:
     """yes only when the lead's interval excludes zero; a point lead inside it is noise."""
     if not (math.isfinite(rho) and math.isfinite(best)):
@@ -83,7 +92,8 @@ def validation_section(info: dict) -> str:
     lines = [
         f"{n} non-vertex mixtures trained for real from the base at {_budget(info)}, "
         "scored exactly like the merges. ρ: Spearman, r: Pearson, "
-        "τ: Kendall of the proxy against the real runs (higher-is-better orientation); top-25 %: "
+        "τ: Kendall of the proxy against the real runs (higher-is-better orientation), the "
+        "merge's ρ with its 90 % interval from resampling the mixtures; top-25 %: "
         "share of the real top quarter the proxy also puts there; gap: mean merge − mix in the "
         "metric's units. Trivial rankings: own_weight = α of the metric's domain, entropy = "
         "entropy of α, expert_interpolation = α-weighted mean of the experts' scores; "
@@ -138,9 +148,11 @@ def validation_verdict(info: dict, emphasis: str = "**") -> str:
     ceiling_info = a.get("ceiling", {})
     ceiling = num(ceiling_info.get("spearman"))
     agree = f" and two real runs agree at about {ceiling:.2f}" if math.isfinite(ceiling) else ""
+    spread = _rho_interval(a.get("merge_lead"))
+    within = f" ({spread} at 90 %, resampling the {a.get('n')} mixtures)" if spread != "n/a" else ""
     verdict = (
-        f"On the {head.replace('_', ' ')}, the merge ranks mixtures at ρ = {rho:.2f} against "
-        f"the real runs; the best trivial ranking reaches {best:.2f}{agree}. "
+        f"On the {head.replace('_', ' ')}, the merge ranks mixtures at ρ = {rho:.2f}{within} "
+        f"against the real runs; the best trivial ranking reaches {best:.2f}{agree}. "
     )
     runs = num(ceiling_info.get("truth_runs"))
     bound = num(ceiling_info.get("proxy_spearman"))

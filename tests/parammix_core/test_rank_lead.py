@@ -55,3 +55,28 @@ def test_the_interval_is_seeded_and_needs_a_trivial_ranking():
     assert trivial_lead(proxy, {"t": t}, real, seed=1) != trivial_lead(proxy, {"t": t}, real)
     with pytest.raises(ValueError, match="at least one trivial ranking"):
         trivial_lead(proxy, {}, real)
+
+
+def test_the_proxys_own_spearman_comes_with_an_interval_from_the_same_resamples():
+    real = np.array([5.0, 1.0, 4.0, 2.0, 3.0, 0.0])
+    proxy = np.array([6.0, 2.0, 5.0, 4.0, 3.0, 1.0])
+    out = trivial_lead(proxy, {"t": np.arange(6.0)}, real)
+    assert out["rho"] == pytest.approx(stats.spearmanr(proxy, real).statistic, abs=1e-12)
+    assert out["rho_low"] <= out["rho"] <= out["rho_high"] <= 1
+    perfect = trivial_lead(real * 3, {"t": np.arange(6.0)}, real)
+    assert perfect["rho"] == perfect["rho_low"] == perfect["rho_high"] == pytest.approx(1.0)
+
+
+def test_the_proxys_interval_on_a_dozen_mixtures_holds_its_expected_spearman_as_often_as_said():
+    """Gaussian scores of correlation 0.8 (expected Spearman (6/pi) asin(0.4) = 0.786), 13
+    mixtures: the 90 % interval holds it in 96.5 % of these 200 draws (92-97 % over 300 draws
+    at correlations 0.5 to 0.95, 13 or 37 mixtures), and is about 0.5 wide: a dozen mixtures
+    pin a ranking's quality down to a quarter either way."""
+    rng, expected, held, widths = np.random.default_rng(0), 6 / math.pi * math.asin(0.4), 0, []
+    for s in range(200):
+        x, e = rng.normal(size=(2, 13))
+        out = trivial_lead(0.8 * x + 0.6 * e, {"t": rng.normal(size=13)}, x, seed=s)
+        held += out["rho_low"] <= expected <= out["rho_high"]
+        widths.append(out["rho_high"] - out["rho_low"])
+    assert 0.85 <= held / 200 <= 0.99
+    assert np.median(widths) > 0.4

@@ -322,6 +322,29 @@ def test_the_verdict_says_whether_the_merges_lead_survives_resampling_the_mixtur
     assert validation_table(analysis)["lead over trivial [90 %]"].tolist() == ["n/a"]
 
 
+def test_the_merges_rho_is_given_with_its_interval_in_the_verdict_and_the_table():
+    lead = {"lead": 0.2, "low": -0.1, "high": 0.5, "rho": 0.8, "rho_low": 0.52, "rho_high": 0.93}
+    analysis = {
+        "utility": {
+            "n": 13,
+            "proxy": {"merge": {"spearman": 0.8}},
+            "best_trivial_spearman": 0.6,
+            "ceiling": {"spearman": 0.82},
+            "baselines": {"entropy": {"spearman": 0.6}},
+            "merge_lead": {**lead, "level": 0.9},
+        }
+    }
+    text = validation_verdict({"analysis": analysis}, emphasis="")
+    assert text.startswith(
+        "On the utility, the merge ranks mixtures at ρ = 0.80 (0.52–0.93 at 90 %, resampling "
+        "the 13 mixtures) against the real runs; the best trivial ranking reaches 0.60"
+    )
+    assert validation_table(analysis)["merge ρ 90 %"].tolist() == ["0.52–0.93"]
+    analysis["utility"]["merge_lead"] = {"lead": None, "low": None, "high": None, "level": 0.9}
+    assert "ρ = 0.80 against the real runs" in validation_verdict({"analysis": analysis})
+    assert validation_table(analysis)["merge ρ 90 %"].tolist() == ["n/a"]
+
+
 def test_long_domain_names_are_shortened_on_every_label(monkeypatch, tmp_path):
     """Names may run to 64 characters: the heat maps shrank to ~40 px and corner labels ran
     together. Labels keep 11 characters and an ellipsis; the bars stay one per domain."""
