@@ -9,11 +9,12 @@ runs and reruns are the 12-mixture validation's own: the draws come from one see
 mean held-out loss, what the flow computes (`load_validation`): the noise ceiling with its 90 %
 interval, the merge's Spearman, the best trivial ranking and the merge's lead over it; then the
 same on the 12-mixture validation cut out of the pool (uniform, draws 1-11 with the reruns of
-draws 1-6, the choice: the default run's own figures) and on the new draws alone; last, over
-`--draws` random sets of `--size` - 1 of the pool's draws (with uniform, `--size` mixtures as
-`validation.n_mixtures` counts them; the choice joins them; every run of a drawn mixture kept),
-what a validation of the default's size would have read on other draws, and how often the
-interval it gives the merge's Spearman holds the whole pool's.
+draws 1-6, the choice: the default run's own figures) and on the new draws alone (no ceiling:
+at most one of them was rerun); last, over `--draws` random sets of `--size` - 1 of the pool's
+draws (with uniform, `--size` mixtures as `validation.n_mixtures` counts them; the choice joins
+them; every run of a drawn mixture kept), what a validation of the default's size would have
+read on other draws, and how often the interval it gives the merge's Spearman holds the whole
+pool's.
 Nothing is trained or scored.
 """
 
@@ -64,10 +65,14 @@ def analyse(rows, compare: dict, chosen: int) -> dict:
 
 
 def line(label: str, column: str, a: dict) -> str:
-    c, lead = a["ceiling"], a.get("merge_lead") or {}
+    c, lead = a.get("ceiling") or {}, a.get("merge_lead") or {}
+    ceiling = (
+        f"{c['spearman']:.2f} [{c['spearman_low']:.2f}, {c['spearman_high']:.2f}]"
+        if c.get("reruns", 0) >= 2
+        else "-"  # no reruns among these mixtures, or one: no ceiling worth printing
+    )
     return (
-        f"| {label} | {column.removeprefix('group.')} | {a['n']} | {c['spearman']:.2f} "
-        f"[{c['spearman_low']:.2f}, {c['spearman_high']:.2f}] | "
+        f"| {label} | {column.removeprefix('group.')} | {a['n']} | {ceiling} | "
         f"{a['proxy']['merge']['spearman']:.2f} | {a['best_trivial_spearman']:.2f} | "
         f"{lead.get('lead', float('nan')):+.2f} [{lead.get('low', float('nan')):+.2f}, "
         f"{lead.get('high', float('nan')):+.2f}] |"
@@ -100,7 +105,7 @@ def main() -> None:
     pools = [("first 11 draws", original)]
     fresh = [0, *draws[11:], chosen]
     if len(fresh) > 4:
-        new = analyse(cut(rows, fresh), compare, len(fresh) - 1)
+        new = analyse(cut(rows, fresh, reruns=set()), compare, len(fresh) - 1)
         pools.append((f"{len(fresh) - 2} new draws", new))
     for label, a in pools:
         for column in COLUMNS:
