@@ -53,6 +53,7 @@ def cut(rows, keep: list[int], reruns: set[int] | None = None):
 
 
 def analyse(rows, compare: dict, chosen: int) -> dict:
+    """The flow's analysis (`proxy_validation.analyse`) of these rows, `chosen` the choice."""
     tasks = [Task(name, group) for name, group in compare["tasks"]]
     return proxy_validation.analyse(
         rows,
@@ -79,6 +80,35 @@ def line(label: str, column: str, a: dict) -> str:
     )
 
 
+def subsets(rows, compare: dict, draws: list[int], chosen: int) -> list[tuple[str, dict]]:
+    """The 12-mixture validation cut out of the pool (the first 11 draws, reruns of the first
+    6), and the new draws alone (their one rerun, if any, left out)."""
+    first = [0, *draws[:11], chosen]
+    original = analyse(cut(rows, first, set(draws[:6])), compare, len(first) - 1)
+    pools = [("first 11 draws", original)]
+    fresh = [0, *draws[11:], chosen]
+    if len(fresh) > 4:
+        new = analyse(cut(rows, fresh, reruns=set()), compare, len(fresh) - 1)
+        pools.append((f"{len(fresh) - 2} new draws", new))
+    return pools
+
+
+def random_sets(rows, info: dict, draws: list[int], size: int, sets: int, seed: int) -> dict:
+    """Per column, (merge rho, best trivial rho, interval holds the pool's rho) of `sets`
+    random validations of `size` - 1 draws, uniform and the choice."""
+    compare, rng = info["compare"], np.random.default_rng(seed)
+    got = {c: [] for c in COLUMNS}
+    for _ in range(sets):
+        pick = sorted(rng.choice(draws, size=size - 1, replace=False))
+        a = analyse(cut(rows, [0, *pick, compare["chosen"]]), compare, size)
+        for c in COLUMNS:
+            lead, pool = a[c]["merge_lead"], info["analysis"][c]["proxy"]["merge"]["spearman"]
+            rho = a[c]["proxy"]["merge"]["spearman"]
+            held = lead["rho_low"] <= pool <= lead["rho_high"]
+            got[c].append((rho, a[c]["best_trivial_spearman"], held))
+    return got
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--store", type=Path, required=True)
@@ -90,41 +120,19 @@ def main() -> None:
     ref = validations(store)[-1][2]
     info = load_validation(store, ref)
     rows = store.load_parquet(ref, "rows.parquet")
-    compare = info["compare"]
-    chosen = compare["chosen"]
+    chosen = info["compare"]["chosen"]
     draws = sorted(set(rows.loc[rows["kind"] == "mix", "mixture"]) - {0, chosen})
     reruns = sorted(set(rows.loc[rows["kind"] == "rerun", "mixture"]))
     print(f"{ref.key[:12]}: {len(draws)} draws, reruns of {reruns}, chosen = mixture {chosen}")
     print("| pool | column | mixtures | ceiling [90 %] | merge rho | best trivial | lead [90 %] |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    columns = [*COLUMNS[:1], *(c for c in info["analysis"] if c.startswith("group.")), COLUMNS[1]]
-    for column in columns:
+    groups = [c for c in info["analysis"] if c.startswith("group.")]
+    for column in [COLUMNS[0], *groups, COLUMNS[1]]:
         print(line("all", column, info["analysis"][column]))
-    first = [0, *draws[:11], chosen]
-    original = analyse(cut(rows, first, set(draws[:6])), compare, len(first) - 1)
-    pools = [("first 11 draws", original)]
-    fresh = [0, *draws[11:], chosen]
-    if len(fresh) > 4:
-        new = analyse(cut(rows, fresh, reruns=set()), compare, len(fresh) - 1)
-        pools.append((f"{len(fresh) - 2} new draws", new))
-    for label, a in pools:
+    for label, a in subsets(rows, info["compare"], draws, chosen):
         for column in COLUMNS:
             print(line(label, column, a[column]))
-    rng = np.random.default_rng(args.seed)
-    got = {c: [] for c in COLUMNS}
-    for _ in range(args.draws):
-        pick = sorted(rng.choice(draws, size=args.size - 1, replace=False))
-        a = analyse(cut(rows, [0, *pick, chosen]), compare, args.size)
-        for c in COLUMNS:
-            lead = a[c]["merge_lead"]
-            pool = info["analysis"][c]["proxy"]["merge"]["spearman"]
-            got[c].append(
-                (
-                    a[c]["proxy"]["merge"]["spearman"],
-                    a[c]["best_trivial_spearman"],
-                    lead["rho_low"] <= pool <= lead["rho_high"],
-                )
-            )
+    got = random_sets(rows, info, draws, args.size, args.draws, args.seed)
     print(f"\n{args.draws} random sets of {args.size - 1} draws + uniform + the choice:")
     print(
         "| column | merge rho 5 / 50 / 95 % | share merge >= 0.85 | share merge > best trivial "
